@@ -1,0 +1,156 @@
+// Cache: the sharded index (key → current object, in-flight fill) plus the RAM tier's byte
+// budget and S3-FIFO eviction. lookup() decides, atomically per key, whether the caller serves a
+// hit, serves or revalidates a stale object, attaches to a fill in flight, or becomes the one
+// filler of a miss — so however many requests arrive on however many workers, one origin fetch
+// per object happens.
+//
+// Thread-safety: all methods are thread-safe. The index is sharded (one mutex per shard); the
+// eviction policy has its own mutex taken on admission only (hits bump a lock-free counter).
+// No I/O and no allocation of body memory happen under a lock.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "cache/cache_key.h"
+#include "cache/object.h"
+#include "cache/s3fifo.h"
+#include "conf/clock.h"
+#include "conf/config.h"
+
+namespace streamedge::cache {
+
+class Cache;
+
+// The right, and the duty, to fill one object. Move-only. Destroying a FillWriter that was not
+// finish()ed aborts the fill: readers see kAborted, the index forgets the object, and a stale
+// predecessor (if any) stays in place for stale-if-error.
+class FillWriter {
+ public:
+  FillWriter() = default;
+  FillWriter(FillWriter&& o) noexcept;
+  FillWriter& operator=(FillWriter&& o) noexcept;
+  FillWriter(const FillWriter&) = delete;
+  FillWriter& operator=(const FillWriter&) = delete;
+  ~FillWriter();
+
+  explicit operator bool() const { return static_cast<bool>(object_); }
+  const ObjectRef& object() const { return object_; }
+  // The complete object this fill revalidates, if it is a revalidation.
+  const ObjectRef& stale() const { return stale_; }
+
+  // Publishes the response head. `storable` false: the object is unlinked from the index (a
+  // short hit-for-pass marker is left so that followers do not queue behind uncacheable
+  // responses) and coalesced readers are told to fetch for themselves (!shareable()).
+  void publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& freshness,
+                   bool storable);
+  // The origin answered 304 to a revalidation: the new object keeps the stale object's body and
+  // gets `merged_head` (stale head updated with the 304's fields, RFC 9111 §4.3.4) and new
+  // freshness; it replaces the stale object and is complete at once. Ends the fill.
+  void finishNotModified(std::shared_ptr<const ResponseHead> merged_head,
+                         const Freshness& freshness);
+  // Appends body bytes. Returns false when the object grew past the cache's max object size:
+  // the fill goes on for current readers but the object will not be kept.
+  bool append(const uint8_t* data, size_t len);
+  // See CacheObject::setLifetime.
+  void setLifetime(conf::Seconds lifetime);
+  // The body is complete. If the head had a Content-Length and the body length differs, the
+  // fill is aborted instead and false is returned (never kept or served as complete).
+  bool finish();
+  // Explicit abort (same as destruction).
+  void abort();
+
+ private:
+  friend class Cache;
+  FillWriter(Cache* cache, ObjectRef object, ObjectRef stale)
+      : cache_(cache), object_(std::move(object)), stale_(std::move(stale)) {}
+
+  Cache* cache_ = nullptr;
+  ObjectRef object_;
+  ObjectRef stale_;
+  bool storable_ = true;
+  bool too_big_ = false;
+};
+
+struct LookupResult {
+  enum class Kind {
+    kHit,    // `object` is complete and fresh: deliver it
+    kStale,  // `object` is complete but stale. `fill` set: caller revalidates. Else `pending`
+             // is the revalidation in flight (wait on it, or serve stale if allowed)
+    kMiss,   // nothing usable: `fill` set, caller fetches; `object` = fill.object()
+    kBusy,   // `object` is being filled by someone else: attach as a reader
+    kPass,   // recently found uncacheable: fetch without the cache
+  };
+  Kind kind = Kind::kMiss;
+  ObjectRef object;
+  ObjectRef pending;
+  FillWriter fill;
+};
+
+struct CacheStats {
+  uint64_t objects = 0;         // complete objects in the RAM tier
+  uint64_t bytes = 0;           // their accounted bytes
+  uint64_t capacity_bytes = 0;
+  uint64_t evictions = 0;
+  uint64_t admissions = 0;
+  uint64_t fills_in_flight = 0;
+};
+
+class Cache {
+ public:
+  Cache(const conf::RamCacheConfig& config, const Clock& clock);
+  ~Cache();
+  Cache(const Cache&) = delete;
+  Cache& operator=(const Cache&) = delete;
+
+  LookupResult lookup(const CacheKey& key);
+  // Removes the object for `key` (current and hit-for-pass marker). In-flight fills go on but
+  // their result is not kept. Returns true when something was removed.
+  bool purge(const CacheKey& key);
+
+  CacheStats stats() const;
+  uint64_t maxObjectBytes() const { return max_object_bytes_; }
+  const Clock& clock() const { return clock_; }
+
+  static constexpr conf::Seconds kHitForPassTtl{10};
+
+ private:
+  friend class FillWriter;
+  struct Slot {
+    ObjectRef current;   // complete (fresh or stale)
+    ObjectRef pending;   // being filled
+    WallTime pass_until{};
+  };
+  static constexpr size_t kShards = 64;
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<CacheKey, Slot, CacheKeyHash> slots;  // guarded by mu
+  };
+  Shard& shardFor(const CacheKey& key) { return shards_[key.lo & (kShards - 1)]; }
+
+  // FillWriter callbacks.
+  void onUncacheable(const ObjectRef& object);
+  void onComplete(const ObjectRef& object, bool keep);
+  void onAbort(const ObjectRef& object);
+  void admit(const ObjectRef& object);
+  void unlinkFromPolicy(CacheObject& object);
+
+  const Clock& clock_;
+  const uint64_t max_object_bytes_;
+  std::array<Shard, kShards> shards_;
+
+  mutable std::mutex policy_mu_;
+  S3Fifo policy_;  // guarded by policy_mu_
+  std::unordered_map<CacheKey, ObjectRef, CacheKeyHash> resident_;  // guarded by policy_mu_
+
+  std::atomic<uint64_t> evictions_{0};
+  std::atomic<uint64_t> admissions_{0};
+  std::atomic<uint64_t> fills_in_flight_{0};
+};
+
+}  // namespace streamedge::cache

@@ -1,0 +1,87 @@
+// Freshness and storability per RFC 9111, with per-route defaults for video (playlists short,
+// segments long). Pure functions over parsed values; thread-safe.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cache/response_head.h"
+#include "conf/clock.h"
+#include "conf/config.h"
+
+namespace streamedge::cache {
+
+// Cache-Control response/request directives (RFC 9111 §5.2). Unknown directives are ignored;
+// a directive with an invalid argument is treated as absent, except no-store/private which
+// are always honoured (fail safe: do not cache).
+struct CacheControl {
+  bool no_store = false;
+  bool no_cache = false;   // response: store, but revalidate before every use (§5.2.2.4)
+  bool is_private = false; // §5.2.2.7: a shared cache must not store
+  bool is_public = false;
+  bool must_revalidate = false;
+  bool proxy_revalidate = false;
+  bool immutable = false;
+  bool only_if_cached = false;  // request
+  std::optional<conf::Seconds> max_age;
+  std::optional<conf::Seconds> s_maxage;
+  std::optional<conf::Seconds> stale_while_revalidate;  // RFC 5861
+  std::optional<conf::Seconds> stale_if_error;          // RFC 5861
+
+  static CacheControl parse(std::string_view value);
+};
+
+// RFC 9110 §5.6.7 IMF-fixdate, plus the obsolete RFC 850 and asctime forms on input.
+std::optional<WallTime> parseHttpDate(std::string_view text);
+std::string formatHttpDate(WallTime t);  // "Sun, 06 Nov 1994 08:49:37 GMT"
+
+enum class ContentKind { kPlaylist, kSegment, kOther };
+// By extension of the path (query excluded): .m3u8/.mpd → playlist; .ts .m4s .mp4 .m4a .m4v
+// .aac .ac3 .ec3 .vtt .webvtt .cmfv .cmfa .cmft .mp3 .jpg .png .key(?) ... → segment.
+ContentKind classifyPath(std::string_view path);
+
+// EXT-X-TARGETDURATION from an HLS media playlist body, if present and valid.
+std::optional<conf::Seconds> parseHlsTargetDuration(std::string_view playlist);
+
+struct StoreDecision {
+  bool store = false;
+  const char* reason = "";  // static, for logs: "no-store", "private", "set-cookie", ...
+};
+
+// May a shared cache store this response (RFC 9111 §3)? Statuses cacheable by default or with
+// explicit freshness; no-store, private, Set-Cookie (unless policy.cache_set_cookie) and requests
+// with Authorization (unless public/s-maxage/must-revalidate, §3.5, or policy.cache_authorized)
+// are not stored. Also not stored: a 206, and a Vary: * response.
+StoreDecision decideStore(int status, bool request_has_authorization, const ResponseHead& head,
+                          const CacheControl& cc, const conf::CachePolicy& policy);
+
+// Everything needed later to decide fresh/stale without reparsing the head.
+struct Freshness {
+  WallTime response_time{};             // when the response head arrived
+  conf::Seconds corrected_initial_age{0};  // RFC 9111 §4.2.3
+  conf::Seconds lifetime{0};               // freshness lifetime (§4.2.1)
+  conf::Seconds stale_while_revalidate{0};
+  conf::Seconds stale_if_error{0};
+  bool must_revalidate = false;  // must-revalidate / proxy-revalidate / s-maxage: never serve stale
+  bool no_cache = false;         // always revalidate before use
+  bool explicit_lifetime = false;  // the origin gave max-age/s-maxage/Expires
+
+  conf::Seconds currentAge(WallTime now) const;  // §4.2.3
+  bool isFresh(WallTime now) const;              // !no_cache && age < lifetime
+  // Stale but still usable while a revalidation runs (RFC 5861 §3).
+  bool withinStaleWhileRevalidate(WallTime now) const;
+  // Stale but usable because the origin failed (RFC 5861 §4).
+  bool withinStaleIfError(WallTime now) const;
+};
+
+// §4.2.1 lifetime: s-maxage, else max-age, else Expires - Date; else the route default for the
+// content kind. For playlists with no explicit lifetime the default is capped at half the HLS
+// target duration when `hls_target_duration` is known. Age: §4.2.3 using the Age and Date fields.
+Freshness computeFreshness(const ResponseHead& head, const CacheControl& cc,
+                           WallTime request_time, WallTime response_time, ContentKind kind,
+                           const conf::CachePolicy& policy,
+                           std::optional<conf::Seconds> hls_target_duration = std::nullopt);
+
+}  // namespace streamedge::cache

@@ -1,0 +1,36 @@
+// ResponseHead: the immutable, end-to-end part of an origin response kept with a cache object.
+// Hop-by-hop fields (Connection and the fields it names, Keep-Alive, Transfer-Encoding, TE,
+// Trailer, Upgrade, Proxy-*), framing (Content-Length) and per-delivery fields (Age, Via,
+// X-Cache) are not kept: delivery adds them. Built once per fill, then only read (thread-safe).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace streamedge::cache {
+
+struct ResponseHead {
+  int status = 0;
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> headers;  // original names and order
+  std::optional<uint64_t> content_length;  // the origin's framing, when it had one
+  std::string wire;  // headers serialised as "Name: value\r\n" lines, for delivery
+
+  // First value of a field, case-insensitive name; nullptr when absent.
+  const std::string* find(std::string_view name) const;
+  // Serialises `headers` into `wire`. Call once after filling `headers`.
+  void buildWire();
+};
+
+// Case-insensitive ASCII comparison of field names.
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+
+// True for fields never stored or forwarded by a proxy (RFC 9110 §7.6.1), plus the framing and
+// per-delivery fields delivery rewrites.
+bool isHopByHopOrDeliveryField(std::string_view name);
+
+}  // namespace streamedge::cache

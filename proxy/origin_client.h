@@ -1,0 +1,101 @@
+// OriginClient: one per worker. Fetches from an origin group over pooled keep-alive HTTP/1.1
+// connections (bufferevents, the strict parser of http_parser.h), trying origins in priority
+// order and failing over to the next on connect error, timeout or 5xx *before* the response head
+// is handed to the observer. The body is streamed to the observer as it arrives; a body cut short
+// or longer than its framing is reported as a failure, and such a connection is never reused.
+//
+// Thread-compatibility: everything runs on the owning worker's event loop. Origin health
+// (consecutive failures → skipped for a while) is shared across workers through OriginHealth.
+#pragma once
+
+#include <event2/event.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "conf/config.h"
+#include "conf/status.h"
+
+namespace streamedge::proxy {
+
+struct OriginRequest {
+  std::string method = "GET";   // GET or HEAD (other methods when a route forwards them)
+  std::string target;           // origin-form path?query, before the origin's base_path
+  std::string host;             // Host to send; empty → the origin's host[:port]
+  std::vector<std::pair<std::string, std::string>> headers;  // end-to-end fields to send
+  std::string body;             // for forwarded non-GET requests
+};
+
+// An origin response head, owned (the parser's views do not outlive the read buffer).
+struct OriginResponse {
+  int status = 0;
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> headers;  // hop-by-hop fields removed
+  std::optional<uint64_t> content_length;  // when framed by Content-Length
+  bool has_body = true;                    // false for HEAD, 204, 304
+  const conf::OriginConfig* origin = nullptr;  // which origin answered (valid with the config)
+  int attempts = 1;                        // origins tried
+};
+
+class OriginObserver {
+ public:
+  // Exactly one of onOriginResponse (then data*, then complete or failed) or onOriginFailed.
+  virtual void onOriginResponse(OriginResponse&& response) = 0;
+  virtual void onOriginData(const uint8_t* data, size_t len) = 0;
+  // The body is complete and matched its framing. The observer may destroy the fetch here.
+  virtual void onOriginComplete() = 0;
+  // No usable response from any origin tried, or the body broke after onOriginResponse.
+  // The observer may destroy the fetch here.
+  virtual void onOriginFailed(Status status) = 0;
+
+ protected:
+  ~OriginObserver() = default;
+};
+
+// Shared across workers: per-origin passive health. Indexed [group][origin] of one config.
+class OriginHealth {
+ public:
+  explicit OriginHealth(const conf::Config& config);
+  bool isUp(size_t group, size_t origin, std::chrono::steady_clock::time_point now) const;
+  void recordSuccess(size_t group, size_t origin);
+  void recordFailure(size_t group, size_t origin, std::chrono::steady_clock::time_point now);
+
+ private:
+  struct State {
+    std::atomic<int> consecutive_failures{0};
+    std::atomic<int64_t> down_until_ns{0};
+  };
+  std::vector<std::unique_ptr<State[]>> states_;
+  std::vector<size_t> sizes_;
+};
+
+class OriginFetch {
+ public:
+  virtual ~OriginFetch() = default;  // cancels: no callback after destruction
+};
+
+class OriginClient {
+ public:
+  OriginClient(event_base* base, std::shared_ptr<OriginHealth> health);
+  ~OriginClient();
+
+  // Starts a fetch from group `group_index` of `config`. Callbacks run later on this loop, never
+  // inside start(). The config must outlive the fetch.
+  std::unique_ptr<OriginFetch> start(const conf::Config& config, size_t group_index,
+                                     OriginRequest request, OriginObserver& observer);
+
+  // Closes idle pooled connections (config change, shutdown).
+  void closeIdle();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace streamedge::proxy
