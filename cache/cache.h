@@ -44,11 +44,12 @@ class FillWriter {
   // The complete object this fill revalidates, if it is a revalidation.
   const ObjectRef& stale() const { return stale_; }
 
-  // Publishes the response head. `storable` false: the object is unlinked from the index (a
-  // short hit-for-pass marker is left so that followers do not queue behind uncacheable
-  // responses) and coalesced readers are told to fetch for themselves (!shareable()).
+  // Publishes the response head. `storable` false: the object is streamed to its readers but
+  // not kept (e.g. a 503). `shareable` false (private, no-store, Set-Cookie, Authorization):
+  // the object is unlinked from the index at once, a short hit-for-pass marker is left so that
+  // followers do not queue behind it, and coalesced readers must fetch for themselves.
   void publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& freshness,
-                   bool storable);
+                   bool storable, bool shareable);
   // The origin answered 304 to a revalidation: the new object keeps the stale object's body and
   // gets `merged_head` (stale head updated with the 304's fields, RFC 9111 §4.3.4) and new
   // freshness; it replaces the stale object and is complete at once. Ends the fill.
@@ -62,8 +63,8 @@ class FillWriter {
   // The body is complete. If the head had a Content-Length and the body length differs, the
   // fill is aborted instead and false is returned (never kept or served as complete).
   bool finish();
-  // Explicit abort (same as destruction).
-  void abort();
+  // Explicit abort (same as destruction). `timed_out`: see CacheObject::markAborted.
+  void abort(bool timed_out = false);
 
  private:
   friend class Cache;
@@ -74,7 +75,8 @@ class FillWriter {
   ObjectRef object_;
   ObjectRef stale_;
   bool storable_ = true;
-  bool too_big_ = false;
+  bool too_big_ = false;   // over max_object_bytes: streamed to readers but not kept
+  bool overlong_ = false;  // more bytes than the Content-Length: aborted at finish()
 };
 
 struct LookupResult {
@@ -112,6 +114,9 @@ class Cache {
   // Removes the object for `key` (current and hit-for-pass marker). In-flight fills go on but
   // their result is not kept. Returns true when something was removed.
   bool purge(const CacheKey& key);
+
+  // A fill that is never visible to lookups (pass requests): same streaming and abort rules.
+  FillWriter privateFill(const CacheKey& key);
 
   CacheStats stats() const;
   uint64_t maxObjectBytes() const { return max_object_bytes_; }

@@ -112,7 +112,9 @@ class CacheObject final : public RefCounted {
   // lifetime, and they look at complete objects only (other fields may be read while streaming).
   void setLifetime(conf::Seconds lifetime) { freshness_.lifetime = lifetime; }
   void markComplete();
-  void markAborted();
+  // `timed_out`: the origin did not answer in time (readers answer 504 rather than 502).
+  void markAborted(bool timed_out = false);
+  bool abortedByTimeout() const { return timed_out_.load(std::memory_order_acquire); }
 
  private:
   ~CacheObject() override = default;
@@ -121,6 +123,7 @@ class CacheObject final : public RefCounted {
   const CacheKey key_;
   std::atomic<State> state_{State::kPending};
   std::atomic<bool> head_published_{false};
+  std::atomic<bool> timed_out_{false};
   // Written once by the filler before head_published_/state_ release; then read-only.
   std::shared_ptr<const ResponseHead> head_;
   Freshness freshness_;

@@ -1,0 +1,292 @@
+#include "cache/cache.h"
+
+#include <utility>
+#include <vector>
+
+namespace streamedge::cache {
+
+namespace {
+// Accounted on top of the body: the head, the index slot and the object itself.
+constexpr uint64_t kObjectOverheadBytes = 512;
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// FillWriter
+
+FillWriter::FillWriter(FillWriter&& o) noexcept
+    : cache_(std::exchange(o.cache_, nullptr)),
+      object_(std::move(o.object_)),
+      stale_(std::move(o.stale_)),
+      storable_(o.storable_),
+      too_big_(o.too_big_),
+      overlong_(o.overlong_) {}
+
+FillWriter& FillWriter::operator=(FillWriter&& o) noexcept {
+  if (this != &o) {
+    abort();
+    cache_ = std::exchange(o.cache_, nullptr);
+    object_ = std::move(o.object_);
+    stale_ = std::move(o.stale_);
+    storable_ = o.storable_;
+    too_big_ = o.too_big_;
+    overlong_ = o.overlong_;
+  }
+  return *this;
+}
+
+FillWriter::~FillWriter() { abort(); }
+
+void FillWriter::publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& freshness,
+                             bool storable, bool shareable) {
+  if (!object_) return;
+  storable_ = storable && shareable;
+  const std::optional<uint64_t> expected = head->content_length;
+  if (expected && *expected > cache_->maxObjectBytes()) too_big_ = true;
+  if (!shareable) cache_->onUncacheable(object_);
+  object_->publishHead(std::move(head), freshness, shareable, Ref<Body>::make(expected));
+}
+
+void FillWriter::finishNotModified(std::shared_ptr<const ResponseHead> merged_head,
+                                   const Freshness& freshness) {
+  if (!object_ || !stale_) return;
+  object_->publishHead(std::move(merged_head), freshness, true, stale_->bodyRef());
+  object_->markComplete();
+  cache_->onComplete(object_, true);
+  object_.reset();
+  stale_.reset();
+}
+
+bool FillWriter::append(const uint8_t* data, size_t len) {
+  if (!object_ || len == 0) return !too_big_;
+  const std::optional<uint64_t> expected = object_->expectedLength();
+  const uint64_t have = object_->body().length();
+  if (expected && have + len > *expected) {
+    // More bytes than the origin framed: keep only the framed part; finish() will abort.
+    overlong_ = true;
+    len = static_cast<size_t>(*expected - have);
+    if (len == 0) return !too_big_;
+  }
+  object_->append(data, len);
+  if (have + len > cache_->maxObjectBytes()) too_big_ = true;
+  return !too_big_;
+}
+
+void FillWriter::setLifetime(conf::Seconds lifetime) {
+  if (object_) object_->setLifetime(lifetime);
+}
+
+bool FillWriter::finish() {
+  if (!object_) return false;
+  if (!object_->headPublished()) {
+    abort();
+    return false;
+  }
+  const std::optional<uint64_t> expected = object_->expectedLength();
+  if (overlong_ || (expected && object_->body().length() != *expected)) {
+    abort();
+    return false;
+  }
+  object_->markComplete();
+  cache_->onComplete(object_, storable_ && !too_big_);
+  object_.reset();
+  stale_.reset();
+  return true;
+}
+
+void FillWriter::abort(bool timed_out) {
+  if (!object_) return;
+  object_->markAborted(timed_out);
+  cache_->onAbort(object_);
+  object_.reset();
+  stale_.reset();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cache
+
+Cache::Cache(const conf::RamCacheConfig& config, const Clock& clock)
+    : clock_(clock), max_object_bytes_(config.max_object_bytes), policy_(config.size_bytes) {}
+
+Cache::~Cache() = default;
+
+LookupResult Cache::lookup(const CacheKey& key) {
+  const WallTime now = clock_.wallNow();
+  Shard& shard = shardFor(key);
+  ObjectRef candidate;  // allocated outside the lock when a fill must start
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.slots.find(key);
+      Slot* slot = it == shard.slots.end() ? nullptr : &it->second;
+      if (slot && slot->current) {
+        LookupResult r;
+        r.object = slot->current;
+        if (slot->current->freshness().isFresh(now)) {
+          S3Fifo::touch(slot->current->evictionNode());
+          r.kind = LookupResult::Kind::kHit;
+          return r;
+        }
+        r.kind = LookupResult::Kind::kStale;
+        if (slot->pending) {
+          r.pending = slot->pending;
+          return r;
+        }
+        if (candidate) {
+          slot->pending = candidate;
+          fills_in_flight_.fetch_add(1, std::memory_order_relaxed);
+          r.fill = FillWriter(this, std::move(candidate), slot->current);
+          r.pending = r.fill.object();
+          return r;
+        }
+      } else if (slot && slot->pending) {
+        LookupResult r;
+        r.kind = LookupResult::Kind::kBusy;
+        r.object = slot->pending;
+        return r;
+      } else if (slot && now < slot->pass_until) {
+        LookupResult r;
+        r.kind = LookupResult::Kind::kPass;
+        return r;
+      } else if (candidate) {
+        Slot& s = slot ? *slot : shard.slots[key];
+        s.pending = candidate;
+        s.pass_until = WallTime{};
+        fills_in_flight_.fetch_add(1, std::memory_order_relaxed);
+        LookupResult r;
+        r.kind = LookupResult::Kind::kMiss;
+        r.object = candidate;
+        r.fill = FillWriter(this, std::move(candidate), ObjectRef());
+        return r;
+      }
+    }
+    candidate = ObjectRef::make(key);
+  }
+}
+
+bool Cache::purge(const CacheKey& key) {
+  ObjectRef removed;
+  bool found = false;
+  {
+    Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.slots.find(key);
+    if (it != shard.slots.end()) {
+      found = static_cast<bool>(it->second.current) || static_cast<bool>(it->second.pending);
+      if (it->second.pending) fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+      removed = std::move(it->second.current);
+      // A fill in flight goes on for its readers, but onComplete() will not find it in its
+      // slot and so will not keep it.
+      shard.slots.erase(it);
+    }
+  }
+  if (removed) unlinkFromPolicy(*removed);
+  return found;
+}
+
+void Cache::onUncacheable(const ObjectRef& object) {
+  ObjectRef dropped;
+  {
+    Shard& shard = shardFor(object->key());
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.slots.find(object->key());
+    if (it == shard.slots.end() || it->second.pending != object) return;
+    it->second.pending.reset();
+    fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    // The origin no longer allows storing: a stale predecessor must not be served either.
+    dropped = std::move(it->second.current);
+    it->second.pass_until = clock_.wallNow() + kHitForPassTtl;
+  }
+  if (dropped) unlinkFromPolicy(*dropped);
+}
+
+void Cache::onAbort(const ObjectRef& object) {
+  Shard& shard = shardFor(object->key());
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.slots.find(object->key());
+  if (it == shard.slots.end() || it->second.pending != object) return;
+  it->second.pending.reset();
+  fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  if (!it->second.current && it->second.pass_until == WallTime{}) shard.slots.erase(it);
+}
+
+void Cache::onComplete(const ObjectRef& object, bool keep) {
+  ObjectRef replaced;
+  {
+    Shard& shard = shardFor(object->key());
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.slots.find(object->key());
+    if (it == shard.slots.end() || it->second.pending != object) return;  // purged meanwhile
+    it->second.pending.reset();
+    fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    if (keep) {
+      replaced = std::exchange(it->second.current, object);
+    } else if (!it->second.current) {
+      shard.slots.erase(it);
+    }
+  }
+  if (replaced) unlinkFromPolicy(*replaced);
+  if (keep) admit(object);
+}
+
+void Cache::admit(const ObjectRef& object) {
+  std::vector<ObjectRef> victims;
+  {
+    std::lock_guard<std::mutex> lock(policy_mu_);
+    EvictionNode& node = object->evictionNode();
+    node.size_bytes = object->body().allocatedBytes() + object->head().wire.size() +
+                      kObjectOverheadBytes;
+    auto [it, inserted] = resident_.emplace(object->key(), object);
+    if (!inserted) {
+      // A different object of the same key is still linked (its unlink raced with us).
+      policy_.remove(it->second->evictionNode());
+      it->second = object;
+    }
+    policy_.insert(node);
+    admissions_.fetch_add(1, std::memory_order_relaxed);
+    policy_.evictUntilFits([&](EvictionNode& victim) {
+      auto vit = resident_.find(victim.key);
+      if (vit == resident_.end()) return;
+      victims.push_back(std::move(vit->second));
+      resident_.erase(vit);
+    });
+  }
+  // Unlink victims from the index outside the policy lock (never both locks at once).
+  for (ObjectRef& victim : victims) {
+    evictions_.fetch_add(1, std::memory_order_relaxed);
+    Shard& shard = shardFor(victim->key());
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.slots.find(victim->key());
+    if (it == shard.slots.end() || it->second.current != victim) continue;
+    it->second.current.reset();
+    if (!it->second.pending && it->second.pass_until == WallTime{}) shard.slots.erase(it);
+  }
+}
+
+void Cache::unlinkFromPolicy(CacheObject& object) {
+  std::lock_guard<std::mutex> lock(policy_mu_);
+  auto it = resident_.find(object.key());
+  if (it == resident_.end() || it->second.get() != &object) return;
+  policy_.remove(object.evictionNode());
+  resident_.erase(it);
+}
+
+FillWriter Cache::privateFill(const CacheKey& key) {
+  // Never linked into a slot: onComplete/onAbort find no slot holding it and do nothing.
+  return FillWriter(this, ObjectRef::make(key), ObjectRef());
+}
+
+CacheStats Cache::stats() const {
+  CacheStats s;
+  {
+    std::lock_guard<std::mutex> lock(policy_mu_);
+    s.objects = resident_.size();
+    s.bytes = policy_.usedBytes();
+    s.capacity_bytes = policy_.capacityBytes();
+  }
+  s.evictions = evictions_.load(std::memory_order_relaxed);
+  s.admissions = admissions_.load(std::memory_order_relaxed);
+  s.fills_in_flight = fills_in_flight_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace streamedge::cache

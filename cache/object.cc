@@ -1,0 +1,111 @@
+#include "cache/object.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace streamedge::cache {
+
+Body::Body(std::optional<uint64_t> expected) : expected_(expected) {
+  if (expected_) blocks_.reserve((*expected_ + kBlockBytes - 1) / kBlockBytes);
+}
+
+size_t Body::peek(uint64_t pos, const uint8_t** data) const {
+  const uint64_t len = length();  // acquire: bytes below len are written and visible
+  if (pos >= len) return 0;
+  const size_t index = pos / kBlockBytes;
+  const size_t offset = pos % kBlockBytes;
+  const uint8_t* block;
+  if (frozen_.load(std::memory_order_acquire)) {
+    block = blocks_[index].data.get();
+  } else {
+    // The vector may be reallocated by append(); the block memory itself never moves.
+    std::lock_guard<std::mutex> lock(mu_);
+    block = blocks_[index].data.get();
+  }
+  *data = block + offset;
+  const uint64_t block_end = std::min<uint64_t>(len, (index + 1) * uint64_t{kBlockBytes});
+  return static_cast<size_t>(block_end - pos);
+}
+
+void Body::append(const uint8_t* data, size_t len) {
+  uint64_t pos = length_.load(std::memory_order_relaxed);
+  while (len > 0) {
+    const size_t index = pos / kBlockBytes;
+    const size_t offset = pos % kBlockBytes;
+    if (index == blocks_.size()) {
+      // Size the block exactly when the total is known, so a 2 KB playlist costs 2 KB. The
+      // filler never appends past the expected length (FillWriter cuts and aborts first).
+      size_t capacity = kBlockBytes;
+      if (expected_ && *expected_ > pos) {
+        capacity = static_cast<size_t>(std::min<uint64_t>(kBlockBytes, *expected_ - pos));
+      }
+      Block block{std::make_unique<uint8_t[]>(capacity), capacity};
+      std::lock_guard<std::mutex> lock(mu_);
+      blocks_.push_back(std::move(block));
+      allocated_.fetch_add(capacity, std::memory_order_relaxed);
+    }
+    Block& block = blocks_[index];  // only the writer changes blocks_: no lock to read it
+    if (offset >= block.capacity) std::abort();  // past the expected length: a filler bug
+    const size_t n = std::min(len, block.capacity - offset);
+    std::memcpy(block.data.get() + offset, data, n);
+    pos += n;
+    data += n;
+    len -= n;
+    length_.store(pos, std::memory_order_release);
+  }
+}
+
+void CacheObject::subscribe(ObjectWaiter* w) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (std::find(waiters_.begin(), waiters_.end(), w) == waiters_.end()) waiters_.push_back(w);
+}
+
+void CacheObject::unsubscribe(ObjectWaiter* w) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find(waiters_.begin(), waiters_.end(), w);
+  if (it != waiters_.end()) {
+    *it = waiters_.back();
+    waiters_.pop_back();
+  }
+}
+
+void CacheObject::notifyLocked() {
+  for (ObjectWaiter* w : waiters_) w->onObjectChanged();
+}
+
+void CacheObject::publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& f,
+                              bool shareable, Ref<Body> body) {
+  head_ = std::move(head);
+  freshness_ = f;
+  shareable_ = shareable;
+  body_ = std::move(body);
+  head_published_.store(true, std::memory_order_release);
+  std::lock_guard<std::mutex> lock(mu_);
+  state_.store(State::kStreaming, std::memory_order_release);
+  notifyLocked();
+}
+
+void CacheObject::append(const uint8_t* data, size_t len) {
+  body_->append(data, len);
+  std::lock_guard<std::mutex> lock(mu_);
+  notifyLocked();
+}
+
+void CacheObject::markComplete() {
+  body_->freeze();
+  std::lock_guard<std::mutex> lock(mu_);
+  state_.store(State::kComplete, std::memory_order_release);
+  notifyLocked();
+  waiters_.clear();
+}
+
+void CacheObject::markAborted(bool timed_out) {
+  timed_out_.store(timed_out, std::memory_order_release);
+  std::lock_guard<std::mutex> lock(mu_);
+  state_.store(State::kAborted, std::memory_order_release);
+  notifyLocked();
+  waiters_.clear();
+}
+
+}  // namespace streamedge::cache

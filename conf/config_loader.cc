@@ -1,0 +1,1153 @@
+// Config loading: TOML text → toml++ tree → Config, validating as it goes.
+//
+// Every section is read through a TableReader, which remembers which keys it was asked for and
+// reports every other key as unknown, so a typo never silently falls back to a default. Errors
+// are collected, never thrown, and sorted by line at the end so that an operator sees all of
+// them at once, in file order.
+#include "conf/config_loader.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <set>
+#include <utility>
+
+#include <toml++/toml.h>
+
+namespace streamedge::conf {
+namespace {
+
+// ----------------------------------------------------------------------------------------------
+// Error collection
+
+class Diagnostics {
+ public:
+  explicit Diagnostics(std::string file) : file_(std::move(file)) {}
+
+  void error(int line, std::string key, std::string message) {
+    errors_.push_back(ConfigError{file_, line, std::move(key), std::move(message)});
+  }
+  void warn(int line, std::string key, std::string message) {
+    warnings_.push_back(ConfigError{file_, line, std::move(key), std::move(message)});
+  }
+
+  bool hasErrors() const { return !errors_.empty(); }
+
+  // Errors in file order; errors that belong to no line (a missing section) come last.
+  std::vector<ConfigError> takeErrors() { return sorted(std::move(errors_)); }
+  std::vector<std::string> takeWarnings() {
+    std::vector<std::string> out;
+    for (const ConfigError& w : sorted(std::move(warnings_))) out.push_back(w.toString());
+    return out;
+  }
+
+ private:
+  static std::vector<ConfigError> sorted(std::vector<ConfigError> v) {
+    std::stable_sort(v.begin(), v.end(), [](const ConfigError& a, const ConfigError& b) {
+      const int la = a.line > 0 ? a.line : INT_MAX;
+      const int lb = b.line > 0 ? b.line : INT_MAX;
+      return la < lb;
+    });
+    return v;
+  }
+
+  std::string file_;
+  std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
+};
+
+int lineOf(const toml::source_region& source) { return static_cast<int>(source.begin.line); }
+int lineOf(const toml::node& node) { return lineOf(node.source()); }
+
+const char* typeName(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::none: return "nothing";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+  }
+  return "an unknown type";
+}
+
+std::string expected(const char* what, const toml::node& got) {
+  std::string out = "expected ";
+  out += what;
+  out += ", got ";
+  out += typeName(got.type());
+  return out;
+}
+
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  out += s;
+  out += '"';
+  return out;
+}
+
+bool isBareKey(std::string_view key) {
+  if (key.empty()) return false;
+  for (char c : key) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// "origin_group[0].origin[1].url"; keys that are not bare TOML keys are quoted so that the
+// path stays unambiguous.
+std::string childPath(const std::string& parent, std::string_view key) {
+  std::string out = parent;
+  if (!out.empty()) out += '.';
+  if (isBareKey(key)) {
+    out += key;
+  } else {
+    out += quoted(key);
+  }
+  return out;
+}
+
+std::string indexPath(const std::string& parent, size_t index) {
+  return parent + "[" + std::to_string(index) + "]";
+}
+
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t subst = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, subst});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// ----------------------------------------------------------------------------------------------
+// Reading one table
+
+// Reads the keys of one TOML table into config fields. Each accessor marks its key as known
+// whether or not it is present; finish() then reports every key nobody asked for. Accessors
+// leave `out` untouched when the key is absent (the struct default stays) or invalid (an error
+// is recorded), and return true only when they stored a value.
+class TableReader {
+ public:
+  TableReader(Diagnostics& diag, const toml::table& table, std::string path)
+      : diag_(diag), table_(table), path_(std::move(path)) {}
+
+  TableReader(const TableReader&) = delete;
+  TableReader& operator=(const TableReader&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string path(std::string_view key) const { return childPath(path_, key); }
+  int line() const { return lineOf(table_); }
+  Diagnostics& diag() { return diag_; }
+
+  // The node for `key`, or null when absent.
+  const toml::node* get(std::string_view key) {
+    known_.insert(std::string(key));
+    return table_.get(key);
+  }
+
+  bool has(std::string_view key) const { return table_.contains(key); }
+
+  void missing(std::string_view key) { diag_.error(line(), path(key), "missing required key"); }
+
+  void error(std::string_view key, const toml::node& at, std::string message) {
+    diag_.error(lineOf(at), path(key), std::move(message));
+  }
+
+  bool string(std::string_view key, std::string& out) {
+    const toml::node* node = get(key);
+    if (!node) return false;
+    const auto* value = node->as_string();
+    if (!value) {
+      error(key, *node, expected("a string", *node));
+      return false;
+    }
+    out = value->get();
+    return true;
+  }
+
+  bool integer(std::string_view key, int& out, int min, int max) {
+    const toml::node* node = get(key);
+    if (!node) return false;
+    const auto* value = node->as_integer();
+    if (!value) {
+      error(key, *node, expected("an integer", *node));
+      return false;
+    }
+    const int64_t v = value->get();
+    if (v < min || v > max) {
+      error(key, *node,
+            "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                std::to_string(v));
+      return false;
+    }
+    out = static_cast<int>(v);
+    return true;
+  }
+
+  bool boolean(std::string_view key, bool& out) {
+    const toml::node* node = get(key);
+    if (!node) return false;
+    const auto* value = node->as_boolean();
+    if (!value) {
+      error(key, *node, expected("true or false", *node));
+      return false;
+    }
+    out = value->get();
+    return true;
+  }
+
+  // A string with a unit ("16KiB") or a plain integer number of bytes.
+  bool byteSize(std::string_view key, uint64_t& out, uint64_t min) {
+    const toml::node* node = get(key);
+    if (!node) return false;
+    uint64_t bytes = 0;
+    if (const auto* i = node->as_integer()) {
+      if (i->get() < 0) {
+        error(key, *node, "must not be negative, got " + std::to_string(i->get()));
+        return false;
+      }
+      bytes = static_cast<uint64_t>(i->get());
+    } else if (const auto* s = node->as_string()) {
+      const auto parsed = parseByteSize(s->get());
+      if (!parsed) {
+        error(key, *node,
+              "invalid byte size " + quoted(s->get()) +
+                  ": expected a non-negative number with an optional unit B, KB, MB, GB, TB, "
+                  "KiB, MiB, GiB or TiB, like \"256MiB\"");
+        return false;
+      }
+      bytes = *parsed;
+    } else {
+      error(key, *node, expected("a byte size like \"256MiB\"", *node));
+      return false;
+    }
+    if (bytes < min) {
+      error(key, *node, "must be at least " + formatByteSize(min));
+      return false;
+    }
+    out = bytes;
+    return true;
+  }
+
+  // A string with a unit ("10s", "250ms") or a plain integer number of seconds.
+  bool duration(std::string_view key, Millis& out, bool allow_zero) {
+    const toml::node* node = get(key);
+    if (!node) return false;
+    Millis value{0};
+    if (const auto* i = node->as_integer()) {
+      constexpr int64_t kMaxSeconds = INT64_MAX / 1000;
+      if (i->get() < 0 || i->get() > kMaxSeconds) {
+        error(key, *node, "must be a non-negative number of seconds, got " +
+                              std::to_string(i->get()));
+        return false;
+      }
+      value = Seconds(i->get());
+    } else if (const auto* s = node->as_string()) {
+      const auto parsed = parseDuration(s->get());
+      if (!parsed) {
+        error(key, *node,
+              "invalid duration " + quoted(s->get()) +
+                  ": expected a non-negative number with a unit ms, s, m, h or d, like \"10s\"");
+        return false;
+      }
+      value = *parsed;
+    } else {
+      error(key, *node, expected("a duration like \"10s\"", *node));
+      return false;
+    }
+    if (!allow_zero && value.count() == 0) {
+      error(key, *node, "must be greater than zero");
+      return false;
+    }
+    out = value;
+    return true;
+  }
+
+  // A duration that must be a whole number of seconds (TTLs: HTTP ages are in seconds).
+  bool seconds(std::string_view key, Seconds& out) {
+    Millis ms{0};
+    if (!duration(key, ms, /*allow_zero=*/true)) return false;
+    if (ms.count() % 1000 != 0) {
+      error(key, *table_.get(key), "must be a whole number of seconds");
+      return false;
+    }
+    out = std::chrono::duration_cast<Seconds>(ms);
+    return true;
+  }
+
+  // An array of strings; every element is checked and reported on its own.
+  bool stringList(std::string_view key, std::vector<std::string>& out) {
+    const toml::node* node = get(key);
+    if (!node) return false;
+    const auto* array = node->as_array();
+    if (!array) {
+      error(key, *node, expected("an array of strings", *node));
+      return false;
+    }
+    std::vector<std::string> values;
+    bool ok = true;
+    for (size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = *array->get(i);
+      const auto* s = element.as_string();
+      if (!s) {
+        diag_.error(lineOf(element), indexPath(path(key), i), expected("a string", element));
+        ok = false;
+        continue;
+      }
+      values.push_back(s->get());
+    }
+    if (!ok) return false;
+    out = std::move(values);
+    return true;
+  }
+
+  // A sub-table ([server]); null when absent or not a table (then an error is recorded).
+  const toml::table* table(std::string_view key) {
+    const toml::node* node = get(key);
+    if (!node) return nullptr;
+    if (const auto* t = node->as_table()) return t;
+    std::string message = expected("a table", *node);
+    if (node->is_array_of_tables()) message += ": write [" + path(key) + "], not [[" + path(key) + "]]";
+    error(key, *node, std::move(message));
+    return nullptr;
+  }
+
+  // An array of tables ([[listener]]); null when absent or of the wrong type. Elements that are
+  // not tables are reported here and must be skipped by the caller (use forEachTable).
+  const toml::array* tableArray(std::string_view key) {
+    const toml::node* node = get(key);
+    if (!node) return nullptr;
+    const auto* array = node->as_array();
+    if (!array) {
+      std::string message = expected("an array of tables", *node);
+      if (node->is_table()) message += ": write [[" + path(key) + "]], not [" + path(key) + "]";
+      error(key, *node, std::move(message));
+      return nullptr;
+    }
+    for (size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = *array->get(i);
+      if (!element.is_table()) {
+        diag_.error(lineOf(element), indexPath(path(key), i), expected("a table", element));
+      }
+    }
+    return array;
+  }
+
+  // Reports every key that no accessor asked for.
+  void finish() {
+    for (auto&& [key, node] : table_) {
+      const std::string name(key.str());
+      if (known_.count(name)) continue;
+      std::string message = "unknown key";
+      const std::string* best = nullptr;
+      size_t best_distance = 3;  // suggest only close matches
+      for (const std::string& candidate : known_) {
+        const size_t d = editDistance(name, candidate);
+        if (d < best_distance) {
+          best_distance = d;
+          best = &candidate;
+        }
+      }
+      if (best) message += "; did you mean '" + *best + "'?";
+      (void)node;
+      diag_.error(lineOf(key.source()), path(name), std::move(message));
+    }
+  }
+
+ private:
+  Diagnostics& diag_;
+  const toml::table& table_;
+  std::string path_;
+  std::set<std::string> known_;
+};
+
+// Calls fn(table, path, index) for every table element of an array of tables.
+template <class Fn>
+void forEachTable(const toml::array* array, const std::string& path, Fn&& fn) {
+  if (!array) return;
+  for (size_t i = 0; i < array->size(); ++i) {
+    if (const auto* t = array->get(i)->as_table()) fn(*t, indexPath(path, i), i);
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Addresses, URLs, hostnames
+
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isAlnum(char c) {
+  return isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+char toLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+std::string lowercase(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = toLower(c);
+  return out;
+}
+
+bool hasSpaceOrControl(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c <= 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+bool isIpv4Literal(const std::string& s) {
+  in_addr addr{};
+  return inet_pton(AF_INET, s.c_str(), &addr) == 1;
+}
+
+bool isIpv6Literal(const std::string& s) {
+  in6_addr addr{};
+  return inet_pton(AF_INET6, s.c_str(), &addr) == 1;
+}
+
+bool looksNumeric(std::string_view s) {
+  for (char c : s) {
+    if (!isDigit(c) && c != '.') return false;
+  }
+  return true;
+}
+
+// A DNS name: labels of letters, digits, '-' and '_' separated by single dots. '_' is not valid
+// in host names proper but appears in real internal names, and rejecting it helps nobody.
+bool isDnsName(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t label = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    if (!isAlnum(c) && c != '-' && c != '_') return false;
+    if (++label > 63) return false;
+  }
+  return label > 0;
+}
+
+// Parses a decimal port; nullopt unless 1-5 digits and at most 65535.
+std::optional<uint16_t> parsePort(std::string_view s) {
+  if (s.empty() || s.size() > 5) return std::nullopt;
+  uint32_t port = 0;
+  for (char c : s) {
+    if (!isDigit(c)) return std::nullopt;
+    port = port * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (port > 65535) return std::nullopt;
+  return static_cast<uint16_t>(port);
+}
+
+// A listen address: "IPv4:port" or "[IPv6]:port". The host must be an IP literal because a
+// bind address is not resolved; port 0 means "pick a free port" (tests use it). Returns an error
+// message, or "" when `host` and `port` were filled.
+std::string parseListenAddress(std::string_view text, std::string& host, uint16_t& port) {
+  std::string_view host_part;
+  std::string_view port_part;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos) return "missing ']' after the IPv6 address";
+    host_part = text.substr(1, close - 1);
+    const std::string_view rest = text.substr(close + 1);
+    if (rest.empty() || rest.front() != ':') return "expected host:port, like \"[::1]:8080\"";
+    port_part = rest.substr(1);
+    if (!isIpv6Literal(std::string(host_part))) {
+      return "invalid IPv6 address " + quoted(host_part);
+    }
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return "expected host:port, like \"127.0.0.1:8080\"";
+    host_part = text.substr(0, colon);
+    port_part = text.substr(colon + 1);
+    if (host_part.find(':') != std::string_view::npos) {
+      return "IPv6 addresses must be in brackets, like \"[::1]:8080\"";
+    }
+    if (host_part.empty()) {
+      return "missing host: use \"0.0.0.0:PORT\" or \"[::]:PORT\" for all interfaces";
+    }
+    if (!isIpv4Literal(std::string(host_part))) {
+      return "host " + quoted(host_part) +
+             " is not an IP address (listen addresses are not resolved; use an IPv4 address "
+             "or a bracketed IPv6 address)";
+    }
+  }
+  const auto parsed_port = parsePort(port_part);
+  if (!parsed_port) return "invalid port " + quoted(port_part) + " (expected 0 to 65535)";
+  host = std::string(host_part);
+  port = *parsed_port;
+  return "";
+}
+
+bool isLoopback(const std::string& host) {
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  return host == "::1";
+}
+
+// An origin URL: http:// or https://, a host (IP literal or name), an optional port (default
+// 80/443) and an optional path that becomes base_path without its trailing slash. No userinfo,
+// query or fragment: credentials do not belong in a config shown in logs, and a query would be
+// ambiguous once the viewer's own query is appended. The host is not resolved here: resolution
+// happens at connect time in proxy/ so that DNS changes are followed without a reload.
+// Returns an error message, or "" when `origin` was filled.
+std::string parseOriginUrl(std::string_view url, OriginConfig& origin) {
+  const size_t sep = url.find("://");
+  if (sep == std::string_view::npos) return "expected an http:// or https:// URL";
+  const std::string scheme = lowercase(url.substr(0, sep));
+  uint16_t default_port = 0;
+  if (scheme == "http") {
+    default_port = 80;
+  } else if (scheme == "https") {
+    default_port = 443;
+  } else {
+    return "unsupported scheme " + quoted(url.substr(0, sep)) + " (only http and https)";
+  }
+  if (hasSpaceOrControl(url)) return "URL must not contain spaces or control characters";
+  const std::string_view rest = url.substr(sep + 3);
+  const size_t authority_end = rest.find_first_of("/?#");
+  const std::string_view authority = rest.substr(0, authority_end);
+  const std::string_view path =
+      authority_end == std::string_view::npos ? std::string_view() : rest.substr(authority_end);
+  if (authority.find('@') != std::string_view::npos) {
+    return "user:password@ is not allowed in origin URLs";
+  }
+  if (path.find_first_of("?#") != std::string_view::npos) {
+    return "query and fragment are not allowed in origin URLs";
+  }
+
+  std::string_view host;
+  std::string_view port_text;
+  bool has_port = false;
+  if (!authority.empty() && authority.front() == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string_view::npos) return "missing ']' after the IPv6 address";
+    host = authority.substr(1, close - 1);
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return "unexpected characters after the IPv6 address";
+      port_text = after.substr(1);
+      has_port = true;
+    }
+    if (!isIpv6Literal(std::string(host))) return "invalid IPv6 address " + quoted(host);
+  } else {
+    const size_t colon = authority.find(':');
+    host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port_text = authority.substr(colon + 1);
+      has_port = true;
+      if (port_text.find(':') != std::string_view::npos) {
+        return "IPv6 addresses must be in brackets, like \"http://[::1]:8081\"";
+      }
+    }
+    if (host.empty()) return "missing host";
+    if (looksNumeric(host)) {
+      if (!isIpv4Literal(std::string(host))) return "invalid IPv4 address " + quoted(host);
+    } else if (!isDnsName(host)) {
+      return "invalid host name " + quoted(host);
+    }
+  }
+  uint16_t port = default_port;
+  if (has_port) {
+    const auto parsed = parsePort(port_text);
+    if (!parsed || *parsed == 0) return "invalid port " + quoted(port_text) + " (expected 1 to 65535)";
+    port = *parsed;
+  }
+
+  std::string base_path(path);
+  while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
+
+  origin.scheme = scheme;
+  origin.host = lowercase(host);
+  origin.port = port;
+  origin.base_path = std::move(base_path);
+  return "";
+}
+
+// A virtual-host name as matched against Host and SNI: "*", "*.example.com", "example.com", an
+// IPv4 literal or a bracketed IPv6 literal, without a port. Returns an error message or "".
+std::string checkHostname(const std::string& name) {
+  if (name == "*") return "";
+  if (name.empty()) return "empty hostname";
+  if (name.front() == '[') {
+    if (name.back() == ']' && isIpv6Literal(name.substr(1, name.size() - 2))) return "";
+    return "invalid IPv6 hostname " + quoted(name);
+  }
+  std::string_view rest = name;
+  if (rest.starts_with("*.")) rest.remove_prefix(2);
+  if (rest.find(':') != std::string_view::npos) {
+    return "hostname " + quoted(name) + " must not contain a port (hosts match on any port)";
+  }
+  if (rest.find('*') != std::string_view::npos) {
+    return "invalid hostname " + quoted(name) + ": '*' is only allowed as \"*\" or \"*.domain\"";
+  }
+  if (!isDnsName(rest)) return "invalid hostname " + quoted(name);
+  return "";
+}
+
+// ----------------------------------------------------------------------------------------------
+// Sections
+
+constexpr int kMaxWorkers = 256;
+
+void readServer(TableReader& r, ServerConfig& server) {
+  r.integer("workers", server.workers, 0, kMaxWorkers);
+  const bool header_set = r.byteSize("max_header_bytes", server.max_header_bytes, 1024);
+  const bool uri_set = r.byteSize("max_uri_bytes", server.max_uri_bytes, 64);
+  // The request target is part of the head, so its limit cannot exceed the head's. Only an
+  // explicit contradiction is an error; a lowered head limit quietly lowers the default.
+  if (server.max_uri_bytes > server.max_header_bytes) {
+    if (uri_set) {
+      r.error("max_uri_bytes", *r.get("max_uri_bytes"),
+              "must not exceed server.max_header_bytes (" +
+                  formatByteSize(server.max_header_bytes) + ")");
+    } else if (header_set) {
+      server.max_uri_bytes = server.max_header_bytes;
+    }
+  }
+  r.integer("max_connections", server.max_connections, 1, 10'000'000);
+  r.duration("header_timeout", server.header_timeout, false);
+  r.duration("idle_timeout", server.idle_timeout, false);
+  r.duration("send_timeout", server.send_timeout, false);
+  r.duration("drain_timeout", server.drain_timeout, true);
+  r.finish();
+}
+
+void readAdmin(TableReader& r, AdminConfig& admin) {
+  if (r.string("bearer_token", admin.bearer_token) && hasSpaceOrControl(admin.bearer_token)) {
+    r.error("bearer_token", *r.get("bearer_token"),
+            "must not contain spaces or control characters");
+  }
+  if (r.string("address", admin.address) && !admin.address.empty()) {
+    std::string host;
+    uint16_t port = 0;
+    const std::string err = parseListenAddress(admin.address, host, port);
+    if (!err.empty()) {
+      r.error("address", *r.get("address"), err);
+    } else if (!isLoopback(host) && admin.bearer_token.empty()) {
+      r.diag().warn(lineOf(*r.get("address")), r.path("address"),
+                    "admin listener on a non-loopback address without bearer_token: anyone who "
+                    "can reach it can purge the cache");
+    }
+  }
+  r.finish();
+}
+
+void readCertificate(TableReader& r, CertificateConfig& cert) {
+  // Files are only recorded here; tls/ opens and checks them when it builds the context.
+  if (!r.string("cert", cert.cert)) {
+    if (!r.has("cert")) r.missing("cert");
+  } else if (cert.cert.empty()) {
+    r.error("cert", *r.get("cert"), "must not be empty");
+  }
+  if (!r.string("key", cert.key)) {
+    if (!r.has("key")) r.missing("key");
+  } else if (cert.key.empty()) {
+    r.error("key", *r.get("key"), "must not be empty");
+  }
+  r.finish();
+}
+
+void readListener(TableReader& r, ListenerConfig& listener) {
+  if (r.string("address", listener.address)) {
+    const std::string err = parseListenAddress(listener.address, listener.host, listener.port);
+    if (!err.empty()) r.error("address", *r.get("address"), err);
+  } else if (!r.has("address")) {
+    r.missing("address");
+  }
+  r.integer("backlog", listener.backlog, 1, 65535);
+  forEachTable(r.tableArray("certificate"), r.path("certificate"),
+               [&](const toml::table& t, const std::string& path, size_t) {
+                 TableReader cr(r.diag(), t, path);
+                 listener.certificates.emplace_back();
+                 readCertificate(cr, listener.certificates.back());
+               });
+  r.finish();
+}
+
+void readRamCache(TableReader& r, RamCacheConfig& ram) {
+  const bool size_set = r.byteSize("size", ram.size_bytes, 1);
+  const bool max_set = r.byteSize("max_object_size", ram.max_object_bytes, 1);
+  if (ram.max_object_bytes > ram.size_bytes) {
+    if (max_set) {
+      r.error("max_object_size", *r.get("max_object_size"),
+              "must not exceed cache.ram.size (" + formatByteSize(ram.size_bytes) + ")");
+    } else if (size_set) {
+      ram.max_object_bytes = ram.size_bytes;
+    }
+  }
+  r.finish();
+}
+
+void readCache(TableReader& r, CacheConfig& cache) {
+  if (const toml::table* t = r.table("ram")) {
+    TableReader rr(r.diag(), *t, r.path("ram"));
+    readRamCache(rr, cache.ram);
+  }
+  r.finish();
+}
+
+void readOrigin(TableReader& r, OriginConfig& origin) {
+  if (r.string("url", origin.url)) {
+    const std::string err = parseOriginUrl(origin.url, origin);
+    if (!err.empty()) r.error("url", *r.get("url"), err);
+  } else if (!r.has("url")) {
+    r.missing("url");
+  }
+  if (r.string("name", origin.name) && origin.name.empty()) {
+    r.error("name", *r.get("name"), "must not be empty (leave it out for the default host:port)");
+  }
+  if (origin.name.empty() && !origin.host.empty()) {
+    const bool v6 = origin.host.find(':') != std::string::npos;
+    origin.name = (v6 ? "[" + origin.host + "]" : origin.host) + ":" + std::to_string(origin.port);
+  }
+  r.string("dc", origin.dc);
+  r.integer("priority", origin.priority, 0, 1'000'000);
+  r.integer("weight", origin.weight, 1, 10'000);
+  r.duration("connect_timeout", origin.connect_timeout, false);
+  r.duration("first_byte_timeout", origin.first_byte_timeout, false);
+  r.duration("read_timeout", origin.read_timeout, false);
+  r.duration("idle_timeout", origin.idle_timeout, true);
+  r.integer("max_idle_per_worker", origin.max_idle_per_worker, 0, 100'000);
+  r.finish();
+}
+
+void readOriginGroup(TableReader& r, OriginGroupConfig& group) {
+  if (r.string("name", group.name)) {
+    if (group.name.empty()) r.error("name", *r.get("name"), "must not be empty");
+  } else if (!r.has("name")) {
+    r.missing("name");
+  }
+  r.integer("retries", group.retries, 0, 16);
+  const toml::array* origins = r.tableArray("origin");
+  std::map<std::string, int> names;  // origin name → line of its first use
+  forEachTable(origins, r.path("origin"), [&](const toml::table& t, const std::string& path, size_t) {
+    TableReader orr(r.diag(), t, path);
+    group.origins.emplace_back();
+    OriginConfig& origin = group.origins.back();
+    readOrigin(orr, origin);
+    if (origin.name.empty()) return;
+    // Origin names label metrics and logs; two origins with one name would share a series.
+    const auto [it, inserted] = names.emplace(origin.name, orr.line());
+    if (!inserted) {
+      const toml::node* at = t.get("name") ? t.get("name") : t.get("url");
+      r.diag().error(at ? lineOf(*at) : orr.line(), orr.path(t.get("name") ? "name" : "url"),
+                     "duplicate origin name " + quoted(origin.name) + " in this group (first on line " +
+                         std::to_string(it->second) + "); set name to tell them apart");
+    }
+  });
+  if (group.origins.empty() && (origins ? origins->empty() : !r.has("origin"))) {
+    r.diag().error(r.line(), r.path("origin"),
+                   "origin group has no origins: add at least one [[origin_group.origin]]");
+  }
+  // Lower priority is preferred; equal priorities keep their file order (weights share them).
+  std::stable_sort(group.origins.begin(), group.origins.end(),
+                   [](const OriginConfig& a, const OriginConfig& b) { return a.priority < b.priority; });
+  r.finish();
+}
+
+// The key policy of a route. A route's drop_params ADD to the built-in list (tokens, CMCD,
+// session ids), so a route can never forget to drop them; a parameter named in keep_params is
+// removed from the drop list, which is the one way to key on a built-in name such as "sid".
+void readKeyPolicy(TableReader& r, KeyPolicy& key) {
+  const bool ignore_set = r.boolean("ignore_query", key.ignore_query);
+  std::vector<std::string> keep;
+  std::vector<std::string> drop;
+  const bool keep_set = r.stringList("keep_params", keep);
+  const bool drop_set = r.stringList("drop_params", drop);
+  bool ok = true;
+  auto checkNames = [&](const char* name, const std::vector<std::string>& list) {
+    const toml::array& array = *r.get(name)->as_array();
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (list[i].empty() || hasSpaceOrControl(list[i]) ||
+          list[i].find_first_of("&=#") != std::string::npos) {
+        r.diag().error(lineOf(*array.get(i)), indexPath(r.path(name), i),
+                       "invalid query parameter name " + quoted(list[i]));
+        ok = false;
+      }
+    }
+  };
+  if (keep_set) checkNames("keep_params", keep);
+  if (drop_set) checkNames("drop_params", drop);
+  if (ignore_set && key.ignore_query && keep_set && !keep.empty()) {
+    r.error("keep_params", *r.get("keep_params"),
+            "contradicts ignore_query = true (no query parameter enters the key)");
+    ok = false;
+  }
+  if (keep_set && drop_set) {
+    const toml::array& array = *r.get("drop_params")->as_array();
+    for (size_t i = 0; i < drop.size(); ++i) {
+      if (std::find(keep.begin(), keep.end(), drop[i]) != keep.end()) {
+        r.diag().error(lineOf(*array.get(i)), indexPath(r.path("drop_params"), i),
+                       quoted(drop[i]) + " is in both keep_params and drop_params");
+        ok = false;
+      }
+    }
+  }
+  if (!ok) return;
+  key.keep_params = keep;
+  std::vector<std::string> effective;
+  for (const std::string& p : key.drop_params) {
+    if (std::find(keep.begin(), keep.end(), p) == keep.end()) effective.push_back(p);
+  }
+  for (const std::string& p : drop) {
+    if (std::find(effective.begin(), effective.end(), p) == effective.end()) effective.push_back(p);
+  }
+  key.drop_params = std::move(effective);
+}
+
+void readRoute(TableReader& r, RouteConfig& route,
+               const std::map<std::string, size_t>& group_index, bool have_groups) {
+  if (r.string("prefix", route.prefix)) {
+    const toml::node& at = *r.get("prefix");
+    if (route.prefix.empty() || route.prefix.front() != '/') {
+      r.error("prefix", at, "must start with \"/\", got " + quoted(route.prefix));
+    } else if (hasSpaceOrControl(route.prefix) ||
+               route.prefix.find_first_of("?#") != std::string::npos) {
+      r.error("prefix", at, "must be a plain path (no spaces, '?' or '#')");
+    }
+  } else if (!r.has("prefix")) {
+    r.missing("prefix");
+  }
+  if (r.string("origin_group", route.origin_group)) {
+    const auto it = group_index.find(route.origin_group);
+    if (it != group_index.end()) {
+      route.origin_group_index = it->second;
+    } else if (have_groups) {
+      r.error("origin_group", *r.get("origin_group"),
+              "unknown origin group " + quoted(route.origin_group));
+    }
+  } else if (!r.has("origin_group")) {
+    r.missing("origin_group");
+  }
+
+  std::string text;
+  if (r.string("storage", text)) {
+    if (text == "ram+ssd") {
+      route.storage = StoragePolicy::kRamAndSsd;
+    } else if (text == "ram") {
+      route.storage = StoragePolicy::kRam;
+    } else {
+      r.error("storage", *r.get("storage"),
+              "expected \"ram\" or \"ram+ssd\", got " + quoted(text));
+    }
+  }
+  if (r.string("cache", text)) {
+    if (text == "on") {
+      route.cache.mode = CacheMode::kCache;
+    } else if (text == "pass") {
+      route.cache.mode = CacheMode::kPass;
+    } else {
+      r.error("cache", *r.get("cache"), "expected \"on\" or \"pass\", got " + quoted(text));
+    }
+  }
+  CachePolicy& cache = route.cache;
+  r.seconds("playlist_ttl", cache.playlist_ttl);
+  r.seconds("segment_ttl", cache.segment_ttl);
+  r.seconds("default_ttl", cache.default_ttl);
+  r.seconds("stale_while_revalidate", cache.stale_while_revalidate);
+  r.seconds("stale_if_error", cache.stale_if_error);
+  r.boolean("cache_authorized", cache.cache_authorized);
+  r.boolean("cache_set_cookie", cache.cache_set_cookie);
+  r.boolean("forward_other_methods", cache.forward_other_methods);
+  readKeyPolicy(r, route.key);
+  r.finish();
+}
+
+// Where each accepted hostname was first declared, to report duplicates across vhosts.
+struct HostnameSeen {
+  size_t vhost;
+  int line;
+};
+
+void readVhost(TableReader& r, VhostConfig& vhost, size_t vhost_index,
+               std::map<std::string, HostnameSeen>& hostnames,
+               const std::map<std::string, size_t>& group_index, bool have_groups) {
+  std::vector<std::string> names;
+  if (r.stringList("hostnames", names)) {
+    const toml::array& array = *r.get("hostnames")->as_array();
+    if (names.empty()) {
+      r.error("hostnames", array, "at least one hostname is required (\"*\" matches any host)");
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+      const std::string name = lowercase(names[i]);
+      const int line = lineOf(*array.get(i));
+      const std::string path = indexPath(r.path("hostnames"), i);
+      const std::string err = checkHostname(name);
+      if (!err.empty()) {
+        r.diag().error(line, path, err);
+        continue;
+      }
+      const auto [it, inserted] = hostnames.emplace(name, HostnameSeen{vhost_index, line});
+      if (!inserted) {
+        if (it->second.vhost == vhost_index) {
+          r.diag().warn(line, path, "hostname " + quoted(name) + " is listed twice");
+          continue;
+        }
+        r.diag().error(line, path,
+                       "hostname " + quoted(name) + " already belongs to vhost[" +
+                           std::to_string(it->second.vhost) + "] (line " +
+                           std::to_string(it->second.line) + ")");
+        continue;
+      }
+      vhost.hostnames.push_back(name);
+    }
+  } else if (!r.has("hostnames")) {
+    r.missing("hostnames");
+  }
+
+  if (r.string("name", vhost.name) && vhost.name.empty()) {
+    r.error("name", *r.get("name"), "must not be empty (leave it out for the first hostname)");
+  }
+  if (vhost.name.empty() && !vhost.hostnames.empty()) vhost.name = vhost.hostnames.front();
+
+  const toml::array* routes = r.tableArray("route");
+  std::map<std::string, int> prefixes;  // prefix → line of its first declaration
+  forEachTable(routes, r.path("route"), [&](const toml::table& t, const std::string& path, size_t) {
+    TableReader rr(r.diag(), t, path);
+    vhost.routes.emplace_back();
+    readRoute(rr, vhost.routes.back(), group_index, have_groups);
+    if (const toml::node* at = t.get("prefix"); at && at->is_string()) {
+      const auto [it, inserted] = prefixes.emplace(vhost.routes.back().prefix, lineOf(*at));
+      if (!inserted) {
+        r.diag().error(lineOf(*at), rr.path("prefix"),
+                       "duplicate route prefix " + quoted(it->first) + " (first on line " +
+                           std::to_string(it->second) + ")");
+      }
+    }
+  });
+  if (!routes || routes->empty()) {
+    r.diag().error(r.line(), r.path("route"),
+                   "vhost has no routes: add at least one [[vhost.route]] (prefix = \"/\" "
+                   "matches everything)");
+  }
+  // Longest prefix first, so the first route whose prefix matches is the most specific one.
+  std::stable_sort(vhost.routes.begin(), vhost.routes.end(),
+                   [](const RouteConfig& a, const RouteConfig& b) {
+                     return a.prefix.size() > b.prefix.size();
+                   });
+  r.finish();
+}
+
+void readLog(TableReader& r, LogConfig& log) {
+  if (r.string("access_log", log.access_log) && log.access_log.empty()) {
+    r.error("access_log", *r.get("access_log"),
+            "must not be empty (use \"off\" to disable the access log)");
+  }
+  std::string text;
+  if (r.string("client_address", text)) {
+    if (text == "truncate") {
+      log.client_address = AddressAnonymization::kTruncate;
+    } else if (text == "full") {
+      log.client_address = AddressAnonymization::kFull;
+    } else if (text == "none") {
+      log.client_address = AddressAnonymization::kNone;
+    } else {
+      r.error("client_address", *r.get("client_address"),
+              "expected \"truncate\", \"full\" or \"none\", got " + quoted(text));
+    }
+  }
+  if (r.string("level", text)) {
+    if (text == "error" || text == "warn" || text == "info" || text == "debug") {
+      log.level = text;
+    } else {
+      r.error("level", *r.get("level"),
+              "expected \"error\", \"warn\", \"info\" or \"debug\", got " + quoted(text));
+    }
+  }
+  r.finish();
+}
+
+// Two listeners (or a listener and the admin listener) on one address cannot both bind.
+void checkListenAddressesUnique(const toml::table& root, const Config& config, Diagnostics& diag) {
+  std::map<std::pair<std::string, uint16_t>, std::string> seen;  // → path of first user
+  if (!config.admin.address.empty()) {
+    std::string host;
+    uint16_t port = 0;
+    if (parseListenAddress(config.admin.address, host, port).empty() && port != 0) {
+      seen.emplace(std::make_pair(host, port), "admin.address");
+    }
+  }
+  const toml::array* listeners = root.get("listener") ? root.get("listener")->as_array() : nullptr;
+  if (!listeners) return;
+  size_t config_index = 0;
+  for (size_t i = 0; i < listeners->size(); ++i) {
+    const toml::table* t = listeners->get(i)->as_table();
+    if (!t) continue;
+    const ListenerConfig& l = config.listeners[config_index++];
+    const toml::node* at = t->get("address");
+    if (!at || !at->is_string() || l.host.empty() || l.port == 0) continue;
+    const std::string path = indexPath("listener", i) + ".address";
+    const auto [it, inserted] = seen.emplace(std::make_pair(l.host, l.port), path);
+    if (!inserted) {
+      diag.error(lineOf(*at), path, "address " + quoted(l.address) + " is already used by " + it->second);
+    }
+  }
+}
+
+ConfigPtr buildConfig(const toml::table& root, const std::string& name, Diagnostics& diag) {
+  auto config = std::make_shared<Config>();
+  config->source = name;
+  TableReader top(diag, root, "");
+
+  if (const toml::table* t = top.table("server")) {
+    TableReader r(diag, *t, "server");
+    readServer(r, config->server);
+  }
+  if (const toml::table* t = top.table("admin")) {
+    TableReader r(diag, *t, "admin");
+    readAdmin(r, config->admin);
+  }
+  const toml::array* listeners = top.tableArray("listener");
+  forEachTable(listeners, "listener", [&](const toml::table& t, const std::string& path, size_t) {
+    TableReader r(diag, t, path);
+    config->listeners.emplace_back();
+    readListener(r, config->listeners.back());
+  });
+  if (!listeners || listeners->empty()) {
+    diag.error(0, "listener", "no [[listener]]: at least one listener is required");
+  }
+  checkListenAddressesUnique(root, *config, diag);
+  if (const toml::table* t = top.table("cache")) {
+    TableReader r(diag, *t, "cache");
+    readCache(r, config->cache);
+  }
+
+  // Origin groups before vhosts: routes refer to groups by name.
+  std::map<std::string, size_t> group_index;
+  const toml::array* groups = top.tableArray("origin_group");
+  forEachTable(groups, "origin_group", [&](const toml::table& t, const std::string& path, size_t) {
+    TableReader r(diag, t, path);
+    config->origin_groups.emplace_back();
+    OriginGroupConfig& group = config->origin_groups.back();
+    readOriginGroup(r, group);
+    if (group.name.empty()) return;
+    const auto [it, inserted] = group_index.emplace(group.name, config->origin_groups.size() - 1);
+    if (!inserted) {
+      diag.error(lineOf(*t.get("name")), r.path("name"),
+                 "duplicate origin group name " + quoted(group.name) + " (first in " +
+                     indexPath("origin_group", it->second) + ")");
+    }
+  });
+  const bool have_groups = groups && !groups->empty();
+  if (!have_groups) {
+    diag.error(0, "origin_group", "no [[origin_group]]: at least one origin group is required");
+  }
+
+  std::map<std::string, HostnameSeen> hostnames;
+  const toml::array* vhosts = top.tableArray("vhost");
+  forEachTable(vhosts, "vhost", [&](const toml::table& t, const std::string& path, size_t) {
+    TableReader r(diag, t, path);
+    config->vhosts.emplace_back();
+    readVhost(r, config->vhosts.back(), config->vhosts.size() - 1, hostnames, group_index,
+              have_groups);
+  });
+  if (!vhosts || vhosts->empty()) {
+    diag.error(0, "vhost", "no [[vhost]]: at least one virtual host is required");
+  }
+  {
+    std::map<std::string, size_t> vhost_names;
+    for (size_t i = 0; i < config->vhosts.size(); ++i) {
+      const std::string& n = config->vhosts[i].name;
+      if (n.empty()) continue;
+      const auto [it, inserted] = vhost_names.emplace(n, i);
+      if (!inserted) {
+        const toml::table* t = vhosts->get(i) ? vhosts->get(i)->as_table() : nullptr;
+        const toml::node* at = t ? t->get("name") : nullptr;
+        diag.error(at ? lineOf(*at) : (t ? lineOf(*t) : 0), indexPath("vhost", i) + ".name",
+                   "duplicate vhost name " + quoted(n) + " (also vhost[" +
+                       std::to_string(it->second) + "])");
+      }
+    }
+  }
+
+  if (const toml::table* t = top.table("log")) {
+    TableReader r(diag, *t, "log");
+    readLog(r, config->log);
+  }
+  top.finish();
+  if (diag.hasErrors()) return nullptr;
+  return config;
+}
+
+LoadResult finishResult(ConfigPtr config, Diagnostics& diag) {
+  LoadResult result;
+  result.errors = diag.takeErrors();
+  result.warnings = diag.takeWarnings();
+  if (result.errors.empty()) result.config = std::move(config);
+  return result;
+}
+
+}  // namespace
+
+std::string ConfigError::toString() const {
+  // "file:line: key: message"; the line is left out when unknown (0) and the key when empty
+  // (a TOML syntax error), so that no part of the message is a placeholder.
+  std::string out = file;
+  if (line > 0) {
+    out += ':';
+    out += std::to_string(line);
+  }
+  out += ": ";
+  if (!key.empty()) {
+    out += key;
+    out += ": ";
+  }
+  out += message;
+  return out;
+}
+
+LoadResult loadConfigText(std::string_view text, const std::string& name) {
+  Diagnostics diag(name);
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view(name));
+  } catch (const toml::parse_error& e) {
+    // toml++ stops at the first syntax error, so this is the only error reported.
+    diag.error(lineOf(e.source()), "", std::string(e.description()));
+    return finishResult(nullptr, diag);
+  }
+  ConfigPtr config = buildConfig(root, name, diag);
+  return finishResult(std::move(config), diag);
+}
+
+LoadResult loadConfigFile(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    Diagnostics diag(path);
+    diag.error(0, "", std::string("cannot open: ") + std::strerror(errno));
+    return finishResult(nullptr, diag);
+  }
+  std::string text;
+  char buf[65536];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  const bool failed = std::ferror(f) != 0;
+  const int err = errno;
+  std::fclose(f);
+  if (failed) {
+    Diagnostics diag(path);
+    diag.error(0, "", std::string("cannot read: ") + std::strerror(err));
+    return finishResult(nullptr, diag);
+  }
+  return loadConfigText(text, path);
+}
+
+}  // namespace streamedge::conf

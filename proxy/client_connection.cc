@@ -1,0 +1,741 @@
+#include "proxy/client_connection.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include "cache/cache_key.h"
+#include "cache/freshness.h"
+#include "proxy/fill_job.h"
+#include "proxy/router.h"
+#include "proxy/worker.h"
+
+namespace streamedge::proxy {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* reasonPhrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+void appendUint(std::string& out, uint64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, end);
+}
+
+void releaseBody(const void*, size_t, void* arg) {
+  static_cast<const cache::Body*>(arg)->release();
+}
+
+constexpr size_t kMaxForwardedBody = 1 << 20;
+
+}  // namespace
+
+ClientConnection::ClientConnection(Worker& worker, uint64_t id, evutil_socket_t fd,
+                                   const sockaddr* addr, int socklen, size_t listener_index)
+    : worker_(worker), id_(id), listener_index_(listener_index) {
+  if (addr && socklen > 0 && static_cast<size_t>(socklen) <= sizeof client_addr_) {
+    std::memcpy(&client_addr_, addr, static_cast<size_t>(socklen));
+  }
+  bev_ = bufferevent_socket_new(worker.base(), fd, BEV_OPT_CLOSE_ON_FREE);
+}
+
+ClientConnection::~ClientConnection() {
+  resetExchange();
+  if (bev_) bufferevent_free(bev_);
+  worker_.counters().connections_active.fetch_sub(1, std::memory_order_relaxed);
+  worker_.shared().connections_total_active.fetch_sub(1, std::memory_order_relaxed);
+}
+
+bool ClientConnection::start() {
+  if (!bev_) return false;
+  worker_.counters().connections_active.fetch_add(1, std::memory_order_relaxed);
+  worker_.shared().connections_total_active.fetch_add(1, std::memory_order_relaxed);
+  int one = 1;
+  setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  bufferevent_setcb(bev_, readCb, writeCb, eventCb, this);
+  const conf::ServerConfig& server = worker_.config()->server;
+  setReadTimeout(server.idle_timeout);
+  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  return true;
+}
+
+void ClientConnection::setReadTimeout(std::chrono::milliseconds t) {
+  timeval read_tv{static_cast<time_t>(t.count() / 1000),
+                  static_cast<suseconds_t>((t.count() % 1000) * 1000)};
+  const auto send = worker_.config()->server.send_timeout.count();
+  timeval write_tv{static_cast<time_t>(send / 1000),
+                   static_cast<suseconds_t>((send % 1000) * 1000)};
+  bufferevent_set_timeouts(bev_, t.count() > 0 ? &read_tv : nullptr, &write_tv);
+}
+
+void ClientConnection::closeWhenIdle() {
+  if (state_ == State::kReadingHead) {
+    closeNow();
+  } else {
+    close_after_response_ = true;
+  }
+}
+
+// --- libevent callbacks -------------------------------------------------------------------
+
+void ClientConnection::readCb(bufferevent*, void* arg) {
+  static_cast<ClientConnection*>(arg)->onRead();
+}
+
+void ClientConnection::writeCb(bufferevent*, void* arg) {
+  static_cast<ClientConnection*>(arg)->onWriteDrained();
+}
+
+void ClientConnection::eventCb(bufferevent*, short what, void* arg) {
+  static_cast<ClientConnection*>(arg)->onEvent(what);
+}
+
+void ClientConnection::onRead() {
+  if (state_ == State::kReadingHead) {
+    parseRequest();
+    return;
+  }
+  if (state_ == State::kReadingBody) {
+    evbuffer* in = bufferevent_get_input(bev_);
+    if (evbuffer_get_length(in) >= request_body_length_) {
+      request_body_.resize(request_body_length_);
+      evbuffer_remove(in, request_body_.data(), request_body_length_);
+      startPass();
+    }
+    return;
+  }
+  // A pipelined request waits until this response is done; stop reading if it piles up.
+  if (evbuffer_get_length(bufferevent_get_input(bev_)) >
+      worker_.config()->server.max_header_bytes) {
+    bufferevent_disable(bev_, EV_READ);
+  }
+}
+
+void ClientConnection::onWriteDrained() {
+  if (state_ == State::kFlushing) onResponseDone();
+}
+
+void ClientConnection::onEvent(short what) {
+  if (what & BEV_EVENT_TIMEOUT) {
+    if ((what & BEV_EVENT_READING) && state_ == State::kReadingHead &&
+        evbuffer_get_length(bufferevent_get_input(bev_)) > 0) {
+      std::fprintf(stderr, "streamedge: 408 request head not received in time\n");
+      synth(408, "request head not received in time", true);
+      return;
+    }
+    if ((what & BEV_EVENT_READING) && state_ != State::kReadingHead &&
+        state_ != State::kReadingBody) {
+      // Waiting on the origin or sending: the viewer owes us nothing; keep reading for EOF.
+      bufferevent_enable(bev_, EV_READ);
+      return;
+    }
+  }
+  // EOF, error, idle timeout or a viewer that stopped reading: nothing more to do here.
+  closeNow();
+}
+
+// --- Recv -----------------------------------------------------------------------------------
+
+void ClientConnection::parseRequest() {
+  evbuffer* in = bufferevent_get_input(bev_);
+  const size_t available = evbuffer_get_length(in);
+  if (available == 0) return;
+  const conf::ServerConfig& server = worker_.config()->server;
+  const size_t limit = static_cast<size_t>(server.max_header_bytes);
+
+  evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, nullptr);
+  if (end.pos < 0) {
+    if (available > limit) {
+      std::fprintf(stderr, "streamedge: 431 request head larger than %zu bytes\n", limit);
+      synth(431, "request head too large", true);
+    } else if (state_ == State::kReadingHead) {
+      setReadTimeout(server.header_timeout);
+    }
+    return;
+  }
+  const size_t head_len = static_cast<size_t>(end.pos) + 4;
+  const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(head_len)));
+  RequestLimits limits;
+  limits.max_head_bytes = limit;
+  limits.max_uri_bytes = static_cast<size_t>(server.max_uri_bytes);
+  RequestHead head;
+  ParseError err;
+  started_ = Clock::now();
+  if (!parseRequestHead(std::string_view(data, head_len), limits, head, err)) {
+    worker_.counters().add(worker_.counters().bad_requests);
+    std::fprintf(stderr, "streamedge: %d bad request: %s\n", err.status, err.detail);
+    evbuffer_drain(in, head_len);
+    synth(err.status, err.detail, true);
+    return;
+  }
+  // Keep what the exchange needs; the input buffer moves on.
+  method_.assign(head.method);
+  target_.assign(head.target);
+  raw_path_.assign(head.path);
+  query_.assign(head.query);
+  host_.assign(head.host);
+  auto grab = [&](std::string& dst, std::string_view name) {
+    bool found = false;
+    std::string_view v = head.find(name, &found);
+    dst.assign(found ? v : std::string_view());
+  };
+  grab(range_, "Range");
+  grab(if_none_match_, "If-None-Match");
+  grab(if_modified_since_, "If-Modified-Since");
+  grab(if_range_, "If-Range");
+  bool found_auth = false;
+  head.find("Authorization", &found_auth);
+  has_authorization_ = found_auth;
+  keep_alive_ = head.keep_alive;
+  version_minor_ = head.version_minor;
+  is_get_ = head.method == "GET";
+  is_head_ = head.method == "HEAD";
+  const bool has_body = head.chunked || (head.content_length && *head.content_length > 0);
+  request_body_length_ = head.content_length.value_or(0);
+  const bool expect_continue = head.expect_continue;
+  if (!is_get_ && !is_head_) {
+    forward_headers_.clear();
+    for (size_t i = 0; i < head.header_count; ++i) {
+      const HeaderField& f = head.headers[i];
+      if (cache::isHopByHopOrDeliveryField(f.name) || cache::equalsIgnoreCase(f.name, "Host") ||
+          cache::equalsIgnoreCase(f.name, "Expect")) {
+        continue;
+      }
+      forward_headers_.emplace_back(std::string(f.name), std::string(f.value));
+    }
+  }
+  evbuffer_drain(in, head_len);
+
+  if (has_body && (is_get_ || is_head_)) {
+    synth(400, "a GET or HEAD request must not carry a body", true);
+    return;
+  }
+  if (head.chunked) {
+    synth(411, "chunked request bodies are not accepted; send Content-Length", true);
+    return;
+  }
+  if (request_body_length_ > kMaxForwardedBody) {
+    synth(413, "request body too large", true);
+    return;
+  }
+  handleRequest();
+  if (state_ == State::kReadingBody && expect_continue) {
+    bufferevent_write(bev_, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+  }
+}
+
+// --- Route, admit, Lookup -------------------------------------------------------------------
+
+void ClientConnection::handleRequest() {
+  config_ = worker_.config();
+  setReadTimeout(std::chrono::milliseconds(0));  // the viewer waits for us now
+  state_ = State::kWaiting;
+
+  RouteMatch match = matchRoute(*config_, host_, raw_path_);
+  vhost_ = match.vhost;
+  route_ = match.route;
+  if (!vhost_) return synth(404, "no virtual host for this Host", false);
+  if (!route_) return synth(404, "no route for this path", false);
+
+  if (!cache::normalizePath(raw_path_, path_)) {
+    worker_.counters().add(worker_.counters().bad_requests);
+    std::fprintf(stderr, "streamedge: 400 bad request: invalid path\n");
+    return synth(400, "invalid request path", true);
+  }
+  query_ = cache::filterQuery(query_, route_->key);
+
+  if (!is_get_ && !is_head_) {
+    if (!route_->cache.forward_other_methods) {
+      return synth(405, "only GET and HEAD are served here", false);
+    }
+    if (request_body_length_ > 0) {
+      evbuffer* in = bufferevent_get_input(bev_);
+      state_ = State::kReadingBody;
+      setReadTimeout(worker_.config()->server.header_timeout);
+      if (evbuffer_get_length(in) >= request_body_length_) onRead();
+      return;
+    }
+    return startPass();
+  }
+  key_ = cache::makeKey(vhost_->name, path_, query_);
+  if (route_->cache.mode == conf::CacheMode::kPass) return startPass();
+
+  cache::LookupResult r = worker_.shared().cache.lookup(key_);
+  using Kind = cache::LookupResult::Kind;
+  switch (r.kind) {
+    case Kind::kHit:
+      result_ = CacheResult::kHit;
+      object_ = std::move(r.object);
+      return deliverHead();
+    case Kind::kStale: {
+      stale_ = r.object;
+      const WallTime now = SystemClock::instance().wallNow();
+      if (stale_->freshness().withinStaleWhileRevalidate(now)) {
+        if (r.fill) startFill(std::move(r.fill), false);  // background revalidation
+        result_ = CacheResult::kStale;
+        object_ = stale_;
+        return deliverHead();
+      }
+      if (r.fill) {
+        own_fill_ = true;
+        result_ = CacheResult::kMiss;
+        cache::ObjectRef pending = r.fill.object();
+        startFill(std::move(r.fill), false);
+        return waitOn(std::move(pending));
+      }
+      result_ = CacheResult::kCoalesced;
+      return waitOn(std::move(r.pending));
+    }
+    case Kind::kMiss: {
+      own_fill_ = true;
+      result_ = CacheResult::kMiss;
+      cache::ObjectRef object = r.fill.object();
+      startFill(std::move(r.fill), false);
+      return waitOn(std::move(object));
+    }
+    case Kind::kBusy:
+      result_ = CacheResult::kCoalesced;
+      return waitOn(std::move(r.object));
+    case Kind::kPass:
+      result_ = CacheResult::kMiss;  // the response was found uncacheable a moment ago
+      return startPass();
+  }
+}
+
+void ClientConnection::startFill(cache::FillWriter fill, bool pass) {
+  FillRequest request;
+  request.pass = pass;
+  request.request_has_authorization = has_authorization_;
+  if (pass) {
+    request.method = is_head_ ? "GET" : method_;  // HEAD: fetch and send the head only
+    request.target = target_;
+    request.forward_headers = forward_headers_;
+    if (is_get_ || is_head_) {
+      request.forward_headers.clear();
+    }
+    request.body = std::move(request_body_);
+  } else {
+    // Fills carry the normalised path and only the kept query parameters: the origin never
+    // sees one viewer's token or session id, and the object is right for every viewer.
+    request.target = path_;
+    if (!query_.empty()) {
+      request.target += '?';
+      request.target += query_;
+    }
+  }
+  FillJob::start(worker_, config_, *route_, std::move(fill), std::move(request));
+}
+
+void ClientConnection::startPass() {
+  passed_ = true;
+  own_fill_ = true;
+  if (result_ == CacheResult::kNone || result_ == CacheResult::kCoalesced) {
+    result_ = (route_ && route_->cache.mode == conf::CacheMode::kPass) || (!is_get_ && !is_head_)
+                  ? CacheResult::kPass
+                  : CacheResult::kMiss;
+  }
+  if (result_ == CacheResult::kHit) result_ = CacheResult::kMiss;
+  cache::FillWriter fill = worker_.shared().cache.privateFill(key_);
+  cache::ObjectRef object = fill.object();
+  startFill(std::move(fill), true);
+  waitOn(std::move(object));
+}
+
+void ClientConnection::waitOn(cache::ObjectRef object) {
+  state_ = State::kWaiting;
+  object_ = std::move(object);
+  object_->subscribe(this);
+  subscribed_ = true;
+  onObjectProgress();  // subscribe, then look: no lost wake-up
+}
+
+void ClientConnection::onObjectChanged() noexcept {
+  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) worker_.wake(id_);
+}
+
+void ClientConnection::onWake() {
+  wake_pending_.store(false, std::memory_order_release);
+  if (object_ && (state_ == State::kWaiting || state_ == State::kSending)) onObjectProgress();
+}
+
+void ClientConnection::onObjectProgress() {
+  using State = cache::CacheObject::State;
+  const State st = object_->state();
+  if (state_ == ClientConnection::State::kWaiting) {
+    if (st == State::kPending) return;
+    if (st == State::kAborted && !object_->headPublished()) {
+      const bool timed_out = object_->abortedByTimeout();
+      const WallTime now = SystemClock::instance().wallNow();
+      if (stale_ && stale_->freshness().withinStaleIfError(now)) {
+        // RFC 5861 §4: the origin failed; the stale copy answers.
+        object_->unsubscribe(this);
+        subscribed_ = false;
+        object_ = stale_;
+        result_ = CacheResult::kStale;
+        return deliverHead();
+      }
+      return synth(timed_out ? 504 : 502,
+                   timed_out ? "the origin did not answer in time" : "the origin failed", false);
+    }
+    if (st == State::kAborted) {
+      // Aborted after its head: nothing trustworthy to send.
+      return synth(502, "the origin response broke off", false);
+    }
+    if (!object_->shareable() && !own_fill_) {
+      // Someone else's private answer: fetch our own (never another viewer's response).
+      object_->unsubscribe(this);
+      subscribed_ = false;
+      object_.reset();
+      if (passed_) return synth(502, "origin response not shareable", false);
+      return startPass();
+    }
+    return deliverHead();
+  }
+  if (state_ == ClientConnection::State::kSending) pump();
+}
+
+// --- Deliver --------------------------------------------------------------------------------
+
+void ClientConnection::appendStatusLine(int status, std::string_view reason) {
+  out_ += version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  appendUint(out_, static_cast<uint64_t>(status));
+  out_ += ' ';
+  out_ += reason.empty() ? std::string_view(reasonPhrase(status)) : reason;
+  out_ += "\r\n";
+}
+
+void ClientConnection::appendDeliveryFields() {
+  out_ += "Via: 1.1 streamedge\r\nX-Cache: ";
+  out_ += cacheResultName(result_);
+  out_ += "\r\n";
+  if (!keep_alive_ || close_after_response_ || worker_.shared().draining.load()) {
+    close_after_response_ = true;
+    out_ += "Connection: close\r\n";
+  } else if (version_minor_ == 0) {
+    out_ += "Connection: keep-alive\r\n";
+  }
+}
+
+void ClientConnection::deliverHead() {
+  const cache::ResponseHead& head = object_->head();
+  const cache::Freshness& freshness = object_->freshness();
+  const bool complete = object_->isComplete();
+  std::optional<uint64_t> total = object_->expectedLength();
+  if (!total && complete) total = object_->body().length();
+
+  out_.clear();
+  body_pos_ = 0;
+  body_end_ = total ? *total : kUnknownEnd;
+  chunked_out_ = false;
+  status_ = head.status;
+  bool send_body = !is_head_;
+
+  if (head.status == 200 && !passed_) {
+    const std::string* etag = head.find("ETag");
+    const std::string* last_modified = head.find("Last-Modified");
+    // RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only without it.
+    bool not_modified = false;
+    if (!if_none_match_.empty()) {
+      not_modified = etag && ifNoneMatchMatches(if_none_match_, *etag);
+    } else if (!if_modified_since_.empty() && last_modified) {
+      not_modified = notModifiedSince(if_modified_since_, *last_modified);
+    }
+    if (not_modified) {
+      status_ = 304;
+      appendStatusLine(304, "Not Modified");
+      for (const auto& [name, value] : head.headers) {
+        // §15.4.5: the fields a 200 would have carried that describe the representation.
+        for (std::string_view keep : {"ETag", "Cache-Control", "Expires", "Last-Modified",
+                                      "Date", "Vary", "Content-Location"}) {
+          if (cache::equalsIgnoreCase(name, keep)) {
+            out_ += name;
+            out_ += ": ";
+            out_ += value;
+            out_ += "\r\n";
+          }
+        }
+      }
+      out_ += "Age: ";
+      appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
+      out_ += "\r\n";
+      appendDeliveryFields();
+      out_ += "\r\n";
+      bufferevent_write(bev_, out_.data(), out_.size());
+      ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+      return finishBody();
+    }
+    if (!range_.empty() && total &&
+        (if_range_.empty() || ifRangeAllows(if_range_, etag ? *etag : std::string_view(),
+                                            last_modified ? *last_modified : std::string_view()))) {
+      RangeSpec spec = parseRange(range_, *total);
+      if (spec.kind == RangeSpec::Kind::kUnsatisfiable) {
+        status_ = 416;
+        appendStatusLine(416, "Range Not Satisfiable");
+        out_ += "Content-Range: bytes */";
+        appendUint(out_, *total);
+        out_ += "\r\nContent-Length: 0\r\n";
+        appendDeliveryFields();
+        out_ += "\r\n";
+        bufferevent_write(bev_, out_.data(), out_.size());
+        ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+        return finishBody();
+      }
+      if (spec.kind == RangeSpec::Kind::kSingle) {
+        status_ = 206;
+        appendStatusLine(206, "Partial Content");
+        out_ += head.wire;
+        out_ += "Content-Range: bytes ";
+        appendUint(out_, spec.first);
+        out_ += '-';
+        appendUint(out_, spec.last);
+        out_ += '/';
+        appendUint(out_, *total);
+        out_ += "\r\nContent-Length: ";
+        appendUint(out_, spec.last - spec.first + 1);
+        out_ += "\r\nAge: ";
+        appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
+        out_ += "\r\n";
+        appendDeliveryFields();
+        out_ += "\r\n";
+        body_pos_ = spec.first;
+        body_end_ = spec.last + 1;
+        return sendHeadAndBody(send_body, complete);
+      }
+    }
+  }
+
+  appendStatusLine(head.status, head.reason);
+  out_ += head.wire;
+  if (head.status == 204 || head.status == 304 || head.status < 200) {
+    send_body = false;
+    body_end_ = 0;
+  } else if (total) {
+    out_ += "Content-Length: ";
+    appendUint(out_, *total);
+    out_ += "\r\n";
+    if (head.status == 200) out_ += "Accept-Ranges: bytes\r\n";
+  } else if (!is_head_) {
+    if (version_minor_ >= 1) {
+      out_ += "Transfer-Encoding: chunked\r\n";
+      chunked_out_ = true;
+    } else {
+      close_after_response_ = true;  // HTTP/1.0: the end of the body is the close
+    }
+  }
+  out_ += "Age: ";
+  appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
+  out_ += "\r\n";
+  appendDeliveryFields();
+  out_ += "\r\n";
+  sendHeadAndBody(send_body, complete);
+}
+
+void ClientConnection::sendHeadAndBody(bool send_body, bool complete) {
+  bufferevent_write(bev_, out_.data(), out_.size());
+  ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+  if (!send_body || body_pos_ >= body_end_) {
+    if (subscribed_) {
+      object_->unsubscribe(this);
+      subscribed_ = false;
+    }
+    return finishBody();
+  }
+  state_ = State::kSending;
+  if (!subscribed_ && !complete) {
+    object_->subscribe(this);
+    subscribed_ = true;
+  }
+  pump();
+}
+
+void ClientConnection::pump() {
+  using State = cache::CacheObject::State;
+  const State st = object_->state();  // before reading the length: a complete length is final
+  cache::Body& body = object_->body();
+  evbuffer* out = bufferevent_get_output(bev_);
+  while (body_pos_ < body_end_) {
+    const uint8_t* data = nullptr;
+    size_t n = body.peek(body_pos_, &data);
+    if (n == 0) break;
+    n = static_cast<size_t>(std::min<uint64_t>(n, body_end_ - body_pos_));
+    if (chunked_out_) {
+      char line[24];
+      int len = std::snprintf(line, sizeof line, "%zx\r\n", n);
+      evbuffer_add(out, line, static_cast<size_t>(len));
+    }
+    body.retain();
+    evbuffer_add_reference(out, data, n, releaseBody, &body);
+    if (chunked_out_) evbuffer_add(out, "\r\n", 2);
+    body_pos_ += n;
+    bytes_sent_ += n;
+  }
+  if (body_pos_ >= body_end_ ||
+      (st == State::kComplete && body_end_ == kUnknownEnd && body_pos_ >= body.length())) {
+    if (chunked_out_) evbuffer_add(out, "0\r\n\r\n", 5);
+    if (subscribed_) {
+      object_->unsubscribe(this);
+      subscribed_ = false;
+    }
+    return finishBody();
+  }
+  if (st == State::kAborted) {
+    // The fill broke off: close so the viewer sees a truncated body, never a short one
+    // presented as whole.
+    std::fprintf(stderr, "streamedge: fill aborted mid-body; closing the viewer connection\n");
+    return closeNow();
+  }
+  if (st == State::kComplete) {
+    // Complete but shorter than its framing: cannot happen (the fill would have aborted).
+    return closeNow();
+  }
+}
+
+void ClientConnection::finishBody() {
+  state_ = State::kFlushing;
+  if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) onResponseDone();
+}
+
+// --- Synth ----------------------------------------------------------------------------------
+
+void ClientConnection::synth(int status, const char* detail, bool close) {
+  if (close) close_after_response_ = true;
+  if (subscribed_) {
+    object_->unsubscribe(this);
+    subscribed_ = false;
+  }
+  status_ = status;
+  out_.clear();
+  appendStatusLine(status, reasonPhrase(status));
+  std::string_view body = detail;
+  out_ += "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n";
+  if (status == 405) out_ += "Allow: GET, HEAD\r\n";
+  out_ += "Content-Length: ";
+  appendUint(out_, body.size() + 1);
+  out_ += "\r\n";
+  if (result_ == CacheResult::kNone) {
+    out_ += "Via: 1.1 streamedge\r\n";
+    if (!keep_alive_ || close_after_response_) {
+      close_after_response_ = true;
+      out_ += "Connection: close\r\n";
+    }
+  } else {
+    appendDeliveryFields();
+  }
+  out_ += "\r\n";
+  if (!is_head_) {
+    out_ += body;
+    out_ += '\n';
+  }
+  bufferevent_write(bev_, out_.data(), out_.size());
+  ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+  // Stop reading a connection we are about to close (the rest of its bytes are not a request).
+  if (close_after_response_) bufferevent_disable(bev_, EV_READ);
+  finishBody();
+}
+
+// --- Log ------------------------------------------------------------------------------------
+
+void ClientConnection::onResponseDone() {
+  WorkerCounters& c = worker_.counters();
+  c.add(c.requests_by_result[static_cast<size_t>(result_)]);
+  if (status_ >= 100 && status_ < 600) c.add(c.responses_by_class[status_ / 100]);
+  c.add(c.response_bytes, bytes_sent_);
+
+  if (worker_.shared().access_log.enabled()) {
+    AccessLogEntry e;
+    e.time_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    std::string client;
+    anonymizeAddress(reinterpret_cast<const sockaddr*>(&client_addr_),
+                     config_ ? config_->log.client_address : worker_.config()->log.client_address,
+                     client);
+    e.vhost = vhost_ ? std::string_view(vhost_->name) : std::string_view("-");
+    e.client = client;
+    e.method = method_;
+    // Before routing succeeded the path is unchecked; log it only once normalised.
+    e.path = path_.empty() ? std::string_view("-") : std::string_view(path_);
+    e.query = route_ ? std::string_view(query_) : std::string_view();
+    e.status = status_;
+    e.bytes = bytes_sent_;
+    e.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+    e.ttfb_ms = ttfb_ms_;
+    e.cache = cacheResultName(result_);
+    worker_.logLine(e);
+  }
+
+  const bool close = close_after_response_ || closing_;
+  resetExchange();
+  if (close) return closeNow();
+  state_ = State::kReadingHead;
+  bufferevent_enable(bev_, EV_READ);
+  setReadTimeout(worker_.config()->server.idle_timeout);
+  if (evbuffer_get_length(bufferevent_get_input(bev_)) > 0) parseRequest();  // pipelined
+}
+
+void ClientConnection::resetExchange() {
+  if (subscribed_ && object_) object_->unsubscribe(this);
+  subscribed_ = false;
+  object_.reset();
+  stale_.reset();
+  config_.reset();
+  vhost_ = nullptr;
+  route_ = nullptr;
+  method_.clear();
+  path_.clear();
+  query_.clear();
+  own_fill_ = false;
+  passed_ = false;
+  result_ = CacheResult::kNone;
+  status_ = 0;
+  bytes_sent_ = 0;
+  body_pos_ = body_end_ = 0;
+  ttfb_ms_ = 0;
+  request_body_.clear();
+  request_body_length_ = 0;
+}
+
+void ClientConnection::closeNow() {
+  closing_ = true;
+  if (subscribed_ && object_) {
+    object_->unsubscribe(this);
+    subscribed_ = false;
+  }
+  worker_.removeConnection(id_);  // deletes this
+}
+
+}  // namespace streamedge::proxy

@@ -1,0 +1,140 @@
+// ClientConnection: one viewer connection on one worker — reads HTTP/1.1 requests with the strict
+// parser, runs each through the request steps, and delivers the response from a cache object
+// by reference (no copy), while the object is still being filled if need be.
+//
+// The request steps (one place, one line each):
+//   Recv     read and parse the head; limits and strictness → 4xx (Synth)
+//   Route    Host → vhost, path → route; none → 404; method not allowed → 405
+//   Lookup   cache index: Hit | Stale | Miss | Busy | Pass
+//   Hit      deliver the complete object
+//   Stale    within stale-while-revalidate: deliver stale + background revalidation;
+//            else revalidate (or join the revalidation in flight) and wait
+//   Miss     start a FillJob (the one origin fetch) and read the object as it fills
+//   Busy     attach as a reader of the object being filled (COALESCED)
+//   Pass     a private fill for this viewer only (uncacheable route/method/response)
+//   Deliver  head (+Age, Via, X-Cache), 304/206/416 as the request asks, body by reference
+//   Synth    one error → status mapper for everything that fails before the head is sent
+//   Log      one access-log line, then the next request on the connection or close
+//
+// Worker thread only, except onObjectChanged() (any thread; posts a wake-up to the worker).
+#pragma once
+
+#include <event2/bufferevent.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cache/cache.h"
+#include "conf/config.h"
+#include "proxy/http_parser.h"
+#include "proxy/range.h"
+#include "proxy/shared_state.h"
+
+namespace streamedge::proxy {
+
+class Worker;
+
+class ClientConnection final : public cache::ObjectWaiter {
+ public:
+  ClientConnection(Worker& worker, uint64_t id, evutil_socket_t fd, const sockaddr* addr,
+                   int socklen, size_t listener_index);
+  ~ClientConnection();
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
+
+  bool start();
+  uint64_t id() const { return id_; }
+  // Between two requests on a keep-alive connection (graceful stop closes these).
+  bool idle() const { return state_ == State::kReadingHead; }
+  // Closes the connection now if it is idle; otherwise after the current response.
+  void closeWhenIdle();
+
+  // Any thread: an object this connection reads has changed.
+  void onObjectChanged() noexcept override;
+  // Worker thread: handle the wake-up posted by onObjectChanged.
+  void onWake();
+
+ private:
+  enum class State {
+    kReadingHead,  // waiting for (the rest of) a request head
+    kReadingBody,  // a forwarded request's body
+    kWaiting,      // waiting for an object's head
+    kSending,      // head sent, body streaming from the object
+    kFlushing,     // everything queued; waiting for the socket to take it
+  };
+
+  static void readCb(bufferevent* bev, void* arg);
+  static void writeCb(bufferevent* bev, void* arg);
+  static void eventCb(bufferevent* bev, short what, void* arg);
+
+  void onRead();
+  void onWriteDrained();
+  void onEvent(short what);
+
+  void parseRequest();                       // Recv
+  void handleRequest();                      // Route, admit, Lookup
+  void startFill(cache::FillWriter fill, bool pass);
+  void startPass();                          // Pass
+  void waitOn(cache::ObjectRef object);      // Busy / Miss: read the object as it fills
+  void onObjectProgress();
+  void deliverHead();                        // Deliver
+  void sendHeadAndBody(bool send_body, bool complete);
+  void pump();
+  void finishBody();
+  void synth(int status, const char* detail, bool close);  // Synth
+  void onResponseDone();                     // Log, then next request or close
+  void closeNow();
+  void resetExchange();
+  void setReadTimeout(std::chrono::milliseconds t);
+  void appendStatusLine(int status, std::string_view reason);
+  void appendDeliveryFields();
+
+  // const after construction
+  Worker& worker_;
+  const uint64_t id_;
+  const size_t listener_index_;
+  sockaddr_storage client_addr_{};
+  bufferevent* bev_ = nullptr;
+
+  std::atomic<bool> wake_pending_{false};
+  State state_ = State::kReadingHead;
+  bool close_after_response_ = false;
+  bool closing_ = false;
+
+  // The exchange in progress (reset between requests; strings keep their capacity).
+  conf::ConfigPtr config_;
+  const conf::VhostConfig* vhost_ = nullptr;
+  const conf::RouteConfig* route_ = nullptr;
+  std::string method_, target_, raw_path_, path_, query_, host_;
+  std::string range_, if_none_match_, if_modified_since_, if_range_;
+  std::vector<std::pair<std::string, std::string>> forward_headers_;  // pass requests only
+  std::string request_body_;
+  uint64_t request_body_length_ = 0;
+  bool is_get_ = false, is_head_ = false, has_authorization_ = false;
+  bool keep_alive_ = true;
+  int version_minor_ = 1;
+  cache::CacheKey key_;
+  cache::ObjectRef object_;   // delivered or awaited
+  cache::ObjectRef stale_;    // fallback for stale-if-error
+  bool subscribed_ = false;
+  bool own_fill_ = false;     // this request started the fill it reads
+  bool passed_ = false;       // already fell back to a private fetch once
+  CacheResult result_ = CacheResult::kNone;
+  int status_ = 0;
+  uint64_t body_pos_ = 0;
+  uint64_t body_end_ = 0;     // exclusive; kUnknownEnd until the object completes
+  bool chunked_out_ = false;
+  uint64_t bytes_sent_ = 0;
+  std::chrono::steady_clock::time_point started_{};
+  double ttfb_ms_ = 0;
+  std::string out_;           // scratch for the response head
+
+  static constexpr uint64_t kUnknownEnd = ~uint64_t{0};
+};
+
+}  // namespace streamedge::proxy

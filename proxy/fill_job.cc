@@ -1,0 +1,196 @@
+#include "proxy/fill_job.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "cache/response_head.h"
+#include "proxy/worker.h"
+
+namespace streamedge::proxy {
+
+namespace {
+
+// All Cache-Control field lines joined (RFC 9110 §5.3: a list field may be split).
+std::string joinedField(const cache::ResponseHead& head, std::string_view name) {
+  std::string out;
+  for (const auto& [n, v] : head.headers) {
+    if (!cache::equalsIgnoreCase(n, name)) continue;
+    if (!out.empty()) out += ", ";
+    out += v;
+  }
+  return out;
+}
+
+// RFC 9111 §4.3.4: the stored head updated with the 304's fields (framing excluded).
+std::shared_ptr<cache::ResponseHead> mergeNotModified(const cache::ResponseHead& stored,
+                                                      const OriginResponse& fresh) {
+  auto merged = std::make_shared<cache::ResponseHead>();
+  merged->status = stored.status;
+  merged->reason = stored.reason;
+  merged->content_length = stored.content_length;
+  for (const auto& field : stored.headers) {
+    bool replaced = std::any_of(fresh.headers.begin(), fresh.headers.end(), [&](const auto& f) {
+      return cache::equalsIgnoreCase(f.first, field.first);
+    });
+    if (!replaced) merged->headers.push_back(field);
+  }
+  for (const auto& field : fresh.headers) {
+    if (cache::isHopByHopOrDeliveryField(field.first)) continue;
+    if (cache::equalsIgnoreCase(field.first, "Content-Range")) continue;
+    merged->headers.push_back(field);
+  }
+  merged->buildWire();
+  return merged;
+}
+
+std::string_view pathOf(std::string_view target) {
+  size_t q = target.find('?');
+  return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+}  // namespace
+
+void FillJob::start(Worker& worker, conf::ConfigPtr config, const conf::RouteConfig& route,
+                    cache::FillWriter fill, FillRequest request) {
+  auto* job = new FillJob(worker, std::move(config), route, std::move(fill), std::move(request));
+  worker.addFill(job);
+  OriginRequest origin_request;
+  origin_request.method = job->request_.method;
+  origin_request.target = job->request_.target;
+  origin_request.headers = std::move(job->request_.forward_headers);
+  origin_request.body = std::move(job->request_.body);
+  if (const cache::ObjectRef& stale = job->fill_.stale()) {
+    // Revalidation: ask with the stored validators (RFC 9111 §4.3.1).
+    if (const std::string* etag = stale->head().find("ETag")) {
+      origin_request.headers.emplace_back("If-None-Match", *etag);
+    }
+    if (const std::string* lm = stale->head().find("Last-Modified")) {
+      origin_request.headers.emplace_back("If-Modified-Since", *lm);
+    }
+  }
+  origin_request.headers.emplace_back("Via", "1.1 streamedge");
+  worker.counters().add(worker.counters().origin_fetches);
+  job->fetch_ = worker.origins().start(*job->config_, route.origin_group_index,
+                                       std::move(origin_request), *job);
+}
+
+FillJob::FillJob(Worker& worker, conf::ConfigPtr config, const conf::RouteConfig& route,
+                 cache::FillWriter fill, FillRequest request)
+    : worker_(worker),
+      config_(std::move(config)),
+      route_(route),
+      fill_(std::move(fill)),
+      request_(std::move(request)),
+      request_time_(SystemClock::instance().wallNow()),
+      kind_(cache::classifyPath(pathOf(request_.target))) {}
+
+FillJob::~FillJob() {
+  fetch_.reset();  // no callback after this
+  worker_.removeFill(this);
+  // fill_ aborts itself if it was not finished.
+}
+
+void FillJob::onOriginResponse(OriginResponse&& response) {
+  const WallTime now = SystemClock::instance().wallNow();
+  const conf::CachePolicy& policy = route_.cache;
+
+  if (const cache::ObjectRef& stale = fill_.stale()) {
+    if (response.status == 304) {
+      std::shared_ptr<cache::ResponseHead> merged = mergeNotModified(stale->head(), response);
+      cache::CacheControl cc = cache::CacheControl::parse(joinedField(*merged, "Cache-Control"));
+      cache::Freshness freshness = cache::computeFreshness(*merged, cc, request_time_, now, kind_,
+                                                           policy);
+      fill_.finishNotModified(std::move(merged), freshness);
+      discard_ = true;
+      return;
+    }
+    if (response.status >= 500 && stale->freshness().withinStaleIfError(now)) {
+      // RFC 5861 §4: the stale object answers instead; readers waiting on this fill fall back.
+      fill_.abort();
+      discard_ = true;
+      return;
+    }
+  }
+  if (response.status == 304) {
+    // We did not ask conditionally: an origin that answers 304 anyway is lying.
+    std::fprintf(stderr, "streamedge: origin sent 304 to an unconditional request for %s\n",
+                 std::string(pathOf(request_.target)).c_str());
+    fill_.abort();
+    discard_ = true;
+    return;
+  }
+
+  auto head = std::make_shared<cache::ResponseHead>();
+  head->status = response.status;
+  head->reason = std::move(response.reason);
+  head->content_length = response.has_body ? response.content_length : std::optional<uint64_t>(0);
+  bool has_set_cookie = false;
+  for (auto& field : response.headers) {
+    if (cache::isHopByHopOrDeliveryField(field.first)) continue;
+    if (cache::equalsIgnoreCase(field.first, "Set-Cookie")) has_set_cookie = true;
+    head->headers.push_back(std::move(field));
+  }
+  const cache::CacheControl cc = cache::CacheControl::parse(joinedField(*head, "Cache-Control"));
+
+  bool storable = false;
+  bool shareable = true;
+  if (!request_.pass) {
+    const cache::StoreDecision decision = cache::decideStore(
+        head->status, request_.request_has_authorization, *head, cc, policy);
+    storable = decision.store;
+    const bool auth_ok = !request_.request_has_authorization || policy.cache_authorized ||
+                         cc.is_public || cc.s_maxage.has_value() || cc.must_revalidate;
+    // What one viewer's request produced may go to other viewers only if nothing in it is
+    // personal: never private/no-store answers, cookies or answers to credentials.
+    shareable = !cc.no_store && !cc.is_private && auth_ok &&
+                (!has_set_cookie || policy.cache_set_cookie);
+    if (shareable && has_set_cookie) {
+      // cache_set_cookie: the body is shared, the cookie never is.
+      std::erase_if(head->headers, [](const auto& f) {
+        return cache::equalsIgnoreCase(f.first, "Set-Cookie");
+      });
+    }
+  }
+  head->buildWire();
+  cache::Freshness freshness = cache::computeFreshness(*head, cc, request_time_, now, kind_, policy);
+  explicit_lifetime_ = freshness.explicit_lifetime;
+  fill_.publishHead(std::move(head), freshness, storable, shareable);
+}
+
+void FillJob::onOriginData(const uint8_t* data, size_t len) {
+  if (discard_) return;
+  fill_.append(data, len);
+}
+
+void FillJob::finishPlaylistFreshness() {
+  // Live playlists without explicit freshness live at most half the target duration
+  // (HLS: a client reloads about every target duration; half keeps the edge current).
+  if (kind_ != cache::ContentKind::kPlaylist || explicit_lifetime_) return;
+  const cache::ObjectRef& object = fill_.object();
+  if (!object || !object->headPublished()) return;
+  const uint8_t* data = nullptr;
+  size_t n = object->body().peek(0, &data);
+  if (n == 0) return;
+  std::optional<conf::Seconds> target = cache::parseHlsTargetDuration(
+      std::string_view(reinterpret_cast<const char*>(data), n));
+  if (!target) return;
+  fill_.setLifetime(std::min(route_.cache.playlist_ttl, *target / 2));
+}
+
+void FillJob::onOriginComplete() {
+  if (!discard_ && fill_) {
+    finishPlaylistFreshness();
+    if (!fill_.finish()) {
+      std::fprintf(stderr, "streamedge: origin body did not match its framing; not cached\n");
+    }
+  }
+  delete this;
+}
+
+void FillJob::onOriginFailed(Status status) {
+  worker_.counters().add(worker_.counters().origin_failures);
+  fill_.abort(status.code() == Code::kTimeout);
+  delete this;
+}
+
+}  // namespace streamedge::proxy

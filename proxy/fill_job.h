@@ -1,0 +1,64 @@
+// FillJob: fetches one object from its origin group and fills it into the cache, independent of
+// the viewer that started it (the fill goes on for the other readers if that viewer leaves).
+// It turns the origin's answer into a ResponseHead, decides storability and freshness
+// (RFC 9111), streams body bytes into the object, and finishes, or aborts on any failure so that
+// nothing short is ever kept. A revalidation (the fill has a stale object) sends a conditional
+// request and turns a 304 into a refreshed object that keeps the stored body.
+//
+// Lives on one worker; deletes itself when the fetch ends. Not thread-safe (worker thread only).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "cache/cache.h"
+#include "cache/freshness.h"
+#include "conf/config.h"
+#include "proxy/origin_client.h"
+
+namespace streamedge::proxy {
+
+class Worker;
+
+struct FillRequest {
+  std::string method = "GET";
+  std::string target;          // origin-form path?query sent to the origin
+  bool request_has_authorization = false;
+  // Pass requests forward the viewer's end-to-end fields; cache fills send none (privacy, and
+  // so that one stored response is right for every viewer whatever Vary says).
+  std::vector<std::pair<std::string, std::string>> forward_headers;
+  std::string body;
+  bool pass = false;  // a private fill: never shared, never stored
+};
+
+class FillJob final : public OriginObserver {
+ public:
+  ~FillJob();  // aborts an unfinished fill (worker shutdown)
+
+  // Starts the fetch. The job owns itself from here on.
+  static void start(Worker& worker, conf::ConfigPtr config, const conf::RouteConfig& route,
+                    cache::FillWriter fill, FillRequest request);
+
+ private:
+  FillJob(Worker& worker, conf::ConfigPtr config, const conf::RouteConfig& route,
+          cache::FillWriter fill, FillRequest request);
+
+  void onOriginResponse(OriginResponse&& response) override;
+  void onOriginData(const uint8_t* data, size_t len) override;
+  void onOriginComplete() override;
+  void onOriginFailed(Status status) override;
+  void finishPlaylistFreshness();
+
+  Worker& worker_;
+  conf::ConfigPtr config_;  // pinned: route_ and the fetch point into it
+  const conf::RouteConfig& route_;
+  cache::FillWriter fill_;
+  FillRequest request_;
+  std::unique_ptr<OriginFetch> fetch_;
+  WallTime request_time_;
+  cache::ContentKind kind_;
+  bool explicit_lifetime_ = false;
+  bool discard_ = false;  // body ignored (stale-if-error took over, or a bogus 304)
+};
+
+}  // namespace streamedge::proxy

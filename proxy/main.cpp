@@ -1,0 +1,90 @@
+// streamedge: edge caching proxy for HLS and DASH.
+//   streamedge [-c FILE]      run (no -c: the embedded default config)
+//   streamedge -t [-c FILE]   check a config and exit 0 (valid) or 1 (errors, with file:line)
+#include <event2/thread.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "conf/config_loader.h"
+#include "proxy/server.h"
+
+namespace {
+
+void printHelp() {
+  std::printf(
+      "streamedge %s — edge caching proxy for HLS and DASH video\n"
+      "\n"
+      "usage:\n"
+      "  streamedge [-c FILE]        run with the config FILE (TOML); without -c the embedded\n"
+      "                              default config runs (HTTP on 127.0.0.1:8080, admin on\n"
+      "                              127.0.0.1:9901, origin http://127.0.0.1:8081)\n"
+      "  streamedge -t [-c FILE]     check the config and exit: 0 valid, 1 invalid (errors as\n"
+      "                              file:line: key: message)\n"
+      "  streamedge --print-default-config\n"
+      "                              print the embedded default config and exit\n"
+      "  streamedge --version | --help\n"
+      "\n"
+      "signals: SIGHUP reloads the config (an invalid one changes nothing), SIGTERM/SIGINT stop\n"
+      "gracefully (in-flight responses get [server] drain_timeout), SIGUSR1 reopens the access log.\n"
+      "admin listener: /healthz /readyz /status /metrics\n",
+      STREAMEDGE_VERSION);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const char* arg = argv[i];
+    if (std::strcmp(arg, "-c") == 0 || std::strcmp(arg, "--config") == 0) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "streamedge: %s needs a file\n", arg);
+        return 1;
+      }
+      config_path = argv[++i];
+    } else if (std::strcmp(arg, "-t") == 0 || std::strcmp(arg, "--check") == 0) {
+      check_only = true;
+    } else if (std::strcmp(arg, "-h") == 0 || std::strcmp(arg, "--help") == 0) {
+      printHelp();
+      return 0;
+    } else if (std::strcmp(arg, "-v") == 0 || std::strcmp(arg, "--version") == 0) {
+      std::printf("streamedge %s (%s)\n", STREAMEDGE_VERSION, STREAMEDGE_GIT_COMMIT);
+      return 0;
+    } else if (std::strcmp(arg, "--print-default-config") == 0) {
+      std::fwrite(streamedge::conf::defaultConfigText().data(), 1,
+                  streamedge::conf::defaultConfigText().size(), stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "streamedge: unknown argument %s (see --help)\n", arg);
+      return 1;
+    }
+  }
+
+  streamedge::conf::LoadResult loaded =
+      config_path.empty()
+          ? streamedge::conf::loadConfigText(streamedge::conf::defaultConfigText(),
+                                             "<embedded default>")
+          : streamedge::conf::loadConfigFile(config_path);
+  for (const std::string& warning : loaded.warnings) {
+    std::fprintf(stderr, "streamedge: warning: %s\n", warning.c_str());
+  }
+  if (!loaded.ok()) {
+    for (const auto& error : loaded.errors) std::fprintf(stderr, "%s\n", error.toString().c_str());
+    std::fprintf(stderr, "streamedge: %zu error(s) in %s\n", loaded.errors.size(),
+                 config_path.empty() ? "<embedded default>" : config_path.c_str());
+    return 1;
+  }
+  if (check_only) {
+    std::printf("streamedge: %s is valid\n",
+                config_path.empty() ? "<embedded default>" : config_path.c_str());
+    return 0;
+  }
+
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  evthread_use_pthreads();
+  streamedge::proxy::Server server(loaded.config, config_path);
+  return server.run();
+}

@@ -1,0 +1,62 @@
+// Server: the process. Owns the config snapshot, the shared state (cache, origin health, access
+// log), the listening sockets, the workers and the main thread's loop, which handles signals
+// (SIGHUP reload, SIGTERM/SIGINT graceful stop, SIGUSR1 log reopen) and the admin listener.
+// Main thread only.
+#pragma once
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "conf/config.h"
+#include "proxy/shared_state.h"
+#include "proxy/worker.h"
+
+namespace streamedge::proxy {
+
+class Server {
+ public:
+  // `config_path` empty: running on the embedded default (SIGHUP reloads it unchanged).
+  Server(conf::ConfigPtr config, std::string config_path);
+  ~Server();
+
+  // Binds every socket, starts the workers and the admin listener, prints one
+  // "streamedge listening <kind> <host>:<port>" line per socket, then runs until stopped.
+  // Returns the process exit code.
+  int run();
+
+ private:
+  static void signalCb(evutil_socket_t sig, short, void* arg);
+  static void adminCb(evhttp_request* req, void* arg);
+  void onSignal(int sig);
+  void reload();
+  void beginStop();
+  bool bindListeners(std::vector<std::vector<ListenSocket>>& per_worker);
+  bool startAdmin();
+  void handleAdmin(evhttp_request* req);
+  std::string statusJson() const;
+  std::string metricsText() const;
+  bool healthy(std::string& why) const;
+  bool ready(std::string& why) const;
+
+  conf::ConfigPtr config_;
+  std::string config_path_;
+  int worker_count_ = 1;
+  std::unique_ptr<SharedState> shared_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  event_base* base_ = nullptr;
+  std::vector<event*> signal_events_;
+  evhttp* admin_ = nullptr;
+  bool stopping_ = false;
+  int64_t start_unix_ms_ = 0;
+  uint64_t reloads_ok_ = 0;
+  uint64_t reloads_failed_ = 0;
+};
+
+// Parses "host:port" / "[v6]:port" into a sockaddr. False on anything else.
+bool parseSocketAddress(const std::string& address, sockaddr_storage& out, socklen_t& len);
+
+}  // namespace streamedge::proxy

@@ -1,0 +1,114 @@
+// Worker: one thread, one libevent loop, its own listening sockets (SO_REUSEPORT), its own origin
+// connection pools. A connection lives and dies on one worker. Other threads talk to a worker only
+// through its inbox (post() for tasks, wake() for cache-object progress), which is drained on the
+// worker's loop. Construction, start() and join() from the main thread; everything else on the
+// worker thread unless stated.
+#pragma once
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "conf/config.h"
+#include "proxy/access_log.h"
+#include "proxy/origin_client.h"
+#include "proxy/shared_state.h"
+
+namespace streamedge::proxy {
+
+class ClientConnection;
+class FillJob;
+
+struct ListenSocket {
+  int fd = -1;
+  size_t listener_index = 0;  // into config.listeners
+};
+
+class Worker {
+ public:
+  Worker(int index, SharedState& shared, conf::ConfigPtr config, std::vector<ListenSocket> sockets);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Main thread.
+  bool start();
+  void join();
+
+  // Any thread: runs `task` on this worker's loop.
+  void post(std::function<void()> task);
+  // Any thread: tells connection `id` that an object it reads changed. Cheap; coalesced by the
+  // caller's own flag (see ClientConnection).
+  void wake(uint64_t connection_id);
+
+  // Worker thread.
+  int index() const { return index_; }
+  event_base* base() const { return base_; }
+  SharedState& shared() { return shared_; }
+  WorkerCounters& counters() { return *counters_; }
+  const conf::ConfigPtr& config() const { return config_; }
+  OriginClient& origins() { return *origins_; }
+  void setConfig(conf::ConfigPtr config) { config_ = std::move(config); }
+  void removeConnection(uint64_t id);
+  // Fills in flight on this worker; those left at shutdown are deleted (aborted).
+  void addFill(FillJob* job) { fills_.insert(job); }
+  void removeFill(FillJob* job) { fills_.erase(job); }
+  void logLine(const AccessLogEntry& entry);
+  // Stop accepting; close idle keep-alive connections; exit the loop once none is left or at
+  // the deadline.
+  void beginDrain(std::chrono::milliseconds deadline);
+  size_t connectionCount() const { return connections_.size(); }
+
+ private:
+  static void acceptCb(evconnlistener*, evutil_socket_t, sockaddr*, int, void*);
+  static void inboxCb(evutil_socket_t, short, void*);
+  static void tickCb(evutil_socket_t, short, void*);
+  void onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, size_t listener_index);
+  void drainInbox();
+  void flushLog();
+  void run();
+
+  // const after construction
+  const int index_;
+  SharedState& shared_;
+  WorkerCounters* counters_;
+  std::vector<ListenSocket> sockets_;
+
+  // worker thread only
+  conf::ConfigPtr config_;
+  event_base* base_ = nullptr;
+  std::vector<evconnlistener*> listeners_;
+  struct ListenerArg { Worker* worker; size_t listener_index; };
+  std::vector<std::unique_ptr<ListenerArg>> listener_args_;
+  event* inbox_event_ = nullptr;
+  event* tick_event_ = nullptr;
+  std::unique_ptr<OriginClient> origins_;
+  std::unordered_map<uint64_t, std::unique_ptr<ClientConnection>> connections_;
+  uint64_t next_connection_id_ = 1;
+  std::unordered_set<FillJob*> fills_;
+  std::string log_buffer_;
+  bool draining_ = false;
+  std::chrono::steady_clock::time_point drain_deadline_{};
+  std::thread thread_;
+
+  // the inbox, any thread
+  std::mutex inbox_mu_;
+  std::vector<std::function<void()>> inbox_tasks_;  // guarded by inbox_mu_
+  std::vector<uint64_t> inbox_wakes_;               // guarded by inbox_mu_
+  bool inbox_signalled_ = false;                    // guarded by inbox_mu_
+  // Swapped with the inbox under the lock, processed outside it.
+  std::vector<std::function<void()>> tasks_scratch_;
+  std::vector<uint64_t> wakes_scratch_;
+};
+
+}  // namespace streamedge::proxy

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Runs the whole streamedge test suite, as CI does (.ci/run calls this):
+#   1. installs missing Debian packages (apt-get, non-interactive; needs root or sudo)
+#   2. release build (build/release) + ctest
+#   3. AddressSanitizer + UndefinedBehaviorSanitizer build (build/asan) + ctest
+#   4. clang/libFuzzer build (build/fuzz) and every tests/fuzz/*_fuzz.cc target for a bounded time
+# and prints which stages passed. Exits non-zero on the first failure.
+#
+# Knobs (environment):
+#   STREAMEDGE_SKIP_ASAN=1   skip stage 3
+#   STREAMEDGE_SKIP_FUZZ=1   skip stage 4
+#   FUZZ_SECONDS=30          libFuzzer -max_total_time per target
+#   STREAMEDGE_JOBS=2        parallel build jobs
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$STREAMEDGE_ROOT"
+
+JOBS=${STREAMEDGE_JOBS:-2}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export CTEST_OUTPUT_ON_FAILURE=1
+
+STAGES=()          # "name|PASS|detail" lines for the summary
+TESTS_PASSED=0     # summed over every ctest run
+TESTS_FAILED=0
+START=$SECONDS
+
+summary() {
+  echo
+  printf '%s==> summary (%ds)%s\n' "$_c_bold" "$((SECONDS - START))" "$_c_off"
+  local s name res detail
+  for s in "${STAGES[@]}"; do
+    IFS='|' read -r name res detail <<<"$s"
+    printf '  %-26s %-5s %s\n' "$name" "$res" "$detail"
+  done
+  echo "tests: $TESTS_PASSED passed, $TESTS_FAILED failed"
+}
+
+# fail STAGE MESSAGE: records the failure, prints the summary and exits 1.
+fail() {
+  STAGES+=("$1|FAIL|$2")
+  printf '%serror:%s stage "%s" failed: %s\n' "$_c_red" "$_c_off" "$1" "$2" >&2
+  summary
+  exit 1
+}
+pass() { STAGES+=("$1|PASS|${2:-}"); ok "==> stage \"$1\" passed${2:+ ($2)}"; }
+skip() { STAGES+=("$1|SKIP|$2"); log "stage \"$1\" skipped: $2"; }
+
+# run_ctest STAGE BUILD_DIR: unit and other non-scenario tests in parallel, then the scenario
+# tests (which start real processes on loopback ports) one at a time. Adds to the totals.
+run_ctest() {
+  local stage=$1 dir=$2 out rc counted=0
+  out=$(mktemp)
+  local -a runs=(
+    "-LE scenario -j$JOBS --no-tests=error"
+    "-L scenario -j1 --no-tests=ignore"
+  )
+  local args
+  for args in "${runs[@]}"; do
+    log "$stage: ctest $args"
+    rc=0
+    # shellcheck disable=SC2086  # $args is a list of flags on purpose
+    ctest --test-dir "$dir" --output-on-failure --timeout 600 $args 2>&1 | tee "$out" || rc=$?
+    # "100% tests passed, 0 tests failed out of 42"
+    local line
+    line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$out" | tail -n1 || true)
+    if [[ -n "$line" ]]; then
+      local failed total
+      failed=$(sed -E 's/.*passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+      total=$(sed -E 's/.*failed out of ([0-9]+).*/\1/' <<<"$line")
+      TESTS_FAILED=$((TESTS_FAILED + failed))
+      TESTS_PASSED=$((TESTS_PASSED + total - failed))
+      counted=$((counted + total))
+    fi
+    if ((rc != 0)); then
+      rm -f "$out"
+      fail "$stage" "ctest $args exited $rc (see the output above)"
+    fi
+  done
+  rm -f "$out"
+  pass "$stage" "$counted tests"
+}
+
+# ---- 1. packages -------------------------------------------------------------------------
+log "checking packages"
+pkgs=("${STREAMEDGE_BUILD_PACKAGES[@]}")
+[[ "${STREAMEDGE_SKIP_FUZZ:-0}" == 1 ]] || pkgs+=("${STREAMEDGE_TEST_PACKAGES[@]}")
+( ensure_packages "${pkgs[@]}" ) || fail packages "could not install: ${pkgs[*]}"
+pass packages
+
+# ---- 2. release --------------------------------------------------------------------------
+log "release build (build/release)"
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo ||
+  fail "release build" "cmake configure failed"
+cmake --build build/release -j"$JOBS" || fail "release build" "compile failed"
+pass "release build"
+run_ctest "release tests" build/release
+
+# ---- 3. ASan + UBSan ---------------------------------------------------------------------
+if [[ "${STREAMEDGE_SKIP_ASAN:-0}" == 1 ]]; then
+  skip "asan+ubsan build" "STREAMEDGE_SKIP_ASAN=1"
+else
+  log "ASan+UBSan build (build/asan)"
+  cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMEDGE_SANITIZE=ON ||
+    fail "asan+ubsan build" "cmake configure failed"
+  cmake --build build/asan -j"$JOBS" || fail "asan+ubsan build" "compile failed"
+  pass "asan+ubsan build"
+  run_ctest "asan+ubsan tests" build/asan
+fi
+
+# ---- 4. fuzz -----------------------------------------------------------------------------
+if [[ "${STREAMEDGE_SKIP_FUZZ:-0}" == 1 ]]; then
+  skip fuzz "STREAMEDGE_SKIP_FUZZ=1"
+elif ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then
+  skip fuzz "clang not found"
+else
+  shopt -s nullglob
+  fuzz_sources=(tests/fuzz/*_fuzz.cc)
+  shopt -u nullglob
+  if ((${#fuzz_sources[@]} == 0)); then
+    skip fuzz "no tests/fuzz/*_fuzz.cc targets"
+  else
+    names=()
+    for src in "${fuzz_sources[@]}"; do
+      n=${src##*/}
+      names+=("${n%.cc}")
+    done
+    log "fuzz build (build/fuzz): ${names[*]}"
+    CC=clang CXX=clang++ cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DSTREAMEDGE_FUZZ=ON || fail "fuzz build" "cmake configure failed"
+    targets=()
+    for n in "${names[@]}"; do targets+=(--target "$n"); done
+    cmake --build build/fuzz -j"$JOBS" "${targets[@]}" || fail "fuzz build" "compile failed"
+    pass "fuzz build" "${#names[@]} targets"
+
+    fuzz_tmp=$(mktemp -d)
+    trap 'rm -rf "$fuzz_tmp"' EXIT
+    for n in "${names[@]}"; do
+      bin=$(find build/fuzz -type f -name "$n" -perm -u+x | head -n1)
+      [[ -n "$bin" ]] || fail "fuzz $n" "binary $n not found under build/fuzz"
+      corpus="$fuzz_tmp/corpus-$n"
+      mkdir -p "$corpus"
+      seed="tests/fuzz/corpus/${n%_fuzz}"
+      if [[ -d "$seed" ]]; then cp -R "$seed/." "$corpus/"; fi
+      artifacts="$STREAMEDGE_ROOT/build/fuzz/artifacts/$n"
+      mkdir -p "$artifacts"
+      flog="$fuzz_tmp/$n.log"
+      log "fuzz $n for ${FUZZ_SECONDS}s (seed corpus: $( [[ -d "$seed" ]] && echo "$seed" || echo none))"
+      rc=0
+      "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" >"$flog" 2>&1 || rc=$?
+      if ((rc != 0)); then
+        tail -n 80 "$flog" >&2
+        fail "fuzz $n" "exit $rc; crash input saved under $artifacts/ (reproduce: $bin FILE)"
+      fi
+      nruns=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$flog" | grep -Eo '[0-9]+$' || echo '?')
+      pass "fuzz $n" "$nruns runs in ${FUZZ_SECONDS}s"
+    done
+  fi
+fi
+
+summary
