@@ -21,8 +21,10 @@ using Seconds = std::chrono::seconds;
 namespace streamedge::cache {
 
 // Cache-Control response/request directives (RFC 9111 §5.2). Unknown directives are ignored;
-// a directive with an invalid argument is treated as absent, except no-store/private which
-// are always honoured (fail safe: do not cache).
+// a directive with an invalid argument is treated as absent, except the restrictive ones
+// (no-store, private, no-cache, must-revalidate, proxy-revalidate), which are always honoured,
+// with or without an argument (fail safe: private="Set-Cookie" is private for a shared cache).
+// A repeated delta-seconds directive keeps its first valid occurrence; values past 2^31 clamp.
 struct CacheControl {
   bool no_store = false;
   bool no_cache = false;   // response: store, but revalidate before every use (§5.2.2.4)
@@ -45,8 +47,10 @@ std::optional<WallTime> parseHttpDate(std::string_view text);
 std::string formatHttpDate(WallTime t);  // "Sun, 06 Nov 1994 08:49:37 GMT"
 
 enum class ContentKind { kPlaylist, kSegment, kOther };
-// By extension of the path (query excluded): .m3u8/.mpd → playlist; .ts .m4s .mp4 .m4a .m4v
-// .aac .ac3 .ec3 .vtt .webvtt .cmfv .cmfa .cmft .mp3 .jpg .png .key(?) ... → segment.
+// By the lower-cased extension of the last path segment (query excluded): .m3u8 .m3u .mpd →
+// playlist; .ts .m4s .mp4 .m4a .m4v .fmp4 .cmfv .cmfa .cmft .aac .ac3 .ec3 .mp3 .webm .vtt
+// .webvtt .ttml .jpg .jpeg .png .webp .avif → segment; anything else (including .key: HLS keys
+// rotate and are authorised, so they get the short default) → other.
 ContentKind classifyPath(std::string_view path);
 
 // EXT-X-TARGETDURATION from an HLS media playlist body, if present and valid.

@@ -27,6 +27,7 @@ fi
 [[ -x "$PROXY_BIN" ]] || die "$PROXY_BIN not found (build failed?)"
 
 SIM_PID='' WATCH_PID=''
+# shellcheck disable=SC2317  # invoked by the trap below
 cleanup() {
   if [[ -n "$WATCH_PID" ]]; then kill "$WATCH_PID" 2>/dev/null || true; fi
   if [[ -n "$SIM_PID" ]] && kill -0 "$SIM_PID" 2>/dev/null; then
