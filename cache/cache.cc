@@ -210,6 +210,10 @@ void Cache::onAbort(const ObjectRef& object) {
 }
 
 void Cache::onComplete(const ObjectRef& object, bool keep) {
+  // Bigger than the whole tier: admitting it would only flush everything else.
+  if (keep && object->body().allocatedBytes() + kObjectOverheadBytes > policy_.capacityBytes()) {
+    keep = false;
+  }
   ObjectRef replaced;
   {
     Shard& shard = shardFor(object->key());

@@ -11,13 +11,6 @@
 #include "conf/clock.h"
 #include "conf/config.h"
 
-// conf/config.h uses streamedge::Seconds unqualified inside namespace conf, but cache headers
-// (this one, object.h, cache.h) spell it conf::Seconds, which qualified lookup does not find.
-// This alias makes conf::Seconds name the same type; it belongs in conf/ (lead: move it there).
-namespace streamedge::conf {
-using Seconds = std::chrono::seconds;
-}  // namespace streamedge::conf
-
 namespace streamedge::cache {
 
 // Cache-Control response/request directives (RFC 9111 §5.2). Unknown directives are ignored;

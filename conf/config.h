@@ -12,6 +12,9 @@
 
 namespace streamedge::conf {
 
+using Millis = streamedge::Millis;
+using Seconds = streamedge::Seconds;
+
 struct ServerConfig {
   int workers = 0;                          // 0: one per core
   uint64_t max_header_bytes = 16 * 1024;    // request line + headers; over → 431
@@ -53,7 +56,7 @@ struct CacheConfig {
 struct OriginConfig {
   std::string url;        // "http://127.0.0.1:8081" (path part, if any, is prefixed to requests)
   std::string scheme;     // parsed: "http" or "https"
-  std::string host;       // parsed; IP literal or name (resolved at load time)
+  std::string host;       // parsed; IP literal or name (resolved at connect time by proxy/)
   uint16_t port = 0;      // parsed
   std::string base_path;  // parsed; "" or "/prefix" without trailing slash
   std::string name;       // label for logs/metrics; default host:port

@@ -27,8 +27,10 @@ class ChunkedDecoder {
   // body run [*run_begin, *run_begin + *run_len) was found inside.
   Status step(const uint8_t* data, size_t len, size_t& used, size_t& run_begin, size_t& run_len);
 
-  enum class State { kSize, kExt, kSizeLf, kData, kDataCr, kDataLf, kTrailerLineStart, kTrailer,
-                     kTrailerLf, kFinalLf, kDone };
+  // kSizeWs: BWS after the size, only a ';' may follow; kTrailerName / kTrailer: name and value
+  // of a trailer field line.
+  enum class State { kSize, kSizeWs, kExt, kSizeLf, kData, kDataCr, kDataLf, kTrailerLineStart,
+                     kTrailerName, kTrailer, kTrailerLf, kFinalLf, kDone };
   State state_ = State::kSize;
   uint64_t remaining_ = 0;    // bytes left in the current chunk
   int size_digits_ = 0;

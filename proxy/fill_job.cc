@@ -163,8 +163,8 @@ void FillJob::onOriginData(const uint8_t* data, size_t len) {
 }
 
 void FillJob::finishPlaylistFreshness() {
-  // Live playlists without explicit freshness live at most half the target duration
-  // (HLS: a client reloads about every target duration; half keeps the edge current).
+  // Live playlists without explicit freshness live at most half the target duration (a player
+  // reloads about every target duration; half keeps the edge current). Only the body knows it.
   if (kind_ != cache::ContentKind::kPlaylist || explicit_lifetime_) return;
   const cache::ObjectRef& object = fill_.object();
   if (!object || !object->headPublished()) return;
@@ -174,7 +174,11 @@ void FillJob::finishPlaylistFreshness() {
   std::optional<conf::Seconds> target = cache::parseHlsTargetDuration(
       std::string_view(reinterpret_cast<const char*>(data), n));
   if (!target) return;
-  fill_.setLifetime(std::min(route_.cache.playlist_ttl, *target / 2));
+  const cache::ResponseHead& head = object->head();
+  const cache::CacheControl cc = cache::CacheControl::parse(joinedField(head, "Cache-Control"));
+  const cache::Freshness capped = cache::computeFreshness(
+      head, cc, request_time_, object->freshness().response_time, kind_, route_.cache, target);
+  fill_.setLifetime(capped.lifetime);
 }
 
 void FillJob::onOriginComplete() {

@@ -30,6 +30,8 @@ struct HeaderField {
 };
 
 inline constexpr size_t kMaxHeaderFields = 128;
+// parseResponseHead() refuses a response head larger than this (an origin's head is small).
+inline constexpr size_t kMaxResponseHeadBytes = 64 * 1024;
 
 struct ParseError {
   int status = 400;            // 400, 414, 431, 501, 505 for requests; 502 for responses

@@ -1,0 +1,87 @@
+// The origin simulator: a small HTTP/1.1 origin server on one libevent loop, serving live HLS,
+// live DASH, VOD HLS and generic objects whose bytes are deterministic (simBody), with per-request
+// knobs in the query string (size, delay, throttling, caching headers, faults) and control
+// endpoints under /_sim/ (request counters, armed faults). Used in-process by unit tests and as
+// the `origin_sim` executable by scenario tests and benchmarks.
+//
+// Thread-safety: an OriginSim runs its loop on one thread (run() or startThread()); stop() and
+// the counter accessors may be called from any thread. Everything else belongs to the loop.
+// Ownership: OriginSim owns its event_base, listener and every connection; destroying it closes
+// them all (stop the loop first; the destructor does so for startThread()).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace streamedge::testsupport {
+
+// The body every simulated object carries: "SIMDATA:<path>:" followed by pseudo-random bytes
+// from a splitmix64 stream seeded with xxh64(path), cut to `size` bytes (the marker too, if size
+// is smaller). simBody(p, n) is a prefix of simBody(p, m) for n <= m. `path` excludes the query.
+std::string simBody(std::string_view path, size_t size);
+
+// The strong ETag the simulator sends for a generated body: "\"<16 hex of xxh64(path, seed=size)>\"".
+std::string simEtag(std::string_view path, size_t size);
+
+// The fixed Last-Modified of generated bodies (Mon, 01 Jan 2024 00:00:00 GMT).
+inline constexpr std::string_view kSimLastModified = "Mon, 01 Jan 2024 00:00:00 GMT";
+// DASH availabilityStartTime, the same for every simulator instance so two "data centers"
+// describe the same stream: 2024-01-01T00:00:00Z.
+inline constexpr int64_t kSimDashEpochSeconds = 1704067200;
+
+struct OriginSimOptions {
+  std::string listen = "127.0.0.1:0";     // host:port; port 0 picks a free one
+  std::string name = "origin";            // sent as X-Origin
+  size_t segment_size = 200000;           // default body size of segments and /obj/ objects
+  int target_duration_s = 2;              // HLS target duration and DASH segment duration
+  int window = 6;                         // live window in segments
+  std::string playlist_cache_control;     // empty: no Cache-Control on playlists/MPDs
+  std::string segment_cache_control = "max-age=3600";
+};
+
+// Parses origin_sim's command line (argv[0] excluded). Returns false with a message on error.
+bool parseOriginSimArgs(int argc, char** argv, OriginSimOptions* options, std::string* error);
+std::string originSimUsage();
+
+struct SimCounts {
+  uint64_t total = 0;         // every non-control request to the path
+  uint64_t not_modified = 0;  // of which answered 304
+};
+
+class OriginSim {
+ public:
+  explicit OriginSim(OriginSimOptions options);
+  ~OriginSim();
+  OriginSim(const OriginSim&) = delete;
+  OriginSim& operator=(const OriginSim&) = delete;
+
+  // Creates the loop and binds the listener. Returns false with a message on failure.
+  bool bind(std::string* error);
+  // After bind(): the bound port.
+  uint16_t port() const { return port_; }
+  // Runs the loop on the calling thread until stop() (or SIGTERM/SIGINT when
+  // handle_signals is true). Returns 0 on a clean stop.
+  int run(bool handle_signals);
+  // bind() + run the loop on a background thread. Returns false with a message on failure.
+  bool startThread(std::string* error);
+  // Thread-safe: asks the loop to stop; joins the background thread when there is one.
+  void stop();
+
+  // Thread-safe snapshots of the counters (same data as /_sim/counts).
+  SimCounts counts(const std::string& path) const;
+  std::map<std::string, SimCounts> allCounts() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace streamedge::testsupport
