@@ -18,7 +18,7 @@ namespace {
 
 constexpr int kMaxSizeDigits = 15;              // 60 bits: cannot overflow uint64_t
 constexpr size_t kMaxSizeLineBytes = 4096;      // chunk-size + extensions, before CRLF
-constexpr size_t kMaxTrailerBytes = 16 * 1024;  // whole trailer section incl. CRLFs
+constexpr size_t kMaxTrailerBytes = 16 * 1024;  // after last-chunk, incl. the final CRLF
 
 inline int hexValue(uint8_t c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -75,7 +75,8 @@ ChunkedDecoder::Status ChunkedDecoder::step(const uint8_t* data, size_t len, siz
     const uint8_t c = data[i];
     switch (state_) {
       case State::kSize: {
-        if (++line_bytes_ > kMaxSizeLineBytes) return fail("chunk size line too long");
+        // The CR that ends the line is not counted against the line limit.
+        if (c != '\r' && ++line_bytes_ > kMaxSizeLineBytes) return fail("chunk size line too long");
         const int v = hexValue(c);
         if (v >= 0) {
           if (size_digits_ == kMaxSizeDigits) return fail("chunk size has more than 15 digits");
@@ -106,7 +107,7 @@ ChunkedDecoder::Status ChunkedDecoder::step(const uint8_t* data, size_t len, siz
         }
         break;
       case State::kExt:
-        if (++line_bytes_ > kMaxSizeLineBytes) return fail("chunk extension too long");
+        if (c != '\r' && ++line_bytes_ > kMaxSizeLineBytes) return fail("chunk extension too long");
         if (c == '\r') {
           state_ = State::kSizeLf;
         } else if (c == '\n') {
@@ -172,6 +173,7 @@ ChunkedDecoder::Status ChunkedDecoder::step(const uint8_t* data, size_t len, siz
         state_ = State::kTrailerLineStart;
         break;
       case State::kFinalLf:
+        if (++line_bytes_ > kMaxTrailerBytes) return fail("trailer section too large");
         if (c != '\n') return fail("bare CR at end of chunked body");
         state_ = State::kDone;
         used = i + 1;

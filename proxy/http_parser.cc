@@ -131,8 +131,8 @@ inline const char* skipTarget(const char* p, const char* end) {
   while (end - p >= 16) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     // Signed: bytes below 0x21 and all of 0x80..0xFF compare less than 0x21.
-    const __m128i bad = _mm_or_si128(_mm_cmplt_epi8(v, k21),
-                                     _mm_or_si128(_mm_cmpeq_epi8(v, kDel), _mm_cmpeq_epi8(v, kHash)));
+    const __m128i del_or_hash = _mm_or_si128(_mm_cmpeq_epi8(v, kDel), _mm_cmpeq_epi8(v, kHash));
+    const __m128i bad = _mm_or_si128(_mm_cmplt_epi8(v, k21), del_or_hash);
     const int mask = _mm_movemask_epi8(bad);
     if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
     p += 16;
@@ -511,7 +511,7 @@ bool parseRequestHead(std::string_view data, const RequestLimits& limits, Reques
     // origin-form; authority-form is for CONNECT, which we do not tunnel.
     if (target_len == 1 && *target == '*') return fail(400, "asterisk-form target not supported");
     if (std::memchr(target, ':', target_len) != nullptr) {
-      return fail(400, "absolute-form target not supported");
+      return fail(400, "absolute-form or authority-form target not supported");
     }
     return fail(400, "request target is not origin-form");
   }

@@ -24,7 +24,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export CTEST_OUTPUT_ON_FAILURE=1
 
 STAGES=()          # "name|PASS|detail" lines for the summary
-TESTS_PASSED=0     # summed over every ctest run
+TESTS_PASSED=0     # summed over every ctest run, plus one per fuzz target
 TESTS_FAILED=0
 START=$SECONDS
 
@@ -154,9 +154,11 @@ else
         -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" >"$flog" 2>&1 || rc=$?
       if ((rc != 0)); then
         tail -n 80 "$flog" >&2
+        TESTS_FAILED=$((TESTS_FAILED + 1))
         fail "fuzz $n" "exit $rc; crash input saved under $artifacts/ (reproduce: $bin FILE)"
       fi
       nruns=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$flog" | grep -Eo '[0-9]+$' || echo '?')
+      TESTS_PASSED=$((TESTS_PASSED + 1))
       pass "fuzz $n" "$nruns runs in ${FUZZ_SECONDS}s"
     done
   fi

@@ -184,10 +184,14 @@ group_hwm_kib() {
   echo "$sum"
 }
 
-# check_affinity NAME PGID: warns when a thread of the server may run outside PROXY_CPU
-# (Traffic Server, for one, can set its own thread affinity with hwloc).
-check_affinity() {
+# pin_and_check NAME PGID: pins every thread of the server's processes to PROXY_CPU again
+# (Traffic Server binds its ET_NET threads to the whole machine with hwloc, undoing taskset),
+# then warns when a thread may still run elsewhere.
+pin_and_check() {
   local pid t bad=0 list
+  for pid in $(group_pids "$2"); do
+    taskset -a -p -c "$PROXY_CPU" "$pid" >/dev/null 2>&1
+  done
   for pid in $(group_pids "$2"); do
     for t in /proc/"$pid"/task/*; do
       list=$(awk '/^Cpus_allowed_list:/ { print $2 }' "$t/status" 2>/dev/null)
@@ -231,18 +235,23 @@ calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 declare -A R=()        # results: R[proxy:metric]
 declare -A NOTE=()     # why a proxy or test was skipped
 
-# run_wrk NAME TEST PGID CONNS URL [wrk args...]: a warm-up run, then the measured run with the
-# server's CPU time read around it. Sets R[NAME:TEST_rps|_p50|_p99|_reqs|_secs|_ticks|_errors].
+# run_wrk NAME TEST PGID CONNS URL [LUA_SCRIPT [SCRIPT_ARGS...]]: a warm-up run, then the
+# measured run with the server's CPU time read around it.
+# Sets R[NAME:TEST_rps|_p50|_p99|_reqs|_secs|_ticks|_errors].
 run_wrk() {
   local name=$1 test=$2 pgid=$3 conns=$4 url=$5
   shift 5
+  local script=()
+  if (($# > 0)); then script=(-s "$1"); shift; fi
   local out="$WORK/wrk-$name-$test.txt"
   taskset -c "$LOAD_CPU" timeout $((BENCH_WARM_SECONDS + 30)) \
-    wrk -t1 -c"$conns" -d"${BENCH_WARM_SECONDS}s" --timeout 10s "$@" "$url" >/dev/null 2>&1
+    wrk -t1 -c"$conns" -d"${BENCH_WARM_SECONDS}s" --timeout 10s "${script[@]}" "$url" -- "$@" \
+    >/dev/null 2>&1
   local t0 t1
   t0=$(group_ticks "$pgid")
   taskset -c "$LOAD_CPU" timeout $((BENCH_SECONDS + 60)) \
-    wrk -t1 -c"$conns" -d"${BENCH_SECONDS}s" --timeout 10s --latency "$@" "$url" >"$out" 2>&1
+    wrk -t1 -c"$conns" -d"${BENCH_SECONDS}s" --timeout 10s --latency "${script[@]}" "$url" -- "$@" \
+    >"$out" 2>&1
   local rc=$?
   t1=$(group_ticks "$pgid")
   if ((rc != 0)) || ! grep -q '^Requests/sec:' "$out"; then
@@ -291,21 +300,20 @@ test_segments() {
       NOTE[$name:seg]="a segment did not come through"; return 1; }
   done
   run_wrk "$name" seg "$pgid" "$BENCH_SEG_CONNS" "http://127.0.0.1:$port" \
-    -s "$BENCH_DIR/rotate.lua" -- "${paths[@]}" || { NOTE[$name:seg]="wrk failed"; return 1; }
+    "$BENCH_DIR/rotate.lua" "${paths[@]}" || { NOTE[$name:seg]="wrk failed"; return 1; }
   local reqs=${R[$name:seg_reqs]} secs=${R[$name:seg_secs]}
   R[$name:seg_gbps]=$(calc "%.2f" "$reqs * $SEG_SIZE * 8 / $secs / 1e9")
   R[$name:seg_cpu_us_mib]=$(calc "%.2f" "${R[$name:seg_ticks]} * 1000000 / $CLK_TCK / ($reqs * $SEG_SIZE / 1048576)")
 }
 
-# herd_with_curl URL N SIZE: the fallback when the herd tool is missing (N curl processes).
+# herd_with_curl URL N SIZE: the fallback when the herd tool is missing: one curl process
+# opening N connections at once (--parallel-immediate), one line per transfer.
 herd_with_curl() {
-  local url=$1 n=$2 size=$3 out="$WORK/herd-curl.txt" i
-  : >"$out"
-  for ((i = 0; i < n; i++)); do
-    taskset -c "$LOAD_CPU" curl -s -o /dev/null --max-time 60 \
-      -w '%{http_code} %{size_download} %{time_starttransfer} %{time_total}\n' "$url" >>"$out" &
-  done
-  wait
+  local url=$1 n=$2 size=$3 out="$WORK/herd-curl.txt" i args=()
+  for ((i = 0; i < n; i++)); do args+=(-o /dev/null "$url"); done
+  taskset -c "$LOAD_CPU" curl -s --parallel --parallel-immediate --parallel-max "$n" \
+    --max-time 60 -w '%{http_code} %{size_download} %{time_starttransfer} %{time_total}\n' \
+    "${args[@]}" >"$out"
   awk -v n="$n" -v size="$size" '
     { if ($1 == 200 && $2 == size) ok++; f[NR] = $3 * 1000; l[NR] = $4 * 1000 }
     function pct(a, m, p,   i, j, t) {
@@ -479,6 +487,10 @@ EOF
 # Debian 12 ships Traffic Server 9.2, configured by records.config (records.yaml came with 10.x).
 # We give it a private runroot: its own etc/, cache, logs and runtime dirs under $WORK/$SHM,
 # binaries and plugins from the package, and run traffic_server without traffic_manager.
+# Coalescing uses the core features (Debian does not ship the collapsed_forwarding plugin):
+# read-while-writer plus open-read retries, so waiting clients retry the cache instead of going
+# to the origin. Readers can only follow the writer a whole fragment at a time
+# (proxy.config.cache.target_fragment_size, 1 MiB by default), which shows in the herd's TTFB.
 start_ats() {
   local port=$1 dir="$WORK/ats"
   command -v traffic_server >/dev/null || { NOTE[ats]="traffic_server not installed"; return 1; }
@@ -555,7 +567,9 @@ EOF
 
 proxy_version() {
   case "$1" in
-    streamedge) "$STREAMEDGE_BIN" --version 2>&1 | head -n1 ;;
+    streamedge)
+      if [[ -x "$STREAMEDGE_BIN" ]]; then "$STREAMEDGE_BIN" --version 2>&1 | head -n1
+      else echo "not built ($STREAMEDGE_BIN)"; fi ;;
     nginx) "$(command -v nginx || echo /usr/sbin/nginx)" -v 2>&1 | head -n1 ;;
     varnish) varnishd -V 2>&1 | head -n1 ;;
     ats) traffic_server -V 2>&1 | grep -m1 -Eo 'Traffic Server [0-9.]+' ;;
@@ -569,7 +583,12 @@ start_server origin_sim "$LOAD_CPU" "$WORK/origin_sim.log" "$ORIGIN_SIM_BIN" \
   --listen "127.0.0.1:$SIM_PORT" --name bench-dc
 wait_for_port "$SIM_PORT" 15 "${SRV_PID[origin_sim]}" ||
   die "the origin simulator did not start: $(tail -n 5 "$WORK/origin_sim.log")"
-[[ -x "$HERD_BIN" ]] || warn "$HERD_BIN not found: the herd test uses $HERD_CLIENTS curl processes instead"
+[[ -x "$HERD_BIN" ]] || warn "$HERD_BIN not found: the herd test uses curl with $HERD_CLIENTS parallel transfers instead"
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_BEFORE%% *}" 'BEGIN { exit !(l > 0.5) }'; then
+  warn "the machine is busy (load average $LOAD_BEFORE): req/s and Gbit/s will suffer; CPU per request holds up better"
+fi
 
 declare -A VERSION=()
 STREAMEDGE_HWM=''
@@ -585,7 +604,7 @@ for name in "${PROXIES[@]}"; do
   fi
   pgid=${SRV_PID[$name]}
   sleep 0.5
-  check_affinity "$name" "$pgid"
+  pin_and_check "$name" "$pgid"
   test_playlist "$name" "$port" "$pgid"
   test_segments "$name" "$port" "$pgid"
   test_herd "$name" "$port"
@@ -614,6 +633,7 @@ report() {
   echo "- commit: $(git -C "$STREAMEDGE_ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(git -C "$STREAMEDGE_ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "- machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, kernel $(uname -r)"
   echo "- each proxy pinned to CPU $PROXY_CPU with 1 worker/thread; wrk, herd and the origin simulator on CPU $LOAD_CPU; all on 127.0.0.1; access logs off"
+  echo "- load average (1/5/15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews req/s and Gbit/s)"
   echo "- wrk -t1, ${BENCH_SECONDS}s per measured run after a ${BENCH_WARM_SECONDS}s warm-up; CPU = utime+stime of the proxy's processes during the run (resolution $((1000 / CLK_TCK)) ms)"
   for name in "${PROXIES[@]}"; do echo "- ${LABEL[$name]}: ${VERSION[$name]:-?}"; done
   echo

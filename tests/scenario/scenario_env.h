@@ -1,0 +1,72 @@
+// Shared fixture for scenario tests: one origin simulator ("dc-a") and one streamedge process on
+// loopback, with a config written for them. Each test uses its own path prefix.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+
+#include "tests/support/http_client.h"
+#include "tests/support/origin_sim.h"
+#include "tests/support/process.h"
+
+namespace streamedge::scenario {
+
+using testsupport::Headers;
+using testsupport::HttpResponse;
+
+// A config for one origin group "main" with the simulator at `sim_port`; `route_extra` is added
+// to the catch-all route, `top_extra` at the top level (before any table).
+inline std::string scenarioConfig(uint16_t sim_port, const std::string& log_path,
+                                  const std::string& route_extra = "",
+                                  const std::string& ram = "64MiB") {
+  return "[server]\nworkers = 2\n\n"
+         "[admin]\naddress = \"127.0.0.1:0\"\n\n"
+         "[[listener]]\naddress = \"127.0.0.1:0\"\n\n"
+         "[cache.ram]\nsize = \"" + ram + "\"\n\n"
+         "[log]\naccess_log = \"" + log_path + "\"\n\n"
+         "[[origin_group]]\nname = \"main\"\n"
+         "  [[origin_group.origin]]\n  url = \"http://127.0.0.1:" + std::to_string(sim_port) +
+         "\"\n  dc = \"dc-a\"\n  priority = 1\n\n"
+         "[[vhost]]\nhostnames = [\"*\"]\n"
+         "  [[vhost.route]]\n  prefix = \"/\"\n  origin_group = \"main\"\n" + route_extra;
+}
+
+class ScenarioTest : public ::testing::Test {
+ protected:
+  void SetUp() override { start(""); }
+
+  // (Re)starts both processes; `route_extra` goes into the catch-all route.
+  void start(const std::string& route_extra, const std::string& ram = "64MiB") {
+    proxy_.reset();
+    if (!sim_) {
+      std::string error;
+      sim_ = testsupport::startOriginSim({"--name", "dc-a"}, &error);
+      ASSERT_TRUE(sim_) << error;
+    }
+    if (!dir_) dir_.emplace("streamedge-scenario");
+    access_log_ = dir_->file("access.log");
+    std::string error;
+    proxy_ = testsupport::startStreamedge(scenarioConfig(sim_->port, access_log_, route_extra, ram),
+                                          &error);
+    ASSERT_TRUE(proxy_) << error;
+  }
+
+  uint16_t port() const { return proxy_->http_port; }
+  uint16_t simPort() const { return sim_->port; }
+  long originCount(const std::string& path, bool not_modified = false) const {
+    return testsupport::simCount(sim_->port, path, not_modified);
+  }
+  HttpResponse get(const std::string& target, const Headers& headers = {}) {
+    return testsupport::httpGet(port(), target, headers, std::chrono::seconds(15));
+  }
+  std::string proxyLog() const { return proxy_->process.logTail(60); }
+
+  std::optional<testsupport::TempDir> dir_;
+  std::optional<testsupport::OriginSimProcess> sim_;
+  std::optional<testsupport::StreamedgeProcess> proxy_;
+  std::string access_log_;
+};
+
+}  // namespace streamedge::scenario

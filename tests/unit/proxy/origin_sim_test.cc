@@ -1,0 +1,271 @@
+// The test support itself: the origin simulator in-process on a real loopback socket, the test
+// client against it, the herd, and the process harness with /bin/sh.
+#include "tests/support/origin_sim.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "tests/support/herd.h"
+#include "tests/support/http_client.h"
+#include "tests/support/process.h"
+
+namespace streamedge::testsupport {
+namespace {
+
+using std::chrono::milliseconds;
+
+class OriginSimTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    OriginSimOptions options;
+    options.name = "dc-test";
+    options.segment_size = 5000;
+    sim_ = std::make_unique<OriginSim>(options);
+    std::string error;
+    ASSERT_TRUE(sim_->startThread(&error)) << error;
+    port_ = sim_->port();
+    ASSERT_NE(port_, 0);
+  }
+  void TearDown() override { sim_.reset(); }
+
+  std::unique_ptr<OriginSim> sim_;
+  uint16_t port_ = 0;
+};
+
+int countOf(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+TEST(SimBody, IsDeterministicPrefixStableAndMarked) {
+  const std::string a = simBody("/obj/x", 1000);
+  EXPECT_EQ(a.size(), 1000u);
+  EXPECT_EQ(a.rfind("SIMDATA:/obj/x:", 0), 0u);
+  EXPECT_EQ(a, simBody("/obj/x", 1000));
+  EXPECT_EQ(simBody("/obj/x", 100), a.substr(0, 100));
+  EXPECT_NE(simBody("/obj/y", 1000), a);
+  EXPECT_EQ(simBody("/obj/x", 3), "SIM");
+  EXPECT_NE(simEtag("/obj/x", 1000), simEtag("/obj/x", 1001));
+}
+
+TEST_F(OriginSimTest, LivePlaylistListsTheWindowAndSegmentsCarrySimBodies) {
+  HttpResponse pl = httpGet(port_, "/live/720p/index.m3u8");
+  ASSERT_TRUE(pl.ok()) << pl.error;
+  EXPECT_EQ(pl.status, 200);
+  EXPECT_EQ(pl.header("X-Origin"), "dc-test");
+  EXPECT_EQ(pl.header("Content-Type"), "application/vnd.apple.mpegurl");
+  EXPECT_FALSE(pl.hasHeader("Cache-Control"));  // no --playlist-cache-control
+  EXPECT_EQ(pl.body.rfind("#EXTM3U\n", 0), 0u);
+  EXPECT_NE(pl.body.find("#EXT-X-TARGETDURATION:2\n"), std::string::npos);
+  EXPECT_EQ(countOf(pl.body, "#EXTINF:"), 6);
+  // The last listed segment is floor(now / target).
+  const size_t last = pl.body.rfind("seg_");
+  ASSERT_NE(last, std::string::npos);
+  const long newest = std::stol(pl.body.substr(last + 4));
+  const long now_seq = static_cast<long>(std::time(nullptr) / 2);
+  EXPECT_LE(std::abs(newest - now_seq), 1);
+
+  const std::string seg = "/live/720p/seg_" + std::to_string(newest) + ".ts";
+  HttpResponse s = httpGet(port_, seg);
+  ASSERT_TRUE(s.ok()) << s.error;
+  EXPECT_EQ(s.body, simBody(seg, 5000));
+  EXPECT_EQ(s.header("ETag"), simEtag(seg, 5000));
+  EXPECT_EQ(s.header("Cache-Control"), "max-age=3600");
+  EXPECT_EQ(s.header("Content-Length"), "5000");
+  EXPECT_EQ(sim_->counts(seg).total, 1u);
+  EXPECT_EQ(simCount(port_, seg), 1);
+  EXPECT_EQ(simCount(port_, "/live/720p/index.m3u8"), 1);
+}
+
+TEST_F(OriginSimTest, DashAndVodContent) {
+  HttpResponse mpd = httpGet(port_, "/dash/manifest.mpd");
+  ASSERT_TRUE(mpd.ok()) << mpd.error;
+  EXPECT_NE(mpd.body.find("type=\"dynamic\""), std::string::npos);
+  EXPECT_NE(mpd.body.find("availabilityStartTime=\"2024-01-01T00:00:00Z\""), std::string::npos);
+  EXPECT_NE(mpd.body.find("media=\"$RepresentationID$/seg_$Number$.m4s\""), std::string::npos);
+  HttpResponse init = httpGet(port_, "/dash/720p/init.mp4");
+  EXPECT_EQ(init.body, simBody("/dash/720p/init.mp4", 1000));
+  HttpResponse vod = httpGet(port_, "/vod/movie/index.m3u8");
+  EXPECT_NE(vod.body.find("#EXT-X-PLAYLIST-TYPE:VOD"), std::string::npos);
+  EXPECT_NE(vod.body.find("#EXT-X-ENDLIST"), std::string::npos);
+  EXPECT_EQ(countOf(vod.body, "#EXTINF:"), 10);
+  EXPECT_EQ(httpGet(port_, "/vod/movie/seg_9.ts").status, 200);
+  EXPECT_EQ(httpGet(port_, "/vod/movie/seg_10.ts").status, 404);
+  EXPECT_EQ(httpGet(port_, "/elsewhere").status, 404);
+}
+
+TEST_F(OriginSimTest, KnobsShapeTheResponse) {
+  HttpResponse r = httpGet(port_, "/obj/k?size=123&cc=public%2C%20max-age%3D5&set_cookie=1&vary=Accept&etag=0&lm=0");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.body, simBody("/obj/k", 123));
+  EXPECT_EQ(r.header("Cache-Control"), "public, max-age=5");
+  EXPECT_TRUE(r.hasHeader("Set-Cookie"));
+  EXPECT_EQ(r.header("Vary"), "Accept");
+  EXPECT_FALSE(r.hasHeader("ETag"));
+  EXPECT_FALSE(r.hasHeader("Last-Modified"));
+
+  HttpResponse st = httpGet(port_, "/obj/k?size=10&status=404");
+  EXPECT_EQ(st.status, 404);
+  EXPECT_EQ(st.body, simBody("/obj/k", 10));
+
+  HttpResponse ch = httpGet(port_, "/obj/k?size=70000&chunked=1");
+  ASSERT_TRUE(ch.ok()) << ch.error;
+  EXPECT_EQ(ch.header("Transfer-Encoding"), "chunked");
+  EXPECT_FALSE(ch.hasHeader("Content-Length"));
+  EXPECT_EQ(ch.body, simBody("/obj/k", 70000));
+
+  HttpResponse rg = httpGet(port_, "/obj/k?size=100", {{"Range", "bytes=10-19"}});
+  EXPECT_EQ(rg.status, 206);
+  EXPECT_EQ(rg.header("Content-Range"), "bytes 10-19/100");
+  EXPECT_EQ(rg.body, simBody("/obj/k", 100).substr(10, 10));
+
+  HttpResponse head = httpRequest(port_, "HEAD", "/obj/k?size=100");
+  ASSERT_TRUE(head.ok()) << head.error;
+  EXPECT_EQ(head.header("Content-Length"), "100");
+  EXPECT_TRUE(head.body.empty());
+}
+
+TEST_F(OriginSimTest, ConditionalRequestsGet304AndAreCountedApart) {
+  const std::string etag = simEtag("/obj/c", 100);
+  HttpResponse inm = httpGet(port_, "/obj/c?size=100", {{"If-None-Match", etag}});
+  EXPECT_EQ(inm.status, 304);
+  EXPECT_EQ(inm.header("ETag"), etag);
+  EXPECT_EQ(inm.header("Cache-Control"), "max-age=3600");
+  EXPECT_TRUE(inm.body.empty());
+  HttpResponse ims = httpGet(port_, "/obj/c?size=100", {{"If-Modified-Since", std::string(kSimLastModified)}});
+  EXPECT_EQ(ims.status, 304);
+  HttpResponse other = httpGet(port_, "/obj/c?size=100", {{"If-None-Match", "\"nope\""}});
+  EXPECT_EQ(other.status, 200);
+  EXPECT_EQ(simCount(port_, "/obj/c"), 3);
+  EXPECT_EQ(simCount(port_, "/obj/c", /*not_modified=*/true), 2);
+  auto counts = simCounts(port_);
+  EXPECT_EQ(counts["/obj/c"], 3);
+  EXPECT_TRUE(simReset(port_));
+  EXPECT_EQ(simCount(port_, "/obj/c"), 0);
+}
+
+TEST_F(OriginSimTest, FaultsAreVisibleToTheClient) {
+  HttpResponse reset = httpGet(port_, "/obj/f?size=100000&fault=reset");
+  EXPECT_EQ(reset.status, 200);
+  EXPECT_TRUE(reset.truncated);
+  EXPECT_TRUE(reset.closed);
+  EXPECT_EQ(reset.body, simBody("/obj/f", 50000));
+
+  HttpResponse shrt = httpGet(port_, "/obj/f?size=1000&fault=short");
+  EXPECT_TRUE(shrt.truncated);
+  EXPECT_EQ(shrt.body.size(), 500u);
+
+  HttpConnection raw;
+  ASSERT_TRUE(raw.connect(port_));
+  ASSERT_TRUE(raw.sendRaw("GET /obj/f?size=10&fault=long HTTP/1.1\r\nHost: x\r\n\r\n"));
+  HttpResponse lng = raw.readResponse();
+  EXPECT_EQ(lng.body, simBody("/obj/f", 10));  // the client stops at the framing
+
+  HttpResponse hang = httpGet(port_, "/obj/f?fault=hang", {}, milliseconds(200));
+  EXPECT_TRUE(hang.timed_out);
+  EXPECT_EQ(hang.status, 0);
+
+  ASSERT_TRUE(simFault(port_, "/obj/armed", "503", 2));
+  EXPECT_EQ(httpGet(port_, "/obj/armed").status, 503);
+  EXPECT_EQ(httpGet(port_, "/obj/armed").status, 503);
+  EXPECT_EQ(httpGet(port_, "/obj/armed").status, 200);
+
+  ASSERT_TRUE(simFaultAll(port_, "500"));
+  EXPECT_EQ(httpGet(port_, "/obj/any").status, 500);
+  EXPECT_EQ(httpGet(port_, "/live/master.m3u8").status, 500);
+  EXPECT_EQ(simCount(port_, "/obj/any"), 1);  // control requests still work
+  ASSERT_TRUE(simFaultAll(port_, "off"));
+  EXPECT_EQ(httpGet(port_, "/obj/any").status, 200);
+}
+
+TEST_F(OriginSimTest, ThrottledBodyLeavesTheLoopFreeForControlRequests) {
+  HttpResponse slow;
+  std::thread t([&] { slow = httpGet(port_, "/obj/slow?size=300000&rate=1000000"); });
+  std::this_thread::sleep_for(milliseconds(50));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(simCount(port_, "/obj/slow"), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(200));
+  t.join();
+  ASSERT_TRUE(slow.ok()) << slow.error;
+  EXPECT_EQ(slow.body, simBody("/obj/slow", 300000));
+  EXPECT_GE(slow.last_byte_ms, 200.0);
+  EXPECT_LT(slow.first_byte_ms, 150.0);
+}
+
+TEST_F(OriginSimTest, DelayPostponesTheHeadAndKeepAliveReusesTheConnection) {
+  HttpConnection c;
+  ASSERT_TRUE(c.connect(port_));
+  const int fd = c.fd();
+  HttpResponse a = c.request("GET", "/obj/d?size=10&delay_ms=100");
+  ASSERT_TRUE(a.ok()) << a.error;
+  EXPECT_GE(a.first_byte_ms, 90.0);
+  EXPECT_FALSE(a.closed);
+  HttpResponse b = c.request("GET", "/obj/d?size=10");
+  ASSERT_TRUE(b.ok()) << b.error;
+  EXPECT_EQ(c.fd(), fd);
+  HttpResponse last = c.request("GET", "/obj/d?size=10", {{"Connection", "close"}});
+  EXPECT_TRUE(last.ok());
+  EXPECT_EQ(last.header("Connection"), "close");
+  EXPECT_FALSE(c.isOpen());
+}
+
+TEST_F(OriginSimTest, HerdGetsEveryByte) {
+  HerdOptions options;
+  options.port = port_;
+  options.target = "/obj/herd?size=20000";
+  options.clients = 30;
+  options.expect_body_path = "/obj/herd";
+  options.expect_body_size = 20000;
+  HerdResult r = runHerd(options);
+  EXPECT_EQ(r.ok, 30) << r.firstError();
+  EXPECT_EQ(r.bad, 0);
+  EXPECT_EQ(simCount(port_, "/obj/herd"), 30);
+  EXPECT_EQ(r.summary().rfind("clients=30 ok=30 bad=0 ttfb_p50_ms=", 0), 0u) << r.summary();
+
+  options.expect_body_path = "/obj/other";
+  HerdResult wrong = runHerd(options);
+  EXPECT_EQ(wrong.bad, 30);
+}
+
+TEST(ChildProcess, WaitsForLinesAndStops) {
+  std::string dir_path;
+  {
+    TempDir dir;
+    dir_path = dir.path();
+    ASSERT_FALSE(dir_path.empty());
+    ASSERT_TRUE(writeFile(dir.file("x"), "y"));
+    ChildProcess p;
+    std::string error;
+    ASSERT_TRUE(p.start("/bin/sh", {"-c", "echo starting; echo 'listening on 127.0.0.1:4242'; exec sleep 30"},
+                        ChildOptions{dir.file("log"), {}}, &error))
+        << error;
+    auto line = p.waitForLine("listening on", std::chrono::seconds(5));
+    ASSERT_TRUE(line.has_value()) << p.log();
+    EXPECT_EQ(*line, "listening on 127.0.0.1:4242");
+    auto m = p.waitForRegex(std::regex(R"(127\.0\.0\.1:(\d+))"), std::chrono::seconds(1));
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ((*m)[1].str(), "4242");
+    EXPECT_FALSE(p.waitForLine("never printed", milliseconds(50)).has_value());
+    EXPECT_TRUE(p.running());
+    EXPECT_EQ(p.stop(), -SIGTERM);
+    EXPECT_FALSE(p.running());
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_path));
+}
+
+TEST(ChildProcess, ReportsAnEarlyExit) {
+  ChildProcess p;
+  ASSERT_TRUE(p.start("/bin/sh", {"-c", "echo bye; exit 3"}));
+  EXPECT_FALSE(p.waitForLine("never", std::chrono::seconds(5)).has_value());
+  EXPECT_EQ(p.exitStatus(), 3);
+  EXPECT_EQ(p.logTail(), "bye\n");
+}
+
+}  // namespace
+}  // namespace streamedge::testsupport
