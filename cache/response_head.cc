@@ -27,11 +27,12 @@ bool isHopByHopOrDeliveryField(std::string_view name) {
   // proxy-only fields of §11.7, RFC 9112 framing, and what delivery writes per response.
   // Fields a Connection header names are hop-by-hop too; the response parser handles those
   // since only it sees the Connection value.
-  static constexpr std::array<std::string_view, 13> kFields = {
+  // Accept-Ranges too: delivery answers ranges itself and says so for complete 200s.
+  static constexpr std::array<std::string_view, 14> kFields = {
       "Connection",          "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
       "Proxy-Authorization", "TE",         "Trailer",          "Transfer-Encoding",
       "Upgrade",             "Content-Length", "Age",          "Via",
-      "X-Cache"};
+      "X-Cache",             "Accept-Ranges"};
   for (std::string_view f : kFields) {
     if (equalsIgnoreCase(name, f)) return true;
   }

@@ -1,7 +1,7 @@
 // ResponseHead: the immutable, end-to-end part of an origin response kept with a cache object.
 // Hop-by-hop fields (Connection and the fields it names, Keep-Alive, Transfer-Encoding, TE,
 // Trailer, Upgrade, Proxy-*), framing (Content-Length) and per-delivery fields (Age, Via,
-// X-Cache) are not kept: delivery adds them. Built once per fill, then only read (thread-safe).
+// X-Cache, Accept-Ranges) are not kept: delivery adds them. Built once per fill, then only read (thread-safe).
 #pragma once
 
 #include <cstdint>

@@ -179,6 +179,16 @@ void ClientConnection::parseRequest() {
 
   evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, nullptr);
   if (end.pos < 0) {
+    // A head ended by bare LFs would never be seen as complete: refuse it now rather than
+    // let it sit until the header timeout (RFC 9112 §2.2 lets a recipient reject bare LF).
+    if (evbuffer_search(in, "\n\n", 2, nullptr).pos >= 0 ||
+        evbuffer_search(in, "\n\r\n", 3, nullptr).pos >= 0) {
+      worker_.counters().add(worker_.counters().bad_requests);
+      std::fprintf(stderr, "streamedge: 400 bad request: bare LF line ending\n");
+      evbuffer_drain(in, available);
+      synth(400, "bare LF line ending", true);
+      return;
+    }
     if (available > limit) {
       std::fprintf(stderr, "streamedge: 431 request head larger than %zu bytes\n", limit);
       synth(431, "request head too large", true);

@@ -62,15 +62,22 @@ class OriginObserver {
 class OriginHealth {
  public:
   explicit OriginHealth(const conf::Config& config);
+  // Up: fewer than 3 consecutive failures, or the 10 s hold-off after the last one has passed
+  // (half-open). A pure query; indices outside the config it was built from count as up.
   bool isUp(size_t group, size_t origin, std::chrono::steady_clock::time_point now) const;
-  void recordSuccess(size_t group, size_t origin);
+  // Whether a request may go to this origin now: true when up, except that of the callers that
+  // find a down origin's hold-off expired only one (the probe) gets true until the outcome is
+  // recorded or another hold-off passes.
+  bool admit(size_t group, size_t origin, std::chrono::steady_clock::time_point now);
+  void recordSuccess(size_t group, size_t origin);  // resets
   void recordFailure(size_t group, size_t origin, std::chrono::steady_clock::time_point now);
 
  private:
   struct State {
     std::atomic<int> consecutive_failures{0};
-    std::atomic<int64_t> down_until_ns{0};
+    std::atomic<int64_t> down_until_ns{0};  // steady_clock nanoseconds
   };
+  State* state(size_t group, size_t origin) const;  // null when out of range
   std::vector<std::unique_ptr<State[]>> states_;
   std::vector<size_t> sizes_;
 };

@@ -2,7 +2,7 @@
 # Side-by-side benchmark: streamedge against nginx proxy_cache, Varnish and Apache Traffic Server,
 # all on this machine, in one run, against the origin simulator.
 #
-#   scripts/bench/run.sh                        # all four, ~4 minutes
+#   scripts/bench/run.sh                        # all four, ~2-3 minutes
 #   BENCH_ONLY=streamedge,nginx scripts/bench/run.sh
 #
 # Every proxy is pinned to one core (BENCH_PROXY_CPU, default 0) with one worker / thread pool;

@@ -364,7 +364,6 @@ std::optional<StreamedgeProcess> startStreamedge(const std::string& binary, std:
   std::string spawn_error;
   if (!se.process.start(binary, args, child, &spawn_error)) return fail(spawn_error);
 
-  static const std::regex kListening(R"(streamedge listening (\w+) (\S+))");
   const auto deadline = SteadyClock::now() + options.timeout;
   // Bounded by the deadline: collect listening lines until http (and admin) are known.
   for (;;) {
@@ -376,10 +375,16 @@ std::optional<StreamedgeProcess> startStreamedge(const std::string& binary, std:
       if (nl == std::string::npos) break;
       std::string line = text.substr(pos, nl - pos);
       pos = nl + 1;
-      std::smatch m;
-      if (std::regex_search(line, m, kListening)) {
-        if (auto p = portOf(m[2].str())) se.listeners.emplace_back(m[1].str(), *p);
-      }
+      // "streamedge listening <kind> <host>:<port>"
+      constexpr std::string_view kPrefix = "streamedge listening ";
+      const size_t at = line.find(kPrefix);
+      if (at == std::string::npos) continue;
+      std::string_view rest = std::string_view(line).substr(at + kPrefix.size());
+      const size_t sp = rest.find(' ');
+      if (sp == std::string_view::npos || sp == 0) continue;
+      std::string_view address = rest.substr(sp + 1);
+      address = address.substr(0, address.find(' '));
+      if (auto p = portOf(address)) se.listeners.emplace_back(std::string(rest.substr(0, sp)), *p);
     }
     se.http_port = se.port("http");
     se.admin_port = se.port("admin");

@@ -1,0 +1,1190 @@
+// OriginClient: per-worker origin fetches over pooled keep-alive HTTP/1.1 connections.
+//
+// One fetch walks this path (each arrow is a libevent callback on the worker's loop):
+//
+//   start() ─defer─> pick origin ─> pooled connection? ──yes──> write request ─> wait head
+//                          │                  └─no─> resolve (IP literal / cache / evdns)
+//                          │                               ─> connect + write request ─> wait head
+//                          └─ none admitted ─> onOriginFailed(kUnavailable)
+//   wait head ─> 1xx: skip │ 101: attempt failed │ bad head: attempt failed
+//             ─> 5xx and another origin may be tried: attempt failed (fail over)
+//             ─> otherwise onOriginResponse, then body (Content-Length / chunked / until close)
+//   body ─> onOriginData* ─> onOriginComplete (connection back to the pool when reusable)
+//        ─> cut short / read timeout / framing violation ─> onOriginFailed
+//   attempt failed ─> record in OriginHealth, log, next origin if allowed, else onOriginFailed.
+//
+// Failover rules (DESIGN.md "Origins", request path step 6):
+//   - origins are tried in the group's vector order (sorted by priority at load time), each at
+//     most once, at most 1 + group.retries attempts in all;
+//   - an origin OriginHealth reports down is skipped, unless every origin of the group was down
+//     when the fetch started (then all are tried in order: better a probably-failing origin than
+//     a certain failure); a down origin whose hold-off has expired admits exactly one probe;
+//   - connect errors (including DNS), connect/first-byte timeouts, an invalid response head and a
+//     5xx status fail over; a 5xx from the last possible attempt is handed to the observer as a
+//     normal response (the proxy may prefer stale-if-error). 4xx are normal responses;
+//   - non-idempotent methods (RFC 9110 §9.2.2) fail over only when their request cannot have
+//     reached an origin (connect failed); a 5xx or a timeout after sending is final for them;
+//   - a request sent on a reused idle connection that fails before any response byte (the origin
+//     closed the connection while it sat in the pool) is re-sent once on a fresh connection to the
+//     same origin. That retry is transparent: not an attempt, not a health failure.
+//
+// Timeouts (per origin config): connect_timeout covers name resolution and the TCP connect;
+// first_byte_timeout runs from the request fully written to the complete final response head;
+// read_timeout is the longest gap between two body reads. One timer event per fetch serves all
+// three (the phase says which one is armed).
+//
+// Backpressure: none towards the origin, on purpose. Body bytes go into the cache object, whose
+// append never blocks (readers each keep their own position and the object holds the bytes), so
+// the client reads as fast as the origin sends and hands each chunk on immediately.
+//
+// Framing violations (DESIGN.md "Strict HTTP/1.1"): a connection that sent more or less than it
+// framed is closed, never pooled. Bytes past the end of the framed body that arrive in the same
+// read are reported as onOriginFailed(kInvalid) even though the first N bytes matched: an origin
+// that sends more than its Content-Length may have sent a wrong length, and a cache that cuts
+// silently at the length (what evhttp does) may store a truncated object as whole. Bytes that
+// arrive only after the body completed cannot be attributed any more; they find the connection
+// idle in the pool, which closes it.
+#include "proxy/origin_client.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/util.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <list>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "cache/response_head.h"
+#include "proxy/chunked.h"
+#include "proxy/http_parser.h"
+
+namespace streamedge::proxy {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Passive health (outlier detection on real traffic).
+constexpr int kFailuresUntilDown = 3;
+constexpr std::chrono::seconds kDownFor{10};
+// Resolved origin names are reused this long (evdns does not report TTLs to getaddrinfo users).
+constexpr std::chrono::seconds kDnsCacheTtl{30};
+
+int64_t toNanos(SteadyClock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+timeval toTimeval(Millis ms) {
+  const int64_t v = std::max<int64_t>(0, ms.count());
+  timeval tv;
+  tv.tv_sec = static_cast<time_t>(v / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((v % 1000) * 1000);
+  return tv;
+}
+
+// One stderr line per origin failure (never on success). `outcome` says what happens next.
+void logOriginFailure(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin,
+                      const Status& status, const char* outcome) {
+  std::fprintf(stderr, "streamedge: origin %s (dc %s, group %s) failed: %s; %s\n",
+               origin.name.c_str(), origin.dc.empty() ? "-" : origin.dc.c_str(),
+               group.name.c_str(), status.toString().c_str(), outcome);
+}
+
+// RFC 9110 §9.2.2.
+bool isIdempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+         method == "PUT" || method == "DELETE";
+}
+
+// Fields the caller may hand us that never go to the origin as given: hop-by-hop fields
+// (RFC 9110 §7.6.1) and the ones we write ourselves (Host, Content-Length).
+bool isRequestFieldWeWrite(std::string_view name) {
+  static constexpr std::string_view kFields[] = {
+      "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization",
+      "Proxy-Authenticate", "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Host",
+      "Content-Length"};
+  for (std::string_view f : kFields) {
+    if (cache::equalsIgnoreCase(name, f)) return true;
+  }
+  return false;
+}
+
+// Hop-by-hop response fields (RFC 9110 §7.6.1) plus Content-Length, which OriginResponse carries
+// as content_length. Fields named by Connection are dropped separately.
+bool isResponseHopByHop(std::string_view name) {
+  static constexpr std::string_view kFields[] = {
+      "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+      "Proxy-Authorization", "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length"};
+  for (std::string_view f : kFields) {
+    if (cache::equalsIgnoreCase(name, f)) return true;
+  }
+  return false;
+}
+
+// A field value or target we would put on the wire must not be able to end its line early.
+bool hasLineBreakingByte(std::string_view s) {
+  for (unsigned char c : s) {
+    if ((c < 0x20 && c != '\t') || c == 0x7F) return true;
+  }
+  return false;
+}
+
+std::string_view trimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool isNamedByConnection(const ResponseHeadView& head, std::string_view name) {
+  for (size_t i = 0; i < head.header_count; ++i) {
+    if (!cache::equalsIgnoreCase(head.headers[i].name, "Connection")) continue;
+    std::string_view list = head.headers[i].value;
+    while (!list.empty()) {
+      const size_t comma = list.find(',');
+      std::string_view token = trimOws(list.substr(0, comma));
+      if (cache::equalsIgnoreCase(token, name)) return true;
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+std::string hostHeaderFor(const conf::OriginConfig& origin) {
+  const bool v6 = origin.host.find(':') != std::string::npos;
+  std::string host = v6 ? "[" + origin.host + "]" : origin.host;
+  const bool default_port = (origin.scheme == "http" && origin.port == 80) ||
+                            (origin.scheme == "https" && origin.port == 443);
+  if (!default_port) host += ":" + std::to_string(origin.port);
+  return host;
+}
+
+// RFC 9112 §3: request line, Host first, the caller's end-to-end fields, our framing.
+std::string buildRequest(const OriginRequest& request, const conf::OriginConfig& origin) {
+  std::string out;
+  out.reserve(256 + request.target.size() + request.body.size());
+  out += request.method;
+  out += ' ';
+  out += origin.base_path;
+  out += request.target.empty() ? std::string_view("/") : std::string_view(request.target);
+  out += " HTTP/1.1\r\nHost: ";
+  out += request.host.empty() ? hostHeaderFor(origin) : request.host;
+  out += "\r\n";
+  for (const auto& [name, value] : request.headers) {
+    if (isRequestFieldWeWrite(name)) continue;
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  // RFC 9110 §8.6: a length when there is content or the method expects some.
+  const bool expects_body = request.method == "POST" || request.method == "PUT" ||
+                            request.method == "PATCH";
+  if (!request.body.empty() || expects_body) {
+    out += "Content-Length: ";
+    out += std::to_string(request.body.size());
+    out += "\r\n";
+  }
+  out += "\r\n";
+  out += request.body;
+  return out;
+}
+
+struct SockAddr {
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+bool parseIpLiteral(const std::string& host, uint16_t port, SockAddr& out) {
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    out.len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    out.len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+struct BevFree {
+  void operator()(bufferevent* bev) const { bufferevent_free(bev); }
+};
+using BevPtr = std::unique_ptr<bufferevent, BevFree>;
+
+struct EventFree {
+  void operator()(event* ev) const { event_free(ev); }
+};
+using EventPtr = std::unique_ptr<event, EventFree>;
+
+// The transport seam: wraps a connecting socket in the bufferevent the HTTP code reads and
+// writes. https origins will wrap it with bufferevent_openssl here (TLS issue); until then they
+// are refused with a clear status. Deferred callbacks: no bufferevent callback ever runs from
+// inside a bufferevent call of ours (connect refused at once, a write that fails), so the fetch
+// state machine is only ever entered from the loop.
+Result<BevPtr> openTransport(event_base* base, const conf::OriginConfig& origin, int fd) {
+  if (origin.scheme != "http") {
+    ::close(fd);
+    return Status(Code::kConnect, Source::kUpstream,
+                  "https origins are not supported yet (TLS to origins comes with the TLS issue)");
+  }
+  bufferevent* bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+  if (!bev) {
+    ::close(fd);
+    return Status(Code::kInternal, Source::kInternal, "bufferevent_socket_new failed");
+  }
+  return BevPtr(bev);
+}
+
+Status connectErrorStatus(int err) {
+  switch (err) {
+    case ECONNREFUSED: return Status(Code::kConnect, Source::kUpstream, "connection refused", true);
+    case ETIMEDOUT: return Status(Code::kTimeout, Source::kUpstream, "connect timed out (kernel)", true);
+    case ENETUNREACH:
+    case EHOSTUNREACH: return Status(Code::kConnect, Source::kUpstream, "origin unreachable", true);
+    case ECONNRESET: return Status(Code::kConnect, Source::kUpstream, "connection reset while connecting", true);
+    default: return Status(Code::kConnect, Source::kUpstream, "connect failed", true);
+  }
+}
+
+class Fetch;
+class ClientCore;
+
+// A pooled keep-alive connection. While idle it belongs to its Pool and its callbacks point at
+// the pool (any byte or EOF closes it); while in use the fetch owns it.
+struct Connection {
+  BevPtr bev;
+  ClientCore* core = nullptr;
+  struct Pool* pool = nullptr;  // set while idle
+};
+
+struct Pool {
+  std::string key;
+  std::list<std::unique_ptr<Connection>> idle;  // back = most recently used
+};
+
+// The worker's client state: pools, name cache, live fetches. OriginClient::Impl is one of these.
+class ClientCore {
+ public:
+  ClientCore(event_base* base, std::shared_ptr<OriginHealth> health)
+      : base_(base), health_(std::move(health)) {}
+  ~ClientCore();
+
+  event_base* base() const { return base_; }
+  OriginHealth* health() const { return health_.get(); }
+
+  static std::string poolKey(size_t group, const conf::OriginConfig& origin) {
+    return std::to_string(group) + '|' + origin.scheme + "://" + origin.host + ':' +
+           std::to_string(origin.port);
+  }
+
+  // An idle connection that still looks open, or null.
+  std::unique_ptr<Connection> takeIdle(const std::string& key);
+  // Pools `conn` (or closes it when the pool is full or pooling is off).
+  void release(const std::string& key, std::unique_ptr<Connection> conn,
+               const conf::OriginConfig& origin);
+  void closeIdle() { pools_.clear(); }
+
+  bool cachedAddress(const std::string& host, SockAddr& out);
+  void cacheAddress(const std::string& host, const SockAddr& addr);
+  evdns_base* dns();
+
+  void add(Fetch* f) { fetches_.insert(f); }
+  void remove(Fetch* f) { fetches_.erase(f); }
+
+ private:
+  static void idleReadCb(bufferevent* bev, void* arg);
+  static void idleEventCb(bufferevent* bev, short events, void* arg);
+  void dropIdle(Connection* conn);
+
+  event_base* const base_;
+  const std::shared_ptr<OriginHealth> health_;
+  std::unordered_map<std::string, Pool> pools_;  // references stay valid across rehash
+  struct CachedName {
+    SockAddr addr;
+    SteadyClock::time_point expires;
+  };
+  std::unordered_map<std::string, CachedName> names_;
+  evdns_base* dns_ = nullptr;  // created on first use, on the worker thread
+  std::unordered_set<Fetch*> fetches_;
+};
+
+// Context of one evdns_getaddrinfo call. evdns may run the callback after a cancel, so the
+// callback owns this and the fetch only clears `fetch` when it gives up.
+struct DnsLookup {
+  Fetch* fetch = nullptr;
+  evdns_getaddrinfo_request* request = nullptr;
+};
+
+class Fetch final : public OriginFetch {
+ public:
+  Fetch(ClientCore& core, const conf::Config& config, size_t group_index, OriginRequest request,
+        OriginObserver& observer);
+  ~Fetch() override;
+
+  // Schedules the first step on the loop.
+  void begin();
+  // The client is going away: close everything, never call back.
+  void detach();
+
+ private:
+  enum class Phase { kPending, kResolving, kConnecting, kWaitingHead, kBody, kDone };
+
+  // Set while an observer callback runs; the destructor clears `alive` of every open guard so
+  // the code below the callback knows not to touch the fetch again.
+  struct Guard {
+    explicit Guard(Fetch& f) : fetch(f), prev(f.guards_) { f.guards_ = this; }
+    ~Guard() {
+      if (alive) fetch.guards_ = prev;
+    }
+    Fetch& fetch;
+    Guard* prev;
+    bool alive = true;
+  };
+
+  static void kickCb(evutil_socket_t, short, void* arg);
+  static void timerCb(evutil_socket_t, short, void* arg);
+  static void readCb(bufferevent*, void* arg);
+  static void writeCb(bufferevent*, void* arg);
+  static void eventCb(bufferevent*, short events, void* arg);
+  static void dnsCb(int result, evutil_addrinfo* res, void* arg);
+
+  const conf::OriginGroupConfig& group() const { return config_.origin_groups[group_index_]; }
+  const conf::OriginConfig& origin() const { return group().origins[origin_index_]; }
+
+  // Steps. Each may end in an observer callback and must be the last thing its caller does.
+  void startAttempt();
+  void connectAttempt(bool allow_pooled);
+  void onResolved(const SockAddr& addr);
+  void connectTo(const SockAddr& addr);
+  void sendRequest();
+  void onReadable();
+  void parseHead();
+  void processBody();
+  void finishBody();
+  void onConnectionEvent(short events);
+  void onTimeout();
+  void attemptFailed(Status status, bool record_health);
+  void bodyFailed(Status status);
+  void finishFailed(Status status);
+
+  bool hasNextCandidate() const;
+  bool mayFailOverAfterSend() const { return isIdempotent(request_.method); }
+  void armTimer(Millis timeout);
+  void cancelDns();
+  void closeConnection() { conn_.reset(); }
+  bool deliver(const uint8_t* data, size_t len);
+
+  ClientCore* core_;  // null once detached
+  const conf::Config& config_;
+  const size_t group_index_;
+  OriginRequest request_;
+  OriginObserver& observer_;
+  EventPtr kick_;
+  EventPtr timer_;
+  Guard* guards_ = nullptr;
+
+  Phase phase_ = Phase::kPending;
+  Status pending_failure_;         // a failure found in start(), reported from the loop
+  size_t max_attempts_ = 1;
+  int attempts_ = 0;
+  size_t next_origin_ = 0;         // next candidate index in the group
+  bool all_down_ = false;          // every origin was down at start: try them all in order
+  Status last_failure_{Code::kUnavailable, Source::kUpstream, "no origin available"};
+
+  // Per attempt.
+  size_t origin_index_ = 0;
+  std::string pool_key_;
+  std::string wire_;               // the serialised request for this origin
+  std::unique_ptr<Connection> conn_;
+  DnsLookup* dns_ = nullptr;
+  bool dns_inline_ = false;        // inside evdns_getaddrinfo: a synchronous answer is stashed
+  bool dns_inline_done_ = false;
+  bool dns_inline_ok_ = false;
+  SockAddr dns_inline_addr_;
+  bool reused_ = false;            // conn_ came from the pool
+  bool stale_retry_done_ = false;  // the one transparent retry after a dead pooled connection
+  bool request_sent_ = false;      // bytes may have reached the origin
+  bool request_written_ = false;   // the whole request left our output buffer
+  bool got_bytes_ = false;         // any response byte on this attempt
+  size_t head_scan_from_ = 0;      // resume offset for the CRLFCRLF search
+
+  // Body.
+  BodyFraming framing_ = BodyFraming::kNone;
+  uint64_t remaining_ = 0;
+  bool keep_alive_ = false;
+  ChunkedDecoder chunked_;
+  std::vector<std::pair<const uint8_t*, size_t>> runs_;  // de-chunked runs of one read
+};
+
+// ---- ClientCore ---------------------------------------------------------------------------
+
+ClientCore::~ClientCore() {
+  // Fetches that outlive their client (shutdown order) are cut off silently.
+  std::unordered_set<Fetch*> fetches;
+  fetches.swap(fetches_);
+  for (Fetch* f : fetches) f->detach();
+  pools_.clear();
+  // Pending lookups were cancelled by detach(); their contexts are freed if their callbacks
+  // still run on this loop, else leak with the loop at shutdown.
+  if (dns_) evdns_base_free(dns_, 0);
+}
+
+std::unique_ptr<Connection> ClientCore::takeIdle(const std::string& key) {
+  auto it = pools_.find(key);
+  if (it == pools_.end()) return nullptr;
+  Pool& pool = it->second;
+  std::unique_ptr<Connection> found;
+  while (!pool.idle.empty() && !found) {
+    std::unique_ptr<Connection> conn = std::move(pool.idle.back());
+    pool.idle.pop_back();
+    // A FIN or stray bytes that the loop has not dispatched yet: one cheap syscall saves a
+    // failed request and its retry.
+    bufferevent* bev = conn->bev.get();
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) continue;
+    char byte;
+    const ssize_t r = ::recv(bufferevent_getfd(bev), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) found = std::move(conn);
+  }
+  if (pool.idle.empty()) pools_.erase(it);
+  if (found) {
+    found->pool = nullptr;
+    bufferevent_set_timeouts(found->bev.get(), nullptr, nullptr);
+  }
+  return found;
+}
+
+void ClientCore::release(const std::string& key, std::unique_ptr<Connection> conn,
+                         const conf::OriginConfig& origin) {
+  if (origin.max_idle_per_worker <= 0 || origin.idle_timeout.count() <= 0) return;
+  Pool& pool = pools_[key];
+  if (pool.key.empty()) pool.key = key;
+  while (pool.idle.size() >= static_cast<size_t>(origin.max_idle_per_worker)) {
+    pool.idle.pop_front();  // the oldest: the likeliest to be closed by the origin soon
+  }
+  bufferevent* bev = conn->bev.get();
+  conn->core = this;
+  conn->pool = &pool;
+  bufferevent_setcb(bev, idleReadCb, nullptr, idleEventCb, conn.get());
+  // The read timeout is the idle timeout: it fires as BEV_EVENT_TIMEOUT|READING.
+  const timeval idle = toTimeval(origin.idle_timeout);
+  bufferevent_set_timeouts(bev, &idle, nullptr);
+  bufferevent_disable(bev, EV_WRITE);
+  bufferevent_enable(bev, EV_READ);
+  pool.idle.push_back(std::move(conn));
+}
+
+void ClientCore::idleReadCb(bufferevent*, void* arg) {
+  // An idle origin connection has nothing to say; whatever it is (a 408, garbage, the tail of
+  // an over-long body), the connection's framing can no longer be trusted.
+  auto* conn = static_cast<Connection*>(arg);
+  conn->core->dropIdle(conn);
+}
+
+void ClientCore::idleEventCb(bufferevent*, short, void* arg) {
+  auto* conn = static_cast<Connection*>(arg);
+  conn->core->dropIdle(conn);
+}
+
+void ClientCore::dropIdle(Connection* conn) {
+  Pool* pool = conn->pool;
+  if (!pool) return;
+  auto it = std::find_if(pool->idle.begin(), pool->idle.end(),
+                         [&](const auto& c) { return c.get() == conn; });
+  if (it == pool->idle.end()) return;
+  pool->idle.erase(it);  // frees the bufferevent; libevent allows that inside its callback
+  if (pool->idle.empty()) pools_.erase(pool->key);
+}
+
+bool ClientCore::cachedAddress(const std::string& host, SockAddr& out) {
+  auto it = names_.find(host);
+  if (it == names_.end()) return false;
+  if (SteadyClock::now() >= it->second.expires) {
+    names_.erase(it);
+    return false;
+  }
+  out = it->second.addr;
+  return true;
+}
+
+void ClientCore::cacheAddress(const std::string& host, const SockAddr& addr) {
+  names_[host] = CachedName{addr, SteadyClock::now() + kDnsCacheTtl};
+}
+
+evdns_base* ClientCore::dns() {
+  if (!dns_) {
+    // Reads /etc/resolv.conf and /etc/hosts once, on the first origin given by name.
+    dns_ = evdns_base_new(base_, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+  }
+  return dns_;
+}
+
+// ---- Fetch --------------------------------------------------------------------------------
+
+Fetch::Fetch(ClientCore& core, const conf::Config& config, size_t group_index,
+             OriginRequest request, OriginObserver& observer)
+    : core_(&core),
+      config_(config),
+      group_index_(group_index),
+      request_(std::move(request)),
+      observer_(observer),
+      kick_(event_new(core.base(), -1, 0, kickCb, this)),
+      timer_(event_new(core.base(), -1, 0, timerCb, this)) {
+  core_->add(this);
+  if (group_index_ >= config_.origin_groups.size()) {
+    pending_failure_ = Status(Code::kInternal, Source::kInternal, "unknown origin group");
+    return;
+  }
+  const conf::OriginGroupConfig& g = group();
+  if (g.origins.empty()) {
+    pending_failure_ = Status(Code::kUnavailable, Source::kUpstream, "origin group has no origins");
+    return;
+  }
+  // Never put a byte on the wire that could end a line early (request splitting).
+  bool bad = hasLineBreakingByte(request_.method) || hasLineBreakingByte(request_.target) ||
+             hasLineBreakingByte(request_.host) || !isToken(request_.method) ||
+             request_.target.find(' ') != std::string::npos ||
+             (!request_.target.empty() && request_.target.front() != '/');
+  for (const auto& [name, value] : request_.headers) {
+    bad = bad || !isToken(name) || hasLineBreakingByte(value);
+  }
+  if (bad) {
+    pending_failure_ = Status(Code::kInvalid, Source::kInternal,
+                              "origin request with an invalid method, target or field");
+    return;
+  }
+  max_attempts_ = 1 + static_cast<size_t>(std::max(0, g.retries));
+  all_down_ = true;
+  if (OriginHealth* health = core_->health()) {
+    const auto now = SteadyClock::now();
+    for (size_t i = 0; i < g.origins.size() && all_down_; ++i) {
+      if (health->isUp(group_index_, i, now)) all_down_ = false;
+    }
+  } else {
+    all_down_ = false;
+  }
+}
+
+Fetch::~Fetch() {
+  for (Guard* g = guards_; g; g = g->prev) g->alive = false;
+  cancelDns();
+  conn_.reset();  // a half-read connection is never pooled
+  if (core_) core_->remove(this);
+}
+
+void Fetch::detach() {
+  cancelDns();
+  conn_.reset();
+  kick_.reset();
+  timer_.reset();
+  core_ = nullptr;
+  phase_ = Phase::kDone;
+}
+
+void Fetch::begin() {
+  // Callbacks never run inside start(): everything happens from the loop.
+  event_active(kick_.get(), EV_TIMEOUT, 1);
+}
+
+void Fetch::kickCb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Fetch*>(arg);
+  if (!self->pending_failure_.isOk()) {
+    self->finishFailed(self->pending_failure_);
+    return;
+  }
+  self->startAttempt();
+}
+
+void Fetch::armTimer(Millis timeout) {
+  if (!timer_) return;
+  const timeval tv = toTimeval(timeout);
+  event_add(timer_.get(), &tv);
+}
+
+void Fetch::cancelDns() {
+  if (!dns_) return;
+  dns_->fetch = nullptr;  // the callback frees the context
+  if (dns_->request) evdns_getaddrinfo_cancel(dns_->request);
+  dns_ = nullptr;
+}
+
+bool Fetch::hasNextCandidate() const {
+  if (static_cast<size_t>(attempts_) >= max_attempts_) return false;
+  const conf::OriginGroupConfig& g = group();
+  OriginHealth* health = core_ ? core_->health() : nullptr;
+  const auto now = SteadyClock::now();
+  for (size_t i = next_origin_; i < g.origins.size(); ++i) {
+    if (all_down_ || !health || health->isUp(group_index_, i, now)) return true;
+  }
+  return false;
+}
+
+void Fetch::startAttempt() {
+  const conf::OriginGroupConfig& g = group();
+  OriginHealth* health = core_->health();
+  const auto now = SteadyClock::now();
+  bool picked = false;
+  while (static_cast<size_t>(attempts_) < max_attempts_ && next_origin_ < g.origins.size()) {
+    const size_t i = next_origin_++;
+    if (all_down_ || !health || health->admit(group_index_, i, now)) {
+      origin_index_ = i;
+      picked = true;
+      break;
+    }
+  }
+  if (!picked) {
+    finishFailed(last_failure_);
+    return;
+  }
+  ++attempts_;
+  stale_retry_done_ = false;
+  pool_key_ = ClientCore::poolKey(group_index_, origin());
+  wire_ = buildRequest(request_, origin());
+  connectAttempt(/*allow_pooled=*/true);
+}
+
+void Fetch::connectAttempt(bool allow_pooled) {
+  const conf::OriginConfig& o = origin();
+  reused_ = false;
+  request_sent_ = false;
+  request_written_ = false;
+  got_bytes_ = false;
+  head_scan_from_ = 0;
+  if (allow_pooled) {
+    if (std::unique_ptr<Connection> conn = core_->takeIdle(pool_key_)) {
+      conn_ = std::move(conn);
+      reused_ = true;
+      bufferevent* bev = conn_->bev.get();
+      bufferevent_setcb(bev, readCb, writeCb, eventCb, this);
+      bufferevent_enable(bev, EV_READ | EV_WRITE);
+      phase_ = Phase::kWaitingHead;
+      sendRequest();
+      return;
+    }
+  }
+  phase_ = Phase::kResolving;
+  armTimer(o.connect_timeout);  // covers resolution and the TCP handshake
+  SockAddr addr;
+  if (parseIpLiteral(o.host, o.port, addr) || core_->cachedAddress(o.host, addr)) {
+    connectTo(addr);
+    return;
+  }
+  evdns_base* dns = core_->dns();
+  if (!dns) {
+    attemptFailed(Status(Code::kInternal, Source::kInternal, "evdns_base_new failed"), false);
+    return;
+  }
+  auto* lookup = new DnsLookup;
+  lookup->fetch = this;
+  dns_ = lookup;
+  evutil_addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  const std::string port = std::to_string(o.port);
+  dns_inline_ = true;
+  dns_inline_done_ = false;
+  evdns_getaddrinfo_request* req = evdns_getaddrinfo(dns, o.host.c_str(), port.c_str(), &hints,
+                                                     dnsCb, lookup);
+  dns_inline_ = false;
+  if (dns_inline_done_) {  // answered from /etc/hosts or a literal; the context is gone
+    if (dns_inline_ok_) {
+      core_->cacheAddress(o.host, dns_inline_addr_);
+      connectTo(dns_inline_addr_);
+    } else {
+      attemptFailed(Status(Code::kConnect, Source::kUpstream, "origin name did not resolve", true),
+                    true);
+    }
+    return;
+  }
+  if (dns_) dns_->request = req;
+}
+
+void Fetch::dnsCb(int result, evutil_addrinfo* res, void* arg) {
+  auto* lookup = static_cast<DnsLookup*>(arg);
+  Fetch* self = lookup->fetch;
+  SockAddr addr;
+  const bool ok = result == 0 && res && res->ai_addrlen <= sizeof(addr.storage);
+  if (ok) {
+    std::memcpy(&addr.storage, res->ai_addr, res->ai_addrlen);
+    addr.len = static_cast<socklen_t>(res->ai_addrlen);
+  }
+  if (res) evutil_freeaddrinfo(res);
+  delete lookup;
+  if (!self) return;  // cancelled
+  self->dns_ = nullptr;
+  if (self->dns_inline_) {
+    self->dns_inline_done_ = true;
+    self->dns_inline_ok_ = ok;
+    self->dns_inline_addr_ = addr;
+    return;
+  }
+  if (!ok) {
+    self->attemptFailed(
+        Status(Code::kConnect, Source::kUpstream, "origin name did not resolve", true), true);
+    return;
+  }
+  self->core_->cacheAddress(self->origin().host, addr);
+  self->connectTo(addr);
+}
+
+void Fetch::connectTo(const SockAddr& addr) {
+  const int fd = ::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    attemptFailed(Status(Code::kIo, Source::kInternal, "socket() failed"), false);
+    return;
+  }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  Result<BevPtr> bev = openTransport(core_->base(), origin(), fd);
+  if (!bev.isOk()) {
+    // A local problem (or an unsupported scheme), not the origin's fault.
+    attemptFailed(bev.status(), false);
+    return;
+  }
+  conn_ = std::make_unique<Connection>();
+  conn_->bev = std::move(bev).value();
+  bufferevent* b = conn_->bev.get();
+  bufferevent_setcb(b, readCb, writeCb, eventCb, this);
+  bufferevent_enable(b, EV_READ | EV_WRITE);
+  phase_ = Phase::kConnecting;
+  if (bufferevent_socket_connect(b, const_cast<sockaddr*>(addr.get()),
+                                 static_cast<int>(addr.len)) < 0) {
+    attemptFailed(connectErrorStatus(errno), true);
+    return;
+  }
+  // Queued now, flushed by libevent as soon as the connection is up.
+  sendRequest();
+}
+
+void Fetch::sendRequest() {
+  bufferevent* bev = conn_->bev.get();
+  if (bufferevent_write(bev, wire_.data(), wire_.size()) < 0) {
+    attemptFailed(Status(Code::kInternal, Source::kInternal, "bufferevent_write failed"), false);
+    return;
+  }
+  if (phase_ == Phase::kWaitingHead) {
+    request_sent_ = true;
+    armTimer(origin().first_byte_timeout);
+  }
+}
+
+void Fetch::readCb(bufferevent*, void* arg) { static_cast<Fetch*>(arg)->onReadable(); }
+
+void Fetch::writeCb(bufferevent*, void* arg) {
+  auto* self = static_cast<Fetch*>(arg);
+  if (self->phase_ != Phase::kWaitingHead || self->request_written_) return;
+  // The whole request left: first_byte_timeout counts from here.
+  self->request_written_ = true;
+  self->armTimer(self->origin().first_byte_timeout);
+}
+
+void Fetch::eventCb(bufferevent*, short events, void* arg) {
+  static_cast<Fetch*>(arg)->onConnectionEvent(events);
+}
+
+void Fetch::timerCb(evutil_socket_t, short, void* arg) { static_cast<Fetch*>(arg)->onTimeout(); }
+
+void Fetch::onConnectionEvent(short events) {
+  if (events & BEV_EVENT_CONNECTED) {
+    phase_ = Phase::kWaitingHead;
+    request_sent_ = true;
+    armTimer(origin().first_byte_timeout);
+    if (evbuffer_get_length(bufferevent_get_output(conn_->bev.get())) == 0) {
+      request_written_ = true;
+    }
+    return;
+  }
+  const int err = EVUTIL_SOCKET_ERROR();
+  switch (phase_) {
+    case Phase::kConnecting:
+      attemptFailed(connectErrorStatus(err), true);
+      return;
+    case Phase::kWaitingHead: {
+      // Bytes the read callback has not seen yet (deferred callbacks keep order, but be sure).
+      if (evbuffer_get_length(bufferevent_get_input(conn_->bev.get())) > 0) {
+        Guard guard(*this);
+        parseHead();
+        if (!guard.alive || phase_ != Phase::kWaitingHead) return;
+      }
+      if (reused_ && !got_bytes_ && !stale_retry_done_ && isIdempotent(request_.method)) {
+        // The origin closed the pooled connection before it saw our request (a race with its
+        // keep-alive timeout): re-send once on a fresh connection, as if nothing happened.
+        stale_retry_done_ = true;
+        closeConnection();
+        connectAttempt(/*allow_pooled=*/false);
+        return;
+      }
+      attemptFailed(Status(Code::kClosed, Source::kUpstream,
+                           got_bytes_ ? "origin closed the connection inside the response head"
+                                      : "origin closed the connection before responding",
+                           true),
+                    true);
+      return;
+    }
+    case Phase::kBody: {
+      {
+        Guard guard(*this);
+        processBody();
+        if (!guard.alive || phase_ != Phase::kBody) return;
+      }
+      if (framing_ == BodyFraming::kUntilClose && (events & BEV_EVENT_EOF) &&
+          !(events & BEV_EVENT_ERROR)) {
+        keep_alive_ = false;
+        finishBody();
+        return;
+      }
+      bodyFailed(Status(Code::kClosed, Source::kUpstream,
+                        (events & BEV_EVENT_ERROR) ? "connection reset inside the body"
+                                                   : "body cut short"));
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+void Fetch::onTimeout() {
+  switch (phase_) {
+    case Phase::kResolving:
+    case Phase::kConnecting:
+      attemptFailed(Status(Code::kTimeout, Source::kUpstream, "connect timed out", true), true);
+      return;
+    case Phase::kWaitingHead:
+      attemptFailed(Status(Code::kTimeout, Source::kUpstream,
+                           "no response head within first_byte_timeout", true),
+                    true);
+      return;
+    case Phase::kBody:
+      bodyFailed(Status(Code::kTimeout, Source::kUpstream, "body read timed out"));
+      return;
+    default:
+      return;
+  }
+}
+
+void Fetch::onReadable() {
+  if (phase_ == Phase::kWaitingHead) {
+    parseHead();
+  } else if (phase_ == Phase::kBody) {
+    processBody();
+  }
+}
+
+void Fetch::parseHead() {
+  evbuffer* in = bufferevent_get_input(conn_->bev.get());
+  for (;;) {
+    const size_t len = evbuffer_get_length(in);
+    if (len == 0) return;
+    got_bytes_ = true;
+    evbuffer_ptr from;
+    evbuffer_ptr_set(in, &from, head_scan_from_, EVBUFFER_PTR_SET);
+    const evbuffer_ptr found = evbuffer_search(in, "\r\n\r\n", 4, &from);
+    if (found.pos < 0) {
+      if (len > kMaxResponseHeadBytes) {
+        attemptFailed(Status(Code::kTooLarge, Source::kUpstream, "response head too large"), true);
+        return;
+      }
+      head_scan_from_ = len >= 3 ? len - 3 : 0;
+      return;
+    }
+    const size_t head_end = static_cast<size_t>(found.pos) + 4;
+    const auto* data = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ev_ssize_t>(head_end)));
+    ResponseHeadView head;
+    ParseError err;
+    if (!data || !parseResponseHead(std::string_view(data, head_end), head, err)) {
+      attemptFailed(Status(Code::kInvalid, Source::kUpstream, data ? err.detail : "pullup failed"),
+                    true);
+      return;
+    }
+    if (head.status >= 100 && head.status < 200) {
+      if (head.status == 101) {
+        attemptFailed(Status(Code::kInvalid, Source::kUpstream,
+                             "origin switched protocols (101) on a proxied request"),
+                      true);
+        return;
+      }
+      // Interim responses (RFC 9110 §15.2) are not forwarded; the final one follows.
+      evbuffer_drain(in, head_end);
+      head_scan_from_ = 0;
+      continue;
+    }
+
+    OriginHealth* health = core_->health();
+    if (head.status >= 500) {
+      const Status failure(Code::kUnavailable, Source::kUpstream, "origin answered 5xx", true);
+      if (mayFailOverAfterSend() && hasNextCandidate()) {
+        attemptFailed(failure, true);
+        return;
+      }
+      // The last possible attempt: the proxy decides (stale-if-error, or pass the 5xx on).
+      if (health) health->recordFailure(group_index_, origin_index_, SteadyClock::now());
+      logOriginFailure(group(), origin(), failure, "response delivered");
+    } else if (health) {
+      health->recordSuccess(group_index_, origin_index_);
+    }
+
+    framing_ = responseFraming(request_.method, head);
+    OriginResponse response;
+    response.status = head.status;
+    response.reason = std::string(head.reason);
+    response.headers.reserve(head.header_count);
+    bool has_connection = false;
+    for (size_t i = 0; i < head.header_count && !has_connection; ++i) {
+      has_connection = cache::equalsIgnoreCase(head.headers[i].name, "Connection");
+    }
+    for (size_t i = 0; i < head.header_count; ++i) {
+      const HeaderField& f = head.headers[i];
+      if (isResponseHopByHop(f.name)) continue;
+      if (has_connection && isNamedByConnection(head, f.name)) continue;
+      response.headers.emplace_back(std::string(f.name), std::string(f.value));
+    }
+    if (framing_ == BodyFraming::kContentLength) response.content_length = head.content_length;
+    response.has_body = framing_ != BodyFraming::kNone;
+    response.origin = &origin();
+    response.attempts = attempts_;
+    remaining_ = head.content_length.value_or(0);
+    keep_alive_ = head.keep_alive && framing_ != BodyFraming::kUntilClose;
+    evbuffer_drain(in, head_end);  // the views above are dead from here
+
+    phase_ = Phase::kBody;
+    armTimer(origin().read_timeout);
+    {
+      Guard guard(*this);
+      observer_.onOriginResponse(std::move(response));
+      if (!guard.alive) return;
+    }
+    if (phase_ != Phase::kBody) return;
+    if (framing_ == BodyFraming::kNone ||
+        (framing_ == BodyFraming::kContentLength && remaining_ == 0)) {
+      finishBody();
+      return;
+    }
+    processBody();
+    return;
+  }
+}
+
+bool Fetch::deliver(const uint8_t* data, size_t len) {
+  Guard guard(*this);
+  observer_.onOriginData(data, len);
+  return guard.alive;
+}
+
+void Fetch::processBody() {
+  evbuffer* in = bufferevent_get_input(conn_->bev.get());
+  bool progressed = false;
+  while (evbuffer_get_length(in) > 0) {
+    // The input's own chunks, handed on in place; drained once they are delivered.
+    evbuffer_iovec vec[16];
+    const int n = evbuffer_peek(in, -1, nullptr, vec, 16);
+    size_t consumed = 0;
+    bool done = false;
+    for (int i = 0; i < n && !done; ++i) {
+      const auto* p = static_cast<const uint8_t*>(vec[i].iov_base);
+      const size_t len = vec[i].iov_len;
+      switch (framing_) {
+        case BodyFraming::kContentLength: {
+          const size_t take = static_cast<size_t>(std::min<uint64_t>(remaining_, len));
+          if (take > 0 && !deliver(p, take)) return;
+          remaining_ -= take;
+          consumed += take;
+          done = remaining_ == 0;
+          break;
+        }
+        case BodyFraming::kUntilClose:
+          if (!deliver(p, len)) return;
+          consumed += len;
+          break;
+        case BodyFraming::kChunked: {
+          // Collect the runs first: the decoder must not be running if the observer destroys us.
+          runs_.clear();
+          size_t used = 0;
+          const ChunkedDecoder::Status st = chunked_.feed(
+              p, len, used, [this](const uint8_t* d, size_t l) { runs_.emplace_back(d, l); });
+          for (const auto& [d, l] : runs_) {
+            if (!deliver(d, l)) return;
+          }
+          consumed += used;
+          if (st == ChunkedDecoder::Status::kError) {
+            evbuffer_drain(in, consumed);
+            bodyFailed(Status(Code::kInvalid, Source::kUpstream, chunked_.error()));
+            return;
+          }
+          done = st == ChunkedDecoder::Status::kDone;
+          break;
+        }
+        case BodyFraming::kNone:
+          done = true;
+          break;
+      }
+    }
+    evbuffer_drain(in, consumed);
+    progressed = progressed || consumed > 0;
+    if (done) {
+      finishBody();
+      return;
+    }
+    if (consumed == 0) break;
+  }
+  if (progressed) armTimer(origin().read_timeout);
+}
+
+void Fetch::finishBody() {
+  if (timer_) event_del(timer_.get());
+  bufferevent* bev = conn_->bev.get();
+  if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+    // More than the framing said, in the same read: see the file comment.
+    const Status status(Code::kInvalid, Source::kUpstream, "origin sent more than its framing");
+    bodyFailed(status);
+    return;
+  }
+  const bool reusable = keep_alive_ && request_written_ &&
+                        evbuffer_get_length(bufferevent_get_output(bev)) == 0;
+  phase_ = Phase::kDone;
+  if (reusable) {
+    core_->release(pool_key_, std::move(conn_), origin());
+  } else {
+    closeConnection();
+  }
+  observer_.onOriginComplete();  // may destroy this
+}
+
+void Fetch::bodyFailed(Status status) {
+  // After onOriginResponse there is no failover (a Range resume on another origin comes later).
+  if (timer_) event_del(timer_.get());
+  closeConnection();
+  if (OriginHealth* health = core_->health()) {
+    health->recordFailure(group_index_, origin_index_, SteadyClock::now());
+  }
+  logOriginFailure(group(), origin(), status, "response aborted");
+  phase_ = Phase::kDone;
+  observer_.onOriginFailed(status);  // may destroy this
+}
+
+void Fetch::attemptFailed(Status status, bool record_health) {
+  if (timer_) event_del(timer_.get());
+  cancelDns();
+  closeConnection();
+  if (record_health) {
+    if (OriginHealth* health = core_->health()) {
+      health->recordFailure(group_index_, origin_index_, SteadyClock::now());
+    }
+  }
+  last_failure_ = status;
+  // A request that may have reached the origin is only re-sent elsewhere when that is safe.
+  const bool may_retry = hasNextCandidate() && (!request_sent_ || mayFailOverAfterSend());
+  logOriginFailure(group(), origin(), status, may_retry ? "trying the next origin" : "giving up");
+  if (may_retry) {
+    startAttempt();
+    return;
+  }
+  finishFailed(status);
+}
+
+void Fetch::finishFailed(Status status) {
+  if (timer_) event_del(timer_.get());
+  cancelDns();
+  closeConnection();
+  phase_ = Phase::kDone;
+  observer_.onOriginFailed(status);  // may destroy this
+}
+
+}  // namespace
+
+// ---- OriginHealth -------------------------------------------------------------------------
+
+OriginHealth::OriginHealth(const conf::Config& config) {
+  states_.reserve(config.origin_groups.size());
+  sizes_.reserve(config.origin_groups.size());
+  for (const conf::OriginGroupConfig& g : config.origin_groups) {
+    states_.push_back(std::make_unique<State[]>(g.origins.size()));
+    sizes_.push_back(g.origins.size());
+  }
+}
+
+OriginHealth::State* OriginHealth::state(size_t group, size_t origin) const {
+  // Indices from another config snapshot may be out of range: such an origin counts as up.
+  if (group >= sizes_.size() || origin >= sizes_[group]) return nullptr;
+  return &states_[group][origin];
+}
+
+bool OriginHealth::isUp(size_t group, size_t origin,
+                        std::chrono::steady_clock::time_point now) const {
+  const State* s = state(group, origin);
+  if (!s) return true;
+  if (s->consecutive_failures.load(std::memory_order_relaxed) < kFailuresUntilDown) return true;
+  return toNanos(now) >= s->down_until_ns.load(std::memory_order_relaxed);
+}
+
+bool OriginHealth::admit(size_t group, size_t origin, std::chrono::steady_clock::time_point now) {
+  State* s = state(group, origin);
+  if (!s) return true;
+  if (s->consecutive_failures.load(std::memory_order_relaxed) < kFailuresUntilDown) return true;
+  int64_t until = s->down_until_ns.load(std::memory_order_relaxed);
+  const int64_t now_ns = toNanos(now);
+  if (now_ns < until) return false;
+  // Half-open: the one caller that moves the deadline on is the probe; the others wait for its
+  // outcome (success resets, failure keeps the origin down). A probe that never reports back
+  // (cancelled) just lets the next one through after another kDownFor.
+  const int64_t next = toNanos(now + kDownFor);
+  return s->down_until_ns.compare_exchange_strong(until, next, std::memory_order_relaxed);
+}
+
+void OriginHealth::recordSuccess(size_t group, size_t origin) {
+  State* s = state(group, origin);
+  if (!s) return;
+  s->consecutive_failures.store(0, std::memory_order_relaxed);
+  s->down_until_ns.store(0, std::memory_order_relaxed);
+}
+
+void OriginHealth::recordFailure(size_t group, size_t origin,
+                                 std::chrono::steady_clock::time_point now) {
+  State* s = state(group, origin);
+  if (!s) return;
+  const int failures = s->consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (failures >= kFailuresUntilDown) {
+    s->down_until_ns.store(toNanos(now + kDownFor), std::memory_order_relaxed);
+  }
+}
+
+// ---- OriginClient -------------------------------------------------------------------------
+
+struct OriginClient::Impl : ClientCore {
+  using ClientCore::ClientCore;
+};
+
+OriginClient::OriginClient(event_base* base, std::shared_ptr<OriginHealth> health)
+    : impl_(std::make_unique<Impl>(base, std::move(health))) {}
+
+OriginClient::~OriginClient() = default;
+
+std::unique_ptr<OriginFetch> OriginClient::start(const conf::Config& config, size_t group_index,
+                                                 OriginRequest request, OriginObserver& observer) {
+  auto fetch = std::make_unique<Fetch>(*impl_, config, group_index, std::move(request), observer);
+  fetch->begin();
+  return fetch;
+}
+
+void OriginClient::closeIdle() { impl_->closeIdle(); }
+
+}  // namespace streamedge::proxy
