@@ -2,6 +2,7 @@
 // config check, all against the real binary.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <thread>
 
 #include "tests/scenario/scenario_env.h"
@@ -108,9 +109,17 @@ TEST_F(ScenarioTest, AdminEndpointsAnswer) {
   EXPECT_EQ(metrics.body.find("/obj/adm"), std::string::npos) << "no paths in metrics";
 }
 
-TEST_F(ScenarioTest, GracefulStopExitsZero) {
-  ASSERT_EQ(get("/obj/stop/s.ts?size=10").status, 200);
-  EXPECT_EQ(proxy_->process.stop(10s), 0) << proxyLog();
+TEST_F(ScenarioTest, GracefulStopFinishesTheResponseInFlight) {
+  // A slow 300 KB fill (~1.5 s) is in flight when SIGTERM arrives: the viewer still gets it whole.
+  const std::string target = "/obj/stop/s.ts?size=300000&rate=200000";
+  HttpResponse in_flight;
+  std::thread viewer([&] { in_flight = get(target); });
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(proxy_->process.signal(SIGTERM));
+  viewer.join();
+  EXPECT_TRUE(in_flight.ok()) << in_flight.error;
+  EXPECT_EQ(in_flight.body, testsupport::simBody("/obj/stop/s.ts", 300000));
+  EXPECT_EQ(proxy_->process.wait(10s), 0) << proxyLog();
 }
 
 TEST(ConfigCheck, ValidConfigExitsZeroAndInvalidOneNamesFileLineAndKey) {

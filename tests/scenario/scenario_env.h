@@ -37,6 +37,25 @@ class ScenarioTest : public ::testing::Test {
  protected:
   void SetUp() override { start(""); }
 
+  // Every test ends with a graceful stop that must exit 0 with a clean log, so that a sanitizer
+  // report, a leak (LeakSanitizer turns the exit code non-zero) or a crash in the proxy fails the
+  // test that caused it.
+  void TearDown() override {
+    if (!proxy_ || !proxy_->process.running()) {
+      if (proxy_) checkLog(proxy_->process.log());
+      return;
+    }
+    const int status = proxy_->process.stop(std::chrono::seconds(15));
+    EXPECT_EQ(status, 0) << proxy_->process.logTail(80);
+    checkLog(proxy_->process.log());
+  }
+
+  static void checkLog(const std::string& log) {
+    for (const char* bad : {"runtime error", "Sanitizer", "LeakSanitizer", "Segmentation"}) {
+      EXPECT_EQ(log.find(bad), std::string::npos) << bad << " in the proxy log:\n" << log;
+    }
+  }
+
   // (Re)starts both processes; `route_extra` goes into the catch-all route.
   void start(const std::string& route_extra, const std::string& ram = "64MiB") {
     proxy_.reset();

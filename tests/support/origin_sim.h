@@ -4,6 +4,28 @@
 // endpoints under /_sim/ (request counters, armed faults). Used in-process by unit tests and as
 // the `origin_sim` executable by scenario tests and benchmarks.
 //
+// Content (T = target duration, W = window, now = wall clock):
+//   /live/master.m3u8               2 renditions: 720p/index.m3u8 (2500000), 360p/index.m3u8 (800000)
+//   /live/<r>/index.m3u8            any rendition name; MEDIA-SEQUENCE floor(now/T)-W+1 .. floor(now/T)
+//   /live/<r>/seg_<n>.ts            any n; simBody(path, size)
+//   /dash/manifest.mpd              dynamic, AST 2024-01-01T00:00:00Z, startNumber 1, reps 720p/360p
+//   /dash/<rep>/init.mp4            1000 bytes unless ?size=; /dash/<rep>/seg_<n>.m4s
+//   /vod/<name>/index.m3u8          10 segments seg_0..seg_9.ts, VOD, ENDLIST; other n → 404
+//   /obj/<anything>                 simBody(path, size)
+//   /healthz                        200 "ok" (counted, and failed by faults like any path)
+// Playlists/MPDs: Cache-Control from --playlist-cache-control (none by default), ETag = xxh64 of
+// the text, Last-Modified = start of the newest segment. Generated bodies: Cache-Control from
+// --segment-cache-control, ETag simEtag(), Last-Modified kSimLastModified, Accept-Ranges.
+// Query knobs (any content path): size=N  delay_ms=N (before the head)  rate=BYTES_PER_SEC
+//   cc=<value> (empty: none)  etag=0  lm=0  set_cookie=1  chunked=1  vary=<value>  status=N
+//   ranges=0  fault=500|503|hang|reset|short|long.
+// Also: If-None-Match / If-Modified-Since → 304; a single Range (with If-Range) → 206/416; HEAD;
+// keep-alive and pipelining; HTTP/1.0 (close-delimited instead of chunked).
+// Control (not counted, never faulted): GET /_sim/count?path=/x[&kind=304] → "N\n";
+//   /_sim/counts[?kind=304] → {"/x":N,...}; /_sim/reset[?faults=1]; /_sim/fault?path=/x&mode=M
+//   [&count=N] (default 1); /_sim/fault?all=1&mode=M (until mode=off); /_sim/fault?mode=off
+//   (disarm all). Counts include 304s and faulted requests; kind=304 counts 304s alone.
+//
 // Thread-safety: an OriginSim runs its loop on one thread (run() or startThread()); stop() and
 // the counter accessors may be called from any thread. Everything else belongs to the loop.
 // Ownership: OriginSim owns its event_base, listener and every connection; destroying it closes

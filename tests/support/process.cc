@@ -307,7 +307,7 @@ std::optional<std::smatch> ChildProcess::waitForRegex(const std::regex& re, std:
 // ---------------------------------------------------------------------------------------------
 // Starters
 
-std::optional<OriginSimProcess> startOriginSim(const std::string& binary, std::vector<std::string> args,
+std::optional<OriginSimProcess> startOriginSimFrom(const std::string& binary, std::vector<std::string> args,
                                                std::string* error, std::chrono::milliseconds timeout) {
   bool has_listen = false;
   for (const std::string& a : args) has_listen = has_listen || a == "--listen" || a.rfind("--listen=", 0) == 0;
@@ -345,7 +345,7 @@ bool StreamedgeProcess::rewriteConfig(std::string_view config_text) const {
   return writeFile(config_path, config_text);
 }
 
-std::optional<StreamedgeProcess> startStreamedge(const std::string& binary, std::string_view config_text,
+std::optional<StreamedgeProcess> startStreamedgeFrom(const std::string& binary, std::string_view config_text,
                                                  std::string* error, const StreamedgeStartOptions& options) {
   auto fail = [&](const std::string& msg) -> std::optional<StreamedgeProcess> {
     if (error != nullptr) *error = msg;

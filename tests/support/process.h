@@ -116,7 +116,7 @@ struct OriginSimProcess {
 
 // Starts `binary` with `args` (adds "--listen 127.0.0.1:0" unless args has --listen) and waits for
 // "origin_sim listening HOST:PORT". nullopt (with `error`) on failure.
-std::optional<OriginSimProcess> startOriginSim(const std::string& binary, std::vector<std::string> args = {},
+std::optional<OriginSimProcess> startOriginSimFrom(const std::string& binary, std::vector<std::string> args = {},
                                                std::string* error = nullptr,
                                                std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
@@ -145,20 +145,22 @@ struct StreamedgeProcess {
 
 // Writes `config_text` to a temp file, starts `binary -c FILE`, waits for the http (and admin)
 // listening lines. nullopt (with `error`, including the log tail) on failure.
-std::optional<StreamedgeProcess> startStreamedge(const std::string& binary, std::string_view config_text,
+std::optional<StreamedgeProcess> startStreamedgeFrom(const std::string& binary, std::string_view config_text,
                                                  std::string* error = nullptr,
                                                  const StreamedgeStartOptions& options = {});
 
+// Where the binary paths are compiled in (the scenario_tests target defines ORIGIN_SIM_BINARY and
+// STREAMEDGE_BINARY): startOriginSim({"--name", "dc-a"}, &error), startStreamedge(config, &error).
 #ifdef ORIGIN_SIM_BINARY
-// Scenario tests are compiled with the binary paths defined.
-inline std::optional<OriginSimProcess> startOriginSim(std::vector<std::string> args, std::string* error = nullptr) {
-  return startOriginSim(ORIGIN_SIM_BINARY, std::move(args), error);
+inline std::optional<OriginSimProcess> startOriginSim(std::vector<std::string> args = {},
+                                                      std::string* error = nullptr) {
+  return startOriginSimFrom(ORIGIN_SIM_BINARY, std::move(args), error);
 }
 #endif
 #ifdef STREAMEDGE_BINARY
 inline std::optional<StreamedgeProcess> startStreamedge(std::string_view config_text, std::string* error = nullptr,
                                                         const StreamedgeStartOptions& options = {}) {
-  return startStreamedge(STREAMEDGE_BINARY, config_text, error, options);
+  return startStreamedgeFrom(STREAMEDGE_BINARY, config_text, error, options);
 }
 #endif
 

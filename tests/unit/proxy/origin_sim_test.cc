@@ -280,7 +280,7 @@ TEST(OriginSimProcess, PrintsItsPortServesAndExitsCleanlyOnSigterm) {
   const std::string binary = originSimNextToMe();
   if (binary.empty()) GTEST_SKIP() << "origin_sim not built";
   std::string error;
-  auto sim = startOriginSim(binary, {"--name", "dc-proc", "--segment-size", "777", "--playlist-cache-control",
+  auto sim = startOriginSimFrom(binary, {"--name", "dc-proc", "--segment-size", "777", "--playlist-cache-control",
                                      "max-age=1"},
                             &error);
   ASSERT_TRUE(sim.has_value()) << error;

@@ -1,0 +1,1132 @@
+// OriginClient against scripted origins: real sockets on 127.0.0.1 (port 0), one thread per
+// accepted connection, each request answered by the test's script. The client runs on a libevent
+// loop in the test thread; every wait is bounded (the loop runs with a deadline, the origin's
+// reads and sleeps poll a stop flag).
+#include "proxy/origin_client.h"
+
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace streamedge::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+
+// ---- a scripted origin --------------------------------------------------------------------
+
+class ScriptedOrigin {
+ public:
+  // One accepted connection, as the script sees it.
+  class Conn {
+   public:
+    Conn(int fd, const std::atomic<bool>& stop) : fd_(fd), stop_(stop) {}
+    void send(std::string_view data) {
+      while (!data.empty()) {
+        const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+        if (n <= 0) return;
+        data.remove_prefix(static_cast<size_t>(n));
+      }
+    }
+    // Sleeps up to `d`, waking early when the origin stops.
+    void sleep(std::chrono::milliseconds d) {
+      const auto until = std::chrono::steady_clock::now() + d;
+      while (!stop_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(5ms);
+    }
+    // True when the peer closed within `d` (any bytes it sends meanwhile are discarded).
+    bool waitForPeerClose(std::chrono::milliseconds d) {
+      const auto until = std::chrono::steady_clock::now() + d;
+      while (!stop_ && std::chrono::steady_clock::now() < until) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 10) > 0) {
+          char buf[4096];
+          const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+          if (n <= 0) return true;
+        }
+      }
+      return false;
+    }
+    // The next request (head and Content-Length body), or nullopt on close/stop.
+    std::optional<std::string> readRequest() {
+      for (;;) {
+        const size_t head_end = pending_.find("\r\n\r\n");
+        if (head_end != std::string::npos) {
+          size_t body = 0;
+          const std::string head = pending_.substr(0, head_end + 4);
+          std::string lower = head;
+          for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          const size_t cl = lower.find("\r\ncontent-length:");
+          if (cl != std::string::npos) body = std::stoul(lower.substr(cl + 17));
+          if (pending_.size() >= head_end + 4 + body) {
+            std::string request = pending_.substr(0, head_end + 4 + body);
+            pending_.erase(0, head_end + 4 + body);
+            return request;
+          }
+        }
+        if (stop_) return std::nullopt;
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 10) <= 0) continue;
+        char buf[4096];
+        const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+        if (n <= 0) return std::nullopt;
+        pending_.append(buf, static_cast<size_t>(n));
+      }
+    }
+
+   private:
+    int fd_;
+    const std::atomic<bool>& stop_;
+    std::string pending_;
+  };
+
+  // Answers one request; `conn_index` counts accepted connections from 0, `request_index`
+  // requests on this connection. Returns false to close the connection.
+  using Script = std::function<bool(Conn& conn, const std::string& request, int conn_index,
+                                    int request_index)>;
+
+  explicit ScriptedOrigin(Script script) : script_(std::move(script)) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(::listen(listen_fd_, 16), 0);
+    socklen_t len = sizeof(addr);
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { acceptLoop(); });
+  }
+
+  ~ScriptedOrigin() {
+    stop_ = true;
+    acceptor_.join();
+    for (std::thread& t : conns_) t.join();
+    ::close(listen_fd_);
+  }
+
+  uint16_t port() const { return port_; }
+  int accepted() const { return accepted_; }
+  std::vector<std::string> requests() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests_;
+  }
+  // Set by scripts (through the origin pointer they capture) for the test to observe.
+  std::atomic<bool> flag{false};
+
+ private:
+  void acceptLoop() {
+    while (!stop_) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 10) <= 0) continue;
+      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      const int index = accepted_++;
+      conns_.emplace_back([this, fd, index] { serve(fd, index); });
+    }
+  }
+
+  void serve(int fd, int index) {
+    Conn conn(fd, stop_);
+    for (int r = 0;; ++r) {
+      std::optional<std::string> request = conn.readRequest();
+      if (!request) break;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        requests_.push_back(*request);
+      }
+      if (!script_(conn, *request, index, r)) break;
+    }
+    ::close(fd);
+  }
+
+  Script script_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::thread acceptor_;
+  std::vector<std::thread> conns_;  // acceptor thread only, joined after it
+  std::mutex mu_;
+  std::vector<std::string> requests_;
+};
+
+// A loopback port nobody listens on (bound, then closed).
+uint16_t closedPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string ok(std::string_view body, std::string_view extra_fields = "") {
+  return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+         std::string(extra_fields) + "\r\n" + std::string(body);
+}
+
+// ---- the client side ----------------------------------------------------------------------
+
+struct Recorder : OriginObserver {
+  void onOriginResponse(OriginResponse&& r) override {
+    events.push_back("response");
+    response = std::move(r);
+  }
+  void onOriginData(const uint8_t* data, size_t len) override {
+    events.push_back("data");
+    body.append(reinterpret_cast<const char*>(data), len);
+    if (destroy_on_data && owner) owner->reset();
+  }
+  void onOriginComplete() override {
+    events.push_back("complete");
+    completed = true;
+    if (owner) owner->reset();  // as FillJob does: the fetch dies inside the callback
+  }
+  void onOriginFailed(Status s) override {
+    events.push_back("failed");
+    failed = true;
+    status = s;
+    if (owner) owner->reset();
+  }
+  bool done() const { return completed || failed; }
+
+  std::vector<std::string> events;
+  std::optional<OriginResponse> response;
+  std::string body;
+  bool completed = false;
+  bool failed = false;
+  Status status;
+  std::unique_ptr<OriginFetch>* owner = nullptr;
+  bool destroy_on_data = false;
+};
+
+conf::OriginConfig originAt(uint16_t port, const std::string& name) {
+  conf::OriginConfig o;
+  o.url = "http://127.0.0.1:" + std::to_string(port);
+  o.scheme = "http";
+  o.host = "127.0.0.1";
+  o.port = port;
+  o.name = name;
+  o.dc = "dc-" + name;
+  o.connect_timeout = 1000ms;
+  o.first_byte_timeout = 2000ms;
+  o.read_timeout = 2000ms;
+  o.idle_timeout = 30'000ms;
+  o.max_idle_per_worker = 4;
+  return o;
+}
+
+conf::Config configWith(std::vector<conf::OriginConfig> origins, int retries = 2) {
+  conf::Config c;
+  conf::OriginGroupConfig g;
+  g.name = "media";
+  g.origins = std::move(origins);
+  g.retries = retries;
+  c.origin_groups.push_back(std::move(g));
+  return c;
+}
+
+class OriginClientTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    client_.reset();
+    if (base_) event_base_free(base_);
+  }
+
+  void makeClient(const conf::Config& config) {
+    health_ = std::make_shared<OriginHealth>(config);
+    base_ = event_base_new();
+    client_ = std::make_unique<OriginClient>(base_, health_);
+  }
+
+  // Runs the loop until `pred` holds or `timeout` passes; returns pred().
+  bool runUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 5000ms) {
+    struct Ctx {
+      const std::function<bool()>* pred;
+      std::chrono::steady_clock::time_point deadline;
+      event_base* base;
+    } ctx{&pred, std::chrono::steady_clock::now() + timeout, base_};
+    event* tick = event_new(
+        base_, -1, EV_PERSIST,
+        [](evutil_socket_t, short, void* arg) {
+          auto* c = static_cast<Ctx*>(arg);
+          if ((*c->pred)() || std::chrono::steady_clock::now() >= c->deadline) {
+            event_base_loopbreak(c->base);
+          }
+        },
+        &ctx);
+    const timeval tv{0, 1000};
+    event_add(tick, &tv);
+    event_base_dispatch(base_);
+    event_free(tick);
+    return pred();
+  }
+  void runFor(std::chrono::milliseconds d) { runUntil([] { return false; }, d); }
+
+  // Starts a fetch whose observer owns and destroys it on completion/failure.
+  std::unique_ptr<OriginFetch>& fetch(const conf::Config& config, Recorder& rec,
+                                      OriginRequest request = defaultRequest()) {
+    fetches_.push_back(std::make_unique<std::unique_ptr<OriginFetch>>());
+    std::unique_ptr<OriginFetch>& slot = *fetches_.back();
+    rec.owner = &slot;
+    slot = client_->start(config, 0, std::move(request), rec);
+    return slot;
+  }
+
+  static OriginRequest defaultRequest() {
+    OriginRequest r;
+    r.target = "/live/seg1.ts";
+    return r;
+  }
+
+  event_base* base_ = nullptr;
+  std::shared_ptr<OriginHealth> health_;
+  std::unique_ptr<OriginClient> client_;
+  std::vector<std::unique_ptr<std::unique_ptr<OriginFetch>>> fetches_;
+};
+
+// ---- responses ----------------------------------------------------------------------------
+
+TEST_F(OriginClientTest, ContentLengthBodyIsStreamedAndCompletes) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nCache-Control: max-age=60\r\n"
+           "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\nhello");
+    c.sleep(50ms);
+    c.send(" world");
+    return true;
+  });
+  conf::OriginConfig o = originAt(origin.port(), "a");
+  o.base_path = "/base";
+  const conf::Config config = configWith({o});
+  makeClient(config);
+
+  OriginRequest request;
+  request.target = "/live/seg1.ts?x=1";
+  request.host = "cdn.example";
+  request.headers = {{"Accept", "*/*"}, {"Via", "1.1 streamedge"}, {"Connection", "close"},
+                     {"TE", "trailers"}, {"Upgrade", "h2c"}, {"Host", "evil"},
+                     {"Transfer-Encoding", "chunked"}};
+  Recorder rec;
+  fetch(config, rec, request);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  ASSERT_TRUE(rec.response);
+  EXPECT_EQ(rec.response->status, 200);
+  EXPECT_EQ(rec.response->reason, "OK");
+  EXPECT_EQ(rec.response->content_length, std::optional<uint64_t>(11));
+  EXPECT_TRUE(rec.response->has_body);
+  EXPECT_EQ(rec.response->attempts, 1);
+  ASSERT_NE(rec.response->origin, nullptr);
+  EXPECT_EQ(rec.response->origin->name, "a");
+  std::vector<std::string> names;
+  for (const auto& [n, v] : rec.response->headers) names.push_back(n);
+  EXPECT_EQ(names, std::vector<std::string>{"Cache-Control"});  // hop-by-hop and framing removed
+  EXPECT_EQ(rec.body, "hello world");
+  EXPECT_GE(std::count(rec.events.begin(), rec.events.end(), "data"), 2);  // streamed, not buffered
+  EXPECT_EQ(rec.events.front(), "response");
+  EXPECT_EQ(rec.events.back(), "complete");
+
+  const std::vector<std::string> requests = origin.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0],
+            "GET /base/live/seg1.ts?x=1 HTTP/1.1\r\nHost: cdn.example\r\nAccept: */*\r\n"
+            "Via: 1.1 streamedge\r\n\r\n");
+}
+
+TEST_F(OriginClientTest, HostDefaultsToOriginAuthority) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("x"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_EQ(origin.requests().size(), 1u);
+  EXPECT_NE(origin.requests()[0].find("\r\nHost: 127.0.0.1:" + std::to_string(origin.port()) +
+                                      "\r\n"),
+            std::string::npos);
+}
+
+TEST_F(OriginClientTest, ChunkedBodyIsDecoded) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    c.sleep(30ms);
+    c.send("6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, "hello world");
+  EXPECT_FALSE(rec.response->content_length);
+  for (const auto& [n, v] : rec.response->headers) EXPECT_NE(n, "Transfer-Encoding");
+
+  // A chunked response that completed cleanly leaves a reusable connection.
+  Recorder again;
+  fetch(config, again);
+  ASSERT_TRUE(runUntil([&] { return again.done(); }));
+  EXPECT_TRUE(again.completed);
+  EXPECT_EQ(origin.accepted(), 1);
+}
+
+TEST_F(OriginClientTest, InvalidChunkedBodyFailsAfterResponse) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n");
+    c.waitForPeerClose(2000ms);
+    return false;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  EXPECT_EQ(rec.events.front(), "response");
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.status.code(), Code::kInvalid);
+  EXPECT_EQ(rec.status.source(), Source::kUpstream);
+}
+
+TEST_F(OriginClientTest, KeepAliveConnectionIsReusedForSequentialFetches) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int r) {
+    c.send(ok("body" + std::to_string(r)));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  for (int i = 0; i < 3; ++i) {
+    Recorder rec;
+    fetch(config, rec);
+    ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+    ASSERT_TRUE(rec.completed) << rec.status.toString();
+    EXPECT_EQ(rec.body, "body" + std::to_string(i));
+  }
+  EXPECT_EQ(origin.accepted(), 1);
+  EXPECT_EQ(origin.requests().size(), 3u);
+}
+
+TEST_F(OriginClientTest, IdleConnectionIsClosedAfterIdleTimeout) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("x"));
+    return true;
+  });
+  conf::OriginConfig o = originAt(origin.port(), "a");
+  o.idle_timeout = 100ms;
+  const conf::Config config = configWith({o});
+  makeClient(config);
+  Recorder first;
+  fetch(config, first);
+  ASSERT_TRUE(runUntil([&] { return first.done(); }));
+  runFor(300ms);
+  Recorder second;
+  fetch(config, second);
+  ASSERT_TRUE(runUntil([&] { return second.done(); }));
+  EXPECT_TRUE(second.completed);
+  EXPECT_EQ(origin.accepted(), 2);
+}
+
+TEST_F(OriginClientTest, DeadPooledConnectionIsRetriedOnAFreshOne) {
+  // The origin answers once per connection and drops the second request unanswered, as an
+  // origin whose keep-alive timer fired just as our request left.
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int r) {
+    if (r > 0) return false;
+    c.send(ok("fresh"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")}, /*retries=*/0);
+  makeClient(config);
+  Recorder first;
+  fetch(config, first);
+  ASSERT_TRUE(runUntil([&] { return first.done(); }));
+  ASSERT_TRUE(first.completed);
+
+  Recorder second;
+  fetch(config, second);
+  ASSERT_TRUE(runUntil([&] { return second.done(); }));
+  ASSERT_TRUE(second.completed) << second.status.toString();
+  EXPECT_EQ(second.body, "fresh");
+  EXPECT_EQ(second.response->attempts, 1);  // transparent: not a failover
+  EXPECT_EQ(origin.accepted(), 2);
+  EXPECT_EQ(origin.requests().size(), 3u);
+  EXPECT_TRUE(health_->isUp(0, 0, std::chrono::steady_clock::now()));
+}
+
+TEST_F(OriginClientTest, InterimResponsesAreSkipped) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 103 Early Hints\r\nLink: </a.ts>; rel=preload\r\n\r\n");
+    c.sleep(20ms);
+    c.send("HTTP/1.1 100 Continue\r\n\r\n" + ok("ok"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.response->status, 200);
+  EXPECT_EQ(rec.body, "ok");
+}
+
+TEST_F(OriginClientTest, SwitchingProtocolsIsAFailure) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n");
+    c.waitForPeerClose(2000ms);
+    return false;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.events, std::vector<std::string>{"failed"});
+  EXPECT_EQ(rec.status.code(), Code::kInvalid);
+}
+
+TEST_F(OriginClientTest, CloseDelimitedBodyCompletesAtEofAndIsNotReused) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nCache-Control: max-age=1\r\n\r\nabc");
+    c.sleep(20ms);
+    c.send("def");
+    return false;  // close: the end of the body
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, "abcdef");
+  EXPECT_FALSE(rec.response->content_length);
+  Recorder again;
+  fetch(config, again);
+  ASSERT_TRUE(runUntil([&] { return again.done(); }));
+  EXPECT_EQ(origin.accepted(), 2);
+}
+
+TEST_F(OriginClientTest, HeadAndNotModifiedHaveNoBodyAndKeepTheConnection) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string& request, int, int) {
+    if (request.rfind("HEAD ", 0) == 0) {
+      c.send("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+    } else {
+      c.send("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n");
+    }
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  OriginRequest head = defaultRequest();
+  head.method = "HEAD";
+  Recorder rec;
+  fetch(config, rec, head);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_FALSE(rec.response->has_body);
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"response", "complete"}));
+
+  OriginRequest conditional = defaultRequest();
+  conditional.headers = {{"If-None-Match", "\"v1\""}};
+  Recorder rec304;
+  fetch(config, rec304, conditional);
+  ASSERT_TRUE(runUntil([&] { return rec304.done(); }));
+  ASSERT_TRUE(rec304.completed);
+  EXPECT_EQ(rec304.response->status, 304);
+  EXPECT_FALSE(rec304.response->has_body);
+  EXPECT_EQ(origin.accepted(), 1);
+}
+
+TEST_F(OriginClientTest, EmptyContentLengthBodyCompletes) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok(""));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed);
+  EXPECT_EQ(rec.response->content_length, std::optional<uint64_t>(0));
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"response", "complete"}));
+}
+
+TEST_F(OriginClientTest, ForwardedBodyIsSentWithItsLength) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("created"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  OriginRequest post = defaultRequest();
+  post.method = "POST";
+  post.body = "a=1&b=2";
+  post.headers = {{"Content-Length", "999"}};  // ours wins; the caller's is dropped
+  Recorder rec;
+  fetch(config, rec, post);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed);
+  ASSERT_EQ(origin.requests().size(), 1u);
+  EXPECT_EQ(origin.requests()[0], "POST /live/seg1.ts HTTP/1.1\r\nHost: 127.0.0.1:" +
+                                      std::to_string(origin.port()) +
+                                      "\r\nContent-Length: 7\r\n\r\na=1&b=2");
+}
+
+// ---- failover -----------------------------------------------------------------------------
+
+TEST_F(OriginClientTest, ConnectionRefusedFailsOverToNextOrigin) {
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("from b"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(closedPort(), "a"), originAt(b.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, "from b");
+  EXPECT_EQ(rec.response->attempts, 2);
+  EXPECT_EQ(rec.response->origin->name, "b");
+}
+
+TEST_F(OriginClientTest, ServerErrorFailsOverToNextOrigin) {
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
+    return true;
+  });
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("from b"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.response->status, 200);
+  EXPECT_EQ(rec.body, "from b");
+  EXPECT_EQ(rec.response->attempts, 2);
+  EXPECT_EQ(a.requests().size(), 1u);
+  EXPECT_EQ(rec.events.front(), "response");  // the 503 never reached the observer
+}
+
+TEST_F(OriginClientTest, ServerErrorOnLastAttemptIsDelivered) {
+  auto failing = [](int status) {
+    return [status](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+      c.send("HTTP/1.1 " + std::to_string(status) + " Bad\r\nContent-Length: 3\r\n\r\nerr");
+      return true;
+    };
+  };
+  ScriptedOrigin a(failing(503));
+  ScriptedOrigin b(failing(502));
+  ScriptedOrigin c(failing(500));  // beyond retries=1: never asked
+  const conf::Config config = configWith(
+      {originAt(a.port(), "a"), originAt(b.port(), "b"), originAt(c.port(), "c")},
+      /*retries=*/1);
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.response->status, 502);
+  EXPECT_EQ(rec.response->origin->name, "b");
+  EXPECT_EQ(rec.response->attempts, 2);
+  EXPECT_EQ(rec.body, "err");
+  EXPECT_EQ(c.accepted(), 0);
+}
+
+TEST_F(OriginClientTest, ClientErrorIsANormalResponse) {
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno");
+    return true;
+  });
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("b"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed);
+  EXPECT_EQ(rec.response->status, 404);
+  EXPECT_EQ(b.accepted(), 0);
+}
+
+TEST_F(OriginClientTest, NonIdempotentRequestIsNotResentAfterServerError) {
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n");
+    return true;
+  });
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("b"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  makeClient(config);
+  OriginRequest post = defaultRequest();
+  post.method = "POST";
+  post.body = "x";
+  Recorder rec;
+  fetch(config, rec, post);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed);
+  EXPECT_EQ(rec.response->status, 503);
+  EXPECT_EQ(b.accepted(), 0);
+}
+
+TEST_F(OriginClientTest, FirstByteTimeoutFailsOver) {
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.waitForPeerClose(3000ms);  // never answers
+    return false;
+  });
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("b"));
+    return true;
+  });
+  conf::OriginConfig slow = originAt(a.port(), "a");
+  slow.first_byte_timeout = 150ms;
+  const conf::Config config = configWith({slow, originAt(b.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  const auto t0 = std::chrono::steady_clock::now();
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.response->origin->name, "b");
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 140ms);
+}
+
+TEST_F(OriginClientTest, FirstByteTimeoutOnLastOriginFails) {
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.waitForPeerClose(3000ms);
+    return false;
+  });
+  conf::OriginConfig slow = originAt(a.port(), "a");
+  slow.first_byte_timeout = 100ms;
+  const conf::Config config = configWith({slow});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.status.code(), Code::kTimeout);
+  EXPECT_EQ(rec.status.source(), Source::kUpstream);
+  EXPECT_EQ(rec.events, std::vector<std::string>{"failed"});
+}
+
+TEST_F(OriginClientTest, AllOriginsRefusingFailsWithConnectStatus) {
+  const conf::Config config =
+      configWith({originAt(closedPort(), "a"), originAt(closedPort(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.status.code(), Code::kConnect);
+  EXPECT_EQ(rec.status.source(), Source::kUpstream);
+}
+
+TEST_F(OriginClientTest, DownOriginIsSkippedUnlessAllAreDown) {
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("a"));
+    return true;
+  });
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("b"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  makeClient(config);
+  const auto now = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) health_->recordFailure(0, 0, now);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed);
+  EXPECT_EQ(rec.body, "b");
+  EXPECT_EQ(a.accepted(), 0);
+
+  for (int i = 0; i < 3; ++i) health_->recordFailure(0, 1, now);
+  Recorder all_down;
+  fetch(config, all_down);
+  ASSERT_TRUE(runUntil([&] { return all_down.done(); }));
+  ASSERT_TRUE(all_down.completed);
+  EXPECT_EQ(all_down.body, "a");  // all down: priority order, and a success brings it back
+  EXPECT_TRUE(health_->isUp(0, 0, std::chrono::steady_clock::now()));
+}
+
+TEST_F(OriginClientTest, RepeatedFailuresMarkTheOriginDown) {
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("b"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(closedPort(), "a"), originAt(b.port(), "b")});
+  makeClient(config);
+  for (int i = 0; i < 3; ++i) {
+    Recorder rec;
+    fetch(config, rec);
+    ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+    ASSERT_TRUE(rec.completed);
+    EXPECT_EQ(rec.response->attempts, 2);
+  }
+  EXPECT_FALSE(health_->isUp(0, 0, std::chrono::steady_clock::now()));
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  EXPECT_EQ(rec.response->attempts, 1);  // a is skipped now
+}
+
+TEST_F(OriginClientTest, HttpsOriginFailsWithAClearStatus) {
+  conf::OriginConfig tls = originAt(closedPort(), "tls");
+  tls.scheme = "https";
+  const conf::Config config = configWith({tls});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.status.code(), Code::kConnect);
+  EXPECT_NE(std::string(rec.status.detail()).find("https"), std::string::npos);
+  EXPECT_TRUE(health_->isUp(0, 0, std::chrono::steady_clock::now()));
+}
+
+TEST_F(OriginClientTest, OriginNameIsResolvedAsynchronously) {
+  // "localhost" comes from /etc/hosts through evdns; the origin listens on 127.0.0.1.
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("named"));
+    return true;
+  });
+  conf::OriginConfig o = originAt(origin.port(), "named");
+  o.host = "localhost";
+  const conf::Config config = configWith({o});
+  makeClient(config);
+  for (int i = 0; i < 2; ++i) {  // the second one uses the cached address or the pool
+    Recorder rec;
+    fetch(config, rec);
+    ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+    ASSERT_TRUE(rec.completed) << rec.status.toString();
+    EXPECT_EQ(rec.body, "named");
+  }
+}
+
+TEST_F(OriginClientTest, UnknownGroupFailsFromTheLoopNotFromStart) {
+  const conf::Config config = configWith({originAt(closedPort(), "a")});
+  makeClient(config);
+  Recorder rec;
+  std::unique_ptr<OriginFetch> f = client_->start(config, 7, defaultRequest(), rec);
+  EXPECT_TRUE(rec.events.empty());  // never inside start()
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  EXPECT_EQ(rec.status.code(), Code::kInternal);
+}
+
+TEST_F(OriginClientTest, RequestWithLineBreakInAFieldIsNeverSent) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("x"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  OriginRequest bad = defaultRequest();
+  bad.headers = {{"X-A", "1\r\nX-Injected: 1"}};
+  Recorder rec;
+  fetch(config, rec, bad);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  EXPECT_TRUE(rec.failed);
+  EXPECT_EQ(origin.accepted(), 0);
+}
+
+// ---- framing violations -------------------------------------------------------------------
+
+TEST_F(OriginClientTest, BodyCutShortFailsAfterResponse) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+    return false;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"response", "data", "failed"}));
+  EXPECT_EQ(rec.body, "0123456789");
+  EXPECT_EQ(rec.status.code(), Code::kClosed);
+  EXPECT_EQ(rec.status.source(), Source::kUpstream);
+  EXPECT_STREQ(rec.status.detail(), "body cut short");
+}
+
+TEST_F(OriginClientTest, BodyReadTimeoutFailsAfterResponse) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123");
+    c.waitForPeerClose(3000ms);
+    return false;
+  });
+  conf::OriginConfig o = originAt(origin.port(), "a");
+  o.read_timeout = 150ms;
+  const conf::Config config = configWith({o});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.events.front(), "response");
+  EXPECT_EQ(rec.status.code(), Code::kTimeout);
+}
+
+TEST_F(OriginClientTest, BodyLongerThanContentLengthFailsAndIsNotReused) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA");
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"response", "data", "failed"}));
+  EXPECT_EQ(rec.body, "hello");
+  EXPECT_EQ(rec.status.code(), Code::kInvalid);
+
+  Recorder again;
+  fetch(config, again);
+  ASSERT_TRUE(runUntil([&] { return again.done(); }));
+  EXPECT_EQ(origin.accepted(), 2);
+}
+
+TEST_F(OriginClientTest, BytesAfterACompleteBodyDropThePooledConnection) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int r) {
+    c.send(ok("hello"));
+    if (r == 0) {
+      c.sleep(50ms);
+      c.send("EXTRA");
+    }
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed);  // the object matched its framing when it completed
+  runFor(200ms);               // the stray bytes reach the idle connection
+  Recorder again;
+  fetch(config, again);
+  ASSERT_TRUE(runUntil([&] { return again.done(); }));
+  ASSERT_TRUE(again.completed) << again.status.toString();
+  EXPECT_EQ(again.body, "hello");
+  EXPECT_EQ(origin.accepted(), 2);
+}
+
+TEST_F(OriginClientTest, InvalidResponseHeadFailsAndClosesTheConnection) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello");
+    c.sleep(20ms);
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.events, std::vector<std::string>{"failed"});
+  EXPECT_EQ(rec.status.code(), Code::kInvalid);
+  EXPECT_EQ(rec.status.source(), Source::kUpstream);
+
+  Recorder again;
+  fetch(config, again);
+  ASSERT_TRUE(runUntil([&] { return again.done(); }));
+  EXPECT_EQ(origin.accepted(), 2);  // never reused
+}
+
+TEST_F(OriginClientTest, InvalidResponseHeadFailsOverToNextOrigin) {
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello");
+    return true;
+  });
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("b"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed);
+  EXPECT_EQ(rec.body, "b");
+}
+
+// ---- cancellation -------------------------------------------------------------------------
+
+TEST_F(OriginClientTest, DestroyingTheFetchMidBodyStopsCallbacks) {
+  ScriptedOrigin origin([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n0123456789");
+    c.sleep(100ms);
+    c.send("abcdefghij");
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  rec.destroy_on_data = true;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return !rec.body.empty(); }));
+  ASSERT_EQ(*rec.owner, nullptr);
+  runFor(300ms);
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"response", "data"}));
+
+  // The half-read connection was closed, not pooled.
+  Recorder again;
+  fetch(config, again);
+  ASSERT_TRUE(runUntil([&] { return again.done(); }));
+  EXPECT_EQ(origin.accepted(), 2);
+}
+
+TEST_F(OriginClientTest, DestroyingTheFetchBeforeTheLoopRunsNeverCallsBack) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("x"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  std::unique_ptr<OriginFetch> f = client_->start(config, 0, defaultRequest(), rec);
+  f.reset();
+  runFor(100ms);
+  EXPECT_TRUE(rec.events.empty());
+}
+
+TEST_F(OriginClientTest, DestroyingTheFetchWhileConnectingOrWaitingNeverCallsBack) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.sleep(100ms);
+    c.send(ok("late"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  std::unique_ptr<OriginFetch> f = client_->start(config, 0, defaultRequest(), rec);
+  runUntil([&] { return origin.requests().size() == 1; });
+  f.reset();
+  runFor(300ms);
+  EXPECT_TRUE(rec.events.empty());
+}
+
+TEST_F(OriginClientTest, ClientDestroyedBeforeItsFetchesIsSafe) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.sleep(50ms);
+    c.send(ok("x"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  std::unique_ptr<OriginFetch> f = client_->start(config, 0, defaultRequest(), rec);
+  runUntil([&] { return origin.requests().size() == 1; });
+  client_.reset();
+  runFor(100ms);
+  f.reset();
+  EXPECT_TRUE(rec.events.empty());
+}
+
+TEST_F(OriginClientTest, CloseIdleDropsPooledConnections) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("x"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder first;
+  fetch(config, first);
+  ASSERT_TRUE(runUntil([&] { return first.done(); }));
+  client_->closeIdle();
+  Recorder second;
+  fetch(config, second);
+  ASSERT_TRUE(runUntil([&] { return second.done(); }));
+  EXPECT_EQ(origin.accepted(), 2);
+}
+
+// ---- OriginHealth -------------------------------------------------------------------------
+
+class OriginHealthTest : public ::testing::Test {
+ protected:
+  OriginHealthTest()
+      : health_(configWith({originAt(1, "a"), originAt(2, "b")})),
+        t0_(std::chrono::steady_clock::now()) {}
+  OriginHealth health_;
+  const std::chrono::steady_clock::time_point t0_;
+};
+
+TEST_F(OriginHealthTest, ThreeConsecutiveFailuresMarkDownForTenSeconds) {
+  health_.recordFailure(0, 0, t0_);
+  health_.recordFailure(0, 0, t0_);
+  EXPECT_TRUE(health_.isUp(0, 0, t0_));
+  health_.recordFailure(0, 0, t0_);
+  EXPECT_FALSE(health_.isUp(0, 0, t0_));
+  EXPECT_FALSE(health_.isUp(0, 0, t0_ + std::chrono::seconds(9)));
+  EXPECT_FALSE(health_.admit(0, 0, t0_ + std::chrono::seconds(9)));
+  EXPECT_TRUE(health_.isUp(0, 0, t0_ + std::chrono::seconds(10)));
+  EXPECT_TRUE(health_.isUp(0, 1, t0_));  // the other origin is untouched
+}
+
+TEST_F(OriginHealthTest, HalfOpenAdmitsOneProbe) {
+  for (int i = 0; i < 3; ++i) health_.recordFailure(0, 0, t0_);
+  const auto later = t0_ + std::chrono::seconds(11);
+  EXPECT_TRUE(health_.admit(0, 0, later));
+  EXPECT_FALSE(health_.admit(0, 0, later));
+  // A failed probe keeps it down for another hold-off.
+  health_.recordFailure(0, 0, later);
+  EXPECT_FALSE(health_.admit(0, 0, later + std::chrono::seconds(5)));
+  EXPECT_TRUE(health_.admit(0, 0, later + std::chrono::seconds(10)));
+}
+
+TEST_F(OriginHealthTest, SuccessResets) {
+  for (int i = 0; i < 3; ++i) health_.recordFailure(0, 0, t0_);
+  health_.recordSuccess(0, 0);
+  EXPECT_TRUE(health_.isUp(0, 0, t0_));
+  EXPECT_TRUE(health_.admit(0, 0, t0_));
+  EXPECT_TRUE(health_.admit(0, 0, t0_));
+  health_.recordFailure(0, 0, t0_);
+  health_.recordFailure(0, 0, t0_);
+  EXPECT_TRUE(health_.isUp(0, 0, t0_));  // counting restarted
+}
+
+TEST_F(OriginHealthTest, IndicesOutsideTheConfigCountAsUp) {
+  health_.recordFailure(5, 0, t0_);
+  health_.recordFailure(0, 9, t0_);
+  EXPECT_TRUE(health_.isUp(5, 0, t0_));
+  EXPECT_TRUE(health_.admit(0, 9, t0_));
+}
+
+}  // namespace
+}  // namespace streamedge::proxy
