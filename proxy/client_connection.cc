@@ -61,6 +61,7 @@ void releaseBody(const void*, size_t, void* arg) {
 }
 
 constexpr size_t kMaxForwardedBody = 1 << 20;
+constexpr ev_ssize_t kMaxSingleWrite = 4 << 20;
 
 }  // namespace
 
@@ -71,6 +72,11 @@ ClientConnection::ClientConnection(Worker& worker, uint64_t id, evutil_socket_t 
     std::memcpy(&client_addr_, addr, static_cast<size_t>(socklen));
   }
   bev_ = bufferevent_socket_new(worker.base(), fd, BEV_OPT_CLOSE_ON_FREE);
+  if (bev_) {
+    // libevent writes at most 16 KiB per loop iteration by default; a 2 MB segment would take
+    // 128 iterations. Let the kernel take whatever its socket buffer can hold in one writev.
+    bufferevent_set_max_single_write(bev_, kMaxSingleWrite);
+  }
 }
 
 ClientConnection::~ClientConnection() {

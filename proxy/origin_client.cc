@@ -247,6 +247,8 @@ Result<BevPtr> openTransport(event_base* base, const conf::OriginConfig& origin,
                   "https origins are not supported yet (TLS to origins comes with the TLS issue)");
   }
   bufferevent* bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+  // libevent reads at most 16 KiB per loop iteration by default: too little for 2 MB segments.
+  if (bev) bufferevent_set_max_single_read(bev, 256 * 1024);
   if (!bev) {
     ::close(fd);
     return Status(Code::kInternal, Source::kInternal, "bufferevent_socket_new failed");

@@ -130,7 +130,9 @@ TEST_F(ScenarioTest, HeadIsAnsweredWithoutBodyAndFillsTheCache) {
   EXPECT_EQ(head.header("Content-Length"), "7000");
   EXPECT_TRUE(head.body.empty());
   HttpResponse get_after = get("/obj/head/h.ts?size=7000");
-  EXPECT_EQ(get_after.header("X-Cache"), "HIT");
+  // The HEAD's fill fetched the whole object; the GET may still find it filling.
+  EXPECT_TRUE(get_after.header("X-Cache") == "HIT" || get_after.header("X-Cache") == "COALESCED")
+      << get_after.header("X-Cache");
   EXPECT_EQ(get_after.body, simBody("/obj/head/h.ts", 7000));
   EXPECT_EQ(originCount("/obj/head/h.ts"), 1);
 }
