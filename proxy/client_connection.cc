@@ -131,6 +131,7 @@ void ClientConnection::eventCb(bufferevent*, short what, void* arg) {
 }
 
 void ClientConnection::onRead() {
+  write_depth_ = 0;
   if (state_ == State::kReadingHead) {
     parseRequest();
     return;
@@ -152,6 +153,7 @@ void ClientConnection::onRead() {
 }
 
 void ClientConnection::onWriteDrained() {
+  write_depth_ = 0;
   if (state_ == State::kFlushing) onResponseDone();
 }
 
@@ -242,7 +244,7 @@ void ClientConnection::parseRequest() {
   is_head_ = head.method == "HEAD";
   const bool has_body = head.chunked || (head.content_length && *head.content_length > 0);
   request_body_length_ = head.content_length.value_or(0);
-  const bool expect_continue = head.expect_continue;
+  expect_continue_ = head.expect_continue;
   if (!is_get_ && !is_head_) {
     forward_headers_.clear();
     for (size_t i = 0; i < head.header_count; ++i) {
@@ -268,10 +270,7 @@ void ClientConnection::parseRequest() {
     synth(413, "request body too large", true);
     return;
   }
-  handleRequest();
-  if (state_ == State::kReadingBody && expect_continue) {
-    bufferevent_write(bev_, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-  }
+  handleRequest();  // may finish the response and delete this: nothing after it
 }
 
 // --- Route, admit, Lookup -------------------------------------------------------------------
@@ -302,6 +301,7 @@ void ClientConnection::handleRequest() {
       evbuffer* in = bufferevent_get_input(bev_);
       state_ = State::kReadingBody;
       setReadTimeout(worker_.config()->server.header_timeout);
+      if (expect_continue_) bufferevent_write(bev_, "HTTP/1.1 100 Continue\r\n\r\n", 25);
       if (evbuffer_get_length(in) >= request_body_length_) onRead();
       return;
     }
@@ -405,6 +405,7 @@ void ClientConnection::onObjectChanged() noexcept {
 
 void ClientConnection::onWake() {
   wake_pending_.store(false, std::memory_order_release);
+  write_depth_ = 0;
   if (object_ && (state_ == State::kWaiting || state_ == State::kSending)) onObjectProgress();
 }
 
@@ -642,7 +643,18 @@ void ClientConnection::pump() {
 
 void ClientConnection::finishBody() {
   state_ = State::kFlushing;
-  if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) onResponseDone();
+  evbuffer* out = bufferevent_get_output(bev_);
+  // Optimistic write: the socket is almost always writable, so write the whole response now
+  // instead of waiting one loop iteration for the write event. Bounded nesting: a run of
+  // pipelined requests falls back to the event loop after a few.
+  if (evbuffer_get_length(out) > 0 && write_depth_ < kMaxWriteDepth) {
+    evbuffer_write(out, bufferevent_getfd(bev_));
+  }
+  if (evbuffer_get_length(out) == 0) {
+    ++write_depth_;
+    onResponseDone();  // may delete this (close)
+    return;
+  }
 }
 
 // --- Synth ----------------------------------------------------------------------------------

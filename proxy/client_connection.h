@@ -117,6 +117,7 @@ class ClientConnection final : public cache::ObjectWaiter {
   uint64_t request_body_length_ = 0;
   bool is_get_ = false, is_head_ = false, has_authorization_ = false;
   bool keep_alive_ = true;
+  bool expect_continue_ = false;
   int version_minor_ = 1;
   cache::CacheKey key_;
   cache::ObjectRef object_;   // delivered or awaited
@@ -133,6 +134,8 @@ class ClientConnection final : public cache::ObjectWaiter {
   std::chrono::steady_clock::time_point started_{};
   double ttfb_ms_ = 0;
   std::string out_;           // scratch for the response head
+  int write_depth_ = 0;       // responses finished inside one callback (pipelining)
+  static constexpr int kMaxWriteDepth = 16;
 
   static constexpr uint64_t kUnknownEnd = ~uint64_t{0};
 };
