@@ -202,7 +202,10 @@ TEST_F(ScenarioTest, LivePlaylistAndSegmentsAreCached) {
   HttpResponse again = get("/live/720p/index.m3u8");
   // Playlists without Cache-Control live half the target duration (1 s here): the second request
   // right after is a hit unless a second boundary passed in between.
-  EXPECT_TRUE(again.header("X-Cache") == "HIT" || again.header("X-Cache") == "MISS");
+  // right after is a hit unless a second boundary passed in between; either way X-Cache must
+  // agree with what the origin saw.
+  EXPECT_EQ(originCount("/live/720p/index.m3u8"), again.header("X-Cache") == "HIT" ? 1 : 2);
+  EXPECT_EQ(again.body.find("#EXTM3U"), 0u);
   const size_t seg = media.body.find("seg_");
   ASSERT_NE(seg, std::string::npos);
   const std::string name = media.body.substr(seg, media.body.find('\n', seg) - seg);
@@ -275,6 +278,61 @@ TEST_F(ScenarioTest, HerdOfConcurrentViewersMakesOneOriginFetchAndStreams) {
   // Streaming, not wait-then-send: viewers get their first bytes long before the origin has
   // finished (the transfer takes ~1 s), so first bytes come in well under half of it.
   EXPECT_LT(ttfb_p99 * 2, ttlb_p50) << "ttfb p99 " << ttfb_p99 << " ms, ttlb p50 " << ttlb_p50;
+}
+
+}  // namespace
+}  // namespace streamedge::scenario
+
+namespace streamedge::scenario {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST_F(ScenarioTest, StaleWhileRevalidateAnswersAtOnceAndRefreshesInTheBackground) {
+  const std::string target =
+      "/obj/swr/w.ts?size=1500&cc=max-age%3D1%2C%20stale-while-revalidate%3D30";
+  ASSERT_EQ(get(target).header("X-Cache"), "MISS");
+  std::this_thread::sleep_for(2100ms);
+  HttpResponse stale = get(target);
+  EXPECT_EQ(stale.header("X-Cache"), "STALE");
+  EXPECT_EQ(stale.body, testsupport::simBody("/obj/swr/w.ts", 1500));
+  // The background revalidation reaches the origin (304) and refreshes the object.
+  for (int i = 0; i < 50 && originCount("/obj/swr/w.ts") < 2; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(originCount("/obj/swr/w.ts"), 2);
+  HttpResponse fresh;
+  for (int i = 0; i < 50; ++i) {
+    fresh = get(target);
+    if (fresh.header("X-Cache") == "HIT") break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(fresh.header("X-Cache"), "HIT");
+  EXPECT_EQ(originCount("/obj/swr/w.ts"), 2);
+}
+
+TEST_F(ScenarioTest, RouteCanForwardOtherMethodsUncached) {
+  start("  forward_other_methods = true\n");
+  // The simulator itself refuses POST with 405: what matters is that the proxy forwarded it
+  // (the origin's own answer comes back, uncached) instead of refusing it.
+  HttpResponse post = testsupport::httpRequest(port(), "POST", "/obj/post/p?size=64", {}, 10s,
+                                               "payload");
+  EXPECT_EQ(post.status, 405) << proxyLog();
+  EXPECT_EQ(post.header("X-Cache"), "PASS");
+  EXPECT_EQ(post.header("X-Origin"), "dc-a");
+  EXPECT_EQ(post.body, "method not allowed\n");
+  HttpResponse again = testsupport::httpRequest(port(), "POST", "/obj/post/p?size=64", {}, 10s,
+                                                "payload");
+  EXPECT_EQ(again.header("X-Cache"), "PASS");
+  EXPECT_EQ(originCount("/obj/post/p"), 2);
+}
+
+TEST_F(ScenarioTest, SlowRequestHeadGets408) {
+  start("", "64MiB", "header_timeout = \"1s\"\n");
+  testsupport::HttpConnection c;
+  ASSERT_TRUE(c.connect(port()));
+  ASSERT_TRUE(c.sendRaw("GET /obj/slow HTTP/1.1\r\nHost: a\r\n"));  // never finished
+  HttpResponse r = c.readResponse(5s);
+  EXPECT_EQ(r.status, 408);
+  EXPECT_TRUE(r.closed || c.waitForClose(2s));
 }
 
 }  // namespace

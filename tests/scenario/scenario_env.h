@@ -20,8 +20,9 @@ using testsupport::HttpResponse;
 // to the catch-all route, `top_extra` at the top level (before any table).
 inline std::string scenarioConfig(uint16_t sim_port, const std::string& log_path,
                                   const std::string& route_extra = "",
-                                  const std::string& ram = "64MiB") {
-  return "[server]\nworkers = 2\n\n"
+                                  const std::string& ram = "64MiB",
+                                  const std::string& server_extra = "") {
+  return "[server]\nworkers = 2\n" + server_extra + "\n"
          "[admin]\naddress = \"127.0.0.1:0\"\n\n"
          "[[listener]]\naddress = \"127.0.0.1:0\"\n\n"
          "[cache.ram]\nsize = \"" + ram + "\"\n\n"
@@ -57,7 +58,8 @@ class ScenarioTest : public ::testing::Test {
   }
 
   // (Re)starts both processes; `route_extra` goes into the catch-all route.
-  void start(const std::string& route_extra, const std::string& ram = "64MiB") {
+  void start(const std::string& route_extra, const std::string& ram = "64MiB",
+             const std::string& server_extra = "") {
     proxy_.reset();
     if (!sim_) {
       std::string error;
@@ -67,7 +69,7 @@ class ScenarioTest : public ::testing::Test {
     if (!dir_) dir_.emplace("streamedge-scenario");
     access_log_ = dir_->file("access.log");
     std::string error;
-    proxy_ = testsupport::startStreamedge(scenarioConfig(sim_->port, access_log_, route_extra, ram),
+    proxy_ = testsupport::startStreamedge(scenarioConfig(sim_->port, access_log_, route_extra, ram, server_extra),
                                           &error);
     ASSERT_TRUE(proxy_) << error;
   }
