@@ -201,7 +201,6 @@ TEST_F(ScenarioTest, LivePlaylistAndSegmentsAreCached) {
   EXPECT_NE(media.body.find("#EXT-X-TARGETDURATION:2"), std::string::npos);
   HttpResponse again = get("/live/720p/index.m3u8");
   // Playlists without Cache-Control live half the target duration (1 s here): the second request
-  // right after is a hit unless a second boundary passed in between.
   // right after is a hit unless a second boundary passed in between; either way X-Cache must
   // agree with what the origin saw.
   EXPECT_EQ(originCount("/live/720p/index.m3u8"), again.header("X-Cache") == "HIT" ? 1 : 2);
