@@ -647,4 +647,6 @@ BodyFraming responseFraming(std::string_view request_method, const ResponseHeadV
   return BodyFraming::kUntilClose;
 }
 
+bool parseDecimal(std::string_view digits, uint64_t& out) { return parseContentLength(digits, out); }
+
 }  // namespace streamedge::proxy

@@ -100,6 +100,9 @@ enum class BodyFraming {
 };
 BodyFraming responseFraming(std::string_view request_method, const ResponseHeadView& head);
 
+// 1*DIGIT without sign or overflow (Content-Length, Range positions). False otherwise.
+bool parseDecimal(std::string_view digits, uint64_t& out);
+
 // True if `token` is a valid RFC 9110 token (field names, methods).
 bool isToken(std::string_view token);
 

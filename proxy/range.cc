@@ -4,7 +4,9 @@
 // "do not apply the range" for If-Range. None of these can make us send wrong bytes.
 #include "proxy/range.h"
 
+
 #include "cache/freshness.h"
+#include "proxy/http_parser.h"
 
 namespace streamedge::proxy {
 namespace {
@@ -15,20 +17,6 @@ std::string_view trimOws(std::string_view s) {
   while (!s.empty() && isOws(s.front())) s.remove_prefix(1);
   while (!s.empty() && isOws(s.back())) s.remove_suffix(1);
   return s;
-}
-
-// 1*DIGIT without overflow; false for an empty or non-digit string.
-bool parseDigits(std::string_view s, uint64_t& out) {
-  if (s.empty()) return false;
-  uint64_t n = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    const uint64_t d = static_cast<uint64_t>(c - '0');
-    if (n > (UINT64_MAX - d) / 10) return false;
-    n = n * 10 + d;
-  }
-  out = n;
-  return true;
 }
 
 // etagc = %x21 / %x23-7E / obs-text (RFC 9110 §8.8.3)
@@ -98,7 +86,7 @@ RangeSpec parseRange(std::string_view header, uint64_t size) {
   if (first_text.empty()) {
     // suffix-range = "-" suffix-length: the last N bytes.
     uint64_t suffix = 0;
-    if (!parseDigits(last_text, suffix)) return none;
+    if (!parseDecimal(last_text, suffix)) return none;
     if (suffix == 0) {
       out.kind = RangeSpec::Kind::kUnsatisfiable;  // §14.1.1: a zero suffix is unsatisfiable
       return out;
@@ -113,10 +101,10 @@ RangeSpec parseRange(std::string_view header, uint64_t size) {
 
   // int-range = first-pos "-" [ last-pos ]
   uint64_t first = 0;
-  if (!parseDigits(first_text, first)) return none;
+  if (!parseDecimal(first_text, first)) return none;
   uint64_t last = UINT64_MAX;
   if (!last_text.empty()) {
-    if (!parseDigits(last_text, last)) return none;
+    if (!parseDecimal(last_text, last)) return none;
     if (last < first) return none;  // invalid range-spec: ignore the field (§14.1.1)
   }
   if (first >= size) {
