@@ -4,7 +4,6 @@
 // "do not apply the range" for If-Range. None of these can make us send wrong bytes.
 #include "proxy/range.h"
 
-
 #include "cache/freshness.h"
 #include "proxy/http_parser.h"
 
