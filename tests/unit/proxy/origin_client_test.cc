@@ -369,6 +369,23 @@ TEST_F(OriginClientTest, HostDefaultsToOriginAuthority) {
             std::string::npos);
 }
 
+TEST_F(OriginClientTest, LargeBodyArrivesWholeAndInOrder) {
+  std::string big(3 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i * 7919) % 26);
+  ScriptedOrigin origin([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok(big));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(origin.port(), "a")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body.size(), big.size());
+  EXPECT_TRUE(rec.body == big);
+}
+
 TEST_F(OriginClientTest, ChunkedBodyIsDecoded) {
   ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
     c.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
@@ -923,11 +940,13 @@ TEST_F(OriginClientTest, BodyLongerThanContentLengthFailsAndIsNotReused) {
 }
 
 TEST_F(OriginClientTest, BytesAfterACompleteBodyDropThePooledConnection) {
-  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int r) {
+  std::atomic<bool> extra_sent{false};
+  ScriptedOrigin origin([&](ScriptedOrigin::Conn& c, const std::string&, int, int r) {
     c.send(ok("hello"));
     if (r == 0) {
       c.sleep(50ms);
       c.send("EXTRA");
+      extra_sent = true;
     }
     return true;
   });
@@ -937,7 +956,8 @@ TEST_F(OriginClientTest, BytesAfterACompleteBodyDropThePooledConnection) {
   fetch(config, rec);
   ASSERT_TRUE(runUntil([&] { return rec.done(); }));
   ASSERT_TRUE(rec.completed);  // the object matched its framing when it completed
-  runFor(200ms);               // the stray bytes reach the idle connection
+  ASSERT_TRUE(runUntil([&] { return extra_sent.load(); }));
+  runFor(100ms);  // the stray bytes reach the idle connection
   Recorder again;
   fetch(config, again);
   ASSERT_TRUE(runUntil([&] { return again.done(); }));
