@@ -132,6 +132,16 @@ int daysInMonth(int year, int month0) {
 }
 
 std::optional<WallTime> toWallTime(int year, int month0, int day, int h, int m, int s) {
+  // WallTime counts nanoseconds in 64 bits (1677..2262): a far-future date (an Expires in 3000
+  // meaning "never") is clamped to the start of 2200 instead of overflowing; a date before 1900
+  // is no real HTTP date.
+  if (year < 1900) return std::nullopt;
+  if (year > 2200) {
+    year = 2200;
+    month0 = 0;
+    day = 1;
+    h = m = s = 0;
+  }
   if (month0 < 0 || day < 1 || day > daysInMonth(year, month0)) return std::nullopt;
   struct tm tm{};
   tm.tm_year = year - 1900;

@@ -125,6 +125,14 @@ TEST(HttpDate, FormatRoundTrips) {
   }
 }
 
+TEST(HttpDate, FarFutureYearIsClampedNotOverflowed) {
+  // Found by the range fuzzer: year 3988 overflowed the nanosecond clock.
+  std::optional<WallTime> far = parseHttpDate("Sun, 02 Nov 3988 08:49:37 GMT");
+  ASSERT_TRUE(far.has_value());
+  EXPECT_EQ(*far, *parseHttpDate("Sat, 01 Jan 2200 00:00:00 GMT"));
+  EXPECT_FALSE(parseHttpDate("Sun, 06 Nov 1894 08:49:37 GMT").has_value());
+}
+
 TEST(HttpDate, InvalidDatesAreRejected) {
   for (const char* v : {
            "", "0", "-1", "now", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 06 Nov 1994 08:49:37",
