@@ -19,6 +19,10 @@ struct ResponseHead {
   std::vector<std::pair<std::string, std::string>> headers;  // original names and order
   std::optional<uint64_t> content_length;  // the origin's framing, when it had one
   std::string wire;  // headers serialised as "Name: value\r\n" lines, for delivery
+  // Which origin (config name) and data center answered the fill; for the access log only (never
+  // sent to viewers, not part of the stored representation).
+  std::string filled_by_origin;
+  std::string filled_by_dc;
 
   // First value of a field, case-insensitive name; nullptr when absent.
   const std::string* find(std::string_view name) const;

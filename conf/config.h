@@ -29,6 +29,11 @@ struct ServerConfig {
 struct AdminConfig {
   std::string address = "127.0.0.1:9901";   // "" disables the admin listener
   std::string bearer_token;                 // "" = no token required
+  // /healthz fails once a worker loop has not ticked for this long (a stuck worker).
+  Millis health_stall_bound{5000};
+  // POST /debug/block-worker?ms=N&worker=I (blocks a worker loop; for tests of /healthz).
+  // Never enable in production.
+  bool debug_endpoints = false;
 };
 
 struct CertificateConfig {
@@ -36,12 +41,31 @@ struct CertificateConfig {
   std::string key;
 };
 
+// TLS 1.2 cipher list (OpenSSL syntax) and TLS 1.3 suites: forward secrecy and AEAD only.
+inline constexpr const char* kDefaultTlsCiphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+inline constexpr const char* kDefaultTlsCiphersuites =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
 struct ListenerConfig {
   std::string address;  // "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:80"
   std::string host;     // parsed from address
   uint16_t port = 0;    // parsed from address
   int backlog = 1024;
-  std::vector<CertificateConfig> certificates;  // non-empty → TLS listener (TLS issue)
+  std::vector<CertificateConfig> certificates;  // non-empty → TLS listener; [0] is the default
+  // TLS listeners only (tls/ builds the contexts).
+  std::string tls_min_version = "1.2";  // "1.2" or "1.3"; never lower
+  std::string tls_ciphers = kDefaultTlsCiphers;            // TLS 1.2
+  std::string tls_ciphersuites = kDefaultTlsCiphersuites;  // TLS 1.3
+  bool tls_session_tickets = true;
+  std::string tls_ticket_key_file;      // "" = random keys rotated every tls_ticket_rotation
+  Seconds tls_ticket_rotation{3600};    // a ticket stays valid for up to two rotations
+  int tls_session_cache_size = 20480;   // server-side session cache entries; 0 disables it
+  Seconds tls_session_timeout{3600};
+  // Plain listeners only: answer every request with a 301 to https://<host><target>.
+  bool redirect_https = false;
+  uint16_t https_port = 0;  // port in the redirect; 0 = the first TLS listener's port
 };
 
 struct RamCacheConfig {
@@ -49,8 +73,29 @@ struct RamCacheConfig {
   uint64_t max_object_bytes = 64ull << 20;  // bigger responses are passed, not cached
 };
 
+// How objects enter the SSD tier: when the RAM tier evicts them (default), or as soon as a fill
+// completes (write-through; more disk writes, survives a restart sooner).
+enum class SsdAdmission { kEvict, kFill };
+// The asynchronous I/O engine: io_uring when it can be set up, else a pread/pwrite thread pool;
+// "threads" forces the pool (tests, seccomp'd containers); "io_uring" makes its absence an error.
+enum class IoBackend { kAuto, kIoUring, kThreads };
+
+// [cache.ssd]: absent (enabled = false) means RAM only.
+struct SsdCacheConfig {
+  bool enabled = false;                   // the section is present
+  std::string path;                       // a file (created, preallocated) or a block device
+  uint64_t size_bytes = 0;                // required; rounded down to whole regions
+  uint64_t region_bytes = 16ull << 20;    // unit of writing and of reclaim
+  bool encrypt = true;                    // AES-256-GCM at rest
+  std::string key_file;                   // "" = ephemeral key: contents do not survive a restart
+  SsdAdmission admission = SsdAdmission::kEvict;
+  IoBackend io_backend = IoBackend::kAuto;
+  bool direct_io = true;                  // O_DIRECT where the file system allows it
+};
+
 struct CacheConfig {
   RamCacheConfig ram;
+  SsdCacheConfig ssd;
 };
 
 struct OriginConfig {
@@ -68,6 +113,13 @@ struct OriginConfig {
   Millis read_timeout{10'000};        // between two body reads
   Millis idle_timeout{30'000};        // pooled keep-alive connection kept this long
   int max_idle_per_worker = 64;
+  // https origins (defaults inherited from the origin group): peer verification is on unless
+  // tls_verify = false; ca_file "" = the system CA store.
+  bool tls_verify = true;
+  std::string ca_file;
+  std::string client_cert;      // mTLS: PEM chain, leaf first (with client_key)
+  std::string client_key;
+  std::string tls_server_name;  // SNI and the name checked; "" = host (not sent for IP literals)
 };
 
 struct OriginGroupConfig {
@@ -113,6 +165,7 @@ struct VhostConfig {
   std::string name;                    // label for logs/metrics; default first hostname
   std::vector<std::string> hostnames;  // "example.com", "*.example.com", "*"
   std::vector<RouteConfig> routes;     // sorted longest prefix first at load time
+  std::string hsts;                    // Strict-Transport-Security value on HTTPS responses; "" = none
 };
 
 enum class AddressAnonymization { kTruncate, kFull, kNone };

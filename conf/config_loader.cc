@@ -647,6 +647,8 @@ void readAdmin(TableReader& r, AdminConfig& admin) {
                     "can reach it can purge the cache");
     }
   }
+  r.duration("health_stall_bound", admin.health_stall_bound, false);
+  r.boolean("debug_endpoints", admin.debug_endpoints);
   r.finish();
 }
 
@@ -679,6 +681,37 @@ void readListener(TableReader& r, ListenerConfig& listener) {
                  listener.certificates.emplace_back();
                  readCertificate(cr, listener.certificates.back());
                });
+  // TLS settings; the cipher strings are checked by tls/ when it builds the context.
+  if (r.string("tls_min_version", listener.tls_min_version) &&
+      listener.tls_min_version != "1.2" && listener.tls_min_version != "1.3") {
+    r.error("tls_min_version", *r.get("tls_min_version"),
+            "expected \"1.2\" or \"1.3\" (older versions are never offered), got " +
+                quoted(listener.tls_min_version));
+  }
+  if (r.string("tls_ciphers", listener.tls_ciphers) && listener.tls_ciphers.empty()) {
+    r.error("tls_ciphers", *r.get("tls_ciphers"), "must not be empty");
+  }
+  if (r.string("tls_ciphersuites", listener.tls_ciphersuites) && listener.tls_ciphersuites.empty()) {
+    r.error("tls_ciphersuites", *r.get("tls_ciphersuites"), "must not be empty");
+  }
+  r.boolean("tls_session_tickets", listener.tls_session_tickets);
+  r.string("tls_ticket_key_file", listener.tls_ticket_key_file);
+  if (r.seconds("tls_ticket_rotation", listener.tls_ticket_rotation) &&
+      listener.tls_ticket_rotation.count() < 60) {
+    r.error("tls_ticket_rotation", *r.get("tls_ticket_rotation"), "must be at least 60s");
+  }
+  r.integer("tls_session_cache_size", listener.tls_session_cache_size, 0, 10'000'000);
+  if (r.seconds("tls_session_timeout", listener.tls_session_timeout) &&
+      listener.tls_session_timeout.count() == 0) {
+    r.error("tls_session_timeout", *r.get("tls_session_timeout"), "must be greater than zero");
+  }
+  r.boolean("redirect_https", listener.redirect_https);
+  int https_port = 0;
+  if (r.integer("https_port", https_port, 1, 65535)) listener.https_port = static_cast<uint16_t>(https_port);
+  if (listener.redirect_https && !listener.certificates.empty()) {
+    r.error("redirect_https", *r.get("redirect_https"),
+            "only a plain HTTP listener redirects to HTTPS; this one has certificates");
+  }
   r.finish();
 }
 
@@ -696,15 +729,102 @@ void readRamCache(TableReader& r, RamCacheConfig& ram) {
   r.finish();
 }
 
+void readSsdCache(TableReader& r, SsdCacheConfig& ssd) {
+  ssd.enabled = true;
+  if (r.string("path", ssd.path)) {
+    if (ssd.path.empty()) r.error("path", *r.get("path"), "must not be empty");
+  } else if (!r.has("path")) {
+    r.missing("path");
+  }
+  const bool size_set = r.byteSize("size", ssd.size_bytes, 1);
+  if (!size_set && !r.has("size")) r.missing("size");
+  // 4 KiB: the O_DIRECT alignment of every device we expect; 1 GiB: offsets inside a region
+  // are 32-bit on disk.
+  constexpr uint64_t kAlign = 4096;
+  if (r.byteSize("region_size", ssd.region_bytes, 16 * 1024)) {
+    if (ssd.region_bytes % kAlign != 0) {
+      r.error("region_size", *r.get("region_size"), "must be a multiple of 4KiB");
+    } else if (ssd.region_bytes > (1ull << 30)) {
+      r.error("region_size", *r.get("region_size"), "must be at most 1GiB");
+    }
+  }
+  // One region is being filled, one may be being written: fewer than three leaves nothing to
+  // keep.
+  if (size_set && ssd.size_bytes / ssd.region_bytes < 3) {
+    r.error("size", *r.get("size"),
+            "must hold at least 3 regions of cache.ssd.region_size (" +
+                formatByteSize(ssd.region_bytes) + ")");
+  }
+  r.boolean("encrypt", ssd.encrypt);
+  if (r.string("key_file", ssd.key_file)) {
+    if (ssd.key_file.empty()) {
+      r.error("key_file", *r.get("key_file"),
+              "must not be empty (leave it out for an ephemeral key)");
+    } else if (!ssd.encrypt) {
+      r.diag().warn(lineOf(*r.get("key_file")), r.path("key_file"),
+                    "ignored: encrypt = false");
+    }
+  }
+  std::string text;
+  if (r.string("admission", text)) {
+    if (text == "evict") {
+      ssd.admission = SsdAdmission::kEvict;
+    } else if (text == "fill") {
+      ssd.admission = SsdAdmission::kFill;
+    } else {
+      r.error("admission", *r.get("admission"),
+              "expected \"evict\" or \"fill\", got " + quoted(text));
+    }
+  }
+  if (r.string("io_backend", text)) {
+    if (text == "auto") {
+      ssd.io_backend = IoBackend::kAuto;
+    } else if (text == "io_uring") {
+      ssd.io_backend = IoBackend::kIoUring;
+    } else if (text == "threads") {
+      ssd.io_backend = IoBackend::kThreads;
+    } else {
+      r.error("io_backend", *r.get("io_backend"),
+              "expected \"auto\", \"io_uring\" or \"threads\", got " + quoted(text));
+    }
+  }
+  r.boolean("direct_io", ssd.direct_io);
+  r.finish();
+}
+
 void readCache(TableReader& r, CacheConfig& cache) {
   if (const toml::table* t = r.table("ram")) {
     TableReader rr(r.diag(), *t, r.path("ram"));
     readRamCache(rr, cache.ram);
   }
+  if (const toml::table* t = r.table("ssd")) {
+    TableReader sr(r.diag(), *t, r.path("ssd"));
+    readSsdCache(sr, cache.ssd);
+  }
   r.finish();
 }
 
+// TLS-to-origin keys, readable on an origin group (defaults for its origins) and on an origin.
+void readOriginTls(TableReader& r, OriginConfig& origin) {
+  r.boolean("tls_verify", origin.tls_verify);
+  r.string("ca_file", origin.ca_file);
+  r.string("client_cert", origin.client_cert);
+  r.string("client_key", origin.client_key);
+  r.string("tls_server_name", origin.tls_server_name);
+}
+
+void checkOriginTls(TableReader& r, const OriginConfig& origin) {
+  if (origin.client_cert.empty() != origin.client_key.empty()) {
+    const char* given = origin.client_cert.empty() ? "client_key" : "client_cert";
+    if (const toml::node* at = r.get(given)) {
+      r.error(given, *at, "client_cert and client_key go together (mTLS)");
+    }
+  }
+}
+
 void readOrigin(TableReader& r, OriginConfig& origin) {
+  readOriginTls(r, origin);
+  checkOriginTls(r, origin);
   if (r.string("url", origin.url)) {
     const std::string err = parseOriginUrl(origin.url, origin);
     if (!err.empty()) r.error("url", *r.get("url"), err);
@@ -736,12 +856,20 @@ void readOriginGroup(TableReader& r, OriginGroupConfig& group) {
     r.missing("name");
   }
   r.integer("retries", group.retries, 0, 16);
+  OriginConfig tls_defaults;  // the group's TLS keys, inherited by every origin
+  readOriginTls(r, tls_defaults);
+  checkOriginTls(r, tls_defaults);
   const toml::array* origins = r.tableArray("origin");
   std::map<std::string, int> names;  // origin name → line of its first use
   forEachTable(origins, r.path("origin"), [&](const toml::table& t, const std::string& path, size_t) {
     TableReader orr(r.diag(), t, path);
     group.origins.emplace_back();
     OriginConfig& origin = group.origins.back();
+    origin.tls_verify = tls_defaults.tls_verify;
+    origin.ca_file = tls_defaults.ca_file;
+    origin.client_cert = tls_defaults.client_cert;
+    origin.client_key = tls_defaults.client_key;
+    origin.tls_server_name = tls_defaults.tls_server_name;
     readOrigin(orr, origin);
     if (origin.name.empty()) return;
     // Origin names label metrics and logs; two origins with one name would share a series.
@@ -917,6 +1045,14 @@ void readVhost(TableReader& r, VhostConfig& vhost, size_t vhost_index,
     r.error("name", *r.get("name"), "must not be empty (leave it out for the first hostname)");
   }
   if (vhost.name.empty() && !vhost.hostnames.empty()) vhost.name = vhost.hostnames.front();
+  if (r.string("hsts", vhost.hsts) &&
+      (vhost.hsts.rfind("max-age=", 0) != 0 ||
+       std::any_of(vhost.hsts.begin(), vhost.hsts.end(),
+                   [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))) {
+    r.error("hsts", *r.get("hsts"),
+            "expected a Strict-Transport-Security value like \"max-age=31536000\", got " +
+                quoted(vhost.hsts));
+  }
 
   const toml::array* routes = r.tableArray("route");
   std::map<std::string, int> prefixes;  // prefix → line of its first declaration
@@ -1025,6 +1161,22 @@ ConfigPtr buildConfig(const toml::table& root, const std::string& name, Diagnost
     diag.error(0, "listener", "no [[listener]]: at least one listener is required");
   }
   checkListenAddressesUnique(root, *config, diag);
+  {
+    // A redirect needs an HTTPS port to point at.
+    uint16_t first_tls_port = 0;
+    for (const ListenerConfig& l : config->listeners) {
+      if (!l.certificates.empty() && first_tls_port == 0) first_tls_port = l.port;
+    }
+    for (size_t i = 0; i < config->listeners.size(); ++i) {
+      ListenerConfig& l = config->listeners[i];
+      if (!l.redirect_https || l.https_port != 0) continue;
+      if (first_tls_port == 0) {
+        diag.error(0, indexPath("listener", i) + ".redirect_https",
+                   "no TLS listener to redirect to: set https_port");
+      }
+      l.https_port = first_tls_port;
+    }
+  }
   if (const toml::table* t = top.table("cache")) {
     TableReader r(diag, *t, "cache");
     readCache(r, config->cache);

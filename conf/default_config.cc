@@ -8,9 +8,10 @@ namespace {
 
 constexpr std::string_view kDefaultConfig = R"toml(# streamedge embedded default configuration.
 #
-# Serves http://127.0.0.1:8080/ from a RAM cache in front of one origin at 127.0.0.1:8081
-# (scripts/run.sh starts the origin simulator there). Run with -c FILE to use your own config;
-# conf/streamedge.example.toml documents every key.
+# Serves http://127.0.0.1:8080/ and https://127.0.0.1:8443/ from a RAM cache in front of one
+# origin at 127.0.0.1:8081 (scripts/run.sh starts the origin simulator there). The HTTPS
+# certificate is self-signed, generated at first start in ./certs/ (localhost, 127.0.0.1, ::1).
+# Run with -c FILE to use your own config; conf/streamedge.example.toml documents every key.
 
 [server]
 workers = 0                  # 0 = one worker thread per CPU core
@@ -19,7 +20,13 @@ workers = 0                  # 0 = one worker thread per CPU core
 address = "127.0.0.1:9901"   # /metrics, /healthz, /readyz, /status, /purge (loopback only)
 
 [[listener]]
-address = "127.0.0.1:8080"   # plain HTTP; add [[listener.certificate]] for TLS
+address = "127.0.0.1:8080"   # plain HTTP
+
+[[listener]]
+address = "127.0.0.1:8443"   # HTTPS (TLS 1.2 and 1.3)
+  [[listener.certificate]]
+  cert = "certs/streamedge-selfsigned.pem"   # generated at first start when missing
+  key = "certs/streamedge-selfsigned.key"
 
 [cache.ram]
 size = "256MiB"

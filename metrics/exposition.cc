@@ -3,7 +3,6 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
-#include <chrono>
 #include <sstream>
 
 namespace streamedge::metrics {
@@ -13,6 +12,7 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
+using Labels = std::vector<ClientMetric::Label>;
 
 MetricFamily family(std::string name, std::string help, MetricType type) {
   MetricFamily f;
@@ -22,121 +22,245 @@ MetricFamily family(std::string name, std::string help, MetricType type) {
   return f;
 }
 
-void addCounter(MetricFamily& f, double value, std::vector<ClientMetric::Label> labels = {}) {
+void addCounter(MetricFamily& f, double value, Labels labels = {}) {
   ClientMetric m;
   m.label = std::move(labels);
   m.counter.value = value;
   f.metric.push_back(std::move(m));
 }
 
-void addGauge(MetricFamily& f, double value, std::vector<ClientMetric::Label> labels = {}) {
+void addGauge(MetricFamily& f, double value, Labels labels = {}) {
   ClientMetric m;
   m.label = std::move(labels);
   m.gauge.value = value;
   f.metric.push_back(std::move(m));
 }
 
+void addHistogram(MetricFamily& f, const HistogramSnapshot& h, Labels labels = {}) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  m.histogram.sample_count = h.count();
+  m.histogram.sample_sum = h.sum_seconds;
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kLatencyBucketBounds.size(); ++i) {
+    cumulative += h.counts[i];
+    m.histogram.bucket.push_back({cumulative, kLatencyBucketBounds[i]});
+  }
+  // The serializer adds le="+Inf" with sample_count.
+  f.metric.push_back(std::move(m));
+}
+
+double d(uint64_t v) { return static_cast<double>(v); }
+
 }  // namespace
 
 std::string renderPrometheus(const Snapshot& s) {
   std::vector<MetricFamily> families;
+  auto push = [&](MetricFamily f) { families.push_back(std::move(f)); };
 
-  auto requests = family("streamedge_requests_total", "Viewer requests by cache result.",
+  // --- viewer traffic
+  auto requests = family("streamedge_requests_total",
+                         "Viewer requests by virtual host, cache result and status class.",
                          MetricType::Counter);
-  for (const auto& [result, n] : s.requests_by_result) {
-    addCounter(requests, static_cast<double>(n), {{"result", result}});
+  for (const RequestSeries& r : s.requests) {
+    addCounter(requests, d(r.count),
+               {{"vhost", r.vhost}, {"result", r.result}, {"status_class", r.status_class}});
   }
-  families.push_back(std::move(requests));
+  push(std::move(requests));
 
   auto responses = family("streamedge_responses_total", "Viewer responses by status class.",
                           MetricType::Counter);
   for (const auto& [cls, n] : s.responses_by_class) {
-    addCounter(responses, static_cast<double>(n), {{"status_class", cls}});
+    addCounter(responses, d(n), {{"status_class", cls}});
   }
-  families.push_back(std::move(responses));
+  push(std::move(responses));
 
-  auto bytes = family("streamedge_response_body_bytes_total", "Body bytes sent to viewers.",
-                      MetricType::Counter);
-  addCounter(bytes, static_cast<double>(s.response_bytes));
-  families.push_back(std::move(bytes));
+  auto bytes = family("streamedge_response_body_bytes_total",
+                      "Body bytes sent to viewers, by virtual host.", MetricType::Counter);
+  for (const auto& [vhost, n] : s.response_bytes_by_vhost) addCounter(bytes, d(n), {{"vhost", vhost}});
+  push(std::move(bytes));
+
+  auto duration = family("streamedge_request_duration_seconds",
+                         "Request head received to response fully written, by cache result.",
+                         MetricType::Histogram);
+  for (const LatencySeries& l : s.request_duration) {
+    addHistogram(duration, l.histogram, {{"result", l.result}});
+  }
+  push(std::move(duration));
+
+  auto ttfb = family("streamedge_time_to_first_byte_seconds",
+                     "Request head received to first response byte written, by cache result.",
+                     MetricType::Histogram);
+  for (const LatencySeries& l : s.time_to_first_byte) {
+    addHistogram(ttfb, l.histogram, {{"result", l.result}});
+  }
+  push(std::move(ttfb));
 
   auto bad = family("streamedge_bad_requests_total", "Requests refused as malformed.",
                     MetricType::Counter);
-  addCounter(bad, static_cast<double>(s.bad_requests));
-  families.push_back(std::move(bad));
-
-  auto fetches = family("streamedge_origin_fetches_total", "Fetches started towards origins.",
-                        MetricType::Counter);
-  addCounter(fetches, static_cast<double>(s.origin_fetches));
-  families.push_back(std::move(fetches));
-
-  auto failures = family("streamedge_origin_fetch_failures_total",
-                         "Origin fetches that failed after all attempts.", MetricType::Counter);
-  addCounter(failures, static_cast<double>(s.origin_failures));
-  families.push_back(std::move(failures));
-
-  auto up = family("streamedge_origin_up", "1 when the origin is considered up.",
-                   MetricType::Gauge);
-  for (const OriginState& o : s.origins) {
-    addGauge(up, o.up ? 1 : 0, {{"group", o.group}, {"origin", o.origin}, {"dc", o.dc}});
-  }
-  families.push_back(std::move(up));
+  addCounter(bad, d(s.bad_requests));
+  push(std::move(bad));
 
   auto accepted = family("streamedge_connections_accepted_total", "Viewer connections accepted.",
                          MetricType::Counter);
-  addCounter(accepted, static_cast<double>(s.connections_accepted));
-  families.push_back(std::move(accepted));
+  addCounter(accepted, d(s.connections_accepted));
+  push(std::move(accepted));
 
-  auto active = family("streamedge_connections_active", "Viewer connections open now.",
+  auto active = family("streamedge_connections_active", "Viewer connections open now, by listener.",
                        MetricType::Gauge);
-  addGauge(active, static_cast<double>(s.connections_active));
-  families.push_back(std::move(active));
+  for (const ListenerState& l : s.listeners) {
+    addGauge(active, static_cast<double>(l.connections_active), {{"listener", l.listener}});
+  }
+  push(std::move(active));
 
+  // --- origins
+  auto fetches = family("streamedge_origin_fetches_total", "Fetches started towards origins.",
+                        MetricType::Counter);
+  addCounter(fetches, d(s.origin_fetches));
+  push(std::move(fetches));
+
+  auto failures = family("streamedge_origin_fetch_failures_total",
+                         "Origin fetches that failed after all attempts.", MetricType::Counter);
+  addCounter(failures, d(s.origin_failures));
+  push(std::move(failures));
+
+  auto o_requests = family("streamedge_origin_requests_total",
+                           "Requests sent (attempts) to an origin.", MetricType::Counter);
+  auto o_errors = family("streamedge_origin_errors_total",
+                         "Origin attempts that failed: connect error, timeout, invalid head, 5xx "
+                         "or a broken body.",
+                         MetricType::Counter);
+  auto o_retries = family("streamedge_origin_retries_total",
+                          "Requests re-sent to the same origin after a pooled connection died.",
+                          MetricType::Counter);
+  auto o_failovers = family("streamedge_origin_failovers_total",
+                            "Fetches moved on from this origin to the next one of its group.",
+                            MetricType::Counter);
+  auto o_latency = family("streamedge_origin_response_seconds",
+                          "Attempt start to origin response head.", MetricType::Histogram);
+  auto up = family("streamedge_origin_up", "1 when the origin is considered up.",
+                   MetricType::Gauge);
+  for (const OriginState& o : s.origins) {
+    const Labels labels{{"group", o.group}, {"origin", o.origin}, {"dc", o.dc}};
+    addCounter(o_requests, d(o.requests), labels);
+    addCounter(o_errors, d(o.errors), labels);
+    addCounter(o_retries, d(o.retries), labels);
+    addCounter(o_failovers, d(o.failovers), labels);
+    addHistogram(o_latency, o.latency, labels);
+    if (o.in_config) addGauge(up, o.up ? 1 : 0, labels);
+  }
+  push(std::move(o_requests));
+  push(std::move(o_errors));
+  push(std::move(o_retries));
+  push(std::move(o_failovers));
+  push(std::move(o_latency));
+  push(std::move(up));
+
+  // --- cache tiers
   auto objects = family("streamedge_cache_objects", "Objects in a cache tier.", MetricType::Gauge);
-  addGauge(objects, static_cast<double>(s.cache_objects), {{"tier", "ram"}});
-  families.push_back(std::move(objects));
-
   auto cbytes = family("streamedge_cache_bytes", "Bytes used in a cache tier.", MetricType::Gauge);
-  addGauge(cbytes, static_cast<double>(s.cache_bytes), {{"tier", "ram"}});
-  families.push_back(std::move(cbytes));
-
   auto capacity = family("streamedge_cache_capacity_bytes", "Byte budget of a cache tier.",
                          MetricType::Gauge);
-  addGauge(capacity, static_cast<double>(s.cache_capacity_bytes), {{"tier", "ram"}});
-  families.push_back(std::move(capacity));
-
   auto evictions = family("streamedge_cache_evictions_total", "Objects evicted from a tier.",
                           MetricType::Counter);
-  addCounter(evictions, static_cast<double>(s.cache_evictions), {{"tier", "ram"}});
-  families.push_back(std::move(evictions));
-
   auto admissions = family("streamedge_cache_admissions_total", "Objects admitted to a tier.",
                            MetricType::Counter);
-  addCounter(admissions, static_cast<double>(s.cache_admissions), {{"tier", "ram"}});
-  families.push_back(std::move(admissions));
+  for (const TierState& t : s.tiers) {
+    const Labels labels{{"tier", t.tier}};
+    addGauge(objects, d(t.objects), labels);
+    addGauge(cbytes, d(t.bytes), labels);
+    addGauge(capacity, d(t.capacity_bytes), labels);
+    addCounter(evictions, d(t.evictions), labels);
+    addCounter(admissions, d(t.admissions), labels);
+  }
+  push(std::move(objects));
+  push(std::move(cbytes));
+  push(std::move(capacity));
+  push(std::move(evictions));
+  push(std::move(admissions));
 
+  if (!s.ssd_io_backend.empty()) {
+    auto backend = family("streamedge_ssd_io_backend",
+                          "1 for the I/O engine the SSD tier uses (io_uring, or the threads fallback).",
+                          MetricType::Gauge);
+    addGauge(backend, 1, {{"backend", s.ssd_io_backend}});
+    push(std::move(backend));
+    auto read = family("streamedge_ssd_read_seconds", "SSD tier read latency.",
+                       MetricType::Histogram);
+    addHistogram(read, s.ssd_read_latency);
+    push(std::move(read));
+    auto write = family("streamedge_ssd_write_seconds", "SSD tier write latency (one region).",
+                        MetricType::Histogram);
+    addHistogram(write, s.ssd_write_latency);
+    push(std::move(write));
+  }
+
+  // --- TLS
+  auto handshakes = family("streamedge_tls_handshakes_total",
+                           "TLS handshakes with viewers by protocol version and result.",
+                           MetricType::Counter);
+  for (const HandshakeSeries& h : s.tls_handshakes) {
+    addCounter(handshakes, d(h.count), {{"version", h.version}, {"result", h.result}});
+  }
+  push(std::move(handshakes));
+
+  auto expiry = family("streamedge_tls_certificate_expiry_timestamp_seconds",
+                       "notAfter of a served certificate, Unix seconds.", MetricType::Gauge);
+  for (const CertificateState& c : s.certificates) {
+    addGauge(expiry, c.not_after_unix_seconds,
+             {{"listener", c.listener}, {"certificate", c.certificate}});
+  }
+  push(std::move(expiry));
+
+  // --- process
   auto reloads = family("streamedge_config_reloads_total", "Config reloads by result.",
                         MetricType::Counter);
-  addCounter(reloads, static_cast<double>(s.reloads_ok), {{"result", "ok"}});
-  addCounter(reloads, static_cast<double>(s.reloads_failed), {{"result", "failed"}});
-  families.push_back(std::move(reloads));
+  addCounter(reloads, d(s.reloads_ok), {{"result", "ok"}});
+  addCounter(reloads, d(s.reloads_failed), {{"result", "failed"}});
+  push(std::move(reloads));
+
+  auto last_reload = family("streamedge_config_last_reload_success_timestamp_seconds",
+                            "When the running config was loaded (start or last good reload), "
+                            "Unix seconds.",
+                            MetricType::Gauge);
+  addGauge(last_reload, s.last_reload_success_unix_seconds);
+  push(std::move(last_reload));
+
+  auto last_ok = family("streamedge_config_last_reload_successful",
+                        "1 when the latest reload attempt succeeded (or none was made).",
+                        MetricType::Gauge);
+  addGauge(last_ok, s.last_reload_ok ? 1 : 0);
+  push(std::move(last_ok));
+
+  auto workers = family("streamedge_workers", "Worker threads (event loops).", MetricType::Gauge);
+  addGauge(workers, s.workers);
+  push(std::move(workers));
+
+  auto heartbeat = family("streamedge_worker_heartbeat_age_seconds",
+                          "Time since a worker's event loop last ticked (it ticks every 100 ms); "
+                          "/healthz fails past [admin] health_stall_bound.",
+                          MetricType::Gauge);
+  for (size_t i = 0; i < s.worker_heartbeat_age_seconds.size(); ++i) {
+    addGauge(heartbeat, s.worker_heartbeat_age_seconds[i], {{"worker", std::to_string(i)}});
+  }
+  push(std::move(heartbeat));
 
   auto build = family("streamedge_build_info", "Version and commit of this binary.",
                       MetricType::Gauge);
   addGauge(build, 1, {{"version", STREAMEDGE_VERSION}, {"commit", STREAMEDGE_GIT_COMMIT}});
-  families.push_back(std::move(build));
+  push(std::move(build));
 
   auto start = family("process_start_time_seconds", "Start time of the process, Unix seconds.",
                       MetricType::Gauge);
   addGauge(start, s.start_time_unix_seconds);
-  families.push_back(std::move(start));
+  push(std::move(start));
 
-  const double now = std::chrono::duration<double>(
-                         std::chrono::system_clock::now().time_since_epoch()).count();
   auto uptime = family("streamedge_uptime_seconds", "Seconds since the process started.",
                        MetricType::Gauge);
-  addGauge(uptime, now - s.start_time_unix_seconds);
-  families.push_back(std::move(uptime));
+  addGauge(uptime, s.now_unix_seconds > s.start_time_unix_seconds
+                       ? s.now_unix_seconds - s.start_time_unix_seconds
+                       : 0);
+  push(std::move(uptime));
 
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, families);

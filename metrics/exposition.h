@@ -1,8 +1,12 @@
 // Prometheus exposition for streamedge. proxy/ gathers a Snapshot at scrape time (per-worker
-// counters summed, cache and origin state read) and this module turns it into metric families
-// and the text format through prometheus-cpp's serializer. Label values come only from config
-// (vhost, group, origin, dc, tier) or fixed vocabularies (result, status class): never URLs,
+// counters and histograms summed, cache, origin and TLS state read) and this module turns it into
+// prometheus-cpp metric families and the text format through prometheus-cpp's TextSerializer (no
+// hand-written exposition). Label values come only from config (vhost, group, origin, dc, tier,
+// listener, certificate) or fixed vocabularies (result, status class, TLS version): never URLs,
 // paths, client addresses or tokens. Pure functions; thread-safe.
+//
+// The metric names are listed, with their meaning, in metrics/README.md; dashboards and alert
+// rules (metrics/grafana-dashboard.json, metrics/alerts.yml) depend on them: keep them stable.
 #pragma once
 
 #include <cstdint>
@@ -10,33 +14,88 @@
 #include <utility>
 #include <vector>
 
+#include "metrics/latency_histogram.h"
+
 namespace streamedge::metrics {
+
+struct RequestSeries {
+  std::string vhost;         // config name; "unrouted" before a vhost matched; "other" past the cap
+  std::string result;        // hit miss stale coalesced pass none
+  std::string status_class;  // 1xx … 5xx
+  uint64_t count = 0;
+};
+
+struct LatencySeries {
+  std::string result;  // cache result, as in RequestSeries
+  HistogramSnapshot histogram;
+};
 
 struct OriginState {
   std::string group;
   std::string origin;
   std::string dc;
   bool up = false;
+  bool in_config = true;   // false: removed by a reload; counters only, no origin_up
+  uint64_t requests = 0;   // attempts sent (or tried) to this origin
+  uint64_t errors = 0;     // attempts that failed: connect, timeout, bad head, 5xx, broken body
+  uint64_t retries = 0;    // transparent re-sends to this origin (a pooled connection had died)
+  uint64_t failovers = 0;  // fetches moved on from this origin to the next of its group
+  HistogramSnapshot latency;  // attempt start → response head
+};
+
+struct TierState {
+  std::string tier;  // "ram", "ssd"
+  uint64_t objects = 0;
+  uint64_t bytes = 0;
+  uint64_t capacity_bytes = 0;
+  uint64_t evictions = 0;
+  uint64_t admissions = 0;
+};
+
+struct ListenerState {
+  std::string listener;  // the configured address
+  int64_t connections_active = 0;
+};
+
+struct HandshakeSeries {
+  std::string version;  // "1.2", "1.3", "other", "unknown"
+  std::string result;   // "ok", "failed"
+  uint64_t count = 0;
+};
+
+struct CertificateState {
+  std::string listener;     // configured address
+  std::string certificate;  // configured cert path
+  double not_after_unix_seconds = 0;
 };
 
 struct Snapshot {
   double start_time_unix_seconds = 0;
-  std::vector<std::pair<std::string, uint64_t>> requests_by_result;  // "hit", "miss", ...
-  std::vector<std::pair<std::string, uint64_t>> responses_by_class;  // "2xx", ...
-  uint64_t response_bytes = 0;
+  double now_unix_seconds = 0;  // for the uptime gauge
+  int workers = 0;
+  std::vector<RequestSeries> requests;  // non-zero series only
+  std::vector<std::pair<std::string, uint64_t>> responses_by_class;  // "2xx" → n (all classes)
+  std::vector<std::pair<std::string, uint64_t>> response_bytes_by_vhost;
+  std::vector<LatencySeries> request_duration;
+  std::vector<LatencySeries> time_to_first_byte;
+  uint64_t bad_requests = 0;
   uint64_t origin_fetches = 0;
   uint64_t origin_failures = 0;
   uint64_t connections_accepted = 0;
-  int64_t connections_active = 0;
-  uint64_t bad_requests = 0;
-  uint64_t cache_objects = 0;
-  uint64_t cache_bytes = 0;
-  uint64_t cache_capacity_bytes = 0;
-  uint64_t cache_evictions = 0;
-  uint64_t cache_admissions = 0;
+  std::vector<ListenerState> listeners;
+  std::vector<TierState> tiers;
+  // SSD tier I/O (exported only when ssd_io_backend is set): "io_uring" or "threads" (fallback).
+  std::string ssd_io_backend;
+  HistogramSnapshot ssd_read_latency;
+  HistogramSnapshot ssd_write_latency;
+  std::vector<OriginState> origins;
+  std::vector<HandshakeSeries> tls_handshakes;
+  std::vector<CertificateState> certificates;
   uint64_t reloads_ok = 0;
   uint64_t reloads_failed = 0;
-  std::vector<OriginState> origins;
+  double last_reload_success_unix_seconds = 0;  // the start counts as the first good load
+  bool last_reload_ok = true;                    // the latest reload attempt succeeded
+  std::vector<double> worker_heartbeat_age_seconds;  // by worker index
 };
 
 // The Prometheus text format (version 0.0.4) for `snapshot`, plus build_info.

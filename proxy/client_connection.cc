@@ -2,7 +2,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <netinet/tcp.h>
 
 #include <algorithm>
@@ -61,34 +63,45 @@ void releaseBody(const void*, size_t, void* arg) {
 }
 
 constexpr size_t kMaxForwardedBody = 1 << 20;
-constexpr ev_ssize_t kMaxSingleWrite = 4 << 20;
 
 }  // namespace
 
-ClientConnection::ClientConnection(Worker& worker, uint64_t id, evutil_socket_t fd,
-                                   const sockaddr* addr, int socklen, size_t listener_index)
-    : worker_(worker), id_(id), listener_index_(listener_index) {
+ClientConnection::ClientConnection(Worker& worker, uint64_t id, bufferevent* bev,
+                                   const sockaddr* addr, int socklen, size_t listener_index,
+                                   tls::TlsStatePtr tls)
+    : worker_(worker), id_(id), listener_index_(listener_index), bev_(bev), tls_(std::move(tls)) {
   if (addr && socklen > 0 && static_cast<size_t>(socklen) <= sizeof client_addr_) {
     std::memcpy(&client_addr_, addr, static_cast<size_t>(socklen));
-  }
-  bev_ = bufferevent_socket_new(worker.base(), fd, BEV_OPT_CLOSE_ON_FREE);
-  if (bev_) {
-    // libevent writes at most 16 KiB per loop iteration by default; a 2 MB segment would take
-    // 128 iterations. Let the kernel take whatever its socket buffer can hold in one writev.
-    bufferevent_set_max_single_write(bev_, kMaxSingleWrite);
   }
 }
 
 ClientConnection::~ClientConnection() {
   resetExchange();
+  if (bev_ && tls_) {
+    // libevent frees the SSL without SSL_shutdown, and OpenSSL drops the session of a
+    // connection that was not shut down from the session cache. A connection that finished its
+    // handshake and ends here ended on our terms (or the viewer's EOF): keep its session
+    // resumable. Fatal TLS errors have already marked theirs not resumable.
+    SSL* ssl = bufferevent_openssl_get_ssl(bev_);
+    if (ssl && SSL_is_init_finished(ssl)) SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  }
   if (bev_) bufferevent_free(bev_);
-  worker_.counters().connections_active.fetch_sub(1, std::memory_order_relaxed);
-  worker_.shared().connections_total_active.fetch_sub(1, std::memory_order_relaxed);
+  if (counted_active_) {
+    WorkerCounters& c = worker_.counters();
+    c.connections_active.fetch_sub(1, std::memory_order_relaxed);
+    WorkerCounters::addSigned(
+        c.connections_active_by_listener[std::min(listener_index_, kListenerSlots - 1)], -1);
+    worker_.shared().connections_total_active.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
 
 bool ClientConnection::start() {
   if (!bev_) return false;
-  worker_.counters().connections_active.fetch_add(1, std::memory_order_relaxed);
+  counted_active_ = true;
+  WorkerCounters& c = worker_.counters();
+  c.connections_active.fetch_add(1, std::memory_order_relaxed);
+  WorkerCounters::addSigned(
+      c.connections_active_by_listener[std::min(listener_index_, kListenerSlots - 1)], 1);
   worker_.shared().connections_total_active.fetch_add(1, std::memory_order_relaxed);
   int one = 1;
   setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -158,6 +171,17 @@ void ClientConnection::onWriteDrained() {
 }
 
 void ClientConnection::onEvent(short what) {
+  if (what & BEV_EVENT_CONNECTED) {  // TLS handshake done; the request follows
+    handshake_done_ = true;
+    SSL* ssl = bufferevent_openssl_get_ssl(bev_);
+    worker_.counters().recordHandshake(ssl ? SSL_get_version(ssl) : nullptr, HandshakeResult::kOk);
+    return;
+  }
+  if (tls_ && !handshake_done_) {
+    // Closed, failed or timed out before the handshake completed.
+    worker_.counters().recordHandshake(nullptr, HandshakeResult::kFailed);
+    handshake_done_ = true;  // count it once
+  }
   if (what & BEV_EVENT_TIMEOUT) {
     if ((what & BEV_EVENT_READING) && state_ == State::kReadingHead &&
         evbuffer_get_length(bufferevent_get_input(bev_)) > 0) {
@@ -280,6 +304,10 @@ void ClientConnection::handleRequest() {
   setReadTimeout(std::chrono::milliseconds(0));  // the viewer waits for us now
   state_ = State::kWaiting;
 
+  if (!tls_ && listener_index_ < config_->listeners.size() &&
+      config_->listeners[listener_index_].redirect_https) {
+    return redirectToHttps();
+  }
   RouteMatch match = matchRoute(*config_, host_, raw_path_);
   vhost_ = match.vhost;
   route_ = match.route;
@@ -455,7 +483,50 @@ void ClientConnection::appendStatusLine(int status, std::string_view reason) {
   out_ += "\r\n";
 }
 
+void ClientConnection::appendHsts() {
+  // RFC 6797 §7.2: only over secure transport; a plain-HTTP STS header is ignored anyway.
+  if (tls_ && vhost_ && !vhost_->hsts.empty()) {
+    out_ += "Strict-Transport-Security: ";
+    out_ += vhost_->hsts;
+    out_ += "\r\n";
+  }
+}
+
+// 301 to the same host and target on the HTTPS port (RFC 9110 §15.4.2). The Host header was
+// checked by the parser; its port, if any, is replaced.
+void ClientConnection::redirectToHttps() {
+  std::string_view host = host_;
+  if (host.empty()) return synth(400, "a Host header is required", true);
+  const size_t bracket = host.rfind(']');
+  const size_t colon = host.rfind(':');
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+    host = host.substr(0, colon);
+  }
+  const uint16_t port = config_->listeners[listener_index_].https_port;
+  status_ = 301;
+  out_.clear();
+  appendStatusLine(301, reasonPhrase(301));
+  out_ += "Location: https://";
+  out_ += host;
+  if (port != 443) {
+    out_ += ':';
+    appendUint(out_, port);
+  }
+  out_ += target_.empty() || target_.front() != '/' ? std::string_view("/") : std::string_view(target_);
+  out_ += "\r\nContent-Length: 0\r\nCache-Control: max-age=3600\r\nVia: 1.1 streamedge\r\n";
+  if (!keep_alive_ || close_after_response_ || worker_.shared().draining.load()) {
+    close_after_response_ = true;
+    out_ += "Connection: close\r\n";
+  }
+  out_ += "\r\n";
+  bufferevent_write(bev_, out_.data(), out_.size());
+  ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+  if (close_after_response_) bufferevent_disable(bev_, EV_READ);
+  finishBody();
+}
+
 void ClientConnection::appendDeliveryFields() {
+  appendHsts();
   out_ += "Via: 1.1 streamedge\r\nX-Cache: ";
   out_ += cacheResultName(result_);
   out_ += "\r\n";
@@ -646,8 +717,9 @@ void ClientConnection::finishBody() {
   evbuffer* out = bufferevent_get_output(bev_);
   // Optimistic write: the socket is almost always writable, so write the whole response now
   // instead of waiting one loop iteration for the write event. Bounded nesting: a run of
-  // pipelined requests falls back to the event loop after a few.
-  if (evbuffer_get_length(out) > 0 && write_depth_ < kMaxWriteDepth) {
+  // pipelined requests falls back to the event loop after a few. Never on TLS: these bytes are
+  // plaintext, only the openssl bufferevent may put them on the socket.
+  if (!tls_ && evbuffer_get_length(out) > 0 && write_depth_ < kMaxWriteDepth) {
     evbuffer_write(out, bufferevent_getfd(bev_));
   }
   if (evbuffer_get_length(out) == 0) {
@@ -698,31 +770,49 @@ void ClientConnection::synth(int status, const char* detail, bool close) {
 // --- Log ------------------------------------------------------------------------------------
 
 void ClientConnection::onResponseDone() {
+  // Account: per-worker cells only (DESIGN.md "Threads"), summed at scrape time.
+  const auto duration = Clock::now() - started_;
   WorkerCounters& c = worker_.counters();
-  c.add(c.requests_by_result[static_cast<size_t>(result_)]);
-  if (status_ >= 100 && status_ < 600) c.add(c.responses_by_class[status_ / 100]);
-  c.add(c.response_bytes, bytes_sent_);
+  const size_t vhost_slot = c.vhostSlot(worker_.shared().vhost_slots, config_, vhost_);
+  const size_t result = static_cast<size_t>(result_);
+  const size_t status_class = status_ >= 100 && status_ < 600 ? static_cast<size_t>(status_ / 100) : 0;
+  c.add(c.requests[vhost_slot][result][status_class]);
+  c.add(c.response_bytes[vhost_slot], bytes_sent_);
+  c.duration[result].observe(duration);
+  c.ttfb[result].observe(std::chrono::nanoseconds(static_cast<int64_t>(ttfb_ms_ * 1e6)));
 
   if (worker_.shared().access_log.enabled()) {
     AccessLogEntry e;
     e.time_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
-    std::string client;
-    anonymizeAddress(reinterpret_cast<const sockaddr*>(&client_addr_),
-                     config_ ? config_->log.client_address : worker_.config()->log.client_address,
-                     client);
+    const conf::AddressAnonymization mode =
+        config_ ? config_->log.client_address : worker_.config()->log.client_address;
+    if (log_client_mode_ != mode) {
+      anonymizeAddress(reinterpret_cast<const sockaddr*>(&client_addr_), mode, log_client_);
+      log_client_mode_ = mode;
+    }
     e.vhost = vhost_ ? std::string_view(vhost_->name) : std::string_view("-");
-    e.client = client;
+    e.client = log_client_;
     e.method = method_;
     // Before routing succeeded the path is unchecked; log it only once normalised.
     e.path = path_.empty() ? std::string_view("-") : std::string_view(path_);
     e.query = route_ ? std::string_view(query_) : std::string_view();
     e.status = status_;
     e.bytes = bytes_sent_;
-    e.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+    e.duration_ms = std::chrono::duration<double, std::milli>(duration).count();
     e.ttfb_ms = ttfb_ms_;
     e.cache = cacheResultName(result_);
+    if (tls_) {
+      SSL* ssl = bufferevent_openssl_get_ssl(bev_);
+      e.tls = tlsVersionLabel(tlsVersionSlot(ssl ? SSL_get_version(ssl) : nullptr));  // "1.3"
+    }
+    // The origin that filled what was delivered; a hit or a stale copy used none now.
+    if (object_ && result_ != CacheResult::kHit && result_ != CacheResult::kStale &&
+        object_->headPublished()) {
+      e.origin = object_->head().filled_by_origin;
+      e.dc = object_->head().filled_by_dc;
+    }
     worker_.logLine(e);
   }
 

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,6 +35,7 @@
 #include "proxy/http_parser.h"
 #include "proxy/range.h"
 #include "proxy/shared_state.h"
+#include "tls/tls_state.h"
 
 namespace streamedge::proxy {
 
@@ -41,8 +43,11 @@ class Worker;
 
 class ClientConnection final : public cache::ObjectWaiter {
  public:
-  ClientConnection(Worker& worker, uint64_t id, evutil_socket_t fd, const sockaddr* addr,
-                   int socklen, size_t listener_index);
+  // Takes ownership of `bev` (a socket bufferevent, or an accepting bufferevent_openssl for a
+  // TLS listener, made by the worker). `tls`: the TLS snapshot the connection's SSL was made
+  // from, pinned for the connection's life (its callbacks refer to it); null for plain HTTP.
+  ClientConnection(Worker& worker, uint64_t id, bufferevent* bev, const sockaddr* addr,
+                   int socklen, size_t listener_index, tls::TlsStatePtr tls);
   ~ClientConnection();
   ClientConnection(const ClientConnection&) = delete;
   ClientConnection& operator=(const ClientConnection&) = delete;
@@ -93,6 +98,8 @@ class ClientConnection final : public cache::ObjectWaiter {
   void setReadTimeout(std::chrono::milliseconds t);
   void appendStatusLine(int status, std::string_view reason);
   void appendDeliveryFields();
+  void appendHsts();
+  void redirectToHttps();                    // plain listener with redirect_https
 
   // const after construction
   Worker& worker_;
@@ -100,10 +107,12 @@ class ClientConnection final : public cache::ObjectWaiter {
   const size_t listener_index_;
   sockaddr_storage client_addr_{};
   bufferevent* bev_ = nullptr;
+  const tls::TlsStatePtr tls_;  // non-null: TLS connection (never write to the fd directly)
 
   std::atomic<bool> wake_pending_{false};
   State state_ = State::kReadingHead;
   bool close_after_response_ = false;
+  bool handshake_done_ = false;  // TLS: counted as ok or failed once
   bool closing_ = false;
 
   // The exchange in progress (reset between requests; strings keep their capacity).
@@ -131,6 +140,11 @@ class ClientConnection final : public cache::ObjectWaiter {
   uint64_t body_end_ = 0;     // exclusive; kUnknownEnd until the object completes
   bool chunked_out_ = false;
   uint64_t bytes_sent_ = 0;
+  bool counted_active_ = false;  // start() counted this connection as active
+  // The anonymised client address for the access log, computed once per connection (and again
+  // only if a reload changes [log] client_address).
+  std::string log_client_;
+  std::optional<conf::AddressAnonymization> log_client_mode_;
   std::chrono::steady_clock::time_point started_{};
   double ttfb_ms_ = 0;
   std::string out_;           // scratch for the response head

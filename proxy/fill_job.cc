@@ -97,6 +97,10 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
   if (const cache::ObjectRef& stale = fill_.stale()) {
     if (response.status == 304) {
       std::shared_ptr<cache::ResponseHead> merged = mergeNotModified(stale->head(), response);
+      if (response.origin) {
+        merged->filled_by_origin = response.origin->name;
+        merged->filled_by_dc = response.origin->dc;
+      }
       cache::CacheControl cc = cache::CacheControl::parse(joinedField(*merged, "Cache-Control"));
       cache::Freshness freshness = cache::computeFreshness(*merged, cc, request_time_, now, kind_,
                                                            policy);
@@ -124,6 +128,10 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
   head->status = response.status;
   head->reason = std::move(response.reason);
   head->content_length = response.has_body ? response.content_length : std::optional<uint64_t>(0);
+  if (response.origin) {
+    head->filled_by_origin = response.origin->name;
+    head->filled_by_dc = response.origin->dc;
+  }
   bool has_set_cookie = false;
   for (auto& field : response.headers) {
     if (cache::isHopByHopOrDeliveryField(field.first)) continue;

@@ -2,13 +2,18 @@
 //   streamedge [-c FILE]      run (no -c: the embedded default config)
 //   streamedge -t [-c FILE]   check a config and exit 0 (valid) or 1 (errors, with file:line)
 #include <event2/thread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <string>
 
 #include "conf/config_loader.h"
 #include "proxy/server.h"
+#include "tls/self_signed.h"
+#include "tls/tls_state.h"
 
 namespace {
 
@@ -18,8 +23,10 @@ void printHelp() {
       "\n"
       "usage:\n"
       "  streamedge [-c FILE]        run with the config FILE (TOML); without -c the embedded\n"
-      "                              default config runs (HTTP on 127.0.0.1:8080, admin on\n"
-      "                              127.0.0.1:9901, origin http://127.0.0.1:8081)\n"
+      "                              default config runs (HTTP on 127.0.0.1:8080, HTTPS on\n"
+      "                              127.0.0.1:8443 with a self-signed certificate generated in\n"
+      "                              ./certs/ at first start, admin on 127.0.0.1:9901, origin\n"
+      "                              http://127.0.0.1:8081)\n"
       "  streamedge -t [-c FILE]     check the config and exit: 0 valid, 1 invalid (errors as\n"
       "                              file:line: key: message)\n"
       "  streamedge --print-default-config\n"
@@ -30,6 +37,39 @@ void printHelp() {
       "gracefully (in-flight responses get [server] drain_timeout), SIGUSR1 reopens the access log.\n"
       "admin listener: /healthz /readyz /status /metrics\n",
       STREAMEDGE_VERSION);
+}
+
+// The embedded default serves HTTPS with a self-signed certificate made at first start, so that
+// a newcomer sees TLS working at once (the path is relative to the working directory).
+constexpr const char* kSelfSignedCert = "certs/streamedge-selfsigned.pem";
+constexpr const char* kSelfSignedKey = "certs/streamedge-selfsigned.key";
+
+bool ensureSelfSignedCertificate() {
+  if (::access(kSelfSignedCert, R_OK) == 0 && ::access(kSelfSignedKey, R_OK) == 0) return true;
+  ::mkdir("certs", 0700);
+  streamedge::tls::CertificateSpec spec;
+  spec.common_name = "streamedge self-signed (localhost)";
+  spec.dns_names = {"localhost"};
+  spec.ip_addresses = {"127.0.0.1", "::1"};
+  spec.valid_until_seconds = 365L * 86400;
+  streamedge::tls::GeneratedCertificate g = streamedge::tls::generateCertificate(spec);
+  std::string error = g.error;
+  if (error.empty()) error = streamedge::tls::writePem(kSelfSignedCert, kSelfSignedKey, g.cert.get(), g.key.get());
+  if (!error.empty()) {
+    std::fprintf(stderr,
+                 "streamedge: cannot create the self-signed certificate for the default config "
+                 "(%s); run from a writable directory or use -c with your own certificate\n",
+                 error.c_str());
+    return false;
+  }
+  char cwd[4096] = ".";
+  if (!::getcwd(cwd, sizeof cwd)) std::strcpy(cwd, ".");
+  std::fprintf(stderr,
+               "streamedge: generated a self-signed certificate for localhost, 127.0.0.1 and ::1 "
+               "(EC P-256, 1 year): %s/%s with key %s/%s; clients must trust it explicitly "
+               "(curl --cacert %s/%s)\n",
+               cwd, kSelfSignedCert, cwd, kSelfSignedKey, cwd, kSelfSignedCert);
+  return true;
 }
 
 }  // namespace
@@ -77,7 +117,26 @@ int main(int argc, char** argv) {
                  config_path.empty() ? "<embedded default>" : config_path.c_str());
     return 1;
   }
+  const bool embedded = config_path.empty();
+  if (embedded && !check_only && !ensureSelfSignedCertificate()) return 1;
   if (check_only) {
+    // Certificates, keys and CA files are part of the config: open and check them too.
+    if (embedded && ::access(kSelfSignedCert, R_OK) != 0) {
+      std::printf("streamedge: note: %s does not exist yet; it is generated at first start\n",
+                  kSelfSignedCert);
+    } else {
+      streamedge::tls::TlsState::Build tls =
+          streamedge::tls::TlsState::build(*loaded.config, nullptr, std::time(nullptr));
+      for (const std::string& w : tls.warnings) {
+        std::fprintf(stderr, "streamedge: warning: %s\n", w.c_str());
+      }
+      if (!tls.ok()) {
+        for (const std::string& e : tls.errors) std::fprintf(stderr, "%s: %s\n", loaded.config->source.c_str(), e.c_str());
+        std::fprintf(stderr, "streamedge: %zu error(s) in %s\n", tls.errors.size(),
+                     loaded.config->source.c_str());
+        return 1;
+      }
+    }
     std::printf("streamedge: %s is valid\n",
                 config_path.empty() ? "<embedded default>" : config_path.c_str());
     return 0;

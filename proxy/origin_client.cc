@@ -48,6 +48,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/util.h>
 #include <arpa/inet.h>
@@ -68,6 +69,8 @@
 #include "cache/response_head.h"
 #include "proxy/chunked.h"
 #include "proxy/http_parser.h"
+#include "tls/origin_context.h"
+#include "proxy/origin_stats.h"
 
 namespace streamedge::proxy {
 
@@ -236,17 +239,34 @@ struct EventFree {
 using EventPtr = std::unique_ptr<event, EventFree>;
 
 // The transport seam: wraps a connecting socket in the bufferevent the HTTP code reads and
-// writes. https origins will wrap it with bufferevent_openssl here (TLS issue); until then they
-// are refused with a clear status. Deferred callbacks: no bufferevent callback ever runs from
-// inside a bufferevent call of ours (connect refused at once, a write that fails), so the fetch
-// state machine is only ever entered from the loop.
-Result<BevPtr> openTransport(event_base* base, const conf::OriginConfig& origin, int fd) {
-  if (origin.scheme != "http") {
-    ::close(fd);
-    return Status(Code::kConnect, Source::kUpstream,
-                  "https origins are not supported yet (TLS to origins comes with the TLS issue)");
+// writes — a plain socket bufferevent for http, a connecting bufferevent_openssl for https
+// (BEV_EVENT_CONNECTED then means "handshake done and the peer verified"). Deferred callbacks: no
+// bufferevent callback ever runs from inside a bufferevent call of ours (connect refused at
+// once, a write that fails), so the fetch state machine is only ever entered from the loop.
+Result<BevPtr> openTransport(event_base* base, const conf::OriginConfig& origin, int fd,
+                             SSL_CTX* tls_ctx, tls::OriginSessionSlot* session) {
+  bufferevent* bev = nullptr;
+  if (origin.scheme == "https") {
+    if (!tls_ctx) {
+      ::close(fd);
+      return Status(Code::kInternal, Source::kInternal,
+                    "no TLS context for this https origin");
+    }
+    tls::SslPtr ssl = tls::newOriginSsl(tls_ctx, origin, session);
+    if (!ssl) {
+      ::close(fd);
+      return Status(Code::kInternal, Source::kInternal, "cannot set up TLS for the origin");
+    }
+    bev = bufferevent_openssl_socket_new(base, fd, ssl.get(), BUFFEREVENT_SSL_CONNECTING,
+                                         BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (bev) {
+      ssl.release();  // the bufferevent frees it
+      // Framing decides whether a body is complete; a missing close_notify is just EOF.
+      bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    }
+  } else {
+    bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
   }
-  bufferevent* bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
   // libevent reads at most 16 KiB per loop iteration by default: too little for 2 MB segments.
   if (bev) bufferevent_set_max_single_read(bev, 256 * 1024);
   if (!bev) {
@@ -286,12 +306,13 @@ struct Pool {
 // The worker's client state: pools, name cache, live fetches. OriginClient::Impl is one of these.
 class ClientCore {
  public:
-  ClientCore(event_base* base, std::shared_ptr<OriginHealth> health)
-      : base_(base), health_(std::move(health)) {}
+  ClientCore(event_base* base, std::shared_ptr<OriginHealth> health, OriginStats* stats)
+      : base_(base), health_(std::move(health)), stats_(stats) {}
   ~ClientCore();
 
   event_base* base() const { return base_; }
   OriginHealth* health() const { return health_.get(); }
+  OriginStats* stats() const { return stats_; }  // may be null
 
   static std::string poolKey(size_t group, const conf::OriginConfig& origin) {
     return std::to_string(group) + '|' + origin.scheme + "://" + origin.host + ':' +
@@ -309,6 +330,13 @@ class ClientCore {
   void cacheAddress(const std::string& host, const SockAddr& addr);
   evdns_base* dns();
 
+  void setTls(tls::TlsStatePtr tls) { tls_ = std::move(tls); }
+  const tls::TlsStatePtr& tls() const { return tls_; }
+  // The session new TLS connections to `pool_key` try to resume (stable address).
+  tls::OriginSessionSlot* sessionSlot(const std::string& pool_key) {
+    return &sessions_.try_emplace(pool_key).first->second;
+  }
+
   void add(Fetch* f) { fetches_.insert(f); }
   void remove(Fetch* f) { fetches_.erase(f); }
 
@@ -319,6 +347,10 @@ class ClientCore {
 
   event_base* const base_;
   const std::shared_ptr<OriginHealth> health_;
+  OriginStats* const stats_;
+  tls::TlsStatePtr tls_;
+  // Declared before pools_: pooled SSLs point at their slot until they are freed.
+  std::unordered_map<std::string, tls::OriginSessionSlot> sessions_;
   std::unordered_map<std::string, Pool> pools_;  // references stay valid across rehash
   struct CachedName {
     SockAddr addr;
@@ -397,6 +429,7 @@ class Fetch final : public OriginFetch {
 
   ClientCore* core_;  // null once detached
   const conf::Config& config_;
+  const tls::TlsStatePtr tls_;  // the contexts for https origins, pinned at start
   const size_t group_index_;
   OriginRequest request_;
   OriginObserver& observer_;
@@ -414,6 +447,7 @@ class Fetch final : public OriginFetch {
 
   // Per attempt.
   size_t origin_index_ = 0;
+  SteadyClock::time_point attempt_started_{};  // for the origin latency histogram
   std::string pool_key_;
   std::string wire_;               // the serialised request for this origin
   std::unique_ptr<Connection> conn_;
@@ -546,6 +580,7 @@ Fetch::Fetch(ClientCore& core, const conf::Config& config, size_t group_index,
              OriginRequest request, OriginObserver& observer)
     : core_(&core),
       config_(config),
+      tls_(core.tls()),
       group_index_(group_index),
       request_(std::move(request)),
       observer_(observer),
@@ -659,6 +694,8 @@ void Fetch::startAttempt() {
   }
   ++attempts_;
   stale_retry_done_ = false;
+  attempt_started_ = SteadyClock::now();
+  if (OriginStats* stats = core_->stats()) stats->attempt(g, origin());
   pool_key_ = ClientCore::poolKey(group_index_, origin());
   wire_ = buildRequest(request_, origin());
   connectAttempt(/*allow_pooled=*/true);
@@ -757,7 +794,9 @@ void Fetch::connectTo(const SockAddr& addr) {
   }
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  Result<BevPtr> bev = openTransport(core_->base(), origin(), fd);
+  Result<BevPtr> bev =
+      openTransport(core_->base(), origin(), fd, tls_ ? tls_->originContext(origin()) : nullptr,
+                    origin().scheme == "https" ? core_->sessionSlot(pool_key_) : nullptr);
   if (!bev.isOk()) {
     // A local problem (or an unsupported scheme), not the origin's fault.
     attemptFailed(bev.status(), false);
@@ -819,6 +858,27 @@ void Fetch::onConnectionEvent(short events) {
   const int err = EVUTIL_SOCKET_ERROR();
   switch (phase_) {
     case Phase::kConnecting:
+      if (origin().scheme == "https") {
+        // A refused certificate or a failed handshake is an origin failure with its reason in
+        // the log — never a fallback to an unverified or plain connection.
+        SSL* ssl = bufferevent_openssl_get_ssl(conn_->bev.get());
+        std::string queued;
+        while (const unsigned long e = bufferevent_get_openssl_error(conn_->bev.get())) {
+          char buf[256];
+          ERR_error_string_n(e, buf, sizeof buf);
+          if (!queued.empty()) queued += "; ";
+          queued += buf;
+        }
+        const bool tls_failed = !queued.empty() || (ssl && SSL_get_verify_result(ssl) != X509_V_OK);
+        if (tls_failed) {
+          std::fprintf(stderr, "streamedge: origin %s (%s): %s\n", origin().name.c_str(),
+                       origin().url.c_str(), tls::describeHandshakeFailure(ssl, queued).c_str());
+          attemptFailed(Status(Code::kConnect, Source::kUpstream,
+                               "TLS handshake with the origin failed", true),
+                        true);
+          return;
+        }
+      }
       attemptFailed(connectErrorStatus(err), true);
       return;
     case Phase::kWaitingHead: {
@@ -832,6 +892,7 @@ void Fetch::onConnectionEvent(short events) {
         // The origin closed the pooled connection before it saw our request (a race with its
         // keep-alive timeout): re-send once on a fresh connection, as if nothing happened.
         stale_retry_done_ = true;
+        if (OriginStats* stats = core_->stats()) stats->retry(group(), origin());
         closeConnection();
         connectAttempt(/*allow_pooled=*/false);
         return;
@@ -932,6 +993,8 @@ void Fetch::parseHead() {
     }
 
     OriginHealth* health = core_->health();
+    OriginStats* stats = core_->stats();
+    if (stats) stats->latency(group(), origin(), SteadyClock::now() - attempt_started_);
     if (head.status >= 500) {
       const Status failure(Code::kUnavailable, Source::kUpstream, "origin answered 5xx", true);
       if (mayFailOverAfterSend() && hasNextCandidate()) {
@@ -940,6 +1003,7 @@ void Fetch::parseHead() {
       }
       // The last possible attempt: the proxy decides (stale-if-error, or pass the 5xx on).
       if (health) health->recordFailure(group_index_, origin_index_, SteadyClock::now());
+      if (stats) stats->error(group(), origin());
       logOriginFailure(group(), origin(), failure, "response delivered");
     } else if (health) {
       health->recordSuccess(group_index_, origin_index_);
@@ -1078,6 +1142,7 @@ void Fetch::bodyFailed(Status status) {
   if (OriginHealth* health = core_->health()) {
     health->recordFailure(group_index_, origin_index_, SteadyClock::now());
   }
+  if (OriginStats* stats = core_->stats()) stats->error(group(), origin());
   logOriginFailure(group(), origin(), status, "response aborted");
   phase_ = Phase::kDone;
   observer_.onOriginFailed(status);  // may destroy this
@@ -1096,6 +1161,10 @@ void Fetch::attemptFailed(Status status, bool record_health) {
   // A request that may have reached the origin is only re-sent elsewhere when that is safe.
   const bool may_retry = hasNextCandidate() && (!request_sent_ || mayFailOverAfterSend());
   logOriginFailure(group(), origin(), status, may_retry ? "trying the next origin" : "giving up");
+  if (OriginStats* stats = core_->stats()) {
+    stats->error(group(), origin());
+    if (may_retry) stats->failover(group(), origin());
+  }
   if (may_retry) {
     startAttempt();
     return;
@@ -1175,8 +1244,9 @@ struct OriginClient::Impl : ClientCore {
   using ClientCore::ClientCore;
 };
 
-OriginClient::OriginClient(event_base* base, std::shared_ptr<OriginHealth> health)
-    : impl_(std::make_unique<Impl>(base, std::move(health))) {}
+OriginClient::OriginClient(event_base* base, std::shared_ptr<OriginHealth> health,
+                           OriginStats* stats)
+    : impl_(std::make_unique<Impl>(base, std::move(health), stats)) {}
 
 OriginClient::~OriginClient() = default;
 
@@ -1188,5 +1258,7 @@ std::unique_ptr<OriginFetch> OriginClient::start(const conf::Config& config, siz
 }
 
 void OriginClient::closeIdle() { impl_->closeIdle(); }
+
+void OriginClient::setTls(tls::TlsStatePtr tls) { impl_->setTls(std::move(tls)); }
 
 }  // namespace streamedge::proxy

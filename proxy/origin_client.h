@@ -21,6 +21,7 @@
 
 #include "conf/config.h"
 #include "conf/status.h"
+#include "tls/tls_state.h"
 
 namespace streamedge::proxy {
 
@@ -87,9 +88,13 @@ class OriginFetch {
   virtual ~OriginFetch() = default;  // cancels: no callback after destruction
 };
 
+class OriginStats;
+
 class OriginClient {
  public:
-  OriginClient(event_base* base, std::shared_ptr<OriginHealth> health);
+  // `stats` (may be null): this worker's origin accounting; must outlive the client.
+  OriginClient(event_base* base, std::shared_ptr<OriginHealth> health,
+               OriginStats* stats = nullptr);
   ~OriginClient();
 
   // Starts a fetch from group `group_index` of `config`. Callbacks run later on this loop, never
@@ -99,6 +104,10 @@ class OriginClient {
 
   // Closes idle pooled connections (config change, shutdown).
   void closeIdle();
+
+  // The TLS contexts for https origins; a fetch pins the snapshot current at its start. Without
+  // one (or for an origin it does not know), https attempts fail as a local error.
+  void setTls(tls::TlsStatePtr tls);
 
  private:
   struct Impl;

@@ -11,7 +11,10 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <map>
 #include <thread>
+#include <tuple>
 
 #include "conf/config_loader.h"
 #include "conf/units.h"
@@ -105,13 +108,6 @@ bool Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
   per_worker.assign(static_cast<size_t>(worker_count_), {});
   for (size_t li = 0; li < config_->listeners.size(); ++li) {
     const conf::ListenerConfig& listener = config_->listeners[li];
-    if (!listener.certificates.empty()) {
-      std::fprintf(stderr,
-                   "streamedge: listener %s has certificates, but TLS termination is not built "
-                   "yet; refusing to serve it as plain HTTP\n",
-                   listener.address.c_str());
-      return false;
-    }
     sockaddr_storage addr;
     socklen_t len = 0;
     if (!parseSocketAddress(listener.address, addr, len)) {
@@ -144,7 +140,8 @@ bool Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
         setPort(addr, ntohs(bound.ss_family == AF_INET
                                 ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
                                 : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port));
-        std::printf("streamedge listening http %s\n", describe(addr).c_str());
+        std::printf("streamedge listening %s %s\n", listener.certificates.empty() ? "http" : "https",
+                    describe(addr).c_str());
       }
       per_worker[static_cast<size_t>(w)].push_back(ListenSocket{fd, li});
     }
@@ -186,10 +183,20 @@ bool Server::startAdmin() {
 
 int Server::run() {
   start_unix_ms_ = unixMillisNow();
+  last_reload_ok_unix_ms_ = start_unix_ms_;
   worker_count_ = config_->server.workers > 0
                       ? config_->server.workers
                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   shared_ = std::make_unique<SharedState>(*config_);
+  registerVhosts(*config_);
+  for (size_t i = 0; i < config_->listeners.size(); ++i) {
+    // The configured address labels the listener's metrics; a repeated one (port 0) gets "#i".
+    std::string label = config_->listeners[i].address;
+    for (size_t j = 0; j < i; ++j) {
+      if (config_->listeners[j].address == label) label += "#" + std::to_string(i);
+    }
+    listener_labels_.push_back(std::move(label));
+  }
   for (int i = 0; i < worker_count_; ++i) {
     shared_->counters.push_back(std::make_unique<WorkerCounters>());
   }
@@ -199,18 +206,29 @@ int Server::run() {
   base_ = event_base_new();
   if (!base_) return 1;
 
+  // Certificates before sockets: a listener that cannot do TLS must not open as anything.
+  tls::TlsState::Build built = tls::TlsState::build(*config_, nullptr, std::time(nullptr));
+  for (const std::string& w : built.warnings) std::fprintf(stderr, "streamedge: warning: %s\n", w.c_str());
+  if (!built.ok()) {
+    for (const std::string& e : built.errors) std::fprintf(stderr, "streamedge: %s\n", e.c_str());
+    return 1;
+  }
+  tls_ = built.state;
+
   std::vector<std::vector<ListenSocket>> per_worker;
   if (!bindListeners(per_worker)) return 1;
   if (!startAdmin()) return 1;
   for (int i = 0; i < worker_count_; ++i) {
     auto worker = std::make_unique<Worker>(i, *shared_, config_,
                                            std::move(per_worker[static_cast<size_t>(i)]));
+    worker->setTls(tls_);
     if (!worker->start()) {
       std::fprintf(stderr, "streamedge: worker %d failed to start\n", i);
       return 1;
     }
     workers_.push_back(std::move(worker));
   }
+  listeners_bound_ = true;
   for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) {
     event* ev = evsignal_new(base_, sig, signalCb, this);
     event_add(ev, nullptr);
@@ -247,11 +265,14 @@ void Server::reload() {
   if (config_path_.empty()) {
     std::fprintf(stderr, "streamedge: reload: running on the embedded default; nothing to load\n");
     ++reloads_ok_;
+    last_reload_ok_ = true;
+    last_reload_ok_unix_ms_ = unixMillisNow();
     return;
   }
   conf::LoadResult loaded = conf::loadConfigFile(config_path_);
   if (!loaded.ok()) {
     ++reloads_failed_;
+    last_reload_ok_ = false;
     std::fprintf(stderr, "streamedge: reload of %s failed; the running config stays:\n",
                  config_path_.c_str());
     for (const conf::ConfigError& e : loaded.errors) {
@@ -271,13 +292,35 @@ void Server::reload() {
                  "streamedge: reload: listener, worker, admin and cache size changes take effect "
                  "at the next restart\n");
   }
+  // Certificates, keys, ticket key files and OCSP responses are re-read; any error keeps the
+  // running config and contexts (connections pin theirs, new ones get the new snapshot).
+  tls::TlsState::Build built = tls::TlsState::build(next, tls_.get(), std::time(nullptr));
+  for (const std::string& w : built.warnings) {
+    std::fprintf(stderr, "streamedge: reload: warning: %s\n", w.c_str());
+  }
+  if (!built.ok()) {
+    ++reloads_failed_;
+    last_reload_ok_ = false;
+    std::fprintf(stderr, "streamedge: reload of %s failed; the running config and certificates "
+                 "stay:\n", config_path_.c_str());
+    for (const std::string& e : built.errors) std::fprintf(stderr, "  %s\n", e.c_str());
+    return;
+  }
   config_ = loaded.config;
+  registerVhosts(*config_);
+  tls_ = built.state;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     conf::ConfigPtr snapshot = config_;
-    w->post([w, snapshot] { w->setConfig(snapshot); });
+    tls::TlsStatePtr tls = tls_;
+    w->post([w, snapshot, tls] {
+      w->setConfig(snapshot);
+      w->setTls(tls);
+    });
   }
   ++reloads_ok_;
+  last_reload_ok_ = true;
+  last_reload_ok_unix_ms_ = unixMillisNow();
   std::fprintf(stderr, "streamedge: reloaded %s\n", config_path_.c_str());
 }
 
@@ -297,15 +340,59 @@ void Server::beginStop() {
 
 // --- admin ----------------------------------------------------------------------------------
 
+namespace {
+
+// A JSON string literal for a config value (names may hold any character).
+std::string jsonString(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\u%04x", c);
+      out += esc;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string lowerResultName(CacheResult r) {
+  if (r == CacheResult::kNone) return "none";
+  std::string name = cacheResultName(r);
+  for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return name;
+}
+
+// Constant-time comparison: the admin token must not leak through response timing.
+bool sameSecret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
 void Server::adminCb(evhttp_request* req, void* arg) { static_cast<Server*>(arg)->handleAdmin(req); }
+
+void Server::registerVhosts(const conf::Config& config) {
+  for (const conf::VhostConfig& v : config.vhosts) shared_->vhost_slots.slotFor(v.name);
+}
 
 bool Server::healthy(std::string& why) const {
   const int64_t now = unixMillisNow();
+  const int64_t bound = config_->admin.health_stall_bound.count();
   for (size_t i = 0; i < shared_->counters.size(); ++i) {
     const int64_t beat = shared_->counters[i]->heartbeat_unix_ms.load(std::memory_order_relaxed);
-    if (now - beat > 5000) {
+    if (now - beat > bound) {
       why = "worker " + std::to_string(i) + " loop has not run for " + std::to_string(now - beat) +
-            " ms";
+            " ms (bound " + std::to_string(bound) + " ms)";
       return false;
     }
   }
@@ -313,46 +400,95 @@ bool Server::healthy(std::string& why) const {
 }
 
 bool Server::ready(std::string& why) const {
-  if (stopping_) {
-    why = "stopping";
-    return false;
-  }
+  // Every check is reported, one line each, so a probe's body says exactly what is missing.
+  bool ok = true;
+  why.clear();
+  auto check = [&](const char* name, bool passed, const std::string& detail) {
+    why += name;
+    why += passed ? ": ok" : ": FAILED";
+    if (!detail.empty()) why += " (" + detail + ")";
+    why += '\n';
+    ok = ok && passed;
+  };
+  check("config", config_ != nullptr, config_ ? config_->source : "no config");
+  check("listeners", listeners_bound_,
+        listeners_bound_ ? std::to_string(config_->listeners.size()) + " bound" : "not bound yet");
+  check("draining", !stopping_, stopping_ ? "stopping" : "");
   const auto now = std::chrono::steady_clock::now();
   for (size_t g = 0; g < config_->origin_groups.size(); ++g) {
     const conf::OriginGroupConfig& group = config_->origin_groups[g];
-    bool any = false;
-    for (size_t o = 0; o < group.origins.size() && !any; ++o) any = shared_->health->isUp(g, o, now);
-    if (!any) {
-      why = "no origin up in group " + group.name;
-      return false;
-    }
+    size_t up = 0;
+    for (size_t o = 0; o < group.origins.size(); ++o) up += shared_->health->isUp(g, o, now) ? 1 : 0;
+    check(("origin_group " + group.name).c_str(), up > 0,
+          std::to_string(up) + " of " + std::to_string(group.origins.size()) + " origins up");
   }
-  return true;
+  return ok;
 }
 
 std::string Server::statusJson() const {
-  const cache::CacheStats stats = shared_->cache.stats();
+  const int64_t now_ms = unixMillisNow();
   std::string out = "{\"version\":\"" STREAMEDGE_VERSION "\",\"commit\":\"" STREAMEDGE_GIT_COMMIT "\"";
-  out += ",\"uptime_seconds\":" + std::to_string((unixMillisNow() - start_unix_ms_) / 1000);
+  out += ",\"start_time_unix\":" + std::to_string(start_unix_ms_ / 1000);
+  out += ",\"uptime_seconds\":" + std::to_string((now_ms - start_unix_ms_) / 1000);
+  out += ",\"config\":{\"source\":" + jsonString(config_->source) +
+         ",\"reloads_ok\":" + std::to_string(reloads_ok_) +
+         ",\"reloads_failed\":" + std::to_string(reloads_failed_) +
+         ",\"last_good_load_unix\":" + std::to_string(last_reload_ok_unix_ms_ / 1000) + "}";
+  std::string why;
+  const bool is_healthy = healthy(why);
+  out += ",\"healthy\":" + std::string(is_healthy ? "true" : "false");
+  out += ",\"ready\":" + std::string(ready(why) ? "true" : "false");
   out += ",\"workers\":" + std::to_string(worker_count_);
+  out += ",\"worker_heartbeat_age_ms\":[";
+  for (size_t i = 0; i < shared_->counters.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(now_ms - shared_->counters[i]->heartbeat_unix_ms.load(std::memory_order_relaxed));
+  }
+  out += "]";
   out += ",\"connections\":" +
          std::to_string(shared_->connections_total_active.load(std::memory_order_relaxed));
+  out += ",\"listeners\":[";
+  for (size_t li = 0; li < listener_labels_.size(); ++li) {
+    int64_t active = 0;
+    for (const auto& c : shared_->counters) {
+      active += c->connections_active_by_listener[std::min(li, kListenerSlots - 1)].load(
+          std::memory_order_relaxed);
+    }
+    if (li > 0) out += ',';
+    out += "{\"address\":" + jsonString(listener_labels_[li]) +
+           ",\"tls\":" + (config_->listeners.size() > li && !config_->listeners[li].certificates.empty()
+                              ? "true" : "false") +
+           ",\"connections\":" + std::to_string(active) + "}";
+  }
+  out += "]";
+  const cache::CacheStats stats = shared_->cache.stats();
   out += ",\"cache\":{\"ram\":{\"objects\":" + std::to_string(stats.objects) +
          ",\"bytes\":" + std::to_string(stats.bytes) +
          ",\"capacity_bytes\":" + std::to_string(stats.capacity_bytes) +
+         ",\"used_percent\":" +
+         std::to_string(stats.capacity_bytes ? stats.bytes * 100 / stats.capacity_bytes : 0) +
          ",\"evictions\":" + std::to_string(stats.evictions) +
+         ",\"admissions\":" + std::to_string(stats.admissions) +
          ",\"fills_in_flight\":" + std::to_string(stats.fills_in_flight) + "}}";
+  std::map<OriginStats::Key, OriginStats::Series> traffic;
+  for (const auto& c : shared_->counters) c->origin_stats.addTo(traffic);
   out += ",\"origins\":[";
   const auto now = std::chrono::steady_clock::now();
   bool first = true;
   for (size_t g = 0; g < config_->origin_groups.size(); ++g) {
     const conf::OriginGroupConfig& group = config_->origin_groups[g];
     for (size_t o = 0; o < group.origins.size(); ++o) {
+      const conf::OriginConfig& origin = group.origins[o];
+      const auto it = traffic.find(OriginStats::Key(group.name, origin.name, origin.dc));
+      const OriginStats::Series series = it == traffic.end() ? OriginStats::Series{} : it->second;
       if (!first) out += ',';
       first = false;
-      out += "{\"group\":\"" + group.name + "\",\"origin\":\"" + group.origins[o].name +
-             "\",\"dc\":\"" + group.origins[o].dc + "\",\"up\":" +
-             (shared_->health->isUp(g, o, now) ? "true" : "false") + "}";
+      out += "{\"group\":" + jsonString(group.name) + ",\"origin\":" + jsonString(origin.name) +
+             ",\"dc\":" + jsonString(origin.dc) + ",\"priority\":" + std::to_string(origin.priority) +
+             ",\"up\":" + (shared_->health->isUp(g, o, now) ? "true" : "false") +
+             ",\"requests\":" + std::to_string(series.requests) +
+             ",\"errors\":" + std::to_string(series.errors) +
+             ",\"failovers\":" + std::to_string(series.failovers) + "}";
     }
   }
   out += "]}\n";
@@ -362,47 +498,150 @@ std::string Server::statusJson() const {
 std::string Server::metricsText() const {
   metrics::Snapshot snap;
   snap.start_time_unix_seconds = static_cast<double>(start_unix_ms_) / 1000.0;
-  for (size_t r = 0; r < static_cast<size_t>(CacheResult::kCount); ++r) {
-    uint64_t total = 0;
-    for (const auto& c : shared_->counters) total += c->requests_by_result[r].load(std::memory_order_relaxed);
-    if (static_cast<CacheResult>(r) == CacheResult::kNone) {
-      snap.requests_by_result.emplace_back("none", total);
-    } else {
-      std::string name = cacheResultName(static_cast<CacheResult>(r));
-      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      snap.requests_by_result.emplace_back(name, total);
+  snap.now_unix_seconds = static_cast<double>(unixMillisNow()) / 1000.0;
+  snap.workers = worker_count_;
+
+  // Viewer requests: sum the workers' cells; only non-zero series are exported.
+  const std::vector<std::string> vhosts = shared_->vhost_slots.names();
+  std::array<uint64_t, kStatusClasses> by_class{};
+  for (size_t v = 0; v < vhosts.size() && v < kVhostSlots; ++v) {
+    if (vhosts[v].empty()) continue;
+    uint64_t bytes = 0;
+    for (const auto& c : shared_->counters) bytes += c->response_bytes[v].load(std::memory_order_relaxed);
+    bool any = bytes > 0;
+    for (size_t r = 0; r < kCacheResults; ++r) {
+      for (size_t k = 0; k < kStatusClasses; ++k) {
+        uint64_t total = 0;
+        for (const auto& c : shared_->counters) total += c->requests[v][r][k].load(std::memory_order_relaxed);
+        if (total == 0) continue;
+        any = true;
+        by_class[k] += total;
+        snap.requests.push_back({vhosts[v], lowerResultName(static_cast<CacheResult>(r)),
+                                 k == 0 ? "other" : std::to_string(k) + "xx", total});
+      }
     }
+    if (any) snap.response_bytes_by_vhost.emplace_back(vhosts[v], bytes);
   }
-  for (size_t k = 1; k <= 5; ++k) {
-    uint64_t total = 0;
-    for (const auto& c : shared_->counters) total += c->responses_by_class[k].load(std::memory_order_relaxed);
-    snap.responses_by_class.emplace_back(std::to_string(k) + "xx", total);
+  for (size_t k = 1; k < kStatusClasses; ++k) {
+    snap.responses_by_class.emplace_back(std::to_string(k) + "xx", by_class[k]);
+  }
+  for (size_t r = 0; r < kCacheResults; ++r) {
+    metrics::LatencySeries duration{lowerResultName(static_cast<CacheResult>(r)), {}};
+    metrics::LatencySeries ttfb{duration.result, {}};
+    for (const auto& c : shared_->counters) {
+      c->duration[r].addTo(duration.histogram);
+      c->ttfb[r].addTo(ttfb.histogram);
+    }
+    if (duration.histogram.count() == 0) continue;
+    snap.request_duration.push_back(std::move(duration));
+    snap.time_to_first_byte.push_back(std::move(ttfb));
   }
   for (const auto& c : shared_->counters) {
-    snap.response_bytes += c->response_bytes.load(std::memory_order_relaxed);
     snap.origin_fetches += c->origin_fetches.load(std::memory_order_relaxed);
     snap.origin_failures += c->origin_failures.load(std::memory_order_relaxed);
     snap.connections_accepted += c->connections_accepted.load(std::memory_order_relaxed);
     snap.bad_requests += c->bad_requests.load(std::memory_order_relaxed);
   }
-  snap.connections_active = shared_->connections_total_active.load(std::memory_order_relaxed);
+  for (size_t li = 0; li < listener_labels_.size() && li < kListenerSlots; ++li) {
+    int64_t active = 0;
+    for (const auto& c : shared_->counters) {
+      active += c->connections_active_by_listener[li].load(std::memory_order_relaxed);
+    }
+    snap.listeners.push_back({listener_labels_[li], active});
+  }
+  for (size_t v = 0; v < static_cast<size_t>(TlsVersionSlot::kCount); ++v) {
+    for (size_t r = 0; r < static_cast<size_t>(HandshakeResult::kCount); ++r) {
+      uint64_t total = 0;
+      for (const auto& c : shared_->counters) total += c->tls_handshakes[v][r].load(std::memory_order_relaxed);
+      if (total == 0) continue;
+      snap.tls_handshakes.push_back({tlsVersionLabel(static_cast<TlsVersionSlot>(v)),
+                                     handshakeResultLabel(static_cast<HandshakeResult>(r)), total});
+    }
+  }
+
   const cache::CacheStats stats = shared_->cache.stats();
-  snap.cache_objects = stats.objects;
-  snap.cache_bytes = stats.bytes;
-  snap.cache_capacity_bytes = stats.capacity_bytes;
-  snap.cache_evictions = stats.evictions;
-  snap.cache_admissions = stats.admissions;
+  snap.tiers.push_back({"ram", stats.objects, stats.bytes, stats.capacity_bytes, stats.evictions,
+                        stats.admissions});
   snap.reloads_ok = reloads_ok_;
   snap.reloads_failed = reloads_failed_;
+  snap.last_reload_success_unix_seconds = static_cast<double>(last_reload_ok_unix_ms_) / 1000.0;
+  snap.last_reload_ok = last_reload_ok_;
+  const int64_t now_ms = unixMillisNow();
+  for (const auto& c : shared_->counters) {
+    const int64_t beat = c->heartbeat_unix_ms.load(std::memory_order_relaxed);
+    snap.worker_heartbeat_age_seconds.push_back(static_cast<double>(std::max<int64_t>(0, now_ms - beat)) / 1000.0);
+  }
+
+  // Origins: every configured one (with origin_up), then series of origins a reload removed.
+  std::map<OriginStats::Key, OriginStats::Series> traffic;
+  for (const auto& c : shared_->counters) c->origin_stats.addTo(traffic);
   const auto now = std::chrono::steady_clock::now();
   for (size_t g = 0; g < config_->origin_groups.size(); ++g) {
     const conf::OriginGroupConfig& group = config_->origin_groups[g];
     for (size_t o = 0; o < group.origins.size(); ++o) {
-      snap.origins.push_back({group.name, group.origins[o].name, group.origins[o].dc,
-                              shared_->health->isUp(g, o, now)});
+      const conf::OriginConfig& origin = group.origins[o];
+      metrics::OriginState state;
+      state.group = group.name;
+      state.origin = origin.name;
+      state.dc = origin.dc;
+      state.up = shared_->health->isUp(g, o, now);
+      const auto it = traffic.find(OriginStats::Key(group.name, origin.name, origin.dc));
+      if (it != traffic.end()) {
+        state.requests = it->second.requests;
+        state.errors = it->second.errors;
+        state.retries = it->second.retries;
+        state.failovers = it->second.failovers;
+        state.latency = it->second.latency;
+        traffic.erase(it);
+      }
+      snap.origins.push_back(std::move(state));
     }
   }
+  for (const auto& [key, series] : traffic) {
+    metrics::OriginState state;
+    std::tie(state.group, state.origin, state.dc) = key;
+    state.in_config = false;
+    state.requests = series.requests;
+    state.errors = series.errors;
+    state.retries = series.retries;
+    state.failovers = series.failovers;
+    state.latency = series.latency;
+    snap.origins.push_back(std::move(state));
+  }
   return metrics::renderPrometheus(snap);
+}
+
+// POST /debug/block-worker?ms=N[&worker=I]: runs a task on worker I (default 0) that sleeps N ms,
+// so tests can prove that /healthz notices a stuck loop. Only with [admin] debug_endpoints.
+void Server::debugBlockWorker(evhttp_request* req, evbuffer* body, int& code, const char*& reason) {
+  if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+    code = 405;
+    reason = "Method Not Allowed";
+    evbuffer_add_printf(body, "POST only\n");
+    return;
+  }
+  evkeyvalq query{};  // evhttp_parse_query_str initialises it; empty (null head) otherwise
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+  const char* q = uri ? evhttp_uri_get_query(uri) : nullptr;
+  long ms = -1;
+  long index = 0;
+  if (q && evhttp_parse_query_str(q, &query) == 0) {
+    if (const char* v = evhttp_find_header(&query, "ms")) ms = std::strtol(v, nullptr, 10);
+    if (const char* v = evhttp_find_header(&query, "worker")) index = std::strtol(v, nullptr, 10);
+  }
+  evhttp_clear_headers(&query);
+  if (ms <= 0 || ms > 60'000 || index < 0 || index >= static_cast<long>(workers_.size())) {
+    code = 400;
+    reason = "Bad Request";
+    evbuffer_add_printf(body, "need ms=1..60000 and worker=0..%zu\n", workers_.size() - 1);
+    return;
+  }
+  const auto duration = std::chrono::milliseconds(ms);
+  workers_[static_cast<size_t>(index)]->post([duration] { std::this_thread::sleep_for(duration); });
+  std::fprintf(stderr, "streamedge: debug: blocking worker %ld for %ld ms\n", index, ms);
+  code = 202;
+  reason = "Accepted";
+  evbuffer_add_printf(body, "blocking worker %ld for %ld ms\n", index, ms);
 }
 
 void Server::handleAdmin(evhttp_request* req) {
@@ -413,11 +652,12 @@ void Server::handleAdmin(evhttp_request* req) {
   if (parsed) evhttp_uri_free(parsed);
   evkeyvalq* out_headers = evhttp_request_get_output_headers(req);
   evhttp_add_header(out_headers, "Cache-Control", "no-store");
+  evhttp_add_header(out_headers, "Content-Type", "text/plain; charset=utf-8");
 
   if (!config_->admin.bearer_token.empty()) {
     const char* auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     const std::string expected = "Bearer " + config_->admin.bearer_token;
-    if (!auth || expected != auth) {
+    if (!auth || !sameSecret(auth, expected)) {
       evhttp_add_header(out_headers, "WWW-Authenticate", "Bearer");
       evbuffer_add_printf(body, "bearer token required\n");
       evhttp_send_reply(req, 401, "Unauthorized", body);
@@ -439,21 +679,24 @@ void Server::handleAdmin(evhttp_request* req) {
     }
   } else if (path == "/readyz") {
     std::string why;
-    if (ready(why)) {
-      evbuffer_add_printf(body, "ready\n");
-    } else {
+    const bool is_ready = ready(why);
+    if (!is_ready) {
       code = 503;
       reason = "Service Unavailable";
-      evbuffer_add_printf(body, "not ready: %s\n", why.c_str());
     }
+    evbuffer_add_printf(body, "%s\n%s", is_ready ? "ready" : "not ready", why.c_str());
   } else if (path == "/status") {
+    evhttp_remove_header(out_headers, "Content-Type");
     evhttp_add_header(out_headers, "Content-Type", "application/json");
     std::string json = statusJson();
     evbuffer_add(body, json.data(), json.size());
   } else if (path == "/metrics") {
+    evhttp_remove_header(out_headers, "Content-Type");
     evhttp_add_header(out_headers, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     std::string text = metricsText();
     evbuffer_add(body, text.data(), text.size());
+  } else if (path == "/debug/block-worker" && config_->admin.debug_endpoints) {
+    debugBlockWorker(req, body, code, reason);
   } else {
     code = 404;
     reason = "Not Found";

@@ -14,6 +14,7 @@
 #include "conf/config.h"
 #include "proxy/shared_state.h"
 #include "proxy/worker.h"
+#include "tls/tls_state.h"
 
 namespace streamedge::proxy {
 
@@ -41,8 +42,11 @@ class Server {
   std::string metricsText() const;
   bool healthy(std::string& why) const;
   bool ready(std::string& why) const;
+  void registerVhosts(const conf::Config& config);  // metric label slots, config order
+  void debugBlockWorker(evhttp_request* req, evbuffer* body, int& code, const char*& reason);
 
   conf::ConfigPtr config_;
+  tls::TlsStatePtr tls_;  // built from config_; swapped with it on reload
   std::string config_path_;
   int worker_count_ = 1;
   std::unique_ptr<SharedState> shared_;
@@ -54,6 +58,10 @@ class Server {
   int64_t start_unix_ms_ = 0;
   uint64_t reloads_ok_ = 0;
   uint64_t reloads_failed_ = 0;
+  int64_t last_reload_ok_unix_ms_ = 0;       // the start counts as the first good load
+  bool last_reload_ok_ = true;               // the latest reload attempt succeeded
+  bool listeners_bound_ = false;             // every listener socket bound and workers started
+  std::vector<std::string> listener_labels_;  // metric label per listener index, fixed at start
 };
 
 // Parses "host:port" / "[v6]:port" into a sockaddr. False on anything else.

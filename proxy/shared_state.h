@@ -1,38 +1,109 @@
 // SharedState: what all workers of one process share — the cache, origin health, the access
-// log and per-worker counters. Owned by the Server, outlives the workers. Thread-safe members.
+// log, the vhost label registry and per-worker counters. Owned by the Server, outlives the
+// workers. Thread-safe members.
+//
+// Counters follow DESIGN.md "Threads": each WorkerCounters is written by its one worker only
+// (relaxed load + store, no read-modify-write, so no contended cache line per request) and
+// summed by the admin thread at scrape time.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "cache/cache.h"
 #include "conf/config.h"
+#include "metrics/latency_histogram.h"
 #include "proxy/access_log.h"
 #include "proxy/origin_client.h"
+#include "proxy/origin_stats.h"
 
 namespace streamedge::proxy {
 
 enum class CacheResult : uint8_t { kHit, kMiss, kStale, kCoalesced, kPass, kNone, kCount };
 const char* cacheResultName(CacheResult r);  // "HIT", "MISS", ..., "-" for kNone
+inline constexpr size_t kCacheResults = static_cast<size_t>(CacheResult::kCount);
 
-// Written by one worker (relaxed), read by the admin thread and summed at scrape time.
+// Per-vhost counters are fixed arrays indexed by a slot: 0 for requests no vhost matched, one
+// slot per vhost name (config order at start, new names appended at reload), the last slot for
+// names past the cap. Label values therefore come only from config and stay bounded.
+inline constexpr size_t kVhostSlots = 64;
+inline constexpr size_t kListenerSlots = 32;  // listeners past this share the last slot
+inline constexpr size_t kStatusClasses = 6;   // [1..5]xx; [0] for anything else
+
+// Viewer TLS handshakes (the tls/ glue calls WorkerCounters::recordHandshake).
+enum class TlsVersionSlot : uint8_t { kTls12, kTls13, kOther, kUnknown, kCount };
+enum class HandshakeResult : uint8_t { kOk, kFailed, kCount };
+const char* tlsVersionLabel(TlsVersionSlot v);     // "1.2" "1.3" "other" "unknown"
+const char* handshakeResultLabel(HandshakeResult r);  // "ok" "failed"
+// Maps SSL_get_version() text ("TLSv1.3") to a slot; null or empty → kUnknown.
+TlsVersionSlot tlsVersionSlot(const char* ssl_version);
+
+// Stable slots for vhost names. slotFor() takes a mutex: call it when a config is published,
+// not per request (WorkerCounters::vhostSlot caches the mapping per config snapshot).
+class VhostSlots {
+ public:
+  static constexpr uint8_t kUnrouted = 0;
+  static constexpr uint8_t kOther = kVhostSlots - 1;
+  VhostSlots() { names_.push_back("unrouted"); }
+  uint8_t slotFor(std::string_view name);
+  // Label per slot in use (index = slot); kOther's label "other" is last when it is in use.
+  std::vector<std::string> names() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> names_;  // guarded by mu_
+  bool other_used_ = false;         // guarded by mu_
+};
+
 struct WorkerCounters {
-  std::array<std::atomic<uint64_t>, static_cast<size_t>(CacheResult::kCount)> requests_by_result{};
-  std::array<std::atomic<uint64_t>, 6> responses_by_class{};  // [1..5]xx, [0] unused
-  std::atomic<uint64_t> response_bytes{0};
-  std::atomic<uint64_t> origin_fetches{0};
-  std::atomic<uint64_t> origin_failures{0};
-  std::atomic<uint64_t> connections_accepted{0};
-  std::atomic<int64_t> connections_active{0};
-  std::atomic<uint64_t> bad_requests{0};
-  std::atomic<int64_t> heartbeat_unix_ms{0};  // the loop's last tick
+  using Cell = std::atomic<uint64_t>;
 
-  void add(std::atomic<uint64_t>& c, uint64_t n = 1) {
+  // requests[vhost slot][cache result][status class]
+  std::array<std::array<std::array<Cell, kStatusClasses>, kCacheResults>, kVhostSlots> requests{};
+  std::array<Cell, kVhostSlots> response_bytes{};  // body bytes by vhost slot
+  std::array<metrics::LatencyHistogram, kCacheResults> duration;  // by cache result
+  std::array<metrics::LatencyHistogram, kCacheResults> ttfb;      // by cache result
+  Cell origin_fetches{0};
+  Cell origin_failures{0};
+  Cell connections_accepted{0};
+  std::atomic<int64_t> connections_active{0};
+  std::array<std::atomic<int64_t>, kListenerSlots> connections_active_by_listener{};
+  Cell bad_requests{0};
+  std::array<std::array<Cell, static_cast<size_t>(HandshakeResult::kCount)>,
+             static_cast<size_t>(TlsVersionSlot::kCount)>
+      tls_handshakes{};
+  std::atomic<int64_t> heartbeat_unix_ms{0};  // the loop's last tick
+  OriginStats origin_stats;  // written by this worker's OriginClient
+
+  static void add(Cell& c, uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
+  static void addSigned(std::atomic<int64_t>& c, int64_t n) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
+  // Hook for the TLS glue (worker thread): one call per viewer handshake that finished or failed.
+  // `ssl_version` is SSL_get_version() of the connection (null when unknown).
+  void recordHandshake(const char* ssl_version, HandshakeResult result) {
+    add(tls_handshakes[static_cast<size_t>(tlsVersionSlot(ssl_version))]
+                      [static_cast<size_t>(result)]);
+  }
+
+  // Worker thread only: the slot of `vhost` (a member of config->vhosts; null → unrouted). The
+  // slot table is rebuilt (through `registry`) only when the config snapshot changes.
+  uint8_t vhostSlot(VhostSlots& registry, const conf::ConfigPtr& config,
+                    const conf::VhostConfig* vhost);
+
+ private:
+  // Worker thread only; never read at scrape.
+  conf::ConfigPtr slots_config_;
+  std::vector<uint8_t> slots_;  // by position in slots_config_->vhosts
 };
 
 struct SharedState {
@@ -44,6 +115,7 @@ struct SharedState {
   cache::Cache cache;
   std::shared_ptr<OriginHealth> health;
   AccessLog access_log;
+  VhostSlots vhost_slots;
   std::vector<std::unique_ptr<WorkerCounters>> counters;  // one per worker, fixed at start
   std::atomic<int64_t> connections_total_active{0};
   std::atomic<bool> draining{false};

@@ -1,6 +1,8 @@
 #include "proxy/worker.h"
 
+#include <event2/bufferevent_ssl.h>
 #include <event2/thread.h>
+#include <openssl/ssl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -25,6 +27,7 @@ const char* cacheResultName(CacheResult r) {
 
 namespace {
 constexpr size_t kLogFlushBytes = 32 * 1024;
+constexpr ev_ssize_t kMaxSingleWrite = 4 << 20;
 constexpr timeval kTick{0, 100 * 1000};  // heartbeat, log flush, drain checks
 }  // namespace
 
@@ -56,7 +59,8 @@ Worker::~Worker() {
 bool Worker::start() {
   base_ = event_base_new();
   if (!base_) return false;
-  origins_ = std::make_unique<OriginClient>(base_, shared_.health);
+  origins_ = std::make_unique<OriginClient>(base_, shared_.health, &counters_->origin_stats);
+  origins_->setTls(tls_);
   inbox_event_ = event_new(base_, -1, 0, inboxCb, this);
   tick_event_ = event_new(base_, -1, EV_PERSIST, tickCb, this);
   event_add(tick_event_, &kTick);
@@ -137,11 +141,46 @@ void Worker::onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, size_t li
     return;
   }
   evutil_make_socket_nonblocking(fd);
+  // A TLS listener's connections handshake inside a bufferevent_openssl; the SSL starts on the
+  // listener's default context and SNI may switch it. The connection pins the TLS snapshot.
+  const tls::ListenerContexts* contexts = tls_ ? tls_->listener(listener_index) : nullptr;
+  bufferevent* bev = nullptr;
+  if (contexts) {
+    SSL* ssl = SSL_new(contexts->defaultContext());
+    if (!ssl) {
+      ::close(fd);
+      return;
+    }
+    bev = bufferevent_openssl_socket_new(base_, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+      SSL_free(ssl);
+      ::close(fd);
+      return;
+    }
+    // Viewers often close without close_notify; that is an EOF, not an error.
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+  } else {
+    bev = bufferevent_socket_new(base_, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+      ::close(fd);
+      return;
+    }
+  }
+  // libevent writes at most 16 KiB per loop iteration by default; a 2 MB segment would take
+  // 128 iterations. Let the kernel take whatever its socket buffer can hold in one writev.
+  bufferevent_set_max_single_write(bev, kMaxSingleWrite);
   const uint64_t id = next_connection_id_++;
-  auto conn = std::make_unique<ClientConnection>(*this, id, fd, addr, socklen, listener_index);
+  auto conn = std::make_unique<ClientConnection>(*this, id, bev, addr, socklen, listener_index,
+                                                 contexts ? tls_ : nullptr);
   ClientConnection* raw = conn.get();
   connections_.emplace(id, std::move(conn));
   if (!raw->start()) connections_.erase(id);
+}
+
+void Worker::setTls(tls::TlsStatePtr tls) {
+  tls_ = std::move(tls);
+  if (origins_) origins_->setTls(tls_);
 }
 
 void Worker::removeConnection(uint64_t id) {

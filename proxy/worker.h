@@ -23,6 +23,7 @@
 #include "proxy/access_log.h"
 #include "proxy/origin_client.h"
 #include "proxy/shared_state.h"
+#include "tls/tls_state.h"
 
 namespace streamedge::proxy {
 
@@ -59,6 +60,8 @@ class Worker {
   const conf::ConfigPtr& config() const { return config_; }
   OriginClient& origins() { return *origins_; }
   void setConfig(conf::ConfigPtr config) { config_ = std::move(config); }
+  // The TLS contexts new connections use (main thread before start(), then worker thread).
+  void setTls(tls::TlsStatePtr tls);
   void removeConnection(uint64_t id);
   // Fills in flight on this worker; those left at shutdown are deleted (aborted).
   void addFill(FillJob* job) { fills_.insert(job); }
@@ -86,6 +89,7 @@ class Worker {
 
   // worker thread only
   conf::ConfigPtr config_;
+  tls::TlsStatePtr tls_;
   event_base* base_ = nullptr;
   std::vector<evconnlistener*> listeners_;
   struct ListenerArg { Worker* worker; size_t listener_index; };

@@ -2,7 +2,8 @@
 # Runs streamedge on this machine with a demo origin:
 #   installs missing Debian packages, builds build/release (streamedge + origin_sim), starts the
 #   origin simulator on 127.0.0.1:8081 in the background, then streamedge in the foreground on
-#   its embedded default config (HTTP 127.0.0.1:8080, admin 127.0.0.1:9901).
+#   its embedded default config (HTTP 127.0.0.1:8080, HTTPS 127.0.0.1:8443 with a self-signed
+#   certificate generated at first start in ./certs/, admin 127.0.0.1:9901).
 # Extra arguments go to streamedge:  scripts/run.sh -c conf/streamedge.example.toml
 # Ctrl-C stops streamedge (graceful drain) and then the simulator.
 #
@@ -43,7 +44,7 @@ trap 'exit 143' TERM
 port_in_use "${SIM_ADDR##*:}" &&
   die "$SIM_ADDR is already in use: stop whatever listens there (the demo origin needs it)"
 if (($# == 0)); then
-  for p in 8080 9901; do
+  for p in 8080 8443 9901; do
     port_in_use "$p" && die "127.0.0.1:$p is already in use (streamedge's default config needs it)"
   done
 fi
@@ -62,6 +63,7 @@ ${_c_bold}streamedge is up.${_c_off} Try, in another terminal:
   curl -i http://127.0.0.1:8080/live/720p/index.m3u8
   curl -i http://127.0.0.1:8080/dash/manifest.mpd
   curl -i http://127.0.0.1:8080/vod/demo/index.m3u8
+  curl -i --cacert certs/streamedge-selfsigned.pem https://localhost:8443/live/master.m3u8
   curl http://127.0.0.1:9901/metrics
 Repeat a request to see X-Cache change from MISS to HIT. Ctrl-C stops everything.
 

@@ -89,6 +89,8 @@ log "checking packages"
 pkgs=("${STREAMEDGE_BUILD_PACKAGES[@]}")
 [[ "${STREAMEDGE_SKIP_FUZZ:-0}" == 1 ]] || pkgs+=("${STREAMEDGE_TEST_PACKAGES[@]}")
 ( ensure_packages "${pkgs[@]}" ) || fail packages "could not install: ${pkgs[*]}"
+( ensure_packages --no-start-services "${STREAMEDGE_SCENARIO_PACKAGES[@]}" ) ||
+  fail packages "could not install: ${STREAMEDGE_SCENARIO_PACKAGES[*]}"
 pass packages
 
 # ---- 2. release --------------------------------------------------------------------------

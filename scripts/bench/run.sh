@@ -26,6 +26,9 @@
 #   BENCH_PROXY_CPU=0 BENCH_LOAD_CPU=1
 #   BENCH_SKIP_BUILD=1    use the existing build/release binaries
 #   BENCH_KEEP=1          keep the temporary work directory (configs, logs) for inspection
+#   BENCH_STREAMEDGE_ACCESS_LOG=off   streamedge's [log] access_log: "off" (default, like the
+#                         other proxies), "file" (a file in the work directory) or a path; to
+#                         measure the access log's cost on the hot path
 #   ORIGIN_SIM_BIN, HERD_BIN, STREAMEDGE_BIN   override the binaries (development)
 set -uo pipefail
 
@@ -383,8 +386,11 @@ hostnames = ["*"]
   origin_group = "sim"
 EOF
   }
-  # Access logs are off for every proxy; fall back to streamedge's default if [log] is refused.
-  write_streamedge_conf $'[log]\naccess_log = "off"' >"$dir/bench.toml"
+  # Access logs are off for every proxy unless BENCH_STREAMEDGE_ACCESS_LOG says otherwise; fall
+  # back to streamedge's default if [log] is refused.
+  local access_log=${BENCH_STREAMEDGE_ACCESS_LOG:-off}
+  [[ "$access_log" == file ]] && access_log="$dir/access.log"
+  write_streamedge_conf "[log]"$'\n'"access_log = \"$access_log\"" >"$dir/bench.toml"
   if ! "$STREAMEDGE_BIN" -t -c "$dir/bench.toml" >"$dir/check.txt" 2>&1; then
     write_streamedge_conf '' >"$dir/bench.toml"
     if ! "$STREAMEDGE_BIN" -t -c "$dir/bench.toml" >"$dir/check.txt" 2>&1; then
@@ -632,7 +638,7 @@ report() {
   echo
   echo "- commit: $(git -C "$STREAMEDGE_ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(git -C "$STREAMEDGE_ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "- machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, kernel $(uname -r)"
-  echo "- each proxy pinned to CPU $PROXY_CPU with 1 worker/thread; wrk, herd and the origin simulator on CPU $LOAD_CPU; all on 127.0.0.1; access logs off"
+  echo "- each proxy pinned to CPU $PROXY_CPU with 1 worker/thread; wrk, herd and the origin simulator on CPU $LOAD_CPU; all on 127.0.0.1; access logs off (streamedge: ${BENCH_STREAMEDGE_ACCESS_LOG:-off})"
   echo "- load average (1/5/15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews req/s and Gbit/s)"
   echo "- wrk -t1, ${BENCH_SECONDS}s per measured run after a ${BENCH_WARM_SECONDS}s warm-up; CPU = utime+stime of the proxy's processes during the run (resolution $((1000 / CLK_TCK)) ms)"
   for name in "${PROXIES[@]}"; do echo "- ${LABEL[$name]}: ${VERSION[$name]:-?}"; done

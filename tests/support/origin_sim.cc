@@ -2,6 +2,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
@@ -9,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -79,7 +81,7 @@ std::string simEtag(std::string_view path, size_t size) {
 std::string originSimUsage() {
   return "usage: origin_sim [--listen HOST:PORT] [--name NAME] [--segment-size BYTES]\n"
          "                  [--target-duration S] [--window N] [--playlist-cache-control V]\n"
-         "                  [--segment-cache-control V]\n";
+         "                  [--segment-cache-control V] [--tls-cert PEM --tls-key PEM]\n";
 }
 
 namespace {
@@ -150,6 +152,12 @@ bool parseOriginSimArgs(int argc, char** argv, OriginSimOptions* options, std::s
     } else if (arg == "--segment-cache-control") {
       if (!need()) return false;
       options->segment_cache_control = value;
+    } else if (arg == "--tls-cert") {
+      if (!need()) return false;
+      options->tls_cert = value;
+    } else if (arg == "--tls-key") {
+      if (!need()) return false;
+      options->tls_key = value;
     } else {
       *error = "unknown argument: " + arg;
       return false;
@@ -425,6 +433,7 @@ struct OriginSim::Impl {
   // ---- loop-owned
   event_base* base = nullptr;
   evconnlistener* listener = nullptr;
+  SSL_CTX* tls_ctx = nullptr;  // set: connections speak TLS
   event* stop_event = nullptr;
   event* sigterm_event = nullptr;
   event* sigint_event = nullptr;
@@ -556,6 +565,7 @@ OriginSim::Impl::~Impl() {
   }
   conns.clear();
   if (listener != nullptr) evconnlistener_free(listener);
+  if (tls_ctx != nullptr) SSL_CTX_free(tls_ctx);
   if (stop_event != nullptr) event_free(stop_event);
   if (sigterm_event != nullptr) event_free(sigterm_event);
   if (sigint_event != nullptr) event_free(sigint_event);
@@ -577,6 +587,15 @@ bool OriginSim::Impl::bind(std::string* error, uint16_t* port) {
   if (base == nullptr) {
     *error = "event_base_new failed";
     return false;
+  }
+  if (!options.tls_cert.empty()) {
+    tls_ctx = SSL_CTX_new(TLS_server_method());
+    if (tls_ctx == nullptr || SSL_CTX_use_certificate_chain_file(tls_ctx, options.tls_cert.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(tls_ctx, options.tls_key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      *error = "cannot load --tls-cert/--tls-key";
+      return false;
+    }
+    SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
   }
   listener = evconnlistener_new_bind(base, acceptCb, this, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
                                      1024, reinterpret_cast<sockaddr*>(&ss), len);
@@ -614,7 +633,17 @@ void OriginSim::Impl::accept(evutil_socket_t fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   auto* c = new Conn;
   c->sim = this;
-  c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+  if (tls_ctx != nullptr) {
+    SSL* ssl = SSL_new(tls_ctx);
+    c->bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev != nullptr) {
+      bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+      SSL_free(ssl);
+    }
+  } else {
+    c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+  }
   if (c->bev == nullptr) {
     close(fd);
     delete c;

@@ -64,6 +64,8 @@ struct OriginSimOptions {
   int window = 6;                         // live window in segments
   std::string playlist_cache_control;     // empty: no Cache-Control on playlists/MPDs
   std::string segment_cache_control = "max-age=3600";
+  std::string tls_cert;                   // non-empty: serve HTTPS with this PEM chain...
+  std::string tls_key;                    // ...and this key
 };
 
 // Parses origin_sim's command line (argv[0] excluded). Returns false with a message on error.

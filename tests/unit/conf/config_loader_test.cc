@@ -185,9 +185,13 @@ TEST(ConfigLoader, DefaultConfigLoadsWithoutErrorsOrWarnings) {
   EXPECT_EQ(c.source, "<embedded default>");
   EXPECT_EQ(c.server.workers, 0);
   EXPECT_EQ(c.admin.address, "127.0.0.1:9901");
-  ASSERT_EQ(c.listeners.size(), 1u);
+  ASSERT_EQ(c.listeners.size(), 2u);
   EXPECT_EQ(c.listeners[0].host, "127.0.0.1");
   EXPECT_EQ(c.listeners[0].port, 8080);
+  EXPECT_TRUE(c.listeners[0].certificates.empty());
+  EXPECT_EQ(c.listeners[1].port, 8443);
+  ASSERT_EQ(c.listeners[1].certificates.size(), 1u);
+  EXPECT_EQ(c.listeners[1].certificates[0].cert, "certs/streamedge-selfsigned.pem");
   EXPECT_EQ(c.cache.ram.size_bytes, 256ull << 20);
   ASSERT_EQ(c.origin_groups.size(), 1u);
   EXPECT_EQ(c.origin_groups[0].name, "demo");
@@ -217,8 +221,14 @@ TEST(ConfigLoader, ExampleConfigLoadsWithDocumentedValues) {
   EXPECT_EQ(c.listeners[0].backlog, 4096);
   ASSERT_EQ(c.listeners[0].certificates.size(), 2u);
   EXPECT_EQ(c.listeners[0].certificates[1].key, "/etc/streamedge/tls/cdn.example.net.key.pem");
+  EXPECT_EQ(c.listeners[0].tls_min_version, "1.2");
+  EXPECT_EQ(c.listeners[0].tls_ciphers, kDefaultTlsCiphers);
+  EXPECT_EQ(c.listeners[0].tls_ciphersuites, kDefaultTlsCiphersuites);
+  EXPECT_EQ(c.listeners[0].tls_ticket_rotation, Seconds(3600));
   EXPECT_EQ(c.listeners[1].host, "::");
   EXPECT_EQ(c.listeners[1].port, 80);
+  EXPECT_TRUE(c.listeners[1].redirect_https);
+  EXPECT_EQ(c.listeners[1].https_port, 443);
   EXPECT_EQ(c.cache.ram.size_bytes, 8ull << 30);
 
   // Two data centers in one group, primary first.
@@ -231,12 +241,14 @@ TEST(ConfigLoader, ExampleConfigLoadsWithDocumentedValues) {
   EXPECT_EQ(vod.origins[0].host, "origin-fra.example.com");
   EXPECT_EQ(vod.origins[0].port, 443);
   EXPECT_EQ(vod.origins[0].base_path, "/vod");
+  EXPECT_TRUE(vod.origins[0].tls_verify);
   EXPECT_EQ(vod.origins[1].dc, "dc-ams");
   EXPECT_EQ(vod.origins[1].priority, 2);
 
   ASSERT_EQ(c.vhosts.size(), 1u);
   const VhostConfig& v = c.vhosts[0];
   EXPECT_EQ(v.name, "video");
+  EXPECT_EQ(v.hsts, "max-age=31536000");
   ASSERT_EQ(v.routes.size(), 4u);
   // Longest prefix first.
   EXPECT_EQ(v.routes[0].prefix, "/captions/");
@@ -1147,6 +1159,97 @@ TEST(ConfigLoader, SyntaxErrorInAFileNamesTheFile) {
   EXPECT_EQ(r.errors[0].file, path);
   EXPECT_EQ(r.errors[0].line, 3);
   EXPECT_EQ(r.errors[0].toString().rfind(path + ":3: ", 0), 0u) << r.errors[0].toString();
+}
+
+TEST(ConfigLoader, TlsKeysAreReadAndOriginGroupTlsDefaultsAreInherited) {
+  const LoadResult r = load(R"([[listener]]
+address = "127.0.0.1:8080"
+redirect_https = true
+[[listener]]
+address = "127.0.0.1:8443"
+tls_min_version = "1.3"
+tls_ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"
+tls_ciphersuites = "TLS_AES_128_GCM_SHA256"
+tls_session_tickets = false
+tls_ticket_key_file = "/etc/streamedge/tickets.key"
+tls_ticket_rotation = "30m"
+tls_session_cache_size = 0
+tls_session_timeout = "5m"
+  [[listener.certificate]]
+  cert = "a.pem"
+  key = "a.key"
+[[origin_group]]
+name = "main"
+ca_file = "/etc/ca.pem"
+tls_verify = false
+  [[origin_group.origin]]
+  url = "https://origin.example.com"
+  [[origin_group.origin]]
+  url = "https://origin2.example.com"
+  ca_file = "/etc/other-ca.pem"
+  tls_verify = true
+  client_cert = "c.pem"
+  client_key = "c.key"
+  tls_server_name = "origin.internal"
+[[vhost]]
+hostnames = ["*"]
+hsts = "max-age=31536000; includeSubDomains"
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "main"
+)");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const Config& c = *r.config;
+  EXPECT_TRUE(c.listeners[0].redirect_https);
+  EXPECT_EQ(c.listeners[0].https_port, 8443);  // the first TLS listener's port
+  const ListenerConfig& l = c.listeners[1];
+  EXPECT_EQ(l.tls_min_version, "1.3");
+  EXPECT_EQ(l.tls_ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256");
+  EXPECT_EQ(l.tls_ciphersuites, "TLS_AES_128_GCM_SHA256");
+  EXPECT_FALSE(l.tls_session_tickets);
+  EXPECT_EQ(l.tls_ticket_key_file, "/etc/streamedge/tickets.key");
+  EXPECT_EQ(l.tls_ticket_rotation, Seconds(1800));
+  EXPECT_EQ(l.tls_session_cache_size, 0);
+  EXPECT_EQ(l.tls_session_timeout, Seconds(300));
+  const OriginConfig& a = c.origin_groups[0].origins[0];
+  EXPECT_EQ(a.ca_file, "/etc/ca.pem");
+  EXPECT_FALSE(a.tls_verify);
+  const OriginConfig& b = c.origin_groups[0].origins[1];
+  EXPECT_EQ(b.ca_file, "/etc/other-ca.pem");
+  EXPECT_TRUE(b.tls_verify);
+  EXPECT_EQ(b.client_cert, "c.pem");
+  EXPECT_EQ(b.client_key, "c.key");
+  EXPECT_EQ(b.tls_server_name, "origin.internal");
+  EXPECT_EQ(c.vhosts[0].hsts, "max-age=31536000; includeSubDomains");
+}
+
+TEST(ConfigLoader, TlsMistakesAreErrors) {
+  const LoadResult r = load(R"([[listener]]
+address = "127.0.0.1:8080"
+redirect_https = true
+[[listener]]
+address = "127.0.0.1:8443"
+tls_min_version = "1.0"
+tls_ticket_rotation = "10s"
+[[origin_group]]
+name = "main"
+  [[origin_group.origin]]
+  url = "https://origin.example.com"
+  client_cert = "c.pem"
+[[vhost]]
+hostnames = ["*"]
+hsts = "1 year"
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "main"
+)");
+  ASSERT_FALSE(r.ok());
+  const std::string all = describe(r);
+  EXPECT_NE(all.find("listener[1].tls_min_version: expected \"1.2\" or \"1.3\""), std::string::npos) << all;
+  EXPECT_NE(all.find("listener[1].tls_ticket_rotation: must be at least 60s"), std::string::npos) << all;
+  EXPECT_NE(all.find("listener[0].redirect_https: no TLS listener to redirect to"), std::string::npos) << all;
+  EXPECT_NE(all.find("client_cert: client_cert and client_key go together"), std::string::npos) << all;
+  EXPECT_NE(all.find("vhost[0].hsts: expected a Strict-Transport-Security value"), std::string::npos) << all;
 }
 
 }  // namespace

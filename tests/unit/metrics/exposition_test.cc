@@ -2,28 +2,114 @@
 
 #include <gtest/gtest.h>
 
+
 namespace streamedge::metrics {
 namespace {
+
+bool has(const std::string& text, const std::string& line) {
+  return text.find(line) != std::string::npos;
+}
+
+OriginState origin(std::string group, std::string name, std::string dc, bool up) {
+  OriginState o;
+  o.group = std::move(group);
+  o.origin = std::move(name);
+  o.dc = std::move(dc);
+  o.up = up;
+  return o;
+}
 
 TEST(Exposition, CountersCarryOnlyConfigAndVocabularyLabels) {
   Snapshot s;
   s.start_time_unix_seconds = 1700000000;
-  s.requests_by_result = {{"hit", 7}, {"miss", 2}};
+  s.now_unix_seconds = 1700000060;
+  s.requests = {{"live", "hit", "2xx", 7}, {"live", "miss", "2xx", 2}};
   s.responses_by_class = {{"2xx", 9}};
-  s.origins = {{"main", "127.0.0.1:8081", "dc-a", true}, {"main", "b", "dc-b", false}};
-  s.cache_objects = 3;
+  s.origins = {origin("main", "127.0.0.1:8081", "dc-a", true), origin("main", "b", "dc-b", false)};
+  s.tiers = {{"ram", 3, 100, 1000, 1, 4}};
   const std::string text = renderPrometheus(s);
-  EXPECT_NE(text.find("streamedge_requests_total{result=\"hit\"} 7"), std::string::npos) << text;
-  EXPECT_NE(text.find("streamedge_requests_total{result=\"miss\"} 2"), std::string::npos);
-  EXPECT_NE(text.find("streamedge_origin_up{group=\"main\",origin=\"127.0.0.1:8081\",dc=\"dc-a\"} 1"),
-            std::string::npos)
+  EXPECT_TRUE(has(text, "streamedge_requests_total{vhost=\"live\",result=\"hit\",status_class=\"2xx\"} 7"))
       << text;
-  EXPECT_NE(text.find("streamedge_origin_up{group=\"main\",origin=\"b\",dc=\"dc-b\"} 0"),
-            std::string::npos);
-  EXPECT_NE(text.find("# TYPE streamedge_requests_total counter"), std::string::npos);
-  EXPECT_NE(text.find("streamedge_cache_objects{tier=\"ram\"} 3"), std::string::npos);
-  EXPECT_NE(text.find("process_start_time_seconds 1700000000"), std::string::npos);
-  EXPECT_NE(text.find("streamedge_build_info{"), std::string::npos);
+  EXPECT_TRUE(has(text, "streamedge_requests_total{vhost=\"live\",result=\"miss\",status_class=\"2xx\"} 2"));
+  EXPECT_TRUE(has(text, "streamedge_origin_up{group=\"main\",origin=\"127.0.0.1:8081\",dc=\"dc-a\"} 1"))
+      << text;
+  EXPECT_TRUE(has(text, "streamedge_origin_up{group=\"main\",origin=\"b\",dc=\"dc-b\"} 0"));
+  EXPECT_TRUE(has(text, "# TYPE streamedge_requests_total counter"));
+  EXPECT_TRUE(has(text, "streamedge_cache_objects{tier=\"ram\"} 3"));
+  EXPECT_TRUE(has(text, "streamedge_cache_admissions_total{tier=\"ram\"} 4"));
+  EXPECT_TRUE(has(text, "process_start_time_seconds 1700000000"));
+  EXPECT_TRUE(has(text, "streamedge_uptime_seconds 60"));
+  EXPECT_TRUE(has(text, "streamedge_build_info{"));
+}
+
+TEST(Exposition, HistogramsAreCumulativeWithInfBucketAndSum) {
+  Snapshot s;
+  LatencySeries hit{"hit", {}};
+  hit.histogram.counts[latencyBucketIndex(500'000)] += 2;          // 0.5 ms → le 0.001
+  hit.histogram.counts[latencyBucketIndex(30'000'000)] += 1;       // 30 ms → le 0.05
+  hit.histogram.counts[latencyBucketIndex(20'000'000'000)] += 1;   // 20 s → +Inf only
+  hit.histogram.sum_seconds = 20.031;
+  s.request_duration.push_back(hit);
+  const std::string text = renderPrometheus(s);
+  EXPECT_TRUE(has(text, "# TYPE streamedge_request_duration_seconds histogram")) << text;
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.001\"} 2"))
+      << text;
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.025\"} 2"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.05\"} 3"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"10\"} 3"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"+Inf\"} 4"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_count{result=\"hit\"} 4"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_sum{result=\"hit\"} 20.031"));
+}
+
+TEST(Exposition, RemovedOriginKeepsCountersButHasNoUpGauge) {
+  Snapshot s;
+  OriginState gone;
+  gone.group = "main";
+  gone.origin = "old";
+  gone.dc = "dc-z";
+  gone.in_config = false;
+  gone.requests = 5;
+  s.origins.push_back(gone);
+  const std::string text = renderPrometheus(s);
+  EXPECT_TRUE(has(text, "streamedge_origin_requests_total{group=\"main\",origin=\"old\",dc=\"dc-z\"} 5"))
+      << text;
+  EXPECT_FALSE(has(text, "streamedge_origin_up{group=\"main\",origin=\"old\""));
+}
+
+TEST(Exposition, SsdFamiliesAppearOnlyWithAnSsdTier) {
+  Snapshot s;
+  EXPECT_FALSE(has(renderPrometheus(s), "streamedge_ssd_"));
+  s.ssd_io_backend = "threads";
+  s.ssd_read_latency.counts[0] = 4;
+  const std::string text = renderPrometheus(s);
+  EXPECT_TRUE(has(text, "streamedge_ssd_io_backend{backend=\"threads\"} 1")) << text;
+  EXPECT_TRUE(has(text, "streamedge_ssd_read_seconds_count 4"));
+  EXPECT_TRUE(has(text, "streamedge_ssd_write_seconds_count 0"));
+}
+
+TEST(LatencyHistogram, BucketBoundsAreInclusive) {
+  EXPECT_EQ(latencyBucketIndex(0), 0u);
+  EXPECT_EQ(latencyBucketIndex(1'000'000), 0u);  // exactly 1 ms → le="0.001"
+  EXPECT_EQ(latencyBucketIndex(1'000'001), 1u);
+  EXPECT_EQ(latencyBucketIndex(10'000'000'000), kLatencyBucketBounds.size() - 1);  // 10 s
+  EXPECT_EQ(latencyBucketIndex(10'000'000'001), kLatencyBucketBounds.size());      // +Inf
+}
+
+TEST(LatencyHistogram, ObservationsSumAcrossCopies) {
+  LatencyHistogram a;
+  LatencyHistogram b;
+  a.observe(std::chrono::milliseconds(2));
+  b.observe(std::chrono::milliseconds(3));
+  b.observe(std::chrono::seconds(30));
+  HistogramSnapshot sum;
+  a.addTo(sum);
+  b.addTo(sum);
+  EXPECT_EQ(sum.count(), 3u);
+  EXPECT_EQ(sum.counts[1], 1u);  // 2 ms → le 0.0025
+  EXPECT_EQ(sum.counts[2], 1u);  // 3 ms → le 0.005
+  EXPECT_EQ(sum.counts[kLatencyBuckets - 1], 1u);
+  EXPECT_NEAR(sum.sum_seconds, 30.005, 1e-9);
 }
 
 }  // namespace

@@ -1,0 +1,250 @@
+#include "cache/ssd_device.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+
+namespace streamedge::cache {
+
+void ssdLogToStderr(std::string_view line) {
+  std::fprintf(stderr, "streamedge: ssd: %.*s\n", static_cast<int>(line.size()), line.data());
+}
+
+// ---------------------------------------------------------------------------------------------
+// AlignedBuffer
+
+AlignedBuffer::AlignedBuffer(size_t size, size_t alignment) : size_(size) {
+  if (size == 0) return;
+  const size_t rounded = (size + alignment - 1) / alignment * alignment;
+  data_ = static_cast<uint8_t*>(std::aligned_alloc(alignment, rounded));
+  if (!data_) throw std::bad_alloc();
+}
+
+AlignedBuffer::AlignedBuffer(AlignedBuffer&& o) noexcept
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+
+AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {
+  if (this != &o) {
+    std::free(data_);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
+AlignedBuffer::~AlignedBuffer() { std::free(data_); }
+
+// ---------------------------------------------------------------------------------------------
+// Device
+
+Status Device::checkIo(uint64_t offset, const void* buf, size_t len) const {
+  const uint64_t a = io_alignment_;
+  if (offset % a != 0 || len % a != 0 || reinterpret_cast<uintptr_t>(buf) % a != 0) {
+    return Status(Code::kInvalid, Source::kInternal, "device I/O not aligned");
+  }
+  if (len == 0 || offset > size_ || len > size_ - offset) {
+    return Status(Code::kInvalid, Source::kInternal, "device I/O out of bounds");
+  }
+  return Status::ok();
+}
+
+void Device::recordIo(bool is_write, size_t bytes, bool ok) {
+  if (!ok) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (is_write) {
+    writes_.fetch_add(1, std::memory_order_relaxed);
+    written_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  } else {
+    reads_.fetch_add(1, std::memory_order_relaxed);
+    read_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+}
+
+Status Device::read(uint64_t offset, void* buf, size_t len) {
+  Status s = checkIo(offset, buf, len);
+  if (!s.isOk()) return s;
+  s = readImpl(offset, buf, len);
+  recordIo(false, len, s.isOk());
+  return s;
+}
+
+Status Device::write(uint64_t offset, const void* buf, size_t len) {
+  Status s = checkIo(offset, buf, len);
+  if (!s.isOk()) return s;
+  s = writeImpl(offset, buf, len);
+  recordIo(true, len, s.isOk());
+  return s;
+}
+
+DeviceStats Device::stats() const {
+  DeviceStats s;
+  s.reads = reads_.load(std::memory_order_relaxed);
+  s.writes = writes_.load(std::memory_order_relaxed);
+  s.read_bytes = read_bytes_.load(std::memory_order_relaxed);
+  s.written_bytes = written_bytes_.load(std::memory_order_relaxed);
+  s.errors = errors_.load(std::memory_order_relaxed);
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// MemoryDevice
+
+MemoryDevice::MemoryDevice(uint64_t size, uint32_t io_alignment)
+    : Device(size, io_alignment), bytes_(size, 0) {}
+
+Status MemoryDevice::readImpl(uint64_t offset, void* buf, size_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::memcpy(buf, bytes_.data() + offset, len);
+  return Status::ok();
+}
+
+Status MemoryDevice::writeImpl(uint64_t offset, const void* buf, size_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::memcpy(bytes_.data() + offset, buf, len);
+  return Status::ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// FileDevice
+
+namespace {
+constexpr uint32_t kFileAlignment = 4096;
+
+std::string errnoText(const char* what, const std::string& path, int err) {
+  return std::string(what) + " " + path + ": " + std::strerror(err);
+}
+}  // namespace
+
+Result<std::unique_ptr<FileDevice>> FileDevice::open(const FileDeviceOptions& options,
+                                                     std::string* error) {
+  auto fail = [&](Code code, const char* detail, std::string text) -> Status {
+    if (error) *error = std::move(text);
+    return Status(code, Source::kStorage, detail);
+  };
+  const int base_flags = O_RDWR | O_CLOEXEC;
+  int flags = base_flags | (options.direct_io ? O_DIRECT : 0);
+  int fd = ::open(options.path.c_str(), flags | O_CREAT, 0600);
+  bool direct = options.direct_io;
+  if (fd < 0 && options.direct_io && errno == EINVAL) {
+    // tmpfs and some FUSE file systems refuse O_DIRECT at open.
+    fd = ::open(options.path.c_str(), base_flags | O_CREAT, 0600);
+    direct = false;
+    if (fd >= 0 && options.log) {
+      options.log("O_DIRECT refused for " + options.path + " (EINVAL): using buffered I/O");
+    }
+  }
+  if (fd < 0) return fail(Code::kIo, "cannot open the SSD store", errnoText("open", options.path, errno));
+
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return fail(Code::kIo, "cannot stat the SSD store", errnoText("fstat", options.path, err));
+  }
+  uint64_t size = options.size_bytes / kFileAlignment * kFileAlignment;
+  const bool block = S_ISBLK(st.st_mode);
+  if (block) {
+    uint64_t dev_bytes = 0;
+    if (::ioctl(fd, BLKGETSIZE64, &dev_bytes) != 0) {
+      const int err = errno;
+      ::close(fd);
+      return fail(Code::kIo, "cannot size the block device",
+                  errnoText("BLKGETSIZE64", options.path, err));
+    }
+    if (dev_bytes < size) {
+      if (options.log) {
+        options.log("block device " + options.path + " is smaller than cache.ssd.size: using " +
+                    std::to_string(dev_bytes) + " bytes");
+      }
+      size = dev_bytes / kFileAlignment * kFileAlignment;
+    }
+  } else if (S_ISREG(st.st_mode)) {
+    // Preallocate, so that a full store cannot fail later with ENOSPC in the middle of a
+    // region write, and so that extents are contiguous.
+    const int rc = ::fallocate(fd, 0, 0, static_cast<off_t>(size));
+    if (rc != 0) {
+      const int err = errno;
+      if (err != EOPNOTSUPP) {
+        ::close(fd);
+        return fail(Code::kIo, "cannot preallocate the SSD store",
+                    errnoText("fallocate", options.path, err));
+      }
+      if (static_cast<uint64_t>(st.st_size) < size && ::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+        const int err2 = errno;
+        ::close(fd);
+        return fail(Code::kIo, "cannot size the SSD store",
+                    errnoText("ftruncate", options.path, err2));
+      }
+      if (options.log) {
+        options.log("fallocate not supported for " + options.path +
+                    ": the store file is sparse (ENOSPC possible later)");
+      }
+    }
+  } else {
+    ::close(fd);
+    return fail(Code::kInvalid, "the SSD store is neither a file nor a block device",
+                options.path + ": not a regular file or block device");
+  }
+  if (size < kFileAlignment) {
+    ::close(fd);
+    return fail(Code::kInvalid, "the SSD store is too small", options.path + ": too small");
+  }
+  return std::unique_ptr<FileDevice>(new FileDevice(fd, size, direct, block, options.path));
+}
+
+FileDevice::FileDevice(int fd, uint64_t size, bool direct, bool block, std::string path)
+    : Device(size, kFileAlignment), fd_(fd), direct_(direct), block_(block), path_(std::move(path)) {}
+
+FileDevice::~FileDevice() { ::close(fd_); }
+
+std::string FileDevice::describe() const {
+  std::string out = block_ ? "block device " : "file ";
+  out += path_;
+  out += direct_ ? " (O_DIRECT)" : " (buffered)";
+  return out;
+}
+
+Status FileDevice::readImpl(uint64_t offset, void* buf, size_t len) {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (len > 0) {
+    const ssize_t n = ::pread(fd_, p, len, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status(Code::kIo, Source::kStorage, "SSD read failed");
+    }
+    if (n == 0) return Status(Code::kIo, Source::kStorage, "SSD read past the end");
+    p += n;
+    offset += static_cast<uint64_t>(n);
+    len -= static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+Status FileDevice::writeImpl(uint64_t offset, const void* buf, size_t len) {
+  const auto* p = static_cast<const uint8_t*>(buf);
+  while (len > 0) {
+    const ssize_t n = ::pwrite(fd_, p, len, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status(Code::kIo, Source::kStorage, "SSD write failed");
+    }
+    if (n == 0) return Status(Code::kIo, Source::kStorage, "SSD write made no progress");
+    p += n;
+    offset += static_cast<uint64_t>(n);
+    len -= static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+}  // namespace streamedge::cache

@@ -1,0 +1,785 @@
+#include "cache/ssd_store.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "cache/ssd_format.h"
+
+namespace streamedge::cache {
+
+using ssd::EntryHeader;
+using ssd::EntryMeta;
+using ssd::RegionHeader;
+
+namespace {
+
+constexpr uint64_t kMaxRegionBytes = 1ull << 30;  // offsets inside a region are 32-bit
+constexpr int kLogLinesPerWindow = 5;
+constexpr auto kLogWindow = std::chrono::seconds(10);
+
+int64_t toSeconds(WallTime t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+WallTime fromSeconds(int64_t s) { return WallTime(std::chrono::seconds(s)); }
+
+std::string bytesText(uint64_t n) {
+  if (n >= (1ull << 20) && n % (1ull << 20) == 0) return std::to_string(n >> 20) + "MiB";
+  if (n >= (1ull << 10) && n % (1ull << 10) == 0) return std::to_string(n >> 10) + "KiB";
+  return std::to_string(n) + "B";
+}
+
+}  // namespace
+
+ObjectRef makeCompleteObject(const SsdHit& hit) {
+  ObjectRef object = ObjectRef::make(hit.key);
+  object->publishHead(hit.head, hit.freshness, /*shareable=*/true, hit.body);
+  object->markComplete();
+  return object;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening and rebuilding
+
+Result<std::unique_ptr<SsdStore>> SsdStore::open(std::unique_ptr<Device> device,
+                                                 SsdStoreOptions options) {
+  const uint64_t rb = options.region_bytes;
+  if (rb == 0 || rb % device->ioAlignment() != 0 || rb > kMaxRegionBytes ||
+      rb < sizeof(RegionHeader) + 2 * sizeof(EntryHeader)) {
+    return Status(Code::kInvalid, Source::kInternal, "bad SSD region size");
+  }
+  const uint64_t count = device->size() / rb;
+  if (count < 2 || count > UINT32_MAX) {
+    return Status(Code::kInvalid, Source::kInternal, "SSD store must hold at least 2 regions");
+  }
+  const bool ephemeral = options.encrypt && !options.key;
+  if (ephemeral) {
+    auto key = randomStoreKey();
+    if (!key.isOk()) return key.status();
+    options.key = *key;
+    wipeStoreKey(*key);
+  }
+  IoEngineOptions eo;
+  eo.backend = options.writer_backend;
+  eo.queue_depth = 4;
+  eo.threads = 1;
+  eo.log = options.log;
+  auto engine = makeIoEngine(*device, eo);
+  if (!engine.isOk()) return engine.status();
+
+  std::unique_ptr<SsdStore> store(
+      new SsdStore(std::move(device), std::move(options), static_cast<uint32_t>(count)));
+  store->ephemeral_key_ = ephemeral;
+  store->writer_engine_ = std::move(*engine);
+  store->rebuild();
+  store->writer_ = std::thread([s = store.get()] { s->writerLoop(); });
+  return store;
+}
+
+SsdStore::SsdStore(std::unique_ptr<Device> device, SsdStoreOptions options, uint32_t region_count)
+    : device_(std::move(device)),
+      options_(std::move(options)),
+      region_bytes_(options_.region_bytes),
+      region_count_(region_count),
+      encrypt_(options_.encrypt),
+      region_seq_(new std::atomic<uint64_t>[region_count]),
+      buf_(region_bytes_, device_->ioAlignment()),
+      region_keys_(region_count) {
+  for (uint32_t r = 0; r < region_count_; ++r) region_seq_[r].store(0, std::memory_order_relaxed);
+  if (encrypt_) {
+    cipher_ = std::make_unique<EntryCipher>(*options_.key);
+    key_check_ = keyCheckValue(*options_.key);
+  }
+  // The cipher keeps the one copy it needs.
+  if (options_.key) wipeStoreKey(*options_.key);
+  options_.key.reset();
+}
+
+SsdStore::~SsdStore() {
+  {
+    std::lock_guard<std::mutex> lock(q_mu_);
+    stopping_ = true;
+  }
+  q_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  writer_engine_.reset();
+}
+
+void SsdStore::rebuild() {
+  if (ephemeral_key_) {
+    if (options_.log) {
+      options_.log("no cache.ssd.key_file: the store is encrypted with an ephemeral key; "
+                   "contents from earlier runs are unreadable and it starts empty");
+    }
+    return;
+  }
+  struct Found {
+    uint64_t seq;
+    uint32_t region;
+    std::vector<std::pair<CacheKey, Location>> entries;
+  };
+  std::vector<Found> found;
+  AlignedBuffer scan(region_bytes_, device_->ioAlignment());
+  uint64_t other_key = 0, other_mode = 0, torn = 0;
+  for (uint32_t r = 0; r < region_count_; ++r) {
+    if (!device_->read(uint64_t{r} * region_bytes_, scan.data(), region_bytes_).isOk()) {
+      counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
+      logLimited("rebuild: cannot read region " + std::to_string(r));
+      continue;
+    }
+    RegionHeader h;
+    std::memcpy(&h, scan.data(), sizeof(h));
+    if (h.magic != ssd::kRegionMagic) continue;  // never written (or torn at its very start)
+    const bool header_ok = h.version == ssd::kFormatVersion &&
+                           h.header_bytes == sizeof(RegionHeader) &&
+                           h.checksum == ssd::regionHeaderChecksum(h) &&
+                           h.region_bytes == region_bytes_ && h.used_bytes <= region_bytes_ &&
+                           h.used_bytes >= sizeof(RegionHeader) && h.seq != 0;
+    if (!header_ok) {
+      ++torn;
+      counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    const bool region_encrypted = (h.flags & ssd::kRegionFlagEncrypted) != 0;
+    if (region_encrypted != encrypt_) {
+      // Written with the other `encrypt` setting. Never served: after switching encryption on,
+      // plaintext regions stay unread until reclaimed.
+      ++other_mode;
+      counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    if (encrypt_ && std::memcmp(h.key_check, key_check_.data(), key_check_.size()) != 0) {
+      ++other_key;
+      counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    Found f{h.seq, r, {}};
+    size_t off = sizeof(RegionHeader);
+    for (uint32_t n = 0; n < h.entry_count && off < h.used_bytes; ++n) {
+      EntryView view;
+      const char* why = "";
+      const Verify v = verifyEntry(scan.data() + off, h.used_bytes - off, &view, &why);
+      if (v == Verify::kBadHeader) {
+        counters_.rebuild_rejected_entries.fetch_add(h.entry_count - n, std::memory_order_relaxed);
+        break;
+      }
+      if (v == Verify::kBadContent) {
+        counters_.rebuild_rejected_entries.fetch_add(1, std::memory_order_relaxed);
+        off += view.entry_bytes;
+        continue;
+      }
+      ResponseHead head;
+      Freshness fr;
+      if (!ssd::decodeHead(view.head, view.head_bytes, &head, &fr)) {
+        counters_.rebuild_rejected_entries.fetch_add(1, std::memory_order_relaxed);
+        off += view.entry_bytes;
+        continue;
+      }
+      Location loc;
+      loc.region = r;
+      loc.offset = static_cast<uint32_t>(off);
+      loc.entry_bytes = view.entry_bytes;
+      loc.seq = h.seq;
+      loc.checksum = view.checksum;
+      loc.body_bytes = view.body_bytes;
+      f.entries.emplace_back(view.key, summarize(fr, loc));
+      off += view.entry_bytes;
+    }
+    found.push_back(std::move(f));
+  }
+  // Oldest first, so that the newest copy of a key wins.
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.seq < b.seq; });
+  for (Found& f : found) {
+    region_seq_[f.region].store(f.seq, std::memory_order_release);
+    for (auto& [key, loc] : f.entries) {
+      region_keys_[f.region].push_back(key);
+      Shard& shard = shardFor(key);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      shard.map[key] = loc;
+    }
+    next_seq_ = f.seq + 1;
+    next_region_ = (f.region + 1) % region_count_;
+  }
+  uint64_t objects = 0;
+  for (Shard& s : shards_) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    objects += s.map.size();
+  }
+  counters_.rebuilt_objects.store(objects, std::memory_order_relaxed);
+  if (options_.log) {
+    std::string line = "rebuilt the index: " + std::to_string(objects) + " objects from " +
+                       std::to_string(found.size()) + " regions";
+    const uint64_t rejected = counters_.rebuild_rejected_entries.load(std::memory_order_relaxed);
+    if (rejected) line += ", " + std::to_string(rejected) + " damaged entries left out";
+    if (torn) line += ", " + std::to_string(torn) + " regions with a bad header left out";
+    if (other_key) line += ", " + std::to_string(other_key) + " regions written under another key";
+    if (other_mode) {
+      line += ", " + std::to_string(other_mode) + " regions written with encrypt = " +
+              (encrypt_ ? "false" : "true") + " left out";
+    }
+    options_.log(line);
+  }
+}
+
+SsdStore::Location SsdStore::summarize(const Freshness& f, Location loc) {
+  const int64_t base = toSeconds(f.response_time) - f.corrected_initial_age.count();
+  loc.fresh_until_s = f.no_cache ? toSeconds(f.response_time) : base + f.lifetime.count();
+  loc.usable_until_s =
+      loc.fresh_until_s + std::max(f.stale_while_revalidate.count(), f.stale_if_error.count());
+  return loc;
+}
+
+SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view,
+                                       const char** why) const {
+  EntryHeader h;
+  if (avail < sizeof(h)) {
+    *why = "entry header cut off";
+    return Verify::kBadHeader;
+  }
+  std::memcpy(&h, p, sizeof(h));
+  const bool enc = (h.flags & ssd::kEntryFlagEncrypted) != 0;
+  if (h.magic != ssd::kEntryMagic || h.header_bytes != sizeof(EntryHeader) ||
+      h.sealed_bytes < sizeof(EntryMeta) || h.entry_bytes > avail ||
+      h.entry_bytes != ssd::entryBytes(h.sealed_bytes, enc)) {
+    *why = "bad entry header";
+    return Verify::kBadHeader;
+  }
+  view->entry_bytes = h.entry_bytes;
+  if (enc != encrypt_) {
+    *why = "entry encryption flag does not match the store";
+    return Verify::kBadContent;
+  }
+  uint8_t* sealed = p + sizeof(EntryHeader);
+  if (enc && !cipher_->open(h.nonce, p, sizeof(EntryHeader), sealed, h.sealed_bytes,
+                            sealed + h.sealed_bytes)) {
+    *why = "authentication tag mismatch";
+    return Verify::kBadContent;
+  }
+  EntryMeta m;
+  std::memcpy(&m, sealed, sizeof(m));
+  if (m.head_bytes > h.sealed_bytes - sizeof(EntryMeta) ||
+      m.body_bytes != h.sealed_bytes - sizeof(EntryMeta) - m.head_bytes) {
+    *why = "entry lengths inconsistent";
+    return Verify::kBadContent;
+  }
+  view->key = CacheKey{m.key_hi, m.key_lo};
+  view->head = sealed + sizeof(EntryMeta);
+  view->head_bytes = m.head_bytes;
+  view->body = view->head + m.head_bytes;
+  view->body_bytes = m.body_bytes;
+  view->checksum = m.checksum;
+  if (ssd::entryChecksum(view->key, view->head, view->head_bytes, view->body, view->body_bytes) !=
+      m.checksum) {
+    *why = "checksum mismatch";
+    return Verify::kBadContent;
+  }
+  return Verify::kOk;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+uint64_t SsdStore::maxEntryBytes() const { return region_bytes_ - sizeof(RegionHeader); }
+
+bool SsdStore::insert(const ObjectRef& object) {
+  if (!object || !object->isComplete() || !object->shareable()) {
+    counters_.inserts_dropped.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  Job job;
+  job.key = object->key();
+  job.object = object;
+  job.bytes = object->body().length() + object->head().wire.size();
+  return enqueue(std::move(job));
+}
+
+bool SsdStore::insert(const CacheKey& key, std::shared_ptr<const ResponseHead> head,
+                      const Freshness& freshness, Ref<Body> body) {
+  if (!head || !body) {
+    counters_.inserts_dropped.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  Job job;
+  job.key = key;
+  job.bytes = body->length() + head->wire.size();
+  job.head = std::move(head);
+  job.freshness = freshness;
+  job.body = std::move(body);
+  return enqueue(std::move(job));
+}
+
+bool SsdStore::enqueue(Job job) {
+  // Cheap early refusal of what can never fit (the exact check happens when serialising).
+  if (job.bytes + sizeof(EntryHeader) + sizeof(EntryMeta) > maxEntryBytes()) {
+    counters_.inserts_too_large.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  {
+    std::lock_guard<std::mutex> lock(q_mu_);
+    if (stopping_ || pending_bytes_ + job.bytes > options_.max_pending_bytes) {
+      counters_.inserts_dropped.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    pending_bytes_ += job.bytes;
+    jobs_.push_back(std::move(job));
+  }
+  counters_.inserts_queued.fetch_add(1, std::memory_order_relaxed);
+  q_cv_.notify_one();
+  return true;
+}
+
+Status SsdStore::flush() {
+  uint64_t ticket;
+  {
+    std::lock_guard<std::mutex> lock(q_mu_);
+    if (stopping_) return Status(Code::kUnavailable, Source::kStorage, "SSD store closing");
+    ticket = ++flush_requested_;
+    Job job;
+    job.flush_ticket = ticket;
+    jobs_.push_back(std::move(job));
+  }
+  q_cv_.notify_one();
+  std::unique_lock<std::mutex> lock(q_mu_);
+  flushed_cv_.wait(lock, [&] { return flush_done_ >= ticket; });
+  return flush_status_;
+}
+
+void SsdStore::writerLoop() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(q_mu_);
+      q_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) break;  // stopping, and everything queued is done
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    if (job.flush_ticket != 0) {
+      const Status s = sealAndWrite();
+      std::lock_guard<std::mutex> lock(q_mu_);
+      flush_done_ = job.flush_ticket;
+      flush_status_ = s;
+      flushed_cv_.notify_all();
+      continue;
+    }
+    append(job);
+    std::lock_guard<std::mutex> lock(q_mu_);
+    pending_bytes_ -= job.bytes;
+  }
+  // A graceful stop keeps what was admitted: the open region is written.
+  sealAndWrite();
+}
+
+void SsdStore::append(const Job& job) {
+  const ResponseHead& head = job.object ? job.object->head() : *job.head;
+  const Freshness& freshness = job.object ? job.object->freshness() : job.freshness;
+  const Body& body = job.object ? job.object->body() : *job.body;
+  const std::vector<uint8_t> head_blob = ssd::encodeHead(head, freshness);
+  const uint64_t body_bytes = body.length();
+  const uint64_t sealed_bytes = sizeof(EntryMeta) + head_blob.size() + body_bytes;
+  const uint64_t entry_bytes = ssd::entryBytes(sealed_bytes, encrypt_);
+  if (entry_bytes > maxEntryBytes()) {
+    counters_.inserts_too_large.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (!region_open_ || cursor_ + entry_bytes > region_bytes_) {
+    if (region_open_) sealAndWrite();
+    if (!openNextRegion()) return;
+  }
+  // Bytes at and past cursor_ are invisible to readers (no index entry points there yet), so
+  // the entry is built in place without holding buf_mu_.
+  uint8_t* p = buf_.data() + cursor_;
+  EntryHeader h{};
+  h.magic = ssd::kEntryMagic;
+  h.flags = encrypt_ ? ssd::kEntryFlagEncrypted : 0;
+  h.header_bytes = sizeof(EntryHeader);
+  h.entry_bytes = static_cast<uint32_t>(entry_bytes);
+  h.sealed_bytes = static_cast<uint32_t>(sealed_bytes);
+  if (encrypt_ && !randomBytes(h.nonce, sizeof(h.nonce))) {
+    logLimited("CSPRNG failed: object not written");
+    counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  std::memcpy(p, &h, sizeof(h));
+  uint8_t* sealed = p + sizeof(EntryHeader);
+  uint8_t* head_at = sealed + sizeof(EntryMeta);
+  std::memcpy(head_at, head_blob.data(), head_blob.size());
+  uint8_t* body_at = head_at + head_blob.size();
+  for (uint64_t pos = 0; pos < body_bytes;) {
+    const uint8_t* run = nullptr;
+    const size_t n = body.peek(pos, &run);
+    if (n == 0) break;  // cannot happen for a complete body
+    std::memcpy(body_at + pos, run, n);
+    pos += n;
+  }
+  EntryMeta m{};
+  m.key_hi = job.key.hi;
+  m.key_lo = job.key.lo;
+  m.head_bytes = static_cast<uint32_t>(head_blob.size());
+  m.body_bytes = body_bytes;
+  m.checksum = ssd::entryChecksum(job.key, head_at, head_blob.size(), body_at, body_bytes);
+  std::memcpy(sealed, &m, sizeof(m));
+  size_t used = sizeof(EntryHeader) + sealed_bytes;
+  if (encrypt_) {
+    if (!cipher_->seal(h.nonce, p, sizeof(EntryHeader), sealed, sealed_bytes, sealed + sealed_bytes)) {
+      logLimited("encryption failed: object not written");
+      counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    used += kTagBytes;
+  }
+  std::memset(p + used, 0, entry_bytes - used);
+
+  Location loc;
+  loc.region = open_region_;
+  loc.offset = cursor_;
+  loc.entry_bytes = static_cast<uint32_t>(entry_bytes);
+  loc.seq = region_seq_[open_region_].load(std::memory_order_relaxed);
+  loc.checksum = m.checksum;
+  loc.body_bytes = body_bytes;
+  loc = summarize(freshness, loc);
+  cursor_ += static_cast<uint32_t>(entry_bytes);
+  ++entry_count_;
+  region_keys_[open_region_].push_back(job.key);
+  {
+    Shard& shard = shardFor(job.key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    shard.map[job.key] = loc;  // the newest copy wins; an older one is garbage on the device
+  }
+  counters_.objects_written.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool SsdStore::openNextRegion() {
+  const uint32_t r = next_region_;
+  next_region_ = (r + 1) % region_count_;
+  const uint64_t old_seq = region_seq_[r].load(std::memory_order_relaxed);
+  if (old_seq != 0) {
+    dropRegionEntries(r, old_seq, /*count_as_reclaim=*/true);
+    counters_.regions_reclaimed.fetch_add(1, std::memory_order_relaxed);
+  }
+  const uint64_t seq = next_seq_++;
+  {
+    // From here on the buffer holds region r: readers of the previous region go to the device
+    // (which has it: sealAndWrite() completed before we got here), and readers of the old
+    // content of r see the new sequence number and report a miss.
+    std::lock_guard<std::mutex> lock(buf_mu_);
+    mem_region_ = r;
+    mem_seq_ = seq;
+    region_seq_[r].store(seq, std::memory_order_release);
+  }
+  region_open_ = true;
+  open_region_ = r;
+  cursor_ = sizeof(RegionHeader);
+  entry_count_ = 0;
+  return true;
+}
+
+void SsdStore::dropRegionEntries(uint32_t region, uint64_t seq, bool count_as_reclaim) {
+  uint64_t dropped = 0;
+  for (const CacheKey& key : region_keys_[region]) {
+    Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.map.find(key);
+    if (it != shard.map.end() && it->second.region == region && it->second.seq == seq) {
+      shard.map.erase(it);
+      ++dropped;
+    }
+  }
+  region_keys_[region].clear();
+  if (count_as_reclaim) counters_.objects_reclaimed.fetch_add(dropped, std::memory_order_relaxed);
+}
+
+Status SsdStore::sealAndWrite() {
+  if (!region_open_ || entry_count_ == 0) return Status::ok();  // nothing worth a write
+  const uint32_t r = open_region_;
+  RegionHeader h{};
+  h.magic = ssd::kRegionMagic;
+  h.version = ssd::kFormatVersion;
+  h.header_bytes = sizeof(RegionHeader);
+  h.seq = region_seq_[r].load(std::memory_order_relaxed);
+  h.region_bytes = region_bytes_;
+  h.entry_count = entry_count_;
+  h.used_bytes = cursor_;
+  if (encrypt_) {
+    std::memcpy(h.key_check, key_check_.data(), key_check_.size());
+    h.flags = ssd::kRegionFlagEncrypted;
+  }
+  h.checksum = ssd::regionHeaderChecksum(h);
+  std::memcpy(buf_.data(), &h, sizeof(h));
+  const size_t len = ssd::alignUp(cursor_, device_->ioAlignment());
+  std::memset(buf_.data() + cursor_, 0, len - cursor_);
+  region_open_ = false;
+  const Status s = writeSync(uint64_t{r} * region_bytes_, buf_.data(), len);
+  if (s.isOk()) {
+    counters_.regions_written.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+  counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
+  logLimited("writing region " + std::to_string(r) + " failed (" + s.toString() + "): its " +
+             std::to_string(entry_count_) + " objects are dropped");
+  dropRegionEntries(r, h.seq, /*count_as_reclaim=*/false);
+  {
+    std::lock_guard<std::mutex> lock(buf_mu_);
+    region_seq_[r].store(0, std::memory_order_release);
+  }
+  return s;
+}
+
+Status SsdStore::writeSync(uint64_t offset, const uint8_t* buf, size_t len) {
+  bool done = false;
+  Status result;
+  Status s = writer_engine_->write(offset, buf, len, [&](Status st) {
+    done = true;
+    result = st;
+  });
+  if (!s.isOk()) return s;
+  while (!done) writer_engine_->wait(std::chrono::milliseconds(100));
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Index and reading
+
+std::optional<SsdEntryInfo> SsdStore::find(const CacheKey& key) const {
+  Shard& shard = shardFor(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.map.find(key);
+  if (it == shard.map.end()) return std::nullopt;
+  SsdEntryInfo info;
+  info.body_bytes = it->second.body_bytes;
+  info.entry_bytes = it->second.entry_bytes;
+  info.fresh_until = fromSeconds(it->second.fresh_until_s);
+  info.usable_until = fromSeconds(it->second.usable_until_s);
+  return info;
+}
+
+bool SsdStore::remove(const CacheKey& key) {
+  Shard& shard = shardFor(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  return shard.map.erase(key) > 0;
+}
+
+void SsdStore::removeIfAt(const CacheKey& key, const Location& loc) {
+  Shard& shard = shardFor(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.map.find(key);
+  if (it != shard.map.end() && it->second.region == loc.region && it->second.seq == loc.seq &&
+      it->second.offset == loc.offset) {
+    shard.map.erase(it);
+  }
+}
+
+bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done) {
+  counters_.lookups.fetch_add(1, std::memory_order_relaxed);
+  Location loc;
+  {
+    Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.map.find(key);
+    if (it == shard.map.end()) {
+      counters_.index_misses.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    loc = it->second;
+  }
+  {
+    std::unique_lock<std::mutex> lock(buf_mu_);
+    if (mem_region_ == static_cast<int64_t>(loc.region) && mem_seq_ == loc.seq) {
+      // Still in the region buffer (open, or being written): copy it out; verification and
+      // decryption happen outside the lock, on the caller's thread.
+      auto copy = std::make_shared<AlignedBuffer>(loc.entry_bytes, 16);
+      std::memcpy(copy->data(), buf_.data() + loc.offset, loc.entry_bytes);
+      lock.unlock();
+      counters_.reads_from_buffer.fetch_add(1, std::memory_order_relaxed);
+      engine.post([this, key, loc, copy, done = std::move(done)](Status) {
+        done(finishRead(key, loc, copy->data()));
+      });
+      return true;
+    }
+  }
+  const uint64_t align = device_->ioAlignment();
+  const uint64_t at = uint64_t{loc.region} * region_bytes_ + loc.offset;
+  const uint64_t start = at / align * align;
+  const uint64_t end = ssd::alignUp(at + loc.entry_bytes, align);
+  auto buf = std::make_shared<AlignedBuffer>(end - start, align);
+  counters_.reads_from_device.fetch_add(1, std::memory_order_relaxed);
+  const Status s = engine.read(start, buf->data(), end - start,
+                               [this, key, loc, buf, skip = at - start, done](Status st) {
+    if (!st.isOk()) {
+      done(fail(key, loc, Code::kIo, st.detail()));
+      return;
+    }
+    if (region_seq_[loc.region].load(std::memory_order_acquire) != loc.seq) {
+      // Reclaimed while we read: the bytes may be the new region's. Not damage: a plain miss.
+      counters_.reclaimed_during_read.fetch_add(1, std::memory_order_relaxed);
+      done(Status(Code::kNotFound, Source::kStorage, "SSD region reclaimed during the read"));
+      return;
+    }
+    done(finishRead(key, loc, buf->data() + skip));
+  });
+  if (!s.isOk()) {
+    fail(key, loc, Code::kIo, s.detail());
+    return false;
+  }
+  return true;
+}
+
+Result<SsdHit> SsdStore::finishRead(const CacheKey& key, const Location& loc, uint8_t* p) {
+  EntryView view;
+  const char* why = "";
+  if (verifyEntry(p, loc.entry_bytes, &view, &why) != Verify::kOk) {
+    return fail(key, loc, Code::kCorrupt, why);
+  }
+  if (!(view.key == key) || view.checksum != loc.checksum || view.entry_bytes != loc.entry_bytes) {
+    return fail(key, loc, Code::kCorrupt, "entry is not the indexed object");
+  }
+  auto head = std::make_shared<ResponseHead>();
+  SsdHit hit;
+  if (!ssd::decodeHead(view.head, view.head_bytes, head.get(), &hit.freshness)) {
+    return fail(key, loc, Code::kCorrupt, "undecodable head");
+  }
+  hit.key = key;
+  hit.head = std::move(head);
+  hit.body = Ref<Body>::make(std::optional<uint64_t>(view.body_bytes));
+  hit.body->append(view.body, view.body_bytes);
+  hit.body->freeze();
+  return hit;
+}
+
+Status SsdStore::fail(const CacheKey& key, const Location& loc, Code code, const char* why) {
+  if (code == Code::kCorrupt) {
+    counters_.corrupt.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    counters_.read_errors.fetch_add(1, std::memory_order_relaxed);
+  }
+  removeIfAt(key, loc);
+  logLimited(std::string(code == Code::kCorrupt ? "damaged object " : "read error on object ") +
+             key.toHex() + " (region " + std::to_string(loc.region) + ", offset " +
+             std::to_string(loc.offset) + "): " + why + "; dropped, served as a miss");
+  return Status(code, Source::kStorage, why);
+}
+
+Result<SsdHit> SsdStore::readSync(const CacheKey& key, IoEngine& engine) {
+  std::optional<Result<SsdHit>> result;
+  if (!read(key, engine, [&](Result<SsdHit> r) { result.emplace(std::move(r)); })) {
+    return Status(Code::kNotFound, Source::kStorage, "not in the SSD index");
+  }
+  while (!result) engine.wait(std::chrono::milliseconds(100));
+  return std::move(*result);
+}
+
+void SsdStore::logLimited(const std::string& line) {
+  if (!options_.log) return;
+  uint64_t suppressed = 0;
+  {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    const MonoTime now = options_.clock->monoNow();
+    if (!log_window_started_ || now - log_window_start_ >= kLogWindow) {
+      log_window_started_ = true;
+      log_window_start_ = now;
+      log_lines_in_window_ = 0;
+    }
+    if (log_lines_in_window_ >= kLogLinesPerWindow) {
+      ++log_suppressed_;
+      return;
+    }
+    ++log_lines_in_window_;
+    suppressed = std::exchange(log_suppressed_, 0);
+  }
+  if (suppressed) {
+    options_.log(line + " (" + std::to_string(suppressed) + " similar lines suppressed before)");
+  } else {
+    options_.log(line);
+  }
+}
+
+SsdStats SsdStore::stats() const {
+  SsdStats s;
+  for (Shard& shard : shards_) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    s.objects += shard.map.size();
+  }
+  const auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  s.regions = region_count_;
+  s.region_bytes = region_bytes_;
+  s.inserts_queued = ld(counters_.inserts_queued);
+  s.inserts_dropped = ld(counters_.inserts_dropped);
+  s.inserts_too_large = ld(counters_.inserts_too_large);
+  s.objects_written = ld(counters_.objects_written);
+  s.regions_written = ld(counters_.regions_written);
+  s.write_errors = ld(counters_.write_errors);
+  s.regions_reclaimed = ld(counters_.regions_reclaimed);
+  s.objects_reclaimed = ld(counters_.objects_reclaimed);
+  s.lookups = ld(counters_.lookups);
+  s.index_misses = ld(counters_.index_misses);
+  s.reads_from_buffer = ld(counters_.reads_from_buffer);
+  s.reads_from_device = ld(counters_.reads_from_device);
+  s.read_errors = ld(counters_.read_errors);
+  s.corrupt = ld(counters_.corrupt);
+  s.reclaimed_during_read = ld(counters_.reclaimed_during_read);
+  s.rebuilt_objects = ld(counters_.rebuilt_objects);
+  s.rebuild_rejected_entries = ld(counters_.rebuild_rejected_entries);
+  s.rebuild_skipped_regions = ld(counters_.rebuild_skipped_regions);
+  s.writer_backend = writer_engine_ ? writer_engine_->backendName() : "";
+  s.encrypted = encrypt_;
+  s.ephemeral_key = ephemeral_key_;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// From the config
+
+Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& config,
+                                               const Clock& clock, SsdLogFn log,
+                                               std::string* error) {
+  std::string why;
+  FileDeviceOptions fo;
+  fo.path = config.path;
+  fo.size_bytes = config.size_bytes / config.region_bytes * config.region_bytes;
+  fo.direct_io = config.direct_io;
+  fo.log = log;
+  auto device = FileDevice::open(fo, &why);
+  if (!device.isOk()) {
+    if (error) *error = why;
+    if (log) log("cannot open the store: " + why);
+    return device.status();
+  }
+  const std::string described = (*device)->describe();
+  SsdStoreOptions options;
+  options.region_bytes = config.region_bytes;
+  options.encrypt = config.encrypt;
+  options.writer_backend = config.io_backend;
+  options.clock = &clock;
+  options.log = log;
+  if (config.encrypt && !config.key_file.empty()) {
+    auto key = loadStoreKey(config.key_file, &why);
+    if (!key.isOk()) {
+      // The operator asked for a persistent key: starting with another one would silently
+      // throw the store away.
+      if (error) *error = why;
+      if (log) log("cannot load cache.ssd.key_file: " + why);
+      return key.status();
+    }
+    options.key = *key;
+    wipeStoreKey(*key);
+  }
+  auto store = SsdStore::open(std::move(*device), std::move(options));
+  if (!store.isOk()) {
+    if (error) *error = store.status().toString();
+    if (log) log("cannot open the store: " + store.status().toString());
+    return store.status();
+  }
+  if (log) {
+    const SsdStats s = (*store)->stats();
+    log("store " + described + ": " + std::to_string(s.regions) + " regions of " +
+        bytesText(s.region_bytes) + ", encryption " +
+        (s.encrypted ? (s.ephemeral_key ? "on (ephemeral key)" : "on") : "OFF") +
+        ", I/O backend " + s.writer_backend + ", " + std::to_string(s.objects) +
+        " objects indexed");
+  }
+  return store;
+}
+
+}  // namespace streamedge::cache

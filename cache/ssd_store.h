@@ -1,0 +1,276 @@
+// SsdStore: the SSD tier's engine, a log-structured store in the manner of CacheLib Navy's
+// BlockCache. The device is split into regions; complete objects (key, head, freshness, body)
+// are appended to the one in-memory region buffer by a writer thread, and a full region is
+// written with one I/O; when the writer moves on, the next region in ring order is reclaimed
+// whole (FIFO: its objects leave the index). Every entry carries an xxh3-64 checksum and, with
+// encryption on, is sealed with AES-256-GCM (random 96-bit nonce, entry header as AAD). The
+// index (key → region, offset, size, checksum, freshness summary) lives in RAM, sharded, and is
+// rebuilt at open() by scanning and verifying every region: what was not fully written is
+// absent. Reads are asynchronous on the caller's IoEngine and verified before any byte is
+// handed out; a mismatch or I/O error is logged (rate-limited), counted, dropped from the index
+// and reported as a miss.
+//
+// Objects bigger than a region (minus headers) are refused (kept in RAM only): spanning regions
+// would make reclaim and torn-write detection multi-region for objects that HLS/DASH segments
+// (1-10 MB) never are; region_size can be raised instead.
+//
+// Thread-safety: all public methods are thread-safe. insert() only queues; the writer thread
+// does serialisation, encryption and device writes. read() callbacks run on the thread that
+// polls the given engine. Ownership: the store owns its device; every IoEngine used with read()
+// must be destroyed (or drained) before the store.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/cache_key.h"
+#include "cache/freshness.h"
+#include "cache/object.h"
+#include "cache/ssd_crypto.h"
+#include "cache/ssd_device.h"
+#include "cache/ssd_io_engine.h"
+#include "conf/clock.h"
+#include "conf/config.h"
+#include "conf/status.h"
+
+namespace streamedge::cache {
+
+struct SsdStoreOptions {
+  uint64_t region_bytes = 16ull << 20;  // a multiple of the device alignment
+  bool encrypt = true;
+  // The store key. encrypt && !key: a random key is made and nothing on the device is read at
+  // open (it was written under a key that no longer exists).
+  std::optional<StoreKey> key;
+  conf::IoBackend writer_backend = conf::IoBackend::kAuto;  // the writer thread's engine
+  uint64_t max_pending_bytes = 64ull << 20;  // queued admissions; beyond, insert() drops
+  const Clock* clock = &SystemClock::instance();
+  SsdLogFn log = ssdLogToStderr;
+};
+
+// A verified object read from the store.
+struct SsdHit {
+  CacheKey key;
+  std::shared_ptr<const ResponseHead> head;
+  Freshness freshness;
+  Ref<Body> body;  // complete and frozen
+};
+
+// A complete CacheObject holding the hit's head, freshness and body (shareable: only shareable
+// objects are stored).
+ObjectRef makeCompleteObject(const SsdHit& hit);
+
+// What the index knows of an object without reading it.
+struct SsdEntryInfo {
+  uint64_t body_bytes = 0;
+  uint32_t entry_bytes = 0;
+  WallTime fresh_until{};  // response_time - initial age + lifetime (response_time if no-cache)
+  WallTime usable_until{}; // fresh_until + max(stale-while-revalidate, stale-if-error)
+};
+
+struct SsdStats {
+  uint64_t objects = 0;           // in the index
+  uint32_t regions = 0;
+  uint64_t region_bytes = 0;
+  uint64_t inserts_queued = 0;
+  uint64_t inserts_dropped = 0;   // queue full, store closing
+  uint64_t inserts_too_large = 0; // bigger than a region: RAM only
+  uint64_t objects_written = 0;   // appended to a region
+  uint64_t regions_written = 0;
+  uint64_t write_errors = 0;
+  uint64_t regions_reclaimed = 0;
+  uint64_t objects_reclaimed = 0;
+  uint64_t lookups = 0;           // read() calls
+  uint64_t index_misses = 0;
+  uint64_t reads_from_buffer = 0; // the entry was still in the region buffer
+  uint64_t reads_from_device = 0;
+  uint64_t read_errors = 0;       // device I/O failed
+  uint64_t corrupt = 0;           // checksum, tag, header or key mismatch
+  uint64_t reclaimed_during_read = 0;
+  uint64_t rebuilt_objects = 0;
+  uint64_t rebuild_rejected_entries = 0;
+  uint64_t rebuild_skipped_regions = 0;  // torn/bad header, other key, other encryption mode
+  const char* writer_backend = "";
+  bool encrypted = false;
+  bool ephemeral_key = false;
+};
+
+class SsdStore {
+ public:
+  // Opens the store on `device` and rebuilds the index from it. Errors: kInvalid (region size
+  // not a multiple of the device alignment, fewer than 2 regions, region over 1 GiB),
+  // kUnavailable/kIo (no I/O engine), kInternal (no random key).
+  static Result<std::unique_ptr<SsdStore>> open(std::unique_ptr<Device> device,
+                                                SsdStoreOptions options);
+  // Writes what was queued and the open region, then stops the writer.
+  ~SsdStore();
+  SsdStore(const SsdStore&) = delete;
+  SsdStore& operator=(const SsdStore&) = delete;
+
+  // Queues a complete, shareable object for writing. False (and counted) when it is not
+  // complete or shareable, bigger than a region, the queue is full, or the store is closing.
+  // The object is readable (from the region buffer) once the writer has appended it.
+  bool insert(const ObjectRef& object);
+  bool insert(const CacheKey& key, std::shared_ptr<const ResponseHead> head,
+              const Freshness& freshness, Ref<Body> body);
+  // Waits until everything queued before the call is appended, then writes the open region to
+  // the device (the next insert opens a new region). Returns the write error, if any.
+  Status flush();
+
+  std::optional<SsdEntryInfo> find(const CacheKey& key) const;
+  bool contains(const CacheKey& key) const { return find(key).has_value(); }
+  // Forgets `key` (the bytes stay on the device until their region is reclaimed, and come
+  // back after a restart: durable purge needs a tombstone, not done yet).
+  bool remove(const CacheKey& key);
+
+  // Read path. Returns false at once when `key` is not in the index (a miss). Else `done` is
+  // called exactly once from a later engine.poll() on this thread, with the verified object, or
+  // with kNotFound (reclaimed meanwhile), kCorrupt or kIo; after the last two the key is gone
+  // from the index.
+  using ReadDone = std::function<void(Result<SsdHit>)>;
+  bool read(const CacheKey& key, IoEngine& engine, ReadDone done);
+  // read() and wait for it (tests, tools; never on a worker loop). kNotFound for a miss.
+  Result<SsdHit> readSync(const CacheKey& key, IoEngine& engine);
+
+  Device& device() const { return *device_; }
+  uint32_t regionCount() const { return region_count_; }
+  uint64_t regionBytes() const { return region_bytes_; }
+  // Largest body (with a small head) that fits in a region.
+  uint64_t maxEntryBytes() const;
+  SsdStats stats() const;
+
+ private:
+  struct Location {
+    uint32_t region = 0;
+    uint32_t offset = 0;      // of the entry header inside the region
+    uint32_t entry_bytes = 0;
+    uint64_t seq = 0;         // the region's sequence number when written
+    uint64_t checksum = 0;
+    uint64_t body_bytes = 0;
+    int64_t fresh_until_s = 0;
+    int64_t usable_until_s = 0;
+  };
+  struct Job {
+    uint64_t flush_ticket = 0;  // non-zero: a flush marker
+    CacheKey key;
+    ObjectRef object;           // keeps head and body alive; or:
+    std::shared_ptr<const ResponseHead> head;
+    Freshness freshness;
+    Ref<Body> body;
+    uint64_t bytes = 0;
+  };
+  struct Shard {
+    mutable std::mutex mu;
+    std::unordered_map<CacheKey, Location, CacheKeyHash> map;  // guarded by mu
+  };
+  // What verifyEntry() found.
+  struct EntryView {
+    CacheKey key;
+    uint64_t checksum = 0;
+    uint32_t entry_bytes = 0;
+    const uint8_t* head = nullptr;
+    size_t head_bytes = 0;
+    const uint8_t* body = nullptr;
+    uint64_t body_bytes = 0;
+  };
+  enum class Verify { kOk, kBadHeader, kBadContent };
+  static constexpr size_t kShards = 16;
+
+  SsdStore(std::unique_ptr<Device> device, SsdStoreOptions options, uint32_t region_count);
+
+  bool enqueue(Job job);
+  void writerLoop();
+  void append(const Job& job);
+  bool openNextRegion();
+  Status sealAndWrite();
+  void dropRegionEntries(uint32_t region, uint64_t seq, bool count_as_reclaim);
+  Status writeSync(uint64_t offset, const uint8_t* buf, size_t len);
+
+  void rebuild();
+  // Checks one entry at `p` (at most `avail` bytes), decrypting in place. kBadHeader: the
+  // header itself is unusable (stop scanning the region); kBadContent: skip `*entry_bytes`.
+  Verify verifyEntry(uint8_t* p, size_t avail, EntryView* view, const char** why) const;
+  Result<SsdHit> finishRead(const CacheKey& key, const Location& loc, uint8_t* p);
+  Status fail(const CacheKey& key, const Location& loc, Code code, const char* why);
+  void removeIfAt(const CacheKey& key, const Location& loc);
+  void logLimited(const std::string& line);
+  Shard& shardFor(const CacheKey& key) const { return shards_[key.lo & (kShards - 1)]; }
+  static Location summarize(const Freshness& f, Location loc);
+
+  // --- const after construction
+  const std::unique_ptr<Device> device_;
+  SsdStoreOptions options_;  // const after construction; the key is wiped from it
+  const uint64_t region_bytes_;
+  const uint32_t region_count_;
+  const bool encrypt_;
+  bool ephemeral_key_ = false;
+  std::unique_ptr<EntryCipher> cipher_;
+  std::array<uint8_t, 8> key_check_{};
+  std::unique_ptr<IoEngine> writer_engine_;  // used by open() (rebuild) then the writer only
+
+  mutable std::array<Shard, kShards> shards_;
+  // Sequence number of each region's current content, 0 = empty. Written by the writer (and
+  // rebuild), read by readers to see whether a region was reclaimed under their read.
+  std::unique_ptr<std::atomic<uint64_t>[]> region_seq_;
+
+  // The region buffer. Bytes below the writer's cursor are immutable until the buffer moves to
+  // another region, which happens under buf_mu_.
+  AlignedBuffer buf_;
+  std::mutex buf_mu_;
+  int64_t mem_region_ = -1;  // guarded by buf_mu_: region held in buf_, -1 none
+  uint64_t mem_seq_ = 0;     // guarded by buf_mu_
+
+  // --- writer thread only (and open() before it starts)
+  std::vector<std::vector<CacheKey>> region_keys_;  // keys written per region, for reclaim
+  bool region_open_ = false;
+  uint32_t open_region_ = 0;
+  uint32_t cursor_ = 0;
+  uint32_t entry_count_ = 0;
+  uint32_t next_region_ = 0;
+  uint64_t next_seq_ = 1;
+
+  // --- the writer's queue
+  std::mutex q_mu_;
+  std::condition_variable q_cv_;
+  std::condition_variable flushed_cv_;
+  std::deque<Job> jobs_;             // guarded by q_mu_
+  uint64_t pending_bytes_ = 0;       // guarded by q_mu_
+  bool stopping_ = false;            // guarded by q_mu_
+  uint64_t flush_requested_ = 0;     // guarded by q_mu_
+  uint64_t flush_done_ = 0;          // guarded by q_mu_
+  Status flush_status_;              // guarded by q_mu_
+  std::thread writer_;
+
+  std::mutex log_mu_;
+  bool log_window_started_ = false;  // guarded by log_mu_
+  MonoTime log_window_start_{};      // guarded by log_mu_
+  int log_lines_in_window_ = 0;      // guarded by log_mu_
+  uint64_t log_suppressed_ = 0;      // guarded by log_mu_
+
+  struct Counters {
+    std::atomic<uint64_t> inserts_queued{0}, inserts_dropped{0}, inserts_too_large{0},
+        objects_written{0}, regions_written{0}, write_errors{0}, regions_reclaimed{0},
+        objects_reclaimed{0}, lookups{0}, index_misses{0}, reads_from_buffer{0},
+        reads_from_device{0}, read_errors{0}, corrupt{0}, reclaimed_during_read{0},
+        rebuilt_objects{0}, rebuild_rejected_entries{0}, rebuild_skipped_regions{0};
+  };
+  mutable Counters counters_;
+};
+
+// Opens the configured store: the file or block device (FileDevice), the key (key_file, or an
+// ephemeral key, logged), the writer's engine per io_backend. Logs one summary line. Errors:
+// those of FileDevice::open, loadStoreKey and SsdStore::open; `error` gets a readable line.
+Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& config,
+                                               const Clock& clock, SsdLogFn log = ssdLogToStderr,
+                                               std::string* error = nullptr);
+
+}  // namespace streamedge::cache

@@ -1,0 +1,50 @@
+// OriginStats: one worker's origin accounting — requests (attempts), errors, retries, failovers
+// and response-head latency per (group, origin, dc). The worker's OriginClient writes it (a miss
+// path, never a hit); the admin thread reads it at scrape time and sums the workers. Series are
+// keyed by the config names, not indices, so they stay right across a reload that reorders
+// origins; an origin removed by a reload keeps its counters (Prometheus counters never go back).
+//
+// Thread-safety: every method takes mu_, which only a scrape contends for.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "conf/config.h"
+#include "metrics/latency_histogram.h"
+
+namespace streamedge::proxy {
+
+class OriginStats {
+ public:
+  struct Series {
+    uint64_t requests = 0;
+    uint64_t errors = 0;
+    uint64_t retries = 0;
+    uint64_t failovers = 0;
+    metrics::HistogramSnapshot latency;
+  };
+  using Key = std::tuple<std::string, std::string, std::string>;  // group, origin, dc
+
+  void attempt(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin);
+  void error(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin);
+  void retry(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin);
+  void failover(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin);
+  void latency(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin,
+               std::chrono::nanoseconds head_after);
+
+  // Adds this worker's series into `out`.
+  void addTo(std::map<Key, Series>& out) const;
+
+ private:
+  Series& series(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin);
+
+  mutable std::mutex mu_;
+  std::map<Key, Series> series_;  // guarded by mu_
+};
+
+}  // namespace streamedge::proxy

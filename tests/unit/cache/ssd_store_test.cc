@@ -1,0 +1,543 @@
+// SsdStore on a real file through the real engines, tiny sizes (16 KiB regions, 256 KiB store):
+// objects round-trip byte-exact from the region buffer and from the device; regions are
+// reclaimed oldest first; the index is rebuilt from the file; torn, damaged or tampered entries
+// are misses, never bytes; the key decides what survives a restart; encrypted stores never show
+// plaintext. Each store test runs on both I/O backends.
+#include "cache/ssd_store.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache/ssd_format.h"
+#include "tests/unit/cache/ssd_test_util.h"
+
+namespace streamedge::cache {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TempDir;
+using testing::countOccurrences;
+using testing::findBytes;
+using testing::patchFile;
+using testing::readFileBytes;
+
+constexpr uint64_t kRegion = 16 * 1024;
+constexpr uint64_t kStore = 256 * 1024;  // 16 regions
+constexpr std::string_view kMarker = "MARKER-7f3e9b2c-caption-track";
+
+CacheKey key(int i) { return makeKey("v", "/seg/" + std::to_string(i) + ".ts", ""); }
+
+// A body of `size` bytes that starts with the marker and the object number, so that every
+// object is distinct and greppable.
+std::string bodyFor(int i, size_t size) {
+  std::string b = std::string(kMarker) + "#" + std::to_string(i) + "#";
+  while (b.size() < size) b += static_cast<char>('a' + (b.size() * 7 + i) % 26);
+  b.resize(size);
+  return b;
+}
+
+struct Obj {
+  CacheKey key;
+  std::shared_ptr<const ResponseHead> head;
+  Freshness freshness;
+  Ref<Body> body;
+};
+
+Obj makeObj(int i, size_t size, const Clock& clock) {
+  auto h = std::make_shared<ResponseHead>();
+  h->status = 200;
+  h->reason = "OK";
+  h->headers = {{"Content-Type", "video/mp2t"}, {"ETag", "\"e" + std::to_string(i) + "\""},
+                {"X-Trace", std::string(kMarker)}};
+  h->content_length = size;
+  h->buildWire();
+  Freshness f;
+  f.response_time = clock.wallNow();
+  f.lifetime = conf::Seconds(3600);
+  f.stale_if_error = conf::Seconds(60);
+  f.explicit_lifetime = true;
+  auto body = Ref<Body>::make(std::optional<uint64_t>(size));
+  const std::string b = bodyFor(i, size);
+  body->append(reinterpret_cast<const uint8_t*>(b.data()), b.size());
+  body->freeze();
+  return Obj{key(i), h, f, body};
+}
+
+std::string bodyOf(const Body& body) {
+  std::string out;
+  const uint8_t* p = nullptr;
+  for (uint64_t pos = 0;;) {
+    const size_t n = body.peek(pos, &p);
+    if (n == 0) break;
+    out.append(reinterpret_cast<const char*>(p), n);
+    pos += n;
+  }
+  return out;
+}
+
+class SsdStoreTest : public ::testing::TestWithParam<conf::IoBackend> {
+ protected:
+  void SetUp() override { ASSERT_TRUE(dir_.ok()); }
+  void TearDown() override {
+    engine_.reset();  // engines before the store
+    store_.reset();
+  }
+
+  conf::SsdCacheConfig config(bool encrypt) const {
+    conf::SsdCacheConfig c;
+    c.enabled = true;
+    c.path = dir_.file("store");
+    c.size_bytes = kStore;
+    c.region_bytes = kRegion;
+    c.encrypt = encrypt;
+    c.key_file = encrypt ? key_file_ : "";
+    c.io_backend = GetParam();
+    return c;
+  }
+
+  // Opens (or reopens) the store; encrypted stores use a key file unless `ephemeral`.
+  void open(bool encrypt, bool ephemeral = false) {
+    engine_.reset();
+    store_.reset();
+    if (encrypt && !ephemeral && key_file_.empty()) writeKeyFile(std::string(64, 'a'));
+    conf::SsdCacheConfig c = config(encrypt);
+    if (ephemeral) c.key_file.clear();
+    auto s = openSsdStore(c, clock_, [this](std::string_view l) { log_.emplace_back(l); });
+    ASSERT_TRUE(s.isOk()) << s.status().toString();
+    store_ = std::move(*s);
+    IoEngineOptions eo;
+    eo.backend = GetParam();
+    eo.log = nullptr;
+    auto e = makeIoEngine(store_->device(), eo);
+    ASSERT_TRUE(e.isOk());
+    engine_ = std::move(*e);
+  }
+
+  void writeKeyFile(const std::string& content) {
+    key_file_ = dir_.file("store.key");
+    std::FILE* f = std::fopen(key_file_.c_str(), "wb");
+    std::fwrite(content.data(), 1, content.size(), f);
+    std::fclose(f);
+  }
+
+  bool insert(int i, size_t size) {
+    Obj o = makeObj(i, size, clock_);
+    return store_->insert(o.key, o.head, o.freshness, o.body);
+  }
+
+  // Reads `i` and checks it is byte-exact; false when absent.
+  bool readsBack(int i, size_t size) {
+    auto r = store_->readSync(key(i), *engine_);
+    if (!r.isOk()) return false;
+    EXPECT_EQ(bodyOf(*r->body), bodyFor(i, size)) << "object " << i;
+    EXPECT_EQ(r->head->status, 200);
+    EXPECT_EQ(*r->head->find("etag"), "\"e" + std::to_string(i) + "\"");
+    EXPECT_EQ(r->head->content_length, size);
+    EXPECT_EQ(r->freshness.lifetime, conf::Seconds(3600));
+    EXPECT_TRUE(r->freshness.isFresh(clock_.wallNow()));
+    return true;
+  }
+
+  // File offset of the region with the highest sequence number.
+  int64_t newestRegionOffset() {
+    const std::vector<uint8_t> bytes = readFileBytes(dir_.file("store"));
+    int64_t best = -1;
+    uint64_t best_seq = 0;
+    for (uint64_t off = 0; off + kRegion <= bytes.size(); off += kRegion) {
+      ssd::RegionHeader h;
+      std::memcpy(&h, bytes.data() + off, sizeof(h));
+      if (h.magic == ssd::kRegionMagic && h.seq > best_seq) {
+        best_seq = h.seq;
+        best = static_cast<int64_t>(off);
+      }
+    }
+    return best;
+  }
+
+  TempDir dir_;
+  ManualClock clock_;
+  std::string key_file_;
+  std::vector<std::string> log_;
+  std::unique_ptr<SsdStore> store_;
+  std::unique_ptr<IoEngine> engine_;
+};
+
+TEST_P(SsdStoreTest, ObjectsReadBackByteExactFromTheBufferAndFromTheDevice) {
+  open(/*encrypt=*/true);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(insert(i, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(readsBack(i, 3000));
+  EXPECT_EQ(store_->stats().reads_from_buffer, 3u);  // the region buffer still holds them
+  // The next object opens a new region: the first one is now only on the device.
+  ASSERT_TRUE(insert(3, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(readsBack(i, 3000));
+  const SsdStats s = store_->stats();
+  EXPECT_EQ(s.reads_from_device, 3u);
+  EXPECT_EQ(s.corrupt, 0u);
+  EXPECT_EQ(s.regions_written, 2u);
+  EXPECT_STREQ(s.writer_backend, GetParam() == conf::IoBackend::kThreads ? "threads" : "io_uring");
+  // And as a cache object, ready to be linked into the RAM tier.
+  auto hit = store_->readSync(key(1), *engine_);
+  ASSERT_TRUE(hit.isOk());
+  ObjectRef object = makeCompleteObject(*hit);
+  EXPECT_TRUE(object->isComplete());
+  EXPECT_TRUE(object->shareable());
+  EXPECT_EQ(object->key(), key(1));
+  EXPECT_EQ(bodyOf(object->body()), bodyFor(1, 3000));
+  EXPECT_NE(object->head().wire.find("ETag: \"e1\"\r\n"), std::string::npos);
+}
+
+TEST_P(SsdStoreTest, AMissIsAnsweredAtOnce) {
+  open(true);
+  bool called = false;
+  EXPECT_FALSE(store_->read(key(42), *engine_, [&](Result<SsdHit>) { called = true; }));
+  engine_->poll();
+  EXPECT_FALSE(called);
+  EXPECT_EQ(store_->stats().index_misses, 1u);
+}
+
+TEST_P(SsdStoreTest, RegionsAreReclaimedOldestFirst) {
+  open(true);
+  // ~5 objects of 3000 bytes per 16 KiB region, 16 regions: 200 objects wrap the store twice.
+  constexpr int kObjects = 200;
+  for (int i = 0; i < kObjects; ++i) {
+    ASSERT_TRUE(insert(i, 3000));
+    if (i % 20 == 19) {
+      ASSERT_TRUE(store_->flush().isOk());  // keep the queue short
+    }
+  }
+  ASSERT_TRUE(store_->flush().isOk());
+  const SsdStats s = store_->stats();
+  EXPECT_GT(s.regions_reclaimed, 16u);
+  EXPECT_GT(s.objects_reclaimed, 100u);
+  EXPECT_EQ(s.objects + s.objects_reclaimed, static_cast<uint64_t>(kObjects));
+  EXPECT_LE(s.objects, 16u * 5u);
+  // FIFO: the oldest are gone, the newest are there, and what is there is one contiguous tail.
+  EXPECT_FALSE(store_->contains(key(0)));
+  EXPECT_FALSE(store_->contains(key(100)));
+  for (int i = kObjects - 50; i < kObjects; ++i) EXPECT_TRUE(readsBack(i, 3000)) << i;
+  int first_present = kObjects;
+  for (int i = 0; i < kObjects; ++i) {
+    if (store_->contains(key(i))) {
+      first_present = i;
+      break;
+    }
+  }
+  for (int i = first_present; i < kObjects; ++i) EXPECT_TRUE(store_->contains(key(i))) << i;
+}
+
+TEST_P(SsdStoreTest, ObjectsBiggerThanARegionAreRefused) {
+  open(true);
+  EXPECT_FALSE(insert(1, kRegion));
+  EXPECT_FALSE(insert(2, kRegion - 64));  // the body fits, headers and tag do not
+  EXPECT_TRUE(insert(3, kRegion - 1024));
+  ASSERT_TRUE(store_->flush().isOk());
+  EXPECT_GE(store_->stats().inserts_too_large, 2u);
+  EXPECT_FALSE(store_->contains(key(1)));
+  EXPECT_FALSE(store_->contains(key(2)));
+  EXPECT_TRUE(readsBack(3, kRegion - 1024));
+}
+
+TEST_P(SsdStoreTest, IndexIsRebuiltFromTheStoreFile) {
+  open(true);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(insert(i, 2500 + 100 * i));
+  // A newer copy of object 5 (same key, other body size): the newest copy must win.
+  ASSERT_TRUE(insert(5, 999));
+  store_.reset();  // no explicit flush: a graceful close writes the open region
+  engine_.reset();
+  open(true);
+  const SsdStats s = store_->stats();
+  EXPECT_EQ(s.objects, 20u);
+  EXPECT_EQ(s.rebuilt_objects, 20u);
+  EXPECT_EQ(s.rebuild_rejected_entries, 0u);
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(readsBack(i, i == 5 ? 999 : 2500 + 100 * i)) << i;
+  // New writes go after the newest region and do not disturb the rebuilt ones.
+  for (int i = 100; i < 105; ++i) ASSERT_TRUE(insert(i, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(store_->contains(key(i))) << i;
+  store_.reset();
+  engine_.reset();
+  open(true);
+  EXPECT_EQ(store_->stats().objects, 25u);
+}
+
+TEST_P(SsdStoreTest, TornLastRegionIsAbsent) {
+  open(true);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(insert(i, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  for (int i = 10; i < 15; ++i) ASSERT_TRUE(insert(i, 3000));  // one more region
+  store_.reset();
+  engine_.reset();
+  // Tear the newest region: only its first 4 KiB reached the disk (the header, one entry).
+  const int64_t newest = newestRegionOffset();
+  ASSERT_GE(newest, 0);
+  ASSERT_TRUE(patchFile(dir_.file("store"), newest + 4096, std::vector<uint8_t>(kRegion - 4096, 0)));
+  open(true);
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(readsBack(i, 3000)) << i;
+  int present = 0;
+  for (int i = 10; i < 15; ++i) present += readsBack(i, 3000) ? 1 : 0;  // never wrong bytes
+  EXPECT_LT(present, 5);
+  EXPECT_GT(store_->stats().rebuild_rejected_entries, 0u);
+  EXPECT_EQ(store_->stats().corrupt, 0u);
+
+  // Torn at its very start (header lost): the whole region is absent.
+  store_.reset();
+  engine_.reset();
+  ASSERT_TRUE(patchFile(dir_.file("store"), newest, std::vector<uint8_t>(4096, 0)));
+  open(true);
+  for (int i = 10; i < 15; ++i) EXPECT_FALSE(store_->contains(key(i))) << i;
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(store_->contains(key(i))) << i;
+}
+
+TEST_P(SsdStoreTest, FlippedByteWithoutEncryptionIsAMissViaTheChecksum) {
+  open(/*encrypt=*/false);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(insert(i, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  ASSERT_TRUE(insert(3, 3000));  // next region: 0..2 now come from the device
+  ASSERT_TRUE(store_->flush().isOk());
+  std::vector<uint8_t> bytes = readFileBytes(dir_.file("store"));
+  const int64_t at = findBytes(bytes, std::string(kMarker) + "#1#");
+  ASSERT_GE(at, 0);
+  const uint64_t flip = static_cast<uint64_t>(at) + 1000;  // inside object 1's body
+  ASSERT_TRUE(patchFile(dir_.file("store"), flip, {static_cast<uint8_t>(bytes[flip] ^ 0x01)}));
+
+  auto r = store_->readSync(key(1), *engine_);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().code(), Code::kCorrupt);
+  EXPECT_STREQ(r.status().detail(), "checksum mismatch");
+  EXPECT_EQ(store_->stats().corrupt, 1u);
+  EXPECT_FALSE(store_->contains(key(1)));  // dropped from the index
+  bool called = false;
+  EXPECT_FALSE(store_->read(key(1), *engine_, [&](Result<SsdHit>) { called = true; }));
+  EXPECT_TRUE(readsBack(0, 3000));
+  EXPECT_TRUE(readsBack(2, 3000));
+  bool logged = false;
+  for (const std::string& l : log_) logged |= l.find("checksum mismatch") != std::string::npos;
+  EXPECT_TRUE(logged);
+
+  // A rebuild leaves the damaged entry out too.
+  store_.reset();
+  engine_.reset();
+  open(false);
+  EXPECT_FALSE(store_->contains(key(1)));
+  EXPECT_TRUE(store_->contains(key(0)));
+  EXPECT_EQ(store_->stats().rebuild_rejected_entries, 1u);
+}
+
+TEST_P(SsdStoreTest, DamageIsLoggedRateLimitedAndCountedInFull) {
+  open(/*encrypt=*/false);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(insert(i, 1000));
+  ASSERT_TRUE(store_->flush().isOk());
+  ASSERT_TRUE(insert(99, kRegion / 2));  // moves the writer on: reads come from the device
+  ASSERT_TRUE(store_->flush().isOk());
+  std::vector<uint8_t> bytes = readFileBytes(dir_.file("store"));
+  for (int i = 0; i < 10; ++i) {
+    const int64_t at = findBytes(bytes, std::string(kMarker) + "#" + std::to_string(i) + "#");
+    ASSERT_GE(at, 0);
+    const uint64_t flip = static_cast<uint64_t>(at) + 500;
+    ASSERT_TRUE(patchFile(dir_.file("store"), flip, {static_cast<uint8_t>(bytes[flip] ^ 0x10)}));
+  }
+  log_.clear();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(store_->readSync(key(i), *engine_).status().code(), Code::kCorrupt);
+  EXPECT_EQ(store_->stats().corrupt, 10u);
+  EXPECT_EQ(log_.size(), 5u);  // 5 lines per 10 s window; the clock does not move
+  clock_.advance(11s);
+  EXPECT_FALSE(store_->read(key(0), *engine_, [](Result<SsdHit>) {}));  // already dropped
+  EXPECT_EQ(store_->stats().objects, 1u);
+}
+
+TEST_P(SsdStoreTest, TamperedCiphertextIsAMiss) {
+  open(/*encrypt=*/true);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(insert(i, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  ASSERT_TRUE(insert(3, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  // Object 1 is the second entry of the first written region: header, entry 0, then entry 1.
+  const int64_t region = 0;  // a fresh store writes region 0 first
+  std::vector<uint8_t> bytes = readFileBytes(dir_.file("store"));
+  ssd::EntryHeader e0;
+  std::memcpy(&e0, bytes.data() + region + sizeof(ssd::RegionHeader), sizeof(e0));
+  ASSERT_EQ(e0.magic, ssd::kEntryMagic);
+  const uint64_t entry1 = region + sizeof(ssd::RegionHeader) + e0.entry_bytes;
+  const uint64_t flip = entry1 + sizeof(ssd::EntryHeader) + 2000;  // in the ciphertext
+  ASSERT_TRUE(patchFile(dir_.file("store"), flip, {static_cast<uint8_t>(bytes[flip] ^ 0x80)}));
+
+  auto r = store_->readSync(key(1), *engine_);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().code(), Code::kCorrupt);
+  EXPECT_STREQ(r.status().detail(), "authentication tag mismatch");
+  EXPECT_FALSE(store_->contains(key(1)));
+  EXPECT_TRUE(readsBack(0, 3000));
+  EXPECT_TRUE(readsBack(2, 3000));
+
+  // Tampering with the clear header (the AAD) is caught as well: object 2's nonce.
+  ssd::EntryHeader e1;
+  std::memcpy(&e1, bytes.data() + entry1, sizeof(e1));
+  const uint64_t entry2 = entry1 + e1.entry_bytes;
+  const uint64_t nonce_at = entry2 + offsetof(ssd::EntryHeader, nonce);
+  ASSERT_TRUE(patchFile(dir_.file("store"), nonce_at, {static_cast<uint8_t>(bytes[nonce_at] ^ 1)}));
+  auto r2 = store_->readSync(key(2), *engine_);
+  ASSERT_FALSE(r2.isOk());
+  EXPECT_EQ(r2.status().code(), Code::kCorrupt);
+  EXPECT_EQ(store_->stats().corrupt, 2u);
+}
+
+TEST_P(SsdStoreTest, EphemeralKeyNothingSurvivesAReopen) {
+  open(/*encrypt=*/true, /*ephemeral=*/true);
+  EXPECT_TRUE(store_->stats().ephemeral_key);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(insert(i, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  EXPECT_TRUE(readsBack(0, 3000));
+  log_.clear();
+  open(true, true);
+  EXPECT_EQ(store_->stats().objects, 0u);
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(store_->contains(key(i)));
+  bool said = false;
+  for (const std::string& l : log_) said |= l.find("ephemeral key") != std::string::npos;
+  EXPECT_TRUE(said);
+}
+
+TEST_P(SsdStoreTest, KeyFileContentsSurviveAReopenAndAnotherKeyReadsNothing) {
+  writeKeyFile("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
+  open(true);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(insert(i, 3000));
+  open(true);  // reopen with the same key file
+  EXPECT_EQ(store_->stats().objects, 5u);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(readsBack(i, 3000));
+  // The same file as 32 raw bytes is the same key.
+  std::string raw;
+  for (int i = 0; i < 32; ++i) raw += static_cast<char>(i % 16 * 0x11);
+  writeKeyFile(raw);
+  open(true);
+  EXPECT_EQ(store_->stats().objects, 5u);
+  // Another key: the regions are recognised as foreign and left out, nothing decrypted.
+  writeKeyFile(std::string(64, 'f'));
+  open(true);
+  EXPECT_EQ(store_->stats().objects, 0u);
+  EXPECT_EQ(store_->stats().rebuild_skipped_regions, 1u);
+  EXPECT_EQ(store_->stats().rebuild_rejected_entries, 0u);
+}
+
+TEST_P(SsdStoreTest, EncryptedStoreNeverShowsTheMarker) {
+  open(/*encrypt=*/true);
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(insert(i, 2000));
+  store_.reset();
+  engine_.reset();
+  const std::vector<uint8_t> bytes = readFileBytes(dir_.file("store"));
+  ASSERT_EQ(bytes.size(), kStore);
+  EXPECT_EQ(countOccurrences(bytes, std::string(kMarker)), 0u);
+  EXPECT_EQ(countOccurrences(bytes, "video/mp2t"), 0u);  // heads are sealed too
+}
+
+TEST_P(SsdStoreTest, PlaintextStoreShowsTheMarkerSoTheGrepCanSeeIt) {
+  open(/*encrypt=*/false);
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(insert(i, 2000));
+  store_.reset();
+  engine_.reset();
+  const std::vector<uint8_t> bytes = readFileBytes(dir_.file("store"));
+  // Every object carries it twice (body and an X-Trace header).
+  EXPECT_EQ(countOccurrences(bytes, std::string(kMarker)), 60u);
+}
+
+TEST_P(SsdStoreTest, SwitchingEncryptionOnLeavesPlaintextRegionsUnread) {
+  open(false);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(insert(i, 3000));
+  open(true);
+  EXPECT_EQ(store_->stats().objects, 0u);
+  EXPECT_EQ(store_->stats().rebuild_skipped_regions, 1u);
+}
+
+TEST_P(SsdStoreTest, ReadersOnSeveralThreadsWhileTheWriterReclaims) {
+  open(true);
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(insert(i, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  std::atomic<bool> stop{false};
+  std::atomic<int> wrong{0}, hits{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      IoEngineOptions eo;
+      eo.backend = GetParam();
+      eo.log = nullptr;
+      auto e = makeIoEngine(store_->device(), eo);
+      if (!e.isOk()) return;
+      for (int n = 0; !stop.load(); ++n) {
+        const int i = (n * 7 + t) % 120;
+        auto r = store_->readSync(key(i), **e);
+        if (r.isOk()) {
+          hits.fetch_add(1);
+          if (bodyOf(*r->body) != bodyFor(i, 3000)) wrong.fetch_add(1);
+        } else if (r.status().code() == Code::kCorrupt) {
+          wrong.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (int i = 40; i < 120; ++i) {
+    ASSERT_TRUE(insert(i, 3000));
+    if (i % 10 == 0) {
+      ASSERT_TRUE(store_->flush().isOk());
+    }
+  }
+  ASSERT_TRUE(store_->flush().isOk());
+  std::this_thread::sleep_for(50ms);
+  stop = true;
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(hits.load(), 0);
+  EXPECT_GT(store_->stats().regions_reclaimed, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, SsdStoreTest,
+                         ::testing::Values(conf::IoBackend::kIoUring, conf::IoBackend::kThreads),
+                         [](const auto& info) {
+                           return info.param == conf::IoBackend::kThreads ? std::string("Threads")
+                                                                          : std::string("IoUring");
+                         });
+
+TEST(SsdStore, ConfigRefusesAnUnreadableKeyFile) {
+  TempDir dir;
+  conf::SsdCacheConfig c;
+  c.enabled = true;
+  c.path = dir.file("store");
+  c.size_bytes = kStore;
+  c.region_bytes = kRegion;
+  c.key_file = dir.file("missing.key");
+  std::string error;
+  auto s = openSsdStore(c, SystemClock::instance(), nullptr, &error);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(error.find("missing.key"), std::string::npos) << error;
+}
+
+TEST(SsdStore, WorksOnTheMemoryDevice) {
+  auto dev = std::make_unique<MemoryDevice>(kStore);
+  SsdStoreOptions o;
+  o.region_bytes = kRegion;
+  o.log = nullptr;
+  auto s = SsdStore::open(std::move(dev), o);
+  ASSERT_TRUE(s.isOk());
+  ManualClock clock;
+  Obj obj = makeObj(1, 5000, clock);
+  ASSERT_TRUE((*s)->insert(obj.key, obj.head, obj.freshness, obj.body));
+  ASSERT_TRUE((*s)->flush().isOk());
+  EXPECT_STREQ((*s)->stats().writer_backend, "threads");
+  auto e = makeThreadPoolEngine((*s)->device(), 1);
+  ASSERT_TRUE(e.isOk());
+  auto hit = (*s)->readSync(obj.key, **e);
+  ASSERT_TRUE(hit.isOk());
+  EXPECT_EQ(bodyOf(*hit->body), bodyFor(1, 5000));
+  e = Status(Code::kInternal, Source::kInternal, "drop");
+}
+
+}  // namespace
+}  // namespace streamedge::cache

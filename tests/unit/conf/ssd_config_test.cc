@@ -1,0 +1,163 @@
+// [cache.ssd]: the contract keys, the defaults, and one error per bad value with file:line.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "conf/config_loader.h"
+
+namespace streamedge::conf {
+namespace {
+
+constexpr std::string_view kBase = R"([[listener]]
+address = "127.0.0.1:8080"
+
+[[origin_group]]
+name = "main"
+  [[origin_group.origin]]
+  url = "http://127.0.0.1:8081"
+
+[[vhost]]
+hostnames = ["*"]
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "main"
+)";
+
+LoadResult load(std::string_view extra) {
+  std::string text(kBase);
+  text += extra;
+  return loadConfigText(text, "test.toml");
+}
+
+std::string describe(const LoadResult& r) {
+  std::string out;
+  for (const ConfigError& e : r.errors) out += "  " + e.toString() + "\n";
+  for (const std::string& w : r.warnings) out += "  warning: " + w + "\n";
+  return out;
+}
+
+int baseLines() {
+  return 1 + static_cast<int>(std::count(kBase.begin(), kBase.end(), '\n'));
+}
+
+// Exactly one error, on `key`, on line `line_in_extra` of `extra` (1-based), mentioning `part`.
+void expectOnlyError(std::string_view extra, const std::string& key, int line_in_extra,
+                     std::string_view part) {
+  const LoadResult r = load(extra);
+  SCOPED_TRACE(std::string(extra));
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.errors.size(), 1u) << describe(r);
+  EXPECT_EQ(r.errors[0].key, key) << describe(r);
+  EXPECT_EQ(r.errors[0].line, baseLines() + line_in_extra - 1) << describe(r);
+  EXPECT_NE(r.errors[0].message.find(part), std::string::npos) << describe(r);
+}
+
+TEST(SsdConfig, AbsentSectionMeansRamOnly) {
+  const LoadResult r = load("");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_FALSE(r.config->cache.ssd.enabled);
+}
+
+TEST(SsdConfig, ContractKeysLoadExactlyAsWritten) {
+  const LoadResult r = load(R"(
+[cache.ssd]
+path = "/var/cache/streamedge/store"
+size = "8GiB"
+encrypt = true
+key_file = "/etc/streamedge/store.key"
+)");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_TRUE(r.warnings.empty()) << describe(r);
+  const SsdCacheConfig& s = r.config->cache.ssd;
+  EXPECT_TRUE(s.enabled);
+  EXPECT_EQ(s.path, "/var/cache/streamedge/store");
+  EXPECT_EQ(s.size_bytes, 8ull << 30);
+  EXPECT_TRUE(s.encrypt);
+  EXPECT_EQ(s.key_file, "/etc/streamedge/store.key");
+  // Defaults of the keys that are ours.
+  EXPECT_EQ(s.region_bytes, 16ull << 20);
+  EXPECT_EQ(s.admission, SsdAdmission::kEvict);
+  EXPECT_EQ(s.io_backend, IoBackend::kAuto);
+  EXPECT_TRUE(s.direct_io);
+}
+
+TEST(SsdConfig, EverySettableValueIsParsed) {
+  const LoadResult r = load(R"(
+[cache.ssd]
+path = "/dev/nvme1n1"
+size = 1073741824
+region_size = "4MiB"
+encrypt = false
+admission = "fill"
+io_backend = "threads"
+direct_io = false
+)");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const SsdCacheConfig& s = r.config->cache.ssd;
+  EXPECT_EQ(s.path, "/dev/nvme1n1");
+  EXPECT_EQ(s.size_bytes, 1ull << 30);
+  EXPECT_EQ(s.region_bytes, 4ull << 20);
+  EXPECT_FALSE(s.encrypt);
+  EXPECT_TRUE(s.key_file.empty());
+  EXPECT_EQ(s.admission, SsdAdmission::kFill);
+  EXPECT_EQ(s.io_backend, IoBackend::kThreads);
+  EXPECT_FALSE(s.direct_io);
+
+  const LoadResult u = load("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nio_backend = \"io_uring\"\n");
+  ASSERT_TRUE(u.ok()) << describe(u);
+  EXPECT_EQ(u.config->cache.ssd.io_backend, IoBackend::kIoUring);
+}
+
+TEST(SsdConfig, PathAndSizeAreRequired) {
+  const LoadResult r = load("\n[cache.ssd]\nencrypt = true\n");
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.errors.size(), 2u) << describe(r);
+  EXPECT_EQ(r.errors[0].key, "cache.ssd.path");
+  EXPECT_EQ(r.errors[1].key, "cache.ssd.size");
+  EXPECT_EQ(r.errors[0].line, baseLines() + 1);
+}
+
+TEST(SsdConfig, BadValuesAreReportedWithLineAndKey) {
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nadmission = \"always\"\n",
+                  "cache.ssd.admission", 5, "\"evict\" or \"fill\"");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nio_backend = \"aio\"\n",
+                  "cache.ssd.io_backend", 5, "\"threads\"");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nregion_size = \"10000B\"\n",
+                  "cache.ssd.region_size", 5, "at least");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nregion_size = \"20000B\"\n",
+                  "cache.ssd.region_size", 5, "multiple of 4KiB");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"32MiB\"\n", "cache.ssd.size", 4,
+                  "at least 3 regions");
+  expectOnlyError("\n[cache.ssd]\npath = \"\"\nsize = \"1GiB\"\n", "cache.ssd.path", 3,
+                  "must not be empty");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nencrypt = \"yes\"\n",
+                  "cache.ssd.encrypt", 5, "true or false");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nkey_file = \"\"\n",
+                  "cache.ssd.key_file", 5, "ephemeral");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nregion = \"16MiB\"\n",
+                  "cache.ssd.region", 5, "unknown");
+}
+
+TEST(SsdConfig, KeyFileWithoutEncryptionIsAWarning) {
+  const LoadResult r = load(
+      "\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nencrypt = false\nkey_file = \"/k\"\n");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("cache.ssd.key_file"), std::string::npos) << r.warnings[0];
+}
+
+TEST(SsdConfig, ExampleConfigDocumentsTheSsdTier) {
+  const LoadResult r =
+      loadConfigFile(std::string(STREAMEDGE_SOURCE_DIR) + "/conf/streamedge.example.toml");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const SsdCacheConfig& s = r.config->cache.ssd;
+  EXPECT_TRUE(s.enabled);
+  EXPECT_EQ(s.size_bytes, 8ull << 30);
+  EXPECT_EQ(s.region_bytes, 16ull << 20);
+  EXPECT_TRUE(s.encrypt);
+  EXPECT_EQ(s.key_file, "/etc/streamedge/store.key");
+}
+
+}  // namespace
+}  // namespace streamedge::conf

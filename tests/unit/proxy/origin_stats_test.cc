@@ -1,0 +1,44 @@
+#include "proxy/origin_stats.h"
+
+#include <gtest/gtest.h>
+
+namespace streamedge::proxy {
+namespace {
+
+TEST(OriginStats, SeriesAreKeyedByConfigNamesAndSumAcrossWorkers) {
+  conf::OriginGroupConfig group;
+  group.name = "main";
+  conf::OriginConfig a;
+  a.name = "a";
+  a.dc = "dc-a";
+  conf::OriginConfig b;
+  b.name = "b";
+  b.dc = "dc-b";
+  OriginStats w0;
+  OriginStats w1;
+  w0.attempt(group, a);
+  w0.error(group, a);
+  w0.failover(group, a);
+  w0.attempt(group, b);
+  w0.latency(group, b, std::chrono::milliseconds(30));
+  w1.attempt(group, a);
+  w1.retry(group, a);
+  w1.latency(group, a, std::chrono::milliseconds(3));
+  std::map<OriginStats::Key, OriginStats::Series> sum;
+  w0.addTo(sum);
+  w1.addTo(sum);
+  ASSERT_EQ(sum.size(), 2u);
+  const OriginStats::Series& sa = sum.at({"main", "a", "dc-a"});
+  EXPECT_EQ(sa.requests, 2u);
+  EXPECT_EQ(sa.errors, 1u);
+  EXPECT_EQ(sa.failovers, 1u);
+  EXPECT_EQ(sa.retries, 1u);
+  EXPECT_EQ(sa.latency.count(), 1u);
+  const OriginStats::Series& sb = sum.at({"main", "b", "dc-b"});
+  EXPECT_EQ(sb.requests, 1u);
+  EXPECT_EQ(sb.latency.counts[metrics::latencyBucketIndex(30'000'000)], 1u);
+  EXPECT_NEAR(sb.latency.sum_seconds, 0.030, 1e-9);
+}
+
+}  // namespace
+}  // namespace streamedge::proxy

@@ -1,0 +1,62 @@
+#include "tls/tls_state.h"
+
+#include "tls/origin_context.h"
+
+namespace streamedge::tls {
+
+TlsState::Build TlsState::build(const conf::Config& config, const TlsState* previous,
+                                std::time_t now) {
+  Build out;
+  auto state = std::make_shared<TlsState>();
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const conf::ListenerConfig& l = config.listeners[i];
+    state->listener_addresses_.push_back(l.address);
+    if (l.certificates.empty()) {
+      state->listeners_.push_back(nullptr);
+      continue;
+    }
+    std::shared_ptr<TicketKeyRing> ring;
+    if (previous) {
+      for (size_t p = 0; p < previous->listeners_.size(); ++p) {
+        if (previous->listeners_[p] && previous->listener_addresses_[p] == l.address) {
+          ring = previous->listeners_[p]->tickets();
+        }
+      }
+    }
+    ListenerContexts::Build b = ListenerContexts::build(l, std::move(ring), now);
+    const std::string where = "listener[" + std::to_string(i) + "] (" + l.address + "): ";
+    for (const std::string& w : b.warnings) out.warnings.push_back(where + w);
+    for (const std::string& e : b.errors) out.errors.push_back(where + e);
+    state->listeners_.push_back(std::move(b.contexts));
+  }
+  for (size_t g = 0; g < config.origin_groups.size(); ++g) {
+    const conf::OriginGroupConfig& group = config.origin_groups[g];
+    for (size_t o = 0; o < group.origins.size(); ++o) {
+      const conf::OriginConfig& origin = group.origins[o];
+      if (origin.scheme != "https") continue;
+      const std::string key = originContextKey(origin);
+      if (state->origins_.count(key)) continue;
+      OriginContextBuild b = buildOriginContext(origin);
+      if (!b.error.empty()) {
+        out.errors.push_back("origin_group[" + std::to_string(g) + "].origin[" + std::to_string(o) +
+                             "] (" + origin.name + "): " + b.error);
+        continue;
+      }
+      if (!origin.tls_verify) {
+        out.warnings.push_back("origin " + origin.name + ": tls_verify = false: the origin's "
+                               "certificate is not checked; anyone on the path can impersonate it");
+      }
+      state->origins_.emplace(key, std::move(b.ctx));
+    }
+  }
+  if (out.errors.empty()) out.state = std::move(state);
+  return out;
+}
+
+SSL_CTX* TlsState::originContext(const conf::OriginConfig& origin) const {
+  if (origin.scheme != "https") return nullptr;
+  auto it = origins_.find(originContextKey(origin));
+  return it == origins_.end() ? nullptr : it->second.get();
+}
+
+}  // namespace streamedge::tls
