@@ -201,6 +201,13 @@ int Server::run() {
     shared_->counters.push_back(std::make_unique<WorkerCounters>());
   }
   if (!shared_->access_log.open()) return 1;
+  if (config_->cache.ssd.enabled) {
+    // The SSD engine (cache/ssd_store.h) is built and tested but not yet in the request path.
+    std::fprintf(stderr,
+                 "streamedge: warning: [cache.ssd] is configured but the SSD tier is not wired into "
+                 "the request path yet; serving from RAM only, nothing is written to %s\n",
+                 config_->cache.ssd.path.c_str());
+  }
 
   std::signal(SIGPIPE, SIG_IGN);
   base_ = event_base_new();
