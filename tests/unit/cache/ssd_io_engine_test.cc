@@ -217,58 +217,5 @@ TEST(IoEngineFactory, ForcedThreadsUsesThePool) {
   EXPECT_STREQ((*e)->backendName(), "threads");
 }
 
-// Not a test: a measurement for the report. Run with --gtest_also_run_disabled_tests.
-// Serial 64 KiB reads (queue depth 1) and 64 KiB reads at depth 32, per backend and O_DIRECT.
-TEST(IoEngineMeasure, DISABLED_ReadLatencyAndThroughput) {
-  TempDir dir;
-  constexpr uint64_t kFile = 256ull << 20;
-  constexpr size_t kBlock = 64 * 1024;
-  for (bool direct : {true, false}) {
-    FileDeviceOptions fo;
-    fo.path = dir.file(direct ? "direct" : "buffered");
-    fo.size_bytes = kFile;
-    fo.direct_io = direct;
-    auto dev = FileDevice::open(fo);
-    ASSERT_TRUE(dev.isOk());
-    {
-      AlignedBuffer fill(8 << 20, 4096);
-      std::memset(fill.data(), 0x42, fill.size());
-      for (uint64_t off = 0; off < kFile; off += fill.size()) {
-        ASSERT_TRUE((*dev)->write(off, fill.data(), fill.size()).isOk());
-      }
-    }
-    for (const char* backend : {"io_uring", "threads"}) {
-      auto engine = makeEngine(backend, **dev, 64);
-      ASSERT_TRUE(engine);
-      for (int depth : {1, 32}) {
-        std::vector<AlignedBuffer> bufs;
-        for (int i = 0; i < depth; ++i) bufs.emplace_back(kBlock, 4096);
-        constexpr int kOps = 4000;
-        int submitted = 0, completed = 0;
-        uint64_t x = 12345;
-        auto next = [&]() {
-          x = x * 6364136223846793005ull + 1442695040888963407ull;
-          return (x >> 20) % (kFile / kBlock) * kBlock;
-        };
-        const auto t0 = std::chrono::steady_clock::now();
-        std::function<void(int)> issue = [&](int slot) {
-          ++submitted;
-          ASSERT_TRUE(engine->read(next(), bufs[slot].data(), kBlock, [&, slot](Status s) {
-            ASSERT_TRUE(s.isOk());
-            ++completed;
-            if (submitted < kOps) issue(slot);
-          }).isOk());
-        };
-        for (int i = 0; i < depth; ++i) issue(i);
-        while (completed < kOps) engine->wait(100ms);
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::printf("[ MEASURE  ] %-8s %-8s depth %2d: %7.1f us/read mean latency-ish, %7.0f MB/s, %8.0f reads/s\n",
-                    backend, direct ? "O_DIRECT" : "buffered", depth, secs / kOps * depth * 1e6,
-                    kOps * double(kBlock) / secs / 1e6, kOps / secs);
-      }
-    }
-  }
-}
-
 }  // namespace
 }  // namespace streamedge::cache
