@@ -519,10 +519,14 @@ void ClientConnection::redirectToHttps() {
     out_ += "Connection: close\r\n";
   }
   out_ += "\r\n";
-  bufferevent_write(bev_, out_.data(), out_.size());
-  ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+  writeHead();
   if (close_after_response_) bufferevent_disable(bev_, EV_READ);
   finishBody();
+}
+
+void ClientConnection::writeHead() {
+  bufferevent_write(bev_, out_.data(), out_.size());
+  ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
 }
 
 void ClientConnection::appendDeliveryFields() {
@@ -582,8 +586,7 @@ void ClientConnection::deliverHead() {
       out_ += "\r\n";
       appendDeliveryFields();
       out_ += "\r\n";
-      bufferevent_write(bev_, out_.data(), out_.size());
-      ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+      writeHead();
       return finishBody();
     }
     if (!range_.empty() && total &&
@@ -598,8 +601,7 @@ void ClientConnection::deliverHead() {
         out_ += "\r\nContent-Length: 0\r\n";
         appendDeliveryFields();
         out_ += "\r\n";
-        bufferevent_write(bev_, out_.data(), out_.size());
-        ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+        writeHead();
         return finishBody();
       }
       if (spec.kind == RangeSpec::Kind::kSingle) {
@@ -653,8 +655,7 @@ void ClientConnection::deliverHead() {
 }
 
 void ClientConnection::sendHeadAndBody(bool send_body, bool complete) {
-  bufferevent_write(bev_, out_.data(), out_.size());
-  ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+  writeHead();
   if (!send_body || body_pos_ >= body_end_) {
     if (subscribed_) {
       object_->unsubscribe(this);
@@ -760,8 +761,7 @@ void ClientConnection::synth(int status, const char* detail, bool close) {
     out_ += body;
     out_ += '\n';
   }
-  bufferevent_write(bev_, out_.data(), out_.size());
-  ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+  writeHead();
   // Stop reading a connection we are about to close (the rest of its bytes are not a request).
   if (close_after_response_) bufferevent_disable(bev_, EV_READ);
   finishBody();

@@ -98,6 +98,7 @@ class ClientConnection final : public cache::ObjectWaiter {
   void setReadTimeout(std::chrono::milliseconds t);
   void appendStatusLine(int status, std::string_view reason);
   void appendDeliveryFields();
+  void writeHead();  // queues out_ (the response head) and records the time to first byte
   void appendHsts();
   void redirectToHttps();                    // plain listener with redirect_https
 
