@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -191,24 +193,51 @@ void formatAccessLogLine(const AccessLogEntry& e, std::string& out) {
   out.resize(static_cast<size_t>(w.end() - out.data()));
 }
 
-AccessLog::AccessLog(std::string target) : target_(std::move(target)) {}
+namespace {
+
+// Batches kept for reuse, and the largest one kept: enough for the workers' batches in flight
+// without holding on to a burst's worth of memory.
+constexpr size_t kSpareBuffers = 16;
+constexpr size_t kSpareCapacity = 256 << 10;
+
+size_t countLines(std::string_view s) {
+  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+}  // namespace
+
+AccessLog::AccessLog(std::string target, size_t max_queued_bytes)
+    : target_(std::move(target)), max_queued_bytes_(max_queued_bytes) {}
 
 AccessLog::~AccessLog() {
-  std::lock_guard<std::mutex> lock(mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_one();
+  // The writer leaves only once the queue is empty: every line appended before now is written.
+  if (writer_.joinable()) writer_.join();
   if (owns_fd_ && fd_ >= 0) ::close(fd_);
 }
 
 bool AccessLog::open() {
-  std::lock_guard<std::mutex> lock(mu_);
   if (target_ == "off") return true;
   if (target_ == "stderr") {
     fd_ = STDERR_FILENO;
-    return true;
-  }
-  if (target_ == "stdout") {
+  } else if (target_ == "stdout") {
     fd_ = STDOUT_FILENO;
-    return true;
+  } else if (!openFile()) {
+    return false;
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!started_) {
+    started_ = true;
+    writer_ = std::thread([this] { writerLoop(); });
+  }
+  return true;
+}
+
+bool AccessLog::openFile() {
   int fd = ::open(target_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0) {
     std::fprintf(stderr, "streamedge: cannot open access log %s: %s\n", target_.c_str(),
@@ -223,19 +252,112 @@ bool AccessLog::open() {
 
 void AccessLog::reopen() {
   if (target_ == "off" || target_ == "stderr" || target_ == "stdout") return;
-  open();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!started_) return;
+    queue_.push_back(Item{{}, true});
+    ++queued_items_;
+  }
+  work_cv_.notify_one();
 }
 
 void AccessLog::append(std::string_view lines) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (fd_ < 0) return;
-  while (!lines.empty()) {
-    ssize_t n = ::write(fd_, lines.data(), lines.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return;  // a full disk must not stop serving; lines are lost
+  if (lines.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!started_ || stopping_ || queued_bytes_ + lines.size() > max_queued_bytes_) {
+      if (enabled()) dropped_lines_.fetch_add(countLines(lines), std::memory_order_relaxed);
+      return;
     }
-    lines.remove_prefix(static_cast<size_t>(n));
+    Item item;
+    if (!spare_.empty()) {
+      item.lines = std::move(spare_.back());
+      spare_.pop_back();
+    }
+    // A copy: the worker keeps its own buffer (and its capacity) for the next batch. At most a
+    // few hundred KiB per second per worker, in the same cache lines the worker just wrote.
+    item.lines.assign(lines.data(), lines.size());
+    queued_bytes_ += lines.size();
+    queue_.push_back(std::move(item));
+    ++queued_items_;
+  }
+  // Without a waiter (the writer is busy) this is no system call.
+  work_cv_.notify_one();
+}
+
+void AccessLog::flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t target = queued_items_;
+  written_cv_.wait(lock, [&] { return written_items_ >= target || !started_; });
+}
+
+void AccessLog::writerLoop() {
+  pthread_setname_np(pthread_self(), "se-access-log");
+  std::vector<Item> batch;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) break;  // stopping, and everything is written
+    batch.swap(queue_);
+    lock.unlock();
+    writeItems(batch);
+    size_t bytes = 0;
+    for (const Item& item : batch) bytes += item.lines.size();
+    lock.lock();
+    queued_bytes_ -= bytes;
+    written_items_ += batch.size();
+    for (Item& item : batch) {
+      if (item.reopen || spare_.size() >= kSpareBuffers) continue;
+      if (item.lines.capacity() > kSpareCapacity) continue;
+      item.lines.clear();
+      spare_.push_back(std::move(item.lines));
+    }
+    batch.clear();
+    written_cv_.notify_all();
+  }
+}
+
+void AccessLog::writeItems(std::vector<Item>& items) {
+  // Runs of batches between reopen markers go out in one writev each (64 batches at most).
+  std::array<iovec, 64> iov;
+  size_t i = 0;
+  while (i < items.size()) {
+    if (items[i].reopen) {
+      openFile();  // on failure the old file stays (and the error is on stderr)
+      ++i;
+      continue;
+    }
+    int count = 0;
+    while (i < items.size() && !items[i].reopen && count < static_cast<int>(iov.size())) {
+      iov[static_cast<size_t>(count)] = {items[i].lines.data(), items[i].lines.size()};
+      ++count;
+      ++i;
+    }
+    int first = 0;
+    while (first < count) {
+      const ssize_t n = fd_ >= 0 ? ::writev(fd_, iov.data() + first, count - first) : -1;
+      if (n < 0) {
+        if (fd_ >= 0 && errno == EINTR) continue;
+        // A full disk must not stop serving: the rest of this run is lost, and counted.
+        uint64_t lost = 0;
+        for (int k = first; k < count; ++k) {
+          const iovec& v = iov[static_cast<size_t>(k)];
+          lost += countLines(std::string_view(static_cast<const char*>(v.iov_base), v.iov_len));
+        }
+        dropped_lines_.fetch_add(lost, std::memory_order_relaxed);
+        break;
+      }
+      auto done = static_cast<size_t>(n);
+      while (first < count && done >= iov[static_cast<size_t>(first)].iov_len) {
+        done -= iov[static_cast<size_t>(first)].iov_len;
+        ++first;
+      }
+      if (first < count) {
+        iovec& v = iov[static_cast<size_t>(first)];
+        v.iov_base = static_cast<char*>(v.iov_base) + done;
+        v.iov_len -= done;
+      }
+    }
   }
 }
 

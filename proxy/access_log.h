@@ -3,17 +3,28 @@
 // the parameters the route drops from the key (tokens, CMCD, session ids), and no cookie,
 // User-Agent or Referer is ever logged.
 //
-// AccessLog owns the file and is shared by all workers: append() takes a mutex and writes one
-// already-formatted batch (workers buffer lines and flush every ~100 ms or 32 KiB). reopen() is
-// for SIGUSR1 (logrotate). Thread-safe.
+// AccessLog owns the file and one writer thread, and is shared by all workers. Workers format
+// lines into their own buffer and hand a batch over with append() (every ~100 ms or 32 KiB, see
+// Worker::logLine): append() copies the batch into a pooled buffer under a short mutex and wakes
+// the writer, so no write(2) and, once warm, no allocation happen on a worker. Memory is bounded:
+// a batch that would take the bytes waiting for the writer past `max_queued_bytes` is dropped
+// whole and its lines counted (droppedLines()), and so are lines a failed write loses. reopen()
+// (SIGUSR1, logrotate) is queued in order and done by the writer: batches appended before it go
+// to the old file, later ones to the new. flush() waits for what was appended before it; the
+// destructor writes everything still queued, then joins the writer. Thread-safe.
 #pragma once
 
 #include <sys/socket.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "conf/config.h"
 
@@ -45,23 +56,62 @@ void formatAccessLogLine(const AccessLogEntry& e, std::string& out);
 
 class AccessLog {
  public:
+  // Bytes that may wait for the writer (a disk stalled for seconds at 100k lines/s).
+  static constexpr size_t kDefaultMaxQueuedBytes = 32 << 20;
+
   // `target`: "stderr", "stdout", "off" or a path (opened for append, created 0640).
-  explicit AccessLog(std::string target);
+  explicit AccessLog(std::string target, size_t max_queued_bytes = kDefaultMaxQueuedBytes);
+  // Writes every line still queued, then stops the writer.
   ~AccessLog();
   AccessLog(const AccessLog&) = delete;
   AccessLog& operator=(const AccessLog&) = delete;
 
   bool enabled() const { return target_ != "off"; }
-  // Returns false (and logs once to stderr) if the file could not be opened.
+  // Opens the target and starts the writer; call once, before the first append(). Returns false
+  // (and logs to stderr) if the file could not be opened; nothing is started then.
   bool open();
+  // Any thread: the writer reopens the path after writing what was appended before this call (a
+  // failed reopen keeps writing to the old file). No-op for stderr, stdout and off.
   void reopen();
+  // Any thread: queues `lines` (whole lines, each ending in '\n') for the writer; never blocks
+  // on I/O. Dropped (and counted) when the writer is too far behind or was never started.
   void append(std::string_view lines);
+  // Any thread: returns once everything appended (and reopened) before the call is written.
+  void flush();
+  // Any thread: lines lost so far, because the writer was too far behind or a write failed.
+  uint64_t droppedLines() const { return dropped_lines_.load(std::memory_order_relaxed); }
 
  private:
-  std::string target_;
+  struct Item {
+    std::string lines;
+    bool reopen = false;  // a reopen marker, no lines
+  };
+  void writerLoop();
+  // Writer thread: writes `items` in order, reopening at markers.
+  void writeItems(std::vector<Item>& items);
+  // Opens the path; on success replaces fd_. Writer thread (or open() before it starts).
+  bool openFile();
+
+  // const after construction
+  const std::string target_;
+  const size_t max_queued_bytes_;
+
   std::mutex mu_;
-  int fd_ = -1;          // guarded by mu_
-  bool owns_fd_ = false; // guarded by mu_
+  std::condition_variable work_cv_;      // writer waits: queue_ non-empty or stopping_
+  std::condition_variable written_cv_;   // flush() waits: written_ advanced
+  std::vector<Item> queue_;              // guarded by mu_
+  std::vector<std::string> spare_;       // guarded by mu_; written buffers, kept for reuse
+  size_t queued_bytes_ = 0;              // guarded by mu_; queued + being written
+  uint64_t queued_items_ = 0;            // guarded by mu_; items ever queued
+  uint64_t written_items_ = 0;           // guarded by mu_; items the writer is done with
+  bool started_ = false;                 // guarded by mu_
+  bool stopping_ = false;                // guarded by mu_
+  std::atomic<uint64_t> dropped_lines_{0};
+
+  // writer thread only (open() before the writer starts; the destructor after it stopped)
+  int fd_ = -1;
+  bool owns_fd_ = false;
+  std::thread writer_;
 };
 
 }  // namespace streamedge::proxy

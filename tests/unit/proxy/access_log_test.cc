@@ -1,8 +1,24 @@
 #include "proxy/access_log.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/process.h"
 
 namespace streamedge::proxy {
 namespace {
@@ -137,6 +153,200 @@ TEST(AccessLog, AnonymiserHandlesEdgeAddressesAndNull) {
   std::string out = "stale";
   anonymizeAddress(nullptr, conf::AddressAnonymization::kFull, out);
   EXPECT_EQ(out, "-");
+}
+
+// --- the writer thread: real files in a temp dir --------------------------------------------
+
+using namespace std::chrono_literals;
+
+std::vector<std::string> linesOf(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+TEST(AccessLogWriter, LinesOfEachWorkerKeepTheirOrderAndNoneIsLost) {
+  testsupport::TempDir dir("se-access-log");
+  const std::string path = dir.file("access.log");
+  AccessLog log(path);
+  ASSERT_TRUE(log.open());
+  constexpr int kWorkers = 4;
+  constexpr int kBatches = 200;
+  constexpr int kLinesPerBatch = 25;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&log, w] {
+      std::string batch;
+      int seq = 0;
+      for (int b = 0; b < kBatches; ++b) {
+        batch.clear();
+        for (int l = 0; l < kLinesPerBatch; ++l) {
+          batch += "w" + std::to_string(w) + " " + std::to_string(seq++) + "\n";
+        }
+        log.append(batch);
+      }
+    });
+  }
+  for (std::thread& t : workers) t.join();
+  log.flush();
+  std::map<int, int> next;  // worker → next expected sequence number
+  const std::vector<std::string> lines = linesOf(testsupport::readFile(path));
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kWorkers * kBatches * kLinesPerBatch));
+  for (const std::string& line : lines) {
+    int w = -1;
+    int seq = -1;
+    ASSERT_EQ(std::sscanf(line.c_str(), "w%d %d", &w, &seq), 2) << line;
+    ASSERT_EQ(seq, next[w]) << "worker " << w;
+    next[w] = seq + 1;
+  }
+  EXPECT_EQ(log.droppedLines(), 0u);
+}
+
+TEST(AccessLogWriter, ALineAppearsWithoutFlushAtLowTraffic) {
+  testsupport::TempDir dir("se-access-log");
+  const std::string path = dir.file("access.log");
+  AccessLog log(path);
+  ASSERT_TRUE(log.open());
+  log.append("lonely\n");
+  std::string text;
+  for (int i = 0; i < 100 && text.empty(); ++i) {
+    std::this_thread::sleep_for(10ms);
+    text = testsupport::readFile(path);
+  }
+  EXPECT_EQ(text, "lonely\n");
+}
+
+TEST(AccessLogWriter, ReopenSendsLaterLinesToTheNewFileAndEarlierOnesToTheRotatedOne) {
+  testsupport::TempDir dir("se-access-log");
+  const std::string path = dir.file("access.log");
+  const std::string rotated = dir.file("access.log.1");
+  AccessLog log(path);
+  ASSERT_TRUE(log.open());
+  log.append("before 1\n");
+  log.flush();
+  // logrotate: rename, then SIGUSR1. A batch appended after the rename but before the reopen
+  // still belongs to the old file.
+  ASSERT_EQ(std::rename(path.c_str(), rotated.c_str()), 0);
+  log.append("before 2\n");
+  log.reopen();
+  log.append("after\n");
+  log.flush();
+  EXPECT_EQ(testsupport::readFile(rotated), "before 1\nbefore 2\n");
+  EXPECT_EQ(testsupport::readFile(path), "after\n");
+  struct stat st{};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+}
+
+TEST(AccessLogWriter, AFailedReopenKeepsWritingToTheOldFile) {
+  testsupport::TempDir dir("se-access-log");
+  const std::string sub = dir.file("logs");
+  ASSERT_EQ(::mkdir(sub.c_str(), 0700), 0);
+  const std::string path = sub + "/access.log";
+  const std::string moved = dir.file("access.log.old");
+  AccessLog log(path);
+  ASSERT_TRUE(log.open());
+  ASSERT_EQ(std::rename(path.c_str(), moved.c_str()), 0);
+  ASSERT_EQ(::rmdir(sub.c_str()), 0);  // the path cannot be created again
+  log.reopen();
+  log.append("kept\n");
+  log.flush();
+  EXPECT_EQ(testsupport::readFile(moved), "kept\n");
+  EXPECT_EQ(log.droppedLines(), 0u);
+}
+
+TEST(AccessLogWriter, PastTheBoundWholeBatchesAreDroppedAndTheirLinesCounted) {
+  // A FIFO nobody reads stands for a stalled disk: the writer blocks once the pipe is full.
+  std::signal(SIGPIPE, SIG_IGN);  // should the test fail early: the writer gets EPIPE, not a signal
+  testsupport::TempDir dir("se-access-log");
+  const std::string fifo = dir.file("stalled");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(reader, 0);
+  ::fcntl(reader, F_SETPIPE_SZ, 4096);
+  constexpr size_t kBound = 16 << 10;
+  uint64_t appended = 0;
+  std::string received;
+  {
+    AccessLog log(fifo, kBound);
+    ASSERT_TRUE(log.open());
+    // Declared after `log`, so closed first if an assertion returns early: the writer then
+    // fails with EPIPE instead of blocking the destructor forever.
+    struct CloseReader {
+      int& fd;
+      ~CloseReader() {
+        if (fd >= 0) ::close(fd);
+        fd = -1;
+      }
+    } close_reader{reader};
+    const std::string line(63, 'x');
+    std::string batch;
+    for (int l = 0; l < 16; ++l) batch += line + "\n";  // 1 KiB, 16 lines
+    // The pipe fills, then the queue up to the bound; then batches drop. Stuck for sure once
+    // 20 appends a millisecond apart all dropped.
+    int dropped_in_a_row = 0;
+    for (int i = 0; i < 5000 && dropped_in_a_row < 20; ++i) {
+      const uint64_t before = log.droppedLines();
+      log.append(batch);
+      appended += 16;
+      dropped_in_a_row = log.droppedLines() > before ? dropped_in_a_row + 1 : 0;
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_EQ(dropped_in_a_row, 20);
+    EXPECT_EQ(log.droppedLines() % 16, 0u) << "batches are dropped whole";
+    EXPECT_LE((appended - log.droppedLines()) * 64, kBound + 64 * 1024) << "bounded memory";
+    const uint64_t before = log.droppedLines();
+    for (int i = 0; i < 10; ++i) log.append(batch);
+    appended += 160;
+    EXPECT_EQ(log.droppedLines(), before + 160);
+    // The disk comes back: everything that was not dropped arrives, whole lines only.
+    const uint64_t expected = appended - log.droppedLines();
+    char buf[65536];
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (static_cast<uint64_t>(std::count(received.begin(), received.end(), '\n')) < expected &&
+           std::chrono::steady_clock::now() < deadline) {
+      pollfd p{reader, POLLIN, 0};
+      ::poll(&p, 1, 100);
+      const ssize_t n = ::read(reader, buf, sizeof buf);
+      if (n > 0) received.append(buf, static_cast<size_t>(n));
+    }
+    log.flush();
+    EXPECT_EQ(static_cast<uint64_t>(std::count(received.begin(), received.end(), '\n')), expected);
+    EXPECT_EQ(log.droppedLines(), appended - expected);
+  }
+  for (const std::string& l : linesOf(received)) ASSERT_EQ(l, std::string(63, 'x'));
+}
+
+TEST(AccessLogWriter, DestructionWritesEverythingStillQueued) {
+  testsupport::TempDir dir("se-access-log");
+  const std::string path = dir.file("access.log");
+  {
+    AccessLog log(path);
+    ASSERT_TRUE(log.open());
+    for (int i = 0; i < 1000; ++i) log.append("line " + std::to_string(i) + "\n");
+  }  // no flush(): the destructor drains the queue
+  const std::vector<std::string> lines = linesOf(testsupport::readFile(path));
+  ASSERT_EQ(lines.size(), 1000u);
+  EXPECT_EQ(lines.front(), "line 0");
+  EXPECT_EQ(lines.back(), "line 999");
+}
+
+TEST(AccessLogWriter, OffAndUnopenedLogsWriteNothing) {
+  AccessLog off("off");
+  EXPECT_FALSE(off.enabled());
+  EXPECT_TRUE(off.open());
+  off.append("x\n");
+  off.flush();
+  off.reopen();
+  testsupport::TempDir dir("se-access-log");
+  AccessLog unopened(dir.file("never.log"));
+  unopened.append("a\nb\n");  // before open(): nowhere to go, counted
+  unopened.flush();
+  EXPECT_EQ(unopened.droppedLines(), 2u);
+  EXPECT_EQ(::access(dir.file("never.log").c_str(), F_OK), -1);
+  AccessLog bad(dir.file("no/such/dir/access.log"));
+  EXPECT_FALSE(bad.open());
 }
 
 }  // namespace
