@@ -245,6 +245,13 @@ std::string renderPrometheus(const Snapshot& s) {
   }
   push(std::move(heartbeat));
 
+  auto dropped = family("streamedge_access_log_dropped_lines_total",
+                        "Access log lines lost: the log writer was too far behind the workers, or "
+                        "a write failed (disk full).",
+                        MetricType::Counter);
+  addCounter(dropped, d(s.access_log_dropped_lines));
+  push(std::move(dropped));
+
   auto build = family("streamedge_build_info", "Version and commit of this binary.",
                       MetricType::Gauge);
   addGauge(build, 1, {{"version", STREAMEDGE_VERSION}, {"commit", STREAMEDGE_GIT_COMMIT}});

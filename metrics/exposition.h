@@ -64,9 +64,9 @@ struct HandshakeSeries {
 };
 
 struct CertificateState {
-  std::string listener;     // configured address
+  std::string listener;     // the listener's label, as in ListenerState
   std::string certificate;  // configured cert path
-  double not_after_unix_seconds = 0;
+  double not_after_unix_seconds = 0;  // the leaf's notAfter
 };
 
 struct Snapshot {
@@ -96,6 +96,7 @@ struct Snapshot {
   double last_reload_success_unix_seconds = 0;  // the start counts as the first good load
   bool last_reload_ok = true;                    // the latest reload attempt succeeded
   std::vector<double> worker_heartbeat_age_seconds;  // by worker index
+  uint64_t access_log_dropped_lines = 0;  // writer too far behind, or a failed write
 };
 
 // The Prometheus text format (version 0.0.4) for `snapshot`, plus build_info.

@@ -565,6 +565,17 @@ std::string Server::metricsText() const {
                                      handshakeResultLabel(static_cast<HandshakeResult>(r)), total});
     }
   }
+  // The certificates of the running TLS snapshot (a reload that changed them shows at once).
+  if (tls_) {
+    for (const tls::TlsState::ListenerCertificate& c : tls_->listenerCertificates()) {
+      snap.certificates.push_back({c.listener_index < listener_labels_.size()
+                                       ? listener_labels_[c.listener_index]
+                                       : std::to_string(c.listener_index),
+                                   c.served.certificate,
+                                   static_cast<double>(c.served.not_after)});
+    }
+  }
+  snap.access_log_dropped_lines = shared_->access_log.droppedLines();
 
   const cache::CacheStats stats = shared_->cache.stats();
   snap.tiers.push_back({"ram", stats.objects, stats.bytes, stats.capacity_bytes, stats.evictions,

@@ -92,6 +92,7 @@ ListenerContexts::Build ListenerContexts::build(const conf::ListenerConfig& conf
       out.errors.push_back(where + load.error);
       continue;
     }
+    self->certificates_.push_back({config.certificates[i].cert, load.cert.not_after});
     loaded.push_back(std::make_unique<LoadedCertificate>(std::move(load.cert)));
   }
   if (!out.errors.empty()) return out;

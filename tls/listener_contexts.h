@@ -25,6 +25,12 @@
 
 namespace streamedge::tls {
 
+// A certificate a listener serves, for monitoring: the configured file and its leaf's notAfter.
+struct ServedCertificate {
+  std::string certificate;  // the configured cert path ([[listener.certificate]] cert)
+  std::time_t not_after = 0;  // 0 when the leaf's notAfter could not be read
+};
+
 class ListenerContexts {
  public:
   struct Build {
@@ -47,6 +53,8 @@ class ListenerContexts {
   // The certificates of the context `select` returns, for tests and logs.
   const std::vector<std::string>& subjectsFor(std::string_view server_name) const;
   const std::shared_ptr<TicketKeyRing>& tickets() const { return tickets_; }
+  // Every certificate of this listener, in config order (the default first).
+  const std::vector<ServedCertificate>& certificates() const { return certificates_; }
 
  private:
   struct Slot {
@@ -69,6 +77,7 @@ class ListenerContexts {
   std::map<std::string, size_t, std::less<>> exact_;     // name → slot
   std::map<std::string, size_t, std::less<>> wildcard_;  // "example.com" for "*.example.com" → slot
   std::shared_ptr<TicketKeyRing> tickets_;     // null when tickets are off
+  std::vector<ServedCertificate> certificates_;  // config order
 };
 
 }  // namespace streamedge::tls

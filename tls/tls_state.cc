@@ -59,4 +59,13 @@ SSL_CTX* TlsState::originContext(const conf::OriginConfig& origin) const {
   return it == origins_.end() ? nullptr : it->second.get();
 }
 
+std::vector<TlsState::ListenerCertificate> TlsState::listenerCertificates() const {
+  std::vector<ListenerCertificate> out;
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    if (!listeners_[i]) continue;
+    for (const ServedCertificate& c : listeners_[i]->certificates()) out.push_back({i, c});
+  }
+  return out;
+}
+
 }  // namespace streamedge::tls

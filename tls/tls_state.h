@@ -37,6 +37,14 @@ class TlsState {
   // http origins and origins of another config.
   SSL_CTX* originContext(const conf::OriginConfig& origin) const;
 
+  struct ListenerCertificate {
+    size_t listener_index = 0;  // config order, as for listener()
+    ServedCertificate served;
+  };
+  // Every certificate the TLS listeners serve (listener order, then config order), with its
+  // notAfter: what the certificate expiry gauge exports. Labels come from config only.
+  std::vector<ListenerCertificate> listenerCertificates() const;
+
  private:
   std::vector<std::shared_ptr<ListenerContexts>> listeners_;
   std::vector<std::string> listener_addresses_;

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <thread>
@@ -519,6 +520,76 @@ TEST(ObservabilityTls, AccessLogNamesTheTlsVersion) {
   EXPECT_NE(metrics.body.find("streamedge_tls_handshakes_total{version=\"unknown\",result=\"failed\"} 1"),
             std::string::npos)
       << metrics.body;
+  EXPECT_EQ(proxy->process.stop(15s), 0) << proxy->process.logTail();
+}
+
+// notAfter of `cert_pem` in Unix seconds, read by the openssl command line (not by our code);
+// nullopt when it cannot be read.
+std::optional<double> opensslNotAfter(const std::string& openssl, const std::string& cert_pem) {
+  testsupport::ChildProcess x509;
+  if (!x509.start(openssl, {"x509", "-noout", "-enddate", "-in", cert_pem})) return std::nullopt;
+  if (x509.wait(30s) != 0) return std::nullopt;
+  const std::string out = x509.log();  // "notAfter=Mar  5 09:10:11 2027 GMT"
+  const size_t at = out.find("notAfter=");
+  if (at == std::string::npos) return std::nullopt;
+  tm t{};
+  if (!strptime(out.c_str() + at + 9, "%b %d %H:%M:%S %Y GMT", &t)) return std::nullopt;
+  return static_cast<double>(timegm(&t));
+}
+
+TEST(ObservabilityTls, CertificateExpiryGaugeIsTheServedCertificatesNotAfterAndFollowsReload) {
+  const std::string openssl = findExecutable("openssl");
+  if (openssl.empty()) GTEST_SKIP() << "openssl not installed";
+  testsupport::TempDir dir("streamedge-obs-cert");
+  auto makeCert = [&](const char* days) {
+    testsupport::ChildProcess gen;
+    ASSERT_TRUE(gen.start(openssl, {"req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", days,
+                                    "-subj", "/CN=localhost", "-addext",
+                                    "subjectAltName=DNS:localhost", "-keyout", dir.file("key.pem"),
+                                    "-out", dir.file("cert.pem")}));
+    ASSERT_EQ(gen.wait(30s), 0) << gen.log();
+  };
+  ASSERT_NO_FATAL_FAILURE(makeCert("5"));
+  const std::optional<double> first = opensslNotAfter(openssl, dir.file("cert.pem"));
+  ASSERT_TRUE(first);
+  std::string error;
+  auto sim = testsupport::startOriginSim({"--name", "dc-a"}, &error);
+  ASSERT_TRUE(sim) << error;
+  const std::string config =
+      "[server]\nworkers = 1\n\n[admin]\naddress = \"127.0.0.1:0\"\n\n"
+      "[[listener]]\naddress = \"127.0.0.1:0\"\n\n"
+      "[[listener]]\naddress = \"127.0.0.1:0\"\n"
+      "  [[listener.certificate]]\n  cert = \"" + dir.file("cert.pem") + "\"\n  key = \"" +
+      dir.file("key.pem") + "\"\n\n"
+      "[log]\naccess_log = \"off\"\n\n"
+      "[[origin_group]]\nname = \"main\"\n"
+      "  [[origin_group.origin]]\n  url = \"http://127.0.0.1:" + std::to_string(sim->port) +
+      "\"\n\n"
+      "[[vhost]]\nhostnames = [\"*\"]\n"
+      "  [[vhost.route]]\n  prefix = \"/\"\n  origin_group = \"main\"\n";
+  auto proxy = testsupport::startStreamedge(config, &error);
+  ASSERT_TRUE(proxy) << error;
+  // The second listener repeats the first's address (port 0), so its label is "#1"-suffixed,
+  // as in streamedge_connections_active; the certificate is named by its configured path.
+  const std::string series = "streamedge_tls_certificate_expiry_timestamp_seconds{listener=\"127.0.0.1:0#1\","
+                             "certificate=\"" + dir.file("cert.pem") + "\"}";
+  std::string m = testsupport::httpGet(proxy->admin_port, "/metrics").body;
+  EXPECT_EQ(sample(m, series), *first) << m;
+  EXPECT_EQ(m.find("streamedge_tls_certificate_expiry_timestamp_seconds{listener=\"127.0.0.1:0\""),
+            std::string::npos)
+      << "the plain listener serves no certificate\n" << m;
+
+  // A renewed certificate in place + SIGHUP: the gauge follows the running certificate.
+  ASSERT_NO_FATAL_FAILURE(makeCert("90"));
+  const std::optional<double> renewed = opensslNotAfter(openssl, dir.file("cert.pem"));
+  ASSERT_TRUE(renewed);
+  ASSERT_GT(*renewed, *first + 80 * 86400);
+  const size_t from = proxy->process.logSize();
+  ASSERT_TRUE(proxy->process.signal(SIGHUP));
+  ASSERT_TRUE(proxy->process.waitForLine("reloaded", 10s, from)) << proxy->process.logTail();
+  m = testsupport::httpGet(proxy->admin_port, "/metrics").body;
+  EXPECT_EQ(sample(m, series), *renewed) << m;
   EXPECT_EQ(proxy->process.stop(15s), 0) << proxy->process.logTail();
 }
 

@@ -63,5 +63,57 @@ TEST(TlsState, BuildsListenerAndOriginContextsAndReportsBadOriginFiles) {
             std::string::npos) << b.errors[0];
 }
 
+TEST(TlsState, ListsEveryServedCertificateWithItsNotAfterByConfigName) {
+  const std::string dir = testing::makeTempDir();
+  testing::TestCa ca;
+  ca.leaf(dir, "edge", {"edge.test"}, KeyKind::kEcP256, 10 * 86400);
+  ca.leaf(dir, "other", {"other.test"}, KeyKind::kRsa2048, 40 * 86400);
+  const std::time_t before = std::time(nullptr);
+  conf::LoadResult loaded = conf::loadConfigText(R"(
+[[listener]]
+address = "127.0.0.1:0"
+[[listener]]
+address = "127.0.0.1:8443"
+  [[listener.certificate]]
+  cert = ")" + dir + R"(/edge.pem"
+  key = ")" + dir + R"(/edge.key"
+  [[listener.certificate]]
+  cert = ")" + dir + R"(/other.pem"
+  key = ")" + dir + R"(/other.key"
+[[listener]]
+address = "127.0.0.1:9443"
+  [[listener.certificate]]
+  cert = ")" + dir + R"(/edge.pem"
+  key = ")" + dir + R"(/edge.key"
+[[origin_group]]
+name = "g"
+  [[origin_group.origin]]
+  url = "http://origin.test"
+[[vhost]]
+hostnames = ["*"]
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "g"
+)", "t.toml");
+  ASSERT_TRUE(loaded.ok()) << loaded.errors[0].toString();
+  TlsState::Build b = TlsState::build(*loaded.config, nullptr, std::time(nullptr));
+  ASSERT_TRUE(b.ok()) << b.errors[0];
+  const std::time_t after = std::time(nullptr);
+  const std::vector<TlsState::ListenerCertificate> certs = b.state->listenerCertificates();
+  ASSERT_EQ(certs.size(), 3u);
+  EXPECT_EQ(certs[0].listener_index, 1u);
+  EXPECT_EQ(certs[0].served.certificate, dir + "/edge.pem");
+  EXPECT_EQ(certs[1].listener_index, 1u);
+  EXPECT_EQ(certs[1].served.certificate, dir + "/other.pem");
+  EXPECT_EQ(certs[2].listener_index, 2u);
+  EXPECT_EQ(certs[2].served.certificate, dir + "/edge.pem");
+  // notAfter = generation time + validity, to the second (X509 times have no fraction).
+  EXPECT_GE(certs[0].served.not_after, before + 10 * 86400 - 1);
+  EXPECT_LE(certs[0].served.not_after, after + 10 * 86400);
+  EXPECT_GE(certs[1].served.not_after, before + 40 * 86400 - 1);
+  EXPECT_LE(certs[1].served.not_after, after + 40 * 86400);
+  EXPECT_EQ(certs[2].served.not_after, certs[0].served.not_after);
+}
+
 }  // namespace
 }  // namespace streamedge::tls
