@@ -93,6 +93,18 @@ bool FillWriter::finish() {
   return true;
 }
 
+void FillWriter::finishFromSsd(const SsdHit& hit) {
+  if (!object_) return;
+  object_->setFromSsd();
+  object_->publishHead(hit.head, hit.freshness, /*shareable=*/true, hit.body);
+  object_->markComplete();
+  // Promotion: the copy enters RAM through S3-FIFO's small queue, which keeps it only if it
+  // is hit again; its eviction costs no SSD write (it is already there).
+  cache_->onComplete(object_, true);
+  object_.reset();
+  stale_.reset();
+}
+
 void FillWriter::abort(bool timed_out) {
   if (!object_) return;
   object_->markAborted(timed_out);
@@ -109,7 +121,13 @@ Cache::Cache(const conf::RamCacheConfig& config, const Clock& clock)
 
 Cache::~Cache() = default;
 
-LookupResult Cache::lookup(const CacheKey& key) {
+void Cache::attachSsd(SsdStore* store, conf::SsdAdmission admission) {
+  ssd_ = store;
+  ssd_admission_ = admission;
+}
+
+LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
+  ssd_allowed = ssd_allowed && ssd_ != nullptr;
   const WallTime now = clock_.wallNow();
   Shard& shard = shardFor(key);
   ObjectRef candidate;  // allocated outside the lock when a fill must start
@@ -154,13 +172,48 @@ LookupResult Cache::lookup(const CacheKey& key) {
         fills_in_flight_.fetch_add(1, std::memory_order_relaxed);
         LookupResult r;
         r.kind = LookupResult::Kind::kMiss;
+        if (ssd_allowed) {
+          // The SSD index is in RAM: no I/O under the lock. Only fresh copies are worth a read.
+          const std::optional<SsdEntryInfo> info = ssd_->find(key);
+          if (info && now < info->fresh_until) r.kind = LookupResult::Kind::kSsd;
+        }
         r.object = candidate;
         r.fill = FillWriter(this, std::move(candidate), ObjectRef());
         return r;
       }
     }
     candidate = ObjectRef::make(key);
+    candidate->setSsdAllowed(ssd_allowed);
   }
+}
+
+void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
+  if (!fill) return;
+  auto holder = std::make_shared<FillWriter>(std::move(fill));
+  const CacheKey key = holder->object()->key();
+  auto fallback = [this, holder, on_miss] {
+    ssd_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    if (*holder) on_miss(std::move(*holder));
+  };
+  if (!ssd_) return fallback();
+  // If the worker's engine is destroyed first (shutdown), the callback is dropped and the
+  // holder's FillWriter aborts the fill: readers see kAborted, nothing is kept.
+  const bool started = ssd_->read(key, engine, [this, holder, fallback](Result<SsdHit> hit) {
+    if (hit.isOk() && hit->freshness.isFresh(clock_.wallNow())) {
+      ssd_hits_.fetch_add(1, std::memory_order_relaxed);
+      holder->finishFromSsd(*hit);
+      return;
+    }
+    fallback();  // gone (reclaimed), damaged (dropped and logged by the store) or stale now
+  });
+  if (!started) fallback();
+}
+
+void Cache::offerToSsd(const ObjectRef& object, WallTime now) {
+  if (!ssd_ || !object->ssdAllowed() || !object->shareable()) return;
+  if (!object->freshness().isFresh(now)) return;  // only fresh copies are ever read back
+  if (object->fromSsd() && ssd_->contains(object->key())) return;  // the same bytes are there
+  if (ssd_->insert(object)) ssd_admissions_.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool Cache::purge(const CacheKey& key) {
@@ -180,6 +233,9 @@ bool Cache::purge(const CacheKey& key) {
     }
   }
   if (removed) unlinkFromPolicy(*removed);
+  // The SSD copy leaves the index (its bytes stay on the device until the region is reclaimed;
+  // a durable purge needs a tombstone).
+  if (ssd_ && ssd_->remove(key)) found = true;
   return found;
 }
 
@@ -197,6 +253,7 @@ void Cache::onUncacheable(const ObjectRef& object) {
     it->second.pass_until = clock_.wallNow() + kHitForPassTtl;
   }
   if (dropped) unlinkFromPolicy(*dropped);
+  if (ssd_) ssd_->remove(object->key());
 }
 
 void Cache::onAbort(const ObjectRef& object) {
@@ -229,7 +286,9 @@ void Cache::onComplete(const ObjectRef& object, bool keep) {
     }
   }
   if (replaced) unlinkFromPolicy(*replaced);
-  if (keep) admit(object);
+  if (!keep) return;
+  admit(object);
+  if (ssd_admission_ == conf::SsdAdmission::kFill) offerToSsd(object, clock_.wallNow());
 }
 
 void Cache::admit(const ObjectRef& object) {
@@ -255,14 +314,19 @@ void Cache::admit(const ObjectRef& object) {
     });
   }
   // Unlink victims from the index outside the policy lock (never both locks at once).
+  const WallTime now = victims.empty() ? WallTime{} : clock_.wallNow();
   for (ObjectRef& victim : victims) {
     evictions_.fetch_add(1, std::memory_order_relaxed);
-    Shard& shard = shardFor(victim->key());
-    std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.slots.find(victim->key());
-    if (it == shard.slots.end() || it->second.current != victim) continue;
-    it->second.current.reset();
-    if (!it->second.pending && it->second.pass_until == WallTime{}) shard.slots.erase(it);
+    {
+      Shard& shard = shardFor(victim->key());
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.slots.find(victim->key());
+      if (it == shard.slots.end() || it->second.current != victim) continue;  // replaced
+      it->second.current.reset();
+      if (!it->second.pending && it->second.pass_until == WallTime{}) shard.slots.erase(it);
+    }
+    // Queued, not written: the SSD writer thread does the work.
+    if (ssd_admission_ == conf::SsdAdmission::kEvict) offerToSsd(victim, now);
   }
 }
 
@@ -290,6 +354,9 @@ CacheStats Cache::stats() const {
   s.evictions = evictions_.load(std::memory_order_relaxed);
   s.admissions = admissions_.load(std::memory_order_relaxed);
   s.fills_in_flight = fills_in_flight_.load(std::memory_order_relaxed);
+  s.ssd_hits = ssd_hits_.load(std::memory_order_relaxed);
+  s.ssd_fallbacks = ssd_fallbacks_.load(std::memory_order_relaxed);
+  s.ssd_admissions = ssd_admissions_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -7,11 +7,19 @@
 // Thread-safety: all methods are thread-safe. The index is sharded (one mutex per shard); the
 // eviction policy has its own mutex taken on admission only (hits bump a lock-free counter).
 // No I/O and no allocation of body memory happen under a lock.
+//
+// With an SSD tier attached (attachSsd), a miss whose key has a fresh copy on SSD is reported as
+// kSsd: the caller holds the one FillWriter for the key (so viewers arriving meanwhile coalesce
+// on it as on any fill) and hands it to readFromSsd(), which completes it from the SSD copy or,
+// when the copy turns out gone or damaged, gives it back for an origin fetch. RAM evictions
+// (or completed fills, with admission = "fill") of objects whose route allows it are queued
+// for the SSD writer thread; SSD hits are admitted to RAM, where S3-FIFO keeps the hot ones.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -20,6 +28,7 @@
 #include "cache/cache_key.h"
 #include "cache/object.h"
 #include "cache/s3fifo.h"
+#include "cache/ssd_store.h"
 #include "conf/clock.h"
 #include "conf/config.h"
 
@@ -67,6 +76,9 @@ class FillWriter {
   void abort(bool timed_out = false);
 
  private:
+  // Completes the fill with a verified copy read from the SSD tier.
+  void finishFromSsd(const SsdHit& hit);
+
   friend class Cache;
   FillWriter(Cache* cache, ObjectRef object, ObjectRef stale)
       : cache_(cache), object_(std::move(object)), stale_(std::move(stale)) {}
@@ -87,6 +99,7 @@ struct LookupResult {
     kMiss,   // nothing usable: `fill` set, caller fetches; `object` = fill.object()
     kBusy,   // `object` is being filled by someone else: attach as a reader
     kPass,   // recently found uncacheable: fetch without the cache
+    kSsd,    // not in RAM, a fresh copy on SSD: `fill` set; pass it to Cache::readFromSsd
   };
   Kind kind = Kind::kMiss;
   ObjectRef object;
@@ -101,6 +114,9 @@ struct CacheStats {
   uint64_t evictions = 0;
   uint64_t admissions = 0;
   uint64_t fills_in_flight = 0;
+  uint64_t ssd_hits = 0;          // fills completed from the SSD tier
+  uint64_t ssd_fallbacks = 0;     // kSsd lookups that went to the origin after all
+  uint64_t ssd_admissions = 0;    // objects queued for the SSD writer
 };
 
 class Cache {
@@ -110,7 +126,19 @@ class Cache {
   Cache(const Cache&) = delete;
   Cache& operator=(const Cache&) = delete;
 
-  LookupResult lookup(const CacheKey& key);
+  // Before any lookup: the SSD tier (owned by the caller, outliving the cache's users) and
+  // when objects enter it. Without it the cache is RAM only.
+  void attachSsd(SsdStore* store, conf::SsdAdmission admission);
+  SsdStore* ssd() const { return ssd_; }
+
+  // `ssd_allowed`: the route's storage policy lets this key use the SSD tier (read and write);
+  // false never touches it.
+  LookupResult lookup(const CacheKey& key, bool ssd_allowed = false);
+  // Completes a kSsd lookup's fill from the SSD tier through `engine` (the calling worker's;
+  // the outcome arrives from its poll()). When the copy is gone, stale or damaged (logged and
+  // dropped by the store), `on_miss` gets the fill back, on this thread, to fetch from origin.
+  using SsdMissFn = std::function<void(FillWriter)>;
+  void readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss);
   // Removes the object for `key` (current and hit-for-pass marker). In-flight fills go on but
   // their result is not kept. Returns true when something was removed.
   bool purge(const CacheKey& key);
@@ -143,6 +171,8 @@ class Cache {
   void onComplete(const ObjectRef& object, bool keep);
   void onAbort(const ObjectRef& object);
   void admit(const ObjectRef& object);
+  // Queues `object` for the SSD tier when the route allows it and it is worth keeping.
+  void offerToSsd(const ObjectRef& object, WallTime now);
   void unlinkFromPolicy(CacheObject& object);
 
   const Clock& clock_;
@@ -153,7 +183,13 @@ class Cache {
   S3Fifo policy_;  // guarded by policy_mu_
   std::unordered_map<CacheKey, ObjectRef, CacheKeyHash> resident_;  // guarded by policy_mu_
 
+  SsdStore* ssd_ = nullptr;  // set before use, then const
+  conf::SsdAdmission ssd_admission_ = conf::SsdAdmission::kEvict;
+
   std::atomic<uint64_t> evictions_{0};
+  std::atomic<uint64_t> ssd_hits_{0};
+  std::atomic<uint64_t> ssd_fallbacks_{0};
+  std::atomic<uint64_t> ssd_admissions_{0};
   std::atomic<uint64_t> admissions_{0};
   std::atomic<uint64_t> fills_in_flight_{0};
 };

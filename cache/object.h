@@ -103,6 +103,14 @@ class CacheObject final : public RefCounted {
 
   EvictionNode& evictionNode() { return eviction_; }
 
+  // Tiering. Set by the cache before the object is published (then read-only): whether its
+  // route lets it go to the SSD tier, and whether its bytes were read from that tier unchanged
+  // (so eviction need not write them again).
+  void setSsdAllowed(bool allowed) { ssd_allowed_ = allowed; }
+  bool ssdAllowed() const { return ssd_allowed_; }
+  void setFromSsd() { from_ssd_ = true; }
+  bool fromSsd() const { return from_ssd_; }
+
   // --- filler side (used by FillWriter and the cache) ---
   void publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& f, bool shareable,
                    Ref<Body> body);
@@ -128,6 +136,8 @@ class CacheObject final : public RefCounted {
   std::shared_ptr<const ResponseHead> head_;
   Freshness freshness_;
   bool shareable_ = true;
+  bool ssd_allowed_ = false;
+  bool from_ssd_ = false;
   Ref<Body> body_;
   EvictionNode eviction_;  // owned by the cache's policy, under its lock
 

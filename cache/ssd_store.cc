@@ -351,7 +351,18 @@ void SsdStore::writerLoop() {
     Job job;
     {
       std::unique_lock<std::mutex> lock(q_mu_);
-      q_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      const bool dirty = region_open_ && cursor_ > synced_cursor_;
+      const auto ready = [&] { return stopping_ || !jobs_.empty(); };
+      if (dirty && options_.sync_interval.count() > 0) {
+        if (!q_cv_.wait_for(lock, options_.sync_interval, ready)) {
+          // Idle with unwritten objects: put them on the device (outside the queue lock).
+          lock.unlock();
+          syncOpenRegion();
+          continue;
+        }
+      } else {
+        q_cv_.wait(lock, ready);
+      }
       if (jobs_.empty()) break;  // stopping, and everything queued is done
       job = std::move(jobs_.front());
       jobs_.pop_front();
@@ -472,6 +483,7 @@ bool SsdStore::openNextRegion() {
   region_open_ = true;
   open_region_ = r;
   cursor_ = sizeof(RegionHeader);
+  synced_cursor_ = cursor_;
   entry_count_ = 0;
   return true;
 }
@@ -492,7 +504,27 @@ void SsdStore::dropRegionEntries(uint32_t region, uint64_t seq, bool count_as_re
 }
 
 Status SsdStore::sealAndWrite() {
-  if (!region_open_ || entry_count_ == 0) return Status::ok();  // nothing worth a write
+  if (!region_open_) return Status::ok();
+  if (entry_count_ == 0 || cursor_ == synced_cursor_) {
+    region_open_ = false;  // nothing new to write (an idle sync wrote it all)
+    return Status::ok();
+  }
+  return writeOpenRegion(/*close=*/true);
+}
+
+Status SsdStore::syncOpenRegion() {
+  if (!region_open_ || entry_count_ == 0 || cursor_ == synced_cursor_) return Status::ok();
+  const Status s = writeOpenRegion(/*close=*/false);
+  if (s.isOk()) counters_.region_syncs.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
+// A region may be written more than once while open (idle syncs, then the final write): each
+// write carries the whole used part, whose earlier bytes are unchanged, and a header whose
+// used_bytes and entry_count cover exactly what that write holds. A torn rewrite therefore
+// leaves either the old header (the earlier entries, intact) or the new one with entries that
+// fail their checks and are skipped at rebuild.
+Status SsdStore::writeOpenRegion(bool close) {
   const uint32_t r = open_region_;
   RegionHeader h{};
   h.magic = ssd::kRegionMagic;
@@ -510,12 +542,14 @@ Status SsdStore::sealAndWrite() {
   std::memcpy(buf_.data(), &h, sizeof(h));
   const size_t len = ssd::alignUp(cursor_, device_->ioAlignment());
   std::memset(buf_.data() + cursor_, 0, len - cursor_);
-  region_open_ = false;
+  if (close) region_open_ = false;
   const Status s = writeSync(uint64_t{r} * region_bytes_, buf_.data(), len);
   if (s.isOk()) {
-    counters_.regions_written.fetch_add(1, std::memory_order_relaxed);
+    synced_cursor_ = cursor_;
+    if (close) counters_.regions_written.fetch_add(1, std::memory_order_relaxed);
     return s;
   }
+  region_open_ = false;
   counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
   logLimited("writing region " + std::to_string(r) + " failed (" + s.toString() + "): its " +
              std::to_string(entry_count_) + " objects are dropped");
@@ -530,6 +564,14 @@ Status SsdStore::sealAndWrite() {
 Status SsdStore::writeSync(uint64_t offset, const uint8_t* buf, size_t len) {
   bool done = false;
   Status result;
+  const auto started = std::chrono::steady_clock::now();
+  struct Observe {
+    const std::function<void(std::chrono::nanoseconds)>& fn;
+    std::chrono::steady_clock::time_point started;
+    ~Observe() {
+      if (fn) fn(std::chrono::steady_clock::now() - started);
+    }
+  } observe{options_.observers.write, started};
   Status s = writer_engine_->write(offset, buf, len, [&](Status st) {
     done = true;
     result = st;
@@ -573,6 +615,13 @@ void SsdStore::removeIfAt(const CacheKey& key, const Location& loc) {
 
 bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done) {
   counters_.lookups.fetch_add(1, std::memory_order_relaxed);
+  if (options_.observers.read) {
+    done = [observe = &options_.observers.read, started = std::chrono::steady_clock::now(),
+            inner = std::move(done)](Result<SsdHit> r) {
+      (*observe)(std::chrono::steady_clock::now() - started);
+      inner(std::move(r));
+    };
+  }
   Location loc;
   {
     Shard& shard = shardFor(key);
@@ -700,6 +749,7 @@ SsdStats SsdStore::stats() const {
   for (Shard& shard : shards_) {
     std::lock_guard<std::mutex> lock(shard.mu);
     s.objects += shard.map.size();
+    for (const auto& [key, loc] : shard.map) s.indexed_bytes += loc.entry_bytes;
   }
   const auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   s.regions = region_count_;
@@ -709,6 +759,7 @@ SsdStats SsdStore::stats() const {
   s.inserts_too_large = ld(counters_.inserts_too_large);
   s.objects_written = ld(counters_.objects_written);
   s.regions_written = ld(counters_.regions_written);
+  s.region_syncs = ld(counters_.region_syncs);
   s.write_errors = ld(counters_.write_errors);
   s.regions_reclaimed = ld(counters_.regions_reclaimed);
   s.objects_reclaimed = ld(counters_.objects_reclaimed);
@@ -733,7 +784,7 @@ SsdStats SsdStore::stats() const {
 
 Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& config,
                                                const Clock& clock, SsdLogFn log,
-                                               std::string* error) {
+                                               std::string* error, SsdObservers observers) {
   std::string why;
   FileDeviceOptions fo;
   fo.path = config.path;
@@ -753,6 +804,7 @@ Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& confi
   options.writer_backend = config.io_backend;
   options.clock = &clock;
   options.log = log;
+  options.observers = std::move(observers);
   if (config.encrypt && !config.key_file.empty()) {
     auto key = loadStoreKey(config.key_file, &why);
     if (!key.isOk()) {

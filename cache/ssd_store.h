@@ -22,6 +22,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -45,6 +46,13 @@
 
 namespace streamedge::cache {
 
+// Latency observers (metrics). `read`: from read() to the verified result, called on the thread
+// that polls the engine; `write`: one device write of a region, called on the writer thread.
+struct SsdObservers {
+  std::function<void(std::chrono::nanoseconds)> read;
+  std::function<void(std::chrono::nanoseconds)> write;
+};
+
 struct SsdStoreOptions {
   uint64_t region_bytes = 16ull << 20;  // a multiple of the device alignment
   bool encrypt = true;
@@ -53,8 +61,14 @@ struct SsdStoreOptions {
   std::optional<StoreKey> key;
   conf::IoBackend writer_backend = conf::IoBackend::kAuto;  // the writer thread's engine
   uint64_t max_pending_bytes = 64ull << 20;  // queued admissions; beyond, insert() drops
+  // When the writer has been idle this long with objects in the open region that are not on
+  // the device yet, it writes the region's used part (the region stays open for more). Bounds
+  // what a crash (kill -9, power loss) can lose at low traffic. Zero: only full regions and
+  // flush()/close are written.
+  std::chrono::milliseconds sync_interval{1000};
   const Clock* clock = &SystemClock::instance();
   SsdLogFn log = ssdLogToStderr;
+  SsdObservers observers;
 };
 
 // A verified object read from the store.
@@ -79,6 +93,7 @@ struct SsdEntryInfo {
 
 struct SsdStats {
   uint64_t objects = 0;           // in the index
+  uint64_t indexed_bytes = 0;     // their entries' bytes on the device (or in the open region)
   uint32_t regions = 0;
   uint64_t region_bytes = 0;
   uint64_t inserts_queued = 0;
@@ -86,6 +101,7 @@ struct SsdStats {
   uint64_t inserts_too_large = 0; // bigger than a region: RAM only
   uint64_t objects_written = 0;   // appended to a region
   uint64_t regions_written = 0;
+  uint64_t region_syncs = 0;      // open region's used part written after an idle interval
   uint64_t write_errors = 0;
   uint64_t regions_reclaimed = 0;
   uint64_t objects_reclaimed = 0;
@@ -192,6 +208,9 @@ class SsdStore {
   void append(const Job& job);
   bool openNextRegion();
   Status sealAndWrite();
+  // Writes header + entries so far of the open region, which stays open (idle sync).
+  Status syncOpenRegion();
+  Status writeOpenRegion(bool close);
   void dropRegionEntries(uint32_t region, uint64_t seq, bool count_as_reclaim);
   Status writeSync(uint64_t offset, const uint8_t* buf, size_t len);
 
@@ -234,6 +253,7 @@ class SsdStore {
   bool region_open_ = false;
   uint32_t open_region_ = 0;
   uint32_t cursor_ = 0;
+  uint32_t synced_cursor_ = 0;  // the open region's bytes already on the device
   uint32_t entry_count_ = 0;
   uint32_t next_region_ = 0;
   uint64_t next_seq_ = 1;
@@ -258,7 +278,7 @@ class SsdStore {
 
   struct Counters {
     std::atomic<uint64_t> inserts_queued{0}, inserts_dropped{0}, inserts_too_large{0},
-        objects_written{0}, regions_written{0}, write_errors{0}, regions_reclaimed{0},
+        objects_written{0}, regions_written{0}, region_syncs{0}, write_errors{0}, regions_reclaimed{0},
         objects_reclaimed{0}, lookups{0}, index_misses{0}, reads_from_buffer{0},
         reads_from_device{0}, read_errors{0}, corrupt{0}, reclaimed_during_read{0},
         rebuilt_objects{0}, rebuild_rejected_entries{0}, rebuild_skipped_regions{0};
@@ -271,6 +291,7 @@ class SsdStore {
 // those of FileDevice::open, loadStoreKey and SsdStore::open; `error` gets a readable line.
 Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& config,
                                                const Clock& clock, SsdLogFn log = ssdLogToStderr,
-                                               std::string* error = nullptr);
+                                               std::string* error = nullptr,
+                                               SsdObservers observers = {});
 
 }  // namespace streamedge::cache

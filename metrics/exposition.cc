@@ -193,6 +193,24 @@ std::string renderPrometheus(const Snapshot& s) {
                         MetricType::Histogram);
     addHistogram(write, s.ssd_write_latency);
     push(std::move(write));
+    auto errors = family("streamedge_ssd_errors_total",
+                         "SSD tier failures: device I/O errors, and entries that failed their "
+                         "checksum or authentication on read (dropped, never served).",
+                         MetricType::Counter);
+    addCounter(errors, d(s.ssd_errors), {{"kind", "io"}});
+    addCounter(errors, d(s.ssd_corrupt), {{"kind", "corrupt"}});
+    push(std::move(errors));
+    auto hits = family("streamedge_ssd_hits_total",
+                       "Requests that missed RAM and were served from the SSD tier.",
+                       MetricType::Counter);
+    addCounter(hits, d(s.ssd_hits), {});
+    push(std::move(hits));
+    auto fallbacks = family("streamedge_ssd_fallbacks_total",
+                            "SSD copies found in the index but unusable on read (reclaimed, "
+                            "damaged, stale): fetched from the origin instead.",
+                            MetricType::Counter);
+    addCounter(fallbacks, d(s.ssd_fallbacks), {});
+    push(std::move(fallbacks));
   }
 
   // --- TLS

@@ -88,6 +88,10 @@ struct Snapshot {
   std::string ssd_io_backend;
   HistogramSnapshot ssd_read_latency;
   HistogramSnapshot ssd_write_latency;
+  uint64_t ssd_errors = 0;   // device read/write errors
+  uint64_t ssd_corrupt = 0;  // entries that failed verification on read or at rebuild
+  uint64_t ssd_hits = 0;     // RAM misses completed from the SSD tier
+  uint64_t ssd_fallbacks = 0;  // SSD copies that could not be used (gone, damaged): origin
   std::vector<OriginState> origins;
   std::vector<HandshakeSeries> tls_handshakes;
   std::vector<CertificateState> certificates;

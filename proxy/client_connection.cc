@@ -338,7 +338,8 @@ void ClientConnection::handleRequest() {
   key_ = cache::makeKey(vhost_->name, path_, query_);
   if (route_->cache.mode == conf::CacheMode::kPass) return startPass();
 
-  cache::LookupResult r = worker_.shared().cache.lookup(key_);
+  const bool ssd_allowed = route_->storage == conf::StoragePolicy::kRamAndSsd;
+  cache::LookupResult r = worker_.shared().cache.lookup(key_, ssd_allowed);
   using Kind = cache::LookupResult::Kind;
   switch (r.kind) {
     case Kind::kHit:
@@ -371,6 +372,15 @@ void ClientConnection::handleRequest() {
       startFill(std::move(r.fill), false);
       return waitOn(std::move(object));
     }
+    case Kind::kSsd: {
+      // Our fill, completed from the SSD copy (viewers arriving meanwhile coalesce on it); if
+      // the copy is gone or damaged the same fill goes to the origin.
+      own_fill_ = true;
+      result_ = CacheResult::kHit;
+      cache::ObjectRef object = r.fill.object();
+      readFromSsd(std::move(r.fill));
+      return waitOn(std::move(object));
+    }
     case Kind::kBusy:
       result_ = CacheResult::kCoalesced;
       return waitOn(std::move(r.object));
@@ -380,7 +390,25 @@ void ClientConnection::handleRequest() {
   }
 }
 
+void ClientConnection::readFromSsd(cache::FillWriter fill) {
+  cache::IoEngine* engine = worker_.ssdEngine();
+  if (!engine) return startFill(std::move(fill), false);
+  // The miss path outlives this connection (the viewer may leave): it holds what it needs.
+  Worker* worker = &worker_;
+  conf::ConfigPtr config = config_;
+  const conf::RouteConfig* route = route_;
+  auto request = std::make_shared<FillRequest>(makeFillRequest(false));
+  worker_.shared().cache.readFromSsd(
+      std::move(fill), *engine, [worker, config, route, request](cache::FillWriter f) {
+        FillJob::start(*worker, config, *route, std::move(f), std::move(*request));
+      });
+}
+
 void ClientConnection::startFill(cache::FillWriter fill, bool pass) {
+  FillJob::start(worker_, config_, *route_, std::move(fill), makeFillRequest(pass));
+}
+
+FillRequest ClientConnection::makeFillRequest(bool pass) {
   FillRequest request;
   request.pass = pass;
   request.request_has_authorization = has_authorization_;
@@ -401,7 +429,7 @@ void ClientConnection::startFill(cache::FillWriter fill, bool pass) {
       request.target += query_;
     }
   }
-  FillJob::start(worker_, config_, *route_, std::move(fill), std::move(request));
+  return request;
 }
 
 void ClientConnection::startPass() {

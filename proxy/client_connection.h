@@ -5,10 +5,11 @@
 // The request steps (one place, one line each):
 //   Recv     read and parse the head; limits and strictness → 4xx (Synth)
 //   Route    Host → vhost, path → route; none → 404; method not allowed → 405
-//   Lookup   cache index: Hit | Stale | Miss | Busy | Pass
+//   Lookup   cache index: Hit | Stale | Ssd | Miss | Busy | Pass
 //   Hit      deliver the complete object
 //   Stale    within stale-while-revalidate: deliver stale + background revalidation;
 //            else revalidate (or join the revalidation in flight) and wait
+//   Ssd      not in RAM, fresh on SSD: our fill is completed by an SSD read (origin if it fails)
 //   Miss     start a FillJob (the one origin fetch) and read the object as it fills
 //   Busy     attach as a reader of the object being filled (COALESCED)
 //   Pass     a private fill for this viewer only (uncacheable route/method/response)
@@ -32,6 +33,7 @@
 
 #include "cache/cache.h"
 #include "conf/config.h"
+#include "proxy/fill_job.h"
 #include "proxy/http_parser.h"
 #include "proxy/range.h"
 #include "proxy/shared_state.h"
@@ -84,6 +86,8 @@ class ClientConnection final : public cache::ObjectWaiter {
   void parseRequest();                       // Recv
   void handleRequest();                      // Route, admit, Lookup
   void startFill(cache::FillWriter fill, bool pass);
+  FillRequest makeFillRequest(bool pass);
+  void readFromSsd(cache::FillWriter fill);  // Lookup found a fresh SSD copy
   void startPass();                          // Pass
   void waitOn(cache::ObjectRef object);      // Busy / Miss: read the object as it fills
   void onObjectProgress();

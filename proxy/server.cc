@@ -24,6 +24,13 @@ namespace streamedge::proxy {
 
 namespace {
 
+// The SSD tier is opened once (its device, key, engines and index): any change needs a restart.
+bool ssdChanged(const conf::SsdCacheConfig& a, const conf::SsdCacheConfig& b) {
+  return a.enabled != b.enabled || a.path != b.path || a.size_bytes != b.size_bytes ||
+         a.region_bytes != b.region_bytes || a.encrypt != b.encrypt || a.key_file != b.key_file ||
+         a.admission != b.admission || a.io_backend != b.io_backend || a.direct_io != b.direct_io;
+}
+
 int64_t unixMillisNow() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -202,11 +209,25 @@ int Server::run() {
   }
   if (!shared_->access_log.open()) return 1;
   if (config_->cache.ssd.enabled) {
-    // The SSD engine (cache/ssd_store.h) is built and tested but not yet in the request path.
-    std::fprintf(stderr,
-                 "streamedge: warning: [cache.ssd] is configured but the SSD tier is not wired into "
-                 "the request path yet; serving from RAM only, nothing is written to %s\n",
-                 config_->cache.ssd.path.c_str());
+    // Opened (and its index rebuilt) before any listener: a store that cannot be used is a
+    // start-up error, not a silent RAM-only edge.
+    std::string why;
+    cache::SsdObservers observers;
+    observers.read = [](std::chrono::nanoseconds latency) {
+      if (WorkerCounters* c = currentWorkerCounters()) c->ssd_read_latency.observe(latency);
+    };
+    observers.write = [shared = shared_.get()](std::chrono::nanoseconds latency) {
+      shared->ssd_write_latency.observe(latency);
+    };
+    auto store = cache::openSsdStore(config_->cache.ssd, SystemClock::instance(),
+                                     cache::ssdLogToStderr, &why, std::move(observers));
+    if (!store.isOk()) {
+      std::fprintf(stderr, "streamedge: [cache.ssd] %s: %s\n", config_->cache.ssd.path.c_str(),
+                   why.empty() ? store.status().toString().c_str() : why.c_str());
+      return 1;
+    }
+    shared_->ssd = std::move(*store);
+    shared_->cache.attachSsd(shared_->ssd.get(), config_->cache.ssd.admission);
   }
 
   std::signal(SIGPIPE, SIG_IGN);
@@ -241,9 +262,15 @@ int Server::run() {
     event_add(ev, nullptr);
     signal_events_.push_back(ev);
   }
-  std::printf("streamedge %s (%s) running: %d workers, RAM cache %s, config %s\n",
+  std::string ssd_summary = "none";
+  if (shared_->ssd) {
+    ssd_summary = formatByteSize(config_->cache.ssd.size_bytes);
+    ssd_summary.append(" at ").append(config_->cache.ssd.path);
+  }
+  std::printf("streamedge %s (%s) running: %d workers, RAM cache %s, SSD cache %s, config %s\n",
               STREAMEDGE_VERSION, STREAMEDGE_GIT_COMMIT, worker_count_,
-              formatByteSize(config_->cache.ram.size_bytes).c_str(), config_->source.c_str());
+              formatByteSize(config_->cache.ram.size_bytes).c_str(), ssd_summary.c_str(),
+              config_->source.c_str());
   std::fflush(stdout);
 
   event_base_dispatch(base_);
@@ -294,10 +321,10 @@ void Server::reload() {
   }
   if (listeners_changed || next.server.workers != config_->server.workers ||
       next.cache.ram.size_bytes != config_->cache.ram.size_bytes ||
-      next.admin.address != config_->admin.address) {
+      next.admin.address != config_->admin.address || ssdChanged(next.cache.ssd, config_->cache.ssd)) {
     std::fprintf(stderr,
-                 "streamedge: reload: listener, worker, admin and cache size changes take effect "
-                 "at the next restart\n");
+                 "streamedge: reload: listener, worker, admin, cache size and [cache.ssd] changes "
+                 "take effect at the next restart\n");
   }
   // Certificates, keys, ticket key files and OCSP responses are re-read; any error keeps the
   // running config and contexts (connections pin theirs, new ones get the new snapshot).
@@ -580,6 +607,21 @@ std::string Server::metricsText() const {
   const cache::CacheStats stats = shared_->cache.stats();
   snap.tiers.push_back({"ram", stats.objects, stats.bytes, stats.capacity_bytes, stats.evictions,
                         stats.admissions});
+  if (shared_->ssd) {
+    const cache::SsdStats ssd = shared_->ssd->stats();
+    // Bytes: what the index points at (entry sizes); evictions: objects that left with a
+    // reclaimed region; admissions: objects appended to a region.
+    snap.tiers.push_back({"ssd", ssd.objects, ssd.indexed_bytes,
+                          uint64_t{ssd.regions} * ssd.region_bytes, ssd.objects_reclaimed,
+                          ssd.objects_written});
+    snap.ssd_io_backend = ssd.writer_backend;
+    for (const auto& c : shared_->counters) c->ssd_read_latency.addTo(snap.ssd_read_latency);
+    shared_->ssd_write_latency.addTo(snap.ssd_write_latency);
+    snap.ssd_errors = ssd.read_errors + ssd.write_errors;
+    snap.ssd_corrupt = ssd.corrupt + ssd.rebuild_rejected_entries;
+    snap.ssd_hits = stats.ssd_hits;
+    snap.ssd_fallbacks = stats.ssd_fallbacks;
+  }
   snap.reloads_ok = reloads_ok_;
   snap.reloads_failed = reloads_failed_;
   snap.last_reload_success_unix_seconds = static_cast<double>(last_reload_ok_unix_ms_) / 1000.0;

@@ -63,4 +63,11 @@ uint8_t WorkerCounters::vhostSlot(VhostSlots& registry, const conf::ConfigPtr& c
   return position < slots_.size() ? slots_[position] : VhostSlots::kOther;
 }
 
+namespace {
+thread_local WorkerCounters* t_worker_counters = nullptr;
+}  // namespace
+
+WorkerCounters* currentWorkerCounters() { return t_worker_counters; }
+void setCurrentWorkerCounters(WorkerCounters* counters) { t_worker_counters = counters; }
+
 }  // namespace streamedge::proxy

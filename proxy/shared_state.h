@@ -79,6 +79,7 @@ struct WorkerCounters {
              static_cast<size_t>(TlsVersionSlot::kCount)>
       tls_handshakes{};
   std::atomic<int64_t> heartbeat_unix_ms{0};  // the loop's last tick
+  metrics::LatencyHistogram ssd_read_latency;  // SSD tier reads completed on this worker
   OriginStats origin_stats;  // written by this worker's OriginClient
 
   static void add(Cell& c, uint64_t n = 1) {
@@ -106,6 +107,11 @@ struct WorkerCounters {
   std::vector<uint8_t> slots_;  // by position in slots_config_->vhosts
 };
 
+// The calling worker thread's counters (set by Worker::run); null on other threads. For hooks
+// that run on a worker but are not handed its counters (the SSD store's read observer).
+WorkerCounters* currentWorkerCounters();
+void setCurrentWorkerCounters(WorkerCounters* counters);
+
 struct SharedState {
   SharedState(const conf::Config& config)
       : cache(config.cache.ram, SystemClock::instance()),
@@ -113,6 +119,11 @@ struct SharedState {
         access_log(config.log.access_log) {}
 
   cache::Cache cache;
+  // The SSD tier when [cache.ssd] is configured (attached to `cache`). Declared after it:
+  // destroyed first, writing its open region; the workers (and their I/O engines) are gone by
+  // then.
+  std::unique_ptr<cache::SsdStore> ssd;
+  metrics::LatencyHistogram ssd_write_latency;  // written by the store's writer thread only
   std::shared_ptr<OriginHealth> health;
   AccessLog access_log;
   VhostSlots vhost_slots;

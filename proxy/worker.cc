@@ -49,6 +49,9 @@ Worker::~Worker() {
   std::unordered_set<FillJob*> fills;
   fills.swap(fills_);
   for (FillJob* job : fills) delete job;
+  // SSD reads still in flight are dropped: their fills abort (nobody is left to read them).
+  if (ssd_event_) event_free(ssd_event_);
+  ssd_engine_.reset();
   origins_.reset();
   for (evconnlistener* l : listeners_) evconnlistener_free(l);
   for (const ListenSocket& s : sockets_) {
@@ -67,6 +70,21 @@ bool Worker::start() {
   inbox_event_ = event_new(base_, -1, 0, inboxCb, this);
   tick_event_ = event_new(base_, -1, EV_PERSIST, tickCb, this);
   event_add(tick_event_, &kTick);
+  if (cache::SsdStore* store = shared_.cache.ssd()) {
+    // One engine per worker: its completions are delivered on this loop (never blocking it).
+    cache::IoEngineOptions options;
+    options.backend = config_->cache.ssd.io_backend;
+    options.log_fallback = false;  // opening the store already said which backend is used
+    auto engine = cache::makeIoEngine(store->device(), options);
+    if (!engine.isOk()) {
+      std::fprintf(stderr, "streamedge: worker %d: no SSD I/O engine: %s\n", index_,
+                   engine.status().toString().c_str());
+      return false;
+    }
+    ssd_engine_ = std::move(*engine);
+    ssd_event_ = event_new(base_, ssd_engine_->completionFd(), EV_READ | EV_PERSIST, ssdCb, this);
+    if (!ssd_event_ || event_add(ssd_event_, nullptr) != 0) return false;
+  }
   for (const ListenSocket& s : sockets_) {
     auto arg = std::make_unique<ListenerArg>(ListenerArg{this, s.listener_index});
     evconnlistener* l = evconnlistener_new(base_, acceptCb, arg.get(),
@@ -91,6 +109,7 @@ void Worker::run() {
   char name[16];
   std::snprintf(name, sizeof name, "se-worker-%d", index_);
   pthread_setname_np(pthread_self(), name);
+  setCurrentWorkerCounters(counters_);
   event_base_dispatch(base_);
   flushLog();
 }
@@ -217,6 +236,10 @@ void Worker::tickCb(evutil_socket_t, short, void* arg) {
   if (w->draining_ && std::chrono::steady_clock::now() >= w->drain_deadline_) {
     event_base_loopexit(w->base_, nullptr);
   }
+}
+
+void Worker::ssdCb(evutil_socket_t, short, void* arg) {
+  static_cast<Worker*>(arg)->ssd_engine_->poll();
 }
 
 void Worker::beginDrain(std::chrono::milliseconds deadline) {

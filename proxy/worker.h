@@ -19,6 +19,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cache/ssd_io_engine.h"
 #include "conf/config.h"
 #include "proxy/access_log.h"
 #include "proxy/origin_client.h"
@@ -59,6 +60,8 @@ class Worker {
   WorkerCounters& counters() { return *counters_; }
   const conf::ConfigPtr& config() const { return config_; }
   OriginClient& origins() { return *origins_; }
+  // This worker's I/O engine on the SSD tier's device; null when there is no SSD tier.
+  cache::IoEngine* ssdEngine() { return ssd_engine_.get(); }
   void setConfig(conf::ConfigPtr config) { config_ = std::move(config); }
   // The TLS contexts new connections use (main thread before start(), then worker thread).
   void setTls(tls::TlsStatePtr tls);
@@ -76,6 +79,7 @@ class Worker {
   static void acceptCb(evconnlistener*, evutil_socket_t, sockaddr*, int, void*);
   static void inboxCb(evutil_socket_t, short, void*);
   static void tickCb(evutil_socket_t, short, void*);
+  static void ssdCb(evutil_socket_t, short, void*);
   void onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, size_t listener_index);
   void drainInbox();
   void flushLog();
@@ -97,6 +101,8 @@ class Worker {
   event* inbox_event_ = nullptr;
   event* tick_event_ = nullptr;
   std::unique_ptr<OriginClient> origins_;
+  std::unique_ptr<cache::IoEngine> ssd_engine_;  // its completion eventfd is ssd_event_
+  event* ssd_event_ = nullptr;
   std::unordered_map<uint64_t, std::unique_ptr<ClientConnection>> connections_;
   uint64_t next_connection_id_ = 1;
   std::unordered_set<FillJob*> fills_;
