@@ -42,6 +42,23 @@ TEST(Exposition, CountersCarryOnlyConfigAndVocabularyLabels) {
   EXPECT_TRUE(has(text, "streamedge_build_info{"));
 }
 
+TEST(Exposition, CertificateExpiryIsOneGaugePerServedCertificateInUnixSeconds) {
+  Snapshot s;
+  s.certificates = {{"0.0.0.0:443", "/etc/streamedge/tls/edge.pem", 1767225600},
+                    {"0.0.0.0:443", "/etc/streamedge/tls/edge-rsa.pem", 1769904000}};
+  s.access_log_dropped_lines = 42;
+  const std::string text = renderPrometheus(s);
+  EXPECT_TRUE(has(text, "# TYPE streamedge_tls_certificate_expiry_timestamp_seconds gauge")) << text;
+  // Full precision: a Unix time must not be rounded to 6 significant digits.
+  EXPECT_TRUE(has(text, "streamedge_tls_certificate_expiry_timestamp_seconds{listener=\"0.0.0.0:443\","
+                        "certificate=\"/etc/streamedge/tls/edge.pem\"} 1767225600\n"))
+      << text;
+  EXPECT_TRUE(has(text, "streamedge_tls_certificate_expiry_timestamp_seconds{listener=\"0.0.0.0:443\","
+                        "certificate=\"/etc/streamedge/tls/edge-rsa.pem\"} 1769904000\n"));
+  EXPECT_TRUE(has(text, "# TYPE streamedge_access_log_dropped_lines_total counter"));
+  EXPECT_TRUE(has(text, "streamedge_access_log_dropped_lines_total 42\n"));
+}
+
 TEST(Exposition, HistogramsAreCumulativeWithInfBucketAndSum) {
   Snapshot s;
   LatencySeries hit{"hit", {}};
