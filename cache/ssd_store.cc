@@ -366,6 +366,9 @@ void SsdStore::writerLoop() {
       if (jobs_.empty()) break;  // stopping, and everything queued is done
       job = std::move(jobs_.front());
       jobs_.pop_front();
+      appending_ = job.flush_ticket == 0;
+      appending_key_ = job.key;
+      appending_cancelled_ = false;
     }
     if (job.flush_ticket != 0) {
       const Status s = sealAndWrite();
@@ -378,6 +381,7 @@ void SsdStore::writerLoop() {
     append(job);
     std::lock_guard<std::mutex> lock(q_mu_);
     pending_bytes_ -= job.bytes;
+    appending_ = false;
   }
   // A graceful stop keeps what was admitted: the open region is written.
   sealAndWrite();
@@ -455,9 +459,14 @@ void SsdStore::append(const Job& job) {
   ++entry_count_;
   region_keys_[open_region_].push_back(job.key);
   {
-    Shard& shard = shardFor(job.key);
-    std::lock_guard<std::mutex> lock(shard.mu);
-    shard.map[job.key] = loc;  // the newest copy wins; an older one is garbage on the device
+    // Under q_mu_ (then the shard's): a remove() of the key since the job left the queue wins,
+    // and the entry stays unindexed garbage in the region.
+    std::lock_guard<std::mutex> queue_lock(q_mu_);
+    if (!appending_cancelled_) {
+      Shard& shard = shardFor(job.key);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      shard.map[job.key] = loc;  // the newest copy wins; an older one is garbage on the device
+    }
   }
   counters_.objects_written.fetch_add(1, std::memory_order_relaxed);
 }
@@ -598,9 +607,27 @@ std::optional<SsdEntryInfo> SsdStore::find(const CacheKey& key) const {
 }
 
 bool SsdStore::remove(const CacheKey& key) {
+  bool cancelled = false;
+  {
+    // Writes of `key` still queued, or being appended, must not bring it back afterwards.
+    std::lock_guard<std::mutex> lock(q_mu_);
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      if (it->flush_ticket == 0 && it->key == key) {
+        pending_bytes_ -= it->bytes;
+        it = jobs_.erase(it);
+        cancelled = true;
+      } else {
+        ++it;
+      }
+    }
+    if (appending_ && appending_key_ == key) {
+      appending_cancelled_ = true;
+      cancelled = true;
+    }
+  }
   Shard& shard = shardFor(key);
   std::lock_guard<std::mutex> lock(shard.mu);
-  return shard.map.erase(key) > 0;
+  return shard.map.erase(key) > 0 || cancelled;
 }
 
 void SsdStore::removeIfAt(const CacheKey& key, const Location& loc) {

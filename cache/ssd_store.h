@@ -145,7 +145,8 @@ class SsdStore {
   std::optional<SsdEntryInfo> find(const CacheKey& key) const;
   bool contains(const CacheKey& key) const { return find(key).has_value(); }
   // Forgets `key` (the bytes stay on the device until their region is reclaimed, and come
-  // back after a restart: durable purge needs a tombstone, not done yet).
+  // back after a restart: durable purge needs a tombstone, not done yet). Writes of `key`
+  // queued before the call are cancelled. True when something was forgotten or cancelled.
   bool remove(const CacheKey& key);
 
   // Read path. Returns false at once when `key` is not in the index (a miss). Else `done` is
@@ -268,6 +269,10 @@ class SsdStore {
   uint64_t flush_requested_ = 0;     // guarded by q_mu_
   uint64_t flush_done_ = 0;          // guarded by q_mu_
   Status flush_status_;              // guarded by q_mu_
+  // The job the writer is appending: a remove() of its key meanwhile cancels its index entry.
+  bool appending_ = false;            // guarded by q_mu_
+  CacheKey appending_key_;            // guarded by q_mu_
+  bool appending_cancelled_ = false;  // guarded by q_mu_
   std::thread writer_;
 
   std::mutex log_mu_;
