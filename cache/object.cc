@@ -17,15 +17,32 @@ size_t Body::peek(uint64_t pos, const uint8_t** data) const {
   const size_t offset = pos % kBlockBytes;
   const uint8_t* block;
   if (frozen_.load(std::memory_order_acquire)) {
-    block = blocks_[index].data.get();
+    block = blocks_[index].data;
   } else {
     // The vector may be reallocated by append(); the block memory itself never moves.
     std::lock_guard<std::mutex> lock(mu_);
-    block = blocks_[index].data.get();
+    block = blocks_[index].data;
   }
   *data = block + offset;
   const uint64_t block_end = std::min<uint64_t>(len, (index + 1) * uint64_t{kBlockBytes});
   return static_cast<size_t>(block_end - pos);
+}
+
+Ref<Body> Body::adopt(std::shared_ptr<const void> owner, const uint8_t* data, uint64_t len,
+                      uint64_t owner_bytes) {
+  Ref<Body> body = Ref<Body>::make(std::optional<uint64_t>(len));
+  body->owner_ = std::move(owner);
+  // Views of kBlockBytes each, so that peek()'s block arithmetic holds unchanged.
+  for (uint64_t pos = 0; pos < len; pos += kBlockBytes) {
+    Block block;
+    block.data = const_cast<uint8_t*>(data + pos);  // never written: the body is frozen
+    block.capacity = static_cast<size_t>(std::min<uint64_t>(kBlockBytes, len - pos));
+    body->blocks_.push_back(std::move(block));
+  }
+  body->allocated_.store(owner_bytes, std::memory_order_relaxed);
+  body->length_.store(len, std::memory_order_release);
+  body->freeze();
+  return body;
 }
 
 void Body::append(const uint8_t* data, size_t len) {
@@ -40,7 +57,8 @@ void Body::append(const uint8_t* data, size_t len) {
       if (expected_ && *expected_ > pos) {
         capacity = static_cast<size_t>(std::min<uint64_t>(kBlockBytes, *expected_ - pos));
       }
-      Block block{std::make_unique<uint8_t[]>(capacity), capacity};
+      Block block{std::make_unique<uint8_t[]>(capacity), nullptr, capacity};
+      block.data = block.own.get();
       std::lock_guard<std::mutex> lock(mu_);
       blocks_.push_back(std::move(block));
       allocated_.fetch_add(capacity, std::memory_order_relaxed);
@@ -48,7 +66,7 @@ void Body::append(const uint8_t* data, size_t len) {
     Block& block = blocks_[index];  // only the writer changes blocks_: no lock to read it
     if (offset >= block.capacity) std::abort();  // past the expected length: a filler bug
     const size_t n = std::min(len, block.capacity - offset);
-    std::memcpy(block.data.get() + offset, data, n);
+    std::memcpy(block.data + offset, data, n);
     pos += n;
     data += n;
     len -= n;

@@ -48,6 +48,10 @@ class Body final : public RefCounted {
 
   // `expected` (the Content-Length, when known) sizes the first allocations exactly.
   explicit Body(std::optional<uint64_t> expected);
+  // A complete, frozen body over `len` bytes at `data` that live in memory `owner` keeps alive
+  // (e.g. a verified SSD read buffer): no copy. `owner_bytes` is what it costs (accounting).
+  static Ref<Body> adopt(std::shared_ptr<const void> owner, const uint8_t* data, uint64_t len,
+                         uint64_t owner_bytes);
 
   // Bytes readable now (acquire).
   uint64_t length() const { return length_.load(std::memory_order_acquire); }
@@ -63,10 +67,12 @@ class Body final : public RefCounted {
  private:
   ~Body() override = default;
   struct Block {
-    std::unique_ptr<uint8_t[]> data;
+    std::unique_ptr<uint8_t[]> own;  // null for an adopted body's blocks
+    uint8_t* data = nullptr;
     size_t capacity = 0;
   };
   const std::optional<uint64_t> expected_;
+  std::shared_ptr<const void> owner_;  // an adopted body's memory
   std::atomic<uint64_t> length_{0};
   std::atomic<uint64_t> allocated_{0};
   std::atomic<bool> frozen_{false};  // complete: blocks_ immutable, no lock needed

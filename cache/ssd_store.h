@@ -219,7 +219,9 @@ class SsdStore {
   // Checks one entry at `p` (at most `avail` bytes), decrypting in place. kBadHeader: the
   // header itself is unusable (stop scanning the region); kBadContent: skip `*entry_bytes`.
   Verify verifyEntry(uint8_t* p, size_t avail, EntryView* view, const char** why) const;
-  Result<SsdHit> finishRead(const CacheKey& key, const Location& loc, uint8_t* p);
+  // Verifies the entry at `p` (inside `buffer`) and builds the hit over `buffer`'s memory.
+  Result<SsdHit> finishRead(const CacheKey& key, const Location& loc, uint8_t* p,
+                            const std::shared_ptr<AlignedBuffer>& buffer);
   Status fail(const CacheKey& key, const Location& loc, Code code, const char* why);
   void removeIfAt(const CacheKey& key, const Location& loc);
   void logLimited(const std::string& line);

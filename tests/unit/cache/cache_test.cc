@@ -339,5 +339,37 @@ TEST(Cache, EvictedObjectStaysReadableWhilePinned) {
   EXPECT_EQ(readAll(*pinned), body) << "an evicted object must stay valid for its readers";
 }
 
+TEST(Body, AdoptedMemoryIsServedInBlockRunsWithoutACopyAndReleasedWithTheBody) {
+  // 2.5 blocks of distinct bytes in memory the body does not own.
+  const size_t len = Body::kBlockBytes * 5 / 2;
+  auto memory = std::make_shared<std::vector<uint8_t>>(len + 100);
+  for (size_t i = 0; i < memory->size(); ++i) (*memory)[i] = static_cast<uint8_t>(i * 7 + 3);
+  const uint8_t* data = memory->data() + 100;
+  std::weak_ptr<std::vector<uint8_t>> watch = memory;
+  {
+    Ref<Body> body = Body::adopt(memory, data, len, memory->size());
+    memory.reset();  // the body keeps it alive
+    ASSERT_FALSE(watch.expired());
+    EXPECT_EQ(body->length(), len);
+    EXPECT_EQ(body->allocatedBytes(), len + 100);
+    uint64_t pos = 0;
+    std::vector<size_t> runs;
+    while (pos < len) {
+      const uint8_t* run = nullptr;
+      const size_t n = body->peek(pos, &run);
+      ASSERT_GT(n, 0u);
+      EXPECT_EQ(run, data + pos);  // the adopted bytes themselves
+      runs.push_back(n);
+      pos += n;
+    }
+    EXPECT_EQ(runs, (std::vector<size_t>{Body::kBlockBytes, Body::kBlockBytes, Body::kBlockBytes / 2}));
+    const uint8_t* run = nullptr;
+    EXPECT_EQ(body->peek(Body::kBlockBytes + 10, &run), Body::kBlockBytes - 10);
+    EXPECT_EQ(run, data + Body::kBlockBytes + 10);
+    EXPECT_EQ(body->peek(len, &run), 0u);
+  }
+  EXPECT_TRUE(watch.expired());
+}
+
 }  // namespace
 }  // namespace streamedge::cache
