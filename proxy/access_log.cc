@@ -195,10 +195,10 @@ void formatAccessLogLine(const AccessLogEntry& e, std::string& out) {
 
 namespace {
 
-// Batches kept for reuse, and the largest one kept: enough for the workers' batches in flight
-// without holding on to a burst's worth of memory.
-constexpr size_t kSpareBuffers = 16;
-constexpr size_t kSpareCapacity = 256 << 10;
+// Batches kept for reuse, and the largest one kept: enough for the batches of one kWriteDelay
+// at full speed (workers hand over ~32 KiB at a time) without holding on to a burst's memory.
+constexpr size_t kSpareBuffers = 64;
+constexpr size_t kSpareCapacity = 64 << 10;
 
 size_t countLines(std::string_view s) {
   return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
@@ -257,6 +257,7 @@ void AccessLog::reopen() {
     if (!started_) return;
     queue_.push_back(Item{{}, true});
     ++queued_items_;
+    write_now_ = true;
   }
   work_cv_.notify_one();
 }
@@ -277,18 +278,23 @@ void AccessLog::append(std::string_view lines) {
     // A copy: the worker keeps its own buffer (and its capacity) for the next batch. At most a
     // few hundred KiB per second per worker, in the same cache lines the worker just wrote.
     item.lines.assign(lines.data(), lines.size());
+    const bool was_below = queued_bytes_ < kWriteSoonBytes;
     queued_bytes_ += lines.size();
     queue_.push_back(std::move(item));
     ++queued_items_;
+    // Under steady traffic the writer is in its kWriteDelay sleep and wakes by itself.
+    if (!writer_idle_ && !(was_below && queued_bytes_ >= kWriteSoonBytes)) return;
   }
-  // Without a waiter (the writer is busy) this is no system call.
   work_cv_.notify_one();
 }
 
 void AccessLog::flush() {
   std::unique_lock<std::mutex> lock(mu_);
   const uint64_t target = queued_items_;
-  written_cv_.wait(lock, [&] { return written_items_ >= target || !started_; });
+  if (written_items_ >= target || !started_) return;
+  write_now_ = true;
+  work_cv_.notify_one();
+  written_cv_.wait(lock, [&] { return written_items_ >= target; });
 }
 
 void AccessLog::writerLoop() {
@@ -296,8 +302,19 @@ void AccessLog::writerLoop() {
   std::vector<Item> batch;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) break;  // stopping, and everything is written
+    // One period: batches appended meanwhile need no wake-up (the worker pays nothing).
+    work_cv_.wait_for(lock, kWriteDelay,
+                      [&] { return stopping_ || write_now_ || queued_bytes_ >= kWriteSoonBytes; });
+    write_now_ = false;
+    if (queue_.empty()) {
+      if (stopping_) break;  // everything is written
+      // A whole period without a batch: sleep until append() wakes us for the next one, then
+      // let others join it for a period.
+      writer_idle_ = true;
+      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      writer_idle_ = false;
+      continue;
+    }
     batch.swap(queue_);
     lock.unlock();
     writeItems(batch);
