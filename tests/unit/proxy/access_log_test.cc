@@ -142,6 +142,50 @@ TEST(AccessLog, ControlCharactersAreEscapedAsUnicode) {
   EXPECT_NE(out.find("\"path\":\"/a\\u0001b\\u007f\\\\c\""), std::string::npos) << out;
 }
 
+TEST(AccessLog, EscapingIsTheSameForEveryByteAtEveryOffset) {
+  // The formatter copies 8 plain bytes at a time; check it against a byte-by-byte reference for
+  // each byte value at each position of strings of every length up to 24.
+  auto reference = [](std::string_view s) {
+    std::string out;
+    for (const char ch : s) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += ch;
+      } else if (c == '\n') {
+        out += "\\n";
+      } else if (c == '\r') {
+        out += "\\r";
+      } else if (c == '\t') {
+        out += "\\t";
+      } else if (c < 0x20 || c == 0x7f) {
+        char esc[8];
+        std::snprintf(esc, sizeof esc, "\\u%04x", c);
+        out += esc;
+      } else {
+        out += ch;
+      }
+    }
+    return out;
+  };
+  std::string line;
+  for (size_t len = 1; len <= 24; ++len) {
+    for (size_t at = 0; at < len; ++at) {
+      for (int b = 0; b < 256; ++b) {
+        std::string path(len, 'a');
+        path[at] = static_cast<char>(b);
+        AccessLogEntry e;
+        e.path = path;
+        line.clear();
+        formatAccessLogLine(e, line);
+        const std::string expected = "\"path\":\"" + reference(path) + "\",";
+        ASSERT_NE(line.find(expected), std::string::npos)
+            << "byte " << b << " at " << at << " of " << len << ": " << line;
+      }
+    }
+  }
+}
+
 TEST(AccessLog, AnonymiserHandlesEdgeAddressesAndNull) {
   EXPECT_EQ(anonymize("0.0.0.0", conf::AddressAnonymization::kTruncate), "0.0.0.0");
   EXPECT_EQ(anonymize("255.255.255.255", conf::AddressAnonymization::kTruncate), "255.255.255.0");
