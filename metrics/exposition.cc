@@ -211,6 +211,12 @@ std::string renderPrometheus(const Snapshot& s) {
                             MetricType::Counter);
     addCounter(fallbacks, d(s.ssd_fallbacks), {});
     push(std::move(fallbacks));
+    auto dropped = family("streamedge_ssd_admissions_dropped_total",
+                          "Objects not written to the SSD tier because its write queue was full "
+                          "(they stay RAM-only; a steady rate means the disk cannot keep up).",
+                          MetricType::Counter);
+    addCounter(dropped, d(s.ssd_admissions_dropped), {});
+    push(std::move(dropped));
   }
 
   // --- TLS

@@ -92,6 +92,7 @@ struct Snapshot {
   uint64_t ssd_corrupt = 0;  // entries that failed verification on read or at rebuild
   uint64_t ssd_hits = 0;     // RAM misses completed from the SSD tier
   uint64_t ssd_fallbacks = 0;  // SSD copies that could not be used (gone, damaged): origin
+  uint64_t ssd_admissions_dropped = 0;  // the writer's queue was full (or the store closing)
   std::vector<OriginState> origins;
   std::vector<HandshakeSeries> tls_handshakes;
   std::vector<CertificateState> certificates;

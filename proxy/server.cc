@@ -621,6 +621,7 @@ std::string Server::metricsText() const {
     snap.ssd_corrupt = ssd.corrupt + ssd.rebuild_rejected_entries;
     snap.ssd_hits = stats.ssd_hits;
     snap.ssd_fallbacks = stats.ssd_fallbacks;
+    snap.ssd_admissions_dropped = ssd.inserts_dropped;
   }
   snap.reloads_ok = reloads_ok_;
   snap.reloads_failed = reloads_failed_;
