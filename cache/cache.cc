@@ -132,6 +132,7 @@ LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
   Shard& shard = shardFor(key);
   ObjectRef candidate;  // allocated outside the lock when a fill must start
   for (;;) {
+    ObjectRef taken_back;  // just evicted, still queued for the SSD: back into RAM
     {
       std::lock_guard<std::mutex> lock(shard.mu);
       auto it = shard.slots.find(key);
@@ -165,6 +166,13 @@ LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
         LookupResult r;
         r.kind = LookupResult::Kind::kPass;
         return r;
+      } else if (ObjectRef queued = ssd_allowed ? ssd_->queuedObject(key) : ObjectRef();
+                 queued && queued->freshness().isFresh(now)) {
+        // Evicted a moment ago and not indexed by the SSD writer yet: a hit all the same.
+        Slot& s = slot ? *slot : shard.slots[key];
+        s.current = queued;
+        s.pass_until = WallTime{};
+        taken_back = std::move(queued);
       } else if (candidate) {
         Slot& s = slot ? *slot : shard.slots[key];
         s.pending = candidate;
@@ -181,6 +189,13 @@ LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
         r.fill = FillWriter(this, std::move(candidate), ObjectRef());
         return r;
       }
+    }
+    if (taken_back) {
+      admit(taken_back);  // outside the shard lock, like every admission
+      LookupResult r;
+      r.kind = LookupResult::Kind::kHit;
+      r.object = std::move(taken_back);
+      return r;
     }
     candidate = ObjectRef::make(key);
     candidate->setSsdAllowed(ssd_allowed);

@@ -323,6 +323,7 @@ bool SsdStore::enqueue(Job job) {
       return false;
     }
     pending_bytes_ += job.bytes;
+    if (job.object) queued_[job.key] = job.object;
     jobs_.push_back(std::move(job));
   }
   counters_.inserts_queued.fetch_add(1, std::memory_order_relaxed);
@@ -382,6 +383,11 @@ void SsdStore::writerLoop() {
     std::lock_guard<std::mutex> lock(q_mu_);
     pending_bytes_ -= job.bytes;
     appending_ = false;
+    // Indexed now (or refused): readers find it through the index from here on.
+    if (job.object) {
+      auto it = queued_.find(job.key);
+      if (it != queued_.end() && it->second == job.object) queued_.erase(it);
+    }
   }
   // A graceful stop keeps what was admitted: the open region is written.
   sealAndWrite();
@@ -624,10 +630,17 @@ bool SsdStore::remove(const CacheKey& key) {
       appending_cancelled_ = true;
       cancelled = true;
     }
+    queued_.erase(key);
   }
   Shard& shard = shardFor(key);
   std::lock_guard<std::mutex> lock(shard.mu);
   return shard.map.erase(key) > 0 || cancelled;
+}
+
+ObjectRef SsdStore::queuedObject(const CacheKey& key) const {
+  std::lock_guard<std::mutex> lock(q_mu_);
+  auto it = queued_.find(key);
+  return it == queued_.end() ? ObjectRef() : it->second;
 }
 
 void SsdStore::removeIfAt(const CacheKey& key, const Location& loc) {

@@ -143,6 +143,9 @@ class SsdStore {
   Status flush();
 
   std::optional<SsdEntryInfo> find(const CacheKey& key) const;
+  // The object queued for writing under `key` and not indexed yet (null if none): lets the RAM
+  // tier take back an object it has just evicted instead of missing until the writer gets to it.
+  ObjectRef queuedObject(const CacheKey& key) const;
   bool contains(const CacheKey& key) const { return find(key).has_value(); }
   // Forgets `key` (the bytes stay on the device until their region is reclaimed, and come
   // back after a restart: durable purge needs a tombstone, not done yet). Writes of `key`
@@ -262,10 +265,12 @@ class SsdStore {
   uint64_t next_seq_ = 1;
 
   // --- the writer's queue
-  std::mutex q_mu_;
+  mutable std::mutex q_mu_;
   std::condition_variable q_cv_;
   std::condition_variable flushed_cv_;
   std::deque<Job> jobs_;             // guarded by q_mu_
+  // Objects of queued jobs (and of the one being appended) by key, until indexed.
+  std::unordered_map<CacheKey, ObjectRef, CacheKeyHash> queued_;  // guarded by q_mu_
   uint64_t pending_bytes_ = 0;       // guarded by q_mu_
   bool stopping_ = false;            // guarded by q_mu_
   uint64_t flush_requested_ = 0;     // guarded by q_mu_

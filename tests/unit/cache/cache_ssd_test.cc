@@ -620,6 +620,38 @@ TEST_F(CacheSsd, PurgeWhileTheSsdWriteIsQueuedDoesNotResurrectTheObject) {
   EXPECT_TRUE(store_->contains(key(3)));
 }
 
+TEST_F(CacheSsd, AnObjectEvictedButStillQueuedForTheSsdIsTakenBackAsAHit) {
+  auto gate = std::make_shared<WriteGate>();
+  TierSetup s;
+  s.observers.write = [gate](std::chrono::nanoseconds) { gate->onWrite(); };
+  ASSERT_NO_FATAL_FAILURE(start(s));
+  spillToSsd(2);
+  gate->close();  // the writer blocks in its next device write; admissions wait in the queue
+  ASSERT_TRUE(store_->insert(key(3), head200(kBody), freshFor(clock_, 3600s), bodyOf(bodyFor(3))));
+  std::thread flusher([&] { EXPECT_TRUE(store_->flush().isOk()); });
+  const bool entered = gate->waitEntered();
+  LookupResult again;
+  ObjectRef object;
+  if (entered) {
+    object = fillFromOrigin(key(1), bodyFor(1), true);
+    EXPECT_TRUE(evict(object));
+    EXPECT_FALSE(store_->contains(key(1)));  // not indexed yet: only queued
+    again = cache_->lookup(key(1), true);
+  }
+  gate->open();
+  flusher.join();
+  ASSERT_TRUE(entered);
+  // Not a miss (no origin fetch in the window between eviction and the SSD write): the very
+  // object, complete, back in RAM.
+  EXPECT_EQ(again.kind, Kind::kHit);
+  EXPECT_EQ(again.object.get(), object.get());
+  EXPECT_FALSE(again.fill);
+  EXPECT_EQ(cache_->lookup(key(1), true).kind, Kind::kHit);
+  EXPECT_EQ(readAll(again.object->body()), bodyFor(1));
+  ASSERT_TRUE(store_->flush().isOk());
+  EXPECT_TRUE(store_->contains(key(1)));  // and its SSD write went ahead
+}
+
 TEST_F(CacheSsd, IdleSyncPutsTheOpenRegionOnTheDeviceWithoutAFlush) {
   TierSetup s;
   s.admission = conf::SsdAdmission::kFill;
