@@ -93,14 +93,14 @@ bool FillWriter::finish() {
   return true;
 }
 
-void FillWriter::finishFromSsd(const SsdHit& hit) {
+void FillWriter::finishFromSsd(const SsdHit& hit, bool promote) {
   if (!object_) return;
   object_->setFromSsd();
   object_->publishHead(hit.head, hit.freshness, /*shareable=*/true, hit.body);
   object_->markComplete();
-  // Promotion: the copy enters RAM through S3-FIFO's small queue, which keeps it only if it
-  // is hit again; its eviction costs no SSD write (it is already there).
-  cache_->onComplete(object_, true);
+  // Not promoted: served to the viewers waiting on this read, then dropped (the SSD keeps it).
+  // Promoted: enters RAM through S3-FIFO's small queue; its eviction costs no SSD write.
+  cache_->onComplete(object_, promote);
   object_.reset();
   stale_.reset();
 }
@@ -124,6 +124,21 @@ Cache::~Cache() = default;
 void Cache::attachSsd(SsdStore* store, conf::SsdAdmission admission) {
   ssd_ = store;
   ssd_admission_ = admission;
+  recent_ssd_reads_ = std::make_unique<std::atomic<uint64_t>[]>(kRecentSsdReads);
+}
+
+// An object read once from the SSD stays there: promoting every read into RAM would let a
+// stream of one-time reads (a long VOD catalogue) evict the hot set and flood the SSD writer
+// with the evicted objects. A second read while the first is remembered promotes it.
+bool Cache::secondSsdRead(const CacheKey& key) {
+  std::atomic<uint64_t>& slot = recent_ssd_reads_[key.lo & (kRecentSsdReads - 1)];
+  const uint64_t tag = key.hi | 1;  // never 0, the empty slot
+  if (slot.load(std::memory_order_relaxed) == tag) {
+    slot.store(0, std::memory_order_relaxed);
+    return true;
+  }
+  slot.store(tag, std::memory_order_relaxed);
+  return false;
 }
 
 LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
@@ -216,7 +231,7 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
   const bool started = ssd_->read(key, engine, [this, holder, fallback](Result<SsdHit> hit) {
     if (hit.isOk() && hit->freshness.isFresh(clock_.wallNow())) {
       ssd_hits_.fetch_add(1, std::memory_order_relaxed);
-      holder->finishFromSsd(*hit);
+      holder->finishFromSsd(*hit, secondSsdRead(hit->key));
       return;
     }
     fallback();  // gone (reclaimed), damaged (dropped and logged by the store) or stale now

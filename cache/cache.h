@@ -76,8 +76,8 @@ class FillWriter {
   void abort(bool timed_out = false);
 
  private:
-  // Completes the fill with a verified copy read from the SSD tier.
-  void finishFromSsd(const SsdHit& hit);
+  // Completes the fill with a verified copy read from the SSD tier; `promote`: keep it in RAM.
+  void finishFromSsd(const SsdHit& hit, bool promote);
 
   friend class Cache;
   FillWriter(Cache* cache, ObjectRef object, ObjectRef stale)
@@ -173,6 +173,9 @@ class Cache {
   void admit(const ObjectRef& object);
   // Queues `object` for the SSD tier when the route allows it and it is worth keeping.
   void offerToSsd(const ObjectRef& object, WallTime now);
+  // Promotion filter: true on the second SSD read of `key` within the filter's memory (a
+  // direct-mapped table of recently read keys; a collision forgets, never promotes wrongly).
+  bool secondSsdRead(const CacheKey& key);
   void unlinkFromPolicy(CacheObject& object);
 
   const Clock& clock_;
@@ -184,6 +187,8 @@ class Cache {
   std::unordered_map<CacheKey, ObjectRef, CacheKeyHash> resident_;  // guarded by policy_mu_
 
   SsdStore* ssd_ = nullptr;  // set before use, then const
+  static constexpr size_t kRecentSsdReads = 1 << 16;
+  std::unique_ptr<std::atomic<uint64_t>[]> recent_ssd_reads_;  // key.hi by key.lo slot
   conf::SsdAdmission ssd_admission_ = conf::SsdAdmission::kEvict;
 
   std::atomic<uint64_t> evictions_{0};

@@ -277,7 +277,10 @@ class CacheSsd : public ::testing::Test {
   }
 
   // A kSsd lookup of `i` completed through readFromSsd(); returns the object now in RAM.
-  ObjectRef readBack(int i) {
+  // Reads object `i` back from the SSD tier through the cache; `promote`: twice, so that the
+  // second read puts it in RAM (the one returned).
+  ObjectRef readBack(int i, bool promote = true) {
+    if (promote && !readBack(i, false)) return ObjectRef();
     LookupResult r = cache_->lookup(key(i), /*ssd_allowed=*/true);
     EXPECT_EQ(r.kind, Kind::kSsd);
     if (r.kind != Kind::kSsd) return ObjectRef();
@@ -382,22 +385,34 @@ TEST_F(CacheSsd, SsdCopyFillsAMissCoalescedAndByteExact) {
   EXPECT_EQ(*second.object->head().find("etag"), "\"v1\"");
   EXPECT_EQ(second.object->head().content_length, kBody);
 
+  // A first read is not promoted (one-time reads must not evict the RAM tier's hot set): the
+  // next lookup reads the SSD again, and that second read promotes the object into RAM.
+  const uint64_t ram_objects = cache_->stats().objects;
+  LookupResult again = cache_->lookup(key(1), true);
+  ASSERT_EQ(again.kind, Kind::kSsd);
+  EXPECT_NE(again.object.get(), second.object.get());
+  ObjectRef promoted = again.object;
+  cache_->readFromSsd(std::move(again.fill), *engine_, [&](FillWriter) { missed = true; });
+  ASSERT_TRUE(pollUntil([&] { return promoted->isComplete() || missed; }));
+  EXPECT_FALSE(missed);
+  EXPECT_EQ(cache_->stats().objects, ram_objects + 1);
+
   // Back in RAM: the next lookup is a plain hit on that object.
   LookupResult hit = cache_->lookup(key(1), true);
   ASSERT_EQ(hit.kind, Kind::kHit);
-  EXPECT_EQ(hit.object.get(), second.object.get());
+  EXPECT_EQ(hit.object.get(), promoted.get());
   const CacheStats cs = cache_->stats();
-  EXPECT_EQ(cs.ssd_hits, 1u);
+  EXPECT_EQ(cs.ssd_hits, 2u);
   EXPECT_EQ(cs.ssd_fallbacks, 0u);
   EXPECT_EQ(cs.fills_in_flight, 0u);
-  EXPECT_EQ(store_->stats().lookups, 1u);
+  EXPECT_EQ(store_->stats().lookups, 2u);
 }
 
 TEST_F(CacheSsd, SsdCopyIsReadFromTheDeviceOnceTheRegionMovedOn) {
   ASSERT_NO_FATAL_FAILURE(start());
   spillToSsd(1);
   spillToSsd(2);  // opens the next region: object 1 is only on the device now
-  ObjectRef object = readBack(1);
+  ObjectRef object = readBack(1, /*promote=*/false);
   ASSERT_TRUE(object);
   EXPECT_EQ(readAll(object->body()), bodyFor(1));
   EXPECT_EQ(store_->stats().reads_from_device, 1u);
@@ -539,7 +554,7 @@ TEST_F(CacheSsd, SsdHitsAreNotWrittenAgainButRevalidatedObjectsAre) {
   EXPECT_EQ(*again->head().find("etag"), "\"v2\"");
   EXPECT_EQ(readAll(again->body()), bodyFor(1));
   EXPECT_TRUE(again->freshness().isFresh(clock_.wallNow()));
-  EXPECT_EQ(cache_->stats().ssd_hits, 3u);
+  EXPECT_EQ(cache_->stats().ssd_hits, 6u);  // three read-backs of two reads each
 }
 
 TEST_F(CacheSsd, AdmissionFillWritesWhenTheFillCompletes) {
