@@ -50,9 +50,17 @@ class AlignedBuffer {
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
 
+  // From this size on a buffer is its own anonymous mapping, returned to the kernel when freed:
+  // SSD read buffers live on inside cached objects for any time, and taking them from the
+  // worker's malloc arena left that arena holding hundreds of MiB of free holes between them.
+  static constexpr size_t kMapThreshold = 1 << 20;
+
  private:
+  void release();
+
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  size_t mapped_ = 0;  // length of the mapping; 0 when the buffer came from malloc
 };
 
 class Device {

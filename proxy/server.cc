@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -104,9 +105,18 @@ bool parseSocketAddress(const std::string& address, sockaddr_storage& out, sockl
 Server::Server(conf::ConfigPtr config, std::string config_path)
     : config_(std::move(config)), config_path_(std::move(config_path)) {}
 
+// Cached bodies are freed on eviction in bulk, in a worker's malloc arena, and glibc returns
+// an arena's free pages to the kernel only at its top: after the RAM tier turned over (e.g.
+// origin fills replaced by SSD reads) the process kept its high-water mark, hundreds of MiB
+// above what is live, enough to meet a memory limit. Every second the free pages go back, from
+// the main thread (measured: ~60 µs a call; 13 ms once while handing back ~200 MiB, during
+// which a worker's own malloc may wait on the arena lock).
+void Server::trimCb(evutil_socket_t, short, void*) { malloc_trim(0); }
+
 Server::~Server() {
   workers_.clear();
   for (event* ev : signal_events_) event_free(ev);
+  if (trim_event_) event_free(trim_event_);
   if (admin_) evhttp_free(admin_);
   if (base_) event_base_free(base_);
 }
@@ -262,6 +272,9 @@ int Server::run() {
     event_add(ev, nullptr);
     signal_events_.push_back(ev);
   }
+  trim_event_ = event_new(base_, -1, EV_PERSIST, trimCb, this);
+  const timeval trim_every{1, 0};
+  event_add(trim_event_, &trim_every);
   std::string ssd_summary = "none";
   if (shared_->ssd) {
     ssd_summary = formatByteSize(config_->cache.ssd.size_bytes);

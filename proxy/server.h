@@ -31,6 +31,7 @@ class Server {
 
  private:
   static void signalCb(evutil_socket_t sig, short, void* arg);
+  static void trimCb(evutil_socket_t, short, void* arg);
   static void adminCb(evhttp_request* req, void* arg);
   void onSignal(int sig);
   void reload();
@@ -53,6 +54,7 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   event_base* base_ = nullptr;
   std::vector<event*> signal_events_;
+  event* trim_event_ = nullptr;  // periodic malloc_trim (see trimCb)
   evhttp* admin_ = nullptr;
   bool stopping_ = false;
   int64_t start_unix_ms_ = 0;
