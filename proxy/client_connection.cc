@@ -376,6 +376,7 @@ void ClientConnection::handleRequest() {
       // Our fill, completed from the SSD copy (viewers arriving meanwhile coalesce on it); if
       // the copy is gone or damaged the same fill goes to the origin.
       own_fill_ = true;
+      ssd_read_ = true;
       result_ = CacheResult::kHit;
       cache::ObjectRef object = r.fill.object();
       readFromSsd(std::move(r.fill));
@@ -488,6 +489,8 @@ void ClientConnection::onObjectProgress() {
       // Aborted after its head: nothing trustworthy to send.
       return synth(502, "the origin response broke off", false);
     }
+    // The SSD copy was gone or damaged and the origin filled the object instead: a miss.
+    if (ssd_read_ && !object_->fromSsd()) result_ = CacheResult::kMiss;
     if (!object_->shareable() && !own_fill_) {
       // Someone else's private answer: fetch our own (never another viewer's response).
       object_->unsubscribe(this);
@@ -865,6 +868,7 @@ void ClientConnection::resetExchange() {
   path_.clear();
   query_.clear();
   own_fill_ = false;
+  ssd_read_ = false;
   passed_ = false;
   result_ = CacheResult::kNone;
   status_ = 0;

@@ -138,6 +138,7 @@ class ClientConnection final : public cache::ObjectWaiter {
   cache::ObjectRef stale_;    // fallback for stale-if-error
   bool subscribed_ = false;
   bool own_fill_ = false;     // this request started the fill it reads
+  bool ssd_read_ = false;     // ...from an SSD copy (a hit, unless the origin had to fill it)
   bool passed_ = false;       // already fell back to a private fetch once
   CacheResult result_ = CacheResult::kNone;
   int status_ = 0;

@@ -126,7 +126,10 @@ class SsdScenarioTest : public ScenarioTest {
       EXPECT_EQ(r.status, 200) << r.error << proxyLog();
       EXPECT_EQ(r.body.size(), kObjectBytes);
       EXPECT_TRUE(r.body == simBody(path(prefix, i), kObjectBytes)) << "object " << i;
-      if (originCount(path(prefix, i)) == fetches_before) ++from_cache;
+      const bool cached = originCount(path(prefix, i)) == fetches_before;
+      // X-Cache tells the truth also when an SSD copy had to be replaced by an origin fetch.
+      EXPECT_EQ(r.header("X-Cache"), cached ? "HIT" : "MISS") << "object " << i;
+      if (cached) ++from_cache;
     }
     return from_cache;
   }
