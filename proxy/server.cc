@@ -516,7 +516,24 @@ std::string Server::statusJson() const {
          std::to_string(stats.capacity_bytes ? stats.bytes * 100 / stats.capacity_bytes : 0) +
          ",\"evictions\":" + std::to_string(stats.evictions) +
          ",\"admissions\":" + std::to_string(stats.admissions) +
-         ",\"fills_in_flight\":" + std::to_string(stats.fills_in_flight) + "}}";
+         ",\"fills_in_flight\":" + std::to_string(stats.fills_in_flight) + "}";
+  if (shared_->ssd) {
+    const cache::SsdStats ssd = shared_->ssd->stats();
+    const uint64_t capacity = uint64_t{ssd.regions} * ssd.region_bytes;
+    out += ",\"ssd\":{\"path\":" + jsonString(config_->cache.ssd.path) +
+           ",\"objects\":" + std::to_string(ssd.objects) +
+           ",\"bytes\":" + std::to_string(ssd.indexed_bytes) +
+           ",\"capacity_bytes\":" + std::to_string(capacity) +
+           ",\"used_percent\":" + std::to_string(capacity ? ssd.indexed_bytes * 100 / capacity : 0) +
+           ",\"io_backend\":" + jsonString(ssd.writer_backend) +
+           ",\"encrypted\":" + (ssd.encrypted ? "true" : "false") +
+           ",\"ephemeral_key\":" + (ssd.ephemeral_key ? "true" : "false") +
+           ",\"hits\":" + std::to_string(stats.ssd_hits) +
+           ",\"errors\":" + std::to_string(ssd.read_errors + ssd.write_errors) +
+           ",\"corrupt\":" + std::to_string(ssd.corrupt + ssd.rebuild_rejected_entries) +
+           ",\"admissions_dropped\":" + std::to_string(ssd.inserts_dropped) + "}";
+  }
+  out += "}";
   std::map<OriginStats::Key, OriginStats::Series> traffic;
   for (const auto& c : shared_->counters) c->origin_stats.addTo(traffic);
   out += ",\"origins\":[";

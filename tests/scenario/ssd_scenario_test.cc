@@ -151,6 +151,10 @@ TEST_F(SsdScenarioTest, ObjectsSpillToSsdAndAreServedByteExactWithoutOriginFetch
   EXPECT_GT(metricValue(m, "streamedge_ssd_read_seconds_count"), 0);
   EXPECT_EQ(metricValue(m, "streamedge_ssd_errors_total", "kind=\"corrupt\""), 0);
   EXPECT_EQ(metricValue(m, "streamedge_cache_capacity_bytes", "tier=\"ssd\""), 16.0 * kRegionBytes);
+  const std::string status = testsupport::httpGet(proxy_->admin_port, "/status").body;
+  EXPECT_NE(status.find("\"ssd\":{\"path\":\"" + store_ + "\""), std::string::npos) << status;
+  EXPECT_NE(status.find("\"encrypted\":true,\"ephemeral_key\":false"), std::string::npos) << status;
+  EXPECT_NE(status.find("\"capacity_bytes\":" + std::to_string(16 * kRegionBytes)), std::string::npos);
 
   // An SSD hit answers as a hit (and a range of it as 206).
   const HttpResponse hit = get(target("/obj/spill/s", 0));
