@@ -57,6 +57,12 @@ double d(uint64_t v) { return static_cast<double>(v); }
 std::string renderPrometheus(const Snapshot& s) {
   std::vector<MetricFamily> families;
   auto push = [&](MetricFamily f) { families.push_back(std::move(f)); };
+  // A family of one unlabelled counter.
+  auto pushCounter = [&](std::string name, std::string help, uint64_t value) {
+    MetricFamily f = family(std::move(name), std::move(help), MetricType::Counter);
+    addCounter(f, d(value));
+    push(std::move(f));
+  };
 
   // --- viewer traffic
   auto requests = family("streamedge_requests_total",
@@ -96,15 +102,13 @@ std::string renderPrometheus(const Snapshot& s) {
   }
   push(std::move(ttfb));
 
-  auto bad = family("streamedge_bad_requests_total", "Requests refused as malformed.",
-                    MetricType::Counter);
-  addCounter(bad, d(s.bad_requests));
-  push(std::move(bad));
+  pushCounter("streamedge_bad_requests_total",
+              "Requests refused as malformed.",
+              s.bad_requests);
 
-  auto accepted = family("streamedge_connections_accepted_total", "Viewer connections accepted.",
-                         MetricType::Counter);
-  addCounter(accepted, d(s.connections_accepted));
-  push(std::move(accepted));
+  pushCounter("streamedge_connections_accepted_total",
+              "Viewer connections accepted.",
+              s.connections_accepted);
 
   auto active = family("streamedge_connections_active", "Viewer connections open now, by listener.",
                        MetricType::Gauge);
@@ -114,15 +118,13 @@ std::string renderPrometheus(const Snapshot& s) {
   push(std::move(active));
 
   // --- origins
-  auto fetches = family("streamedge_origin_fetches_total", "Fetches started towards origins.",
-                        MetricType::Counter);
-  addCounter(fetches, d(s.origin_fetches));
-  push(std::move(fetches));
+  pushCounter("streamedge_origin_fetches_total",
+              "Fetches started towards origins.",
+              s.origin_fetches);
 
-  auto failures = family("streamedge_origin_fetch_failures_total",
-                         "Origin fetches that failed after all attempts.", MetricType::Counter);
-  addCounter(failures, d(s.origin_failures));
-  push(std::move(failures));
+  pushCounter("streamedge_origin_fetch_failures_total",
+              "Origin fetches that failed after all attempts.",
+              s.origin_failures);
 
   auto o_requests = family("streamedge_origin_requests_total",
                            "Requests sent (attempts) to an origin.", MetricType::Counter);
@@ -200,23 +202,17 @@ std::string renderPrometheus(const Snapshot& s) {
     addCounter(errors, d(s.ssd_errors), {{"kind", "io"}});
     addCounter(errors, d(s.ssd_corrupt), {{"kind", "corrupt"}});
     push(std::move(errors));
-    auto hits = family("streamedge_ssd_hits_total",
-                       "Requests that missed RAM and were served from the SSD tier.",
-                       MetricType::Counter);
-    addCounter(hits, d(s.ssd_hits), {});
-    push(std::move(hits));
-    auto fallbacks = family("streamedge_ssd_fallbacks_total",
-                            "SSD copies found in the index but unusable on read (reclaimed, "
-                            "damaged, stale): fetched from the origin instead.",
-                            MetricType::Counter);
-    addCounter(fallbacks, d(s.ssd_fallbacks), {});
-    push(std::move(fallbacks));
-    auto dropped = family("streamedge_ssd_admissions_dropped_total",
-                          "Objects not written to the SSD tier because its write queue was full "
-                          "(they stay RAM-only; a steady rate means the disk cannot keep up).",
-                          MetricType::Counter);
-    addCounter(dropped, d(s.ssd_admissions_dropped), {});
-    push(std::move(dropped));
+    pushCounter("streamedge_ssd_hits_total",
+                "Requests that missed RAM and were served from the SSD tier.",
+                s.ssd_hits);
+    pushCounter("streamedge_ssd_fallbacks_total",
+                "SSD copies found in the index but unusable on read (reclaimed, "
+                "damaged, stale): fetched from the origin instead.",
+                s.ssd_fallbacks);
+    pushCounter("streamedge_ssd_admissions_dropped_total",
+                "Objects not written to the SSD tier because its write queue was full "
+                "(they stay RAM-only; a steady rate means the disk cannot keep up).",
+                s.ssd_admissions_dropped);
   }
 
   // --- TLS
@@ -269,12 +265,10 @@ std::string renderPrometheus(const Snapshot& s) {
   }
   push(std::move(heartbeat));
 
-  auto dropped = family("streamedge_access_log_dropped_lines_total",
-                        "Access log lines lost: the log writer was too far behind the workers, or "
-                        "a write failed (disk full).",
-                        MetricType::Counter);
-  addCounter(dropped, d(s.access_log_dropped_lines));
-  push(std::move(dropped));
+  pushCounter("streamedge_access_log_dropped_lines_total",
+              "Access log lines lost: the log writer was too far behind the workers, or "
+              "a write failed (disk full).",
+              s.access_log_dropped_lines);
 
   auto build = family("streamedge_build_info", "Version and commit of this binary.",
                       MetricType::Gauge);
