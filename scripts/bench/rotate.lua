@@ -1,18 +1,29 @@
--- wrk script: rotates requests over the paths given after `--` on the wrk command line.
+-- wrk script: requests the paths given after `--` on the wrk command line, in turn, or at
+-- random (uniform) when the first argument is `--random`.
 --   wrk -s rotate.lua http://127.0.0.1:8080 -- /obj/a?size=1 /obj/b?size=1
+--   wrk -s rotate.lua http://127.0.0.1:8080 -- --random /obj/a?size=1 /obj/b?size=1
 local paths = {}
+local random = false
 local i = 0
 
 function init(args)
   for _, p in ipairs(args) do
-    paths[#paths + 1] = p
+    if p == "--random" and #paths == 0 and not random then
+      random = true
+    else
+      paths[#paths + 1] = p
+    end
   end
   if #paths == 0 then
     paths[1] = "/"
   end
+  math.randomseed(os.time() + math.floor(os.clock() * 1000000))
 end
 
 function request()
+  if random then
+    return wrk.format("GET", paths[math.random(#paths)])
+  end
   i = i % #paths + 1
   return wrk.format("GET", paths[i])
 end

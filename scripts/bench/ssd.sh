@@ -200,7 +200,7 @@ CONF
   local h0 h1
   h0=$(metric "$admin" streamedge_ssd_hits_total)
   mapfile -t ps < <(paths streamedge)
-  measure streamedge ssd "$pid" "http://127.0.0.1:$port" "$BENCH_DIR/random.lua" "${ps[@]}"
+  measure streamedge ssd "$pid" "http://127.0.0.1:$port" "$BENCH_DIR/rotate.lua" --random "${ps[@]}"
   h1=$(metric "$admin" streamedge_ssd_hits_total)
   R[streamedge:ssd:share]=$(awk -v h=$((h1 - h0)) -v r="${R[streamedge:ssd:reqs]}" \
     'BEGIN { if (r > 0) printf "%.0f%%", h * 100 / r; else print "—" }')
@@ -259,7 +259,7 @@ CONF
   wait_for_port "$port" 15 "$pid" || { warn "nginx did not start: $(tail -5 "$WORK/ng.log")"; return 1; }
   warm nginx "$port"
   mapfile -t ps < <(paths nginx)
-  measure nginx ssd "$pid" "http://127.0.0.1:$port" "$BENCH_DIR/random.lua" "${ps[@]}"
+  measure nginx ssd "$pid" "http://127.0.0.1:$port" "$BENCH_DIR/rotate.lua" --random "${ps[@]}"
   kill -TERM -- "-$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 }
 
