@@ -181,9 +181,12 @@ LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
         LookupResult r;
         r.kind = LookupResult::Kind::kPass;
         return r;
-      } else if (ObjectRef queued = ssd_allowed ? ssd_->queuedObject(key) : ObjectRef();
+      } else if (ObjectRef queued = ssd_allowed && !candidate ? ssd_->queuedObject(key)
+                                                              : ObjectRef();
                  queued && queued->freshness().isFresh(now)) {
         // Evicted a moment ago and not indexed by the SSD writer yet: a hit all the same.
+        // Looked for on the first pass only (one queue lock per miss); an object queued
+        // between the passes is simply a miss.
         Slot& s = slot ? *slot : shard.slots[key];
         s.current = queued;
         s.pass_until = WallTime{};
