@@ -31,6 +31,9 @@ constexpr uint32_t kEntryMagic = 0x45454553u;              // "SEEE"
 constexpr uint32_t kFormatVersion = 1;
 constexpr uint32_t kRegionFlagEncrypted = 1;
 constexpr uint16_t kEntryFlagEncrypted = 1;
+// A tombstone: the sealed part is EntryMeta alone (no head, no body); at rebuild it deletes
+// every older copy of its key. The flag is in the clear header, which GCM authenticates.
+constexpr uint16_t kEntryFlagTombstone = 2;
 
 struct RegionHeader {
   uint64_t magic;
@@ -49,7 +52,7 @@ static_assert(sizeof(RegionHeader) == 64);
 
 struct EntryHeader {
   uint32_t magic;
-  uint16_t flags;          // kEntryFlagEncrypted
+  uint16_t flags;          // kEntryFlagEncrypted | kEntryFlagTombstone
   uint16_t header_bytes;   // sizeof(EntryHeader)
   uint32_t entry_bytes;    // whole entry: header + sealed + tag + pad
   uint32_t sealed_bytes;   // EntryMeta + head blob + body

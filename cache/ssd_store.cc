@@ -115,10 +115,15 @@ void SsdStore::rebuild() {
     }
     return;
   }
+  struct FoundEntry {
+    CacheKey key;
+    Location loc;
+    bool tombstone = false;
+  };
   struct Found {
     uint64_t seq;
     uint32_t region;
-    std::vector<std::pair<CacheKey, Location>> entries;
+    std::vector<FoundEntry> entries;  // in write order
   };
   std::vector<Found> found;
   AlignedBuffer scan(region_bytes_, device_->ioAlignment());
@@ -170,6 +175,11 @@ void SsdStore::rebuild() {
         off += view.entry_bytes;
         continue;
       }
+      if (view.tombstone) {
+        f.entries.push_back({view.key, Location{}, true});
+        off += view.entry_bytes;
+        continue;
+      }
       ResponseHead head;
       Freshness fr;
       if (!ssd::decodeHead(view.head, view.head_bytes, &head, &fr)) {
@@ -184,20 +194,28 @@ void SsdStore::rebuild() {
       loc.seq = h.seq;
       loc.checksum = view.checksum;
       loc.body_bytes = view.body_bytes;
-      f.entries.emplace_back(view.key, summarize(fr, loc));
+      loc.validators = head.find("ETag") || head.find("Last-Modified");
+      f.entries.push_back({view.key, summarize(fr, loc), false});
       off += view.entry_bytes;
     }
     found.push_back(std::move(f));
   }
-  // Oldest first, so that the newest copy of a key wins.
+  // Oldest first, so that the newest copy of a key wins and a tombstone deletes what came
+  // before it.
   std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.seq < b.seq; });
   for (Found& f : found) {
     region_seq_[f.region].store(f.seq, std::memory_order_release);
-    for (auto& [key, loc] : f.entries) {
-      region_keys_[f.region].push_back(key);
-      Shard& shard = shardFor(key);
+    for (const FoundEntry& e : f.entries) {
+      Shard& shard = shardFor(e.key);
       std::lock_guard<std::mutex> lock(shard.mu);
-      shard.map[key] = loc;
+      if (e.tombstone) {
+        if (shard.map.erase(e.key) > 0) {
+          counters_.rebuild_tombstones.fetch_add(1, std::memory_order_relaxed);
+        }
+        continue;
+      }
+      region_keys_[f.region].push_back(e.key);
+      shard.map[e.key] = e.loc;
     }
     next_seq_ = f.seq + 1;
     next_region_ = (f.region + 1) % region_count_;
@@ -213,6 +231,8 @@ void SsdStore::rebuild() {
                        std::to_string(found.size()) + " regions";
     const uint64_t rejected = counters_.rebuild_rejected_entries.load(std::memory_order_relaxed);
     if (rejected) line += ", " + std::to_string(rejected) + " damaged entries left out";
+    const uint64_t purged = counters_.rebuild_tombstones.load(std::memory_order_relaxed);
+    if (purged) line += ", " + std::to_string(purged) + " removed copies left out";
     if (torn) line += ", " + std::to_string(torn) + " regions with a bad header left out";
     if (other_key) line += ", " + std::to_string(other_key) + " regions written under another key";
     if (other_mode) {
@@ -270,6 +290,11 @@ SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view
   view->body = view->head + m.head_bytes;
   view->body_bytes = m.body_bytes;
   view->checksum = m.checksum;
+  view->tombstone = (h.flags & ssd::kEntryFlagTombstone) != 0;
+  if (view->tombstone && (m.head_bytes != 0 || m.body_bytes != 0)) {
+    *why = "tombstone with content";
+    return Verify::kBadContent;
+  }
   if (ssd::entryChecksum(view->key, view->head, view->head_bytes, view->body, view->body_bytes) !=
       m.checksum) {
     *why = "checksum mismatch";
@@ -367,7 +392,7 @@ void SsdStore::writerLoop() {
       if (jobs_.empty()) break;  // stopping, and everything queued is done
       job = std::move(jobs_.front());
       jobs_.pop_front();
-      appending_ = job.flush_ticket == 0;
+      appending_ = job.flush_ticket == 0 && !job.tombstone;
       appending_key_ = job.key;
       appending_cancelled_ = false;
     }
@@ -394,6 +419,22 @@ void SsdStore::writerLoop() {
 }
 
 void SsdStore::append(const Job& job) {
+  if (job.tombstone) {
+    const uint64_t sealed_bytes = sizeof(EntryMeta);
+    const uint64_t entry_bytes = ssd::entryBytes(sealed_bytes, encrypt_);
+    if (!reserve(entry_bytes)) return;
+    uint8_t* p = buf_.data() + cursor_;
+    EntryMeta m{};
+    m.key_hi = job.key.hi;
+    m.key_lo = job.key.lo;
+    m.checksum = ssd::entryChecksum(job.key, p, 0, p, 0);
+    std::memcpy(p + sizeof(EntryHeader), &m, sizeof(m));
+    if (!sealEntry(p, ssd::kEntryFlagTombstone, sealed_bytes, entry_bytes)) return;
+    cursor_ += static_cast<uint32_t>(entry_bytes);
+    ++entry_count_;
+    counters_.tombstones_written.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   const ResponseHead& head = job.object ? job.object->head() : *job.head;
   const Freshness& freshness = job.object ? job.object->freshness() : job.freshness;
   const Body& body = job.object ? job.object->body() : *job.body;
@@ -405,25 +446,10 @@ void SsdStore::append(const Job& job) {
     counters_.inserts_too_large.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (!region_open_ || cursor_ + entry_bytes > region_bytes_) {
-    if (region_open_) sealAndWrite();
-    if (!openNextRegion()) return;
-  }
+  if (!reserve(entry_bytes)) return;
   // Bytes at and past cursor_ are invisible to readers (no index entry points there yet), so
   // the entry is built in place without holding buf_mu_.
   uint8_t* p = buf_.data() + cursor_;
-  EntryHeader h{};
-  h.magic = ssd::kEntryMagic;
-  h.flags = encrypt_ ? ssd::kEntryFlagEncrypted : 0;
-  h.header_bytes = sizeof(EntryHeader);
-  h.entry_bytes = static_cast<uint32_t>(entry_bytes);
-  h.sealed_bytes = static_cast<uint32_t>(sealed_bytes);
-  if (encrypt_ && !randomBytes(h.nonce, sizeof(h.nonce))) {
-    logLimited("CSPRNG failed: object not written");
-    counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  std::memcpy(p, &h, sizeof(h));
   uint8_t* sealed = p + sizeof(EntryHeader);
   uint8_t* head_at = sealed + sizeof(EntryMeta);
   std::memcpy(head_at, head_blob.data(), head_blob.size());
@@ -442,16 +468,7 @@ void SsdStore::append(const Job& job) {
   m.body_bytes = body_bytes;
   m.checksum = ssd::entryChecksum(job.key, head_at, head_blob.size(), body_at, body_bytes);
   std::memcpy(sealed, &m, sizeof(m));
-  size_t used = sizeof(EntryHeader) + sealed_bytes;
-  if (encrypt_) {
-    if (!cipher_->seal(h.nonce, p, sizeof(EntryHeader), sealed, sealed_bytes, sealed + sealed_bytes)) {
-      logLimited("encryption failed: object not written");
-      counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    used += kTagBytes;
-  }
-  std::memset(p + used, 0, entry_bytes - used);
+  if (!sealEntry(p, 0, sealed_bytes, entry_bytes)) return;
 
   Location loc;
   loc.region = open_region_;
@@ -460,13 +477,14 @@ void SsdStore::append(const Job& job) {
   loc.seq = region_seq_[open_region_].load(std::memory_order_relaxed);
   loc.checksum = m.checksum;
   loc.body_bytes = body_bytes;
+  loc.validators = head.find("ETag") || head.find("Last-Modified");
   loc = summarize(freshness, loc);
   cursor_ += static_cast<uint32_t>(entry_bytes);
   ++entry_count_;
   region_keys_[open_region_].push_back(job.key);
   {
     // Under q_mu_ (then the shard's): a remove() of the key since the job left the queue wins,
-    // and the entry stays unindexed garbage in the region.
+    // and the entry stays unindexed garbage in the region (its tombstone follows it).
     std::lock_guard<std::mutex> queue_lock(q_mu_);
     if (!appending_cancelled_) {
       Shard& shard = shardFor(job.key);
@@ -477,13 +495,47 @@ void SsdStore::append(const Job& job) {
   counters_.objects_written.fetch_add(1, std::memory_order_relaxed);
 }
 
+bool SsdStore::reserve(uint64_t entry_bytes) {
+  if (region_open_ && cursor_ + entry_bytes <= region_bytes_) return true;
+  if (region_open_) sealAndWrite();
+  return openNextRegion();
+}
+
+bool SsdStore::sealEntry(uint8_t* p, uint16_t flags, uint64_t sealed_bytes,
+                         uint64_t entry_bytes) {
+  EntryHeader h{};
+  h.magic = ssd::kEntryMagic;
+  h.flags = flags | (encrypt_ ? ssd::kEntryFlagEncrypted : 0);
+  h.header_bytes = sizeof(EntryHeader);
+  h.entry_bytes = static_cast<uint32_t>(entry_bytes);
+  h.sealed_bytes = static_cast<uint32_t>(sealed_bytes);
+  if (encrypt_ && !randomBytes(h.nonce, sizeof(h.nonce))) {
+    logLimited("CSPRNG failed: object not written");
+    counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  std::memcpy(p, &h, sizeof(h));
+  uint8_t* sealed = p + sizeof(EntryHeader);
+  size_t used = sizeof(EntryHeader) + sealed_bytes;
+  if (encrypt_) {
+    if (!cipher_->seal(h.nonce, p, sizeof(EntryHeader), sealed, sealed_bytes, sealed + sealed_bytes)) {
+      logLimited("encryption failed: object not written");
+      counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    used += kTagBytes;
+  }
+  std::memset(p + used, 0, entry_bytes - used);
+  return true;
+}
+
 bool SsdStore::openNextRegion() {
   const uint32_t r = next_region_;
   next_region_ = (r + 1) % region_count_;
   const uint64_t old_seq = region_seq_[r].load(std::memory_order_relaxed);
-  if (old_seq != 0) {
-    dropRegionEntries(r, old_seq, /*count_as_reclaim=*/true);
-    counters_.regions_reclaimed.fetch_add(1, std::memory_order_relaxed);
+  std::vector<Carry> carries;
+  if (old_seq != 0 && options_.reclaim == conf::SsdReclaim::kReinsert) {
+    carries = readCarries(r, old_seq);  // before the switch: readers still find them meanwhile
   }
   const uint64_t seq = next_seq_++;
   {
@@ -500,7 +552,103 @@ bool SsdStore::openNextRegion() {
   cursor_ = sizeof(RegionHeader);
   synced_cursor_ = cursor_;
   entry_count_ = 0;
+  const std::vector<CacheKey> kept = placeCarries(carries, old_seq);
+  if (old_seq != 0) {
+    dropRegionEntries(r, old_seq, /*count_as_reclaim=*/true);
+    counters_.regions_reclaimed.fetch_add(1, std::memory_order_relaxed);
+  }
+  region_keys_[r] = kept;
   return true;
+}
+
+std::vector<SsdStore::Carry> SsdStore::readCarries(uint32_t region, uint64_t seq) {
+  // At most half a region is carried over, so that every reclaim makes room for new objects
+  // even when everything in the region was read.
+  const uint64_t budget = (region_bytes_ - sizeof(RegionHeader)) / 2;
+  const int64_t now = toSeconds(options_.clock->wallNow());
+  std::vector<Carry> carries;
+  uint64_t planned = 0;
+  for (const CacheKey& key : region_keys_[region]) {
+    Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.map.find(key);
+    if (it == shard.map.end()) continue;
+    const Location& loc = it->second;
+    if (loc.region != region || loc.seq != seq || !loc.hit) continue;
+    // Worth keeping: still fresh, or stale but cheap to revalidate.
+    if (loc.fresh_until_s <= now && !loc.validators) continue;
+    if (planned + loc.entry_bytes > budget) continue;
+    planned += loc.entry_bytes;
+    carries.push_back({key, loc, 0});
+  }
+  if (carries.empty()) return carries;
+  const uint64_t align = device_->ioAlignment();
+  if (reinsert_buf_.size() == 0) reinsert_buf_ = AlignedBuffer(region_bytes_, align);
+  size_t at = 0;
+  std::vector<Carry> read;
+  for (Carry& c : carries) {
+    const uint64_t pos = uint64_t{region} * region_bytes_ + c.loc.offset;
+    const uint64_t start = pos / align * align;
+    const uint64_t len = ssd::alignUp(pos + c.loc.entry_bytes, align) - start;
+    if (at + len > reinsert_buf_.size()) break;  // alignment slack: the rest is not carried
+    if (!readSyncAt(start, reinsert_buf_.data() + at, len).isOk()) {
+      counters_.reinsert_failures.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    c.buf_offset = at + (pos - start);
+    at += len;
+    read.push_back(c);
+  }
+  return read;
+}
+
+std::vector<CacheKey> SsdStore::placeCarries(const std::vector<Carry>& carries, uint64_t old_seq) {
+  std::vector<CacheKey> kept;
+  const uint32_t r = open_region_;
+  const uint64_t seq = region_seq_[r].load(std::memory_order_relaxed);
+  for (const Carry& c : carries) {
+    // The entry moves as it is, still sealed (its header, nonce and tag do not depend on where
+    // it lies); the copy read is verified (decrypted in place) before the index points at it.
+    uint8_t* src = reinsert_buf_.data() + c.buf_offset;
+    uint8_t* dst = buf_.data() + cursor_;
+    std::memcpy(dst, src, c.loc.entry_bytes);
+    EntryView view;
+    const char* why = "";
+    if (verifyEntry(src, c.loc.entry_bytes, &view, &why) != Verify::kOk || !(view.key == c.key) ||
+        view.checksum != c.loc.checksum || view.entry_bytes != c.loc.entry_bytes ||
+        view.tombstone) {
+      counters_.reinsert_failures.fetch_add(1, std::memory_order_relaxed);
+      counters_.corrupt.fetch_add(1, std::memory_order_relaxed);
+      logLimited("damaged object " + c.key.toHex() + " found while reinserting (region " +
+                 std::to_string(c.loc.region) + ", offset " + std::to_string(c.loc.offset) +
+                 "): " + (*why ? why : "entry is not the indexed object") + "; dropped");
+      continue;
+    }
+    Location moved = c.loc;
+    moved.region = r;
+    moved.offset = cursor_;
+    moved.seq = seq;
+    moved.hit = false;  // must be read again to survive the next reclaim
+    bool placed = false;
+    {
+      // Unless it was removed (or rewritten) meanwhile: then the copy stays unindexed garbage.
+      Shard& shard = shardFor(c.key);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.map.find(c.key);
+      if (it != shard.map.end() && it->second.region == c.loc.region &&
+          it->second.seq == old_seq && it->second.offset == c.loc.offset) {
+        it->second = moved;
+        placed = true;
+      }
+    }
+    if (!placed) continue;
+    cursor_ += c.loc.entry_bytes;
+    ++entry_count_;
+    kept.push_back(c.key);
+    counters_.objects_reinserted.fetch_add(1, std::memory_order_relaxed);
+    counters_.bytes_reinserted.fetch_add(c.loc.entry_bytes, std::memory_order_relaxed);
+  }
+  return kept;
 }
 
 void SsdStore::dropRegionEntries(uint32_t region, uint64_t seq, bool count_as_reclaim) {
@@ -596,6 +744,18 @@ Status SsdStore::writeSync(uint64_t offset, const uint8_t* buf, size_t len) {
   return result;
 }
 
+Status SsdStore::readSyncAt(uint64_t offset, uint8_t* buf, size_t len) {
+  bool done = false;
+  Status result;
+  Status s = writer_engine_->read(offset, buf, len, [&](Status st) {
+    done = true;
+    result = st;
+  });
+  if (!s.isOk()) return s;
+  while (!done) writer_engine_->wait(std::chrono::milliseconds(100));
+  return result;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Index and reading
 
@@ -609,32 +769,45 @@ std::optional<SsdEntryInfo> SsdStore::find(const CacheKey& key) const {
   info.entry_bytes = it->second.entry_bytes;
   info.fresh_until = fromSeconds(it->second.fresh_until_s);
   info.usable_until = fromSeconds(it->second.usable_until_s);
+  info.revalidatable = it->second.validators;
   return info;
 }
 
 bool SsdStore::remove(const CacheKey& key) {
-  bool cancelled = false;
+  bool forgotten = false;
   {
     // Writes of `key` still queued, or being appended, must not bring it back afterwards.
     std::lock_guard<std::mutex> lock(q_mu_);
     for (auto it = jobs_.begin(); it != jobs_.end();) {
-      if (it->flush_ticket == 0 && it->key == key) {
+      if (it->flush_ticket == 0 && !it->tombstone && it->key == key) {
+        forgotten = true;
         pending_bytes_ -= it->bytes;
         it = jobs_.erase(it);
-        cancelled = true;
       } else {
         ++it;
       }
     }
     if (appending_ && appending_key_ == key) {
       appending_cancelled_ = true;
-      cancelled = true;
+      forgotten = true;
     }
     queued_.erase(key);
+    {
+      Shard& shard = shardFor(key);
+      std::lock_guard<std::mutex> shard_lock(shard.mu);
+      if (shard.map.erase(key) > 0) forgotten = true;
+    }
+    if (forgotten && !stopping_) {
+      // After every copy already appended (and any being appended): at rebuild it deletes
+      // them all. Tiny, and never dropped for a full queue: a purge must not be lost.
+      Job tombstone;
+      tombstone.key = key;
+      tombstone.tombstone = true;
+      jobs_.push_back(std::move(tombstone));
+    }
   }
-  Shard& shard = shardFor(key);
-  std::lock_guard<std::mutex> lock(shard.mu);
-  return shard.map.erase(key) > 0 || cancelled;
+  if (forgotten) q_cv_.notify_one();
+  return forgotten;
 }
 
 ObjectRef SsdStore::queuedObject(const CacheKey& key) const {
@@ -671,6 +844,7 @@ bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done) {
       counters_.index_misses.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
+    it->second.hit = true;
     loc = it->second;
   }
   {
@@ -722,7 +896,8 @@ Result<SsdHit> SsdStore::finishRead(const CacheKey& key, const Location& loc, ui
   if (verifyEntry(p, loc.entry_bytes, &view, &why) != Verify::kOk) {
     return fail(key, loc, Code::kCorrupt, why);
   }
-  if (!(view.key == key) || view.checksum != loc.checksum || view.entry_bytes != loc.entry_bytes) {
+  if (!(view.key == key) || view.checksum != loc.checksum || view.entry_bytes != loc.entry_bytes ||
+      view.tombstone) {
     return fail(key, loc, Code::kCorrupt, "entry is not the indexed object");
   }
   auto head = std::make_shared<ResponseHead>();
@@ -803,6 +978,11 @@ SsdStats SsdStore::stats() const {
   s.write_errors = ld(counters_.write_errors);
   s.regions_reclaimed = ld(counters_.regions_reclaimed);
   s.objects_reclaimed = ld(counters_.objects_reclaimed);
+  s.objects_reinserted = ld(counters_.objects_reinserted);
+  s.bytes_reinserted = ld(counters_.bytes_reinserted);
+  s.reinsert_failures = ld(counters_.reinsert_failures);
+  s.tombstones_written = ld(counters_.tombstones_written);
+  s.rebuild_tombstones = ld(counters_.rebuild_tombstones);
   s.lookups = ld(counters_.lookups);
   s.index_misses = ld(counters_.index_misses);
   s.reads_from_buffer = ld(counters_.reads_from_buffer);
@@ -842,6 +1022,9 @@ Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& confi
   options.region_bytes = config.region_bytes;
   options.encrypt = config.encrypt;
   options.writer_backend = config.io_backend;
+  options.max_pending_bytes = config.write_queue_bytes;
+  options.sync_interval = config.sync_interval;
+  options.reclaim = config.reclaim;
   options.clock = &clock;
   options.log = log;
   options.observers = std::move(observers);
@@ -868,7 +1051,9 @@ Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& confi
     log("store " + described + ": " + std::to_string(s.regions) + " regions of " +
         bytesText(s.region_bytes) + ", encryption " +
         (s.encrypted ? (s.ephemeral_key ? "on (ephemeral key)" : "on") : "OFF") +
-        ", I/O backend " + s.writer_backend + ", " + std::to_string(s.objects) +
+        ", I/O backend " + s.writer_backend + ", reclaim " +
+        (config.reclaim == conf::SsdReclaim::kReinsert ? "reinsert" : "fifo") + ", " +
+        std::to_string(s.objects) +
         " objects indexed");
   }
   return store;

@@ -2,13 +2,19 @@
 // BlockCache. The device is split into regions; complete objects (key, head, freshness, body)
 // are appended to the one in-memory region buffer by a writer thread, and a full region is
 // written with one I/O; when the writer moves on, the next region in ring order is reclaimed
-// whole (FIFO: its objects leave the index). Every entry carries an xxh3-64 checksum and, with
+// whole: its objects leave the index (FIFO), or, with reinsertion, those read since they were
+// written and still worth keeping are first copied, verified and unchanged (still sealed), into
+// the region that replaces it. Every entry carries an xxh3-64 checksum and, with
 // encryption on, is sealed with AES-256-GCM (random 96-bit nonce, entry header as AAD). The
 // index (key → region, offset, size, checksum, freshness summary) lives in RAM, sharded, and is
 // rebuilt at open() by scanning and verifying every region: what was not fully written is
 // absent. Reads are asynchronous on the caller's IoEngine and verified before any byte is
 // handed out; a mismatch or I/O error is logged (rate-limited), counted, dropped from the index
 // and reported as a miss.
+//
+// remove() writes a tombstone entry (key only, sealed like any entry) after the key's copies:
+// at rebuild it deletes every older copy, so a purge or an answer that became uncacheable
+// survives a restart. Ring order guarantees the tombstone's region outlives the older copies.
 //
 // Objects bigger than a region (minus headers) are refused (kept in RAM only): spanning regions
 // would make reclaim and torn-write detection multi-region for objects that HLS/DASH segments
@@ -66,6 +72,8 @@ struct SsdStoreOptions {
   // what a crash (kill -9, power loss) can lose at low traffic. Zero: only full regions and
   // flush()/close are written.
   std::chrono::milliseconds sync_interval{1000};
+  // FIFO or reinsertion of read objects at reclaim (openSsdStore passes the configured one).
+  conf::SsdReclaim reclaim = conf::SsdReclaim::kFifo;
   const Clock* clock = &SystemClock::instance();
   SsdLogFn log = ssdLogToStderr;
   SsdObservers observers;
@@ -89,6 +97,7 @@ struct SsdEntryInfo {
   uint32_t entry_bytes = 0;
   WallTime fresh_until{};  // response_time - initial age + lifetime (response_time if no-cache)
   WallTime usable_until{}; // fresh_until + max(stale-while-revalidate, stale-if-error)
+  bool revalidatable = false;  // the head has an ETag or a Last-Modified
 };
 
 struct SsdStats {
@@ -105,6 +114,11 @@ struct SsdStats {
   uint64_t write_errors = 0;
   uint64_t regions_reclaimed = 0;
   uint64_t objects_reclaimed = 0;
+  uint64_t objects_reinserted = 0; // copied into the new region at reclaim
+  uint64_t bytes_reinserted = 0;
+  uint64_t reinsert_failures = 0;  // a candidate failed its read or checks: dropped
+  uint64_t tombstones_written = 0;
+  uint64_t rebuild_tombstones = 0; // copies deleted at rebuild by a newer tombstone
   uint64_t lookups = 0;           // read() calls
   uint64_t index_misses = 0;
   uint64_t reads_from_buffer = 0; // the entry was still in the region buffer
@@ -147,9 +161,9 @@ class SsdStore {
   // tier take back an object it has just evicted instead of missing until the writer gets to it.
   ObjectRef queuedObject(const CacheKey& key) const;
   bool contains(const CacheKey& key) const { return find(key).has_value(); }
-  // Forgets `key` (the bytes stay on the device until their region is reclaimed, and come
-  // back after a restart: durable purge needs a tombstone, not done yet). Writes of `key`
-  // queued before the call are cancelled. True when something was forgotten or cancelled.
+  // Forgets `key`: writes of it queued before the call are cancelled and a tombstone is
+  // queued, so that no copy comes back after a restart. The sealed bytes stay on the device
+  // until their region is reclaimed. True when something was forgotten or cancelled.
   bool remove(const CacheKey& key);
 
   // Read path. Returns false at once when `key` is not in the index (a miss). Else `done` is
@@ -178,6 +192,8 @@ class SsdStore {
     uint64_t body_bytes = 0;
     int64_t fresh_until_s = 0;
     int64_t usable_until_s = 0;
+    bool hit = false;          // read since written (reinsertion candidate)
+    bool validators = false;   // ETag or Last-Modified: a stale copy can be revalidated
   };
   struct Job {
     uint64_t flush_ticket = 0;  // non-zero: a flush marker
@@ -187,6 +203,13 @@ class SsdStore {
     Freshness freshness;
     Ref<Body> body;
     uint64_t bytes = 0;
+    bool tombstone = false;     // remove(): key only
+  };
+  // A reinsertion candidate, read into reinsert_buf_ at `buf_offset`.
+  struct Carry {
+    CacheKey key;
+    Location loc;
+    size_t buf_offset = 0;
   };
   struct Shard {
     mutable std::mutex mu;
@@ -201,6 +224,7 @@ class SsdStore {
     size_t head_bytes = 0;
     const uint8_t* body = nullptr;
     uint64_t body_bytes = 0;
+    bool tombstone = false;
   };
   enum class Verify { kOk, kBadHeader, kBadContent };
   static constexpr size_t kShards = 16;
@@ -210,13 +234,23 @@ class SsdStore {
   bool enqueue(Job job);
   void writerLoop();
   void append(const Job& job);
+  // Seals an entry of `sealed_bytes` (EntryMeta + head blob + body, already at p + header)
+  // in place at the cursor; false (counted, logged) when the CSPRNG or the cipher fails.
+  bool sealEntry(uint8_t* p, uint16_t flags, uint64_t sealed_bytes, uint64_t entry_bytes);
+  // Makes room for `entry_bytes` at the cursor (writes the full region, opens the next).
+  bool reserve(uint64_t entry_bytes);
   bool openNextRegion();
+  // Reads the entries of `region` worth reinserting into reinsert_buf_ (writer thread).
+  std::vector<Carry> readCarries(uint32_t region, uint64_t seq);
+  // Copies the verified carries into the open region and points the index at them.
+  std::vector<CacheKey> placeCarries(const std::vector<Carry>& carries, uint64_t old_seq);
   Status sealAndWrite();
   // Writes header + entries so far of the open region, which stays open (idle sync).
   Status syncOpenRegion();
   Status writeOpenRegion(bool close);
   void dropRegionEntries(uint32_t region, uint64_t seq, bool count_as_reclaim);
   Status writeSync(uint64_t offset, const uint8_t* buf, size_t len);
+  Status readSyncAt(uint64_t offset, uint8_t* buf, size_t len);
 
   void rebuild();
   // Checks one entry at `p` (at most `avail` bytes), decrypting in place. kBadHeader: the
@@ -256,6 +290,7 @@ class SsdStore {
 
   // --- writer thread only (and open() before it starts)
   std::vector<std::vector<CacheKey>> region_keys_;  // keys written per region, for reclaim
+  AlignedBuffer reinsert_buf_;  // a region's worth, allocated at the first reinsertion
   bool region_open_ = false;
   uint32_t open_region_ = 0;
   uint32_t cursor_ = 0;
@@ -291,7 +326,8 @@ class SsdStore {
   struct Counters {
     std::atomic<uint64_t> inserts_queued{0}, inserts_dropped{0}, inserts_too_large{0},
         objects_written{0}, regions_written{0}, region_syncs{0}, write_errors{0}, regions_reclaimed{0},
-        objects_reclaimed{0}, lookups{0}, index_misses{0}, reads_from_buffer{0},
+        objects_reclaimed{0}, objects_reinserted{0}, bytes_reinserted{0}, reinsert_failures{0},
+        tombstones_written{0}, rebuild_tombstones{0}, lookups{0}, index_misses{0}, reads_from_buffer{0},
         reads_from_device{0}, read_errors{0}, corrupt{0}, reclaimed_during_read{0},
         rebuilt_objects{0}, rebuild_rejected_entries{0}, rebuild_skipped_regions{0};
   };

@@ -79,6 +79,10 @@ enum class SsdAdmission { kEvict, kFill };
 // The asynchronous I/O engine: io_uring when it can be set up, else a pread/pwrite thread pool;
 // "threads" forces the pool (tests, seccomp'd containers); "io_uring" makes its absence an error.
 enum class IoBackend { kAuto, kIoUring, kThreads };
+// What happens to a region's objects when the region is reclaimed for new writes: all leave
+// (FIFO), or those read since they were written are copied into the new region first
+// (reinsert; at most half a region per reclaim, so new objects always get in).
+enum class SsdReclaim { kFifo, kReinsert };
 
 // [cache.ssd]: absent (enabled = false) means RAM only.
 struct SsdCacheConfig {
@@ -91,6 +95,9 @@ struct SsdCacheConfig {
   SsdAdmission admission = SsdAdmission::kEvict;
   IoBackend io_backend = IoBackend::kAuto;
   bool direct_io = true;                  // O_DIRECT where the file system allows it
+  SsdReclaim reclaim = SsdReclaim::kReinsert;
+  uint64_t write_queue_bytes = 64ull << 20;  // admissions waiting for the writer; beyond: dropped
+  Millis sync_interval{1000};             // idle this long: the open region's objects are written
 };
 
 struct CacheConfig {

@@ -789,6 +789,18 @@ void readSsdCache(TableReader& r, SsdCacheConfig& ssd) {
     }
   }
   r.boolean("direct_io", ssd.direct_io);
+  if (r.string("reclaim", text)) {
+    if (text == "fifo") {
+      ssd.reclaim = SsdReclaim::kFifo;
+    } else if (text == "reinsert") {
+      ssd.reclaim = SsdReclaim::kReinsert;
+    } else {
+      r.error("reclaim", *r.get("reclaim"),
+              "expected \"fifo\" or \"reinsert\", got " + quoted(text));
+    }
+  }
+  r.byteSize("write_queue", ssd.write_queue_bytes, 1 << 20);
+  r.duration("sync_interval", ssd.sync_interval, /*allow_zero=*/true);
   r.finish();
 }
 

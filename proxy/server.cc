@@ -29,7 +29,9 @@ namespace {
 bool ssdChanged(const conf::SsdCacheConfig& a, const conf::SsdCacheConfig& b) {
   return a.enabled != b.enabled || a.path != b.path || a.size_bytes != b.size_bytes ||
          a.region_bytes != b.region_bytes || a.encrypt != b.encrypt || a.key_file != b.key_file ||
-         a.admission != b.admission || a.io_backend != b.io_backend || a.direct_io != b.direct_io;
+         a.admission != b.admission || a.io_backend != b.io_backend || a.direct_io != b.direct_io ||
+         a.reclaim != b.reclaim || a.write_queue_bytes != b.write_queue_bytes ||
+         a.sync_interval != b.sync_interval;
 }
 
 int64_t unixMillisNow() {

@@ -80,6 +80,9 @@ key_file = "/etc/streamedge/store.key"
   EXPECT_EQ(s.admission, SsdAdmission::kEvict);
   EXPECT_EQ(s.io_backend, IoBackend::kAuto);
   EXPECT_TRUE(s.direct_io);
+  EXPECT_EQ(s.reclaim, SsdReclaim::kReinsert);
+  EXPECT_EQ(s.write_queue_bytes, 64ull << 20);
+  EXPECT_EQ(s.sync_interval, Millis(1000));
 }
 
 TEST(SsdConfig, EverySettableValueIsParsed) {
@@ -92,6 +95,9 @@ encrypt = false
 admission = "fill"
 io_backend = "threads"
 direct_io = false
+reclaim = "fifo"
+write_queue = "8MiB"
+sync_interval = "250ms"
 )");
   ASSERT_TRUE(r.ok()) << describe(r);
   const SsdCacheConfig& s = r.config->cache.ssd;
@@ -103,6 +109,9 @@ direct_io = false
   EXPECT_EQ(s.admission, SsdAdmission::kFill);
   EXPECT_EQ(s.io_backend, IoBackend::kThreads);
   EXPECT_FALSE(s.direct_io);
+  EXPECT_EQ(s.reclaim, SsdReclaim::kFifo);
+  EXPECT_EQ(s.write_queue_bytes, 8ull << 20);
+  EXPECT_EQ(s.sync_interval, Millis(250));
 
   const LoadResult u = load("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nio_backend = \"io_uring\"\n");
   ASSERT_TRUE(u.ok()) << describe(u);
@@ -123,6 +132,12 @@ TEST(SsdConfig, BadValuesAreReportedWithLineAndKey) {
                   "cache.ssd.admission", 5, "\"evict\" or \"fill\"");
   expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nio_backend = \"aio\"\n",
                   "cache.ssd.io_backend", 5, "\"threads\"");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nreclaim = \"lru\"\n",
+                  "cache.ssd.reclaim", 5, "\"fifo\" or \"reinsert\"");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nwrite_queue = \"64KiB\"\n",
+                  "cache.ssd.write_queue", 5, "at least");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nsync_interval = \"soon\"\n",
+                  "cache.ssd.sync_interval", 5, "invalid duration");
   expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nregion_size = \"10000B\"\n",
                   "cache.ssd.region_size", 5, "at least");
   expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nregion_size = \"20000B\"\n",
