@@ -970,6 +970,10 @@ SsdStats SsdStore::stats() const {
   s.regions = region_count_;
   s.region_bytes = region_bytes_;
   s.inserts_queued = ld(counters_.inserts_queued);
+  {
+    std::lock_guard<std::mutex> lock(q_mu_);
+    s.queued_bytes = pending_bytes_;
+  }
   s.inserts_dropped = ld(counters_.inserts_dropped);
   s.inserts_too_large = ld(counters_.inserts_too_large);
   s.objects_written = ld(counters_.objects_written);

@@ -106,6 +106,7 @@ struct SsdStats {
   uint32_t regions = 0;
   uint64_t region_bytes = 0;
   uint64_t inserts_queued = 0;
+  uint64_t queued_bytes = 0;      // admissions waiting for the writer now
   uint64_t inserts_dropped = 0;   // queue full, store closing
   uint64_t inserts_too_large = 0; // bigger than a region: RAM only
   uint64_t objects_written = 0;   // appended to a region
