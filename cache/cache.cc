@@ -105,6 +105,17 @@ void FillWriter::finishFromSsd(const SsdHit& hit, bool promote) {
   stale_.reset();
 }
 
+void FillWriter::finishWithStale() {
+  if (!object_ || !stale_) return;
+  if (stale_->fromSsd()) object_->setFromSsd();  // the same bytes are on the SSD
+  object_->publishHead(stale_->headRef(), stale_->freshness(), true,
+                       stale_->bodyRef());
+  object_->markComplete();
+  cache_->onComplete(object_, true);
+  object_.reset();
+  stale_.reset();
+}
+
 void FillWriter::abort(bool timed_out) {
   if (!object_) return;
   object_->markAborted(timed_out);
@@ -201,7 +212,11 @@ LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
         if (ssd_allowed) {
           // The SSD index is in RAM: no I/O under the lock. Only fresh copies are worth a read.
           const std::optional<SsdEntryInfo> info = ssd_->find(key);
-          if (info && now < info->fresh_until) r.kind = LookupResult::Kind::kSsd;
+          // Only fresh copies, or stale ones a conditional request can refresh, are worth a
+          // read.
+          if (info && (now < info->fresh_until || info->revalidatable)) {
+            r.kind = LookupResult::Kind::kSsd;
+          }
         }
         r.object = candidate;
         r.fill = FillWriter(this, std::move(candidate), ObjectRef());
@@ -237,6 +252,14 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
       holder->finishFromSsd(*hit, secondSsdRead(hit->key));
       return;
     }
+    if (hit.isOk() && *holder &&
+        (hit->head->find("ETag") || hit->head->find("Last-Modified"))) {
+      // Stale, but a 304 can refresh it: the fill becomes a revalidation of the SSD copy.
+      ObjectRef stale = makeCompleteObject(*hit);
+      stale->setFromSsd();
+      holder->stale_ = std::move(stale);
+      ssd_revalidations_.fetch_add(1, std::memory_order_relaxed);
+    }
     fallback();  // gone (reclaimed), damaged (dropped and logged by the store) or stale now
   });
   if (!started) fallback();
@@ -244,7 +267,11 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
 
 void Cache::offerToSsd(const ObjectRef& object, WallTime now) {
   if (!ssd_ || !object->ssdAllowed() || !object->shareable()) return;
-  if (!object->freshness().isFresh(now)) return;  // only fresh copies are ever read back
+  // A stale copy is read back only to be revalidated, which needs a validator.
+  if (!object->freshness().isFresh(now) && !object->head().find("ETag") &&
+      !object->head().find("Last-Modified")) {
+    return;
+  }
   if (object->fromSsd() && ssd_->contains(object->key())) return;  // the same bytes are there
   if (ssd_->insert(object)) ssd_admissions_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -389,6 +416,7 @@ CacheStats Cache::stats() const {
   s.fills_in_flight = fills_in_flight_.load(std::memory_order_relaxed);
   s.ssd_hits = ssd_hits_.load(std::memory_order_relaxed);
   s.ssd_fallbacks = ssd_fallbacks_.load(std::memory_order_relaxed);
+  s.ssd_revalidations = ssd_revalidations_.load(std::memory_order_relaxed);
   s.ssd_admissions = ssd_admissions_.load(std::memory_order_relaxed);
   return s;
 }

@@ -11,7 +11,9 @@
 // With an SSD tier attached (attachSsd), a miss whose key has a fresh copy on SSD is reported as
 // kSsd: the caller holds the one FillWriter for the key (so viewers arriving meanwhile coalesce
 // on it as on any fill) and hands it to readFromSsd(), which completes it from the SSD copy or,
-// when the copy turns out gone or damaged, gives it back for an origin fetch. RAM evictions
+// when the copy turns out gone or damaged, gives it back for an origin fetch. A stale SSD copy
+// that has validators (ETag, Last-Modified) is read too and handed back as the fill's stale
+// object: the origin fetch is a revalidation, and a 304 keeps the SSD bytes. RAM evictions
 // (or completed fills, with admission = "fill") of objects whose route allows it are queued
 // for the SSD writer thread; SSD hits are admitted to RAM, where S3-FIFO keeps the hot ones.
 #pragma once
@@ -64,6 +66,11 @@ class FillWriter {
   // freshness; it replaces the stale object and is complete at once. Ends the fill.
   void finishNotModified(std::shared_ptr<const ResponseHead> merged_head,
                          const Freshness& freshness);
+  // The origin failed (5xx, or no answer) while revalidating a stale copy read from the SSD
+  // tier, within its stale-if-error window (RFC 5861 §4): the fill completes with that copy,
+  // still stale (served as stale; the next request revalidates again). Ends the fill. For a
+  // stale copy from RAM, abort() instead: its readers hold the stale object already.
+  void finishWithStale();
   // Appends body bytes. Returns false when the object grew past the cache's max object size:
   // the fill goes on for current readers but the object will not be kept.
   bool append(const uint8_t* data, size_t len);
@@ -99,7 +106,8 @@ struct LookupResult {
     kMiss,   // nothing usable: `fill` set, caller fetches; `object` = fill.object()
     kBusy,   // `object` is being filled by someone else: attach as a reader
     kPass,   // recently found uncacheable: fetch without the cache
-    kSsd,    // not in RAM, a fresh copy on SSD: `fill` set; pass it to Cache::readFromSsd
+    kSsd,    // not in RAM, a fresh (or revalidatable) copy on SSD: `fill` set; pass it to
+             // Cache::readFromSsd
   };
   Kind kind = Kind::kMiss;
   ObjectRef object;
@@ -116,6 +124,7 @@ struct CacheStats {
   uint64_t fills_in_flight = 0;
   uint64_t ssd_hits = 0;          // fills completed from the SSD tier
   uint64_t ssd_fallbacks = 0;     // kSsd lookups that went to the origin after all
+  uint64_t ssd_revalidations = 0; // stale SSD copies handed to the origin for revalidation
   uint64_t ssd_admissions = 0;    // objects queued for the SSD writer
 };
 
@@ -135,8 +144,9 @@ class Cache {
   // false never touches it.
   LookupResult lookup(const CacheKey& key, bool ssd_allowed = false);
   // Completes a kSsd lookup's fill from the SSD tier through `engine` (the calling worker's;
-  // the outcome arrives from its poll()). When the copy is gone, stale or damaged (logged and
-  // dropped by the store), `on_miss` gets the fill back, on this thread, to fetch from origin.
+  // the outcome arrives from its poll()). When the copy is gone, damaged (logged and dropped by
+  // the store) or stale, `on_miss` gets the fill back, on this thread, to fetch from origin;
+  // a stale copy with validators comes with it as fill.stale() (a revalidation).
   using SsdMissFn = std::function<void(FillWriter)>;
   void readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss);
   // Removes the object for `key` (current and hit-for-pass marker). In-flight fills go on but
@@ -194,6 +204,7 @@ class Cache {
   std::atomic<uint64_t> evictions_{0};
   std::atomic<uint64_t> ssd_hits_{0};
   std::atomic<uint64_t> ssd_fallbacks_{0};
+  std::atomic<uint64_t> ssd_revalidations_{0};
   std::atomic<uint64_t> ssd_admissions_{0};
   std::atomic<uint64_t> admissions_{0};
   std::atomic<uint64_t> fills_in_flight_{0};

@@ -93,6 +93,7 @@ class CacheObject final : public RefCounted {
 
   // Valid once hasHead() (or after a kAborted that had a head: check headPublished()).
   const ResponseHead& head() const { return *head_; }
+  const std::shared_ptr<const ResponseHead>& headRef() const { return head_; }
   bool headPublished() const { return head_published_.load(std::memory_order_acquire); }
   const Freshness& freshness() const { return freshness_; }
   bool shareable() const { return shareable_; }

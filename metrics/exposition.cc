@@ -213,6 +213,18 @@ std::string renderPrometheus(const Snapshot& s) {
                 "Objects not written to the SSD tier because its write queue was full "
                 "(they stay RAM-only; a steady rate means the disk cannot keep up).",
                 s.ssd_admissions_dropped);
+    pushCounter("streamedge_ssd_revalidations_total",
+                "Stale SSD copies with validators sent to the origin as conditional "
+                "requests (a 304 keeps the SSD bytes).",
+                s.ssd_revalidations);
+    pushCounter("streamedge_ssd_reinserted_bytes_total",
+                "Bytes copied into a new region at reclaim because they were read while "
+                "resident (reclaim = reinsert).",
+                s.ssd_reinserted_bytes);
+    pushCounter("streamedge_ssd_tombstones_total",
+                "Removals (purge, answers that became uncacheable) written to the store so "
+                "that they hold after a restart.",
+                s.ssd_tombstones);
   }
 
   // --- TLS

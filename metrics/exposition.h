@@ -93,6 +93,9 @@ struct Snapshot {
   uint64_t ssd_hits = 0;     // RAM misses completed from the SSD tier
   uint64_t ssd_fallbacks = 0;  // SSD copies that could not be used (gone, damaged): origin
   uint64_t ssd_admissions_dropped = 0;  // the writer's queue was full (or the store closing)
+  uint64_t ssd_revalidations = 0;  // stale SSD copies sent to the origin as conditional requests
+  uint64_t ssd_reinserted_bytes = 0;  // carried into a new region at reclaim
+  uint64_t ssd_tombstones = 0;     // removals written to the store
   std::vector<OriginState> origins;
   std::vector<HandshakeSeries> tls_handshakes;
   std::vector<CertificateState> certificates;

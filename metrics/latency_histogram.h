@@ -1,7 +1,7 @@
 // Latency histograms without contended atomics: each worker owns a LatencyHistogram it alone
 // writes (relaxed load + store, no read-modify-write), and the admin thread sums every worker's
 // copy into a HistogramSnapshot at scrape time. The bucket bounds suit video delivery: a RAM hit
-// takes well under a millisecond, a segment fill from a distant origin seconds, so 1 ms … 10 s.
+// or an SSD read takes 0.1-1 ms, a segment fill from a distant origin seconds, so 100 µs … 10 s.
 //
 // Thread-safety: observe() from the one owning thread; snapshot reads from any thread (each
 // bucket is read atomically; a scrape may see a sample in the count a moment before the sum).
@@ -16,8 +16,8 @@
 namespace streamedge::metrics {
 
 // Upper bounds in seconds, ascending; +Inf is implied after the last.
-inline constexpr std::array<double, 13> kLatencyBucketBounds = {
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+inline constexpr std::array<double, 16> kLatencyBucketBounds = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 inline constexpr size_t kLatencyBuckets = kLatencyBucketBounds.size() + 1;  // + the +Inf bucket
 
 // Index of the bucket (non-cumulative) that holds a sample of `ns` nanoseconds: the first whose

@@ -489,8 +489,13 @@ void ClientConnection::onObjectProgress() {
       // Aborted after its head: nothing trustworthy to send.
       return synth(502, "the origin response broke off", false);
     }
-    // The SSD copy was gone or damaged and the origin filled the object instead: a miss.
+    // The SSD copy was gone, damaged or revalidated and the origin filled (or refreshed) the
+    // object instead: a miss. Still stale: the origin failed and stale-if-error answers.
     if (ssd_read_ && !object_->fromSsd()) result_ = CacheResult::kMiss;
+    if (ssd_read_ && object_->fromSsd() && object_->isComplete() &&
+        !object_->freshness().isFresh(SystemClock::instance().wallNow())) {
+      result_ = CacheResult::kStale;
+    }
     if (!object_->shareable() && !own_fill_) {
       // Someone else's private answer: fetch our own (never another viewer's response).
       object_->unsubscribe(this);

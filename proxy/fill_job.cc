@@ -109,8 +109,14 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
       return;
     }
     if (response.status >= 500 && stale->freshness().withinStaleIfError(now)) {
-      // RFC 5861 §4: the stale object answers instead; readers waiting on this fill fall back.
-      fill_.abort();
+      // RFC 5861 §4: the stale object answers instead. Readers of a RAM revalidation hold it
+      // and fall back when the fill aborts; a stale SSD copy is known to this fill only, so
+      // the fill completes with it.
+      if (stale->fromSsd()) {
+        fill_.finishWithStale();
+      } else {
+        fill_.abort();
+      }
       discard_ = true;
       return;
     }
@@ -201,7 +207,13 @@ void FillJob::onOriginComplete() {
 
 void FillJob::onOriginFailed(Status status) {
   worker_.counters().add(worker_.counters().origin_failures);
-  fill_.abort(status.code() == Code::kTimeout);
+  const cache::ObjectRef& stale = fill_.stale();
+  if (stale && stale->fromSsd() && !fill_.object()->headPublished() &&
+      stale->freshness().withinStaleIfError(SystemClock::instance().wallNow())) {
+    fill_.finishWithStale();  // as for a 5xx above: this fill's readers get the stale copy
+  } else {
+    fill_.abort(status.code() == Code::kTimeout);
+  }
   delete this;
 }
 

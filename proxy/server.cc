@@ -654,6 +654,9 @@ std::string Server::metricsText() const {
     snap.ssd_hits = stats.ssd_hits;
     snap.ssd_fallbacks = stats.ssd_fallbacks;
     snap.ssd_admissions_dropped = ssd.inserts_dropped;
+    snap.ssd_revalidations = stats.ssd_revalidations;
+    snap.ssd_reinserted_bytes = ssd.bytes_reinserted;
+    snap.ssd_tombstones = ssd.tombstones_written;
   }
   snap.reloads_ok = reloads_ok_;
   snap.reloads_failed = reloads_failed_;

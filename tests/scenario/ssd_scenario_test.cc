@@ -89,8 +89,9 @@ class SsdScenarioTest : public ScenarioTest {
     return testsupport::httpGet(proxy_->admin_port, "/metrics").body;
   }
 
-  static std::string target(const std::string& prefix, int i) {
-    return prefix + std::to_string(i) + ".ts?size=" + std::to_string(kObjectBytes);
+  // `query`: more origin simulator knobs ("&cc=...").
+  static std::string target(const std::string& prefix, int i, const std::string& query = "") {
+    return prefix + std::to_string(i) + ".ts?size=" + std::to_string(kObjectBytes) + query;
   }
   static std::string path(const std::string& prefix, int i) {
     return prefix + std::to_string(i) + ".ts";
@@ -99,9 +100,9 @@ class SsdScenarioTest : public ScenarioTest {
   // Fetches every object once (all misses) and waits until the SSD index holds at least
   // `min_on_ssd` objects and the writer has put them on the device (an idle sync or a full
   // region). Returns the SSD object count.
-  double fillAndSpill(const std::string& prefix, double min_on_ssd) {
+  double fillAndSpill(const std::string& prefix, double min_on_ssd, const std::string& query = "") {
     for (int i = 0; i < kObjects; ++i) {
-      const HttpResponse r = get(target(prefix, i));
+      const HttpResponse r = get(target(prefix, i, query));
       EXPECT_EQ(r.status, 200) << r.error << proxyLog();
       EXPECT_EQ(r.body, simBody(path(prefix, i), kObjectBytes));
     }
@@ -202,6 +203,83 @@ TEST_F(SsdScenarioTest, EphemeralKeyStoreIsEmptyAfterRestart) {
   startProxy({.key_file = false});
   EXPECT_EQ(metricValue(metrics(), "streamedge_cache_objects", "tier=\"ssd\""), 0);
   EXPECT_EQ(refetchAndCountCacheServed("/obj/eph/s", 1), 0);  // all from the origin again
+}
+
+TEST_F(SsdScenarioTest, StaleSsdCopiesAreRevalidatedAndA304ServesTheSsdBytes) {
+  startProxy({});
+  const std::string prefix = "/obj/reval/s";
+  const std::string query = "&cc=max-age%3D4";  // the simulator sends an ETag by default
+  const auto filled = std::chrono::steady_clock::now();
+  ASSERT_GE(fillAndSpill(prefix, 15, query), 15) << proxyLog();
+  std::this_thread::sleep_until(filled + 5s);  // every copy, in RAM or on SSD, is stale now
+
+  // Each stale copy is asked about conditionally and the origin answers 304: the body comes
+  // from the cache tier that held it, byte-exact, and is counted as a miss (the origin was
+  // asked).
+  const double revalidations_before = metricValue(metrics(), "streamedge_ssd_revalidations_total");
+  for (int i = 0; i < kObjects; ++i) {
+    const HttpResponse r = get(target(prefix, i, query));
+    EXPECT_EQ(r.status, 200) << r.error << proxyLog();
+    EXPECT_TRUE(r.body == simBody(path(prefix, i), kObjectBytes)) << "object " << i;
+    EXPECT_EQ(r.header("X-Cache"), "MISS") << "object " << i;
+    EXPECT_EQ(originCount(path(prefix, i)), 2) << "object " << i;
+    EXPECT_EQ(originCount(path(prefix, i), /*not_modified=*/true), 1) << "object " << i;
+  }
+  const std::string m = metrics();
+  EXPECT_GE(metricValue(m, "streamedge_ssd_revalidations_total") - revalidations_before, 15) << m;
+
+  // Refreshed: hits again, from RAM or from the SSD (written again with the new freshness).
+  for (int i = 0; i < kObjects; ++i) {
+    const HttpResponse r = get(target(prefix, i, query));
+    EXPECT_TRUE(r.body == simBody(path(prefix, i), kObjectBytes)) << "object " << i;
+    EXPECT_EQ(r.header("X-Cache"), "HIT") << "object " << i;
+    EXPECT_EQ(originCount(path(prefix, i)), 2) << "object " << i;
+  }
+}
+
+TEST_F(SsdScenarioTest, RemovedCopiesDoNotComeBackAfterAKillNine) {
+  startProxy({});
+  const std::string prefix = "/obj/gone/s";
+  const std::string query = "&cc=max-age%3D4";
+  const auto filled = std::chrono::steady_clock::now();
+  ASSERT_GE(fillAndSpill(prefix, 15, query), 15) << proxyLog();
+  std::this_thread::sleep_until(filled + 5s);  // stale: the next request asks the origin
+
+  // Objects 0..9 (the first filled: evicted to the SSD long since) may no longer be stored:
+  // the origin answers no-store, and the cache must forget every copy of them.
+  constexpr int kWithdrawn = 10;
+  for (int i = 0; i < kWithdrawn; ++i) {
+    const HttpResponse armed = testsupport::httpGet(
+        simPort(), "/_sim/fault?path=" + path(prefix, i) + "&mode=nostore");
+    ASSERT_EQ(armed.status, 200) << armed.body;
+    const HttpResponse r = get(target(prefix, i, query));
+    EXPECT_EQ(r.status, 200) << r.error;
+    EXPECT_TRUE(r.body == simBody(path(prefix, i), kObjectBytes)) << "object " << i;
+    EXPECT_EQ(r.header("Cache-Control"), "no-store");
+  }
+  EXPECT_GE(metricValue(metrics(), "streamedge_ssd_tombstones_total"), kWithdrawn);
+  std::this_thread::sleep_for(1500ms);  // the writer's idle sync puts the tombstones on disk
+  ASSERT_TRUE(proxy_->process.signal(SIGKILL));
+  ASSERT_TRUE(proxy_->process.wait(10s).has_value());
+
+  // After the restart a stale copy still on the SSD is revalidated (a 304). The withdrawn
+  // objects have none: full fetches, no 304. Without tombstones their old copies would be
+  // back in the rebuilt index and be revalidated like the others.
+  startProxy({});
+  int revalidated = 0;
+  for (int i = 0; i < kObjects; ++i) {
+    const long not_modified_before = originCount(path(prefix, i), true);
+    const HttpResponse r = get(target(prefix, i, query));
+    EXPECT_EQ(r.status, 200) << r.error << proxyLog();
+    EXPECT_TRUE(r.body == simBody(path(prefix, i), kObjectBytes)) << "object " << i;
+    const bool was_304 = originCount(path(prefix, i), true) > not_modified_before;
+    if (i < kWithdrawn) {
+      EXPECT_FALSE(was_304) << "withdrawn object " << i << " came back from the SSD";
+    } else if (was_304) {
+      ++revalidated;
+    }
+  }
+  EXPECT_GE(revalidated, 5) << "the control: copies that were not removed are still there";
 }
 
 // Flips one byte at `offset` inside every region of the store file.

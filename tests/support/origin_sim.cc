@@ -182,7 +182,9 @@ constexpr size_t kBodyCacheBytes = 256u << 20;
 constexpr int kVodSegments = 10;
 constexpr size_t kInitSegmentSize = 1000;
 
-enum class Fault { kNone, k500, k503, kHang, kReset, kShort, kLong };
+// kNoStore: the content changed and may no longer be stored (a withdrawn or now private
+// title): a new ETag, so no conditional request matches, and Cache-Control: no-store.
+enum class Fault { kNone, k500, k503, kHang, kReset, kShort, kLong, kNoStore };
 
 std::optional<Fault> parseFault(std::string_view s) {
   if (s == "500") return Fault::k500;
@@ -191,6 +193,7 @@ std::optional<Fault> parseFault(std::string_view s) {
   if (s == "reset") return Fault::kReset;
   if (s == "short") return Fault::kShort;
   if (s == "long") return Fault::kLong;
+  if (s == "nostore") return Fault::kNoStore;
   if (s == "off" || s == "none" || s.empty()) return Fault::kNone;
   return std::nullopt;
 }
@@ -1149,6 +1152,10 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
     }
   }
   if (req.paramIs("etag", "0")) res.etag.clear();
+  if (fault == Fault::kNoStore) {
+    res.cache_control = "no-store";
+    if (!res.etag.empty()) res.etag = "\"withdrawn\"";
+  }
   if (req.paramIs("lm", "0")) res.last_modified.reset();
   const bool chunked_requested = req.paramIs("chunked", "1");
 

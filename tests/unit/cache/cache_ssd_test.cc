@@ -52,7 +52,8 @@ std::shared_ptr<ResponseHead> head200(uint64_t length, const std::string& etag =
   auto h = std::make_shared<ResponseHead>();
   h->status = 200;
   h->reason = "OK";
-  h->headers = {{"Content-Type", "video/mp2t"}, {"ETag", etag}};
+  h->headers = {{"Content-Type", "video/mp2t"}};
+  if (!etag.empty()) h->headers.emplace_back("ETag", etag);  // "": no validator
   h->content_length = length;
   h->buildWire();
   return h;
@@ -179,7 +180,7 @@ class CacheSsd : public ::testing::Test {
 
   // Completes `fill` as an origin would: head, body, finish.
   void finishAsOrigin(FillWriter& fill, const std::string& body, conf::Seconds lifetime = 3600s) {
-    fill.publishHead(head200(body.size()), freshFor(clock_, lifetime), true, true);
+    fill.publishHead(head200(body.size(), etag_), freshFor(clock_, lifetime), true, true);
     fill.append(reinterpret_cast<const uint8_t*>(body.data()), body.size());
     EXPECT_TRUE(fill.finish());
   }
@@ -303,6 +304,7 @@ class CacheSsd : public ::testing::Test {
   }
 
   ManualClock clock_;
+  std::string etag_ = "\"v1\"";  // the origin's ETag; "" for none
   TierSetup setup_;
   std::mutex log_mu_;
   std::vector<std::string> log_;  // guarded by log_mu_
@@ -419,14 +421,79 @@ TEST_F(CacheSsd, SsdCopyIsReadFromTheDeviceOnceTheRegionMovedOn) {
   EXPECT_EQ(store_->stats().corrupt, 0u);
 }
 
-TEST_F(CacheSsd, StaleSsdCopyIsAMiss) {
+TEST_F(CacheSsd, StaleSsdCopyWithoutValidatorsIsAMiss) {
   ASSERT_NO_FATAL_FAILURE(start());
+  etag_.clear();
   spillToSsd(1, /*lifetime=*/60s);
   clock_.advance(61s);
   LookupResult r = cache_->lookup(key(1), true);
   EXPECT_EQ(r.kind, Kind::kMiss);
   EXPECT_TRUE(r.fill);
   EXPECT_EQ(store_->stats().lookups, 0u);  // not even read
+}
+
+TEST_F(CacheSsd, StaleSsdCopyWithAnEtagIsRevalidatedAndA304KeepsItsBytes) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  spillToSsd(1, /*lifetime=*/60s);
+  clock_.advance(61s);
+  LookupResult r = cache_->lookup(key(1), true);
+  ASSERT_EQ(r.kind, Kind::kSsd);
+  ObjectRef object = r.object;
+  FillWriter origin;
+  cache_->readFromSsd(std::move(r.fill), *engine_, [&](FillWriter f) { origin = std::move(f); });
+  ASSERT_TRUE(pollUntil([&] { return static_cast<bool>(origin); }));
+  // The fill comes back as a revalidation of the SSD copy: the origin is asked conditionally.
+  ASSERT_TRUE(origin.stale());
+  EXPECT_TRUE(origin.stale()->fromSsd());
+  EXPECT_EQ(*origin.stale()->head().find("etag"), "\"v1\"");
+  EXPECT_EQ(readAll(origin.stale()->body()), bodyFor(1));
+  EXPECT_EQ(cache_->stats().ssd_revalidations, 1u);
+  EXPECT_EQ(cache_->stats().ssd_hits, 0u);
+
+  origin.finishNotModified(head200(kBody), freshFor(clock_, 3600s));
+  ASSERT_TRUE(object->isComplete());
+  EXPECT_TRUE(object->freshness().isFresh(clock_.wallNow()));
+  EXPECT_EQ(readAll(object->body()), bodyFor(1));
+  EXPECT_FALSE(object->fromSsd());  // new freshness: worth writing again when evicted
+  LookupResult hit = cache_->lookup(key(1), true);
+  ASSERT_EQ(hit.kind, Kind::kHit);
+  EXPECT_EQ(hit.object.get(), object.get());
+
+  // Evicted, the refreshed copy replaces the stale one on the SSD.
+  const uint64_t written = store_->stats().objects_written;
+  ASSERT_TRUE(evict(object));
+  ASSERT_TRUE(store_->flush().isOk());
+  EXPECT_EQ(store_->stats().objects_written, written + 1);
+  const std::optional<SsdEntryInfo> info = store_->find(key(1));
+  ASSERT_TRUE(info);
+  EXPECT_GT(info->fresh_until, clock_.wallNow());
+}
+
+TEST_F(CacheSsd, AFailedRevalidationWithinStaleIfErrorServesTheSsdCopyStale) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  spillToSsd(1, /*lifetime=*/60s);  // stale-if-error 60 s
+  clock_.advance(61s);
+  LookupResult r = cache_->lookup(key(1), true);
+  ASSERT_EQ(r.kind, Kind::kSsd);
+  ObjectRef object = r.object;
+  LookupResult follower = cache_->lookup(key(1), true);
+  ASSERT_EQ(follower.kind, Kind::kBusy);  // coalesced on the same fill
+  FillWriter origin;
+  cache_->readFromSsd(std::move(r.fill), *engine_, [&](FillWriter f) { origin = std::move(f); });
+  ASSERT_TRUE(pollUntil([&] { return static_cast<bool>(origin); }));
+  ASSERT_TRUE(origin.stale());
+  origin.finishWithStale();  // what the fill job does on a 5xx or a dead origin
+  ASSERT_TRUE(object->isComplete());
+  EXPECT_TRUE(object->fromSsd());
+  EXPECT_FALSE(object->freshness().isFresh(clock_.wallNow()));
+  EXPECT_TRUE(object->freshness().withinStaleIfError(clock_.wallNow()));
+  EXPECT_EQ(readAll(object->body()), bodyFor(1));
+  EXPECT_EQ(follower.object.get(), object.get());
+  // Now a stale object in RAM: the next request revalidates it like any other.
+  LookupResult next = cache_->lookup(key(1), true);
+  ASSERT_EQ(next.kind, Kind::kStale);
+  EXPECT_TRUE(next.fill);
+  EXPECT_EQ(next.object.get(), object.get());
 }
 
 TEST_F(CacheSsd, CopyThatTurnsStaleDuringTheReadGoesToTheOrigin) {
@@ -443,6 +510,7 @@ TEST_F(CacheSsd, CopyThatTurnsStaleDuringTheReadGoesToTheOrigin) {
   EXPECT_EQ(origin.object().get(), object.get());
   EXPECT_EQ(cache_->stats().ssd_fallbacks, 1u);
   EXPECT_EQ(cache_->stats().ssd_hits, 0u);
+  EXPECT_TRUE(origin.stale());  // it has an ETag: the origin fetch is a revalidation
   finishAsOrigin(origin, "new bytes from the origin");
   EXPECT_FALSE(object->fromSsd());
   LookupResult hit = cache_->lookup(key(1), true);

@@ -62,21 +62,25 @@ TEST(Exposition, CertificateExpiryIsOneGaugePerServedCertificateInUnixSeconds) {
 TEST(Exposition, HistogramsAreCumulativeWithInfBucketAndSum) {
   Snapshot s;
   LatencySeries hit{"hit", {}};
-  hit.histogram.counts[latencyBucketIndex(500'000)] += 2;          // 0.5 ms → le 0.001
+  hit.histogram.counts[latencyBucketIndex(500'000)] += 2;          // 0.5 ms → le 0.0005
+  hit.histogram.counts[latencyBucketIndex(80'000)] += 1;           // 80 µs → le 0.0001
   hit.histogram.counts[latencyBucketIndex(30'000'000)] += 1;       // 30 ms → le 0.05
   hit.histogram.counts[latencyBucketIndex(20'000'000'000)] += 1;   // 20 s → +Inf only
-  hit.histogram.sum_seconds = 20.031;
+  hit.histogram.sum_seconds = 20.03108;
   s.request_duration.push_back(hit);
   const std::string text = renderPrometheus(s);
   EXPECT_TRUE(has(text, "# TYPE streamedge_request_duration_seconds histogram")) << text;
-  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.001\"} 2"))
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.0001\"} 1"))
       << text;
-  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.025\"} 2"));
-  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.05\"} 3"));
-  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"10\"} 3"));
-  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"+Inf\"} 4"));
-  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_count{result=\"hit\"} 4"));
-  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_sum{result=\"hit\"} 20.031"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.00025\"} 1"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.0005\"} 3"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.001\"} 3"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.025\"} 3"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"0.05\"} 4"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"10\"} 4"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_bucket{result=\"hit\",le=\"+Inf\"} 5"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_count{result=\"hit\"} 5"));
+  EXPECT_TRUE(has(text, "streamedge_request_duration_seconds_sum{result=\"hit\"} 20.03108"));
 }
 
 TEST(Exposition, RemovedOriginKeepsCountersButHasNoUpGauge) {
@@ -99,7 +103,13 @@ TEST(Exposition, SsdFamiliesAppearOnlyWithAnSsdTier) {
   EXPECT_FALSE(has(renderPrometheus(s), "streamedge_ssd_"));
   s.ssd_io_backend = "threads";
   s.ssd_read_latency.counts[0] = 4;
+  s.ssd_revalidations = 5;
+  s.ssd_reinserted_bytes = 6;
+  s.ssd_tombstones = 7;
   const std::string text = renderPrometheus(s);
+  EXPECT_TRUE(has(text, "streamedge_ssd_revalidations_total 5"));
+  EXPECT_TRUE(has(text, "streamedge_ssd_reinserted_bytes_total 6"));
+  EXPECT_TRUE(has(text, "streamedge_ssd_tombstones_total 7"));
   EXPECT_TRUE(has(text, "streamedge_ssd_io_backend{backend=\"threads\"} 1")) << text;
   EXPECT_TRUE(has(text, "streamedge_ssd_read_seconds_count 4"));
   EXPECT_TRUE(has(text, "streamedge_ssd_write_seconds_count 0"));
@@ -107,8 +117,10 @@ TEST(Exposition, SsdFamiliesAppearOnlyWithAnSsdTier) {
 
 TEST(LatencyHistogram, BucketBoundsAreInclusive) {
   EXPECT_EQ(latencyBucketIndex(0), 0u);
-  EXPECT_EQ(latencyBucketIndex(1'000'000), 0u);  // exactly 1 ms → le="0.001"
-  EXPECT_EQ(latencyBucketIndex(1'000'001), 1u);
+  EXPECT_EQ(latencyBucketIndex(100'000), 0u);    // exactly 100 µs → le="0.0001"
+  EXPECT_EQ(latencyBucketIndex(100'001), 1u);
+  EXPECT_EQ(latencyBucketIndex(1'000'000), 3u);  // exactly 1 ms → le="0.001"
+  EXPECT_EQ(latencyBucketIndex(1'000'001), 4u);
   EXPECT_EQ(latencyBucketIndex(10'000'000'000), kLatencyBucketBounds.size() - 1);  // 10 s
   EXPECT_EQ(latencyBucketIndex(10'000'000'001), kLatencyBucketBounds.size());      // +Inf
 }
@@ -123,8 +135,8 @@ TEST(LatencyHistogram, ObservationsSumAcrossCopies) {
   a.addTo(sum);
   b.addTo(sum);
   EXPECT_EQ(sum.count(), 3u);
-  EXPECT_EQ(sum.counts[1], 1u);  // 2 ms → le 0.0025
-  EXPECT_EQ(sum.counts[2], 1u);  // 3 ms → le 0.005
+  EXPECT_EQ(sum.counts[4], 1u);  // 2 ms → le 0.0025
+  EXPECT_EQ(sum.counts[5], 1u);  // 3 ms → le 0.005
   EXPECT_EQ(sum.counts[kLatencyBuckets - 1], 1u);
   EXPECT_NEAR(sum.sum_seconds, 30.005, 1e-9);
 }
