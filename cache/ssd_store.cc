@@ -725,29 +725,24 @@ Status SsdStore::writeOpenRegion(bool close) {
 }
 
 Status SsdStore::writeSync(uint64_t offset, const uint8_t* buf, size_t len) {
-  bool done = false;
-  Status result;
   const auto started = std::chrono::steady_clock::now();
-  struct Observe {
-    const std::function<void(std::chrono::nanoseconds)>& fn;
-    std::chrono::steady_clock::time_point started;
-    ~Observe() {
-      if (fn) fn(std::chrono::steady_clock::now() - started);
-    }
-  } observe{options_.observers.write, started};
-  Status s = writer_engine_->write(offset, buf, len, [&](Status st) {
-    done = true;
-    result = st;
+  const Status s = waitForIo([&](IoEngine::Callback done) {
+    return writer_engine_->write(offset, buf, len, std::move(done));
   });
-  if (!s.isOk()) return s;
-  while (!done) writer_engine_->wait(std::chrono::milliseconds(100));
-  return result;
+  if (options_.observers.write) options_.observers.write(std::chrono::steady_clock::now() - started);
+  return s;
 }
 
 Status SsdStore::readSyncAt(uint64_t offset, uint8_t* buf, size_t len) {
+  return waitForIo([&](IoEngine::Callback done) {
+    return writer_engine_->read(offset, buf, len, std::move(done));
+  });
+}
+
+Status SsdStore::waitForIo(const std::function<Status(IoEngine::Callback)>& submit) {
   bool done = false;
   Status result;
-  Status s = writer_engine_->read(offset, buf, len, [&](Status st) {
+  const Status s = submit([&](Status st) {
     done = true;
     result = st;
   });

@@ -252,6 +252,8 @@ class SsdStore {
   void dropRegionEntries(uint32_t region, uint64_t seq, bool count_as_reclaim);
   Status writeSync(uint64_t offset, const uint8_t* buf, size_t len);
   Status readSyncAt(uint64_t offset, uint8_t* buf, size_t len);
+  // Submits one I/O on the writer's engine (`submit` passes it the completion) and waits.
+  Status waitForIo(const std::function<Status(IoEngine::Callback)>& submit);
 
   void rebuild();
   // Checks one entry at `p` (at most `avail` bytes), decrypting in place. kBadHeader: the

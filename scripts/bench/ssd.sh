@@ -21,6 +21,8 @@
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+# shellcheck source=scripts/bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$STREAMEDGE_ROOT" || exit 1
 
 SECS=${BENCH_SECONDS:-15}
@@ -82,16 +84,7 @@ make_cgroup() {
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
-port() { echo $((20000 + RANDOM % 30000)); }
-SIM_PORT=$(port)
-setsid taskset -c "$LOAD_CPU" "$SIM_BIN" --listen "127.0.0.1:$SIM_PORT" --name bench >"$WORK/sim.log" 2>&1 &
-PIDS+=($!)
-wait_for_port "$SIM_PORT" 10 "$!" || die "origin simulator did not start"
-
-ticks() {  # utime+stime of a process group
-  sed -E 's/^[0-9]+ \(.*\) //' /proc/[0-9]*/stat 2>/dev/null |
-    awk -v g="$1" '$3 == g { s += $12 + $13 } END { print s + 0 }'
-}
+start_sim
 sim_total() {  # requests the simulator has answered for the bench paths
   curl -s --max-time 5 "http://127.0.0.1:$SIM_PORT/_sim/counts" |
     grep -Eo '"/obj/ssdbench/[^"]*":[0-9]+' | awk -F: '{ s += $NF } END { print s + 0 }'
@@ -178,17 +171,8 @@ size = "$((OBJECTS * 2 * 3 / 2))MiB"
 encrypt = $ENCRYPT
 [log]
 access_log = "off"
-[[origin_group]]
-name = "sim"
-  [[origin_group.origin]]
-  url = "http://127.0.0.1:$SIM_PORT"
-  dc = "bench"
-[[vhost]]
-hostnames = ["*"]
-  [[vhost.route]]
-  prefix = "/"
-  origin_group = "sim"
 CONF
+  se_routes >>"$WORK/se.toml"
   local cg
   cg=$(make_cgroup streamedge)
   start_in_cgroup streamedge "$cg" "$WORK/se.log" "$SE_BIN" -c "$WORK/se.toml"
@@ -266,7 +250,6 @@ CONF
 [[ ",$ONLY," == *,streamedge,* ]] && run_streamedge
 [[ ",$ONLY," == *,nginx,* ]] && run_nginx
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "—" }'; }
 echo
 echo "# SSD hits — $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short=12 HEAD)"
 echo "working set $OBJECTS × 2 MiB on $(df --output=source "$STORE_DIR" | tail -1) ($STORE_DIR), memory cgroup $MEM_LIMIT per server ($CG_KIND),"

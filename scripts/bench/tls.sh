@@ -9,6 +9,8 @@
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+# shellcheck source=scripts/bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$STREAMEDGE_ROOT" || exit 1
 
 SECS=${BENCH_SECONDS:-8}
@@ -36,16 +38,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
 
-port() { echo $((20000 + RANDOM % 30000)); }
-SIM_PORT=$(port)
-setsid taskset -c "$LOAD_CPU" "$SIM_BIN" --listen "127.0.0.1:$SIM_PORT" --name bench >"$WORK/sim.log" 2>&1 &
-PIDS+=($!)
-wait_for_port "$SIM_PORT" 10 "$!" || die "origin simulator did not start"
-
-ticks() {  # utime+stime of a process group
-  sed -E 's/^[0-9]+ \(.*\) //' /proc/[0-9]*/stat 2>/dev/null |
-    awk -v g="$1" '$3 == g { s += $12 + $13 } END { print s + 0 }'
-}
+start_sim
 
 declare -A R=()
 measure() {  # NAME TEST PGID CONNS URL [extra wrk args]
@@ -95,17 +88,8 @@ tls_ciphersuites = "$SUITE"
 size = "256MiB"
 [log]
 access_log = "off"
-[[origin_group]]
-name = "sim"
-  [[origin_group.origin]]
-  url = "http://127.0.0.1:$SIM_PORT"
-  dc = "bench"
-[[vhost]]
-hostnames = ["*"]
-  [[vhost.route]]
-  prefix = "/"
-  origin_group = "sim"
 CONF
+se_routes >>"$WORK/se.toml"
 setsid taskset -c "$PROXY_CPU" "$SE_BIN" -c "$WORK/se.toml" >"$WORK/se.log" 2>&1 &
 SE_PID=$!
 PIDS+=("$SE_PID")
@@ -158,7 +142,6 @@ PIDS+=("$NG_PID")
 wait_for_port "$NG_PORT" 15 "$NG_PID" || die "nginx did not start: $(tail -5 "$WORK/ng.log")"
 run_proxy nginx "$NG_PORT" "$NG_PID"
 
-r() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "—" }'; }
 gbit() { awk -v r="$1" 'BEGIN { printf "%.2f", r * 2097152 * 8 / 1e9 }'; }
 echo
 echo "# TLS hot hits — $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short=12 HEAD)"
@@ -174,7 +157,7 @@ for t in pl seg hs; do
   esac
   a=${R[streamedge:$t:rps]:-0} b=${R[nginx:$t:rps]:-0}
   if [[ $t == seg ]]; then av=$(gbit "$a"); bv=$(gbit "$b"); else av=$a; bv=$b; fi
-  echo "| $label | $av (${R[streamedge:$t:cpu_us]:-—}) | $bv (${R[nginx:$t:cpu_us]:-—}) | $(r "$a" "$b") | $(r "${R[nginx:$t:cpu_us]:-0}" "${R[streamedge:$t:cpu_us]:-0}") |"
+  echo "| $label | $av (${R[streamedge:$t:cpu_us]:-—}) | $bv (${R[nginx:$t:cpu_us]:-—}) | $(ratio "$a" "$b") | $(ratio "${R[nginx:$t:cpu_us]:-0}" "${R[streamedge:$t:cpu_us]:-0}") |"
 done
 echo
 echo "errors: streamedge $(( ${R[streamedge:pl:errors]:-0} + ${R[streamedge:seg:errors]:-0} + ${R[streamedge:hs:errors]:-0} )), nginx $(( ${R[nginx:pl:errors]:-0} + ${R[nginx:seg:errors]:-0} + ${R[nginx:hs:errors]:-0} ))"
