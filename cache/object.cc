@@ -6,6 +6,34 @@
 
 namespace streamedge::cache {
 
+namespace {
+std::atomic<uint64_t> g_freed_body_bytes{0};
+std::atomic<uint64_t> g_free_notify_threshold{0};
+std::atomic<void (*)(void*)> g_free_notify{nullptr};
+std::atomic<void*> g_free_notify_arg{nullptr};
+}  // namespace
+
+void setBodyFreeNotify(uint64_t threshold, void (*notify)(void*), void* arg) {
+  g_free_notify_arg.store(arg, std::memory_order_relaxed);
+  g_free_notify.store(notify, std::memory_order_relaxed);
+  g_free_notify_threshold.store(threshold, std::memory_order_release);
+}
+
+uint64_t takeFreedBodyBytes() { return g_freed_body_bytes.exchange(0, std::memory_order_relaxed); }
+
+Body::~Body() {
+  if (owner_) return;  // adopted memory (an SSD read buffer) is not malloc's
+  const uint64_t n = allocated_.load(std::memory_order_relaxed);
+  if (n == 0) return;
+  const uint64_t before = g_freed_body_bytes.fetch_add(n, std::memory_order_relaxed);
+  const uint64_t threshold = g_free_notify_threshold.load(std::memory_order_acquire);
+  if (threshold != 0 && before < threshold && before + n >= threshold) {
+    if (void (*notify)(void*) = g_free_notify.load(std::memory_order_relaxed)) {
+      notify(g_free_notify_arg.load(std::memory_order_relaxed));
+    }
+  }
+}
+
 Body::Body(std::optional<uint64_t> expected) : expected_(expected) {
   if (expected_) blocks_.reserve((*expected_ + kBlockBytes - 1) / kBlockBytes);
 }

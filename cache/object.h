@@ -41,6 +41,17 @@ class ObjectWaiter {
   ~ObjectWaiter() = default;
 };
 
+// Heap hand-back. Body blocks filled from the origin come from malloc, and glibc keeps what is
+// freed in its arenas until malloc_trim(): when the RAM tier turns over quickly (an SSD tier
+// promoting objects whose buffers are their own mappings, evicting malloc'd ones), the freed
+// blocks pile up faster than a periodic trim returns them, and the process briefly holds
+// nearly twice the RAM tier. Every owned block freed is counted here; each time the count
+// since the last takeFreedBodyBytes() crosses `threshold`, `notify(arg)` runs on the freeing
+// thread (it should wake a thread that trims). Set once at start, before bodies are freed.
+void setBodyFreeNotify(uint64_t threshold, void (*notify)(void*), void* arg);
+// Bytes of owned body blocks freed since the last call (and resets the count).
+uint64_t takeFreedBodyBytes();
+
 // The body bytes: fixed-size blocks appended by one writer. Readers take contiguous runs.
 class Body final : public RefCounted {
  public:
@@ -65,7 +76,7 @@ class Body final : public RefCounted {
   void freeze() { frozen_.store(true, std::memory_order_release); }
 
  private:
-  ~Body() override = default;
+  ~Body() override;
   struct Block {
     std::unique_ptr<uint8_t[]> own;  // null for an adopted body's blocks
     uint8_t* data = nullptr;

@@ -32,6 +32,7 @@ class Server {
  private:
   static void signalCb(evutil_socket_t sig, short, void* arg);
   static void trimCb(evutil_socket_t, short, void* arg);
+  static void bodyFreeNotify(void* arg);  // cache::setBodyFreeNotify: wakes trimCb
   static void adminCb(evhttp_request* req, void* arg);
   void onSignal(int sig);
   void reload();
@@ -54,7 +55,7 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   event_base* base_ = nullptr;
   std::vector<event*> signal_events_;
-  event* trim_event_ = nullptr;  // periodic malloc_trim (see trimCb)
+  event* trim_event_ = nullptr;  // malloc_trim every second, and when bodies were freed (trimCb)
   evhttp* admin_ = nullptr;
   bool stopping_ = false;
   int64_t start_unix_ms_ = 0;

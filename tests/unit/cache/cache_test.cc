@@ -371,5 +371,36 @@ TEST(Body, AdoptedMemoryIsServedInBlockRunsWithoutACopyAndReleasedWithTheBody) {
   EXPECT_TRUE(watch.expired());
 }
 
+TEST(Body, FreedOwnedBlocksAreCountedAndWakeTheTrimOncePerThreshold) {
+  int notified = 0;
+  setBodyFreeNotify(
+      3 * Body::kBlockBytes, [](void* arg) { ++*static_cast<int*>(arg); }, &notified);
+  takeFreedBodyBytes();
+  const std::vector<uint8_t> bytes(Body::kBlockBytes, 0x42);
+  const auto makeBody = [&](size_t blocks) {
+    Ref<Body> body = Ref<Body>::make(std::optional<uint64_t>(blocks * Body::kBlockBytes));
+    for (size_t b = 0; b < blocks; ++b) body->append(bytes.data(), bytes.size());
+    return body;
+  };
+  makeBody(2);  // freed at once: 2 blocks, under the threshold
+  EXPECT_EQ(notified, 0);
+  makeBody(2);  // 4 blocks: crossed once
+  EXPECT_EQ(notified, 1);
+  makeBody(1);  // still above: no second wake-up until the trim takes the count
+  EXPECT_EQ(notified, 1);
+  {
+    // Adopted memory goes back with its owner, not to malloc: not counted.
+    auto memory = std::make_shared<std::vector<uint8_t>>(4 * Body::kBlockBytes);
+    Body::adopt(memory, memory->data(), memory->size(), memory->size());
+  }
+  EXPECT_EQ(takeFreedBodyBytes(), 5 * Body::kBlockBytes);
+  makeBody(3);  // counting from zero again
+  EXPECT_EQ(notified, 2);
+  setBodyFreeNotify(0, nullptr, nullptr);
+  makeBody(4);
+  EXPECT_EQ(notified, 2);
+  takeFreedBodyBytes();
+}
+
 }  // namespace
 }  // namespace streamedge::cache
