@@ -1,7 +1,16 @@
 # Shared by the single-peer benchmarks (tls.sh, ssd.sh); sourced after scripts/lib.sh.
 # Each script sets WORK, PIDS, LOAD_CPU and SIM_BIN before calling start_sim.
 
-port() { echo $((20000 + RANDOM % 30000)); }
+# A random free port below the kernel's ephemeral range (32768 up by default): the load leaves
+# thousands of client ports in TIME_WAIT there, which a server cannot bind.
+port() {
+  local p n
+  for ((n = 0; n < 50; n++)); do
+    p=$((20000 + RANDOM % 12000))
+    port_in_use "$p" || { echo "$p"; return; }
+  done
+  echo "$p"
+}
 
 ticks() {  # utime+stime of a process group
   sed -E 's/^[0-9]+ \(.*\) //' /proc/[0-9]*/stat 2>/dev/null |
