@@ -590,44 +590,54 @@ TEST_P(SsdStoreTest, SwitchingEncryptionOnLeavesPlaintextRegionsUnread) {
 }
 
 TEST_P(SsdStoreTest, ReadersOnSeveralThreadsWhileTheWriterReclaims) {
-  open(true);
-  for (int i = 0; i < 40; ++i) ASSERT_TRUE(insert(i, 3000));
-  ASSERT_TRUE(store_->flush().isOk());
-  std::atomic<bool> stop{false};
-  std::atomic<int> wrong{0}, hits{0};
-  std::vector<std::thread> readers;
-  for (int t = 0; t < 3; ++t) {
-    readers.emplace_back([&, t] {
-      IoEngineOptions eo;
-      eo.backend = GetParam();
-      eo.log = nullptr;
-      auto e = makeIoEngine(store_->device(), eo);
-      if (!e.isOk()) return;
-      for (int n = 0; !stop.load(); ++n) {
-        const int i = (n * 7 + t) % 120;
-        auto r = store_->readSync(key(i), **e);
-        if (r.isOk()) {
-          hits.fetch_add(1);
-          if (bodyOf(*r->body) != bodyFor(i, 3000)) wrong.fetch_add(1);
-        } else if (r.status().code() == Code::kCorrupt) {
-          wrong.fetch_add(1);
+  for (const conf::SsdReclaim reclaim : {conf::SsdReclaim::kFifo, conf::SsdReclaim::kReinsert}) {
+    SCOPED_TRACE(reclaim == conf::SsdReclaim::kFifo ? "fifo" : "reinsert");
+    std::remove(dir_.file("store").c_str());
+    reclaim_ = reclaim;
+    open(true);
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE(insert(i, 3000));
+    ASSERT_TRUE(store_->flush().isOk());
+    std::atomic<bool> stop{false};
+    std::atomic<int> wrong{0}, hits{0};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 3; ++t) {
+      readers.emplace_back([&, t] {
+        IoEngineOptions eo;
+        eo.backend = GetParam();
+        eo.log = nullptr;
+        auto e = makeIoEngine(store_->device(), eo);
+        if (!e.isOk()) return;
+        for (int n = 0; !stop.load(); ++n) {
+          const int i = (n * 7 + t) % 120;
+          auto r = store_->readSync(key(i), **e);
+          if (r.isOk()) {
+            hits.fetch_add(1);
+            if (bodyOf(*r->body) != bodyFor(i, 3000)) wrong.fetch_add(1);
+          } else if (r.status().code() == Code::kCorrupt) {
+            wrong.fetch_add(1);
+          }
         }
+      });
+    }
+    for (int i = 40; i < 120; ++i) {
+      ASSERT_TRUE(insert(i, 3000));
+      if (i % 10 == 0) {
+        ASSERT_TRUE(store_->flush().isOk());
       }
-    });
-  }
-  for (int i = 40; i < 120; ++i) {
-    ASSERT_TRUE(insert(i, 3000));
-    if (i % 10 == 0) {
-      ASSERT_TRUE(store_->flush().isOk());
+    }
+    ASSERT_TRUE(store_->flush().isOk());
+    std::this_thread::sleep_for(50ms);
+    stop = true;
+    for (std::thread& t : readers) t.join();
+    EXPECT_EQ(wrong.load(), 0);
+    EXPECT_GT(hits.load(), 0);
+    const SsdStats s = store_->stats();
+    EXPECT_GT(s.regions_reclaimed, 0u);
+    EXPECT_EQ(s.corrupt, 0u);
+    if (reclaim == conf::SsdReclaim::kReinsert) {
+      EXPECT_GT(s.objects_reinserted, 0u);
     }
   }
-  ASSERT_TRUE(store_->flush().isOk());
-  std::this_thread::sleep_for(50ms);
-  stop = true;
-  for (std::thread& t : readers) t.join();
-  EXPECT_EQ(wrong.load(), 0);
-  EXPECT_GT(hits.load(), 0);
-  EXPECT_GT(store_->stats().regions_reclaimed, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SsdStoreTest,
