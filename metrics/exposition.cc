@@ -7,6 +7,20 @@
 
 namespace streamedge::metrics {
 
+const char* originErrorReasonName(OriginErrorReason reason) {
+  switch (reason) {
+    case OriginErrorReason::kConnect: return "connect";
+    case OriginErrorReason::kTls: return "tls";
+    case OriginErrorReason::kTimeout: return "timeout";
+    case OriginErrorReason::kClosed: return "closed";
+    case OriginErrorReason::kInvalidResponse: return "invalid_response";
+    case OriginErrorReason::k5xx: return "5xx";
+    case OriginErrorReason::kBody: return "body";
+    case OriginErrorReason::kOther: return "other";
+  }
+  return "other";
+}
+
 namespace {
 
 using prometheus::ClientMetric;
@@ -129,8 +143,8 @@ std::string renderPrometheus(const Snapshot& s) {
   auto o_requests = family("streamedge_origin_requests_total",
                            "Requests sent (attempts) to an origin.", MetricType::Counter);
   auto o_errors = family("streamedge_origin_errors_total",
-                         "Origin attempts that failed: connect error, timeout, invalid head, 5xx "
-                         "or a broken body.",
+                         "Origin attempts that failed, by reason: connect, tls, timeout, closed, "
+                         "invalid_response, 5xx, body, other.",
                          MetricType::Counter);
   auto o_retries = family("streamedge_origin_retries_total",
                           "Requests re-sent to the same origin after a pooled connection died.",
@@ -145,7 +159,12 @@ std::string renderPrometheus(const Snapshot& s) {
   for (const OriginState& o : s.origins) {
     const Labels labels{{"group", o.group}, {"origin", o.origin}, {"dc", o.dc}};
     addCounter(o_requests, d(o.requests), labels);
-    addCounter(o_errors, d(o.errors), labels);
+    for (size_t r = 0; r < kOriginErrorReasons; ++r) {
+      Labels with_reason = labels;
+      with_reason.emplace_back("reason",
+                               originErrorReasonName(static_cast<OriginErrorReason>(r)));
+      addCounter(o_errors, d(o.errors[r]), with_reason);
+    }
     addCounter(o_retries, d(o.retries), labels);
     addCounter(o_failovers, d(o.failovers), labels);
     addHistogram(o_latency, o.latency, labels);

@@ -9,6 +9,8 @@
 // rules (metrics/grafana-dashboard.json, metrics/alerts.yml) depend on them: keep them stable.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -30,6 +32,27 @@ struct LatencySeries {
   HistogramSnapshot histogram;
 };
 
+// Why an origin attempt failed: the `reason` label of streamedge_origin_errors_total.
+enum class OriginErrorReason : uint8_t {
+  kConnect,          // refused, unreachable, DNS
+  kTls,              // handshake or certificate verification
+  kTimeout,          // connect, first byte or idle read
+  kClosed,           // closed or reset before a complete head
+  kInvalidResponse,  // a head that breaks RFC 9112, or too large
+  k5xx,              // answered 5xx
+  kBody,             // the body broke off or did not match its framing
+  kOther,
+};
+inline constexpr size_t kOriginErrorReasons = 8;
+// "connect", "tls", "timeout", "closed", "invalid_response", "5xx", "body", "other".
+const char* originErrorReasonName(OriginErrorReason reason);
+using OriginErrorCounts = std::array<uint64_t, kOriginErrorReasons>;  // by OriginErrorReason
+inline uint64_t total(const OriginErrorCounts& c) {
+  uint64_t n = 0;
+  for (uint64_t v : c) n += v;
+  return n;
+}
+
 struct OriginState {
   std::string group;
   std::string origin;
@@ -37,7 +60,7 @@ struct OriginState {
   bool up = false;
   bool in_config = true;   // false: removed by a reload; counters only, no origin_up
   uint64_t requests = 0;   // attempts sent (or tried) to this origin
-  uint64_t errors = 0;     // attempts that failed: connect, timeout, bad head, 5xx, broken body
+  OriginErrorCounts errors{};  // attempts that failed, by reason
   uint64_t retries = 0;    // transparent re-sends to this origin (a pooled connection had died)
   uint64_t failovers = 0;  // fetches moved on from this origin to the next of its group
   HistogramSnapshot latency;  // attempt start → response head

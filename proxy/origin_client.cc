@@ -76,6 +76,22 @@ namespace streamedge::proxy {
 
 namespace {
 
+// The detail of a failed TLS handshake (errorReason() tells it from a refused connection).
+constexpr const char* kTlsFailed = "TLS handshake with the origin failed";
+
+metrics::OriginErrorReason errorReason(const Status& status) {
+  using R = metrics::OriginErrorReason;
+  switch (status.code()) {
+    case Code::kConnect: return status.detail() == kTlsFailed ? R::kTls : R::kConnect;
+    case Code::kTimeout: return R::kTimeout;
+    case Code::kClosed: return R::kClosed;
+    case Code::kInvalid:
+    case Code::kTooLarge: return R::kInvalidResponse;
+    case Code::kUnavailable: return R::k5xx;
+    default: return R::kOther;
+  }
+}
+
 using SteadyClock = std::chrono::steady_clock;
 
 // Passive health (outlier detection on real traffic).
@@ -873,9 +889,7 @@ void Fetch::onConnectionEvent(short events) {
         if (tls_failed) {
           std::fprintf(stderr, "streamedge: origin %s (%s): %s\n", origin().name.c_str(),
                        origin().url.c_str(), tls::describeHandshakeFailure(ssl, queued).c_str());
-          attemptFailed(Status(Code::kConnect, Source::kUpstream,
-                               "TLS handshake with the origin failed", true),
-                        true);
+          attemptFailed(Status(Code::kConnect, Source::kUpstream, kTlsFailed, true), true);
           return;
         }
       }
@@ -1003,7 +1017,7 @@ void Fetch::parseHead() {
       }
       // The last possible attempt: the proxy decides (stale-if-error, or pass the 5xx on).
       if (health) health->recordFailure(group_index_, origin_index_, SteadyClock::now());
-      if (stats) stats->error(group(), origin());
+      if (stats) stats->error(group(), origin(), metrics::OriginErrorReason::k5xx);
       logOriginFailure(group(), origin(), failure, "response delivered");
     } else if (health) {
       health->recordSuccess(group_index_, origin_index_);
@@ -1142,7 +1156,9 @@ void Fetch::bodyFailed(Status status) {
   if (OriginHealth* health = core_->health()) {
     health->recordFailure(group_index_, origin_index_, SteadyClock::now());
   }
-  if (OriginStats* stats = core_->stats()) stats->error(group(), origin());
+  if (OriginStats* stats = core_->stats()) {
+    stats->error(group(), origin(), metrics::OriginErrorReason::kBody);
+  }
   logOriginFailure(group(), origin(), status, "response aborted");
   phase_ = Phase::kDone;
   observer_.onOriginFailed(status);  // may destroy this
@@ -1162,7 +1178,7 @@ void Fetch::attemptFailed(Status status, bool record_health) {
   const bool may_retry = hasNextCandidate() && (!request_sent_ || mayFailOverAfterSend());
   logOriginFailure(group(), origin(), status, may_retry ? "trying the next origin" : "giving up");
   if (OriginStats* stats = core_->stats()) {
-    stats->error(group(), origin());
+    stats->error(group(), origin(), errorReason(status));
     if (may_retry) stats->failover(group(), origin());
   }
   if (may_retry) {

@@ -14,9 +14,10 @@ void OriginStats::attempt(const conf::OriginGroupConfig& group, const conf::Orig
   ++series(group, origin).requests;
 }
 
-void OriginStats::error(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin) {
+void OriginStats::error(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin,
+                        metrics::OriginErrorReason reason) {
   std::lock_guard<std::mutex> lock(mu_);
-  ++series(group, origin).errors;
+  ++series(group, origin).errors[static_cast<size_t>(reason)];
 }
 
 void OriginStats::retry(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin) {
@@ -43,7 +44,7 @@ void OriginStats::addTo(std::map<Key, Series>& out) const {
   for (const auto& [key, s] : series_) {
     Series& o = out[key];
     o.requests += s.requests;
-    o.errors += s.errors;
+    for (size_t r = 0; r < s.errors.size(); ++r) o.errors[r] += s.errors[r];
     o.retries += s.retries;
     o.failovers += s.failovers;
     o.latency.add(s.latency);

@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "conf/config.h"
+#include "metrics/exposition.h"
 #include "metrics/latency_histogram.h"
 
 namespace streamedge::proxy {
@@ -23,7 +24,7 @@ class OriginStats {
  public:
   struct Series {
     uint64_t requests = 0;
-    uint64_t errors = 0;
+    metrics::OriginErrorCounts errors{};  // by metrics::OriginErrorReason
     uint64_t retries = 0;
     uint64_t failovers = 0;
     metrics::HistogramSnapshot latency;
@@ -31,7 +32,8 @@ class OriginStats {
   using Key = std::tuple<std::string, std::string, std::string>;  // group, origin, dc
 
   void attempt(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin);
-  void error(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin);
+  void error(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin,
+             metrics::OriginErrorReason reason);
   void retry(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin);
   void failover(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin);
   void latency(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin,

@@ -568,7 +568,7 @@ std::string Server::statusJson() const {
              ",\"dc\":" + jsonString(origin.dc) + ",\"priority\":" + std::to_string(origin.priority) +
              ",\"up\":" + (shared_->health->isUp(g, o, now) ? "true" : "false") +
              ",\"requests\":" + std::to_string(series.requests) +
-             ",\"errors\":" + std::to_string(series.errors) +
+             ",\"errors\":" + std::to_string(metrics::total(series.errors)) +
              ",\"failovers\":" + std::to_string(series.failovers) + "}";
     }
   }
@@ -642,6 +642,9 @@ std::string Server::metricsText() const {
   // The certificates of the running TLS snapshot (a reload that changed them shows at once).
   if (tls_) {
     for (const tls::TlsState::ListenerCertificate& c : tls_->listenerCertificates()) {
+      // An unreadable notAfter (never seen from a certificate OpenSSL accepted) has no series:
+      // 0 would read as "expired in 1970" and page someone for nothing.
+      if (c.served.not_after == 0) continue;
       snap.certificates.push_back({c.listener_index < listener_labels_.size()
                                        ? listener_labels_[c.listener_index]
                                        : std::to_string(c.listener_index),

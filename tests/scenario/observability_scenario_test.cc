@@ -220,7 +220,10 @@ TEST_F(ObservabilityTest, MetricsCountAKnownSequenceExactly) {
 
   const std::string origin = "{group=\"main\",origin=\"sim-a\",dc=\"dc-a\"}";
   EXPECT_EQ(sample(m, "streamedge_origin_requests_total" + origin), 3.0) << m;
-  EXPECT_EQ(sample(m, "streamedge_origin_errors_total" + origin), 1.0);
+  // The armed 500: one error, with its reason.
+  const std::string origin_labels = origin.substr(0, origin.size() - 1);
+  EXPECT_EQ(sample(m, "streamedge_origin_errors_total" + origin_labels + ",reason=\"5xx\"}"), 1.0);
+  EXPECT_EQ(sample(m, "streamedge_origin_errors_total" + origin_labels + ",reason=\"connect\"}"), 0.0);
   EXPECT_EQ(sample(m, "streamedge_origin_failovers_total" + origin), 0.0);
   EXPECT_EQ(sample(m, "streamedge_origin_response_seconds_count" + origin), 3.0);
   EXPECT_EQ(sample(m, "streamedge_origin_up" + origin), 1.0);
@@ -403,7 +406,8 @@ TEST_F(ObservabilityTest, ReadyzFailsWhenEveryOriginOfAGroupIsDown) {
   EXPECT_NE(ready.body.find("config: ok"), std::string::npos) << ready.body;
   const std::string m = metrics();
   EXPECT_EQ(sample(m, "streamedge_origin_up{group=\"main\",origin=\"sim-a\",dc=\"dc-a\"}"), 0.0) << m;
-  EXPECT_EQ(sample(m, "streamedge_origin_errors_total{group=\"main\",origin=\"sim-a\",dc=\"dc-a\"}"),
+  EXPECT_EQ(sample(m, "streamedge_origin_errors_total{group=\"main\",origin=\"sim-a\",dc=\"dc-a\","
+                        "reason=\"5xx\"}"),
             3.0);
   HttpResponse status = admin("/status");
   EXPECT_NE(status.body.find("\"ready\":false"), std::string::npos) << status.body;
@@ -659,11 +663,18 @@ TEST(ObservabilityFailover, FailoverIsCountedOnTheOriginThatFailed) {
   const std::string dead = "{group=\"main\",origin=\"dead\",dc=\"dc-a\"}";
   const std::string live = "{group=\"main\",origin=\"sim-b\",dc=\"dc-b\"}";
   EXPECT_EQ(sample(m, "streamedge_origin_requests_total" + dead), 1.0) << m;
-  EXPECT_EQ(sample(m, "streamedge_origin_errors_total" + dead), 1.0);
+  // Nothing listens there: a refused connection.
+  const std::string dead_labels = dead.substr(0, dead.size() - 1);
+  EXPECT_EQ(sample(m, "streamedge_origin_errors_total" + dead_labels + ",reason=\"connect\"}"), 1.0);
   EXPECT_EQ(sample(m, "streamedge_origin_failovers_total" + dead), 1.0);
   EXPECT_EQ(sample(m, "streamedge_origin_response_seconds_count" + dead), 0.0);
   EXPECT_EQ(sample(m, "streamedge_origin_requests_total" + live), 1.0);
-  EXPECT_EQ(sample(m, "streamedge_origin_errors_total" + live), 0.0);
+  const std::string live_labels = live.substr(0, live.size() - 1);
+  for (const char* reason : {"connect", "tls", "timeout", "closed", "invalid_response", "5xx", "body", "other"}) {
+    EXPECT_EQ(sample(m, "streamedge_origin_errors_total" + live_labels + ",reason=\"" + reason + "\"}"),
+              0.0)
+        << reason;
+  }
   EXPECT_EQ(sample(m, "streamedge_origin_failovers_total" + live), 0.0);
   EXPECT_EQ(sample(m, "streamedge_origin_fetches_total"), 1.0);
   // A vhost without a name is labelled by its first hostname.

@@ -384,6 +384,18 @@ TEST_F(TlsScenarioTest, OriginsOverTlsAreVerifiedAndAFailedVerificationFailsOver
   r = via("bad.test", "/obj/tls-bad?size=100");
   EXPECT_EQ(r.status, 502);
   EXPECT_EQ(tlsSimCount("/obj/tls-bad"), "0\n");
+  // Both refusals are counted as TLS failures, not as refused connections.
+  const std::string m = testsupport::httpGet(proxy_->admin_port, "/metrics").body;
+  double tls_errors = 0;
+  for (size_t pos = 0; (pos = m.find("\nstreamedge_origin_errors_total{", pos)) != std::string::npos;) {
+    const size_t eol = m.find('\n', pos + 1);
+    const std::string line = m.substr(pos + 1, eol - pos - 1);
+    if (line.find("reason=\"tls\"") != std::string::npos) {
+      tls_errors += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    pos = eol;
+  }
+  EXPECT_GE(tls_errors, 2.0) << m;
 }
 
 }  // namespace

@@ -17,7 +17,9 @@ TEST(OriginStats, SeriesAreKeyedByConfigNamesAndSumAcrossWorkers) {
   OriginStats w0;
   OriginStats w1;
   w0.attempt(group, a);
-  w0.error(group, a);
+  w0.error(group, a, metrics::OriginErrorReason::kTimeout);
+  w1.error(group, a, metrics::OriginErrorReason::kTimeout);
+  w1.error(group, a, metrics::OriginErrorReason::kTls);
   w0.failover(group, a);
   w0.attempt(group, b);
   w0.latency(group, b, std::chrono::milliseconds(30));
@@ -30,7 +32,9 @@ TEST(OriginStats, SeriesAreKeyedByConfigNamesAndSumAcrossWorkers) {
   ASSERT_EQ(sum.size(), 2u);
   const OriginStats::Series& sa = sum.at({"main", "a", "dc-a"});
   EXPECT_EQ(sa.requests, 2u);
-  EXPECT_EQ(sa.errors, 1u);
+  EXPECT_EQ(sa.errors[static_cast<size_t>(metrics::OriginErrorReason::kTimeout)], 2u);
+  EXPECT_EQ(sa.errors[static_cast<size_t>(metrics::OriginErrorReason::kTls)], 1u);
+  EXPECT_EQ(metrics::total(sa.errors), 3u);
   EXPECT_EQ(sa.failovers, 1u);
   EXPECT_EQ(sa.retries, 1u);
   EXPECT_EQ(sa.latency.count(), 1u);
