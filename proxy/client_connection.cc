@@ -58,6 +58,21 @@ void appendUint(std::string& out, uint64_t v) {
   out.append(buf, end);
 }
 
+// Which of a viewer's request fields go to the origin on a forwarded (pass) request. Not the
+// hop-by-hop and framing ones, nor Host (the origin's own is sent). For GET and HEAD, not
+// Range and the conditionals either: the proxy answers those itself from the whole response.
+bool forwardToOrigin(std::string_view name, bool get_or_head) {
+  if (cache::isHopByHopOrDeliveryField(name) || cache::equalsIgnoreCase(name, "Host") ||
+      cache::equalsIgnoreCase(name, "Expect")) {
+    return false;
+  }
+  if (!get_or_head) return true;
+  for (std::string_view local : {"Range", "If-Range", "If-None-Match", "If-Modified-Since"}) {
+    if (cache::equalsIgnoreCase(name, local)) return false;
+  }
+  return true;
+}
+
 void releaseBody(const void*, size_t, void* arg) {
   static_cast<const cache::Body*>(arg)->release();
 }
@@ -273,12 +288,12 @@ void ClientConnection::parseRequest() {
     forward_headers_.clear();
     for (size_t i = 0; i < head.header_count; ++i) {
       const HeaderField& f = head.headers[i];
-      if (cache::isHopByHopOrDeliveryField(f.name) || cache::equalsIgnoreCase(f.name, "Host") ||
-          cache::equalsIgnoreCase(f.name, "Expect")) {
-        continue;
+      if (forwardToOrigin(f.name, false)) {
+        forward_headers_.emplace_back(std::string(f.name), std::string(f.value));
       }
-      forward_headers_.emplace_back(std::string(f.name), std::string(f.value));
     }
+  } else {
+    raw_head_.assign(data, head_len);  // a copy into reused capacity: no allocation per hit
   }
   evbuffer_drain(in, head_len);
 
@@ -416,9 +431,24 @@ FillRequest ClientConnection::makeFillRequest(bool pass) {
   if (pass) {
     request.method = is_head_ ? "GET" : method_;  // HEAD: fetch and send the head only
     request.target = target_;
-    request.forward_headers = forward_headers_;
     if (is_get_ || is_head_) {
-      request.forward_headers.clear();
+      // The viewer's own fields (Authorization, Cookie, Accept, ...): a pass answer is for this
+      // viewer alone. Parsed again from the kept head; it passed the same parser before.
+      RequestLimits limits;
+      limits.max_head_bytes = raw_head_.size();
+      limits.max_uri_bytes = raw_head_.size();
+      RequestHead head;
+      ParseError err;
+      if (parseRequestHead(raw_head_, limits, head, err)) {
+        for (size_t i = 0; i < head.header_count; ++i) {
+          const HeaderField& f = head.headers[i];
+          if (forwardToOrigin(f.name, true)) {
+            request.forward_headers.emplace_back(std::string(f.name), std::string(f.value));
+          }
+        }
+      }
+    } else {
+      request.forward_headers = forward_headers_;
     }
     request.body = std::move(request_body_);
   } else {
@@ -592,7 +622,9 @@ void ClientConnection::deliverHead() {
   status_ = head.status;
   bool send_body = !is_head_;
 
-  if (head.status == 200 && !passed_) {
+  // Conditionals and Range are answered here from the whole 200, also for a forwarded GET or
+  // HEAD (they were not forwarded); never for other methods.
+  if (head.status == 200 && (is_get_ || is_head_)) {
     const std::string* etag = head.find("ETag");
     const std::string* last_modified = head.find("Last-Modified");
     // RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only without it.

@@ -126,7 +126,10 @@ class ClientConnection final : public cache::ObjectWaiter {
   const conf::RouteConfig* route_ = nullptr;
   std::string method_, target_, raw_path_, path_, query_, host_;
   std::string range_, if_none_match_, if_modified_since_, if_range_;
-  std::vector<std::pair<std::string, std::string>> forward_headers_;  // pass requests only
+  std::vector<std::pair<std::string, std::string>> forward_headers_;  // other methods only
+  // The request head of a GET or HEAD as received, kept (in a buffer reused across requests)
+  // so that a pass can forward the viewer's fields without copying them on every hit.
+  std::string raw_head_;
   std::string request_body_;
   uint64_t request_body_length_ = 0;
   bool is_get_ = false, is_head_ = false, has_authorization_ = false;

@@ -324,6 +324,39 @@ TEST_F(ScenarioTest, RouteCanForwardOtherMethodsUncached) {
   EXPECT_EQ(originCount("/obj/post/p"), 2);
 }
 
+TEST_F(ScenarioTest, PassRequestsCarryTheViewersOwnFieldsButNotRangeOrConditionals) {
+  start("\n  [[vhost.route]]\n  prefix = \"/obj/api/\"\n  origin_group = \"main\"\n"
+        "  cache = \"pass\"\n");
+  // A pass answer is for this viewer alone: the origin needs its credentials and preferences.
+  const Headers mine = {{"Authorization", "Bearer viewer-7"},
+                        {"Cookie", "session=abc"},
+                        {"Accept-Language", "fr"},
+                        {"If-None-Match", "\"nope\""},
+                        {"Proxy-Authorization", "Basic eA=="}};
+  HttpResponse r = get("/obj/api/me?echo=1&cc=private", mine);
+  ASSERT_EQ(r.status, 200) << r.error << proxyLog();
+  EXPECT_EQ(r.header("X-Cache"), "PASS");
+  EXPECT_NE(r.body.find("authorization: Bearer viewer-7\n"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("cookie: session=abc\n"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("accept-language: fr\n"), std::string::npos) << r.body;
+  // Hop-by-hop and proxy-only fields stop here; conditionals and Range are answered locally.
+  EXPECT_EQ(r.body.find("proxy-authorization"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("if-none-match"), std::string::npos) << r.body;
+
+  // A Range on a pass GET: the origin sends the whole answer and the proxy cuts the range.
+  HttpResponse part = get("/obj/api/me?echo=1&cc=private", {{"Range", "bytes=0-5"},
+                                                            {"Cookie", "session=abc"}});
+  EXPECT_EQ(part.status, 206) << part.error;
+  EXPECT_EQ(part.body.size(), 6u);
+  EXPECT_EQ(originCount("/obj/api/me"), 2);
+
+  // Cache fills never carry a viewer's fields: the object is shared.
+  HttpResponse shared = get("/obj/shared/echo.txt?echo=1&cc=max-age%3D60", mine);
+  ASSERT_EQ(shared.status, 200);
+  EXPECT_EQ(shared.body.find("authorization"), std::string::npos) << shared.body;
+  EXPECT_EQ(shared.body.find("cookie"), std::string::npos) << shared.body;
+}
+
 TEST_F(ScenarioTest, SlowRequestHeadGets408) {
   start("", "64MiB", "header_timeout = \"1s\"\n");
   testsupport::HttpConnection c;

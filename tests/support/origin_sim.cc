@@ -1141,6 +1141,16 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
     res.body = std::make_shared<const std::string>("not found: " + req.path + "\n");
   }
   const bool generated_status = res.status == 200;
+  if (res.status == 200 && req.paramIs("echo", "1")) {
+    // The request's header fields as received, one "name: value" line each (names lowercased):
+    // lets a test see what a proxy forwarded.
+    std::string text;
+    for (const auto& [name, value] : req.headers) text += name + ": " + value + "\n";
+    res.body = std::make_shared<const std::string>(std::move(text));
+    res.content_type = "text/plain";
+    res.etag.clear();
+    res.last_modified.reset();
+  }
 
   // Per-request knobs.
   if (const std::string* s = req.param("status"); s && parseSize(*s, &v) && v >= 100 && v <= 999) res.status = static_cast<int>(v);
