@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -73,7 +74,7 @@ Result<std::unique_ptr<SsdStore>> SsdStore::open(std::unique_ptr<Device> device,
       new SsdStore(std::move(device), std::move(options), static_cast<uint32_t>(count)));
   store->ephemeral_key_ = ephemeral;
   store->writer_engine_ = std::move(*engine);
-  store->rebuild();
+  if (!store->options_.background_rebuild) store->rebuild();
   store->writer_ = std::thread([s = store.get()] { s->writerLoop(); });
   return store;
 }
@@ -107,13 +108,17 @@ SsdStore::~SsdStore() {
   writer_engine_.reset();
 }
 
-void SsdStore::rebuild() {
+bool SsdStore::rebuild() {
+  const auto started = std::chrono::steady_clock::now();
   if (ephemeral_key_) {
     if (options_.log) {
       options_.log("no cache.ssd.key_file: the store is encrypted with an ephemeral key; "
                    "contents from earlier runs are unreadable and it starts empty");
     }
-    return;
+    std::lock_guard<std::mutex> lock(rebuild_mu_);
+    removed_while_rebuilding_.clear();
+    ready_.store(true, std::memory_order_release);
+    return true;
   }
   struct FoundEntry {
     CacheKey key;
@@ -129,6 +134,10 @@ void SsdStore::rebuild() {
   AlignedBuffer scan(region_bytes_, device_->ioAlignment());
   uint64_t other_key = 0, other_mode = 0, torn = 0;
   for (uint32_t r = 0; r < region_count_; ++r) {
+    if (r % 16 == 0) {
+      std::lock_guard<std::mutex> lock(q_mu_);
+      if (stopping_) return false;  // closing during a background rebuild
+    }
     if (!device_->read(uint64_t{r} * region_bytes_, scan.data(), region_bytes_).isOk()) {
       counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
       logLimited("rebuild: cannot read region " + std::to_string(r));
@@ -203,9 +212,26 @@ void SsdStore::rebuild() {
   // Oldest first, so that the newest copy of a key wins and a tombstone deletes what came
   // before it.
   std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.seq < b.seq; });
+  if (options_.before_rebuild_apply) options_.before_rebuild_apply();
+  {
+    std::lock_guard<std::mutex> lock(q_mu_);
+    if (stopping_) return false;
+  }
+  // Held until ready_ is set: a remove() meanwhile waits, then finds the rebuilt index; one
+  // before it is in removed_while_rebuilding_ and is left out here.
+  std::lock_guard<std::mutex> apply_lock(rebuild_mu_);
+  std::sort(removed_while_rebuilding_.begin(), removed_while_rebuilding_.end(),
+            [](const CacheKey& a, const CacheKey& b) { return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo; });
+  const auto removed = [&](const CacheKey& k) {
+    return std::binary_search(removed_while_rebuilding_.begin(), removed_while_rebuilding_.end(), k,
+                              [](const CacheKey& a, const CacheKey& b) {
+                                return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
+                              });
+  };
   for (Found& f : found) {
     region_seq_[f.region].store(f.seq, std::memory_order_release);
     for (const FoundEntry& e : f.entries) {
+      if (!e.tombstone && removed(e.key)) continue;
       Shard& shard = shardFor(e.key);
       std::lock_guard<std::mutex> lock(shard.mu);
       if (e.tombstone) {
@@ -226,9 +252,17 @@ void SsdStore::rebuild() {
     objects += s.map.size();
   }
   counters_.rebuilt_objects.store(objects, std::memory_order_relaxed);
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  rebuild_ms_.store(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(),
+                    std::memory_order_relaxed);
+  removed_while_rebuilding_.clear();
+  ready_.store(true, std::memory_order_release);
   if (options_.log) {
+    char took[32];
+    std::snprintf(took, sizeof took, " in %.1f s",
+                  std::chrono::duration<double>(elapsed).count());
     std::string line = "rebuilt the index: " + std::to_string(objects) + " objects from " +
-                       std::to_string(found.size()) + " regions";
+                       std::to_string(found.size()) + " regions" + took;
     const uint64_t rejected = counters_.rebuild_rejected_entries.load(std::memory_order_relaxed);
     if (rejected) line += ", " + std::to_string(rejected) + " damaged entries left out";
     const uint64_t purged = counters_.rebuild_tombstones.load(std::memory_order_relaxed);
@@ -241,6 +275,7 @@ void SsdStore::rebuild() {
     }
     options_.log(line);
   }
+  return true;
 }
 
 SsdStore::Location SsdStore::summarize(const Freshness& f, Location loc) {
@@ -373,6 +408,18 @@ Status SsdStore::flush() {
 }
 
 void SsdStore::writerLoop() {
+  if (!ready_.load(std::memory_order_acquire) && !rebuild()) {
+    // Closed before the background rebuild was done: nothing may be written (where the log
+    // goes on is not known yet). Queued admissions are dropped; flush() waiters are released.
+    std::lock_guard<std::mutex> lock(q_mu_);
+    jobs_.clear();
+    queued_.clear();
+    pending_bytes_ = 0;
+    flush_done_ = flush_requested_;
+    flush_status_ = Status(Code::kUnavailable, Source::kStorage, "SSD store closed while rebuilding");
+    flushed_cv_.notify_all();
+    return;
+  }
   for (;;) {
     Job job;
     {
@@ -770,6 +817,15 @@ std::optional<SsdEntryInfo> SsdStore::find(const CacheKey& key) const {
 
 bool SsdStore::remove(const CacheKey& key) {
   bool forgotten = false;
+  if (!ready_.load(std::memory_order_acquire)) {
+    // The rebuild has not filled the index yet: remember the key (the rebuilt index leaves it
+    // out) and write a tombstone whatever is found now, since a copy may be on the device.
+    std::lock_guard<std::mutex> lock(rebuild_mu_);
+    if (!ready_.load(std::memory_order_acquire)) {
+      removed_while_rebuilding_.push_back(key);
+      forgotten = true;
+    }
+  }
   {
     // Writes of `key` still queued, or being appended, must not bring it back afterwards.
     std::lock_guard<std::mutex> lock(q_mu_);
@@ -993,6 +1049,8 @@ SsdStats SsdStore::stats() const {
   s.rebuild_rejected_entries = ld(counters_.rebuild_rejected_entries);
   s.rebuild_skipped_regions = ld(counters_.rebuild_skipped_regions);
   s.writer_backend = writer_engine_ ? writer_engine_->backendName() : "";
+  s.rebuilding = !ready_.load(std::memory_order_acquire);
+  s.rebuild_seconds = static_cast<double>(rebuild_ms_.load(std::memory_order_relaxed)) / 1000.0;
   s.encrypted = encrypt_;
   s.ephemeral_key = ephemeral_key_;
   return s;
@@ -1024,6 +1082,7 @@ Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& confi
   options.max_pending_bytes = config.write_queue_bytes;
   options.sync_interval = config.sync_interval;
   options.reclaim = config.reclaim;
+  options.background_rebuild = config.background_rebuild;
   options.clock = &clock;
   options.log = log;
   options.observers = std::move(observers);
@@ -1052,8 +1111,8 @@ Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& confi
         (s.encrypted ? (s.ephemeral_key ? "on (ephemeral key)" : "on") : "OFF") +
         ", I/O backend " + s.writer_backend + ", reclaim " +
         (config.reclaim == conf::SsdReclaim::kReinsert ? "reinsert" : "fifo") + ", " +
-        std::to_string(s.objects) +
-        " objects indexed");
+        (s.rebuilding ? std::string("index rebuilding in the background (SSD misses until done)")
+                      : std::to_string(s.objects) + " objects indexed"));
   }
   return store;
 }

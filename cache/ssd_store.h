@@ -8,7 +8,9 @@
 // encryption on, is sealed with AES-256-GCM (random 96-bit nonce, entry header as AAD). The
 // index (key → region, offset, size, checksum, freshness summary) lives in RAM, sharded, and is
 // rebuilt at open() by scanning and verifying every region: what was not fully written is
-// absent. Reads are asynchronous on the caller's IoEngine and verified before any byte is
+// absent. With `background_rebuild` the scan runs on the writer thread while the store is
+// already in use (an empty index until it is done: misses, never wrong answers; admissions
+// wait in the queue), so that a large store does not hold the proxy's start for minutes. Reads are asynchronous on the caller's IoEngine and verified before any byte is
 // handed out; a mismatch or I/O error is logged (rate-limited), counted, dropped from the index
 // and reported as a miss.
 //
@@ -74,6 +76,11 @@ struct SsdStoreOptions {
   std::chrono::milliseconds sync_interval{1000};
   // FIFO or reinsertion of read objects at reclaim (openSsdStore passes the configured one).
   conf::SsdReclaim reclaim = conf::SsdReclaim::kFifo;
+  // Rebuild the index on the writer thread after open() returns (see above). Else open()
+  // returns once the index is complete.
+  bool background_rebuild = false;
+  // Tests only: runs on the rebuilding thread after the scan, before the index is filled.
+  std::function<void()> before_rebuild_apply;
   const Clock* clock = &SystemClock::instance();
   SsdLogFn log = ssdLogToStderr;
   SsdObservers observers;
@@ -131,6 +138,8 @@ struct SsdStats {
   uint64_t rebuild_rejected_entries = 0;
   uint64_t rebuild_skipped_regions = 0;  // torn/bad header, other key, other encryption mode
   const char* writer_backend = "";
+  bool rebuilding = false;        // the start-up scan is still running (index empty until done)
+  double rebuild_seconds = 0;     // how long the start-up scan took
   bool encrypted = false;
   bool ephemeral_key = false;
 };
@@ -182,6 +191,8 @@ class SsdStore {
   // Largest body (with a small head) that fits in a region.
   uint64_t maxEntryBytes() const;
   SsdStats stats() const;
+  // False while a background rebuild runs.
+  bool ready() const { return ready_.load(std::memory_order_acquire); }
 
  private:
   struct Location {
@@ -255,7 +266,8 @@ class SsdStore {
   // Submits one I/O on the writer's engine (`submit` passes it the completion) and waits.
   Status waitForIo(const std::function<Status(IoEngine::Callback)>& submit);
 
-  void rebuild();
+  // Scans every region and fills the index; false when the store began closing meanwhile.
+  bool rebuild();
   // Checks one entry at `p` (at most `avail` bytes), decrypting in place. kBadHeader: the
   // header itself is unusable (stop scanning the region); kBadContent: skip `*entry_bytes`.
   Verify verifyEntry(uint8_t* p, size_t avail, EntryView* view, const char** why) const;
@@ -277,7 +289,12 @@ class SsdStore {
   bool ephemeral_key_ = false;
   std::unique_ptr<EntryCipher> cipher_;
   std::array<uint8_t, 8> key_check_{};
-  std::unique_ptr<IoEngine> writer_engine_;  // used by open() (rebuild) then the writer only
+  std::unique_ptr<IoEngine> writer_engine_;  // used by the rebuild, then the writer only
+  std::atomic<bool> ready_{false};           // the index is rebuilt
+  std::atomic<int64_t> rebuild_ms_{0};
+  // Keys removed while the rebuild ran: the rebuilt index must not bring them back.
+  std::mutex rebuild_mu_;
+  std::vector<CacheKey> removed_while_rebuilding_;  // guarded by rebuild_mu_
 
   mutable std::array<Shard, kShards> shards_;
   // Sequence number of each region's current content, 0 = empty. Written by the writer (and

@@ -98,6 +98,8 @@ struct SsdCacheConfig {
   SsdReclaim reclaim = SsdReclaim::kReinsert;
   uint64_t write_queue_bytes = 64ull << 20;  // admissions waiting for the writer; beyond: dropped
   Millis sync_interval{1000};             // idle this long: the open region's objects are written
+  // The start-up index rebuild: in the background while serving (true), or before serving.
+  bool background_rebuild = true;
 };
 
 struct CacheConfig {

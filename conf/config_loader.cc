@@ -801,6 +801,16 @@ void readSsdCache(TableReader& r, SsdCacheConfig& ssd) {
   }
   r.byteSize("write_queue", ssd.write_queue_bytes, 1 << 20);
   r.duration("sync_interval", ssd.sync_interval, /*allow_zero=*/true);
+  if (r.string("rebuild", text)) {
+    if (text == "background") {
+      ssd.background_rebuild = true;
+    } else if (text == "before_start") {
+      ssd.background_rebuild = false;
+    } else {
+      r.error("rebuild", *r.get("rebuild"),
+              "expected \"background\" or \"before_start\", got " + quoted(text));
+    }
+  }
   r.finish();
 }
 

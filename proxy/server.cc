@@ -31,7 +31,7 @@ bool ssdChanged(const conf::SsdCacheConfig& a, const conf::SsdCacheConfig& b) {
          a.region_bytes != b.region_bytes || a.encrypt != b.encrypt || a.key_file != b.key_file ||
          a.admission != b.admission || a.io_backend != b.io_backend || a.direct_io != b.direct_io ||
          a.reclaim != b.reclaim || a.write_queue_bytes != b.write_queue_bytes ||
-         a.sync_interval != b.sync_interval;
+         a.sync_interval != b.sync_interval || a.background_rebuild != b.background_rebuild;
 }
 
 int64_t unixMillisNow() {
@@ -548,7 +548,8 @@ std::string Server::statusJson() const {
            ",\"hits\":" + std::to_string(stats.ssd_hits) +
            ",\"errors\":" + std::to_string(ssd.read_errors + ssd.write_errors) +
            ",\"corrupt\":" + std::to_string(ssd.corrupt + ssd.rebuild_rejected_entries) +
-           ",\"admissions_dropped\":" + std::to_string(ssd.inserts_dropped) + "}";
+           ",\"admissions_dropped\":" + std::to_string(ssd.inserts_dropped) +
+           ",\"rebuilding\":" + (ssd.rebuilding ? "true" : "false") + "}";
   }
   out += "}";
   std::map<OriginStats::Key, OriginStats::Series> traffic;

@@ -78,11 +78,20 @@ class SsdScenarioTest : public ScenarioTest {
     return c;
   }
 
+  // Starts the proxy and waits (≤ 10 s) until the store's index is rebuilt: the rebuild runs in
+  // the background while the proxy serves, and these tests count SSD hits.
   void startProxy(const SsdOptions& o) {
     proxy_.reset();
     std::string error;
     proxy_ = testsupport::startStreamedge(config(o), &error);
     ASSERT_TRUE(proxy_) << error;
+    std::string status;
+    for (int attempt = 0; attempt < 200; ++attempt) {
+      status = testsupport::httpGet(proxy_->admin_port, "/status").body;
+      if (status.find("\"rebuilding\":false") != std::string::npos) return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "the SSD index was not rebuilt within 10 s: " << status;
   }
 
   std::string metrics() const {

@@ -83,6 +83,7 @@ key_file = "/etc/streamedge/store.key"
   EXPECT_EQ(s.reclaim, SsdReclaim::kReinsert);
   EXPECT_EQ(s.write_queue_bytes, 64ull << 20);
   EXPECT_EQ(s.sync_interval, Millis(1000));
+  EXPECT_TRUE(s.background_rebuild);
 }
 
 TEST(SsdConfig, EverySettableValueIsParsed) {
@@ -98,6 +99,7 @@ direct_io = false
 reclaim = "fifo"
 write_queue = "8MiB"
 sync_interval = "250ms"
+rebuild = "before_start"
 )");
   ASSERT_TRUE(r.ok()) << describe(r);
   const SsdCacheConfig& s = r.config->cache.ssd;
@@ -112,6 +114,7 @@ sync_interval = "250ms"
   EXPECT_EQ(s.reclaim, SsdReclaim::kFifo);
   EXPECT_EQ(s.write_queue_bytes, 8ull << 20);
   EXPECT_EQ(s.sync_interval, Millis(250));
+  EXPECT_FALSE(s.background_rebuild);
 
   const LoadResult u = load("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nio_backend = \"io_uring\"\n");
   ASSERT_TRUE(u.ok()) << describe(u);
@@ -138,6 +141,8 @@ TEST(SsdConfig, BadValuesAreReportedWithLineAndKey) {
                   "cache.ssd.write_queue", 5, "at least");
   expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nsync_interval = \"soon\"\n",
                   "cache.ssd.sync_interval", 5, "invalid duration");
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nrebuild = \"lazy\"\n",
+                  "cache.ssd.rebuild", 5, "\"background\" or \"before_start\"");
   expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nregion_size = \"10000B\"\n",
                   "cache.ssd.region_size", 5, "at least");
   expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nregion_size = \"20000B\"\n",
