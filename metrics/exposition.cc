@@ -161,8 +161,7 @@ std::string renderPrometheus(const Snapshot& s) {
     addCounter(o_requests, d(o.requests), labels);
     for (size_t r = 0; r < kOriginErrorReasons; ++r) {
       Labels with_reason = labels;
-      with_reason.emplace_back("reason",
-                               originErrorReasonName(static_cast<OriginErrorReason>(r)));
+      with_reason.push_back({"reason", originErrorReasonName(static_cast<OriginErrorReason>(r))});
       addCounter(o_errors, d(o.errors[r]), with_reason);
     }
     addCounter(o_retries, d(o.retries), labels);
