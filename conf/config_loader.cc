@@ -183,6 +183,30 @@ class TableReader {
     return true;
   }
 
+  // A string that must be one of `options` (value name → what it sets `out` to). A value not
+  // listed is reported as `expected "a", "b" or "c", got "x"`.
+  template <typename T>
+  bool choice(std::string_view key, T& out,
+              std::initializer_list<std::pair<std::string_view, T>> options) {
+    std::string text;
+    if (!string(key, text)) return false;
+    for (const auto& [name, value] : options) {
+      if (text == name) {
+        out = value;
+        return true;
+      }
+    }
+    std::string list;
+    size_t i = 0;
+    for (const auto& option : options) {
+      if (i > 0) list += i + 1 == options.size() ? " or " : ", ";
+      list += quoted(option.first);
+      ++i;
+    }
+    error(key, *get(key), "expected " + list + ", got " + quoted(text));
+    return false;
+  }
+
   bool integer(std::string_view key, int& out, int min, int max) {
     const toml::node* node = get(key);
     if (!node) return false;
@@ -765,52 +789,14 @@ void readSsdCache(TableReader& r, SsdCacheConfig& ssd) {
                     "ignored: encrypt = false");
     }
   }
-  std::string text;
-  if (r.string("admission", text)) {
-    if (text == "evict") {
-      ssd.admission = SsdAdmission::kEvict;
-    } else if (text == "fill") {
-      ssd.admission = SsdAdmission::kFill;
-    } else {
-      r.error("admission", *r.get("admission"),
-              "expected \"evict\" or \"fill\", got " + quoted(text));
-    }
-  }
-  if (r.string("io_backend", text)) {
-    if (text == "auto") {
-      ssd.io_backend = IoBackend::kAuto;
-    } else if (text == "io_uring") {
-      ssd.io_backend = IoBackend::kIoUring;
-    } else if (text == "threads") {
-      ssd.io_backend = IoBackend::kThreads;
-    } else {
-      r.error("io_backend", *r.get("io_backend"),
-              "expected \"auto\", \"io_uring\" or \"threads\", got " + quoted(text));
-    }
-  }
+  r.choice("admission", ssd.admission, {{"evict", SsdAdmission::kEvict}, {"fill", SsdAdmission::kFill}});
+  r.choice("io_backend", ssd.io_backend,
+           {{"auto", IoBackend::kAuto}, {"io_uring", IoBackend::kIoUring}, {"threads", IoBackend::kThreads}});
   r.boolean("direct_io", ssd.direct_io);
-  if (r.string("reclaim", text)) {
-    if (text == "fifo") {
-      ssd.reclaim = SsdReclaim::kFifo;
-    } else if (text == "reinsert") {
-      ssd.reclaim = SsdReclaim::kReinsert;
-    } else {
-      r.error("reclaim", *r.get("reclaim"),
-              "expected \"fifo\" or \"reinsert\", got " + quoted(text));
-    }
-  }
+  r.choice("reclaim", ssd.reclaim, {{"fifo", SsdReclaim::kFifo}, {"reinsert", SsdReclaim::kReinsert}});
   r.byteSize("write_queue", ssd.write_queue_bytes, 1 << 20);
   r.duration("sync_interval", ssd.sync_interval, /*allow_zero=*/true);
-  if (r.string("rebuild", text)) {
-    if (text == "background") {
-      ssd.background_rebuild = true;
-    } else if (text == "before_start") {
-      ssd.background_rebuild = false;
-    } else {
-      r.error("rebuild", *r.get("rebuild"),
-              "expected \"background\" or \"before_start\", got " + quoted(text));
-    }
-  }
+  r.choice("rebuild", ssd.background_rebuild, {{"background", true}, {"before_start", false}});
   r.finish();
 }
 
@@ -988,26 +974,8 @@ void readRoute(TableReader& r, RouteConfig& route,
     r.missing("origin_group");
   }
 
-  std::string text;
-  if (r.string("storage", text)) {
-    if (text == "ram+ssd") {
-      route.storage = StoragePolicy::kRamAndSsd;
-    } else if (text == "ram") {
-      route.storage = StoragePolicy::kRam;
-    } else {
-      r.error("storage", *r.get("storage"),
-              "expected \"ram\" or \"ram+ssd\", got " + quoted(text));
-    }
-  }
-  if (r.string("cache", text)) {
-    if (text == "on") {
-      route.cache.mode = CacheMode::kCache;
-    } else if (text == "pass") {
-      route.cache.mode = CacheMode::kPass;
-    } else {
-      r.error("cache", *r.get("cache"), "expected \"on\" or \"pass\", got " + quoted(text));
-    }
-  }
+  r.choice("storage", route.storage, {{"ram", StoragePolicy::kRam}, {"ram+ssd", StoragePolicy::kRamAndSsd}});
+  r.choice("cache", route.cache.mode, {{"on", CacheMode::kCache}, {"pass", CacheMode::kPass}});
   CachePolicy& cache = route.cache;
   r.seconds("playlist_ttl", cache.playlist_ttl);
   r.seconds("segment_ttl", cache.segment_ttl);
@@ -1109,27 +1077,13 @@ void readLog(TableReader& r, LogConfig& log) {
     r.error("access_log", *r.get("access_log"),
             "must not be empty (use \"off\" to disable the access log)");
   }
-  std::string text;
-  if (r.string("client_address", text)) {
-    if (text == "truncate") {
-      log.client_address = AddressAnonymization::kTruncate;
-    } else if (text == "full") {
-      log.client_address = AddressAnonymization::kFull;
-    } else if (text == "none") {
-      log.client_address = AddressAnonymization::kNone;
-    } else {
-      r.error("client_address", *r.get("client_address"),
-              "expected \"truncate\", \"full\" or \"none\", got " + quoted(text));
-    }
-  }
-  if (r.string("level", text)) {
-    if (text == "error" || text == "warn" || text == "info" || text == "debug") {
-      log.level = text;
-    } else {
-      r.error("level", *r.get("level"),
-              "expected \"error\", \"warn\", \"info\" or \"debug\", got " + quoted(text));
-    }
-  }
+  r.choice("client_address", log.client_address,
+           {{"truncate", AddressAnonymization::kTruncate},
+            {"full", AddressAnonymization::kFull},
+            {"none", AddressAnonymization::kNone}});
+  r.choice("level", log.level,
+           {{"error", std::string("error")}, {"warn", std::string("warn")},
+            {"info", std::string("info")}, {"debug", std::string("debug")}});
   r.finish();
 }
 
