@@ -313,7 +313,8 @@ void Cache::onUncacheable(const ObjectRef& object) {
     it->second.pass_until = clock_.wallNow() + kHitForPassTtl;
   }
   if (dropped) unlinkFromPolicy(*dropped);
-  if (ssd_) ssd_->remove(object->key());
+  // Only a key whose route may use the SSD tier can have a copy there.
+  if (ssd_ && object->ssdAllowed()) ssd_->remove(object->key());
 }
 
 void Cache::onAbort(const ObjectRef& object) {

@@ -26,6 +26,10 @@ int64_t toSeconds(WallTime t) {
 }
 WallTime fromSeconds(int64_t s) { return WallTime(std::chrono::seconds(s)); }
 
+bool keyLess(const CacheKey& a, const CacheKey& b) {
+  return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
+}
+
 std::string bytesText(uint64_t n) {
   if (n >= (1ull << 20) && n % (1ull << 20) == 0) return std::to_string(n >> 20) + "MiB";
   if (n >= (1ull << 10) && n % (1ull << 10) == 0) return std::to_string(n >> 10) + "KiB";
@@ -220,18 +224,19 @@ bool SsdStore::rebuild() {
   // Held until ready_ is set: a remove() meanwhile waits, then finds the rebuilt index; one
   // before it is in removed_while_rebuilding_ and is left out here.
   std::lock_guard<std::mutex> apply_lock(rebuild_mu_);
-  std::sort(removed_while_rebuilding_.begin(), removed_while_rebuilding_.end(),
-            [](const CacheKey& a, const CacheKey& b) { return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo; });
+  std::sort(removed_while_rebuilding_.begin(), removed_while_rebuilding_.end(), keyLess);
   const auto removed = [&](const CacheKey& k) {
-    return std::binary_search(removed_while_rebuilding_.begin(), removed_while_rebuilding_.end(), k,
-                              [](const CacheKey& a, const CacheKey& b) {
-                                return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
-                              });
+    return std::binary_search(removed_while_rebuilding_.begin(), removed_while_rebuilding_.end(),
+                              k, keyLess);
   };
+  std::vector<CacheKey> withheld;  // removed meanwhile, with a copy on the device
   for (Found& f : found) {
     region_seq_[f.region].store(f.seq, std::memory_order_release);
     for (const FoundEntry& e : f.entries) {
-      if (!e.tombstone && removed(e.key)) continue;
+      if (!e.tombstone && removed(e.key)) {
+        withheld.push_back(e.key);
+        continue;
+      }
       Shard& shard = shardFor(e.key);
       std::lock_guard<std::mutex> lock(shard.mu);
       if (e.tombstone) {
@@ -257,6 +262,18 @@ bool SsdStore::rebuild() {
                     std::memory_order_relaxed);
   removed_while_rebuilding_.clear();
   ready_.store(true, std::memory_order_release);
+  if (!withheld.empty()) {
+    // Their copies stay on the device: the tombstones keep them out of the next rebuild.
+    std::sort(withheld.begin(), withheld.end(), keyLess);
+    withheld.erase(std::unique(withheld.begin(), withheld.end()), withheld.end());
+    std::lock_guard<std::mutex> lock(q_mu_);
+    for (const CacheKey& key : withheld) {
+      Job tombstone;
+      tombstone.key = key;
+      tombstone.tombstone = true;
+      jobs_.push_back(std::move(tombstone));
+    }
+  }
   if (options_.log) {
     char took[32];
     std::snprintf(took, sizeof took, " in %.1f s",
@@ -817,13 +834,14 @@ std::optional<SsdEntryInfo> SsdStore::find(const CacheKey& key) const {
 
 bool SsdStore::remove(const CacheKey& key) {
   bool forgotten = false;
+  bool remembered = false;
   if (!ready_.load(std::memory_order_acquire)) {
-    // The rebuild has not filled the index yet: remember the key (the rebuilt index leaves it
-    // out) and write a tombstone whatever is found now, since a copy may be on the device.
+    // The rebuild has not filled the index yet: remember the key. The rebuilt index leaves it
+    // out, and writes its tombstone if a copy was found on the device.
     std::lock_guard<std::mutex> lock(rebuild_mu_);
     if (!ready_.load(std::memory_order_acquire)) {
       removed_while_rebuilding_.push_back(key);
-      forgotten = true;
+      remembered = true;
     }
   }
   {
@@ -858,7 +876,7 @@ bool SsdStore::remove(const CacheKey& key) {
     }
   }
   if (forgotten) q_cv_.notify_one();
-  return forgotten;
+  return forgotten || remembered;
 }
 
 ObjectRef SsdStore::queuedObject(const CacheKey& key) const {

@@ -173,7 +173,9 @@ class SsdStore {
   bool contains(const CacheKey& key) const { return find(key).has_value(); }
   // Forgets `key`: writes of it queued before the call are cancelled and a tombstone is
   // queued, so that no copy comes back after a restart. The sealed bytes stay on the device
-  // until their region is reclaimed. True when something was forgotten or cancelled.
+  // until their region is reclaimed. True when something was forgotten or cancelled, or the
+  // index is still being rebuilt (the key is kept out of it, and its tombstone written if the
+  // rebuild finds a copy).
   bool remove(const CacheKey& key);
 
   // Read path. Returns false at once when `key` is not in the index (a miss). Else `done` is
