@@ -44,6 +44,8 @@ void FillWriter::publishHead(std::shared_ptr<const ResponseHead> head, const Fre
   if (expected && *expected > cache_->maxObjectBytes()) too_big_ = true;
   if (!shareable) cache_->onUncacheable(object_);
   object_->publishHead(std::move(head), freshness, shareable, Ref<Body>::make(expected));
+  // Not kept: only a window of it is held while it streams to its readers.
+  if (!storable_ || too_big_) object_->makeWindowed(cache_->fillWindowBytes());
 }
 
 void FillWriter::finishNotModified(std::shared_ptr<const ResponseHead> merged_head,
@@ -67,7 +69,12 @@ bool FillWriter::append(const uint8_t* data, size_t len) {
     if (len == 0) return !too_big_;
   }
   object_->append(data, len);
-  if (have + len > cache_->maxObjectBytes()) too_big_ = true;
+  if (!too_big_ && have + len > cache_->maxObjectBytes()) {
+    // Grew past the object limit (no Content-Length said so up front): from here on it is
+    // streamed through a window like any answer that is not kept.
+    too_big_ = true;
+    object_->makeWindowed(cache_->fillWindowBytes());
+  }
   return !too_big_;
 }
 
@@ -128,7 +135,14 @@ void FillWriter::abort(bool timed_out) {
 // Cache
 
 Cache::Cache(const conf::RamCacheConfig& config, const Clock& clock)
-    : clock_(clock), max_object_bytes_(config.max_object_bytes), policy_(config.size_bytes) {}
+    : clock_(clock), max_object_bytes_(config.max_object_bytes), policy_(config.size_bytes) {
+  setFillLimits(config.fill_window_bytes, config.fill_memory_bytes);
+}
+
+void Cache::setFillLimits(uint64_t window_bytes, uint64_t budget_bytes) {
+  fill_window_bytes_.store(window_bytes, std::memory_order_relaxed);
+  setFillMemoryBudget(budget_bytes);
+}
 
 Cache::~Cache() = default;
 
@@ -419,6 +433,9 @@ CacheStats Cache::stats() const {
   s.ssd_fallbacks = ssd_fallbacks_.load(std::memory_order_relaxed);
   s.ssd_revalidations = ssd_revalidations_.load(std::memory_order_relaxed);
   s.ssd_admissions = ssd_admissions_.load(std::memory_order_relaxed);
+  s.fill_memory_bytes = fillMemoryBytes();
+  s.fill_memory_budget = fillMemoryBudget();
+  s.fill_window_bytes = fillWindowBytes();
   return s;
 }
 

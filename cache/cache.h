@@ -126,6 +126,9 @@ struct CacheStats {
   uint64_t ssd_fallbacks = 0;     // kSsd lookups that went to the origin after all
   uint64_t ssd_revalidations = 0; // stale SSD copies handed to the origin for revalidation
   uint64_t ssd_admissions = 0;    // objects queued for the SSD writer
+  uint64_t fill_memory_bytes = 0;   // body bytes held by fills in flight (see fillMemoryBytes)
+  uint64_t fill_memory_budget = 0;  // what windowed fills are held to
+  uint64_t fill_window_bytes = 0;   // per windowed fill
 };
 
 class Cache {
@@ -158,6 +161,11 @@ class Cache {
 
   CacheStats stats() const;
   uint64_t maxObjectBytes() const { return max_object_bytes_; }
+  // Answers that are not kept (pass, uncacheable, over the object limit) stream through a window
+  // of `window_bytes` per fill; windowed fills shrink to the minimum while the memory held by all
+  // fills is over `budget_bytes`. Any thread (a reload changes them for fills that start later).
+  void setFillLimits(uint64_t window_bytes, uint64_t budget_bytes);
+  uint64_t fillWindowBytes() const { return fill_window_bytes_.load(std::memory_order_relaxed); }
   const Clock& clock() const { return clock_; }
 
   static constexpr conf::Seconds kHitForPassTtl{10};
@@ -208,6 +216,7 @@ class Cache {
   std::atomic<uint64_t> ssd_admissions_{0};
   std::atomic<uint64_t> admissions_{0};
   std::atomic<uint64_t> fills_in_flight_{0};
+  std::atomic<uint64_t> fill_window_bytes_{0};
 };
 
 }  // namespace streamedge::cache

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 namespace streamedge::cache {
 
@@ -11,6 +12,22 @@ std::atomic<uint64_t> g_freed_body_bytes{0};
 std::atomic<uint64_t> g_free_notify_threshold{0};
 std::atomic<void (*)(void*)> g_free_notify{nullptr};
 std::atomic<void*> g_free_notify_arg{nullptr};
+std::atomic<uint64_t> g_fill_bytes{0};
+std::atomic<uint64_t> g_fill_budget{~uint64_t{0}};
+
+// Owned block memory is handed to the kernel's heap trim in batches (see setBodyFreeNotify).
+void countFreed(uint64_t n) {
+  const uint64_t before = g_freed_body_bytes.fetch_add(n, std::memory_order_relaxed);
+  const uint64_t threshold = g_free_notify_threshold.load(std::memory_order_acquire);
+  if (threshold != 0 && before < threshold && before + n >= threshold) {
+    if (void (*notify)(void*) = g_free_notify.load(std::memory_order_relaxed)) {
+      notify(g_free_notify_arg.load(std::memory_order_relaxed));
+    }
+  }
+}
+
+// Pins of adopted bodies are the Body pointer with the low bit set; block pins are the block.
+constexpr uintptr_t kBodyPinTag = 1;
 }  // namespace
 
 void setBodyFreeNotify(uint64_t threshold, void (*notify)(void*), void* arg) {
@@ -21,16 +38,43 @@ void setBodyFreeNotify(uint64_t threshold, void (*notify)(void*), void* arg) {
 
 uint64_t takeFreedBodyBytes() { return g_freed_body_bytes.exchange(0, std::memory_order_relaxed); }
 
+uint64_t fillMemoryBytes() { return g_fill_bytes.load(std::memory_order_relaxed); }
+void setFillMemoryBudget(uint64_t bytes) { g_fill_budget.store(bytes, std::memory_order_relaxed); }
+uint64_t fillMemoryBudget() { return g_fill_budget.load(std::memory_order_relaxed); }
+
+// ---------------------------------------------------------------------------------------------
+// Body
+
+// A block of body memory with its own count: the Body holds one reference until the block is
+// released (windowed) or the Body dies; each evbuffer reference to its bytes holds another, so
+// a released block's bytes stay valid until the socket took them.
+struct Body::Block {
+  std::atomic<uint32_t> refs{1};
+  uint32_t capacity = 0;
+
+  uint8_t* bytes() { return reinterpret_cast<uint8_t*>(this + 1); }
+  static Block* make(size_t capacity) {
+    void* mem = ::operator new(sizeof(Block) + capacity);
+    Block* b = new (mem) Block();
+    b->capacity = static_cast<uint32_t>(capacity);
+    return b;
+  }
+  void retain() { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    const uint64_t n = capacity;
+    this->~Block();
+    ::operator delete(static_cast<void*>(this));
+    countFreed(n);
+  }
+};
+
 Body::~Body() {
-  if (owner_) return;  // adopted memory (an SSD read buffer) is not malloc's
-  const uint64_t n = allocated_.load(std::memory_order_relaxed);
-  if (n == 0) return;
-  const uint64_t before = g_freed_body_bytes.fetch_add(n, std::memory_order_relaxed);
-  const uint64_t threshold = g_free_notify_threshold.load(std::memory_order_acquire);
-  if (threshold != 0 && before < threshold && before + n >= threshold) {
-    if (void (*notify)(void*) = g_free_notify.load(std::memory_order_relaxed)) {
-      notify(g_free_notify_arg.load(std::memory_order_relaxed));
-    }
+  if (counts_as_fill_) {
+    g_fill_bytes.fetch_sub(allocated_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+  for (Slot& slot : blocks_) {
+    if (slot.own) slot.own->release();
   }
 }
 
@@ -39,38 +83,106 @@ Body::Body(std::optional<uint64_t> expected) : expected_(expected) {
 }
 
 size_t Body::peek(uint64_t pos, const uint8_t** data) const {
+  return peekPinned(pos, data, nullptr);
+}
+
+size_t Body::peekPinned(uint64_t pos, const uint8_t** data, void** pin) const {
   const uint64_t len = length();  // acquire: bytes below len are written and visible
   if (pos >= len) return 0;
   const size_t index = pos / kBlockBytes;
   const size_t offset = pos % kBlockBytes;
   const uint8_t* block;
   if (frozen_.load(std::memory_order_acquire)) {
-    block = blocks_[index].data;
+    const Slot& slot = blocks_[index];
+    block = slot.data;
+    if (pin) {
+      if (slot.own) {
+        slot.own->retain();
+        *pin = slot.own;
+      } else {
+        retain();
+        *pin = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(this) | kBodyPinTag);
+      }
+    }
   } else {
-    // The vector may be reallocated by append(); the block memory itself never moves.
+    // The vector may be reallocated by append() and blocks released by readers; the block
+    // memory itself never moves and lives on while pinned.
     std::lock_guard<std::mutex> lock(mu_);
-    block = blocks_[index].data;
+    const Slot& slot = blocks_[index];
+    block = slot.data;
+    if (!block) return 0;  // released: this reader came too late
+    if (pin) {
+      slot.own->retain();  // a filling body's blocks are all owned
+      *pin = slot.own;
+    }
   }
   *data = block + offset;
   const uint64_t block_end = std::min<uint64_t>(len, (index + 1) * uint64_t{kBlockBytes});
   return static_cast<size_t>(block_end - pos);
 }
 
+void Body::unpin(void* pin) {
+  const auto bits = reinterpret_cast<uintptr_t>(pin);
+  if (bits & kBodyPinTag) {
+    reinterpret_cast<const Body*>(bits & ~kBodyPinTag)->release();
+  } else {
+    static_cast<Block*>(pin)->release();
+  }
+}
+
 Ref<Body> Body::adopt(std::shared_ptr<const void> owner, const uint8_t* data, uint64_t len,
                       uint64_t owner_bytes) {
   Ref<Body> body = Ref<Body>::make(std::optional<uint64_t>(len));
   body->owner_ = std::move(owner);
+  body->counts_as_fill_ = false;
   // Views of kBlockBytes each, so that peek()'s block arithmetic holds unchanged.
   for (uint64_t pos = 0; pos < len; pos += kBlockBytes) {
-    Block block;
-    block.data = const_cast<uint8_t*>(data + pos);  // never written: the body is frozen
-    block.capacity = static_cast<size_t>(std::min<uint64_t>(kBlockBytes, len - pos));
-    body->blocks_.push_back(std::move(block));
+    Slot slot;
+    slot.data = const_cast<uint8_t*>(data + pos);  // never written: the body is frozen
+    slot.capacity = static_cast<size_t>(std::min<uint64_t>(kBlockBytes, len - pos));
+    body->blocks_.push_back(slot);
   }
   body->allocated_.store(owner_bytes, std::memory_order_relaxed);
   body->length_.store(len, std::memory_order_release);
   body->freeze();
   return body;
+}
+
+void Body::freeze() {
+  if (windowed_) return;
+  if (counts_as_fill_) {
+    // Complete: from now on these bytes are the cache's (or freed with the object), not a fill's.
+    counts_as_fill_ = false;
+    g_fill_bytes.fetch_sub(allocated_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+  frozen_.store(true, std::memory_order_release);
+}
+
+void Body::setWindowed() { windowed_ = true; }
+
+uint64_t Body::releaseBelow(uint64_t pos) {
+  if (!windowed_) return 0;
+  const uint64_t target = pos / kBlockBytes * kBlockBytes;
+  std::vector<Block*> dropped;
+  uint64_t freed = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t from = released_.load(std::memory_order_relaxed);
+    if (target <= from) return 0;
+    for (size_t i = from / kBlockBytes; i < target / kBlockBytes && i < blocks_.size(); ++i) {
+      Slot& slot = blocks_[i];
+      if (!slot.own) continue;
+      freed += slot.capacity;
+      dropped.push_back(slot.own);
+      slot.own = nullptr;
+      slot.data = nullptr;
+    }
+    released_.store(target, std::memory_order_release);
+    allocated_.fetch_sub(freed, std::memory_order_relaxed);
+    if (counts_as_fill_) g_fill_bytes.fetch_sub(freed, std::memory_order_relaxed);
+  }
+  for (Block* b : dropped) b->release();
+  return freed;
 }
 
 void Body::append(const uint8_t* data, size_t len) {
@@ -85,16 +197,18 @@ void Body::append(const uint8_t* data, size_t len) {
       if (expected_ && *expected_ > pos) {
         capacity = static_cast<size_t>(std::min<uint64_t>(kBlockBytes, *expected_ - pos));
       }
-      Block block{std::make_unique<uint8_t[]>(capacity), nullptr, capacity};
-      block.data = block.own.get();
+      Block* block = Block::make(capacity);
       std::lock_guard<std::mutex> lock(mu_);
-      blocks_.push_back(std::move(block));
+      blocks_.push_back(Slot{block, block->bytes(), capacity});
       allocated_.fetch_add(capacity, std::memory_order_relaxed);
+      if (counts_as_fill_) g_fill_bytes.fetch_add(capacity, std::memory_order_relaxed);
     }
-    Block& block = blocks_[index];  // only the writer changes blocks_: no lock to read it
-    if (offset >= block.capacity) std::abort();  // past the expected length: a filler bug
-    const size_t n = std::min(len, block.capacity - offset);
-    std::memcpy(block.data + offset, data, n);
+    // Only the writer adds blocks and only whole blocks below every reader are released (never
+    // the one being written): no lock to read this slot.
+    const Slot& slot = blocks_[index];
+    if (offset >= slot.capacity || !slot.data) std::abort();  // past the expected length: a filler bug
+    const size_t n = std::min(len, slot.capacity - offset);
+    std::memcpy(slot.data + offset, data, n);
     pos += n;
     data += n;
     len -= n;
@@ -102,22 +216,131 @@ void Body::append(const uint8_t* data, size_t len) {
   }
 }
 
-void CacheObject::subscribe(ObjectWaiter* w) {
+// ---------------------------------------------------------------------------------------------
+// CacheObject
+
+void CacheObject::subscribe(ObjectWaiter* w, uint64_t pos) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (std::find(waiters_.begin(), waiters_.end(), w) == waiters_.end()) waiters_.push_back(w);
+  for (const Reader& r : waiters_) {
+    if (r.waiter == w) return;
+  }
+  waiters_.push_back(Reader{w, pos, false});
 }
 
 void CacheObject::unsubscribe(ObjectWaiter* w) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = std::find(waiters_.begin(), waiters_.end(), w);
-  if (it != waiters_.end()) {
-    *it = waiters_.back();
-    waiters_.pop_back();
+  auto it = std::find_if(waiters_.begin(), waiters_.end(),
+                         [w](const Reader& r) { return r.waiter == w; });
+  if (it == waiters_.end()) return;
+  *it = waiters_.back();
+  waiters_.pop_back();
+  if (windowed()) updateWindowLocked();
+}
+
+void CacheObject::advance(ObjectWaiter* w, uint64_t pos) {
+  if (!windowed()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Reader& r : waiters_) {
+    if (r.waiter != w) continue;
+    if (pos <= r.pos) return;
+    r.pos = pos;
+    updateWindowLocked();
+    return;
   }
 }
 
+bool CacheObject::readerCut(ObjectWaiter* w) {
+  if (!windowed()) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Reader& r : waiters_) {
+    if (r.waiter == w) return r.cut;
+  }
+  return false;
+}
+
+uint64_t CacheObject::heldBytes() const {
+  return body_->length() - body_->releasedBytes();
+}
+
+void CacheObject::updateWindowLocked() {
+  if (!body_) return;
+  if (waiters_.empty()) {
+    // Nobody reads what the fill would fetch: tell the filler (it may stop).
+    if (fill_listener_ && state() != State::kComplete) fill_listener_->onFillWindowChanged();
+    return;
+  }
+  uint64_t low = ~uint64_t{0};
+  for (const Reader& r : waiters_) low = std::min(low, r.pos);
+  body_->releaseBelow(std::min(low, body_->length()));
+  if (window_paused_ && heldBytes() < window_bytes_) {
+    window_paused_ = false;
+    if (fill_listener_) fill_listener_->onFillWindowChanged();
+  }
+}
+
+void CacheObject::makeWindowed(uint64_t window_bytes) {
+  if (!body_) return;
+  // At least two blocks, so that a reader inside one block never stops the filler in the next.
+  window_bytes = std::max<uint64_t>(window_bytes, 2 * Body::kBlockBytes);
+  body_->setWindowed();
+  std::lock_guard<std::mutex> lock(mu_);
+  window_bytes_ = window_bytes;
+  windowed_.store(true, std::memory_order_release);
+  updateWindowLocked();
+}
+
+void CacheObject::setFillListener(FillListener* listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fill_listener_ = listener;
+}
+
+bool CacheObject::pauseIfWindowFull() {
+  if (!windowed()) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t limit = window_bytes_;
+  // Over the process-wide budget: keep just ahead of the slowest reader.
+  if (fillMemoryBytes() > fillMemoryBudget()) limit = 2 * Body::kBlockBytes;
+  if (heldBytes() < limit) return false;
+  window_paused_ = true;
+  return true;
+}
+
+bool CacheObject::windowPaused() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return window_paused_;
+}
+
+bool CacheObject::abandoned() {
+  if (!windowed()) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiters_.empty() && state() != State::kComplete;
+}
+
+size_t CacheObject::cutSlowestReaders() {
+  if (!windowed()) return 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!window_paused_ || waiters_.size() < 2) return 0;
+  const uint64_t written = body_->length();
+  uint64_t low = ~uint64_t{0};
+  bool someone_waits = false;
+  for (const Reader& r : waiters_) {
+    if (r.cut) continue;
+    low = std::min(low, r.pos);
+    someone_waits = someone_waits || r.pos >= written;
+  }
+  if (!someone_waits || low >= written) return 0;
+  size_t cut = 0;
+  for (Reader& r : waiters_) {
+    if (r.cut || r.pos != low) continue;
+    r.cut = true;
+    r.waiter->onObjectChanged();
+    ++cut;
+  }
+  return cut;
+}
+
 void CacheObject::notifyLocked() {
-  for (ObjectWaiter* w : waiters_) w->onObjectChanged();
+  for (const Reader& r : waiters_) r.waiter->onObjectChanged();
 }
 
 void CacheObject::publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& f,
@@ -143,7 +366,9 @@ void CacheObject::markComplete() {
   std::lock_guard<std::mutex> lock(mu_);
   state_.store(State::kComplete, std::memory_order_release);
   notifyLocked();
-  waiters_.clear();
+  // A windowed object's readers still count (their positions hold the window) until they
+  // unsubscribe; nothing else will notify them.
+  if (!windowed()) waiters_.clear();
 }
 
 void CacheObject::markAborted(bool timed_out) {

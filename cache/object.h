@@ -10,6 +10,14 @@
 // A published head that may not be shared (no-store, private, Set-Cookie...) is marked
 // !shareable(): readers other than the filler's own viewer must fetch for themselves.
 //
+// Windowed objects (answers that are not being stored: pass, uncacheable, bigger than the object
+// limit) keep only a bounded window of body bytes: every reader reports how far it has handed
+// the body on (advance()), whole blocks that all readers have passed are released, and the
+// filler pauses its origin reads while the bytes held reach the window (pauseIfWindowFull()),
+// to be told through its FillListener when readers make room again or all of them have left.
+// A reader that arrives after bytes were released cannot read the object (releasedBytes() > 0):
+// it fetches its own.
+//
 // Thread-safety: state, head and length are published with release/acquire; the block table is
 // guarded by mu_ while filling and immutable once complete. Objects and bodies are refcounted
 // (Ref<>); a Body may be shared by two objects (a 304 revalidation keeps the bytes, new head).
@@ -41,6 +49,24 @@ class ObjectWaiter {
   ~ObjectWaiter() = default;
 };
 
+// The filler of a windowed object, told (any thread, object lock held: post a wake-up to the
+// filler's own thread and return) that its window opened again, that every reader left, or
+// that its window is stuck (see CacheObject::windowPaused, abandoned).
+class FillListener {
+ public:
+  virtual void onFillWindowChanged() noexcept = 0;
+
+ protected:
+  ~FillListener() = default;
+};
+
+// Memory held by fills in flight (body blocks of objects not yet complete, and of windowed
+// objects until they are freed), process-wide, and the budget windowed fills are held to: over
+// the budget, a windowed fill keeps at most one block ahead of its slowest reader.
+uint64_t fillMemoryBytes();
+void setFillMemoryBudget(uint64_t bytes);
+uint64_t fillMemoryBudget();
+
 // Heap hand-back. Body blocks filled from the origin come from malloc, and glibc keeps what is
 // freed in its arenas until malloc_trim(): when the RAM tier turns over quickly (an SSD tier
 // promoting objects whose buffers are their own mappings, evicting malloc'd ones), the freed
@@ -66,19 +92,35 @@ class Body final : public RefCounted {
 
   // Bytes readable now (acquire).
   uint64_t length() const { return length_.load(std::memory_order_acquire); }
+  // Bytes below this offset were released (windowed bodies only; a multiple of kBlockBytes).
+  uint64_t releasedBytes() const { return released_.load(std::memory_order_acquire); }
   // Points `*data` at the contiguous run starting at `pos` and returns its size (0 when no byte
-  // at `pos` exists yet). The run stays valid while the Body is alive.
+  // at `pos` exists yet, or it was released). The run stays valid while the Body is alive and,
+  // for a windowed body, until the block is released: to keep it longer, use peekPinned.
   size_t peek(uint64_t pos, const uint8_t** data) const;
+  // As peek, and pins the run's memory until unpin(*pin) (e.g. an evbuffer reference's cleanup):
+  // it outlives the Body and a release of its block. `*pin` is set only when the run is not
+  // empty.
+  size_t peekPinned(uint64_t pos, const uint8_t** data, void** pin) const;
+  static void unpin(void* pin);
   // Filler only. Appends bytes; the new length is published after the copy.
   void append(const uint8_t* data, size_t len);
-  // Bytes allocated (for accounting).
+  // Bytes allocated and still held (for accounting).
   uint64_t allocatedBytes() const { return allocated_.load(std::memory_order_relaxed); }
-  void freeze() { frozen_.store(true, std::memory_order_release); }
+  // Complete and kept whole: blocks immutable, read without the lock. No effect on a windowed
+  // body (its blocks keep being released).
+  void freeze();
+  // Filler only, before the body is complete: from now on blocks may be released.
+  void setWindowed();
+  // Releases every whole block below `pos` (all readers have handed those bytes on). Returns the
+  // bytes no longer held. Windowed bodies only.
+  uint64_t releaseBelow(uint64_t pos);
 
  private:
   ~Body() override;
-  struct Block {
-    std::unique_ptr<uint8_t[]> own;  // null for an adopted body's blocks
+  struct Block;
+  struct Slot {
+    Block* own = nullptr;  // refcounted block memory; null for adopted views and released blocks
     uint8_t* data = nullptr;
     size_t capacity = 0;
   };
@@ -86,9 +128,12 @@ class Body final : public RefCounted {
   std::shared_ptr<const void> owner_;  // an adopted body's memory
   std::atomic<uint64_t> length_{0};
   std::atomic<uint64_t> allocated_{0};
+  std::atomic<uint64_t> released_{0};
   std::atomic<bool> frozen_{false};  // complete: blocks_ immutable, no lock needed
+  bool windowed_ = false;            // set by the filler before any release
+  bool counts_as_fill_ = true;       // its blocks are counted in fillMemoryBytes()
   mutable std::mutex mu_;
-  std::vector<Block> blocks_;  // guarded by mu_ until frozen_
+  std::vector<Slot> blocks_;  // guarded by mu_ until frozen_
 };
 
 class CacheObject final : public RefCounted {
@@ -115,9 +160,16 @@ class CacheObject final : public RefCounted {
   const Ref<Body>& bodyRef() const { return body_; }
 
   // Waiters: subscribe, then re-check state (no lost wake-up). After unsubscribe returns, the
-  // waiter is never called again. Idempotent.
-  void subscribe(ObjectWaiter* w);
+  // waiter is never called again. Idempotent. A subscribed waiter is a reader at body offset
+  // `pos` (what it needs next): a windowed object never releases bytes at or after it.
+  void subscribe(ObjectWaiter* w, uint64_t pos = 0);
   void unsubscribe(ObjectWaiter* w);
+  // Reader `w` has handed on every byte below `pos`. Cheap no-op unless the object is windowed.
+  void advance(ObjectWaiter* w, uint64_t pos);
+  bool windowed() const { return windowed_.load(std::memory_order_acquire); }
+  // The reader was disconnected for holding a full window while other readers waited (see
+  // cutSlowestReaders); it must close its viewer.
+  bool readerCut(ObjectWaiter* w);
 
   EvictionNode& evictionNode() { return eviction_; }
 
@@ -142,9 +194,30 @@ class CacheObject final : public RefCounted {
   void markAborted(bool timed_out = false);
   bool abortedByTimeout() const { return timed_out_.load(std::memory_order_acquire); }
 
+  // --- windowed fills (filler side) ---
+  // From now on at most `window_bytes` of body are held ahead of the slowest reader. Filler
+  // thread, after publishHead.
+  void makeWindowed(uint64_t window_bytes);
+  // The filler's listener (null to remove; after that returns it is never called again).
+  void setFillListener(FillListener* listener);
+  // True when the bytes held reached the window: the filler must stop reading its origin until
+  // told that the window opened (windowPaused() false again). Atomic with the readers' advance:
+  // no wake-up is lost.
+  bool pauseIfWindowFull();
+  bool windowPaused();
+  // A windowed object still filling that no reader reads any more: the filler may stop.
+  bool abandoned();
+  // The window is full and at least one reader waits at the end of what was written: the
+  // readers holding the window's start are cut (readerCut() true, woken). Returns how many.
+  size_t cutSlowestReaders();
+
  private:
   ~CacheObject() override = default;
   void notifyLocked();
+  // Windowed: releases what every reader passed, wakes a paused filler with room, tells the
+  // filler when no reader is left. mu_ held.
+  void updateWindowLocked();
+  uint64_t heldBytes() const;
 
   const CacheKey key_;
   std::atomic<State> state_{State::kPending};
@@ -159,8 +232,19 @@ class CacheObject final : public RefCounted {
   Ref<Body> body_;
   EvictionNode eviction_;  // owned by the cache's policy, under its lock
 
+  std::atomic<bool> windowed_{false};
+
+  struct Reader {
+    ObjectWaiter* waiter;
+    uint64_t pos;
+    bool cut;
+  };
   std::mutex mu_;
-  std::vector<ObjectWaiter*> waiters_;  // guarded by mu_
+  std::vector<Reader> waiters_;  // guarded by mu_
+  // Windowed fills, guarded by mu_.
+  uint64_t window_bytes_ = 0;
+  bool window_paused_ = false;
+  FillListener* fill_listener_ = nullptr;
 };
 
 using ObjectRef = Ref<CacheObject>;

@@ -71,6 +71,14 @@ struct ListenerConfig {
 struct RamCacheConfig {
   uint64_t size_bytes = 256ull << 20;
   uint64_t max_object_bytes = 64ull << 20;  // bigger responses are passed, not cached
+  // Answers that are not kept (pass, uncacheable, bigger than max_object_bytes) hold at most this
+  // much body per fill ahead of their slowest reader; the origin is paused beyond it.
+  uint64_t fill_window_bytes = 4ull << 20;
+  // All fills together: over this, windowed fills keep only the minimum window (512 KiB).
+  uint64_t fill_memory_bytes = 256ull << 20;
+  // A reader of a shared windowed fill that holds the full window this long while another reader
+  // waits for more is disconnected (0 = never: everyone goes at the slowest reader's pace).
+  Millis fill_stall_timeout{10'000};
 };
 
 // How objects enter the SSD tier: when the RAM tier evicts them (default), or as soon as a fill

@@ -750,6 +750,9 @@ void readRamCache(TableReader& r, RamCacheConfig& ram) {
       ram.max_object_bytes = ram.size_bytes;
     }
   }
+  r.byteSize("fill_window", ram.fill_window_bytes, 512 * 1024);
+  r.byteSize("fill_memory", ram.fill_memory_bytes, 1 << 20);
+  r.duration("fill_stall_timeout", ram.fill_stall_timeout, /*allow_zero=*/true);
   r.finish();
 }
 

@@ -199,6 +199,30 @@ std::string renderPrometheus(const Snapshot& s) {
   push(std::move(evictions));
   push(std::move(admissions));
 
+  auto fill_memory = family("streamedge_fill_memory_bytes",
+                            "Body bytes held by fills in flight (objects being stored, and the "
+                            "windows of answers that are not kept).",
+                            MetricType::Gauge);
+  addGauge(fill_memory, d(s.fill_memory_bytes));
+  push(std::move(fill_memory));
+  auto fill_budget = family("streamedge_fill_memory_budget_bytes",
+                            "Over this, answers that are not kept stream through the minimum "
+                            "window ([cache.ram] fill_memory).",
+                            MetricType::Gauge);
+  addGauge(fill_budget, d(s.fill_memory_budget_bytes));
+  push(std::move(fill_budget));
+  pushCounter("streamedge_fill_window_pauses_total",
+              "Times a fill that is not kept paused its origin because its readers had not taken "
+              "the window yet.",
+              s.fill_window_pauses);
+  pushCounter("streamedge_fill_slow_readers_cut_total",
+              "Viewers disconnected for holding a shared fill's full window past "
+              "fill_stall_timeout while other viewers waited.",
+              s.fill_slow_readers_cut);
+  pushCounter("streamedge_fills_abandoned_total",
+              "Fills of answers that are not kept, stopped because every viewer left.",
+              s.fills_abandoned);
+
   if (!s.ssd_io_backend.empty()) {
     auto backend = family("streamedge_ssd_io_backend",
                           "1 for the I/O engine the SSD tier uses (io_uring, or the threads fallback).",

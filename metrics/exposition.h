@@ -128,6 +128,14 @@ struct Snapshot {
   bool last_reload_ok = true;                    // the latest reload attempt succeeded
   std::vector<double> worker_heartbeat_age_seconds;  // by worker index
   uint64_t access_log_dropped_lines = 0;  // writer too far behind, or a failed write
+  // Fills in flight: body bytes they hold, the budget windowed fills are held to, how often a
+  // windowed fill paused its origin for a full window, slow readers cut, fills stopped because
+  // every reader left.
+  uint64_t fill_memory_bytes = 0;
+  uint64_t fill_memory_budget_bytes = 0;
+  uint64_t fill_window_pauses = 0;
+  uint64_t fill_slow_readers_cut = 0;
+  uint64_t fills_abandoned = 0;
 };
 
 // The Prometheus text format (version 0.0.4) for `snapshot`, plus build_info.

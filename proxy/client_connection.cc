@@ -73,9 +73,12 @@ bool forwardToOrigin(std::string_view name, bool get_or_head) {
   return true;
 }
 
-void releaseBody(const void*, size_t, void* arg) {
-  static_cast<const cache::Body*>(arg)->release();
-}
+void unpinBody(const void*, size_t, void* pin) { cache::Body::unpin(pin); }
+
+// A viewer of an answer that is not kept (a windowed object) gets at most this much queued in
+// its connection's output ahead of the socket; the rest waits in the fill's window (or the
+// origin), and is queued as the socket drains.
+constexpr size_t kWindowedOutputBytes = 256 * 1024;
 
 constexpr size_t kMaxForwardedBody = 1 << 20;
 
@@ -182,7 +185,9 @@ void ClientConnection::onRead() {
 
 void ClientConnection::onWriteDrained() {
   write_depth_ = 0;
-  if (state_ == State::kFlushing) onResponseDone();
+  if (state_ == State::kFlushing) return onResponseDone();
+  // A windowed answer queues a bounded amount at a time: more once the socket took it.
+  if (state_ == State::kSending && object_ && object_->windowed()) pump();
 }
 
 void ClientConnection::onEvent(short what) {
@@ -499,6 +504,12 @@ void ClientConnection::onWake() {
 void ClientConnection::onObjectProgress() {
   using State = cache::CacheObject::State;
   const State st = object_->state();
+  if (subscribed_ && object_->readerCut(this)) {
+    // This viewer held a shared fill's full window while others waited (fill_stall_timeout).
+    std::fprintf(stderr, "streamedge: viewer too slow for a shared fill that is not kept; "
+                 "closing its connection\n");
+    return closeNow();
+  }
   if (state_ == ClientConnection::State::kWaiting) {
     if (st == State::kPending) return;
     if (st == State::kAborted && !object_->headPublished()) {
@@ -525,6 +536,14 @@ void ClientConnection::onObjectProgress() {
     if (ssd_read_ && object_->fromSsd() && object_->isComplete() &&
         !object_->freshness().isFresh(SystemClock::instance().wallNow())) {
       result_ = CacheResult::kStale;
+    }
+    if (!own_fill_ && !is_head_ && object_->body().releasedBytes() > 0) {
+      // An answer that is not kept, already streamed past its start to other viewers: fetch
+      // our own (its first bytes are gone).
+      object_->unsubscribe(this);
+      subscribed_ = false;
+      object_.reset();
+      return startPass();
     }
     if (!object_->shareable() && !own_fill_) {
       // Someone else's private answer: fetch our own (never another viewer's response).
@@ -733,7 +752,7 @@ void ClientConnection::sendHeadAndBody(bool send_body, bool complete) {
   }
   state_ = State::kSending;
   if (!subscribed_ && !complete) {
-    object_->subscribe(this);
+    object_->subscribe(this, body_pos_);
     subscribed_ = true;
   }
   pump();
@@ -744,9 +763,12 @@ void ClientConnection::pump() {
   const State st = object_->state();  // before reading the length: a complete length is final
   cache::Body& body = object_->body();
   evbuffer* out = bufferevent_get_output(bev_);
+  const bool windowed = object_->windowed();
   while (body_pos_ < body_end_) {
+    if (windowed && evbuffer_get_length(out) >= kWindowedOutputBytes) break;  // writeCb resumes
     const uint8_t* data = nullptr;
-    size_t n = body.peek(body_pos_, &data);
+    void* pin = nullptr;
+    size_t n = body.peekPinned(body_pos_, &data, &pin);
     if (n == 0) break;
     n = static_cast<size_t>(std::min<uint64_t>(n, body_end_ - body_pos_));
     if (chunked_out_) {
@@ -754,12 +776,13 @@ void ClientConnection::pump() {
       int len = std::snprintf(line, sizeof line, "%zx\r\n", n);
       evbuffer_add(out, line, static_cast<size_t>(len));
     }
-    body.retain();
-    evbuffer_add_reference(out, data, n, releaseBody, &body);
+    evbuffer_add_reference(out, data, n, unpinBody, pin);
     if (chunked_out_) evbuffer_add(out, "\r\n", 2);
     body_pos_ += n;
     bytes_sent_ += n;
   }
+  // The window may move on past what this viewer has queued.
+  if (windowed && subscribed_) object_->advance(this, body_pos_);
   if (body_pos_ >= body_end_ ||
       (st == State::kComplete && body_end_ == kUnknownEnd && body_pos_ >= body.length())) {
     if (chunked_out_) evbuffer_add(out, "0\r\n\r\n", 5);

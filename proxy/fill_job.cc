@@ -53,7 +53,9 @@ std::string_view pathOf(std::string_view target) {
 void FillJob::start(Worker& worker, conf::ConfigPtr config, const conf::RouteConfig& route,
                     cache::FillWriter fill, FillRequest request) {
   auto* job = new FillJob(worker, std::move(config), route, std::move(fill), std::move(request));
-  worker.addFill(job);
+  job->id_ = worker.addFill(job);
+  job->listened_ = job->fill_.object();
+  if (job->listened_) job->listened_->setFillListener(job);
   OriginRequest origin_request;
   origin_request.method = job->request_.method;
   origin_request.target = job->request_.target;
@@ -86,8 +88,49 @@ FillJob::FillJob(Worker& worker, conf::ConfigPtr config, const conf::RouteConfig
 
 FillJob::~FillJob() {
   fetch_.reset();  // no callback after this
-  worker_.removeFill(this);
+  if (listened_) listened_->setFillListener(nullptr);  // no wake-up after this
+  if (stall_timer_) event_free(stall_timer_);
+  worker_.removeFill(id_);
   // fill_ aborts itself if it was not finished.
+}
+
+void FillJob::onFillWindowChanged() noexcept {
+  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) worker_.wakeFill(id_);
+}
+
+void FillJob::onWake() {
+  wake_pending_.store(false, std::memory_order_release);
+  if (!listened_) return;
+  if (listened_->abandoned()) {
+    // An answer that is not kept and that no viewer reads any more: stop fetching it.
+    worker_.counters().add(worker_.counters().fills_abandoned);
+    fill_.abort();
+    delete this;
+    return;
+  }
+  if (paused_ && !listened_->windowPaused()) {
+    paused_ = false;
+    if (stall_timer_) event_del(stall_timer_);
+    if (fetch_) fetch_->resume();
+  }
+}
+
+void FillJob::stallCb(evutil_socket_t, short, void* arg) { static_cast<FillJob*>(arg)->onStall(); }
+
+void FillJob::onStall() {
+  if (!paused_ || !listened_) return;
+  // The window has been full this long: the readers holding its start are cut if another
+  // reader waits for more (one very slow viewer must not hold every other viewer back).
+  if (const size_t cut = listened_->cutSlowestReaders()) {
+    worker_.counters().add(worker_.counters().fill_slow_readers_cut, cut);
+    std::fprintf(stderr, "streamedge: %zu viewer(s) cut for holding a full fill window for %lld ms "
+                 "while others waited\n", cut,
+                 static_cast<long long>(config_->cache.ram.fill_stall_timeout.count()));
+  }
+  const Millis t = config_->cache.ram.fill_stall_timeout;
+  const timeval tv{static_cast<time_t>(t.count() / 1000),
+                   static_cast<suseconds_t>((t.count() % 1000) * 1000)};
+  event_add(stall_timer_, &tv);
 }
 
 void FillJob::onOriginResponse(OriginResponse&& response) {
@@ -174,6 +217,19 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
 void FillJob::onOriginData(const uint8_t* data, size_t len) {
   if (discard_) return;
   fill_.append(data, len);
+  if (!paused_ && listened_ && listened_->pauseIfWindowFull()) {
+    // The readers have not taken the window yet: stop reading the origin until they do.
+    paused_ = true;
+    worker_.counters().add(worker_.counters().fill_window_pauses);
+    fetch_->pause();
+    const Millis t = config_->cache.ram.fill_stall_timeout;
+    if (t.count() > 0) {
+      if (!stall_timer_) stall_timer_ = event_new(worker_.base(), -1, 0, stallCb, this);
+      const timeval tv{static_cast<time_t>(t.count() / 1000),
+                       static_cast<suseconds_t>((t.count() % 1000) * 1000)};
+      event_add(stall_timer_, &tv);
+    }
+  }
 }
 
 void FillJob::finishPlaylistFreshness() {

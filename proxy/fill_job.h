@@ -5,9 +5,18 @@
 // nothing short is ever kept. A revalidation (the fill has a stale object) sends a conditional
 // request and turns a 304 into a refreshed object that keeps the stored body.
 //
-// Lives on one worker; deletes itself when the fetch ends. Not thread-safe (worker thread only).
+// An answer that is not kept streams through a bounded window (cache/object.h): the job pauses
+// its origin while the window is full, resumes when the readers make room, cuts a reader that
+// holds a full window past [cache.ram] fill_stall_timeout while another waits, and stops when
+// every reader left.
+//
+// Lives on one worker; deletes itself when the fetch ends. Not thread-safe (worker thread only),
+// except onFillWindowChanged (any thread; posts a wake-up to the worker).
 #pragma once
 
+#include <event2/event.h>
+
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -31,13 +40,18 @@ struct FillRequest {
   bool pass = false;  // a private fill: never shared, never stored
 };
 
-class FillJob final : public OriginObserver {
+class FillJob final : public OriginObserver, public cache::FillListener {
  public:
   ~FillJob();  // aborts an unfinished fill (worker shutdown)
 
   // Starts the fetch. The job owns itself from here on.
   static void start(Worker& worker, conf::ConfigPtr config, const conf::RouteConfig& route,
                     cache::FillWriter fill, FillRequest request);
+
+  // Any thread: the window of the object being filled changed (cache::FillListener).
+  void onFillWindowChanged() noexcept override;
+  // Worker thread: handles the wake-up posted by onFillWindowChanged. May delete this.
+  void onWake();
 
  private:
   FillJob(Worker& worker, conf::ConfigPtr config, const conf::RouteConfig& route,
@@ -48,6 +62,8 @@ class FillJob final : public OriginObserver {
   void onOriginComplete() override;
   void onOriginFailed(Status status) override;
   void finishPlaylistFreshness();
+  static void stallCb(evutil_socket_t, short, void* arg);
+  void onStall();
 
   Worker& worker_;
   conf::ConfigPtr config_;  // pinned: route_ and the fetch point into it
@@ -59,6 +75,12 @@ class FillJob final : public OriginObserver {
   cache::ContentKind kind_;
   bool explicit_lifetime_ = false;
   bool discard_ = false;  // body ignored (stale-if-error took over, or a bogus 304)
+
+  uint64_t id_ = 0;           // this job's id with its worker (wakeFill)
+  cache::ObjectRef listened_;  // the object whose window this job follows
+  std::atomic<bool> wake_pending_{false};
+  bool paused_ = false;       // origin reads paused for a full window
+  event* stall_timer_ = nullptr;
 };
 
 }  // namespace streamedge::proxy

@@ -33,9 +33,10 @@
 // read_timeout is the longest gap between two body reads. One timer event per fetch serves all
 // three (the phase says which one is armed).
 //
-// Backpressure: none towards the origin, on purpose. Body bytes go into the cache object, whose
-// append never blocks (readers each keep their own position and the object holds the bytes), so
-// the client reads as fast as the origin sends and hands each chunk on immediately.
+// Backpressure: the observer may pause() the body (an answer that is not kept, whose readers
+// have not taken the bytes held yet): reading stops and the read timeout with it, since the wait
+// is ours, not the origin's; resume() goes on from the loop. Answers that are kept are read as
+// fast as the origin sends (the object holds one copy for every reader).
 //
 // Framing violations (DESIGN.md "Strict HTTP/1.1"): a connection that sent more or less than it
 // framed is closed, never pooled. Bytes past the end of the framed body that arrive in the same
@@ -65,6 +66,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "cache/response_head.h"
 #include "proxy/chunked.h"
@@ -395,6 +397,9 @@ class Fetch final : public OriginFetch {
   // The client is going away: close everything, never call back.
   void detach();
 
+  void pause() override;
+  void resume() override;
+
  private:
   enum class Phase { kPending, kResolving, kConnecting, kWaitingHead, kBody, kDone };
 
@@ -475,6 +480,8 @@ class Fetch final : public OriginFetch {
   bool reused_ = false;            // conn_ came from the pool
   bool stale_retry_done_ = false;  // the one transparent retry after a dead pooled connection
   bool request_sent_ = false;      // bytes may have reached the origin
+  bool paused_ = false;            // body reading paused by the observer
+  short deferred_events_ = 0;      // EOF/error seen while paused: handled after the kept bytes
   bool request_written_ = false;   // the whole request left our output buffer
   bool got_bytes_ = false;         // any response byte on this attempt
   size_t head_scan_from_ = 0;      // resume offset for the CRLFCRLF search
@@ -658,8 +665,34 @@ void Fetch::begin() {
   event_active(kick_.get(), EV_TIMEOUT, 1);
 }
 
+void Fetch::pause() {
+  if (paused_ || phase_ != Phase::kBody || !conn_) return;
+  paused_ = true;
+  bufferevent_disable(conn_->bev.get(), EV_READ);
+  if (timer_) event_del(timer_.get());  // waiting on our readers is not the origin's fault
+}
+
+void Fetch::resume() {
+  if (!paused_) return;
+  paused_ = false;
+  if (phase_ != Phase::kBody || !conn_) return;
+  bufferevent_enable(conn_->bev.get(), EV_READ);
+  armTimer(origin().read_timeout);
+  // Bytes read before the pause are delivered from the loop (kick), not inside this call.
+  event_active(kick_.get(), EV_TIMEOUT, 1);
+}
+
 void Fetch::kickCb(evutil_socket_t, short, void* arg) {
   auto* self = static_cast<Fetch*>(arg);
+  if (self->phase_ == Phase::kBody) {  // a resume: deliver what was read before the pause
+    if (self->paused_) return;
+    if (const short events = std::exchange(self->deferred_events_, 0)) {
+      self->onConnectionEvent(events);  // delivers the kept bytes first
+      return;
+    }
+    self->processBody();
+    return;
+  }
   if (!self->pending_failure_.isOk()) {
     self->finishFailed(self->pending_failure_);
     return;
@@ -924,6 +957,10 @@ void Fetch::onConnectionEvent(short events) {
         processBody();
         if (!guard.alive || phase_ != Phase::kBody) return;
       }
+      if (paused_) {
+        deferred_events_ = events;  // the end (or the error) comes after the kept bytes
+        return;
+      }
       if (framing_ == BodyFraming::kUntilClose && (events & BEV_EVENT_EOF) &&
           !(events & BEV_EVENT_ERROR)) {
         keep_alive_ = false;
@@ -1073,13 +1110,13 @@ bool Fetch::deliver(const uint8_t* data, size_t len) {
 void Fetch::processBody() {
   evbuffer* in = bufferevent_get_input(conn_->bev.get());
   bool progressed = false;
-  while (evbuffer_get_length(in) > 0) {
+  while (!paused_ && evbuffer_get_length(in) > 0) {
     // The input's own chunks, handed on in place; drained once they are delivered.
     evbuffer_iovec vec[16];
     const int n = evbuffer_peek(in, -1, nullptr, vec, 16);
     size_t consumed = 0;
     bool done = false;
-    for (int i = 0; i < n && !done; ++i) {
+    for (int i = 0; i < n && !done && !paused_; ++i) {
       const auto* p = static_cast<const uint8_t*>(vec[i].iov_base);
       const size_t len = vec[i].iov_len;
       switch (framing_) {
@@ -1126,7 +1163,7 @@ void Fetch::processBody() {
     }
     if (consumed == 0) break;
   }
-  if (progressed) armTimer(origin().read_timeout);
+  if (progressed && !paused_) armTimer(origin().read_timeout);
 }
 
 void Fetch::finishBody() {

@@ -86,6 +86,11 @@ class OriginHealth {
 class OriginFetch {
  public:
   virtual ~OriginFetch() = default;  // cancels: no callback after destruction
+  // Flow control for the body: pause() stops reading the origin (no read timeout runs while
+  // paused; bytes already read are kept, not delivered); resume() reads on, delivering what was
+  // kept first, from the loop (never inside resume()). May be called from onOriginData.
+  virtual void pause() = 0;
+  virtual void resume() = 0;
 };
 
 class OriginStats;

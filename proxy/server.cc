@@ -372,6 +372,8 @@ void Server::reload() {
   }
   config_ = loaded.config;
   registerVhosts(*config_);
+  shared_->cache.setFillLimits(config_->cache.ram.fill_window_bytes,
+                               config_->cache.ram.fill_memory_bytes);
   tls_ = built.state;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
@@ -533,7 +535,10 @@ std::string Server::statusJson() const {
          std::to_string(stats.capacity_bytes ? stats.bytes * 100 / stats.capacity_bytes : 0) +
          ",\"evictions\":" + std::to_string(stats.evictions) +
          ",\"admissions\":" + std::to_string(stats.admissions) +
-         ",\"fills_in_flight\":" + std::to_string(stats.fills_in_flight) + "}";
+         ",\"fills_in_flight\":" + std::to_string(stats.fills_in_flight) +
+         ",\"fill_memory_bytes\":" + std::to_string(stats.fill_memory_bytes) +
+         ",\"fill_memory_budget_bytes\":" + std::to_string(stats.fill_memory_budget) +
+         ",\"fill_window_bytes\":" + std::to_string(stats.fill_window_bytes) + "}";
   if (shared_->ssd) {
     const cache::SsdStats ssd = shared_->ssd->stats();
     const uint64_t capacity = uint64_t{ssd.regions} * ssd.region_bytes;
@@ -654,8 +659,15 @@ std::string Server::metricsText() const {
     }
   }
   snap.access_log_dropped_lines = shared_->access_log.droppedLines();
+  for (const auto& c : shared_->counters) {
+    snap.fill_window_pauses += c->fill_window_pauses.load(std::memory_order_relaxed);
+    snap.fill_slow_readers_cut += c->fill_slow_readers_cut.load(std::memory_order_relaxed);
+    snap.fills_abandoned += c->fills_abandoned.load(std::memory_order_relaxed);
+  }
 
   const cache::CacheStats stats = shared_->cache.stats();
+  snap.fill_memory_bytes = stats.fill_memory_bytes;
+  snap.fill_memory_budget_bytes = stats.fill_memory_budget;
   snap.tiers.push_back({"ram", stats.objects, stats.bytes, stats.capacity_bytes, stats.evictions,
                         stats.admissions});
   if (shared_->ssd) {

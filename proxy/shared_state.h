@@ -71,6 +71,9 @@ struct WorkerCounters {
   std::array<metrics::LatencyHistogram, kCacheResults> ttfb;      // by cache result
   Cell origin_fetches{0};
   Cell origin_failures{0};
+  Cell fill_window_pauses{0};
+  Cell fill_slow_readers_cut{0};
+  Cell fills_abandoned{0};
   Cell connections_accepted{0};
   std::atomic<int64_t> connections_active{0};
   std::array<std::atomic<int64_t>, kListenerSlots> connections_active_by_listener{};

@@ -46,9 +46,9 @@ Worker::~Worker() {
   if (thread_.joinable()) thread_.join();
   connections_.clear();
   // Fills still in flight abort (their readers are gone with the connections).
-  std::unordered_set<FillJob*> fills;
+  std::unordered_map<uint64_t, FillJob*> fills;
   fills.swap(fills_);
-  for (FillJob* job : fills) delete job;
+  for (auto& [id, job] : fills) delete job;
   // SSD reads still in flight are dropped: their fills abort (nobody is left to read them).
   if (ssd_event_) event_free(ssd_event_);
   ssd_engine_.reset();
@@ -130,6 +130,13 @@ void Worker::wake(uint64_t connection_id) {
     inbox_signalled_ = true;
     event_active(inbox_event_, 0, 0);
   }
+}
+
+void Worker::wakeFill(uint64_t id) {
+  post([this, id] {
+    auto it = fills_.find(id);
+    if (it != fills_.end()) it->second->onWake();  // gone: the wake-up is moot
+  });
 }
 
 void Worker::inboxCb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->drainInbox(); }

@@ -66,9 +66,15 @@ class Worker {
   // The TLS contexts new connections use (main thread before start(), then worker thread).
   void setTls(tls::TlsStatePtr tls);
   void removeConnection(uint64_t id);
-  // Fills in flight on this worker; those left at shutdown are deleted (aborted).
-  void addFill(FillJob* job) { fills_.insert(job); }
-  void removeFill(FillJob* job) { fills_.erase(job); }
+  // Fills in flight on this worker; those left at shutdown are deleted (aborted). addFill
+  // returns the id wakeFill() knows the job by.
+  uint64_t addFill(FillJob* job) {
+    fills_.emplace(next_fill_id_, job);
+    return next_fill_id_++;
+  }
+  void removeFill(uint64_t id) { fills_.erase(id); }
+  // Any thread: runs FillJob::onWake of fill `id` on this worker, if it still exists.
+  void wakeFill(uint64_t id);
   void logLine(const AccessLogEntry& entry);
   // Stop accepting; close idle keep-alive connections; exit the loop once none is left or at
   // the deadline.
@@ -105,7 +111,8 @@ class Worker {
   event* ssd_event_ = nullptr;
   std::unordered_map<uint64_t, std::unique_ptr<ClientConnection>> connections_;
   uint64_t next_connection_id_ = 1;
-  std::unordered_set<FillJob*> fills_;
+  std::unordered_map<uint64_t, FillJob*> fills_;
+  uint64_t next_fill_id_ = 1;
   std::string log_buffer_;
   bool draining_ = false;
   std::chrono::steady_clock::time_point drain_deadline_{};
