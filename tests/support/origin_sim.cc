@@ -61,6 +61,31 @@ std::string simBody(std::string_view path, size_t size) {
   return out;
 }
 
+std::string simBodySlice(std::string_view path, size_t size, size_t offset, size_t n) {
+  std::string out;
+  if (offset >= size) return out;
+  n = std::min(n, size - offset);
+  out.reserve(n);
+  const size_t prefix = 8 + path.size() + 1;  // "SIMDATA:" path ":"
+  size_t i = offset;
+  for (; i < offset + n && i < prefix; ++i) {
+    out.push_back(i < 8 ? "SIMDATA:"[i] : i < 8 + path.size() ? path[i - 8] : ':');
+  }
+  // Word w of the splitmix64 stream is a function of the seed and w alone: seek straight to it.
+  const uint64_t seed = XXH64(path.data(), path.size(), 0);
+  while (i < offset + n) {
+    const size_t j = i - prefix;
+    uint64_t z = seed + (j / 8 + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    for (size_t b = j % 8; b < 8 && i < offset + n; ++b, ++i) {
+      out.push_back(static_cast<char>((z >> (8 * b)) & 0xff));
+    }
+  }
+  return out;
+}
+
 namespace {
 
 std::string hex64(uint64_t v) {
@@ -179,6 +204,10 @@ constexpr uint64_t kMaxObjectSize = 1ull << 32;  // 4 GiB: the sim keeps bodies 
 constexpr size_t kLongExtraBytes = 100;
 constexpr int kRateTickMs = 10;
 constexpr size_t kBodyCacheBytes = 256u << 20;
+// Generated bodies bigger than this are made slice by slice as they are sent (a 1 GiB answer to
+// ten viewers must not cost the simulator 10 GiB).
+constexpr size_t kLazyBodyBytes = 64u << 20;
+constexpr size_t kLazySliceBytes = 1u << 20;
 constexpr int kVodSegments = 10;
 constexpr size_t kInitSegmentSize = 1000;
 
@@ -382,6 +411,8 @@ struct Request {
 struct Plan {
   std::string head;
   BodyPtr body;               // the representation (or its selected range source)
+  std::string lazy_path;      // lazy_size > 0: the body is simBody(lazy_path, lazy_size), made
+  size_t lazy_size = 0;       // as it is sent (body is empty then)
   size_t offset = 0;          // first body byte to send
   size_t send_bytes = 0;      // how many body bytes to send (less than framed for short/reset)
   bool chunked = false;
@@ -399,6 +430,8 @@ struct Resource {
   std::string content_type;
   std::optional<std::string> cache_control;
   BodyPtr body;
+  std::string lazy_path;  // see Plan
+  size_t lazy_size = 0;
   std::string etag;
   std::optional<std::string> last_modified;
 };
@@ -464,6 +497,7 @@ struct OriginSim::Impl {
   void bodyQueued(Conn* c);
   void rateTick(Conn* c);
   void onWritten(Conn* c);
+  void lazyTick(Conn* c);
   void onEvent(Conn* c, short what);
   void tryReset(Conn* c);
   void closeConn(Conn* c, bool rst);
@@ -692,6 +726,11 @@ void OriginSim::Impl::onEvent(Conn* c, short what) {
 }
 
 void OriginSim::Impl::onWritten(Conn* c) {
+  if (c->state == Conn::State::kSending && c->plan.lazy_size > 0 && c->plan.rate == 0) {
+    lazyTick(c);
+    if (conns.count(c) != 0 && c->state == Conn::State::kHead) processInput(c);  // pipelined
+    return;
+  }
   if (c->state != Conn::State::kDraining) return;
   if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0) return;
   if (c->plan.end == Plan::End::kReset) {
@@ -904,8 +943,21 @@ void OriginSim::Impl::startPlan(Conn* c) {
     rateTick(c);
     return;
   }
+  if (p.lazy_size > 0 && p.send_bytes > 0) {
+    c->state = Conn::State::kSending;  // onWritten sends the next slice as the socket drains
+    lazyTick(c);
+    return;
+  }
   sendSlice(c, p.send_bytes);
   bodyQueued(c);
+}
+
+void OriginSim::Impl::lazyTick(Conn* c) {
+  Plan& p = c->plan;
+  if (evbuffer_get_length(bufferevent_get_output(c->bev)) < kLazySliceBytes) {
+    sendSlice(c, kLazySliceBytes);
+  }
+  if (c->sent >= p.send_bytes) bodyQueued(c);
 }
 
 void OriginSim::Impl::sendSlice(Conn* c, size_t n) {
@@ -918,7 +970,13 @@ void OriginSim::Impl::sendSlice(Conn* c, size_t n) {
     int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", n);
     evbuffer_add(out, size_line, static_cast<size_t>(len));
   }
-  evbuffer_add_reference(out, p.body->data() + p.offset + c->sent, n, releaseBody, new BodyPtr(p.body));
+  if (p.lazy_size > 0) {
+    const std::string slice = simBodySlice(p.lazy_path, p.lazy_size, p.offset + c->sent, n);
+    evbuffer_add(out, slice.data(), slice.size());
+  } else {
+    evbuffer_add_reference(out, p.body->data() + p.offset + c->sent, n, releaseBody,
+                           new BodyPtr(p.body));
+  }
   if (p.chunked) evbuffer_add(out, "\r\n", 2);
   c->sent += n;
 }
@@ -1013,7 +1071,12 @@ std::optional<Resource> OriginSim::Impl::resolve(const Request& req, size_t size
     if (!options.segment_cache_control.empty()) r.cache_control = options.segment_cache_control;
     r.etag = simEtag(path, bytes);
     r.last_modified = std::string(kSimLastModified);
-    r.body = generatedBody(path, bytes);
+    if (bytes > kLazyBodyBytes) {
+      r.lazy_path = path;
+      r.lazy_size = bytes;
+    } else {
+      r.body = generatedBody(path, bytes);
+    }
     return r;
   };
   const auto parts = splitPath(path);
@@ -1175,7 +1238,7 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
 
   int status = res.status;
   size_t offset = 0;
-  size_t length = res.body ? res.body->size() : 0;
+  size_t length = res.lazy_size > 0 ? res.lazy_size : res.body ? res.body->size() : 0;
   std::string content_range;
 
   // RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only without it. Only for a 200.
@@ -1287,6 +1350,8 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
   h += "\r\n";
 
   p.body = res.body;
+  p.lazy_path = res.lazy_path;
+  p.lazy_size = res.lazy_size;
   p.offset = offset;
   p.chunked = chunked;
   p.send_bytes = (has_body && !head_method) ? length : 0;

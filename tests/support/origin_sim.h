@@ -11,7 +11,8 @@
 //   /dash/manifest.mpd              dynamic, AST 2024-01-01T00:00:00Z, startNumber 1, reps 720p/360p
 //   /dash/<rep>/init.mp4            1000 bytes unless ?size=; /dash/<rep>/seg_<n>.m4s
 //   /vod/<name>/index.m3u8          10 segments seg_0..seg_9.ts, VOD, ENDLIST; other n → 404
-//   /obj/<anything>                 simBody(path, size)
+//   /obj/<anything>                 simBody(path, size); bodies over 64 MiB are made as they
+//                                   are sent (1 MiB at a time, as the socket drains)
 //   /healthz                        200 "ok" (counted, and failed by faults like any path)
 // Playlists/MPDs: Cache-Control from --playlist-cache-control (none by default), ETag = xxh64 of
 // the text, Last-Modified = start of the newest segment. Generated bodies: Cache-Control from
@@ -48,6 +49,8 @@ namespace streamedge::testsupport {
 // from a splitmix64 stream seeded with xxh64(path), cut to `size` bytes (the marker too, if size
 // is smaller). simBody(p, n) is a prefix of simBody(p, m) for n <= m. `path` excludes the query.
 std::string simBody(std::string_view path, size_t size);
+// Bytes [offset, offset + n) of simBody(path, size) without making the rest (n is cut at size).
+std::string simBodySlice(std::string_view path, size_t size, size_t offset, size_t n);
 
 // The strong ETag the simulator sends for a generated body: "\"<16 hex of xxh64(path, seed=size)>\"".
 std::string simEtag(std::string_view path, size_t size);

@@ -593,6 +593,24 @@ TEST(ConfigLoader, MaxObjectSizeAboveCacheSizeIsReported) {
                   "cache.ram.max_object_size", "max_object_size", "must not exceed");
 }
 
+TEST(ConfigLoader, FillWindowKeysAreReadAndChecked) {
+  const LoadResult r = load(concat(kBase, "\n[cache.ram]\nfill_window = \"8MiB\"\n"
+                                          "fill_memory = \"1GiB\"\nfill_stall_timeout = \"30s\"\n"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->cache.ram.fill_window_bytes, 8ull << 20);
+  EXPECT_EQ(r.config->cache.ram.fill_memory_bytes, 1ull << 30);
+  EXPECT_EQ(r.config->cache.ram.fill_stall_timeout, Millis(30'000));
+  const LoadResult defaults = load(kBase);
+  ASSERT_TRUE(defaults.ok()) << describe(defaults);
+  EXPECT_EQ(defaults.config->cache.ram.fill_window_bytes, 4ull << 20);
+  EXPECT_EQ(defaults.config->cache.ram.fill_memory_bytes, 256ull << 20);
+  EXPECT_EQ(defaults.config->cache.ram.fill_stall_timeout, Millis(10'000));
+  expectOnlyError("\n[cache.ram]\nfill_window = \"64KiB\"\n", "cache.ram.fill_window",
+                  "fill_window", "must be at least");
+  expectOnlyError("\n[cache.ram]\nfill_stall_timeout = \"soon\"\n",
+                  "cache.ram.fill_stall_timeout", "fill_stall_timeout", "");
+}
+
 TEST(ConfigLoader, SmallCacheLowersTheDefaultMaxObjectSize) {
   const LoadResult r = load(concat(kBase, "\n[cache.ram]\nsize = \"16MiB\"\n"));
   ASSERT_TRUE(r.ok()) << describe(r);

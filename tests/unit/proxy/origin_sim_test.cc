@@ -43,6 +43,18 @@ int countOf(const std::string& text, const std::string& needle) {
   return n;
 }
 
+TEST(SimBody, SlicesMatchTheWholeBodyAtEveryOffset) {
+  const std::string whole = simBody("/obj/slice.bin", 5000);
+  for (size_t offset : {0, 1, 7, 8, 20, 21, 22, 29, 100, 4093, 4999}) {
+    for (size_t n : {1, 3, 8, 9, 64, 5000}) {
+      EXPECT_EQ(simBodySlice("/obj/slice.bin", 5000, offset, n), whole.substr(offset, n))
+          << offset << "+" << n;
+    }
+  }
+  EXPECT_EQ(simBodySlice("/obj/slice.bin", 5000, 5000, 10), "");
+  EXPECT_EQ(simBodySlice("/obj/slice.bin", 10, 0, 100), simBody("/obj/slice.bin", 10));
+}
+
 TEST(SimBody, IsDeterministicPrefixStableAndMarked) {
   const std::string a = simBody("/obj/x", 1000);
   EXPECT_EQ(a.size(), 1000u);
