@@ -289,5 +289,54 @@ TEST_F(BoundedMemoryTest, HeadOfAHugePassAnswerDoesNotFetchItsBody) {
   EXPECT_GE(metricValue(metrics(), "streamedge_fills_abandoned_total"), 1);
 }
 
+// Two viewers share one fill of an answer over max_object_size; one stops reading. After
+// fill_stall_timeout the stalled one is disconnected and the other gets the whole answer.
+TEST_F(BoundedMemoryTest, AStalledViewerIsCutSoTheOthersOfItsFillGoOn) {
+  std::string config = scenarioConfig(simPort(), access_log_, "", "64MiB");
+  const std::string ram = "[cache.ram]\nsize = \"64MiB\"\n";
+  config.replace(config.find(ram), ram.size(),
+                 ram + "max_object_size = \"1MiB\"\nfill_window = \"1MiB\"\nfill_stall_timeout = \"1s\"\n");
+  proxy_.reset();
+  std::string error;
+  proxy_ = testsupport::startStreamedge(config, &error);
+  ASSERT_TRUE(proxy_) << error;
+
+  const std::string path = "/obj/bm/stall.bin";
+  const std::string target = path + "?size=33554432&delay_ms=400";  // both join before the head
+  // The stalled viewer: sends its request, then never reads (a tiny receive buffer fills at once).
+  const int stalled = ::socket(AF_INET, SOCK_STREAM, 0);
+  int rcvbuf = 4096;
+  ::setsockopt(stalled, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port());
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(stalled, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string req = "GET " + target + " HTTP/1.1\r\nHost: bm.test\r\n\r\n";
+  ASSERT_EQ(::send(stalled, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  std::this_thread::sleep_for(50ms);
+
+  HttpResponse fast = testsupport::httpGet(port(), target, {}, 30s);
+  ASSERT_TRUE(fast.ok()) << fast.error << proxyLog();
+  EXPECT_EQ(fast.header("X-Cache"), "COALESCED") << "the fast viewer must share the stalled one's fill";
+  EXPECT_EQ(fast.body.size(), 33554432u);
+  EXPECT_TRUE(fast.body == testsupport::simBody(path, 33554432)) << "bytes differ";
+  EXPECT_EQ(originCount(path), 1);
+  EXPECT_GE(metricValue(metrics(), "streamedge_fill_slow_readers_cut_total"), 1);
+
+  // The stalled viewer's connection was closed: draining it ends in EOF (or a reset) quickly.
+  bool closed = false;
+  char buf[65536];
+  const auto until = Clock::now() + 10s;
+  while (!closed && Clock::now() < until) {
+    pollfd p{stalled, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::recv(stalled, buf, sizeof buf, 0);
+    closed = n <= 0;
+  }
+  ::close(stalled);
+  EXPECT_TRUE(closed) << "the stalled viewer was never disconnected";
+}
+
 }  // namespace
 }  // namespace streamedge::scenario
