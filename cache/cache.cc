@@ -43,6 +43,7 @@ void FillWriter::publishHead(std::shared_ptr<const ResponseHead> head, const Fre
   const std::optional<uint64_t> expected = head->content_length;
   if (expected && *expected > cache_->maxObjectBytes()) too_big_ = true;
   if (!shareable) cache_->onUncacheable(object_);
+  object_->setFillOutcome(storable_ && !too_big_, /*not_modified=*/false);
   object_->publishHead(std::move(head), freshness, shareable, Ref<Body>::make(expected));
   // Not kept: only a window of it is held while it streams to its readers.
   if (!storable_ || too_big_) object_->makeWindowed(cache_->fillWindowBytes());
@@ -51,6 +52,7 @@ void FillWriter::publishHead(std::shared_ptr<const ResponseHead> head, const Fre
 void FillWriter::finishNotModified(std::shared_ptr<const ResponseHead> merged_head,
                                    const Freshness& freshness) {
   if (!object_ || !stale_) return;
+  object_->setFillOutcome(/*storing=*/true, /*not_modified=*/true);
   object_->publishHead(std::move(merged_head), freshness, true, stale_->bodyRef());
   object_->markComplete();
   cache_->onComplete(object_, true);

@@ -409,8 +409,9 @@ StoreDecision decideStore(int status, bool request_has_authorization, const Resp
   if (status < 200 || status > 599 || status == 304) return {false, "status"};
   // §3: other statuses need explicit freshness or "public" (§4.2.2 heuristics apply only to
   // the heuristically cacheable ones, and we use no heuristics anyway).
-  const bool explicitly_cacheable =
-      cc.is_public || cc.max_age || cc.s_maxage || head.find("Expires") != nullptr;
+  // RFC 9213 §2.1: a targeted field replaces Expires as well as Cache-Control.
+  const bool explicitly_cacheable = cc.is_public || cc.max_age || cc.s_maxage ||
+                                    (!cc.from_targeted_field && head.find("Expires") != nullptr);
   if (!isStatusCacheableByDefault(status) && !explicitly_cacheable) return {false, "status"};
   // §3.5: a response to an authenticated request is stored only if the origin says it may be
   // shared (public, s-maxage, must-revalidate), or the operator says so for this route.
@@ -456,7 +457,7 @@ Freshness computeFreshness(const ResponseHead& head, const CacheControl& cc,
   } else if (cc.max_age) {
     f.lifetime = *cc.max_age;
     f.explicit_lifetime = true;
-  } else if (const std::string* e = head.find("Expires")) {
+  } else if (const std::string* e = cc.from_targeted_field ? nullptr : head.find("Expires")) {
     // §5.3: an invalid Expires (e.g. "0") means already expired.
     const std::optional<WallTime> expires = parseHttpDate(*e);
     f.lifetime = expires ? nonNegativeSeconds(*expires - date_value) : Seconds(0);

@@ -31,6 +31,9 @@ struct CacheControl {
   std::optional<conf::Seconds> s_maxage;
   std::optional<conf::Seconds> stale_while_revalidate;  // RFC 5861
   std::optional<conf::Seconds> stale_if_error;          // RFC 5861
+  // The directives came from a targeted field (RFC 9213, see targeted_cache_control.h): then
+  // Expires is ignored for this cache, as Cache-Control is (§2.1).
+  bool from_targeted_field = false;
 
   static CacheControl parse(std::string_view value);
 };
@@ -57,7 +60,8 @@ struct StoreDecision {
 // May a shared cache store this response (RFC 9111 §3)? Statuses cacheable by default or with
 // explicit freshness; no-store, private, Set-Cookie (unless policy.cache_set_cookie) and requests
 // with Authorization (unless public/s-maxage/must-revalidate, §3.5, or policy.cache_authorized)
-// are not stored. Also not stored: a 206, and a Vary: * response.
+// are not stored. Also not stored: a 206, and a Vary: * response. Expires counts as explicit
+// freshness unless cc.from_targeted_field.
 StoreDecision decideStore(int status, bool request_has_authorization, const ResponseHead& head,
                           const CacheControl& cc, const conf::CachePolicy& policy);
 
@@ -80,7 +84,8 @@ struct Freshness {
   bool withinStaleIfError(WallTime now) const;
 };
 
-// §4.2.1 lifetime: s-maxage, else max-age, else Expires - Date; else the route default for the
+// §4.2.1 lifetime: s-maxage, else max-age, else Expires - Date (not when cc.from_targeted_field:
+// RFC 9213 §2.1 ignores Expires then); else the route default for the
 // content kind. For playlists with no explicit lifetime the default is capped at half the HLS
 // target duration when `hls_target_duration` is known. Age: §4.2.3 using the Age and Date fields.
 Freshness computeFreshness(const ResponseHead& head, const CacheControl& cc,

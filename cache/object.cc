@@ -347,6 +347,7 @@ void CacheObject::publishHead(std::shared_ptr<const ResponseHead> head, const Fr
                               bool shareable, Ref<Body> body) {
   head_ = std::move(head);
   freshness_ = f;
+  head_lifetime_ = f.lifetime;
   shareable_ = shareable;
   body_ = std::move(body);
   head_published_.store(true, std::memory_order_release);

@@ -181,6 +181,21 @@ class CacheObject final : public RefCounted {
   void setFromSsd() { from_ssd_ = true; }
   bool fromSsd() const { return from_ssd_; }
 
+  // What the fill did with the answer, for Cache-Status (RFC 9211). Set by the fill before the
+  // head is published (then read-only): `storing`, the fill means to keep the object (storable,
+  // shareable, not known to be too big; a body that turns out too big or broken is still
+  // dropped); `not_modified`, the object is a stored one refreshed by a 304.
+  void setFillOutcome(bool storing, bool not_modified) {
+    storing_ = storing;
+    not_modified_ = not_modified;
+  }
+  bool storing() const { return storing_; }
+  bool notModified() const { return not_modified_; }
+  // The freshness lifetime computed when the head was published. Unlike freshness().lifetime,
+  // which the filler may still lower until the object is complete (setLifetime), it may be read
+  // by any thread once headPublished().
+  conf::Seconds headLifetime() const { return head_lifetime_; }
+
   // --- filler side (used by FillWriter and the cache) ---
   void publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& f, bool shareable,
                    Ref<Body> body);
@@ -227,6 +242,9 @@ class CacheObject final : public RefCounted {
   std::shared_ptr<const ResponseHead> head_;
   Freshness freshness_;
   bool shareable_ = true;
+  bool storing_ = false;
+  bool not_modified_ = false;
+  conf::Seconds head_lifetime_{0};
   bool ssd_allowed_ = false;
   bool from_ssd_ = false;
   Ref<Body> body_;

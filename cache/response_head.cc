@@ -39,6 +39,8 @@ bool isHopByHopOrDeliveryField(std::string_view name) {
   return false;
 }
 
+bool isEdgeOnlyField(std::string_view name) { return !name.empty() && name.front() == ':'; }
+
 const std::string* ResponseHead::find(std::string_view name) const {
   for (const auto& [n, v] : headers) {
     if (equalsIgnoreCase(n, name)) return &v;
@@ -52,6 +54,7 @@ void ResponseHead::buildWire() {
   wire.clear();
   wire.reserve(total);
   for (const auto& [n, v] : headers) {
+    if (isEdgeOnlyField(n)) continue;
     wire.append(n);
     wire.append(": ");
     wire.append(v);

@@ -1,7 +1,10 @@
 // ResponseHead: the immutable, end-to-end part of an origin response kept with a cache object.
 // Hop-by-hop fields (Connection and the fields it names, Keep-Alive, Transfer-Encoding, TE,
 // Trailer, Upgrade, Proxy-*), framing (Content-Length) and per-delivery fields (Age, Via,
-// X-Cache, Accept-Ranges) are not kept: delivery adds them. Built once per fill, then only read (thread-safe).
+// X-Cache, Accept-Ranges) are not kept: delivery adds them. Fields whose name starts with ':'
+// (never a valid name on the wire) are kept for this edge only: stored and persisted like the
+// others, left out of `wire`, so never sent to viewers (targeted_cache_control.h).
+// Built once per fill, then only read (thread-safe).
 #pragma once
 
 #include <cstdint>
@@ -26,9 +29,13 @@ struct ResponseHead {
 
   // First value of a field, case-insensitive name; nullptr when absent.
   const std::string* find(std::string_view name) const;
-  // Serialises `headers` into `wire`. Call once after filling `headers`.
+  // Serialises `headers`, minus the edge-only fields, into `wire`. Call once after filling
+  // `headers`.
   void buildWire();
 };
+
+// A field stored for this edge only (its name starts with ':'); never sent to viewers.
+bool isEdgeOnlyField(std::string_view name);
 
 // Case-insensitive ASCII comparison of field names.
 bool equalsIgnoreCase(std::string_view a, std::string_view b);

@@ -113,6 +113,13 @@ struct SsdCacheConfig {
 struct CacheConfig {
   RamCacheConfig ram;
   SsdCacheConfig ssd;
+  // Targeted cache control (RFC 9213): this edge's own target field, which takes precedence
+  // over CDN-Cache-Control and Cache-Control for its storage and freshness and is never sent to
+  // viewers; "" = none (CDN-Cache-Control still applies).
+  std::string cache_control_target = "Streamedge-Cache-Control";
+  // Honour Surrogate-Control (below the own target and CDN-Cache-Control, above
+  // Cache-Control) and strip it from viewer answers. Off: it is passed on untouched.
+  bool surrogate_control = false;
 };
 
 struct OriginConfig {

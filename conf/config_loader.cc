@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -803,7 +804,42 @@ void readSsdCache(TableReader& r, SsdCacheConfig& ssd) {
   r.finish();
 }
 
+// A field name (RFC 9110 §5.1: a token) that the origin may send for this edge alone. Not one
+// of the fields whose meaning is fixed elsewhere, nor one the proxy writes itself.
+bool isValidOwnTargetName(std::string_view name, std::string& why) {
+  auto tchar = [](unsigned char c) {
+    return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                                  std::string_view::npos;
+  };
+  if (!std::all_of(name.begin(), name.end(), [&](char c) { return tchar(static_cast<unsigned char>(c)); })) {
+    why = "must be a field name (letters, digits and !#$%&'*+-.^_`|~)";
+    return false;
+  }
+  for (std::string_view reserved :
+       {"Cache-Control", "CDN-Cache-Control", "Surrogate-Control", "Expires", "Pragma", "Age",
+        "Date", "Vary", "Via", "X-Cache", "Cache-Status", "Connection", "Content-Length",
+        "Transfer-Encoding"}) {
+    if (name.size() == reserved.size() &&
+        std::equal(name.begin(), name.end(), reserved.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        })) {
+      why = "must not be " + std::string(reserved) + " (a field with its own meaning)";
+      return false;
+    }
+  }
+  return true;
+}
+
 void readCache(TableReader& r, CacheConfig& cache) {
+  if (r.string("cache_control_target", cache.cache_control_target)) {
+    std::string why;
+    if (!cache.cache_control_target.empty() &&
+        !isValidOwnTargetName(cache.cache_control_target, why)) {
+      r.error("cache_control_target", *r.get("cache_control_target"), why);
+    }
+  }
+  r.boolean("surrogate_control", cache.surrogate_control);
   if (const toml::table* t = r.table("ram")) {
     TableReader rr(r.diag(), *t, r.path("ram"));
     readRamCache(rr, cache.ram);

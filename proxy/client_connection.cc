@@ -14,6 +14,7 @@
 
 #include "cache/cache_key.h"
 #include "cache/freshness.h"
+#include "proxy/cache_status.h"
 #include "proxy/fill_job.h"
 #include "proxy/router.h"
 #include "proxy/worker.h"
@@ -598,7 +599,8 @@ void ClientConnection::redirectToHttps() {
     appendUint(out_, port);
   }
   out_ += target_.empty() || target_.front() != '/' ? std::string_view("/") : std::string_view(target_);
-  out_ += "\r\nContent-Length: 0\r\nCache-Control: max-age=3600\r\nVia: 1.1 streamedge\r\n";
+  out_ += "\r\nContent-Length: 0\r\nCache-Control: max-age=3600\r\nVia: 1.1 streamedge\r\n"
+          "Cache-Status: streamedge\r\n";
   if (!keep_alive_ || close_after_response_ || worker_.shared().draining.load()) {
     close_after_response_ = true;
     out_ += "Connection: close\r\n";
@@ -614,17 +616,41 @@ void ClientConnection::writeHead() {
   ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
 }
 
-void ClientConnection::appendDeliveryFields() {
+void ClientConnection::appendDeliveryFields(bool synthesized) {
   appendHsts();
   out_ += "Via: 1.1 streamedge\r\nX-Cache: ";
   out_ += cacheResultName(result_);
   out_ += "\r\n";
+  appendCacheStatus(synthesized);
   if (!keep_alive_ || close_after_response_ || worker_.shared().draining.load()) {
     close_after_response_ = true;
     out_ += "Connection: close\r\n";
   } else if (version_minor_ == 0) {
     out_ += "Connection: keep-alive\r\n";
   }
+}
+
+// RFC 9211, from what this exchange did; the wording lives in proxy/cache_status.cc.
+void ClientConnection::appendCacheStatus(bool synthesized) {
+  CacheStatusFacts facts;
+  facts.result = result_;
+  facts.pass_route = route_ && route_->cache.mode == conf::CacheMode::kPass;
+  facts.other_method = !is_get_ && !is_head_;
+  facts.stale_found = static_cast<bool>(stale_);
+  facts.synthesized = synthesized;
+  if (!synthesized && object_ && object_->headPublished()) {
+    facts.origin_status = object_->head().status;
+    facts.not_modified = object_->notModified();
+    facts.stored = object_->storing();
+    const cache::Freshness& freshness = object_->freshness();
+    // The lifetime is final once complete; until then the one the head was published with.
+    const conf::Seconds lifetime =
+        object_->isComplete() ? freshness.lifetime : object_->headLifetime();
+    int64_t ttl = (lifetime - freshness.currentAge(SystemClock::instance().wallNow())).count();
+    if (freshness.no_cache) ttl = std::min<int64_t>(ttl, 0);  // never fresh without revalidation
+    facts.ttl_seconds = ttl;
+  }
+  appendCacheStatusField(out_, kCacheStatusName, describeCacheStatus(facts));
 }
 
 void ClientConnection::deliverHead() {
@@ -839,13 +865,13 @@ void ClientConnection::synth(int status, const char* detail, bool close) {
   appendUint(out_, body.size() + 1);
   out_ += "\r\n";
   if (result_ == CacheResult::kNone) {
-    out_ += "Via: 1.1 streamedge\r\n";
+    out_ += "Via: 1.1 streamedge\r\nCache-Status: streamedge\r\n";
     if (!keep_alive_ || close_after_response_) {
       close_after_response_ = true;
       out_ += "Connection: close\r\n";
     }
   } else {
-    appendDeliveryFields();
+    appendDeliveryFields(/*synthesized=*/true);
   }
   out_ += "\r\n";
   if (!is_head_) {

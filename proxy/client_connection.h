@@ -101,7 +101,9 @@ class ClientConnection final : public cache::ObjectWaiter {
   void resetExchange();
   void setReadTimeout(std::chrono::milliseconds t);
   void appendStatusLine(int status, std::string_view reason);
-  void appendDeliveryFields();
+  // Via, X-Cache, Cache-Status, Connection. `synthesized`: an error answer made here.
+  void appendDeliveryFields(bool synthesized = false);
+  void appendCacheStatus(bool synthesized);
   void writeHead();  // queues out_ (the response head) and records the time to first byte
   void appendHsts();
   void redirectToHttps();                    // plain listener with redirect_https

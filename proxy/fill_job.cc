@@ -4,22 +4,12 @@
 #include <cstdio>
 
 #include "cache/response_head.h"
+#include "cache/targeted_cache_control.h"
 #include "proxy/worker.h"
 
 namespace streamedge::proxy {
 
 namespace {
-
-// All Cache-Control field lines joined (RFC 9110 §5.3: a list field may be split).
-std::string joinedField(const cache::ResponseHead& head, std::string_view name) {
-  std::string out;
-  for (const auto& [n, v] : head.headers) {
-    if (!cache::equalsIgnoreCase(n, name)) continue;
-    if (!out.empty()) out += ", ";
-    out += v;
-  }
-  return out;
-}
 
 // RFC 9111 §4.3.4: the stored head updated with the 304's fields (framing excluded).
 std::shared_ptr<cache::ResponseHead> mergeNotModified(const cache::ResponseHead& stored,
@@ -136,6 +126,10 @@ void FillJob::onStall() {
 void FillJob::onOriginResponse(OriginResponse&& response) {
   const WallTime now = SystemClock::instance().wallNow();
   const conf::CachePolicy& policy = route_.cache;
+  // RFC 9213: the fields aimed at this edge alone are stored under reserved names (never sent
+  // to viewers); a 304's replace the stored ones like any other field (RFC 9111 §4.3.4).
+  cache::internEdgeFields(response.headers,
+                          {config_->cache.cache_control_target, config_->cache.surrogate_control});
 
   if (const cache::ObjectRef& stale = fill_.stale()) {
     if (response.status == 304) {
@@ -144,7 +138,8 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
         merged->filled_by_origin = response.origin->name;
         merged->filled_by_dc = response.origin->dc;
       }
-      cache::CacheControl cc = cache::CacheControl::parse(joinedField(*merged, "Cache-Control"));
+      // The same precedence as for a full answer, over the merged fields.
+      const cache::CacheControl cc = cache::selectCacheControl(*merged).cc;
       cache::Freshness freshness = cache::computeFreshness(*merged, cc, request_time_, now, kind_,
                                                            policy);
       fill_.finishNotModified(std::move(merged), freshness);
@@ -187,7 +182,10 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
     if (cache::equalsIgnoreCase(field.first, "Set-Cookie")) has_set_cookie = true;
     head->headers.push_back(std::move(field));
   }
-  const cache::CacheControl cc = cache::CacheControl::parse(joinedField(*head, "Cache-Control"));
+  // The directives this edge follows: its own target field, CDN-Cache-Control or
+  // Surrogate-Control when one is present and valid, else Cache-Control (RFC 9213 §2.1). The
+  // viewer's answer keeps the origin's Cache-Control either way.
+  const cache::CacheControl cc = cache::selectCacheControl(*head).cc;
 
   bool storable = false;
   bool shareable = true;
@@ -245,7 +243,7 @@ void FillJob::finishPlaylistFreshness() {
       std::string_view(reinterpret_cast<const char*>(data), n));
   if (!target) return;
   const cache::ResponseHead& head = object->head();
-  const cache::CacheControl cc = cache::CacheControl::parse(joinedField(head, "Cache-Control"));
+  const cache::CacheControl cc = cache::selectCacheControl(head).cc;
   const cache::Freshness capped = cache::computeFreshness(
       head, cc, request_time_, object->freshness().response_time, kind_, route_.cache, target);
   fill_.setLifetime(capped.lifetime);

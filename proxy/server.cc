@@ -269,6 +269,16 @@ int Server::run() {
   }
   tls_ = built.state;
 
+  // Signal handlers before the "listening" lines: whoever starts us may signal as soon as it
+  // reads them, and a SIGTERM must then still be a graceful stop (handled once the loop runs),
+  // never the default action. A ThreadSanitizer build starts its workers slowly enough for a
+  // short scenario test to hit that window.
+  for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) {
+    event* ev = evsignal_new(base_, sig, signalCb, this);
+    event_add(ev, nullptr);
+    signal_events_.push_back(ev);
+  }
+
   std::vector<std::vector<ListenSocket>> per_worker;
   if (!bindListeners(per_worker)) return 1;
   if (!startAdmin()) return 1;
@@ -287,11 +297,6 @@ int Server::run() {
     workers_.push_back(std::move(worker));
   }
   listeners_bound_ = true;
-  for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) {
-    event* ev = evsignal_new(base_, sig, signalCb, this);
-    event_add(ev, nullptr);
-    signal_events_.push_back(ev);
-  }
   std::string ssd_summary = "none";
   if (shared_->ssd) {
     ssd_summary = formatByteSize(config_->cache.ssd.size_bytes);

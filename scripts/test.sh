@@ -3,12 +3,15 @@
 #   1. installs missing Debian packages (apt-get, non-interactive; needs root or sudo)
 #   2. release build (build/release) + ctest
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build (build/asan) + ctest
-#   4. clang/libFuzzer build (build/fuzz) and every tests/fuzz/*_fuzz.cc target for a bounded time
+#   4. ThreadSanitizer build of what the scenario tests run (build/tsan: streamedge, origin_sim,
+#      scenario_tests) + ctest -L scenario, stopping at the first report
+#   5. clang/libFuzzer build (build/fuzz) and every tests/fuzz/*_fuzz.cc target for a bounded time
 # and prints which stages passed. Exits non-zero on the first failure.
 #
 # Knobs (environment):
 #   STREAMEDGE_SKIP_ASAN=1   skip stage 3
-#   STREAMEDGE_SKIP_FUZZ=1   skip stage 4
+#   STREAMEDGE_SKIP_TSAN=1   skip stage 4
+#   STREAMEDGE_SKIP_FUZZ=1   skip stage 5
 #   FUZZ_SECONDS=30          libFuzzer -max_total_time per target
 #   STREAMEDGE_JOBS=2        parallel build jobs
 set -euo pipefail
@@ -21,6 +24,9 @@ JOBS=${STREAMEDGE_JOBS:-2}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# A data race report ends the process (exit code 66) and fails the test; the scenario fixtures
+# also look for "Sanitizer" in the proxy's log. No suppressions file: none is needed.
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 export CTEST_OUTPUT_ON_FAILURE=1
 
 STAGES=()          # "name|PASS|detail" lines for the summary
@@ -49,15 +55,18 @@ fail() {
 pass() { STAGES+=("$1|PASS|${2:-}"); ok "==> stage \"$1\" passed${2:+ ($2)}"; }
 skip() { STAGES+=("$1|SKIP|$2"); log "stage \"$1\" skipped: $2"; }
 
-# run_ctest STAGE BUILD_DIR: unit and other non-scenario tests in parallel, then the scenario
-# tests (which start real processes on loopback ports) one at a time. Adds to the totals.
+# run_ctest STAGE BUILD_DIR [RUN...]: by default the unit and other non-scenario tests in
+# parallel, then the scenario tests (which start real processes on loopback ports) one at a
+# time; or the given ctest argument lists. Adds to the totals.
 run_ctest() {
   local stage=$1 dir=$2 out rc counted=0
+  shift 2
   out=$(mktemp)
   local -a runs=(
     "-LE scenario -j$JOBS --no-tests=error"
     "-L scenario -j1 --no-tests=ignore"
   )
+  if (($# > 0)); then runs=("$@"); fi
   local args
   for args in "${runs[@]}"; do
     log "$stage: ctest $args"
@@ -113,7 +122,24 @@ else
   run_ctest "asan+ubsan tests" build/asan
 fi
 
-# ---- 4. fuzz -----------------------------------------------------------------------------
+# ---- 4. ThreadSanitizer ------------------------------------------------------------------
+# The scenario tests are where the threads meet (workers, the SSD writer, the access-log
+# writer, cross-worker wake-ups), so only what they run is built with TSan: the proxy, the
+# origin simulator and the test binary; the unit tests stay with the release and ASan stages,
+# which keeps CI time in bounds. TSan cannot share a build with ASan, hence its own directory.
+if [[ "${STREAMEDGE_SKIP_TSAN:-0}" == 1 ]]; then
+  skip "tsan build" "STREAMEDGE_SKIP_TSAN=1"
+else
+  log "ThreadSanitizer build (build/tsan)"
+  cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMEDGE_TSAN=ON ||
+    fail "tsan build" "cmake configure failed"
+  cmake --build build/tsan -j"$JOBS" --target streamedge origin_sim scenario_tests ||
+    fail "tsan build" "compile failed"
+  pass "tsan build"
+  run_ctest "tsan scenario tests" build/tsan "-L scenario -j1 --no-tests=error"
+fi
+
+# ---- 5. fuzz -----------------------------------------------------------------------------
 if [[ "${STREAMEDGE_SKIP_FUZZ:-0}" == 1 ]]; then
   skip fuzz "STREAMEDGE_SKIP_FUZZ=1"
 elif ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then

@@ -138,6 +138,7 @@ HerdResult runHerd(const HerdOptions& options) {
       out.ttlb_ms = r.last_byte_ms;
       out.body_bytes = r.body_bytes;
       out.x_cache = r.header("X-Cache");
+      out.cache_status = r.header("Cache-Status");
       if (!r.ok()) {
         out.error = r.error.empty() ? (r.truncated ? "truncated body" : "no response") : r.error;
         if (r.truncated && out.error.find("truncated") == std::string::npos) out.error += " (truncated)";

@@ -41,6 +41,7 @@ struct HerdClientResult {
   double ttlb_ms = -1;      // release → last body byte
   size_t body_bytes = 0;
   std::string x_cache;      // the X-Cache header, if any
+  std::string cache_status; // the (first) Cache-Status header, if any
 };
 
 struct HerdResult {

@@ -1235,6 +1235,21 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
   std::vector<std::string> extra_headers;
   if (req.paramIs("set_cookie", "1")) extra_headers.push_back("Set-Cookie: sim=" + options.name + "; Path=/");
   if (const std::string* vary = req.param("vary"); vary && !vary->empty()) extra_headers.push_back("Vary: " + *vary);
+  // hdr=Name:value (repeatable): any response field, e.g. targeted cache control. A name that is
+  // not a token or a value with CR, LF or NUL is ignored (the simulator never writes a broken head).
+  for (const auto& [key, value] : req.params) {
+    if (key != "hdr") continue;
+    const size_t colon = value.find(':');
+    if (colon == std::string::npos || colon == 0) continue;
+    const std::string_view name = std::string_view(value).substr(0, colon);
+    const std::string_view field_value = trim(std::string_view(value).substr(colon + 1));
+    const bool name_ok = std::all_of(name.begin(), name.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) ||
+             std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+    });
+    if (!name_ok || field_value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) continue;
+    extra_headers.push_back(std::string(name) + ": " + std::string(field_value));
+  }
 
   int status = res.status;
   size_t offset = 0;

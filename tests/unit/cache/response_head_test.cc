@@ -30,6 +30,18 @@ TEST(ResponseHead, WireKeepsNamesValuesAndOrder) {
   EXPECT_EQ(head.wire, first);
 }
 
+TEST(ResponseHead, EdgeOnlyFieldsAreKeptButNeverOnTheWire) {
+  ResponseHead head;
+  head.headers = {{"Cache-Control", "no-store"}, {":own-cache-control", "max-age=60"},
+                  {"ETag", "\"e\""}};
+  head.buildWire();
+  EXPECT_EQ(head.wire, "Cache-Control: no-store\r\nETag: \"e\"\r\n");
+  ASSERT_NE(head.find(":own-cache-control"), nullptr);
+  EXPECT_TRUE(isEdgeOnlyField(":own-cache-control"));
+  EXPECT_FALSE(isEdgeOnlyField("Cache-Control"));
+  EXPECT_FALSE(isEdgeOnlyField(""));
+}
+
 TEST(ResponseHead, EmptyHeadHasEmptyWire) {
   ResponseHead head;
   head.wire = "stale";

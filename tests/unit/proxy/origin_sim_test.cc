@@ -143,6 +143,22 @@ TEST_F(OriginSimTest, KnobsShapeTheResponse) {
   EXPECT_TRUE(head.body.empty());
 }
 
+TEST_F(OriginSimTest, HdrKnobAddsAnyResponseFieldAlsoOnA304) {
+  HttpResponse r = httpGet(port_,
+                           "/obj/h?size=10&cc=no-store&hdr=CDN-Cache-Control%3A%20max-age%3D60"
+                           "&hdr=X-A%3Ab&hdr=X-A%3Ac&hdr=bad%20name%3Ax&hdr=X-Bad%3Aa%0Db&hdr=novalue");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.header("Cache-Control"), "no-store");
+  EXPECT_EQ(r.header("CDN-Cache-Control"), "max-age=60");
+  EXPECT_EQ(r.headerValues("X-A"), (std::vector<std::string>{"b", "c"}));
+  EXPECT_FALSE(r.hasHeader("bad name"));
+  EXPECT_FALSE(r.hasHeader("X-Bad"));
+  HttpResponse nm = httpGet(port_, "/obj/h?size=10&hdr=CDN-Cache-Control%3Amax-age%3D60",
+                            {{"If-None-Match", simEtag("/obj/h", 10)}});
+  EXPECT_EQ(nm.status, 304);
+  EXPECT_EQ(nm.header("CDN-Cache-Control"), "max-age=60");
+}
+
 TEST_F(OriginSimTest, ConditionalRequestsGet304AndAreCountedApart) {
   const std::string etag = simEtag("/obj/c", 100);
   HttpResponse inm = httpGet(port_, "/obj/c?size=100", {{"If-None-Match", etag}});
