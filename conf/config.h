@@ -71,6 +71,9 @@ struct ListenerConfig {
 struct RamCacheConfig {
   uint64_t size_bytes = 256ull << 20;
   uint64_t max_object_bytes = 64ull << 20;  // bigger responses are passed, not cached
+  // Variants kept per URL whose answers say Vary (both tiers); beyond, the least recently
+  // stored is dropped.
+  uint32_t max_variants = 16;
 };
 
 // How objects enter the SSD tier: when the RAM tier evicts them (default), or as soon as a fill

@@ -750,6 +750,10 @@ void readRamCache(TableReader& r, RamCacheConfig& ram) {
       ram.max_object_bytes = ram.size_bytes;
     }
   }
+  int max_variants = 0;
+  if (r.integer("max_variants", max_variants, 1, 1024)) {
+    ram.max_variants = static_cast<uint32_t>(max_variants);
+  }
   r.finish();
 }
 
