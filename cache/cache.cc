@@ -371,7 +371,7 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
   const bool varies = vary.kind == VarySpec::Kind::kFields;
   const CacheKey key = object->key();
   CacheKey primary = key;
-  bool is_variant = false;
+  uint64_t filled_under = 0;  // a variant fill: the marker generation it was looked up under
   {
     Shard& shard = shardFor(key);
     std::lock_guard<std::mutex> lock(shard.mu);
@@ -380,10 +380,34 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
     if (it == shard.slots.end() || it->second.pending != object) return;
     if (it->second.variant_of != 0) {
       primary = it->second.primary;
-      is_variant = true;
+      filled_under = it->second.variant_of;
     }
   }
+  const bool is_variant = filled_under != 0;
   uint64_t generation = 0;
+  if (is_variant && storable) {
+    // A variant fill whose marker is gone (the URL was purged) or was replaced (its answers
+    // changed their Vary) is not kept, and does not set the rule again.
+    bool current_marker = false;
+    {
+      Shard& shard = shardFor(primary);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.slots.find(primary);
+      current_marker = it != shard.slots.end() && it->second.vary &&
+                       it->second.vary->generation == filled_under;
+    }
+    if (!current_marker) {
+      Shard& shard = shardFor(key);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.slots.find(key);
+      if (it != shard.slots.end() && it->second.pending == object) {
+        it->second.pending.reset();
+        fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+        if (it->second.empty()) shard.slots.erase(it);
+      }
+      return;
+    }
+  }
   if (storable) {
     // The URL's marker follows the latest storable answer: set when it first says Vary,
     // replaced when its list changes, cleared when it no longer varies. Either change drops

@@ -260,7 +260,7 @@ VarySpec parseVary(std::string_view value) {
   bool any = false;
   forEachMember(value, [&](std::string_view member) {
     if (any || member.empty()) return;
-    if (!isToken(member)) {  // "*" is not a token, nor anything we could match on
+    if (member == "*" || !isToken(member)) {  // ("*" is a token character)
       any = true;
       return;
     }
