@@ -305,9 +305,11 @@ bool normalizeField(std::string_view name, std::span<const FieldLine> lines, std
   bool found = false;
   for (const FieldLine& line : lines) {
     if (!equalsIgnoreCase(line.name, name)) continue;
-    if (found) joined += ", ";
-    joined += trimOws(line.value);
     found = true;
+    const std::string_view value = trimOws(line.value);
+    if (value.empty()) continue;  // an empty line adds no member
+    if (!joined.empty()) joined += ", ";
+    joined += value;
   }
   if (equalsIgnoreCase(name, "Accept-Encoding")) {
     normalizeAcceptEncoding(joined, out);  // absent: identity (§12.5.3: any is acceptable)
