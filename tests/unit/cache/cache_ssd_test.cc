@@ -675,6 +675,61 @@ TEST_F(CacheSsd, PurgeRemovesBothCopies) {
   EXPECT_EQ(cache_->lookup(key(1), true).kind, Kind::kMiss);
 }
 
+// Vary: each variant is an ordinary object under its own key on the SSD tier too; a variant
+// that left RAM is read back for its own requests only; a purge of the URL removes them all.
+TEST_F(CacheSsd, VariantsLiveUnderTheirOwnKeysAndAPurgeOfTheUrlRemovesThemAll) {
+  TierSetup s;
+  s.admission = conf::SsdAdmission::kFill;
+  ASSERT_NO_FATAL_FAILURE(start(s));
+  const CacheKey url = key(7);
+  auto vary_head = [](size_t length) {
+    auto h = head200(length);
+    h->headers.emplace_back("Vary", "Origin");
+    h->buildWire();
+    return h;
+  };
+  std::vector<CacheKey> variants;
+  ObjectRef first;
+  for (int i = 0; i < 2; ++i) {
+    const std::vector<std::pair<std::string, std::string>> origin = {
+        {"Origin", "https://" + std::to_string(i) + ".example"}};
+    const FieldLineList fields(origin);
+    LookupResult r = cache_->lookup(url, true, &fields);
+    ASSERT_EQ(r.kind, Kind::kMiss);
+    const std::string body = bodyFor(70 + i);
+    r.fill.publishHead(vary_head(body.size()), freshFor(clock_, 3600s), true, true, &fields);
+    r.fill.append(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+    ASSERT_TRUE(r.fill.finish());
+    variants.push_back(r.object->key());
+    if (i == 0) first = r.object;
+  }
+  ASSERT_NE(variants[0], variants[1]);
+  ASSERT_TRUE(store_->flush().isOk());
+  EXPECT_TRUE(store_->contains(variants[0]));
+  EXPECT_TRUE(store_->contains(variants[1]));
+  EXPECT_FALSE(store_->contains(url));
+
+  // Out of RAM, variant 0 is read back from the SSD for its own Origin, byte-exact.
+  ASSERT_TRUE(evict(first));
+  const std::vector<std::pair<std::string, std::string>> origin0 = {{"Origin", "https://0.example"}};
+  const FieldLineList fields0(origin0);
+  LookupResult r = cache_->lookup(url, true, &fields0);
+  ASSERT_EQ(r.kind, Kind::kSsd);
+  EXPECT_EQ(r.key, variants[0]);
+  ObjectRef object = r.object;
+  bool missed = false;
+  cache_->readFromSsd(std::move(r.fill), *engine_, [&](FillWriter) { missed = true; });
+  ASSERT_TRUE(pollUntil([&] { return object->isComplete() || missed; }));
+  EXPECT_FALSE(missed);
+  EXPECT_EQ(readAll(object->body()), bodyFor(70));
+
+  EXPECT_TRUE(cache_->purge(url));
+  EXPECT_FALSE(store_->contains(variants[0]));
+  EXPECT_FALSE(store_->contains(variants[1]));
+  EXPECT_EQ(cache_->stats().objects, 0u);
+  EXPECT_EQ(cache_->lookup(url, true, &fields0).kind, Kind::kMiss);
+}
+
 TEST_F(CacheSsd, PurgeWhileTheSsdWriteIsQueuedDoesNotResurrectTheObject) {
   auto gate = std::make_shared<WriteGate>();
   TierSetup s;
