@@ -572,9 +572,10 @@ void Cache::onComplete(const ObjectRef& object, bool keep) {
   if (keep && object->body().allocatedBytes() + kObjectOverheadBytes > policy_.capacityBytes()) {
     keep = false;
   }
-  if (keep) {
+  if (keep || object->fromSsd()) {
     // A variant is kept only while its URL's marker is the one it was filled under; recorded
-    // there first, so that a purge from now on finds it.
+    // there first, so that a purge from now on finds it. One read from the SSD is recorded
+    // too, kept in RAM or not: its copy there is a stored variant (e.g. after a restart).
     CacheKey primary;
     uint64_t generation = 0;
     {
