@@ -37,11 +37,15 @@ FillWriter& FillWriter::operator=(FillWriter&& o) noexcept {
 FillWriter::~FillWriter() { abort(); }
 
 void FillWriter::publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& freshness,
-                             bool storable, bool shareable) {
+                             bool storable, bool shareable, const RequestFieldSource* request) {
   if (!object_) return;
+  const VarySpec vary = varyOf(*head);
+  // RFC 9111 §4.1: "Vary: *" always fails to match, so the answer is for this request alone.
+  if (vary.kind == VarySpec::Kind::kAny) shareable = false;
   storable_ = storable && shareable;
   const std::optional<uint64_t> expected = head->content_length;
   if (expected && *expected > cache_->maxObjectBytes()) too_big_ = true;
+  if (shareable) cache_->placeFill(object_, vary, request, storable_);
   if (!shareable) cache_->onUncacheable(object_);
   object_->setFillOutcome(storable_ && !too_big_, /*not_modified=*/false);
   object_->publishHead(std::move(head), freshness, shareable, Ref<Body>::make(expected));
@@ -137,7 +141,10 @@ void FillWriter::abort(bool timed_out) {
 // Cache
 
 Cache::Cache(const conf::RamCacheConfig& config, const Clock& clock)
-    : clock_(clock), max_object_bytes_(config.max_object_bytes), policy_(config.size_bytes) {
+    : clock_(clock),
+      max_object_bytes_(config.max_object_bytes),
+      max_variants_(std::max<uint32_t>(config.max_variants, 1)),
+      policy_(config.size_bytes) {
   setFillLimits(config.fill_window_bytes, config.fill_memory_bytes);
 }
 
@@ -168,19 +175,50 @@ bool Cache::secondSsdRead(const CacheKey& key) {
   return false;
 }
 
-LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
+LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed,
+                           const RequestFieldSource* request) {
+  return lookupKey(key, ssd_allowed, key, 0, request);
+}
+
+namespace {
+class NoFields final : public RequestFieldSource {
+ public:
+  std::span<const FieldLine> fieldLines() const override { return {}; }
+};
+const NoFields kNoFields;  // a request without fields
+}  // namespace
+
+LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const CacheKey& primary,
+                              uint64_t variant_of, const RequestFieldSource* request) {
   ssd_allowed = ssd_allowed && ssd_ != nullptr;
   const WallTime now = clock_.wallNow();
   Shard& shard = shardFor(key);
   ObjectRef candidate;  // allocated outside the lock when a fill must start
+  std::shared_ptr<const VaryNames> vary;  // the URL's marker (variant lookups)
   for (;;) {
     ObjectRef taken_back;  // just evicted, still queued for the SSD: back into RAM
+    uint64_t redirect_generation = 0;
     {
       std::lock_guard<std::mutex> lock(shard.mu);
       auto it = shard.slots.find(key);
       Slot* slot = it == shard.slots.end() ? nullptr : &it->second;
-      if (slot && slot->current) {
+      // A new slot of a variant records which URL (and marker) it belongs to.
+      auto makeSlot = [&]() -> Slot& {
+        Slot& s = slot ? *slot : shard.slots[key];
+        if (variant_of != 0 && s.variant_of == 0) {
+          s.primary = primary;
+          s.variant_of = variant_of;
+        }
+        return s;
+      };
+      if (variant_of == 0 && slot && slot->vary) {
+        // The URL's answers vary: the request's variant is looked up instead (below).
+        vary = slot->vary->names;
+        redirect_generation = slot->vary->generation;
+      } else if (slot && slot->current) {
         LookupResult r;
+        r.key = key;
+        r.vary = vary;
         r.object = slot->current;
         if (slot->current->freshness().isFresh(now)) {
           S3Fifo::touch(slot->current->evictionNode());
@@ -201,11 +239,15 @@ LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
         }
       } else if (slot && slot->pending) {
         LookupResult r;
+        r.key = key;
+        r.vary = vary;
         r.kind = LookupResult::Kind::kBusy;
         r.object = slot->pending;
         return r;
       } else if (slot && now < slot->pass_until) {
         LookupResult r;
+        r.key = key;
+        r.vary = vary;
         r.kind = LookupResult::Kind::kPass;
         return r;
       } else if (ObjectRef queued = ssd_allowed && !candidate ? ssd_->queuedObject(key)
@@ -214,16 +256,18 @@ LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
         // Evicted a moment ago and not indexed by the SSD writer yet: a hit all the same.
         // Looked for on the first pass only (one queue lock per miss); an object queued
         // between the passes is simply a miss.
-        Slot& s = slot ? *slot : shard.slots[key];
+        Slot& s = makeSlot();
         s.current = queued;
         s.pass_until = WallTime{};
         taken_back = std::move(queued);
       } else if (candidate) {
-        Slot& s = slot ? *slot : shard.slots[key];
+        Slot& s = makeSlot();
         s.pending = candidate;
         s.pass_until = WallTime{};
         fills_in_flight_.fetch_add(1, std::memory_order_relaxed);
         LookupResult r;
+        r.key = key;
+        r.vary = vary;
         r.kind = LookupResult::Kind::kMiss;
         if (ssd_allowed) {
           // The SSD index is in RAM: no I/O under the lock. Only fresh copies are worth a read.
@@ -239,9 +283,18 @@ LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed) {
         return r;
       }
     }
+    if (redirect_generation != 0) {
+      // Outside the lock: the variant's key from the request's (normalised) field values.
+      const CacheKey variant = variantKey(key, *vary, request ? *request : kNoFields);
+      LookupResult r = lookupKey(variant, ssd_allowed, key, redirect_generation, nullptr);
+      r.vary = std::move(vary);
+      return r;
+    }
     if (taken_back) {
       admit(taken_back);  // outside the shard lock, like every admission
       LookupResult r;
+      r.key = key;
+      r.vary = vary;
       r.kind = LookupResult::Kind::kHit;
       r.object = std::move(taken_back);
       return r;
@@ -293,6 +346,14 @@ void Cache::offerToSsd(const ObjectRef& object, WallTime now) {
 }
 
 bool Cache::purge(const CacheKey& key) {
+  std::vector<CacheKey> variants;
+  bool found = purgeKey(key, &variants);
+  // Every variant the URL's marker knows, in both tiers; their fills in flight are not kept.
+  for (const CacheKey& variant : variants) found = purgeKey(variant, nullptr) || found;
+  return found;
+}
+
+bool Cache::purgeKey(const CacheKey& key, std::vector<CacheKey>* variants) {
   ObjectRef removed;
   bool found = false;
   {
@@ -300,9 +361,15 @@ bool Cache::purge(const CacheKey& key) {
     std::lock_guard<std::mutex> lock(shard.mu);
     auto it = shard.slots.find(key);
     if (it != shard.slots.end()) {
-      found = static_cast<bool>(it->second.current) || static_cast<bool>(it->second.pending);
-      if (it->second.pending) fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
-      removed = std::move(it->second.current);
+      Slot& slot = it->second;
+      found = static_cast<bool>(slot.current) || static_cast<bool>(slot.pending) ||
+              static_cast<bool>(slot.vary);
+      if (slot.pending) fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+      removed = std::move(slot.current);
+      if (slot.vary) {
+        if (variants) *variants = std::move(slot.vary->variants);
+        vary_urls_.fetch_sub(1, std::memory_order_relaxed);
+      }
       // A fill in flight goes on for its readers, but onComplete() will not find it in its
       // slot and so will not keep it.
       shard.slots.erase(it);
@@ -313,6 +380,179 @@ bool Cache::purge(const CacheKey& key) {
   // a durable purge needs a tombstone).
   if (ssd_ && ssd_->remove(key)) found = true;
   return found;
+}
+
+void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
+                      const RequestFieldSource* request, bool storable) {
+  const bool varies = vary.kind == VarySpec::Kind::kFields;
+  const CacheKey key = object->key();
+  CacheKey primary = key;
+  uint64_t filled_under = 0;  // a variant fill: the marker generation it was looked up under
+  {
+    Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.slots.find(key);
+    // Purged meanwhile, or a private fill: nothing to place.
+    if (it == shard.slots.end() || it->second.pending != object) return;
+    if (it->second.variant_of != 0) {
+      primary = it->second.primary;
+      filled_under = it->second.variant_of;
+    }
+  }
+  const bool is_variant = filled_under != 0;
+  uint64_t generation = 0;
+  if (is_variant && storable) {
+    // A variant fill whose marker is gone (the URL was purged) or was replaced (its answers
+    // changed their Vary) is not kept, and does not set the rule again.
+    bool current_marker = false;
+    {
+      Shard& shard = shardFor(primary);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.slots.find(primary);
+      current_marker = it != shard.slots.end() && it->second.vary &&
+                       it->second.vary->generation == filled_under;
+    }
+    if (!current_marker) {
+      Shard& shard = shardFor(key);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.slots.find(key);
+      if (it != shard.slots.end() && it->second.pending == object) {
+        it->second.pending.reset();
+        fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+        if (it->second.empty()) shard.slots.erase(it);
+      }
+      return;
+    }
+  }
+  if (storable) {
+    // The URL's marker follows the latest storable answer: set when it first says Vary,
+    // replaced when its list changes, cleared when it no longer varies. Either change drops
+    // what was stored under the old rule.
+    std::unique_ptr<VaryMarker> fresh;
+    if (varies) {
+      fresh = std::make_unique<VaryMarker>();
+      fresh->names = std::make_shared<const VaryNames>(vary.names);
+      fresh->variants.reserve(max_variants_ + 1);
+    }
+    std::vector<CacheKey> dropped;
+    ObjectRef dropped_current;
+    {
+      Shard& shard = shardFor(primary);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.slots.find(primary);
+      Slot* slot = it == shard.slots.end() ? nullptr : &it->second;
+      if (varies) {
+        if (slot && slot->vary && *slot->vary->names == vary.names) {
+          generation = slot->vary->generation;
+        } else {
+          Slot& s = slot ? *slot : shard.slots[primary];
+          if (s.vary) {
+            dropped = std::move(s.vary->variants);
+          } else {
+            vary_urls_.fetch_add(1, std::memory_order_relaxed);
+          }
+          // An answer stored without Vary is no longer right for every request.
+          dropped_current = std::move(s.current);
+          fresh->generation = next_vary_generation_.fetch_add(1, std::memory_order_relaxed);
+          generation = fresh->generation;
+          s.vary = std::move(fresh);
+        }
+      } else if (slot && slot->vary) {
+        dropped = std::move(slot->vary->variants);
+        slot->vary.reset();
+        vary_urls_.fetch_sub(1, std::memory_order_relaxed);
+        if (slot->empty()) shard.slots.erase(it);
+      }
+    }
+    if (dropped_current) unlinkFromPolicy(*dropped_current);
+    // A new marker: a copy of the URL stored on SSD before its answers varied goes too.
+    if (varies && !fresh && ssd_ && object->ssdAllowed()) ssd_->remove(primary);
+    dropVariants(dropped, object->ssdAllowed());
+  } else if (!varies && !is_variant) {
+    return;  // the common case: an answer that does not vary, filled under the URL's key
+  }
+  // Where the fill belongs: the variant the request it sent selects, or the URL itself.
+  const CacheKey target = varies ? variantKey(primary, vary.names, request ? *request : kNoFields)
+                                 : primary;
+  if (target == key) {
+    Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.slots.find(key);
+    if (it != shard.slots.end() && it->second.pending == object) {
+      it->second.primary = varies ? primary : CacheKey{};
+      it->second.variant_of = generation;
+    }
+    return;
+  }
+  {
+    Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.slots.find(key);
+    if (it == shard.slots.end() || it->second.pending != object) return;
+    it->second.pending.reset();
+    if (it->second.empty()) shard.slots.erase(it);
+  }
+  // Nobody reads the key of a fill before its head is published (placeFill runs just before).
+  object->rekey(target);
+  Shard& shard = shardFor(target);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  Slot& s = shard.slots[target];
+  if (s.pending) {
+    // The same variant is being filled already (its lookup came after the marker): ours goes
+    // on for its readers and is not kept.
+    fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  s.pending = object;
+  s.pass_until = WallTime{};
+  s.primary = varies ? primary : CacheKey{};
+  s.variant_of = generation;
+}
+
+bool Cache::registerVariant(const CacheKey& primary, uint64_t generation, const CacheKey& variant,
+                            bool ssd_allowed) {
+  CacheKey victim;
+  bool evict = false;
+  {
+    Shard& shard = shardFor(primary);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.slots.find(primary);
+    if (it == shard.slots.end() || !it->second.vary ||
+        it->second.vary->generation != generation) {
+      return false;  // purged, or the URL's Vary changed while this variant was filled
+    }
+    std::vector<CacheKey>& variants = it->second.vary->variants;
+    std::erase(variants, variant);
+    variants.push_back(variant);  // capacity reserved: no allocation under the lock
+    if (variants.size() > max_variants_) {
+      // The bound: the least recently stored variant goes (both tiers).
+      victim = variants.front();
+      variants.erase(variants.begin());
+      evict = true;
+    }
+  }
+  if (evict) dropVariants({victim}, ssd_allowed);
+  return true;
+}
+
+void Cache::dropVariants(const std::vector<CacheKey>& variants, bool ssd_allowed) {
+  for (const CacheKey& variant : variants) {
+    ObjectRef removed;
+    {
+      Shard& shard = shardFor(variant);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.slots.find(variant);
+      if (it != shard.slots.end()) {
+        // A fill in flight for it (a revalidation) finds its marker changed, or registers it
+        // again as the most recent.
+        removed = std::move(it->second.current);
+        if (it->second.empty()) shard.slots.erase(it);
+      }
+    }
+    if (removed) unlinkFromPolicy(*removed);
+    if (ssd_ && ssd_allowed) ssd_->remove(variant);
+    variants_dropped_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void Cache::onUncacheable(const ObjectRef& object) {
@@ -340,13 +580,33 @@ void Cache::onAbort(const ObjectRef& object) {
   if (it == shard.slots.end() || it->second.pending != object) return;
   it->second.pending.reset();
   fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
-  if (!it->second.current && it->second.pass_until == WallTime{}) shard.slots.erase(it);
+  if (it->second.empty()) shard.slots.erase(it);
 }
 
 void Cache::onComplete(const ObjectRef& object, bool keep) {
   // Bigger than the whole tier: admitting it would only flush everything else.
   if (keep && object->body().allocatedBytes() + kObjectOverheadBytes > policy_.capacityBytes()) {
     keep = false;
+  }
+  if (keep || object->fromSsd()) {
+    // A variant is kept only while its URL's marker is the one it was filled under; recorded
+    // there first, so that a purge from now on finds it. One read from the SSD is recorded
+    // too, kept in RAM or not: its copy there is a stored variant (e.g. after a restart).
+    CacheKey primary;
+    uint64_t generation = 0;
+    {
+      Shard& shard = shardFor(object->key());
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.slots.find(object->key());
+      if (it != shard.slots.end() && it->second.pending == object) {
+        primary = it->second.primary;
+        generation = it->second.variant_of;
+      }
+    }
+    if (generation != 0 &&
+        !registerVariant(primary, generation, object->key(), object->ssdAllowed())) {
+      keep = false;
+    }
   }
   ObjectRef replaced;
   {
@@ -358,7 +618,7 @@ void Cache::onComplete(const ObjectRef& object, bool keep) {
     fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
     if (keep) {
       replaced = std::exchange(it->second.current, object);
-    } else if (!it->second.current) {
+    } else if (!it->second.current && !it->second.vary) {
       shard.slots.erase(it);
     }
   }
@@ -400,7 +660,7 @@ void Cache::admit(const ObjectRef& object) {
       auto it = shard.slots.find(victim->key());
       if (it == shard.slots.end() || it->second.current != victim) continue;  // replaced
       it->second.current.reset();
-      if (!it->second.pending && it->second.pass_until == WallTime{}) shard.slots.erase(it);
+      if (it->second.empty()) shard.slots.erase(it);
     }
     // Queued, not written: the SSD writer thread does the work.
     if (ssd_admission_ == conf::SsdAdmission::kEvict) offerToSsd(victim, now);
@@ -438,6 +698,8 @@ CacheStats Cache::stats() const {
   s.fill_memory_bytes = fillMemoryBytes();
   s.fill_memory_budget = fillMemoryBudget();
   s.fill_window_bytes = fillWindowBytes();
+  s.vary_urls = vary_urls_.load(std::memory_order_relaxed);
+  s.variants_dropped = variants_dropped_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -16,6 +16,16 @@
 // object: the origin fetch is a revalidation, and a 304 keeps the SSD bytes. RAM evictions
 // (or completed fills, with admission = "fill") of objects whose route allows it are queued
 // for the SSD writer thread; SSD hits are admitted to RAM, where S3-FIFO keeps the hot ones.
+//
+// Vary (RFC 9111 §4.1, see vary.h): the slot of a URL's key (its primary key) learns, from the
+// first storable answer that says Vary, the field names its answers vary on (the URL's vary
+// marker) and the keys of the variants stored for it (RAM or SSD; at most max_variants, the least
+// recently stored dropped beyond). A lookup of a key with a marker looks up the variant the
+// request selects instead, an ordinary object under its own key (own fill, coalescing,
+// freshness, eviction, SSD copy). A fill started before the marker was known is moved to the
+// variant its own request selects when its head says Vary. The marker lives in RAM only: after a
+// restart the first fill of such a URL learns it again (until then SSD copies of its variants are
+// not looked for, and a purge removes only the variants known since).
 #pragma once
 
 #include <array>
@@ -31,6 +41,7 @@
 #include "cache/object.h"
 #include "cache/s3fifo.h"
 #include "cache/ssd_store.h"
+#include "cache/vary.h"
 #include "conf/clock.h"
 #include "conf/config.h"
 
@@ -59,8 +70,11 @@ class FillWriter {
   // not kept (e.g. a 503). `shareable` false (private, no-store, Set-Cookie, Authorization):
   // the object is unlinked from the index at once, a short hit-for-pass marker is left so that
   // followers do not queue behind it, and coalesced readers must fetch for themselves.
+  // `request`: the request fields the fill sent the origin; when the head says Vary, the
+  // object becomes the variant they select (null: no fields). A head with "Vary: *" (or a Vary
+  // that cannot be read) is treated as not shareable: it matches no other request.
   void publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& freshness,
-                   bool storable, bool shareable);
+                   bool storable, bool shareable, const RequestFieldSource* request = nullptr);
   // The origin answered 304 to a revalidation: the new object keeps the stale object's body and
   // gets `merged_head` (stale head updated with the 304's fields, RFC 9111 §4.3.4) and new
   // freshness; it replaces the stale object and is complete at once. Ends the fill.
@@ -113,6 +127,10 @@ struct LookupResult {
   ObjectRef object;
   ObjectRef pending;
   FillWriter fill;
+  // The URL's vary marker when it has one (the lookup was of the variant `key`): fills send the
+  // origin these fields normalised (setVaryFields). Null otherwise.
+  std::shared_ptr<const VaryNames> vary;
+  CacheKey key;  // the key looked up: the URL's, or its variant's
 };
 
 struct CacheStats {
@@ -129,6 +147,8 @@ struct CacheStats {
   uint64_t fill_memory_bytes = 0;   // body bytes held by fills in flight (see fillMemoryBytes)
   uint64_t fill_memory_budget = 0;  // what windowed fills are held to
   uint64_t fill_window_bytes = 0;   // per windowed fill
+  uint64_t vary_urls = 0;         // URLs with a vary marker now
+  uint64_t variants_dropped = 0;  // variants removed for the per-URL bound or a changed Vary
 };
 
 class Cache {
@@ -144,16 +164,19 @@ class Cache {
   SsdStore* ssd() const { return ssd_; }
 
   // `ssd_allowed`: the route's storage policy lets this key use the SSD tier (read and write);
-  // false never touches it.
-  LookupResult lookup(const CacheKey& key, bool ssd_allowed = false);
+  // false never touches it. `request`: the request's fields, read only when the URL's answers
+  // vary (null: a request without fields).
+  LookupResult lookup(const CacheKey& key, bool ssd_allowed = false,
+                      const RequestFieldSource* request = nullptr);
   // Completes a kSsd lookup's fill from the SSD tier through `engine` (the calling worker's;
   // the outcome arrives from its poll()). When the copy is gone, damaged (logged and dropped by
   // the store) or stale, `on_miss` gets the fill back, on this thread, to fetch from origin;
   // a stale copy with validators comes with it as fill.stale() (a revalidation).
   using SsdMissFn = std::function<void(FillWriter)>;
   void readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss);
-  // Removes the object for `key` (current and hit-for-pass marker). In-flight fills go on but
-  // their result is not kept. Returns true when something was removed.
+  // Removes the object for `key` (current and hit-for-pass marker) and, when the URL's answers
+  // vary, every variant known (both tiers) and the marker. In-flight fills go on but their
+  // result is not kept. Returns true when something was removed.
   bool purge(const CacheKey& key);
 
   // A fill that is never visible to lookups (pass requests): same streaming and abort rules.
@@ -166,16 +189,31 @@ class Cache {
   // fills is over `budget_bytes`. Any thread (a reload changes them for fills that start later).
   void setFillLimits(uint64_t window_bytes, uint64_t budget_bytes);
   uint64_t fillWindowBytes() const { return fill_window_bytes_.load(std::memory_order_relaxed); }
+  uint32_t maxVariants() const { return max_variants_; }
   const Clock& clock() const { return clock_; }
 
   static constexpr conf::Seconds kHitForPassTtl{10};
 
  private:
   friend class FillWriter;
+  // A URL whose answers vary: on its primary key's slot.
+  struct VaryMarker {
+    std::shared_ptr<const VaryNames> names;
+    uint64_t generation = 0;  // unique per marker: a variant fill registers with its own only
+    // Variants stored (in RAM or on SSD), least recently stored first. Capacity reserved for
+    // max_variants + 1 when the marker is made: no allocation under the shard lock.
+    std::vector<CacheKey> variants;
+  };
   struct Slot {
     ObjectRef current;   // complete (fresh or stale)
     ObjectRef pending;   // being filled
     WallTime pass_until{};
+    std::unique_ptr<VaryMarker> vary;  // primary key of a URL whose answers vary
+    // A variant's slot: its URL's primary key and the marker generation it belongs to (0: not
+    // a variant).
+    CacheKey primary{};
+    uint64_t variant_of = 0;
+    bool empty() const { return !current && !pending && pass_until == WallTime{} && !vary; }
   };
   static constexpr size_t kShards = 64;
   struct Shard {
@@ -184,7 +222,25 @@ class Cache {
   };
   Shard& shardFor(const CacheKey& key) { return shards_[key.lo & (kShards - 1)]; }
 
+  // lookup() of one key. `variant_of` != 0: `key` is a variant of `primary` under that marker
+  // generation. Else, when `key` has a vary marker, the variant `request` selects is looked up.
+  LookupResult lookupKey(const CacheKey& key, bool ssd_allowed, const CacheKey& primary,
+                         uint64_t variant_of, const RequestFieldSource* request);
+  // purge() of one key; `variants` (optional): receives the variants of its marker.
+  bool purgeKey(const CacheKey& key, std::vector<CacheKey>* variants);
+
   // FillWriter callbacks.
+  // The head of `object`'s fill is about to be published (shareable): puts the fill in the slot
+  // of the variant its request selects (or of the URL when the answer does not vary), and, for
+  // a storable answer, sets, replaces or clears the URL's vary marker.
+  void placeFill(const ObjectRef& object, const VarySpec& vary, const RequestFieldSource* request,
+                 bool storable);
+  // A variant completed and is kept: records it in its URL's marker (when that is still
+  // `generation`); returns false when the marker is gone or changed (then it is not kept).
+  bool registerVariant(const CacheKey& primary, uint64_t generation, const CacheKey& variant,
+                       bool ssd_allowed);
+  // Removes stored variants (both tiers; `ssd_allowed`: whether they may have an SSD copy).
+  void dropVariants(const std::vector<CacheKey>& variants, bool ssd_allowed);
   void onUncacheable(const ObjectRef& object);
   void onComplete(const ObjectRef& object, bool keep);
   void onAbort(const ObjectRef& object);
@@ -198,6 +254,7 @@ class Cache {
 
   const Clock& clock_;
   const uint64_t max_object_bytes_;
+  const uint32_t max_variants_;
   std::array<Shard, kShards> shards_;
 
   mutable std::mutex policy_mu_;
@@ -217,6 +274,9 @@ class Cache {
   std::atomic<uint64_t> admissions_{0};
   std::atomic<uint64_t> fills_in_flight_{0};
   std::atomic<uint64_t> fill_window_bytes_{0};
+  std::atomic<uint64_t> next_vary_generation_{1};
+  std::atomic<uint64_t> vary_urls_{0};
+  std::atomic<uint64_t> variants_dropped_{0};
 };
 
 }  // namespace streamedge::cache

@@ -143,6 +143,13 @@ class CacheObject final : public RefCounted {
   explicit CacheObject(const CacheKey& key) : key_(key) { eviction_.key = key; }
 
   const CacheKey& key() const { return key_; }
+  // Filler side, before the head is published: the cache moves a fill to the key of the
+  // variant its request selects (Vary, RFC 9111 §4.1). Readers look at key() only once they
+  // have seen the head (whose publication orders this write before their read).
+  void rekey(const CacheKey& key) {
+    key_ = key;
+    eviction_.key = key;
+  }
   State state() const { return state_.load(std::memory_order_acquire); }
   bool isComplete() const { return state() == State::kComplete; }
   bool hasHead() const { State s = state(); return s == State::kStreaming || s == State::kComplete; }
@@ -234,7 +241,7 @@ class CacheObject final : public RefCounted {
   void updateWindowLocked();
   uint64_t heldBytes() const;
 
-  const CacheKey key_;
+  CacheKey key_;  // changed only by rekey(), before the head is published
   std::atomic<State> state_{State::kPending};
   std::atomic<bool> head_published_{false};
   std::atomic<bool> timed_out_{false};

@@ -79,6 +79,9 @@ struct RamCacheConfig {
   // A reader of a shared windowed fill that holds the full window this long while another reader
   // waits for more is disconnected (0 = never: everyone goes at the slowest reader's pace).
   Millis fill_stall_timeout{10'000};
+  // Variants kept per URL whose answers say Vary (both tiers); beyond, the least recently
+  // stored is dropped.
+  uint32_t max_variants = 16;
 };
 
 // How objects enter the SSD tier: when the RAM tier evicts them (default), or as soon as a fill

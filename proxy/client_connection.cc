@@ -358,9 +358,13 @@ void ClientConnection::handleRequest() {
   }
   key_ = cache::makeKey(vhost_->name, path_, query_);
   if (route_->cache.mode == conf::CacheMode::kPass) return startPass();
+  lookupStep();
+}
 
+void ClientConnection::lookupStep() {
   const bool ssd_allowed = route_->storage == conf::StoragePolicy::kRamAndSsd;
-  cache::LookupResult r = worker_.shared().cache.lookup(key_, ssd_allowed);
+  cache::LookupResult r = worker_.shared().cache.lookup(key_, ssd_allowed, &viewer_fields_);
+  vary_names_ = std::move(r.vary);
   using Kind = cache::LookupResult::Kind;
   switch (r.kind) {
     case Kind::kHit:
@@ -465,6 +469,9 @@ FillRequest ClientConnection::makeFillRequest(bool pass) {
       request.target += '?';
       request.target += query_;
     }
+    // Vary: the origin gets the normalised values of the fields variants are chosen by, so the
+    // stored answer suits every request of its variant.
+    cache::setVaryFields(request.forward_headers, viewer_fields_.fieldLines(), vary_names_.get());
   }
   return request;
 }
@@ -538,6 +545,7 @@ void ClientConnection::onObjectProgress() {
         !object_->freshness().isFresh(SystemClock::instance().wallNow())) {
       result_ = CacheResult::kStale;
     }
+    if (joinedAnotherVariant()) return lookupAgain();
     if (!own_fill_ && !is_head_ && object_->body().releasedBytes() > 0) {
       // An answer that is not kept, already streamed past its start to other viewers: fetch
       // our own (its first bytes are gone).
@@ -557,6 +565,47 @@ void ClientConnection::onObjectProgress() {
     return deliverHead();
   }
   if (state_ == ClientConnection::State::kSending) pump();
+}
+
+// Vary (RFC 9111 §4.1): a viewer that joined a fill before its answer was known must not read
+// it when the answer varies and the fill turned out to be another request's variant (the cache
+// moved it to the key of the variant the filler's request selects).
+bool ClientConnection::joinedAnotherVariant() const {
+  if (own_fill_ || !object_->headPublished()) return false;
+  const cache::VarySpec vary = cache::varyOf(object_->head());
+  // "*" (kAny) makes the answer not shareable: handled as any private answer.
+  if (vary.kind != cache::VarySpec::Kind::kFields) return false;
+  return cache::variantKey(key_, vary.names, viewer_fields_) != object_->key();
+}
+
+// Looks up again, now under this viewer's variant; a second mismatch fetches for itself.
+void ClientConnection::lookupAgain() {
+  object_->unsubscribe(this);
+  subscribed_ = false;
+  object_.reset();
+  stale_.reset();
+  if (vary_retried_) return startPass();
+  vary_retried_ = true;
+  lookupStep();
+}
+
+std::span<const cache::FieldLine> ClientConnection::ViewerFields::fieldLines() const {
+  if (!parsed_) {
+    parsed_ = true;
+    lines_.clear();
+    // The head passed the same parser when it arrived; parsed again only for varying URLs.
+    RequestLimits limits;
+    limits.max_head_bytes = raw_head_.size();
+    limits.max_uri_bytes = raw_head_.size();
+    RequestHead head;
+    ParseError err;
+    if (parseRequestHead(raw_head_, limits, head, err)) {
+      for (size_t i = 0; i < head.header_count; ++i) {
+        lines_.push_back({head.headers[i].name, head.headers[i].value});
+      }
+    }
+  }
+  return lines_;
 }
 
 // --- Deliver --------------------------------------------------------------------------------
@@ -955,6 +1004,9 @@ void ClientConnection::resetExchange() {
   query_.clear();
   own_fill_ = false;
   ssd_read_ = false;
+  viewer_fields_.reset();
+  vary_names_.reset();
+  vary_retried_ = false;
   passed_ = false;
   result_ = CacheResult::kNone;
   status_ = 0;

@@ -26,7 +26,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -85,12 +87,15 @@ class ClientConnection final : public cache::ObjectWaiter {
 
   void parseRequest();                       // Recv
   void handleRequest();                      // Route, admit, Lookup
+  void lookupStep();                         // Lookup (again, after a Vary mismatch)
   void startFill(cache::FillWriter fill, bool pass);
   FillRequest makeFillRequest(bool pass);
   void readFromSsd(cache::FillWriter fill);  // Lookup found a fresh SSD copy
   void startPass();                          // Pass
   void waitOn(cache::ObjectRef object);      // Busy / Miss: read the object as it fills
   void onObjectProgress();
+  bool joinedAnotherVariant() const;         // Busy: the fill's answer is another variant
+  void lookupAgain();
   void deliverHead();                        // Deliver
   void sendHeadAndBody(bool send_body, bool complete);
   void pump();
@@ -132,6 +137,22 @@ class ClientConnection final : public cache::ObjectWaiter {
   // The request head of a GET or HEAD as received, kept (in a buffer reused across requests)
   // so that a pass can forward the viewer's fields without copying them on every hit.
   std::string raw_head_;
+  // The viewer's request fields as the cache sees them (Vary), parsed from raw_head_ on first
+  // use: only URLs whose answers vary ask.
+  class ViewerFields final : public cache::RequestFieldSource {
+   public:
+    explicit ViewerFields(const std::string& raw_head) : raw_head_(raw_head) {}
+    std::span<const cache::FieldLine> fieldLines() const override;
+    void reset() { parsed_ = false; }
+
+   private:
+    const std::string& raw_head_;
+    mutable std::vector<cache::FieldLine> lines_;  // views into raw_head_; capacity reused
+    mutable bool parsed_ = false;
+  };
+  ViewerFields viewer_fields_{raw_head_};
+  std::shared_ptr<const cache::VaryNames> vary_names_;  // the URL's, when its answers vary
+  bool vary_retried_ = false;  // looked up again after joining another variant's fill
   std::string request_body_;
   uint64_t request_body_length_ = 0;
   bool is_get_ = false, is_head_ = false, has_authorization_ = false;

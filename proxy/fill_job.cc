@@ -49,7 +49,12 @@ void FillJob::start(Worker& worker, conf::ConfigPtr config, const conf::RouteCon
   OriginRequest origin_request;
   origin_request.method = job->request_.method;
   origin_request.target = job->request_.target;
-  origin_request.headers = std::move(job->request_.forward_headers);
+  if (job->request_.pass) {
+    origin_request.headers = std::move(job->request_.forward_headers);
+  } else {
+    // Kept: an answer that says Vary is stored as the variant these fields select.
+    origin_request.headers = job->request_.forward_headers;
+  }
   origin_request.body = std::move(job->request_.body);
   if (const cache::ObjectRef& stale = job->fill_.stale()) {
     // Revalidation: ask with the stored validators (RFC 9111 §4.3.1).
@@ -209,7 +214,8 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
   head->buildWire();
   cache::Freshness freshness = cache::computeFreshness(*head, cc, request_time_, now, kind_, policy);
   explicit_lifetime_ = freshness.explicit_lifetime;
-  fill_.publishHead(std::move(head), freshness, storable, shareable);
+  const cache::FieldLineList sent(request_.forward_headers);
+  fill_.publishHead(std::move(head), freshness, storable, shareable, &sent);
 }
 
 void FillJob::onOriginData(const uint8_t* data, size_t len) {

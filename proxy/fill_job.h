@@ -33,8 +33,9 @@ struct FillRequest {
   std::string method = "GET";
   std::string target;          // origin-form path?query sent to the origin
   bool request_has_authorization = false;
-  // Pass requests forward the viewer's end-to-end fields; cache fills send none (privacy, and
-  // so that one stored response is right for every viewer whatever Vary says).
+  // Pass requests forward the viewer's end-to-end fields. Cache fills send the Vary-relevant
+  // ones, normalised (cache::setVaryFields): a stored answer that says Vary is kept as the
+  // variant these fields select.
   std::vector<std::pair<std::string, std::string>> forward_headers;
   std::string body;
   bool pass = false;  // a private fill: never shared, never stored

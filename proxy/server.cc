@@ -356,6 +356,7 @@ void Server::reload() {
   }
   if (listeners_changed || next.server.workers != config_->server.workers ||
       next.cache.ram.size_bytes != config_->cache.ram.size_bytes ||
+      next.cache.ram.max_variants != config_->cache.ram.max_variants ||
       next.admin.address != config_->admin.address || ssdChanged(next.cache.ssd, config_->cache.ssd)) {
     std::fprintf(stderr,
                  "streamedge: reload: listener, worker, admin, cache size and [cache.ssd] changes "

@@ -1215,6 +1215,36 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
     res.last_modified.reset();
   }
 
+  if (res.status == 200 && req.paramIs("vary_body", "1")) {
+    // A body that depends on the request fields `vary` names, one "name: value" line each
+    // (names lowercased as listed, "(absent)" for a field the request lacks; several lines of
+    // a field joined with ", "): lets a test tell the variants apart and see what the origin
+    // was asked with. Its ETag follows the text.
+    std::string text;
+    const std::string* vary = req.param("vary");
+    std::string_view list = vary ? std::string_view(*vary) : std::string_view();
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t comma = list.find(',', pos);
+      if (comma == std::string_view::npos) comma = list.size();
+      const std::string name = lower(trim(list.substr(pos, comma - pos)));
+      pos = comma + 1;
+      if (name.empty()) continue;
+      std::string value;
+      bool found = false;
+      for (const auto& [k, v] : req.headers) {
+        if (k != name) continue;
+        if (found) value += ", ";
+        value += v;
+        found = true;
+      }
+      text += name + ": " + (found ? value : std::string("(absent)")) + "\n";
+    }
+    res.etag = "\"" + hex64(XXH64(text.data(), text.size(), 0)) + "\"";
+    res.body = std::make_shared<const std::string>(std::move(text));
+    res.content_type = "text/plain";
+  }
+
   // Per-request knobs.
   if (const std::string* s = req.param("status"); s && parseSize(*s, &v) && v >= 100 && v <= 999) res.status = static_cast<int>(v);
   if (const std::string* cc = req.param("cc")) {

@@ -675,6 +675,110 @@ TEST_F(CacheSsd, PurgeRemovesBothCopies) {
   EXPECT_EQ(cache_->lookup(key(1), true).kind, Kind::kMiss);
 }
 
+// Vary: each variant is an ordinary object under its own key on the SSD tier too; a variant
+// that left RAM is read back for its own requests only; a purge of the URL removes them all.
+TEST_F(CacheSsd, VariantsLiveUnderTheirOwnKeysAndAPurgeOfTheUrlRemovesThemAll) {
+  TierSetup s;
+  s.admission = conf::SsdAdmission::kFill;
+  ASSERT_NO_FATAL_FAILURE(start(s));
+  const CacheKey url = key(7);
+  auto vary_head = [](size_t length) {
+    auto h = head200(length);
+    h->headers.emplace_back("Vary", "Origin");
+    h->buildWire();
+    return h;
+  };
+  std::vector<CacheKey> variants;
+  ObjectRef first;
+  for (int i = 0; i < 2; ++i) {
+    const std::vector<std::pair<std::string, std::string>> origin = {
+        {"Origin", "https://" + std::to_string(i) + ".example"}};
+    const FieldLineList fields(origin);
+    LookupResult r = cache_->lookup(url, true, &fields);
+    ASSERT_EQ(r.kind, Kind::kMiss);
+    const std::string body = bodyFor(70 + i);
+    r.fill.publishHead(vary_head(body.size()), freshFor(clock_, 3600s), true, true, &fields);
+    r.fill.append(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+    ASSERT_TRUE(r.fill.finish());
+    variants.push_back(r.object->key());
+    if (i == 0) first = r.object;
+  }
+  ASSERT_NE(variants[0], variants[1]);
+  ASSERT_TRUE(store_->flush().isOk());
+  EXPECT_TRUE(store_->contains(variants[0]));
+  EXPECT_TRUE(store_->contains(variants[1]));
+  EXPECT_FALSE(store_->contains(url));
+
+  // Out of RAM, variant 0 is read back from the SSD for its own Origin, byte-exact.
+  ASSERT_TRUE(evict(first));
+  const std::vector<std::pair<std::string, std::string>> origin0 = {{"Origin", "https://0.example"}};
+  const FieldLineList fields0(origin0);
+  LookupResult r = cache_->lookup(url, true, &fields0);
+  ASSERT_EQ(r.kind, Kind::kSsd);
+  EXPECT_EQ(r.key, variants[0]);
+  ObjectRef object = r.object;
+  bool missed = false;
+  cache_->readFromSsd(std::move(r.fill), *engine_, [&](FillWriter) { missed = true; });
+  ASSERT_TRUE(pollUntil([&] { return object->isComplete() || missed; }));
+  EXPECT_FALSE(missed);
+  EXPECT_EQ(readAll(object->body()), bodyFor(70));
+
+  EXPECT_TRUE(cache_->purge(url));
+  EXPECT_FALSE(store_->contains(variants[0]));
+  EXPECT_FALSE(store_->contains(variants[1]));
+  EXPECT_EQ(cache_->stats().objects, 0u);
+  EXPECT_EQ(cache_->lookup(url, true, &fields0).kind, Kind::kMiss);
+}
+
+// After a restart (a new RAM tier over the same store) the vary marker is unknown: the first
+// request goes to the origin and learns it again; from then on the variants stored before the
+// restart are found on the SSD, and each one read is known to a purge of the URL.
+TEST_F(CacheSsd, AfterARestartTheVaryMarkerIsLearntAgainAndOldVariantsAreFound) {
+  TierSetup s;
+  s.admission = conf::SsdAdmission::kFill;
+  ASSERT_NO_FATAL_FAILURE(start(s));
+  const CacheKey url = key(8);
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  const Fields origin0 = {{"Origin", "https://0.example"}};
+  const Fields origin1 = {{"Origin", "https://1.example"}};
+  auto fillVariant = [&](Cache& cache, const Fields& origin, const std::string& body) {
+    const FieldLineList fields(origin);
+    LookupResult r = cache.lookup(url, true, &fields);
+    EXPECT_EQ(r.kind, Kind::kMiss);
+    if (!r.fill) return CacheKey{};
+    auto h = head200(body.size());
+    h->headers.emplace_back("Vary", "Origin");
+    h->buildWire();
+    r.fill.publishHead(h, freshFor(clock_, 3600s), true, true, &fields);
+    r.fill.append(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+    EXPECT_TRUE(r.fill.finish());
+    return r.object->key();
+  };
+  fillVariant(*cache_, origin0, bodyFor(80));
+  const CacheKey v1 = fillVariant(*cache_, origin1, bodyFor(81));
+  ASSERT_TRUE(store_->flush().isOk());
+  ASSERT_TRUE(store_->contains(v1));
+
+  conf::RamCacheConfig ram;
+  ram.size_bytes = kRamBytes;
+  ram.max_object_bytes = 1 << 20;
+  Cache restarted(ram, clock_);
+  restarted.attachSsd(store_.get(), s.admission);
+  fillVariant(restarted, origin0, bodyFor(90));  // a miss under the URL's key: learns the marker
+  const FieldLineList fields1(origin1);
+  LookupResult r = restarted.lookup(url, true, &fields1);
+  ASSERT_EQ(r.kind, Kind::kSsd);  // the variant stored before the restart
+  EXPECT_EQ(r.key, v1);
+  ObjectRef object = r.object;
+  bool missed = false;
+  restarted.readFromSsd(std::move(r.fill), *engine_, [&](FillWriter) { missed = true; });
+  ASSERT_TRUE(pollUntil([&] { return object->isComplete() || missed; }));
+  EXPECT_FALSE(missed);
+  EXPECT_EQ(readAll(object->body()), bodyFor(81));
+  EXPECT_TRUE(restarted.purge(url));
+  EXPECT_FALSE(store_->contains(v1));
+}
+
 TEST_F(CacheSsd, PurgeWhileTheSsdWriteIsQueuedDoesNotResurrectTheObject) {
   auto gate = std::make_shared<WriteGate>();
   TierSetup s;

@@ -611,6 +611,17 @@ TEST(ConfigLoader, FillWindowKeysAreReadAndChecked) {
                   "cache.ram.fill_stall_timeout", "fill_stall_timeout", "");
 }
 
+TEST(ConfigLoader, MaxVariantsIsReadAndBounded) {
+  const LoadResult r = load(concat(kBase, "\n[cache.ram]\nmax_variants = 4\n"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->cache.ram.max_variants, 4u);
+  EXPECT_EQ(load(kBase).config->cache.ram.max_variants, 16u);
+  expectOnlyError("\n[cache.ram]\nmax_variants = 0\n", "cache.ram.max_variants", "max_variants",
+                  "must be between 1 and 1024");
+  expectOnlyError("\n[cache.ram]\nmax_variants = \"8\"\n", "cache.ram.max_variants",
+                  "max_variants", "integer");
+}
+
 TEST(ConfigLoader, SmallCacheLowersTheDefaultMaxObjectSize) {
   const LoadResult r = load(concat(kBase, "\n[cache.ram]\nsize = \"16MiB\"\n"));
   ASSERT_TRUE(r.ok()) << describe(r);
