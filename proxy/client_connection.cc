@@ -687,6 +687,8 @@ void ClientConnection::appendCacheStatus(bool synthesized) {
   facts.other_method = !is_get_ && !is_head_;
   facts.stale_found = static_cast<bool>(stale_);
   facts.synthesized = synthesized;
+  // The URL has stored answers that vary (its marker selected a variant) and this one missed.
+  facts.vary_miss = vary_names_ != nullptr && result_ == CacheResult::kMiss;
   if (!synthesized && object_ && object_->headPublished()) {
     facts.origin_status = object_->head().status;
     facts.not_modified = object_->notModified();

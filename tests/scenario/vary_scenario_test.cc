@@ -37,6 +37,10 @@ TEST_F(VaryScenarioTest, EachOriginGetsItsOwnStoredVariantAndVariantsNeverCross)
   HttpResponse b1 = getWith(target, "Origin", "https://b.example");
   EXPECT_EQ(b1.header("X-Cache"), "MISS");
   EXPECT_EQ(b1.body, b);
+  EXPECT_NE(b1.header("Cache-Status").find("fwd=vary-miss"), std::string::npos)
+      << b1.header("Cache-Status");
+  EXPECT_NE(a1.header("Cache-Status").find("fwd=uri-miss"), std::string::npos)
+      << a1.header("Cache-Status");
 
   HttpResponse a2 = getWith(target, "Origin", "https://a.example");
   HttpResponse b2 = getWith(target, "Origin", "https://b.example");
