@@ -15,6 +15,8 @@
 #include "cache/cache_key.h"
 #include "cache/freshness.h"
 #include "proxy/fill_job.h"
+#include "proxy/invalidation.h"
+#include "proxy/request_fields.h"
 #include "proxy/router.h"
 #include "proxy/worker.h"
 
@@ -56,21 +58,6 @@ void appendUint(std::string& out, uint64_t v) {
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, end);
-}
-
-// Which of a viewer's request fields go to the origin on a forwarded (pass) request. Not the
-// hop-by-hop and framing ones, nor Host (the origin's own is sent). For GET and HEAD, not
-// Range and the conditionals either: the proxy answers those itself from the whole response.
-bool forwardToOrigin(std::string_view name, bool get_or_head) {
-  if (cache::isHopByHopOrDeliveryField(name) || cache::equalsIgnoreCase(name, "Host") ||
-      cache::equalsIgnoreCase(name, "Expect")) {
-    return false;
-  }
-  if (!get_or_head) return true;
-  for (std::string_view local : {"Range", "If-Range", "If-None-Match", "If-Modified-Since"}) {
-    if (cache::equalsIgnoreCase(name, local)) return false;
-  }
-  return true;
 }
 
 void releaseBody(const void*, size_t, void* arg) {
@@ -274,9 +261,10 @@ void ClientConnection::parseRequest() {
   grab(if_none_match_, "If-None-Match");
   grab(if_modified_since_, "If-Modified-Since");
   grab(if_range_, "If-Range");
-  bool found_auth = false;
-  head.find("Authorization", &found_auth);
-  has_authorization_ = found_auth;
+  bool found_if_match = false, found_if_unmodified = false;
+  head.find("If-Match", &found_if_match);
+  head.find("If-Unmodified-Since", &found_if_unmodified);
+  origin_precondition_ = found_if_match || found_if_unmodified;
   keep_alive_ = head.keep_alive;
   version_minor_ = head.version_minor;
   is_get_ = head.method == "GET";
@@ -284,17 +272,9 @@ void ClientConnection::parseRequest() {
   const bool has_body = head.chunked || (head.content_length && *head.content_length > 0);
   request_body_length_ = head.content_length.value_or(0);
   expect_continue_ = head.expect_continue;
-  if (!is_get_ && !is_head_) {
-    forward_headers_.clear();
-    for (size_t i = 0; i < head.header_count; ++i) {
-      const HeaderField& f = head.headers[i];
-      if (forwardToOrigin(f.name, false)) {
-        forward_headers_.emplace_back(std::string(f.name), std::string(f.value));
-      }
-    }
-  } else {
-    raw_head_.assign(data, head_len);  // a copy into reused capacity: no allocation per hit
-  }
+  // The head as received, for the fields a fill or pass forwards (parsed again only then): a
+  // copy into reused capacity, no allocation per hit.
+  raw_head_.assign(data, head_len);
   evbuffer_drain(in, head_len);
 
   if (has_body && (is_get_ || is_head_)) {
@@ -335,6 +315,7 @@ void ClientConnection::handleRequest() {
     return synth(400, "invalid request path", true);
   }
   query_ = cache::filterQuery(query_, route_->key);
+  key_ = cache::makeKey(vhost_->name, path_, query_);
 
   if (!is_get_ && !is_head_) {
     if (!route_->cache.forward_other_methods) {
@@ -350,8 +331,9 @@ void ClientConnection::handleRequest() {
     }
     return startPass();
   }
-  key_ = cache::makeKey(vhost_->name, path_, query_);
-  if (route_->cache.mode == conf::CacheMode::kPass) return startPass();
+  // RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the origin, which alone knows
+  // the current representation; such a request goes there, as this viewer's own.
+  if (route_->cache.mode == conf::CacheMode::kPass || origin_precondition_) return startPass();
 
   const bool ssd_allowed = route_->storage == conf::StoragePolicy::kRamAndSsd;
   cache::LookupResult r = worker_.shared().cache.lookup(key_, ssd_allowed);
@@ -427,29 +409,9 @@ void ClientConnection::startFill(cache::FillWriter fill, bool pass) {
 FillRequest ClientConnection::makeFillRequest(bool pass) {
   FillRequest request;
   request.pass = pass;
-  request.request_has_authorization = has_authorization_;
   if (pass) {
     request.method = is_head_ ? "GET" : method_;  // HEAD: fetch and send the head only
     request.target = target_;
-    if (is_get_ || is_head_) {
-      // The viewer's own fields (Authorization, Cookie, Accept, ...): a pass answer is for this
-      // viewer alone. Parsed again from the kept head; it passed the same parser before.
-      RequestLimits limits;
-      limits.max_head_bytes = raw_head_.size();
-      limits.max_uri_bytes = raw_head_.size();
-      RequestHead head;
-      ParseError err;
-      if (parseRequestHead(raw_head_, limits, head, err)) {
-        for (size_t i = 0; i < head.header_count; ++i) {
-          const HeaderField& f = head.headers[i];
-          if (forwardToOrigin(f.name, true)) {
-            request.forward_headers.emplace_back(std::string(f.name), std::string(f.value));
-          }
-        }
-      }
-    } else {
-      request.forward_headers = forward_headers_;
-    }
     request.body = std::move(request_body_);
   } else {
     // Fills carry the normalised path and only the kept query parameters: the origin never
@@ -460,7 +422,38 @@ FillRequest ClientConnection::makeFillRequest(bool pass) {
       request.target += query_;
     }
   }
+  request.request_has_authorization = forwardedFields(!pass, request.forward_headers).authorization;
+  if (!isSafeMethod(method_)) request.invalidate = invalidationScope();
   return request;
+}
+
+ForwardedFields ClientConnection::forwardedFields(bool shared_fill, FieldList& out) const {
+  // Parsed again from the kept head (it passed the same parser before): only fills and passes
+  // pay for the field list, never hits.
+  RequestLimits limits;
+  limits.max_head_bytes = raw_head_.size();
+  limits.max_uri_bytes = raw_head_.size();
+  RequestHead head;
+  ParseError err;
+  if (!parseRequestHead(raw_head_, limits, head, err)) return {};
+  FieldContext context;
+  context.method = method_;
+  context.shared_fill = shared_fill;
+  context.client = client_addr_.ss_family == AF_UNSPEC
+                       ? nullptr
+                       : reinterpret_cast<const sockaddr*>(&client_addr_);
+  return selectRequestFields(head.headers, head.header_count, *route_, context, out);
+}
+
+InvalidationScope ClientConnection::invalidationScope() const {
+  InvalidationScope scope;
+  scope.scheme = tls_ ? "https" : "http";
+  scope.host = host_;
+  scope.path = path_;
+  const size_t q = target_.find('?');
+  if (q != std::string::npos) scope.query = target_.substr(q + 1);
+  scope.target = key_;
+  return scope;
 }
 
 void ClientConnection::startPass() {

@@ -36,6 +36,7 @@
 #include "proxy/fill_job.h"
 #include "proxy/http_parser.h"
 #include "proxy/range.h"
+#include "proxy/request_fields.h"
 #include "proxy/shared_state.h"
 #include "tls/tls_state.h"
 
@@ -87,6 +88,9 @@ class ClientConnection final : public cache::ObjectWaiter {
   void handleRequest();                      // Route, admit, Lookup
   void startFill(cache::FillWriter fill, bool pass);
   FillRequest makeFillRequest(bool pass);
+  // The viewer's fields an origin request carries (proxy/request_fields.h), into `out`.
+  ForwardedFields forwardedFields(bool shared_fill, FieldList& out) const;
+  InvalidationScope invalidationScope() const;  // for an unsafe method's fill
   void readFromSsd(cache::FillWriter fill);  // Lookup found a fresh SSD copy
   void startPass();                          // Pass
   void waitOn(cache::ObjectRef object);      // Busy / Miss: read the object as it fills
@@ -126,13 +130,13 @@ class ClientConnection final : public cache::ObjectWaiter {
   const conf::RouteConfig* route_ = nullptr;
   std::string method_, target_, raw_path_, path_, query_, host_;
   std::string range_, if_none_match_, if_modified_since_, if_range_;
-  std::vector<std::pair<std::string, std::string>> forward_headers_;  // other methods only
-  // The request head of a GET or HEAD as received, kept (in a buffer reused across requests)
-  // so that a pass can forward the viewer's fields without copying them on every hit.
+  // The request head as received, kept (in a buffer reused across requests) so that fills and
+  // passes can forward the viewer's fields without copying them on every hit.
   std::string raw_head_;
   std::string request_body_;
   uint64_t request_body_length_ = 0;
-  bool is_get_ = false, is_head_ = false, has_authorization_ = false;
+  bool is_get_ = false, is_head_ = false;
+  bool origin_precondition_ = false;  // If-Match / If-Unmodified-Since: only the origin answers
   bool keep_alive_ = true;
   bool expect_continue_ = false;
   int version_minor_ = 1;

@@ -1172,6 +1172,8 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
   std::vector<std::string> extra_headers;
   if (req.paramIs("set_cookie", "1")) extra_headers.push_back("Set-Cookie: sim=" + options.name + "; Path=/");
   if (const std::string* vary = req.param("vary"); vary && !vary->empty()) extra_headers.push_back("Vary: " + *vary);
+  if (const std::string* loc = req.param("location"); loc && !loc->empty()) extra_headers.push_back("Location: " + *loc);
+  if (const std::string* cl = req.param("content_location"); cl && !cl->empty()) extra_headers.push_back("Content-Location: " + *cl);
 
   int status = res.status;
   size_t offset = 0;

@@ -19,6 +19,7 @@
 // Query knobs (any content path): size=N  delay_ms=N (before the head)  rate=BYTES_PER_SEC
 //   cc=<value> (empty: none)  etag=0  lm=0  set_cookie=1  chunked=1  vary=<value>  status=N
 //   ranges=0  echo=1 (the body lists the request's header fields, "name: value" lines)
+//   location=<value> content_location=<value> (sent as Location / Content-Location)
 //   fault=500|503|hang|reset|short|long|nostore (nostore: Cache-Control: no-store and
 //   a new ETag, as content that changed and may no longer be stored).
 // Also: If-None-Match / If-Modified-Since → 304; a single Range (with If-Range) → 206/416; HEAD;
