@@ -21,70 +21,6 @@ std::string joinedField(const cache::ResponseHead& head, std::string_view name) 
   return out;
 }
 
-// A field of a 304 that does not update the stored head (RFC 9111 §3.2). Framing, hop-by-hop
-// and what delivery writes per response (Content-Length is the stored body's, kept apart);
-// Content-Range, which describes one answer only; the proxy-specific fields §3.1 never stores;
-// Content-Encoding, which the stored bytes depend on (§3.2 lets a cache keep such fields so that
-// metadata and content stay consistent); and Set-Cookie, which the stored object is shared
-// without (a fill's Set-Cookie makes it private or is stripped, so a refresh must not add one).
-bool keepsStoredValue(std::string_view name) {
-  return cache::isHopByHopOrDeliveryField(name) || cache::equalsIgnoreCase(name, "Content-Range") ||
-         cache::equalsIgnoreCase(name, "Proxy-Authenticate") ||
-         cache::equalsIgnoreCase(name, "Proxy-Authentication-Info") ||
-         cache::equalsIgnoreCase(name, "Content-Encoding") ||
-         cache::equalsIgnoreCase(name, "Set-Cookie");
-}
-
-const std::string* findField(const std::vector<std::pair<std::string, std::string>>& fields,
-                             std::string_view name) {
-  for (const auto& [n, v] : fields) {
-    if (cache::equalsIgnoreCase(n, name)) return &v;
-  }
-  return nullptr;
-}
-
-// RFC 9111 §4.3.4: a 304 updates the stored response it is about. A strong ETag in it must be
-// the stored one (strong comparison), a weak one must match weakly; without an ETag, a
-// Last-Modified must equal the stored one. A 304 with no validator refers to the one stored
-// response we asked about (we send its validators).
-bool notModifiedMatches(const cache::ResponseHead& stored, const OriginResponse& fresh) {
-  if (const std::string* etag = findField(fresh.headers, "ETag")) {
-    const std::string* mine = stored.find("ETag");
-    if (!mine) return false;
-    const bool weak = etag->starts_with("W/");
-    auto opaque = [](std::string_view v) { return v.starts_with("W/") ? v.substr(2) : v; };
-    if (!weak) return !mine->starts_with("W/") && *mine == *etag;  // RFC 9110 §8.8.3.2
-    return opaque(*mine) == opaque(*etag);
-  }
-  if (const std::string* lm = findField(fresh.headers, "Last-Modified")) {
-    const std::string* mine = stored.find("Last-Modified");
-    return mine && *mine == *lm;
-  }
-  return true;
-}
-
-// RFC 9111 §4.3.4 and §3.2: the stored head updated with the 304's fields: each field the 304
-// carries replaces the stored field of that name, except those keepsStoredValue() names.
-std::shared_ptr<cache::ResponseHead> mergeNotModified(const cache::ResponseHead& stored,
-                                                      const OriginResponse& fresh) {
-  auto merged = std::make_shared<cache::ResponseHead>();
-  merged->status = stored.status;
-  merged->reason = stored.reason;
-  merged->content_length = stored.content_length;
-  for (const auto& field : stored.headers) {
-    bool replaced = std::any_of(fresh.headers.begin(), fresh.headers.end(), [&](const auto& f) {
-      return !keepsStoredValue(f.first) && cache::equalsIgnoreCase(f.first, field.first);
-    });
-    if (!replaced) merged->headers.push_back(field);
-  }
-  for (const auto& field : fresh.headers) {
-    if (keepsStoredValue(field.first)) continue;
-    merged->headers.push_back(field);
-  }
-  merged->buildWire();
-  return merged;
-}
-
 std::string_view pathOf(std::string_view target) {
   size_t q = target.find('?');
   return q == std::string_view::npos ? target : target.substr(0, q);
@@ -142,7 +78,7 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
   }
 
   if (const cache::ObjectRef& stale = fill_.stale()) {
-    if (response.status == 304 && !notModifiedMatches(stale->head(), response)) {
+    if (response.status == 304 && !cache::notModifiedMatches(stale->head(), response.headers)) {
       // About another representation than the one stored: it refreshes nothing (§4.3.4), and
       // there is no body to serve instead. Readers fall back as on an origin failure.
       std::fprintf(stderr, "streamedge: origin 304 with other validators than the stored %s\n",
@@ -152,7 +88,8 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
       return;
     }
     if (response.status == 304) {
-      std::shared_ptr<cache::ResponseHead> merged = mergeNotModified(stale->head(), response);
+      std::shared_ptr<cache::ResponseHead> merged =
+          cache::mergeNotModified(stale->head(), response.headers);
       if (response.origin) {
         merged->filled_by_origin = response.origin->name;
         merged->filled_by_dc = response.origin->dc;
