@@ -46,7 +46,8 @@ const Headers kViewer = {{"User-Agent", "ExamplePlayer/4.2 (SmartTV)"},
                          {"Authorization", "Bearer secret-token"},
                          {"X-Forwarded-For", "10.66.66.66"},
                          {"Connection", "X-Hop"},
-                         {"X-Hop", "hop value"}};
+                         {"X-Hop", "hop value"},
+                         {"Via", "1.1 corp-proxy"}};
 
 TEST_F(RequestFieldsTest, AFillCarriesTheViewersEndToEndFieldsButNoCredentialsOrAddress) {
   HttpResponse first = get("/obj/rf/a.txt?echo=1&cc=max-age%3D60", kViewer);
@@ -57,7 +58,11 @@ TEST_F(RequestFieldsTest, AFillCarriesTheViewersEndToEndFieldsButNoCredentialsOr
   EXPECT_TRUE(hasLine(seen, "accept-language: de-CH, de;q=0.9")) << seen;
   EXPECT_TRUE(hasLine(seen, "origin: https://player.example")) << seen;
   EXPECT_TRUE(hasLine(seen, "x-custom-field: custom value 1")) << seen;
-  EXPECT_TRUE(hasLine(seen, "via: 1.1 streamedge")) << seen;
+  // RFC 9110 §7.6.3: the viewer's Via, then ours.
+  const size_t their_via = seen.find("via: 1.1 corp-proxy\n");
+  EXPECT_NE(their_via, std::string::npos) << seen;
+  EXPECT_GT(seen.find("via: 1.1 streamedge\n"), their_via) << seen;
+  EXPECT_NE(seen.find("via: 1.1 streamedge\n"), std::string::npos) << seen;
   EXPECT_TRUE(hasLine(seen, "host: 127.0.0.1:" + std::to_string(simPort()))) << seen;
   // A shared fill: one viewer's credentials never shape what every viewer gets, and the
   // origin hears of no address (neither the proxy's view nor the viewer's own claim).

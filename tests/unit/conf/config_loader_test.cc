@@ -273,6 +273,12 @@ TEST(ConfigLoader, ExampleConfigLoadsWithDocumentedValues) {
                                 [](const RouteConfig& rc) { return rc.prefix == "/api/"; });
   ASSERT_NE(api, v.routes.end());
   EXPECT_EQ(api->cache.mode, CacheMode::kPass);
+  EXPECT_EQ(api->fields.forward_client_address, ClientAddressForwarding::kForwarded);
+  EXPECT_EQ(api->fields.forwarded_address, AddressAnonymization::kTruncate);
+  EXPECT_EQ(root.fields.strip_headers, std::vector<std::string>{"X-Debug-Session"});
+  EXPECT_TRUE(root.fields.forward_headers.empty());
+  EXPECT_FALSE(root.fields.forward_cookie);
+  EXPECT_EQ(root.fields.forward_client_address, ClientAddressForwarding::kNone);
   EXPECT_EQ(c.log.access_log, "/var/log/streamedge/access.log");
 }
 
