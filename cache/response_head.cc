@@ -1,5 +1,6 @@
 #include "cache/response_head.h"
 
+#include <algorithm>
 #include <array>
 
 namespace streamedge::cache {
@@ -60,6 +61,61 @@ void ResponseHead::buildWire() {
     wire.append(v);
     wire.append("\r\n");
   }
+}
+
+namespace {
+
+// A field of a 304 that does not update the stored head (see mergeNotModified).
+bool keepsStoredValue(std::string_view name) {
+  return isHopByHopOrDeliveryField(name) || equalsIgnoreCase(name, "Content-Range") ||
+         equalsIgnoreCase(name, "Proxy-Authenticate") ||
+         equalsIgnoreCase(name, "Proxy-Authentication-Info") ||
+         equalsIgnoreCase(name, "Content-Encoding") || equalsIgnoreCase(name, "Set-Cookie");
+}
+
+const std::string* findIn(const std::vector<std::pair<std::string, std::string>>& fields,
+                          std::string_view name) {
+  for (const auto& [n, v] : fields) {
+    if (equalsIgnoreCase(n, name)) return &v;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool notModifiedMatches(const ResponseHead& stored,
+                        const std::vector<std::pair<std::string, std::string>>& fields) {
+  if (const std::string* etag = findIn(fields, "ETag")) {
+    const std::string* mine = stored.find("ETag");
+    if (!mine) return false;
+    auto opaque = [](std::string_view v) { return v.starts_with("W/") ? v.substr(2) : v; };
+    if (!etag->starts_with("W/")) return !mine->starts_with("W/") && *mine == *etag;
+    return opaque(*mine) == opaque(*etag);
+  }
+  if (const std::string* lm = findIn(fields, "Last-Modified")) {
+    const std::string* mine = stored.find("Last-Modified");
+    return mine && *mine == *lm;
+  }
+  return true;
+}
+
+std::shared_ptr<ResponseHead> mergeNotModified(
+    const ResponseHead& stored, const std::vector<std::pair<std::string, std::string>>& fields) {
+  auto merged = std::make_shared<ResponseHead>();
+  merged->status = stored.status;
+  merged->reason = stored.reason;
+  merged->content_length = stored.content_length;
+  for (const auto& field : stored.headers) {
+    const bool replaced = std::any_of(fields.begin(), fields.end(), [&](const auto& f) {
+      return !keepsStoredValue(f.first) && equalsIgnoreCase(f.first, field.first);
+    });
+    if (!replaced) merged->headers.push_back(field);
+  }
+  for (const auto& field : fields) {
+    if (!keepsStoredValue(field.first)) merged->headers.push_back(field);
+  }
+  merged->buildWire();
+  return merged;
 }
 
 }  // namespace streamedge::cache

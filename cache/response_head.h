@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,5 +44,20 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b);
 // True for fields never stored or forwarded by a proxy (RFC 9110 §7.6.1), plus the framing and
 // per-delivery fields delivery rewrites.
 bool isHopByHopOrDeliveryField(std::string_view name);
+
+// RFC 9111 §4.3.4: whether a 304 (its end-to-end `fields`) is about `stored`. A strong ETag in
+// it must equal the stored one (strong comparison, RFC 9110 §8.8.3.2), a weak one must match
+// weakly; without an ETag, a Last-Modified must equal the stored one. A 304 without validators
+// refers to the one response that was asked about (the request carried its validators).
+bool notModifiedMatches(const ResponseHead& stored,
+                        const std::vector<std::pair<std::string, std::string>>& fields);
+
+// RFC 9111 §4.3.4 and §3.2: `stored` updated with a 304's fields, status, reason and body length
+// kept. Each field of the 304 replaces the stored field(s) of that name, except: hop-by-hop,
+// framing and per-delivery fields; Content-Range (about one answer); Proxy-Authenticate and
+// Proxy-Authentication-Info (never stored, §3.1); Content-Encoding (the stored bytes depend on
+// it, §3.2); Set-Cookie (stored objects are shared without cookies). Wire built.
+std::shared_ptr<ResponseHead> mergeNotModified(
+    const ResponseHead& stored, const std::vector<std::pair<std::string, std::string>>& fields);
 
 }  // namespace streamedge::cache

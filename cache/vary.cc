@@ -354,6 +354,15 @@ CacheKey variantKey(const CacheKey& primary, const VaryNames& names,
   return CacheKey{h.high64, h.low64};
 }
 
+bool isVarySetField(std::string_view name, const VaryNames* vary) {
+  for (std::string_view n : kNormalizedFields) {
+    if (equalsIgnoreCase(n, name)) return true;
+  }
+  if (!vary) return false;
+  return std::any_of(vary->begin(), vary->end(),
+                     [&](const std::string& n) { return equalsIgnoreCase(n, name); });
+}
+
 void setVaryFields(std::vector<std::pair<std::string, std::string>>& forward,
                    std::span<const FieldLine> viewer, const VaryNames* vary) {
   auto set = [&](std::string_view name) {

@@ -104,6 +104,9 @@ CacheKey variantKey(const CacheKey& primary, const VaryNames& names,
 inline constexpr std::string_view kNormalizedFields[] = {"Accept-Encoding", "Accept-Language",
                                                          "Origin"};
 
+// Whether setVaryFields may set a field of this name (a normalised one, or one `vary` names).
+bool isVarySetField(std::string_view name, const VaryNames* vary);
+
 // The one place where a fill's request fields are made to match its variant: for each field of
 // kNormalizedFields and of `vary` (the URL's known Vary names; null when none), removes its lines
 // from `forward` and, when `viewer` has the field, adds one line with the normalised value

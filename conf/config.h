@@ -156,6 +156,8 @@ struct OriginGroupConfig {
 };
 
 enum class StoragePolicy { kRamAndSsd, kRam };
+// How a client address is written where it is written at all (access log, forwarded fields).
+enum class AddressAnonymization { kTruncate, kFull, kNone };
 enum class CacheMode { kCache, kPass };
 
 struct CachePolicy {
@@ -179,6 +181,25 @@ struct KeyPolicy {
       "Expires", "session", "sessionid", "sid"};
 };
 
+// Which client address the origin hears of (never unless asked): none, an X-Forwarded-For field
+// or a Forwarded field (RFC 7239 `for=`), each with only this connection's address.
+enum class ClientAddressForwarding { kNone, kXForwardedFor, kForwarded };
+
+// Which of a viewer's request fields go to the origin on fills and passes (proxy/request_fields.h
+// applies it). The lists only ever remove fields: hop-by-hop fields, Host, Expect, and for GET/HEAD
+// Range and the conditionals never go whatever they say, nor Cookie/Authorization on shared fills
+// unless allowed below.
+struct RequestFieldPolicy {
+  std::vector<std::string> forward_headers;  // non-empty: only these names (case-insensitive)
+  std::vector<std::string> strip_headers;    // never these
+  // Send the viewer's Cookie on shared cache fills too (passes always carry it). Off: one
+  // viewer's cookie never shapes an object other viewers get.
+  bool forward_cookie = false;
+  ClientAddressForwarding forward_client_address = ClientAddressForwarding::kNone;
+  // The forwarded address: /24 and /48 (kTruncate, the default) or whole (kFull). kNone unused.
+  AddressAnonymization forwarded_address = AddressAnonymization::kTruncate;
+};
+
 struct RouteConfig {
   std::string prefix = "/";
   std::string origin_group;
@@ -186,6 +207,7 @@ struct RouteConfig {
   CachePolicy cache;
   KeyPolicy key;
   StoragePolicy storage = StoragePolicy::kRamAndSsd;
+  RequestFieldPolicy fields;
 };
 
 struct VhostConfig {
@@ -194,8 +216,6 @@ struct VhostConfig {
   std::vector<RouteConfig> routes;     // sorted longest prefix first at load time
   std::string hsts;                    // Strict-Transport-Security value on HTTPS responses; "" = none
 };
-
-enum class AddressAnonymization { kTruncate, kFull, kNone };
 
 struct LogConfig {
   std::string access_log = "stderr";  // "stderr", "stdout", "off" or a file path

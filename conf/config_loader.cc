@@ -21,6 +21,8 @@
 
 #include <toml++/toml.h>
 
+#include "conf/request_field_names.h"
+
 namespace streamedge::conf {
 namespace {
 
@@ -992,6 +994,82 @@ void readKeyPolicy(TableReader& r, KeyPolicy& key) {
   key.drop_params = std::move(effective);
 }
 
+// Which of a viewer's request fields go to the origin (proxy/request_fields.h). The lists only
+// narrow what the rules let through, so naming a field that is never forwarded in forward_headers
+// is a mistake worth reporting (the operator expects it to arrive).
+void readFieldPolicy(TableReader& r, RequestFieldPolicy& fields) {
+  std::vector<std::string> forward;
+  std::vector<std::string> strip;
+  const bool forward_set = r.stringList("forward_headers", forward);
+  const bool strip_set = r.stringList("strip_headers", strip);
+  bool ok = true;
+  auto check = [&](const char* key, const std::vector<std::string>& list, bool is_allow_list) {
+    const toml::array& array = *r.get(key)->as_array();
+    for (size_t i = 0; i < list.size(); ++i) {
+      const int line = lineOf(*array.get(i));
+      const std::string at = indexPath(r.path(key), i);
+      if (!isFieldName(list[i])) {
+        r.diag().error(line, at, "invalid field name " + quoted(list[i]));
+        ok = false;
+        continue;
+      }
+      for (size_t j = 0; j < i; ++j) {
+        if (fieldNameEquals(list[j], list[i])) {
+          r.diag().error(line, at, quoted(list[i]) + " is listed twice");
+          ok = false;
+          break;
+        }
+      }
+      if (!is_allow_list) continue;
+      switch (requestFieldClass(list[i])) {
+        case RequestFieldClass::kHopByHop:
+          r.diag().error(line, at, quoted(list[i]) +
+                                       " is hop-by-hop and never forwarded (RFC 9110 §7.6.1)");
+          ok = false;
+          break;
+        case RequestFieldClass::kProxyWritten:
+          r.diag().error(line, at, quoted(list[i]) + " is written by the proxy itself, never forwarded");
+          ok = false;
+          break;
+        case RequestFieldClass::kAddressClaim:
+          r.diag().error(line, at, quoted(list[i]) +
+                                       " is never taken from the viewer; set forward_client_address "
+                                       "to send the client address");
+          ok = false;
+          break;
+        default:
+          break;
+      }
+    }
+  };
+  if (forward_set) check("forward_headers", forward, true);
+  if (strip_set) check("strip_headers", strip, false);
+  if (forward_set && strip_set) {
+    const toml::array& array = *r.get("strip_headers")->as_array();
+    for (size_t i = 0; i < strip.size(); ++i) {
+      for (const std::string& f : forward) {
+        if (fieldNameEquals(f, strip[i])) {
+          r.diag().error(lineOf(*array.get(i)), indexPath(r.path("strip_headers"), i),
+                         quoted(strip[i]) + " is in both forward_headers and strip_headers");
+          ok = false;
+          break;
+        }
+      }
+    }
+  }
+  if (ok) {
+    fields.forward_headers = std::move(forward);
+    fields.strip_headers = std::move(strip);
+  }
+  r.boolean("forward_cookie", fields.forward_cookie);
+  r.choice("forward_client_address", fields.forward_client_address,
+           {{"none", ClientAddressForwarding::kNone},
+            {"x-forwarded-for", ClientAddressForwarding::kXForwardedFor},
+            {"forwarded", ClientAddressForwarding::kForwarded}});
+  r.choice("forwarded_address", fields.forwarded_address,
+           {{"truncate", AddressAnonymization::kTruncate}, {"full", AddressAnonymization::kFull}});
+}
+
 void readRoute(TableReader& r, RouteConfig& route,
                const std::map<std::string, size_t>& group_index, bool have_groups) {
   if (r.string("prefix", route.prefix)) {
@@ -1029,6 +1107,7 @@ void readRoute(TableReader& r, RouteConfig& route,
   r.boolean("cache_set_cookie", cache.cache_set_cookie);
   r.boolean("forward_other_methods", cache.forward_other_methods);
   readKeyPolicy(r, route.key);
+  readFieldPolicy(r, route.fields);
   r.finish();
 }
 

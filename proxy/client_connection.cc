@@ -16,6 +16,8 @@
 #include "cache/freshness.h"
 #include "proxy/cache_status.h"
 #include "proxy/fill_job.h"
+#include "proxy/invalidation.h"
+#include "proxy/request_fields.h"
 #include "proxy/router.h"
 #include "proxy/worker.h"
 
@@ -57,21 +59,6 @@ void appendUint(std::string& out, uint64_t v) {
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, end);
-}
-
-// Which of a viewer's request fields go to the origin on a forwarded (pass) request. Not the
-// hop-by-hop and framing ones, nor Host (the origin's own is sent). For GET and HEAD, not
-// Range and the conditionals either: the proxy answers those itself from the whole response.
-bool forwardToOrigin(std::string_view name, bool get_or_head) {
-  if (cache::isHopByHopOrDeliveryField(name) || cache::equalsIgnoreCase(name, "Host") ||
-      cache::equalsIgnoreCase(name, "Expect")) {
-    return false;
-  }
-  if (!get_or_head) return true;
-  for (std::string_view local : {"Range", "If-Range", "If-None-Match", "If-Modified-Since"}) {
-    if (cache::equalsIgnoreCase(name, local)) return false;
-  }
-  return true;
 }
 
 void unpinBody(const void*, size_t, void* pin) { cache::Body::unpin(pin); }
@@ -280,9 +267,10 @@ void ClientConnection::parseRequest() {
   grab(if_none_match_, "If-None-Match");
   grab(if_modified_since_, "If-Modified-Since");
   grab(if_range_, "If-Range");
-  bool found_auth = false;
-  head.find("Authorization", &found_auth);
-  has_authorization_ = found_auth;
+  bool found_if_match = false, found_if_unmodified = false;
+  head.find("If-Match", &found_if_match);
+  head.find("If-Unmodified-Since", &found_if_unmodified);
+  origin_precondition_ = found_if_match || found_if_unmodified;
   keep_alive_ = head.keep_alive;
   version_minor_ = head.version_minor;
   is_get_ = head.method == "GET";
@@ -290,17 +278,9 @@ void ClientConnection::parseRequest() {
   const bool has_body = head.chunked || (head.content_length && *head.content_length > 0);
   request_body_length_ = head.content_length.value_or(0);
   expect_continue_ = head.expect_continue;
-  if (!is_get_ && !is_head_) {
-    forward_headers_.clear();
-    for (size_t i = 0; i < head.header_count; ++i) {
-      const HeaderField& f = head.headers[i];
-      if (forwardToOrigin(f.name, false)) {
-        forward_headers_.emplace_back(std::string(f.name), std::string(f.value));
-      }
-    }
-  } else {
-    raw_head_.assign(data, head_len);  // a copy into reused capacity: no allocation per hit
-  }
+  // The head as received, for the fields a fill or pass forwards (parsed again only then): a
+  // copy into reused capacity, no allocation per hit.
+  raw_head_.assign(data, head_len);
   evbuffer_drain(in, head_len);
 
   if (has_body && (is_get_ || is_head_)) {
@@ -341,6 +321,8 @@ void ClientConnection::handleRequest() {
     return synth(400, "invalid request path", true);
   }
   query_ = cache::filterQuery(query_, route_->key);
+  key_ = cache::makeKey(vhost_->name, path_, query_);
+  viewer_fields_.reset(route_);
 
   if (!is_get_ && !is_head_) {
     if (!route_->cache.forward_other_methods) {
@@ -356,8 +338,9 @@ void ClientConnection::handleRequest() {
     }
     return startPass();
   }
-  key_ = cache::makeKey(vhost_->name, path_, query_);
-  if (route_->cache.mode == conf::CacheMode::kPass) return startPass();
+  // RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the origin, which alone knows
+  // the current representation; such a request goes there, as this viewer's own.
+  if (route_->cache.mode == conf::CacheMode::kPass || origin_precondition_) return startPass();
   lookupStep();
 }
 
@@ -437,29 +420,9 @@ void ClientConnection::startFill(cache::FillWriter fill, bool pass) {
 FillRequest ClientConnection::makeFillRequest(bool pass) {
   FillRequest request;
   request.pass = pass;
-  request.request_has_authorization = has_authorization_;
   if (pass) {
     request.method = is_head_ ? "GET" : method_;  // HEAD: fetch and send the head only
     request.target = target_;
-    if (is_get_ || is_head_) {
-      // The viewer's own fields (Authorization, Cookie, Accept, ...): a pass answer is for this
-      // viewer alone. Parsed again from the kept head; it passed the same parser before.
-      RequestLimits limits;
-      limits.max_head_bytes = raw_head_.size();
-      limits.max_uri_bytes = raw_head_.size();
-      RequestHead head;
-      ParseError err;
-      if (parseRequestHead(raw_head_, limits, head, err)) {
-        for (size_t i = 0; i < head.header_count; ++i) {
-          const HeaderField& f = head.headers[i];
-          if (forwardToOrigin(f.name, true)) {
-            request.forward_headers.emplace_back(std::string(f.name), std::string(f.value));
-          }
-        }
-      }
-    } else {
-      request.forward_headers = forward_headers_;
-    }
     request.body = std::move(request_body_);
   } else {
     // Fills carry the normalised path and only the kept query parameters: the origin never
@@ -469,11 +432,52 @@ FillRequest ClientConnection::makeFillRequest(bool pass) {
       request.target += '?';
       request.target += query_;
     }
-    // Vary: the origin gets the normalised values of the fields variants are chosen by, so the
-    // stored answer suits every request of its variant.
-    cache::setVaryFields(request.forward_headers, viewer_fields_.fieldLines(), vary_names_.get());
   }
+  request.request_has_authorization = forwardedFields(!pass, request.forward_headers).authorization;
+  if (!pass) {
+    // Vary: the origin gets the normalised values of the fields variants are chosen by, so the
+    // stored answer suits every request of its variant (after the route's field policy chose
+    // the rest).
+    cache::setVaryFields(request.forward_headers, viewer_fields_.fieldLines(), vary_names_.get());
+    // ...but never one the route keeps from the origin (privacy wins; such a field is absent
+    // for variant selection too, see ViewerFields).
+    FieldContext shared;
+    std::erase_if(request.forward_headers, [&](const auto& f) {
+      return cache::isVarySetField(f.first, vary_names_.get()) &&
+             !fieldForwarded(f.first, *route_, shared);
+    });
+  }
+  if (!isSafeMethod(method_)) request.invalidate = invalidationScope();
   return request;
+}
+
+ForwardedFields ClientConnection::forwardedFields(bool shared_fill, FieldList& out) const {
+  // Parsed again from the kept head (it passed the same parser before): only fills and passes
+  // pay for the field list, never hits.
+  RequestLimits limits;
+  limits.max_head_bytes = raw_head_.size();
+  limits.max_uri_bytes = raw_head_.size();
+  RequestHead head;
+  ParseError err;
+  if (!parseRequestHead(raw_head_, limits, head, err)) return {};
+  FieldContext context;
+  context.method = method_;
+  context.shared_fill = shared_fill;
+  context.client = client_addr_.ss_family == AF_UNSPEC
+                       ? nullptr
+                       : reinterpret_cast<const sockaddr*>(&client_addr_);
+  return selectRequestFields(head.headers, head.header_count, *route_, context, out);
+}
+
+InvalidationScope ClientConnection::invalidationScope() const {
+  InvalidationScope scope;
+  scope.scheme = tls_ ? "https" : "http";
+  scope.host = host_;
+  scope.path = path_;
+  const size_t q = target_.find('?');
+  if (q != std::string::npos) scope.query = target_.substr(q + 1);
+  scope.target = key_;
+  return scope;
 }
 
 void ClientConnection::startPass() {
@@ -600,7 +604,9 @@ std::span<const cache::FieldLine> ClientConnection::ViewerFields::fieldLines() c
     RequestHead head;
     ParseError err;
     if (parseRequestHead(raw_head_, limits, head, err)) {
+      FieldContext shared;  // a GET's shared fill
       for (size_t i = 0; i < head.header_count; ++i) {
+        if (route_ && !fieldForwarded(head.headers[i].name, *route_, shared)) continue;
         lines_.push_back({head.headers[i].name, head.headers[i].value});
       }
     }
@@ -1006,7 +1012,7 @@ void ClientConnection::resetExchange() {
   query_.clear();
   own_fill_ = false;
   ssd_read_ = false;
-  viewer_fields_.reset();
+  viewer_fields_.reset(nullptr);
   vary_names_.reset();
   vary_retried_ = false;
   passed_ = false;

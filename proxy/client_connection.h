@@ -38,6 +38,7 @@
 #include "proxy/fill_job.h"
 #include "proxy/http_parser.h"
 #include "proxy/range.h"
+#include "proxy/request_fields.h"
 #include "proxy/shared_state.h"
 #include "tls/tls_state.h"
 
@@ -90,6 +91,9 @@ class ClientConnection final : public cache::ObjectWaiter {
   void lookupStep();                         // Lookup (again, after a Vary mismatch)
   void startFill(cache::FillWriter fill, bool pass);
   FillRequest makeFillRequest(bool pass);
+  // The viewer's fields an origin request carries (proxy/request_fields.h), into `out`.
+  ForwardedFields forwardedFields(bool shared_fill, FieldList& out) const;
+  InvalidationScope invalidationScope() const;  // for an unsafe method's fill
   void readFromSsd(cache::FillWriter fill);  // Lookup found a fresh SSD copy
   void startPass();                          // Pass
   void waitOn(cache::ObjectRef object);      // Busy / Miss: read the object as it fills
@@ -133,20 +137,25 @@ class ClientConnection final : public cache::ObjectWaiter {
   const conf::RouteConfig* route_ = nullptr;
   std::string method_, target_, raw_path_, path_, query_, host_;
   std::string range_, if_none_match_, if_modified_since_, if_range_;
-  std::vector<std::pair<std::string, std::string>> forward_headers_;  // other methods only
-  // The request head of a GET or HEAD as received, kept (in a buffer reused across requests)
-  // so that a pass can forward the viewer's fields without copying them on every hit.
+  // The request head as received, kept (in a buffer reused across requests) so that fills and
+  // passes can forward the viewer's fields without copying them on every hit.
   std::string raw_head_;
   // The viewer's request fields as the cache sees them (Vary), parsed from raw_head_ on first
   // use: only URLs whose answers vary ask.
   class ViewerFields final : public cache::RequestFieldSource {
    public:
     explicit ViewerFields(const std::string& raw_head) : raw_head_(raw_head) {}
+    // Only the fields `route` lets reach the origin on a shared fill: a field the route keeps
+    // from the origin cannot select a variant either (the origin never saw it).
     std::span<const cache::FieldLine> fieldLines() const override;
-    void reset() { parsed_ = false; }
+    void reset(const conf::RouteConfig* route) {
+      parsed_ = false;
+      route_ = route;
+    }
 
    private:
     const std::string& raw_head_;
+    const conf::RouteConfig* route_ = nullptr;
     mutable std::vector<cache::FieldLine> lines_;  // views into raw_head_; capacity reused
     mutable bool parsed_ = false;
   };
@@ -155,7 +164,8 @@ class ClientConnection final : public cache::ObjectWaiter {
   bool vary_retried_ = false;  // looked up again after joining another variant's fill
   std::string request_body_;
   uint64_t request_body_length_ = 0;
-  bool is_get_ = false, is_head_ = false, has_authorization_ = false;
+  bool is_get_ = false, is_head_ = false;
+  bool origin_precondition_ = false;  // If-Match / If-Unmodified-Since: only the origin answers
   bool keep_alive_ = true;
   bool expect_continue_ = false;
   int version_minor_ = 1;

@@ -11,28 +11,6 @@ namespace streamedge::proxy {
 
 namespace {
 
-// RFC 9111 §4.3.4: the stored head updated with the 304's fields (framing excluded).
-std::shared_ptr<cache::ResponseHead> mergeNotModified(const cache::ResponseHead& stored,
-                                                      const OriginResponse& fresh) {
-  auto merged = std::make_shared<cache::ResponseHead>();
-  merged->status = stored.status;
-  merged->reason = stored.reason;
-  merged->content_length = stored.content_length;
-  for (const auto& field : stored.headers) {
-    bool replaced = std::any_of(fresh.headers.begin(), fresh.headers.end(), [&](const auto& f) {
-      return cache::equalsIgnoreCase(f.first, field.first);
-    });
-    if (!replaced) merged->headers.push_back(field);
-  }
-  for (const auto& field : fresh.headers) {
-    if (cache::isHopByHopOrDeliveryField(field.first)) continue;
-    if (cache::equalsIgnoreCase(field.first, "Content-Range")) continue;
-    merged->headers.push_back(field);
-  }
-  merged->buildWire();
-  return merged;
-}
-
 std::string_view pathOf(std::string_view target) {
   size_t q = target.find('?');
   return q == std::string_view::npos ? target : target.substr(0, q);
@@ -135,10 +113,25 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
   // to viewers); a 304's replace the stored ones like any other field (RFC 9111 §4.3.4).
   cache::internEdgeFields(response.headers,
                           {config_->cache.cache_control_target, config_->cache.surrogate_control});
+  if (request_.invalidate) {
+    // RFC 9111 §4.4: as soon as the answer is known, whether or not the viewer stays for it.
+    invalidateAfterUnsafe(worker_.shared().cache, *config_, *request_.invalidate, response.status,
+                          response.headers);
+  }
 
   if (const cache::ObjectRef& stale = fill_.stale()) {
+    if (response.status == 304 && !cache::notModifiedMatches(stale->head(), response.headers)) {
+      // About another representation than the one stored: it refreshes nothing (§4.3.4), and
+      // there is no body to serve instead. Readers fall back as on an origin failure.
+      std::fprintf(stderr, "streamedge: origin 304 with other validators than the stored %s\n",
+                   std::string(pathOf(request_.target)).c_str());
+      fill_.abort();
+      discard_ = true;
+      return;
+    }
     if (response.status == 304) {
-      std::shared_ptr<cache::ResponseHead> merged = mergeNotModified(stale->head(), response);
+      std::shared_ptr<cache::ResponseHead> merged =
+          cache::mergeNotModified(stale->head(), response.headers);
       if (response.origin) {
         merged->filled_by_origin = response.origin->name;
         merged->filled_by_dc = response.origin->dc;

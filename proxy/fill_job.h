@@ -18,11 +18,13 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cache/cache.h"
 #include "cache/freshness.h"
 #include "conf/config.h"
+#include "proxy/invalidation.h"
 #include "proxy/origin_client.h"
 
 namespace streamedge::proxy {
@@ -32,13 +34,21 @@ class Worker;
 struct FillRequest {
   std::string method = "GET";
   std::string target;          // origin-form path?query sent to the origin
+  // Authorization is among forward_headers (RFC 9111 §3.5 then decides storing and sharing).
   bool request_has_authorization = false;
-  // Pass requests forward the viewer's end-to-end fields. Cache fills send the Vary-relevant
-  // ones, normalised (cache::setVaryFields): a stored answer that says Vary is kept as the
-  // variant these fields select.
+  // The viewer's request fields the origin gets, fills and passes alike: the one list an origin
+  // request carries, chosen by proxy/request_fields.h under the route's RequestFieldPolicy
+  // (hop-by-hop fields, Host, local conditionals and, on shared fills, credentials removed; the
+  // client address field appended when the route asks for one). FillJob adds its validators
+  // and Via.
+  // Cache fills then set the Vary-relevant ones to their normalised values
+  // (cache::setVaryFields): a stored answer that says Vary is kept as the variant they select.
   std::vector<std::pair<std::string, std::string>> forward_headers;
   std::string body;
   bool pass = false;  // a private fill: never shared, never stored
+  // An unsafe method: a non-error answer invalidates the target and same-origin Location /
+  // Content-Location (RFC 9111 §4.4; proxy/invalidation.h).
+  std::optional<InvalidationScope> invalidate;
 };
 
 class FillJob final : public OriginObserver, public cache::FillListener {

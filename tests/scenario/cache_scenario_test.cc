@@ -350,9 +350,11 @@ TEST_F(ScenarioTest, PassRequestsCarryTheViewersOwnFieldsButNotRangeOrConditiona
   EXPECT_EQ(part.body.size(), 6u);
   EXPECT_EQ(originCount("/obj/api/me"), 2);
 
-  // Cache fills never carry a viewer's fields: the object is shared.
+  // Cache fills carry the end-to-end fields but never one viewer's credentials by default: the
+  // object is shared.
   HttpResponse shared = get("/obj/shared/echo.txt?echo=1&cc=max-age%3D60", mine);
   ASSERT_EQ(shared.status, 200);
+  EXPECT_NE(shared.body.find("accept-language: fr\n"), std::string::npos) << shared.body;
   EXPECT_EQ(shared.body.find("authorization"), std::string::npos) << shared.body;
   EXPECT_EQ(shared.body.find("cookie"), std::string::npos) << shared.body;
 }

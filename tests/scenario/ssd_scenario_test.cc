@@ -69,7 +69,8 @@ class SsdScenarioTest : public ScenarioTest {
   std::string config(const SsdOptions& o) const {
     std::string c = scenarioConfig(simPort(), access_log_,
                                    "\n  [[vhost.route]]\n  prefix = \"/obj/ram/\"\n"
-                                   "  origin_group = \"main\"\n  storage = \"ram\"\n",
+                                   "  origin_group = \"main\"\n  storage = \"ram\"\n" +
+                                       extra_routes_,
                                    "1MiB");
     c += "\n[cache.ssd]\npath = \"" + store_ + "\"\nsize = \"16MiB\"\nregion_size = \"1MiB\"\n"
          "encrypt = " + std::string(o.encrypt ? "true" : "false") + "\n"
@@ -146,6 +147,7 @@ class SsdScenarioTest : public ScenarioTest {
 
   std::string store_;
   std::string key_;
+  std::string extra_routes_;  // more [[vhost.route]] tables for config()
 };
 
 TEST_F(SsdScenarioTest, ObjectsSpillToSsdAndAreServedByteExactWithoutOriginFetches) {
@@ -289,6 +291,33 @@ TEST_F(SsdScenarioTest, RemovedCopiesDoNotComeBackAfterAKillNine) {
     }
   }
   EXPECT_GE(revalidated, 5) << "the control: copies that were not removed are still there";
+}
+
+TEST_F(SsdScenarioTest, ASuccessfulPostRemovesTheSsdCopyToo) {
+  extra_routes_ =
+      "\n  [[vhost.route]]\n  prefix = \"/obj/inv-ssd/\"\n  origin_group = \"main\"\n"
+      "  forward_other_methods = true\n  drop_params = [\"status\"]\n";
+  startProxy({});
+  const std::string prefix = "/obj/inv-ssd/s";
+  ASSERT_GE(fillAndSpill(prefix, 15), 15) << proxyLog();
+  const double tombstones = metricValue(metrics(), "streamedge_ssd_tombstones_total");
+  // Objects 0..9 were filled first: long evicted from the 1 MiB RAM tier, on the SSD only.
+  constexpr int kPosted = 5;
+  for (int i = 0; i < kPosted; ++i) {
+    const HttpResponse p = testsupport::httpRequest(port(), "POST", target(prefix, i, "&status=204"),
+                                                    {}, 10s, "x");
+    ASSERT_EQ(p.status, 204) << p.error << proxyLog();
+  }
+  EXPECT_GE(metricValue(metrics(), "streamedge_ssd_tombstones_total"), tombstones + kPosted);
+  for (int i = 0; i < 10; ++i) {
+    const long before = originCount(path(prefix, i));
+    const HttpResponse r = get(target(prefix, i));
+    EXPECT_EQ(r.status, 200) << r.error;
+    EXPECT_TRUE(r.body == simBody(path(prefix, i), kObjectBytes)) << "object " << i;
+    // The control: the SSD copies of objects that were not posted to still answer.
+    EXPECT_EQ(r.header("X-Cache"), i < kPosted ? "MISS" : "HIT") << "object " << i;
+    EXPECT_EQ(originCount(path(prefix, i)), before + (i < kPosted ? 1 : 0)) << "object " << i;
+  }
 }
 
 // Flips one byte at `offset` inside every region of the store file.

@@ -1280,6 +1280,8 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
     if (!name_ok || field_value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) continue;
     extra_headers.push_back(std::string(name) + ": " + std::string(field_value));
   }
+  if (const std::string* loc = req.param("location"); loc && !loc->empty()) extra_headers.push_back("Location: " + *loc);
+  if (const std::string* cl = req.param("content_location"); cl && !cl->empty()) extra_headers.push_back("Content-Location: " + *cl);
 
   int status = res.status;
   size_t offset = 0;

@@ -23,6 +23,7 @@
 //   echo=1 (the body lists the request's header fields, "name: value" lines)
 //   vary_body=1 (with vary=<list>: the body is one "name: value" line per field the list names,
 //   as the request carried it, "(absent)" when it did not; ETag from that text)
+//   location=<value> content_location=<value> (sent as Location / Content-Location)
 //   fault=500|503|hang|reset|short|long|nostore (nostore: Cache-Control: no-store and
 //   a new ETag, as content that changed and may no longer be stored).
 // Also: If-None-Match / If-Modified-Since → 304; a single Range (with If-Range) → 206/416; HEAD;

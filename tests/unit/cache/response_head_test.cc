@@ -70,5 +70,70 @@ TEST(IsHopByHopOrDeliveryField, HopByHopFramingAndDeliveryFieldsAreNeverStored) 
   }
 }
 
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+ResponseHead storedHead(Fields fields) {
+  ResponseHead head;
+  head.status = 200;
+  head.reason = "OK";
+  head.content_length = 1234;
+  head.headers = std::move(fields);
+  head.buildWire();
+  return head;
+}
+
+TEST(NotModified, AStrongETagMustBeTheStoredOne) {
+  const ResponseHead stored = storedHead({{"ETag", "\"v1\""}});
+  EXPECT_TRUE(notModifiedMatches(stored, {{"etag", "\"v1\""}}));
+  EXPECT_FALSE(notModifiedMatches(stored, {{"ETag", "\"v2\""}}));
+  EXPECT_TRUE(notModifiedMatches(stored, {{"ETag", "W/\"v1\""}}));  // weak comparison
+  EXPECT_FALSE(notModifiedMatches(storedHead({{"ETag", "W/\"v1\""}}), {{"ETag", "\"v1\""}}));
+  EXPECT_FALSE(notModifiedMatches(storedHead({}), {{"ETag", "\"v1\""}}));
+}
+
+TEST(NotModified, WithoutAnETagTheLastModifiedMustMatch) {
+  const ResponseHead stored = storedHead({{"Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT"}});
+  EXPECT_TRUE(notModifiedMatches(stored, {{"Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT"}}));
+  EXPECT_FALSE(notModifiedMatches(stored, {{"Last-Modified", "Sun, 31 Dec 2023 00:00:00 GMT"}}));
+  EXPECT_TRUE(notModifiedMatches(stored, {{"Cache-Control", "max-age=60"}}));  // no validator
+}
+
+TEST(NotModified, MergeReplacesFieldsByNameAndKeepsTheRest) {
+  const ResponseHead stored = storedHead({{"Content-Type", "video/mp2t"},
+                                          {"Cache-Control", "max-age=1"},
+                                          {"X-Tag", "a"},
+                                          {"X-Tag", "b"},
+                                          {"ETag", "\"v1\""}});
+  auto merged = mergeNotModified(stored, {{"cache-control", "max-age=60"},
+                                          {"X-Tag", "c"},
+                                          {"X-New", "n"},
+                                          {"Date", "Tue, 02 Jan 2024 00:00:00 GMT"}});
+  EXPECT_EQ(merged->status, 200);
+  EXPECT_EQ(merged->content_length, 1234u);
+  EXPECT_EQ(merged->headers, (Fields{{"Content-Type", "video/mp2t"},
+                                     {"ETag", "\"v1\""},
+                                     {"cache-control", "max-age=60"},
+                                     {"X-Tag", "c"},
+                                     {"X-New", "n"},
+                                     {"Date", "Tue, 02 Jan 2024 00:00:00 GMT"}}));
+  EXPECT_NE(merged->wire.find("X-New: n\r\n"), std::string::npos);
+}
+
+TEST(NotModified, MergeNeverTakesFramingEncodingCookiesOrProxyFields) {
+  const ResponseHead stored = storedHead({{"Content-Encoding", "gzip"}, {"Content-Type", "a/b"}});
+  auto merged = mergeNotModified(stored, {{"Content-Encoding", "br"},
+                                          {"Content-Length", "0"},
+                                          {"Content-Range", "bytes 0-1/2"},
+                                          {"Set-Cookie", "id=1"},
+                                          {"Proxy-Authenticate", "Basic"},
+                                          {"Proxy-Authentication-Info", "x"},
+                                          {"Connection", "close"},
+                                          {"Age", "5"},
+                                          {"Via", "1.1 other"}});
+  // The stored Content-Encoding stays (the bytes are gzip), and nothing else was taken.
+  EXPECT_EQ(merged->headers, (Fields{{"Content-Encoding", "gzip"}, {"Content-Type", "a/b"}}));
+  EXPECT_EQ(merged->content_length, 1234u);
+}
+
 }  // namespace
 }  // namespace streamedge::cache

@@ -273,6 +273,12 @@ TEST(ConfigLoader, ExampleConfigLoadsWithDocumentedValues) {
                                 [](const RouteConfig& rc) { return rc.prefix == "/api/"; });
   ASSERT_NE(api, v.routes.end());
   EXPECT_EQ(api->cache.mode, CacheMode::kPass);
+  EXPECT_EQ(api->fields.forward_client_address, ClientAddressForwarding::kForwarded);
+  EXPECT_EQ(api->fields.forwarded_address, AddressAnonymization::kTruncate);
+  EXPECT_EQ(root.fields.strip_headers, std::vector<std::string>{"X-Debug-Session"});
+  EXPECT_TRUE(root.fields.forward_headers.empty());
+  EXPECT_FALSE(root.fields.forward_cookie);
+  EXPECT_EQ(root.fields.forward_client_address, ClientAddressForwarding::kNone);
   EXPECT_EQ(c.log.access_log, "/var/log/streamedge/access.log");
 }
 
@@ -1078,6 +1084,99 @@ TEST(ConfigLoader, KeepParamsWithIgnoreQueryIsReported) {
 TEST(ConfigLoader, BadParamNamesAreReported) {
   expectOnlyError("  drop_params = [\"ok\", \"a=b\"]\n", "vhost[0].route[0].drop_params[1]",
                   "drop_params", "invalid query parameter name");
+}
+
+// ---- request field policy -------------------------------------------------------------------
+
+TEST(ConfigLoader, RequestFieldPolicyDefaultsSendNoAddressAndNoSharedCookie) {
+  const LoadResult r = load(kBase);
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const RequestFieldPolicy& f = onlyRoute(r).fields;
+  EXPECT_TRUE(f.forward_headers.empty());
+  EXPECT_TRUE(f.strip_headers.empty());
+  EXPECT_FALSE(f.forward_cookie);
+  EXPECT_EQ(f.forward_client_address, ClientAddressForwarding::kNone);
+  EXPECT_EQ(f.forwarded_address, AddressAnonymization::kTruncate);
+}
+
+TEST(ConfigLoader, RequestFieldPolicyKeysAreParsed) {
+  const LoadResult r = load(withRouteKeys(
+      "  forward_headers = [\"Accept-Language\", \"Origin\", \"x-app\"]\n"
+      "  strip_headers = [\"X-Debug\"]\n"
+      "  forward_cookie = true\n"
+      "  forward_client_address = \"forwarded\"\n"
+      "  forwarded_address = \"full\"\n"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const RequestFieldPolicy& f = onlyRoute(r).fields;
+  EXPECT_EQ(f.forward_headers, (std::vector<std::string>{"Accept-Language", "Origin", "x-app"}));
+  EXPECT_EQ(f.strip_headers, std::vector<std::string>{"X-Debug"});
+  EXPECT_TRUE(f.forward_cookie);
+  EXPECT_EQ(f.forward_client_address, ClientAddressForwarding::kForwarded);
+  EXPECT_EQ(f.forwarded_address, AddressAnonymization::kFull);
+  const LoadResult xff = load(withRouteKeys("  forward_client_address = \"x-forwarded-for\"\n"));
+  ASSERT_TRUE(xff.ok()) << describe(xff);
+  EXPECT_EQ(onlyRoute(xff).fields.forward_client_address, ClientAddressForwarding::kXForwardedFor);
+}
+
+TEST(ConfigLoader, BadRequestFieldValuesAreReportedWithTheirLines) {
+  expectOnlyError("  forward_client_address = \"x-real-ip\"\n",
+                  "vhost[0].route[0].forward_client_address", "forward_client_address",
+                  "\"none\", \"x-forwarded-for\" or \"forwarded\"");
+  expectOnlyError("  forwarded_address = \"none\"\n", "vhost[0].route[0].forwarded_address",
+                  "forwarded_address", "\"truncate\" or \"full\"");
+  expectOnlyError("  forward_cookie = \"yes\"\n", "vhost[0].route[0].forward_cookie",
+                  "forward_cookie", "expected true or false");
+  expectOnlyError("  strip_headers = \"X-Debug\"\n", "vhost[0].route[0].strip_headers",
+                  "strip_headers", "an array of strings");
+}
+
+TEST(ConfigLoader, FieldNamesThatAreNoTokensAreReported) {
+  expectOnlyError("  forward_headers = [\"Accept\", \"Bad Name\"]\n",
+                  "vhost[0].route[0].forward_headers[1]", "forward_headers", "invalid field name");
+  expectOnlyError("  strip_headers = [\"X:Y\"]\n", "vhost[0].route[0].strip_headers[0]",
+                  "strip_headers", "invalid field name");
+  expectOnlyError("  strip_headers = [\"\"]\n", "vhost[0].route[0].strip_headers[0]",
+                  "strip_headers", "invalid field name");
+}
+
+TEST(ConfigLoader, ForwardHeadersCannotNameFieldsThatAreNeverForwarded) {
+  const std::string text = concat(kBase,
+                                  "  forward_headers = [\n"
+                                  "    \"Accept\",\n"
+                                  "    \"Connection\",\n"
+                                  "    \"proxy-authorization\",\n"
+                                  "    \"Host\",\n"
+                                  "    \"X-Forwarded-For\",\n"
+                                  "    \"Forwarded\",\n"
+                                  "  ]\n");
+  const LoadResult r = load(text);
+  EXPECT_EQ(r.errors.size(), 5u) << describe(r);
+  expectError(r, "vhost[0].route[0].forward_headers[1]", lineContaining(text, "\"Connection\""),
+              "hop-by-hop");
+  expectError(r, "vhost[0].route[0].forward_headers[2]",
+              lineContaining(text, "proxy-authorization"), "hop-by-hop");
+  expectError(r, "vhost[0].route[0].forward_headers[3]", lineContaining(text, "\"Host\""),
+              "written by the proxy");
+  expectError(r, "vhost[0].route[0].forward_headers[4]", lineContaining(text, "X-Forwarded-For"),
+              "forward_client_address");
+  expectError(r, "vhost[0].route[0].forward_headers[5]", lineContaining(text, "\"Forwarded\""),
+              "forward_client_address");
+}
+
+TEST(ConfigLoader, AFieldInBothListsOrTwiceInOneIsReported) {
+  expectOnlyError("  forward_headers = [\"Accept\", \"Origin\"]\n  strip_headers = [\"origin\"]\n",
+                  "vhost[0].route[0].strip_headers[0]", "strip_headers",
+                  "in both forward_headers and strip_headers");
+  expectOnlyError("  strip_headers = [\"X-A\", \"x-a\"]\n", "vhost[0].route[0].strip_headers[1]",
+                  "strip_headers", "listed twice");
+}
+
+TEST(ConfigLoader, StripHeadersMayNameAnything) {
+  // Removing what is never forwarded anyway is harmless; credentials are the usual entries.
+  const LoadResult r = load(withRouteKeys(
+      "  strip_headers = [\"Cookie\", \"Authorization\", \"Connection\", \"X-Forwarded-For\"]\n"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(onlyRoute(r).fields.strip_headers.size(), 4u);
 }
 
 // ---- structure ------------------------------------------------------------------------------
