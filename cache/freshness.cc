@@ -6,8 +6,12 @@
 #include <array>
 #include <cstdio>
 
+#include "conf/http_token.h"
+
 namespace streamedge::cache {
 namespace {
+
+using conf::isTchar;
 
 using std::chrono::floor;
 
@@ -16,19 +20,6 @@ constexpr int64_t kMaxDeltaSeconds = int64_t{1} << 31;
 
 bool isOws(char c) { return c == ' ' || c == '\t'; }
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
-
-// RFC 9110 §5.6.2 tchar.
-bool isTchar(char ch) {
-  const unsigned char c = static_cast<unsigned char>(ch);
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
-}
 
 std::string_view trimOws(std::string_view s) {
   while (!s.empty() && isOws(s.front())) s.remove_prefix(1);

@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "conf/http_token.h"
+
 namespace streamedge::cache {
 namespace {
+
+using conf::isTchar;
 
 // RFC 9111 §1.2.2: delta-seconds past 2^31 are taken as 2^31 (as CacheControl::parse does).
 constexpr int64_t kMaxDeltaSeconds = int64_t{1} << 31;
@@ -12,18 +16,6 @@ constexpr int64_t kMaxDeltaSeconds = int64_t{1} << 31;
 bool isLcAlpha(char c) { return c >= 'a' && c <= 'z'; }
 bool isAlpha(char c) { return isLcAlpha(c) || (c >= 'A' && c <= 'Z'); }
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
-
-// RFC 9110 §5.6.2 tchar.
-bool isTchar(char c) {
-  if (isAlpha(c) || isDigit(c)) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
-}
 
 // One parsed bare item (RFC 8941 §3.3), or an inner list. Only what the directive mapping needs
 // is kept: the kind, an Integer's value, a Boolean's value.

@@ -7,8 +7,12 @@
 #include <array>
 #include <cstdint>
 
+#include "conf/http_token.h"
+
 namespace streamedge::cache {
 namespace {
+
+using conf::isToken;
 
 bool isOws(char c) { return c == ' ' || c == '\t'; }
 
@@ -18,22 +22,6 @@ std::string_view trimOws(std::string_view s) {
   while (!s.empty() && isOws(s.front())) s.remove_prefix(1);
   while (!s.empty() && isOws(s.back())) s.remove_suffix(1);
   return s;
-}
-
-// RFC 9110 §5.6.2 tchar.
-bool isTchar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool isToken(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), isTchar);
 }
 
 bool equalsLower(std::string_view s, std::string_view lower) {

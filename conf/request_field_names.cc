@@ -1,5 +1,7 @@
 #include "conf/request_field_names.h"
 
+#include "conf/http_token.h"
+
 namespace streamedge::conf {
 
 namespace {
@@ -27,21 +29,7 @@ bool fieldNameEquals(std::string_view a, std::string_view b) {
   return true;
 }
 
-bool isFieldName(std::string_view name) {
-  if (name.empty()) return false;
-  for (char c : name) {
-    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (alnum) continue;
-    switch (c) {
-      case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-      case '.': case '^': case '_': case '`': case '|': case '~':
-        continue;
-      default:
-        return false;
-    }
-  }
-  return true;
-}
+bool isFieldName(std::string_view name) { return isToken(name); }
 
 RequestFieldClass requestFieldClass(std::string_view name) {
   // RFC 9110 §7.6.1: Connection and the fields it lists by convention; every Proxy-* field is

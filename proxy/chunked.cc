@@ -13,8 +13,12 @@
 // syntax and discarded (we never forward trailers).
 #include "proxy/chunked.h"
 
+#include "conf/http_token.h"
+
 namespace streamedge::proxy {
 namespace {
+
+using conf::isTchar;
 
 constexpr int kMaxSizeDigits = 15;              // 60 bits: cannot overflow uint64_t
 constexpr size_t kMaxSizeLineBytes = 4096;      // chunk-size + extensions, before CRLF
@@ -25,17 +29,6 @@ inline int hexValue(uint8_t c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
-}
-
-inline bool isTchar(uint8_t c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
 }
 
 // Controls other than HTAB, and DEL: never allowed in an extension or a trailer value.
