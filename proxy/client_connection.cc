@@ -279,6 +279,13 @@ void ClientConnection::parseRequest() {
   grab(if_none_match_, "If-None-Match");
   grab(if_modified_since_, "If-Modified-Since");
   grab(if_range_, "If-Range");
+  accept_encoding_.reset();
+  for (size_t i = 0; i < head.header_count; ++i) {
+    // A list field: every line counts (RFC 9110 §5.3).
+    if (cache::equalsIgnoreCase(head.headers[i].name, "Accept-Encoding")) {
+      parseAcceptEncoding(head.headers[i].value, accept_encoding_);
+    }
+  }
   bool found_auth = false;
   head.find("Authorization", &found_auth);
   has_authorization_ = found_auth;
@@ -553,6 +560,7 @@ void ClientConnection::onObjectProgress() {
       if (passed_) return synth(502, "origin response not shareable", false);
       return startPass();
     }
+    if (awaitWholeForEncoding()) return;  // woken again as it fills
     return deliverHead();
   }
   if (state_ == ClientConnection::State::kSending) pump();
@@ -628,10 +636,11 @@ void ClientConnection::appendDeliveryFields() {
 }
 
 void ClientConnection::deliverHead() {
-  const cache::ResponseHead& head = object_->head();
+  chooseRepresentation();
+  const cache::ResponseHead& head = rep_ ? *rep_->head : object_->head();
   const cache::Freshness& freshness = object_->freshness();
   const bool complete = object_->isComplete();
-  std::optional<uint64_t> total = object_->expectedLength();
+  std::optional<uint64_t> total = rep_ ? rep_->head->content_length : object_->expectedLength();
   if (!total && complete) total = object_->body().length();
 
   out_.clear();
@@ -668,6 +677,7 @@ void ClientConnection::deliverHead() {
           }
         }
       }
+      if (vary_accept_encoding_) out_ += "Vary: Accept-Encoding\r\n";
       out_ += "Age: ";
       appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
       out_ += "\r\n";
@@ -703,6 +713,7 @@ void ClientConnection::deliverHead() {
         appendUint(out_, *total);
         out_ += "\r\nContent-Length: ";
         appendUint(out_, spec.last - spec.first + 1);
+        if (vary_accept_encoding_) out_ += "\r\nVary: Accept-Encoding";
         out_ += "\r\nAge: ";
         appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
         out_ += "\r\n";
@@ -724,7 +735,9 @@ void ClientConnection::deliverHead() {
     out_ += "Content-Length: ";
     appendUint(out_, *total);
     out_ += "\r\n";
-    if (head.status == 200) out_ += "Accept-Ranges: bytes\r\n";
+    // Ranges address the identity bytes (a Range request is answered from them): not
+    // advertised on an encoded answer.
+    if (head.status == 200 && !rep_) out_ += "Accept-Ranges: bytes\r\n";
   } else if (!is_head_) {
     if (version_minor_ >= 1) {
       out_ += "Transfer-Encoding: chunked\r\n";
@@ -733,12 +746,59 @@ void ClientConnection::deliverHead() {
       close_after_response_ = true;  // HTTP/1.0: the end of the body is the close
     }
   }
+  if (vary_accept_encoding_) out_ += "Vary: Accept-Encoding\r\n";
   out_ += "Age: ";
   appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
   out_ += "\r\n";
   appendDeliveryFields();
   out_ += "\r\n";
   sendHeadAndBody(send_body, complete);
+}
+
+bool ClientConnection::awaitWholeForEncoding() {
+  if (!route_ || route_->compress.codings.empty() || object_->isComplete()) return false;
+  const cache::Body& body = object_->body();
+  if (body.releasedBytes() > 0) return false;
+  const std::optional<uint64_t> expected = object_->expectedLength();
+  const EncodingChoice choice = chooseEncoding(route_->compress, object_->head(), expected,
+                                               is_get_ || is_head_, !range_.empty(),
+                                               accept_encoding_);
+  if (!choice.coding) return false;
+  // Wait while it may still be encoded: an answer of unknown length may grow past the route's
+  // limit (then it streams as it is). An answer that is not kept holds its bytes for this
+  // viewer from the start: wait only while that stays below the smallest fill window, so the
+  // origin is never paused on our account.
+  uint64_t limit = route_->compress.max_size;
+  if (object_->windowed()) limit = std::min<uint64_t>(limit, 2 * cache::Body::kBlockBytes - 1);
+  return expected.value_or(body.length()) <= limit;
+}
+
+void ClientConnection::chooseRepresentation() {
+  rep_ = nullptr;
+  vary_accept_encoding_ = false;
+  if (!route_ || route_->compress.codings.empty()) return;
+  const bool complete = object_->isComplete();
+  std::optional<uint64_t> length = object_->expectedLength();
+  if (!length && complete) length = object_->body().length();
+  const EncodingChoice choice = chooseEncoding(route_->compress, object_->head(), length,
+                                               is_get_ || is_head_, !range_.empty(),
+                                               accept_encoding_);
+  vary_accept_encoding_ = choice.vary;
+  if (!choice.coding || !complete || object_->body().releasedBytes() > 0) return;
+  // Made once per object and coding, by the first viewer who needs it (on its worker; a
+  // viewer on another worker racing it makes its own and drops it), then shared by reference.
+  const size_t slot = codingSlot(*choice.coding);
+  const cache::DerivedRepresentation* rep = object_->derived(slot);
+  if (!rep) {
+    rep = worker_.shared().cache.attachDerived(object_, slot,
+                                               encodeRepresentation(*object_, *choice.coding));
+  }
+  if (!rep || !rep->head) return;  // not worth it for this object: identity
+  rep_ = rep;
+  if (subscribed_) {  // a complete object: the encoded answer needs no wake-ups
+    object_->unsubscribe(this);
+    subscribed_ = false;
+  }
 }
 
 void ClientConnection::sendHeadAndBody(bool send_body, bool complete) {
@@ -761,7 +821,7 @@ void ClientConnection::sendHeadAndBody(bool send_body, bool complete) {
 void ClientConnection::pump() {
   using State = cache::CacheObject::State;
   const State st = object_->state();  // before reading the length: a complete length is final
-  cache::Body& body = object_->body();
+  cache::Body& body = rep_ ? *rep_->body : object_->body();
   evbuffer* out = bufferevent_get_output(bev_);
   const bool windowed = object_->windowed();
   while (body_pos_ < body_end_) {
@@ -920,6 +980,8 @@ void ClientConnection::resetExchange() {
   if (subscribed_ && object_) object_->unsubscribe(this);
   subscribed_ = false;
   object_.reset();
+  rep_ = nullptr;
+  vary_accept_encoding_ = false;
   stale_.reset();
   config_.reset();
   vhost_ = nullptr;
