@@ -450,7 +450,7 @@ std::string simMultiPeriodMpd(int64_t now_s, int target_s, int periods) {
   constexpr uint32_t kTimescale = 90000;
   const int64_t first_period = now_s / kPeriodSeconds - periods + 1;
   std::string t;
-  t.reserve(static_cast<size_t>(periods) * 4200 + 1024);
+  t.reserve(static_cast<size_t>(periods) * 8400 + 1024);
   t += "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:cenc=\"urn:mpeg:cenc:2013\" "
        "profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"dynamic\" availabilityStartTime=\"";
@@ -1333,6 +1333,9 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
   std::vector<std::string> extra_headers;
   if (req.paramIs("set_cookie", "1")) extra_headers.push_back("Set-Cookie: sim=" + options.name + "; Path=/");
   if (const std::string* vary = req.param("vary"); vary && !vary->empty()) extra_headers.push_back("Vary: " + *vary);
+  // ce=<coding>: labels the body with a Content-Encoding (the bytes are not changed), as an
+  // origin that encoded its answer itself.
+  if (const std::string* ce = req.param("ce"); ce && !ce->empty()) extra_headers.push_back("Content-Encoding: " + *ce);
 
   int status = res.status;
   size_t offset = 0;

@@ -10,7 +10,7 @@
 //                                   (?window=N overrides W: a long DVR playlist)
 //   /live/<r>/seg_<n>.ts            any n; simBody(path, size)
 //   /dash/manifest.mpd              dynamic, AST 2024-01-01T00:00:00Z, startNumber 1, reps 720p/360p;
-//                                   ?periods=N: simMultiPeriodMpd (≈4 KB a period; 50 ≈ 200 KB)
+//                                   ?periods=N: simMultiPeriodMpd (≈8 KB a period; 25 ≈ 200 KB)
 //   /dash/<rep>/init.mp4            1000 bytes unless ?size=; /dash/<rep>/seg_<n>.m4s
 //   /vod/<name>/index.m3u8          10 segments seg_0..seg_9.ts, VOD, ENDLIST; other n → 404
 //   /obj/<anything>                 simBody(path, size); bodies over 64 MiB are made as they
@@ -21,6 +21,7 @@
 // --segment-cache-control, ETag simEtag(), Last-Modified kSimLastModified, Accept-Ranges.
 // Query knobs (any content path): size=N  delay_ms=N (before the head)  rate=BYTES_PER_SEC
 //   cc=<value> (empty: none)  etag=0  lm=0  set_cookie=1  chunked=1  vary=<value>  status=N
+//   ce=<coding> (a Content-Encoding label; the bytes are unchanged)
 //   ranges=0  echo=1 (the body lists the request's header fields, "name: value" lines)
 //   fault=500|503|hang|reset|short|long|nostore (nostore: Cache-Control: no-store and
 //   a new ETag, as content that changed and may no longer be stored).
@@ -59,8 +60,8 @@ std::string simEtag(std::string_view path, size_t size);
 
 // A large live MPD as ad insertion and long DVR windows make them: `periods` periods of 60 s
 // ending at `now_s`, each with five video renditions, two audio languages and subtitles, every
-// adaptation set with an explicit SegmentTimeline (segments of `target_s`). About 4 KB per
-// period. Deterministic for the same arguments.
+// adaptation set with an explicit SegmentTimeline (segments of `target_s`). About 8 KB per
+// period (2 s segments). Deterministic for the same arguments.
 std::string simMultiPeriodMpd(int64_t now_s, int target_s, int periods);
 
 // The fixed Last-Modified of generated bodies (Mon, 01 Jan 2024 00:00:00 GMT).
