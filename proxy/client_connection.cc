@@ -752,7 +752,17 @@ void ClientConnection::deliverHead() {
   out_ += "\r\n";
   appendDeliveryFields();
   out_ += "\r\n";
+  if (rep_ && send_body) countEncodedAnswer();
   sendHeadAndBody(send_body, complete);
+}
+
+void ClientConnection::countEncodedAnswer() {
+  WorkerCounters& c = worker_.counters();
+  const size_t slot = codingSlot(rep_coding_);
+  c.add(c.compressed_responses[slot]);
+  const uint64_t identity = object_->body().length();
+  const uint64_t encoded = rep_->body->length();
+  if (identity > encoded) c.add(c.compression_saved_bytes[slot], identity - encoded);
 }
 
 bool ClientConnection::awaitWholeForEncoding() {
@@ -790,11 +800,19 @@ void ClientConnection::chooseRepresentation() {
   const size_t slot = codingSlot(*choice.coding);
   const cache::DerivedRepresentation* rep = object_->derived(slot);
   if (!rep) {
-    rep = worker_.shared().cache.attachDerived(object_, slot,
-                                               encodeRepresentation(*object_, *choice.coding));
+    const auto start = Clock::now();
+    std::unique_ptr<cache::DerivedRepresentation> made =
+        encodeRepresentation(*object_, *choice.coding);
+    WorkerCounters& c = worker_.counters();
+    c.add(c.compression_encodings[slot]);
+    c.add(c.compression_encode_ns[slot],
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    Clock::now() - start).count()));
+    rep = worker_.shared().cache.attachDerived(object_, slot, std::move(made));
   }
   if (!rep || !rep->head) return;  // not worth it for this object: identity
   rep_ = rep;
+  rep_coding_ = *choice.coding;
   if (subscribed_) {  // a complete object: the encoded answer needs no wake-ups
     object_->unsubscribe(this);
     subscribed_ = false;

@@ -99,6 +99,7 @@ class ClientConnection final : public cache::ObjectWaiter {
   // (sets rep_ and vary_accept_encoding_; encodes and attaches the copy when it is missing).
   bool awaitWholeForEncoding();
   void chooseRepresentation();
+  void countEncodedAnswer();  // metrics of an encoded answer with a body
   void sendHeadAndBody(bool send_body, bool complete);
   void pump();
   void finishBody();
@@ -150,6 +151,7 @@ class ClientConnection final : public cache::ObjectWaiter {
   // The encoded representation delivered instead of object_'s identity bytes (owned by
   // object_, alive while it is held); null for identity.
   const cache::DerivedRepresentation* rep_ = nullptr;
+  conf::ContentCoding rep_coding_ = conf::ContentCoding::kGzip;  // rep_'s
   bool vary_accept_encoding_ = false;  // an identity answer that adds Vary: Accept-Encoding
   bool subscribed_ = false;
   bool own_fill_ = false;     // this request started the fill it reads

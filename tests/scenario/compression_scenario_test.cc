@@ -51,6 +51,17 @@ bool varyNamesAcceptEncoding(const HttpResponse& r) {
   return false;
 }
 
+// The value of one series (name with its labels, as rendered) in a /metrics text; -1 if absent.
+double metricValue(const std::string& text, const std::string& series) {
+  for (size_t pos = text.find(series); pos != std::string::npos; pos = text.find(series, pos + 1)) {
+    const size_t after = pos + series.size();
+    if ((pos == 0 || text[pos - 1] == '\n') && after < text.size() && text[after] == ' ') {
+      return std::stod(text.substr(after + 1, text.find('\n', after) - after - 1));
+    }
+  }
+  return -1;
+}
+
 class CompressionScenarioTest : public ScenarioTest {};
 
 TEST_F(CompressionScenarioTest, LargeMpdIsEncodedOncePerCodingAndServedAsAHit) {
@@ -98,6 +109,15 @@ TEST_F(CompressionScenarioTest, LargeMpdIsEncodedOncePerCodingAndServedAsAHit) {
   EXPECT_EQ(no_gzip.body, plain.body);
 
   EXPECT_EQ(originCount("/dash/manifest.mpd"), 1);
+
+  // Encoded once per coding, however many viewers asked.
+  const std::string m = testsupport::httpGet(proxy_->admin_port, "/metrics").body;
+  EXPECT_EQ(metricValue(m, "streamedge_compression_encodings_total{encoding=\"gzip\"}"), 1);
+  EXPECT_EQ(metricValue(m, "streamedge_compression_encodings_total{encoding=\"br\"}"), 1);
+  EXPECT_EQ(metricValue(m, "streamedge_compressed_responses_total{encoding=\"gzip\"}"), 2);
+  EXPECT_EQ(metricValue(m, "streamedge_compressed_responses_total{encoding=\"br\"}"), 1);
+  EXPECT_EQ(metricValue(m, "streamedge_compression_saved_bytes_total{encoding=\"gzip\"}"),
+            2.0 * static_cast<double>(plain.body.size() - gz.body.size()));
 }
 
 TEST_F(CompressionScenarioTest, HeadConditionalsAndRangesOfTheEncodedRepresentation) {
