@@ -221,6 +221,48 @@ TEST_F(CompressionScenarioTest, SegmentsAndOriginEncodedOrNoTransformAnswersAreN
   EXPECT_NE(kept.body.find("#EXTM3U"), std::string::npos);
 }
 
+TEST_F(CompressionScenarioTest, AnswersThatAreNotKeptAreEncodedOnlyWhenSmall) {
+  // no-store: streamed through a window, not kept. ≈200 KB is under the smallest window: the
+  // viewer waits for it whole and gets it encoded; each request is its own fetch.
+  const std::string small = "/dash/manifest.mpd?periods=25&cc=no-store";
+  HttpResponse gz = get(small, {{"Accept-Encoding", "gzip"}});
+  ASSERT_TRUE(gz.ok()) << gz.error << proxyLog();
+  EXPECT_EQ(gz.header("Content-Encoding"), "gzip");
+  EXPECT_EQ(gz.header("Cache-Control"), "no-store");
+  HttpResponse plain = get(small);
+  ASSERT_TRUE(plain.ok()) << plain.error;
+  EXPECT_FALSE(plain.hasHeader("Content-Encoding"));
+  EXPECT_EQ(gunzip(gz.body), plain.body);
+  EXPECT_EQ(originCount("/dash/manifest.mpd"), 2);
+
+  // ≈620 KB is over it: sent as it is, bytes exact.
+  const std::string large = "/dash/manifest.mpd?periods=75&cc=no-store";
+  HttpResponse big = get(large, {{"Accept-Encoding", "gzip"}});
+  ASSERT_TRUE(big.ok()) << big.error << proxyLog();
+  EXPECT_FALSE(big.hasHeader("Content-Encoding"));
+  EXPECT_GT(big.body.size(), 512u * 1024);
+  EXPECT_EQ(big.header("Content-Length"), std::to_string(big.body.size()));
+  EXPECT_NE(big.body.find("</MPD>"), std::string::npos);
+
+  // The same without a length (chunked from the origin): the viewer waits while it might still
+  // be encoded, then, past the window, is sent it as it is.
+  HttpResponse chunked = get(large + "&chunked=1", {{"Accept-Encoding", "gzip"}});
+  ASSERT_TRUE(chunked.ok()) << chunked.error << proxyLog();
+  EXPECT_FALSE(chunked.hasHeader("Content-Encoding"));
+  EXPECT_EQ(chunked.body, big.body);
+}
+
+TEST_F(CompressionScenarioTest, AnswerOfUnknownLengthIsEncodedOnceComplete) {
+  const std::string target = "/dash/manifest.mpd?periods=25&cc=max-age%3D60&chunked=1";
+  HttpResponse gz = get(target, {{"Accept-Encoding", "gzip"}});
+  ASSERT_TRUE(gz.ok()) << gz.error << proxyLog();
+  EXPECT_EQ(gz.header("Content-Encoding"), "gzip");
+  EXPECT_EQ(gz.header("Content-Length"), std::to_string(gz.body.size()));
+  HttpResponse plain = get(target);
+  EXPECT_EQ(plain.header("X-Cache"), "HIT");
+  EXPECT_EQ(gunzip(gz.body), plain.body);
+}
+
 TEST_F(CompressionScenarioTest, RouteWithCompressionOffSendsIdentityWithoutVary) {
   start("  compress = []\n");
   HttpResponse r = get(kMpd, {{"Accept-Encoding", "gzip, br"}});
