@@ -633,8 +633,10 @@ void Cache::admit(const ObjectRef& object) {
   {
     std::lock_guard<std::mutex> lock(policy_mu_);
     EvictionNode& node = object->evictionNode();
+    // Derived representations attached before admission count here (attachDerived publishes
+    // under policy_mu_, so each is counted once: here or there).
     node.size_bytes = object->body().allocatedBytes() + object->head().wire.size() +
-                      kObjectOverheadBytes;
+                      kObjectOverheadBytes + object->derivedBytes();
     auto [it, inserted] = resident_.emplace(object->key(), object);
     if (!inserted) {
       // A different object of the same key is still linked (its unlink raced with us).
@@ -643,13 +645,21 @@ void Cache::admit(const ObjectRef& object) {
     }
     policy_.insert(node);
     admissions_.fetch_add(1, std::memory_order_relaxed);
-    policy_.evictUntilFits([&](EvictionNode& victim) {
-      auto vit = resident_.find(victim.key);
-      if (vit == resident_.end()) return;
-      victims.push_back(std::move(vit->second));
-      resident_.erase(vit);
-    });
+    evictLocked(victims);
   }
+  dropEvicted(victims);
+}
+
+void Cache::evictLocked(std::vector<ObjectRef>& victims) {
+  policy_.evictUntilFits([&](EvictionNode& victim) {
+    auto vit = resident_.find(victim.key);
+    if (vit == resident_.end()) return;
+    victims.push_back(std::move(vit->second));
+    resident_.erase(vit);
+  });
+}
+
+void Cache::dropEvicted(std::vector<ObjectRef>& victims) {
   // Unlink victims from the index outside the policy lock (never both locks at once).
   const WallTime now = victims.empty() ? WallTime{} : clock_.wallNow();
   for (ObjectRef& victim : victims) {
@@ -665,6 +675,28 @@ void Cache::admit(const ObjectRef& object) {
     // Queued, not written: the SSD writer thread does the work.
     if (ssd_admission_ == conf::SsdAdmission::kEvict) offerToSsd(victim, now);
   }
+}
+
+const DerivedRepresentation* Cache::attachDerived(const ObjectRef& object, size_t slot,
+                                                  std::unique_ptr<DerivedRepresentation> rep) {
+  if (!object) return nullptr;
+  std::vector<ObjectRef> victims;
+  const DerivedRepresentation* published = nullptr;
+  {
+    // Under the policy lock so that admit() either sees this representation or runs before
+    // it, and its bytes are charged exactly once. Rare: once per object and slot.
+    std::lock_guard<std::mutex> lock(policy_mu_);
+    auto [now_there, won] = object->publishDerived(slot, std::move(rep));
+    published = now_there;
+    if (!won) return published;
+    auto it = resident_.find(object->key());
+    if (it == resident_.end() || it->second != object) return published;  // not (yet) in RAM
+    EvictionNode& node = object->evictionNode();
+    policy_.resize(node, node.size_bytes + published->chargedBytes());
+    evictLocked(victims);
+  }
+  dropEvicted(victims);
+  return published;
 }
 
 void Cache::unlinkFromPolicy(CacheObject& object) {

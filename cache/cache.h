@@ -36,6 +36,7 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "cache/cache_key.h"
 #include "cache/object.h"
@@ -179,6 +180,14 @@ class Cache {
   // result is not kept. Returns true when something was removed.
   bool purge(const CacheKey& key);
 
+  // Publishes a derived representation of the complete `object` in `slot` (first writer wins,
+  // see CacheObject::publishDerived) and charges what it holds to the RAM tier while the object
+  // is resident there (it may evict; counted once, whether the object is admitted before or
+  // after). Returns the representation now in the slot (ours or the earlier one); null for a
+  // slot out of range.
+  const DerivedRepresentation* attachDerived(const ObjectRef& object, size_t slot,
+                                             std::unique_ptr<DerivedRepresentation> rep);
+
   // A fill that is never visible to lookups (pass requests): same streaming and abort rules.
   FillWriter privateFill(const CacheKey& key);
 
@@ -245,6 +254,10 @@ class Cache {
   void onComplete(const ObjectRef& object, bool keep);
   void onAbort(const ObjectRef& object);
   void admit(const ObjectRef& object);
+  // Unlinks objects the policy evicted (policy_mu_ not held) and offers them to the SSD tier.
+  void dropEvicted(std::vector<ObjectRef>& victims);
+  // Collects the policy's victims until it fits. policy_mu_ held.
+  void evictLocked(std::vector<ObjectRef>& victims);
   // Queues `object` for the SSD tier when the route allows it and it is worth keeping.
   void offerToSsd(const ObjectRef& object, WallTime now);
   // Promotion filter: true on the second SSD read of `key` within the filter's memory (a

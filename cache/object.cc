@@ -219,6 +219,38 @@ void Body::append(const uint8_t* data, size_t len) {
 // ---------------------------------------------------------------------------------------------
 // CacheObject
 
+uint64_t DerivedRepresentation::chargedBytes() const {
+  uint64_t n = sizeof(DerivedRepresentation);
+  if (head) n += sizeof(ResponseHead) + head->wire.size();
+  if (body) n += body->allocatedBytes();
+  return n;
+}
+
+CacheObject::~CacheObject() {
+  for (auto& slot : derived_) delete slot.load(std::memory_order_acquire);
+}
+
+std::pair<const DerivedRepresentation*, bool> CacheObject::publishDerived(
+    size_t slot, std::unique_ptr<DerivedRepresentation> rep) {
+  if (slot >= kDerivedSlots || !rep) return {nullptr, false};
+  DerivedRepresentation* expected = nullptr;
+  if (derived_[slot].compare_exchange_strong(expected, rep.get(), std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+    return {rep.release(), true};
+  }
+  return {expected, false};  // an earlier writer won; `rep` is freed here
+}
+
+uint64_t CacheObject::derivedBytes() const {
+  uint64_t n = 0;
+  for (const auto& slot : derived_) {
+    if (const DerivedRepresentation* rep = slot.load(std::memory_order_acquire)) {
+      n += rep->chargedBytes();
+    }
+  }
+  return n;
+}
+
 void CacheObject::subscribe(ObjectWaiter* w, uint64_t pos) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const Reader& r : waiters_) {

@@ -18,9 +18,15 @@
 // A reader that arrives after bytes were released cannot read the object (releasedBytes() > 0):
 // it fetches its own.
 //
+// Derived representations: a complete object may carry up to kDerivedSlots representations made
+// from its bytes by a higher layer (proxy/ attaches compressed copies), each an immutable head
+// and body under a small slot id; the cache knows nothing of what they are. Each slot is
+// published once (first writer wins) and lives and dies with the object.
+//
 // Thread-safety: state, head and length are published with release/acquire; the block table is
-// guarded by mu_ while filling and immutable once complete. Objects and bodies are refcounted
-// (Ref<>); a Body may be shared by two objects (a 304 revalidation keeps the bytes, new head).
+// guarded by mu_ while filling and immutable once complete; derived slots are atomic pointers
+// (publish with compare-exchange, read with acquire). Objects and bodies are refcounted (Ref<>);
+// a Body may be shared by two objects (a 304 revalidation keeps the bytes, new head).
 #pragma once
 
 #include <atomic>
@@ -28,6 +34,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "cache/cache_key.h"
@@ -136,8 +143,19 @@ class Body final : public RefCounted {
   std::vector<Slot> blocks_;  // guarded by mu_ until frozen_
 };
 
+// A representation made from a complete object's bytes (e.g. an encoded copy): immutable.
+struct DerivedRepresentation {
+  // Null: deriving was tried and is not worth serving (e.g. no smaller); deliver the object.
+  std::shared_ptr<const ResponseHead> head;
+  Ref<Body> body;
+  // What it holds in memory (body and head), for the RAM tier's accounting.
+  uint64_t chargedBytes() const;
+};
+
 class CacheObject final : public RefCounted {
  public:
+  static constexpr size_t kDerivedSlots = 4;
+
   enum class State : uint8_t { kPending, kStreaming, kComplete, kAborted };
 
   explicit CacheObject(const CacheKey& key) : key_(key) { eviction_.key = key; }
@@ -179,6 +197,20 @@ class CacheObject final : public RefCounted {
   bool readerCut(ObjectWaiter* w);
 
   EvictionNode& evictionNode() { return eviction_; }
+
+  // --- derived representations (any thread) ---
+  // The representation published in `slot` (< kDerivedSlots), or null. Valid while the object
+  // is alive (hold an ObjectRef).
+  const DerivedRepresentation* derived(size_t slot) const {
+    return slot < kDerivedSlots ? derived_[slot].load(std::memory_order_acquire) : nullptr;
+  }
+  // Publishes `rep` in `slot` unless one is there already. Returns the published one and
+  // whether it is `rep` (the first writer wins; a later writer's `rep` is dropped). Null and
+  // false for a slot out of range. Only for complete objects (DCHECK'd by callers).
+  std::pair<const DerivedRepresentation*, bool> publishDerived(
+      size_t slot, std::unique_ptr<DerivedRepresentation> rep);
+  // Bytes held by the published representations.
+  uint64_t derivedBytes() const;
 
   // Tiering. Set by the cache before the object is published (then read-only): whether its
   // route lets it go to the SSD tier, and whether its bytes were read from that tier unchanged
@@ -234,7 +266,7 @@ class CacheObject final : public RefCounted {
   size_t cutSlowestReaders();
 
  private:
-  ~CacheObject() override = default;
+  ~CacheObject() override;
   void notifyLocked();
   // Windowed: releases what every reader passed, wakes a paused filler with room, tells the
   // filler when no reader is left. mu_ held.
@@ -258,6 +290,7 @@ class CacheObject final : public RefCounted {
   EvictionNode eviction_;  // owned by the cache's policy, under its lock
 
   std::atomic<bool> windowed_{false};
+  std::atomic<DerivedRepresentation*> derived_[kDerivedSlots] = {};  // owned; set once each
 
   struct Reader {
     ObjectWaiter* waiter;

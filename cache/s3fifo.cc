@@ -52,6 +52,14 @@ void S3Fifo::insert(EvictionNode& node) {
   }
 }
 
+void S3Fifo::resize(EvictionNode& node, uint64_t size_bytes) {
+  if (node.queue != kNotLinked) {
+    uint64_t& bytes = node.queue == kSmall ? small_bytes_ : main_bytes_;
+    bytes = bytes - node.size_bytes + size_bytes;
+  }
+  node.size_bytes = size_bytes;
+}
+
 void S3Fifo::remove(EvictionNode& node) {
   switch (node.queue) {
     case kSmall: unlink(small_, node); break;

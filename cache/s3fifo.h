@@ -36,6 +36,9 @@ class S3Fifo {
   void insert(EvictionNode& node);
   // Unlinks a node (purge, replacement). No-op when not linked.
   void remove(EvictionNode& node);
+  // Changes a node's size (linked or not), keeping the queues' byte counts true. Does not
+  // evict: call evictUntilFits() afterwards.
+  void resize(EvictionNode& node, uint64_t size_bytes);
   // Lock-free hit: frequency +1, saturating at 3. Safe from any thread at any time.
   static void touch(EvictionNode& node);
   // Evicts until used ≤ capacity; `on_evict` is called for each victim after it is unlinked.

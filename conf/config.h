@@ -200,6 +200,16 @@ struct RequestFieldPolicy {
   AddressAnonymization forwarded_address = AddressAnonymization::kTruncate;
 };
 
+// Content codings the edge applies to text answers for viewers who accept them (RFC 9110 §8.4).
+enum class ContentCoding : uint8_t { kGzip, kBrotli };
+
+struct CompressionPolicy {
+  // Codings offered, in the edge's order of preference among equal q-values; empty = off.
+  std::vector<ContentCoding> codings = {ContentCoding::kBrotli, ContentCoding::kGzip};
+  uint64_t min_size = 1024;        // smaller answers gain nothing (one packet either way)
+  uint64_t max_size = 4ull << 20;  // larger ones are sent as they are (encoding is on the worker)
+};
+
 struct RouteConfig {
   std::string prefix = "/";
   std::string origin_group;
@@ -208,6 +218,7 @@ struct RouteConfig {
   KeyPolicy key;
   StoragePolicy storage = StoragePolicy::kRamAndSsd;
   RequestFieldPolicy fields;
+  CompressionPolicy compress;
 };
 
 struct VhostConfig {

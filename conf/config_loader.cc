@@ -1070,6 +1070,54 @@ void readFieldPolicy(TableReader& r, RequestFieldPolicy& fields) {
            {{"truncate", AddressAnonymization::kTruncate}, {"full", AddressAnonymization::kFull}});
 }
 
+// Compression of text answers: which codings, in the route's order of preference (empty = off),
+// and the sizes worth encoding.
+void readCompression(TableReader& r, CompressionPolicy& policy) {
+  std::vector<std::string> names;
+  if (r.stringList("compress", names)) {
+    const toml::array& array = *r.get("compress")->as_array();
+    std::vector<ContentCoding> codings;
+    bool ok = true;
+    for (size_t i = 0; i < names.size(); ++i) {
+      ContentCoding coding;
+      if (names[i] == "gzip") {
+        coding = ContentCoding::kGzip;
+      } else if (names[i] == "br") {
+        coding = ContentCoding::kBrotli;
+      } else {
+        r.diag().error(lineOf(*array.get(i)), indexPath(r.path("compress"), i),
+                       "unknown content coding " + quoted(names[i]) +
+                           ": expected \"br\" or \"gzip\" (an empty list turns compression off)");
+        ok = false;
+        continue;
+      }
+      if (std::find(codings.begin(), codings.end(), coding) != codings.end()) {
+        r.diag().error(lineOf(*array.get(i)), indexPath(r.path("compress"), i),
+                       quoted(names[i]) + " is listed twice");
+        ok = false;
+        continue;
+      }
+      codings.push_back(coding);
+    }
+    if (ok) policy.codings = std::move(codings);
+  }
+  r.byteSize("compress_min_size", policy.min_size, 0);
+  // Encoding runs on the worker that serves the viewer (a few ms per MiB): keep it bounded.
+  constexpr uint64_t kMaxEncodedBytes = 64ull << 20;
+  if (r.byteSize("compress_max_size", policy.max_size, 1) && policy.max_size > kMaxEncodedBytes) {
+    r.error("compress_max_size", *r.get("compress_max_size"),
+            "must be at most " + formatByteSize(kMaxEncodedBytes) +
+                " (answers are encoded on the worker thread that serves them)");
+    policy.max_size = CompressionPolicy{}.max_size;
+  }
+  if (policy.min_size > policy.max_size) {  // at least one of them was set
+    const char* key = r.has("compress_min_size") ? "compress_min_size" : "compress_max_size";
+    r.error(key, *r.get(key),
+            "compress_min_size (" + formatByteSize(policy.min_size) +
+                ") is larger than compress_max_size (" + formatByteSize(policy.max_size) + ")");
+  }
+}
+
 void readRoute(TableReader& r, RouteConfig& route,
                const std::map<std::string, size_t>& group_index, bool have_groups) {
   if (r.string("prefix", route.prefix)) {
@@ -1108,6 +1156,7 @@ void readRoute(TableReader& r, RouteConfig& route,
   r.boolean("forward_other_methods", cache.forward_other_methods);
   readKeyPolicy(r, route.key);
   readFieldPolicy(r, route.fields);
+  readCompression(r, route.compress);
   r.finish();
 }
 

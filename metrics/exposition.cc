@@ -223,6 +223,32 @@ std::string renderPrometheus(const Snapshot& s) {
               "Fills of answers that are not kept, stopped because every viewer left.",
               s.fills_abandoned);
 
+  if (!s.compression.empty()) {
+    auto encodings = family("streamedge_compression_encodings_total",
+                            "Encoded copies made of stored text answers (once per object version "
+                            "and coding).",
+                            MetricType::Counter);
+    auto seconds = family("streamedge_compression_encode_seconds_total",
+                          "Worker CPU time spent making encoded copies.", MetricType::Counter);
+    auto responses = family("streamedge_compressed_responses_total",
+                            "Answers sent with a content coding the edge applied.",
+                            MetricType::Counter);
+    auto saved = family("streamedge_compression_saved_bytes_total",
+                        "Body bytes not sent thanks to the edge's encoding (identity length minus "
+                        "encoded length, per encoded answer).",
+                        MetricType::Counter);
+    for (const Snapshot::CompressionSeries& c : s.compression) {
+      addCounter(encodings, d(c.encodings), {{"encoding", c.encoding}});
+      addCounter(seconds, c.encode_seconds, {{"encoding", c.encoding}});
+      addCounter(responses, d(c.responses), {{"encoding", c.encoding}});
+      addCounter(saved, d(c.saved_bytes), {{"encoding", c.encoding}});
+    }
+    push(std::move(encodings));
+    push(std::move(seconds));
+    push(std::move(responses));
+    push(std::move(saved));
+  }
+
   if (!s.ssd_io_backend.empty()) {
     auto backend = family("streamedge_ssd_io_backend",
                           "1 for the I/O engine the SSD tier uses (io_uring, or the threads fallback).",

@@ -136,6 +136,17 @@ struct Snapshot {
   uint64_t fill_window_pauses = 0;
   uint64_t fill_slow_readers_cut = 0;
   uint64_t fills_abandoned = 0;
+  // Compression of text answers, one series per coding ("br", "gzip"): encoder runs (once per
+  // object version and coding, plus the rare race lost to another worker), the CPU time they
+  // took, answers sent encoded, and the body bytes those answers saved.
+  struct CompressionSeries {
+    std::string encoding;
+    uint64_t encodings = 0;
+    double encode_seconds = 0;
+    uint64_t responses = 0;
+    uint64_t saved_bytes = 0;
+  };
+  std::vector<CompressionSeries> compression;
 };
 
 // The Prometheus text format (version 0.0.4) for `snapshot`, plus build_info.

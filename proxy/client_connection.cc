@@ -271,6 +271,13 @@ void ClientConnection::parseRequest() {
   head.find("If-Match", &found_if_match);
   head.find("If-Unmodified-Since", &found_if_unmodified);
   origin_precondition_ = found_if_match || found_if_unmodified;
+  accept_encoding_.reset();
+  for (size_t i = 0; i < head.header_count; ++i) {
+    // A list field: every line counts (RFC 9110 §5.3).
+    if (cache::equalsIgnoreCase(head.headers[i].name, "Accept-Encoding")) {
+      parseAcceptEncoding(head.headers[i].value, accept_encoding_);
+    }
+  }
   keep_alive_ = head.keep_alive;
   version_minor_ = head.version_minor;
   is_get_ = head.method == "GET";
@@ -566,6 +573,7 @@ void ClientConnection::onObjectProgress() {
       if (passed_) return synth(502, "origin response not shareable", false);
       return startPass();
     }
+    if (awaitWholeForEncoding()) return;  // woken again as it fills
     return deliverHead();
   }
   if (state_ == ClientConnection::State::kSending) pump();
@@ -711,10 +719,11 @@ void ClientConnection::appendCacheStatus(bool synthesized) {
 }
 
 void ClientConnection::deliverHead() {
-  const cache::ResponseHead& head = object_->head();
+  chooseRepresentation();
+  const cache::ResponseHead& head = rep_ ? *rep_->head : object_->head();
   const cache::Freshness& freshness = object_->freshness();
   const bool complete = object_->isComplete();
-  std::optional<uint64_t> total = object_->expectedLength();
+  std::optional<uint64_t> total = rep_ ? rep_->head->content_length : object_->expectedLength();
   if (!total && complete) total = object_->body().length();
 
   out_.clear();
@@ -751,6 +760,7 @@ void ClientConnection::deliverHead() {
           }
         }
       }
+      if (vary_accept_encoding_) out_ += "Vary: Accept-Encoding\r\n";
       out_ += "Age: ";
       appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
       out_ += "\r\n";
@@ -786,6 +796,7 @@ void ClientConnection::deliverHead() {
         appendUint(out_, *total);
         out_ += "\r\nContent-Length: ";
         appendUint(out_, spec.last - spec.first + 1);
+        if (vary_accept_encoding_) out_ += "\r\nVary: Accept-Encoding";
         out_ += "\r\nAge: ";
         appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
         out_ += "\r\n";
@@ -807,7 +818,9 @@ void ClientConnection::deliverHead() {
     out_ += "Content-Length: ";
     appendUint(out_, *total);
     out_ += "\r\n";
-    if (head.status == 200) out_ += "Accept-Ranges: bytes\r\n";
+    // Ranges address the identity bytes (a Range request is answered from them): not
+    // advertised on an encoded answer.
+    if (head.status == 200 && !rep_) out_ += "Accept-Ranges: bytes\r\n";
   } else if (!is_head_) {
     if (version_minor_ >= 1) {
       out_ += "Transfer-Encoding: chunked\r\n";
@@ -816,12 +829,77 @@ void ClientConnection::deliverHead() {
       close_after_response_ = true;  // HTTP/1.0: the end of the body is the close
     }
   }
+  if (vary_accept_encoding_) out_ += "Vary: Accept-Encoding\r\n";
   out_ += "Age: ";
   appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
   out_ += "\r\n";
   appendDeliveryFields();
   out_ += "\r\n";
+  if (rep_ && send_body) countEncodedAnswer();
   sendHeadAndBody(send_body, complete);
+}
+
+void ClientConnection::countEncodedAnswer() {
+  WorkerCounters& c = worker_.counters();
+  const size_t slot = codingSlot(rep_coding_);
+  c.add(c.compressed_responses[slot]);
+  const uint64_t identity = object_->body().length();
+  const uint64_t encoded = rep_->body->length();
+  if (identity > encoded) c.add(c.compression_saved_bytes[slot], identity - encoded);
+}
+
+bool ClientConnection::awaitWholeForEncoding() {
+  if (!route_ || route_->compress.codings.empty() || object_->isComplete()) return false;
+  const cache::Body& body = object_->body();
+  if (body.releasedBytes() > 0) return false;
+  const std::optional<uint64_t> expected = object_->expectedLength();
+  const EncodingChoice choice = chooseEncoding(route_->compress, object_->head(), expected,
+                                               is_get_ || is_head_, !range_.empty(),
+                                               accept_encoding_);
+  if (!choice.coding) return false;
+  // Wait while it may still be encoded: an answer of unknown length may grow past the route's
+  // limit (then it streams as it is). An answer that is not kept holds its bytes for this
+  // viewer from the start: wait only while that stays below the smallest fill window, so the
+  // origin is never paused on our account.
+  uint64_t limit = route_->compress.max_size;
+  if (object_->windowed()) limit = std::min<uint64_t>(limit, 2 * cache::Body::kBlockBytes - 1);
+  return expected.value_or(body.length()) <= limit;
+}
+
+void ClientConnection::chooseRepresentation() {
+  rep_ = nullptr;
+  vary_accept_encoding_ = false;
+  if (!route_ || route_->compress.codings.empty()) return;
+  const bool complete = object_->isComplete();
+  std::optional<uint64_t> length = object_->expectedLength();
+  if (!length && complete) length = object_->body().length();
+  const EncodingChoice choice = chooseEncoding(route_->compress, object_->head(), length,
+                                               is_get_ || is_head_, !range_.empty(),
+                                               accept_encoding_);
+  vary_accept_encoding_ = choice.vary;
+  if (!choice.coding || !complete || object_->body().releasedBytes() > 0) return;
+  // Made once per object and coding, by the first viewer who needs it (on its worker; a
+  // viewer on another worker racing it makes its own and drops it), then shared by reference.
+  const size_t slot = codingSlot(*choice.coding);
+  const cache::DerivedRepresentation* rep = object_->derived(slot);
+  if (!rep) {
+    const auto start = Clock::now();
+    std::unique_ptr<cache::DerivedRepresentation> made =
+        encodeRepresentation(*object_, *choice.coding);
+    WorkerCounters& c = worker_.counters();
+    c.add(c.compression_encodings[slot]);
+    c.add(c.compression_encode_ns[slot],
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    Clock::now() - start).count()));
+    rep = worker_.shared().cache.attachDerived(object_, slot, std::move(made));
+  }
+  if (!rep || !rep->head) return;  // not worth it for this object: identity
+  rep_ = rep;
+  rep_coding_ = *choice.coding;
+  if (subscribed_) {  // a complete object: the encoded answer needs no wake-ups
+    object_->unsubscribe(this);
+    subscribed_ = false;
+  }
 }
 
 void ClientConnection::sendHeadAndBody(bool send_body, bool complete) {
@@ -844,7 +922,7 @@ void ClientConnection::sendHeadAndBody(bool send_body, bool complete) {
 void ClientConnection::pump() {
   using State = cache::CacheObject::State;
   const State st = object_->state();  // before reading the length: a complete length is final
-  cache::Body& body = object_->body();
+  cache::Body& body = rep_ ? *rep_->body : object_->body();
   evbuffer* out = bufferevent_get_output(bev_);
   const bool windowed = object_->windowed();
   while (body_pos_ < body_end_) {
@@ -1003,6 +1081,8 @@ void ClientConnection::resetExchange() {
   if (subscribed_ && object_) object_->unsubscribe(this);
   subscribed_ = false;
   object_.reset();
+  rep_ = nullptr;
+  vary_accept_encoding_ = false;
   stale_.reset();
   config_.reset();
   vhost_ = nullptr;

@@ -13,7 +13,8 @@
 //   Miss     start a FillJob (the one origin fetch) and read the object as it fills
 //   Busy     attach as a reader of the object being filled (COALESCED)
 //   Pass     a private fill for this viewer only (uncacheable route/method/response)
-//   Deliver  head (+Age, Via, X-Cache), 304/206/416 as the request asks, body by reference
+//   Deliver  head (+Age, Via, X-Cache), 304/206/416 as the request asks, body by reference;
+//            the identity bytes, or an encoded copy kept with the object (compression.h)
 //   Synth    one error → status mapper for everything that fails before the head is sent
 //   Log      one access-log line, then the next request on the connection or close
 //
@@ -35,6 +36,7 @@
 
 #include "cache/cache.h"
 #include "conf/config.h"
+#include "proxy/compression.h"
 #include "proxy/fill_job.h"
 #include "proxy/http_parser.h"
 #include "proxy/range.h"
@@ -101,6 +103,12 @@ class ClientConnection final : public cache::ObjectWaiter {
   bool joinedAnotherVariant() const;         // Busy: the fill's answer is another variant
   void lookupAgain();
   void deliverHead();                        // Deliver
+  // Compression (proxy/compression.h). Whether to keep waiting for the whole object before
+  // delivering, so that it can be encoded; and which representation deliverHead() sends
+  // (sets rep_ and vary_accept_encoding_; encodes and attaches the copy when it is missing).
+  bool awaitWholeForEncoding();
+  void chooseRepresentation();
+  void countEncodedAnswer();  // metrics of an encoded answer with a body
   void sendHeadAndBody(bool send_body, bool complete);
   void pump();
   void finishBody();
@@ -137,6 +145,7 @@ class ClientConnection final : public cache::ObjectWaiter {
   const conf::RouteConfig* route_ = nullptr;
   std::string method_, target_, raw_path_, path_, query_, host_;
   std::string range_, if_none_match_, if_modified_since_, if_range_;
+  AcceptEncoding accept_encoding_;
   // The request head as received, kept (in a buffer reused across requests) so that fills and
   // passes can forward the viewer's fields without copying them on every hit.
   std::string raw_head_;
@@ -172,6 +181,11 @@ class ClientConnection final : public cache::ObjectWaiter {
   cache::CacheKey key_;
   cache::ObjectRef object_;   // delivered or awaited
   cache::ObjectRef stale_;    // fallback for stale-if-error
+  // The encoded representation delivered instead of object_'s identity bytes (owned by
+  // object_, alive while it is held); null for identity.
+  const cache::DerivedRepresentation* rep_ = nullptr;
+  conf::ContentCoding rep_coding_ = conf::ContentCoding::kGzip;  // rep_'s
+  bool vary_accept_encoding_ = false;  // an identity answer that adds Vary: Accept-Encoding
   bool subscribed_ = false;
   bool own_fill_ = false;     // this request started the fill it reads
   bool ssd_read_ = false;     // ...from an SSD copy (a hit, unless the origin had to fill it)

@@ -20,6 +20,7 @@
 #include "conf/config_loader.h"
 #include "conf/units.h"
 #include "metrics/exposition.h"
+#include "proxy/compression.h"
 
 namespace streamedge::proxy {
 
@@ -669,6 +670,20 @@ std::string Server::metricsText() const {
     snap.fill_window_pauses += c->fill_window_pauses.load(std::memory_order_relaxed);
     snap.fill_slow_readers_cut += c->fill_slow_readers_cut.load(std::memory_order_relaxed);
     snap.fills_abandoned += c->fills_abandoned.load(std::memory_order_relaxed);
+  }
+  for (conf::ContentCoding coding : {conf::ContentCoding::kBrotli, conf::ContentCoding::kGzip}) {
+    metrics::Snapshot::CompressionSeries series;
+    series.encoding = std::string(codingName(coding));
+    const size_t i = static_cast<size_t>(coding);
+    uint64_t ns = 0;
+    for (const auto& c : shared_->counters) {
+      series.encodings += c->compression_encodings[i].load(std::memory_order_relaxed);
+      ns += c->compression_encode_ns[i].load(std::memory_order_relaxed);
+      series.responses += c->compressed_responses[i].load(std::memory_order_relaxed);
+      series.saved_bytes += c->compression_saved_bytes[i].load(std::memory_order_relaxed);
+    }
+    series.encode_seconds = static_cast<double>(ns) / 1e9;
+    snap.compression.push_back(std::move(series));
   }
 
   const cache::CacheStats stats = shared_->cache.stats();

@@ -74,6 +74,13 @@ struct WorkerCounters {
   Cell fill_window_pauses{0};
   Cell fill_slow_readers_cut{0};
   Cell fills_abandoned{0};
+  // Compression, by conf::ContentCoding: encoder runs and their CPU time, answers sent encoded
+  // and the body bytes that saved.
+  static constexpr size_t kCodings = 2;
+  std::array<Cell, kCodings> compression_encodings{};
+  std::array<Cell, kCodings> compression_encode_ns{};
+  std::array<Cell, kCodings> compressed_responses{};
+  std::array<Cell, kCodings> compression_saved_bytes{};
   Cell connections_accepted{0};
   std::atomic<int64_t> connections_active{0};
   std::array<std::atomic<int64_t>, kListenerSlots> connections_active_by_listener{};

@@ -10,7 +10,7 @@ export STREAMEDGE_ROOT
 # shellcheck disable=SC2034  # used by the scripts that source this file
 STREAMEDGE_BUILD_PACKAGES=(
   build-essential cmake pkg-config git
-  libevent-dev libssl-dev liburing-dev libxxhash-dev
+  libevent-dev libssl-dev liburing-dev libxxhash-dev zlib1g-dev libbrotli-dev
   prometheus-cpp-dev libtomlplusplus-dev libgtest-dev curl openssl
 )
 # Extra packages for the test suite: clang and its runtime (libFuzzer, sanitizers), which

@@ -281,6 +281,9 @@ std::optional<time_t> parseHttpDate(std::string_view s) {
   return timegm(&tm);
 }
 
+constexpr uint64_t kMaxPlaylistWindow = 100000;
+constexpr uint64_t kMaxMpdPeriods = 10000;
+
 std::string isoDate(time_t t) {
   struct tm tm;
   gmtime_r(&t, &tm);
@@ -437,6 +440,90 @@ struct Resource {
 };
 
 }  // namespace
+
+std::string simMultiPeriodMpd(int64_t now_s, int target_s, int periods) {
+  // Each period: 60 s of content (an ad break between programmes, as server-side ad insertion
+  // makes them), a video set of five renditions, two audio languages and subtitles, every set
+  // with an explicit SegmentTimeline whose durations wobble a little (as encoders make them),
+  // so that the text is as repetitive as a real one and no more.
+  constexpr int kPeriodSeconds = 60;
+  constexpr uint32_t kTimescale = 90000;
+  const int64_t first_period = now_s / kPeriodSeconds - periods + 1;
+  std::string t;
+  t.reserve(static_cast<size_t>(periods) * 8400 + 1024);
+  t += "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+       "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:cenc=\"urn:mpeg:cenc:2013\" "
+       "profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"dynamic\" availabilityStartTime=\"";
+  t += isoDate(static_cast<time_t>(kSimDashEpochSeconds));
+  t += "\" publishTime=\"" + isoDate(static_cast<time_t>(now_s)) + "\" minimumUpdatePeriod=\"PT" +
+       std::to_string(target_s) + "S\" minBufferTime=\"PT" + std::to_string(2 * target_s) +
+       "S\" timeShiftBufferDepth=\"PT" + std::to_string(periods * kPeriodSeconds) +
+       "S\" suggestedPresentationDelay=\"PT" + std::to_string(3 * target_s) + "S\">\n";
+  struct Rendition { const char* id; int bandwidth, width, height; const char* codecs; };
+  static constexpr Rendition kVideo[] = {
+      {"1080p", 6000000, 1920, 1080, "avc1.640028"}, {"720p", 3000000, 1280, 720, "avc1.64001f"},
+      {"540p", 1800000, 960, 540, "avc1.64001f"},    {"360p", 800000, 640, 360, "avc1.64001e"},
+      {"240p", 400000, 426, 240, "avc1.640015"}};
+  uint64_t wobble = 0x9E3779B97F4A7C15ull;
+  auto timeline = [&](int64_t start_s, uint32_t nominal) {
+    std::string out = "        <SegmentTimeline>\n";
+    uint64_t time = static_cast<uint64_t>(start_s) * kTimescale;
+    for (int s = 0; s < kPeriodSeconds / target_s; ++s) {
+      wobble = wobble * 6364136223846793005ull + 1442695040888963407ull;
+      const uint32_t d = nominal - 1800 + static_cast<uint32_t>((wobble >> 33) % 3) * 1800;
+      out += "          <S t=\"" + std::to_string(time) + "\" d=\"" + std::to_string(d) + "\"/>\n";
+      time += d;
+    }
+    return out + "        </SegmentTimeline>\n";
+  };
+  for (int p = 0; p < periods; ++p) {
+    const int64_t period = first_period + p;
+    const int64_t start_s = period * kPeriodSeconds - kSimDashEpochSeconds % kPeriodSeconds;
+    const std::string id = std::to_string(period);
+    t += "  <Period id=\"p" + id + "\" start=\"PT" + std::to_string(start_s) + "S\">\n";
+    t += "    <AdaptationSet id=\"1\" contentType=\"video\" mimeType=\"video/mp4\" "
+         "segmentAlignment=\"true\" startWithSAP=\"1\" maxWidth=\"1920\" maxHeight=\"1080\" "
+         "frameRate=\"30\">\n"
+         "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"cenc\" "
+         "cenc:default_KID=\"" + hex64(static_cast<uint64_t>(period) * 0x2545F4914F6CDD1Dull) +
+         "-0000-4000-8000-000000000000\"/>\n"
+         "      <SegmentTemplate timescale=\"90000\" media=\"p" + id +
+         "/$RepresentationID$/seg_$Time$.m4s\" initialization=\"p" + id +
+         "/$RepresentationID$/init.mp4\">\n";
+    t += timeline(start_s, static_cast<uint32_t>(target_s) * kTimescale);
+    t += "      </SegmentTemplate>\n";
+    for (const Rendition& r : kVideo) {
+      t += std::string("      <Representation id=\"") + r.id + "\" bandwidth=\"" +
+           std::to_string(r.bandwidth) + "\" width=\"" + std::to_string(r.width) +
+           "\" height=\"" + std::to_string(r.height) + "\" codecs=\"" + r.codecs + "\"/>\n";
+    }
+    t += "    </AdaptationSet>\n";
+    for (const char* lang : {"en", "fr"}) {
+      t += std::string("    <AdaptationSet id=\"") + (lang[0] == 'e' ? "2" : "3") +
+           "\" contentType=\"audio\" mimeType=\"audio/mp4\" lang=\"" + lang +
+           "\" segmentAlignment=\"true\">\n"
+           "      <SegmentTemplate timescale=\"90000\" media=\"p" + id +
+           "/$RepresentationID$/seg_$Time$.m4s\" initialization=\"p" + id +
+           "/$RepresentationID$/init.mp4\">\n";
+      t += timeline(start_s, static_cast<uint32_t>(target_s) * kTimescale);
+      t += std::string("      </SegmentTemplate>\n      <Representation id=\"audio_") + lang +
+           "\" bandwidth=\"128000\" codecs=\"mp4a.40.2\" audioSamplingRate=\"48000\">\n"
+           "        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"2\"/>\n"
+           "      </Representation>\n    </AdaptationSet>\n";
+    }
+    t += "    <AdaptationSet id=\"4\" contentType=\"text\" mimeType=\"application/mp4\" lang=\"en\">\n"
+         "      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"subtitle\"/>\n"
+         "      <SegmentTemplate timescale=\"90000\" media=\"p" + id +
+         "/$RepresentationID$/seg_$Time$.m4s\" initialization=\"p" + id +
+         "/$RepresentationID$/init.mp4\">\n";
+    t += timeline(start_s, static_cast<uint32_t>(target_s) * kTimescale);
+    t += "      </SegmentTemplate>\n      <Representation id=\"sub_en\" bandwidth=\"2000\" codecs=\"stpp\"/>\n"
+         "    </AdaptationSet>\n  </Period>\n";
+  }
+  t += "</MPD>\n";
+  return t;
+}
+
 
 
 namespace {
@@ -1104,7 +1191,12 @@ std::optional<Resource> OriginSim::Impl::resolve(const Request& req, size_t size
   }
   if (parts.size() == 3 && parts[0] == "live" && isSimpleName(parts[1])) {
     if (parts[2] == "index.m3u8") {
-      const int64_t first = current - options.window + 1;
+      int window = options.window;
+      // ?window=N: a longer live window (a DVR playlist of N segments).
+      if (const std::string* w = req.param("window"); w && parseSize(*w, &n) && n >= 1) {
+        window = static_cast<int>(std::min<uint64_t>(n, kMaxPlaylistWindow));
+      }
+      const int64_t first = current - window + 1;
       std::string t = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:" + std::to_string(target) +
                       "\n#EXT-X-MEDIA-SEQUENCE:" + std::to_string(first) + "\n";
       for (int64_t s = first; s <= current; ++s) {
@@ -1114,6 +1206,12 @@ std::optional<Resource> OriginSim::Impl::resolve(const Request& req, size_t size
     }
     if (segmentNumber(parts[2], ".ts", &n)) return generated("video/mp2t", size);
     return std::nullopt;
+  }
+  if (path == "/dash/manifest.mpd" && req.param("periods") != nullptr) {
+    if (!parseSize(*req.param("periods"), &n) || n < 1) return std::nullopt;
+    const int periods = static_cast<int>(std::min<uint64_t>(n, kMaxMpdPeriods));
+    return playlist(simMultiPeriodMpd(current * target, target, periods), "application/dash+xml",
+                    static_cast<time_t>(current * target));
   }
   if (path == "/dash/manifest.mpd") {
     const time_t publish = static_cast<time_t>(current * target);
@@ -1282,6 +1380,9 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
   }
   if (const std::string* loc = req.param("location"); loc && !loc->empty()) extra_headers.push_back("Location: " + *loc);
   if (const std::string* cl = req.param("content_location"); cl && !cl->empty()) extra_headers.push_back("Content-Location: " + *cl);
+  // ce=<coding>: labels the body with a Content-Encoding (the bytes are not changed), as an
+  // origin that encoded its answer itself.
+  if (const std::string* ce = req.param("ce"); ce && !ce->empty()) extra_headers.push_back("Content-Encoding: " + *ce);
 
   int status = res.status;
   size_t offset = 0;

@@ -7,8 +7,10 @@
 // Content (T = target duration, W = window, now = wall clock):
 //   /live/master.m3u8               2 renditions: 720p/index.m3u8 (2500000), 360p/index.m3u8 (800000)
 //   /live/<r>/index.m3u8            any rendition name; MEDIA-SEQUENCE floor(now/T)-W+1 .. floor(now/T)
+//                                   (?window=N overrides W: a long DVR playlist)
 //   /live/<r>/seg_<n>.ts            any n; simBody(path, size)
-//   /dash/manifest.mpd              dynamic, AST 2024-01-01T00:00:00Z, startNumber 1, reps 720p/360p
+//   /dash/manifest.mpd              dynamic, AST 2024-01-01T00:00:00Z, startNumber 1, reps 720p/360p;
+//                                   ?periods=N: simMultiPeriodMpd (≈8 KB a period; 25 ≈ 200 KB)
 //   /dash/<rep>/init.mp4            1000 bytes unless ?size=; /dash/<rep>/seg_<n>.m4s
 //   /vod/<name>/index.m3u8          10 segments seg_0..seg_9.ts, VOD, ENDLIST; other n → 404
 //   /obj/<anything>                 simBody(path, size); bodies over 64 MiB are made as they
@@ -24,6 +26,7 @@
 //   vary_body=1 (with vary=<list>: the body is one "name: value" line per field the list names,
 //   as the request carried it, "(absent)" when it did not; ETag from that text)
 //   location=<value> content_location=<value> (sent as Location / Content-Location)
+//   ce=<coding> (a Content-Encoding label; the bytes are unchanged)
 //   fault=500|503|hang|reset|short|long|nostore (nostore: Cache-Control: no-store and
 //   a new ETag, as content that changed and may no longer be stored).
 // Also: If-None-Match / If-Modified-Since → 304; a single Range (with If-Range) → 206/416; HEAD;
@@ -58,6 +61,12 @@ std::string simBodySlice(std::string_view path, size_t size, size_t offset, size
 
 // The strong ETag the simulator sends for a generated body: "\"<16 hex of xxh64(path, seed=size)>\"".
 std::string simEtag(std::string_view path, size_t size);
+
+// A large live MPD as ad insertion and long DVR windows make them: `periods` periods of 60 s
+// ending at `now_s`, each with five video renditions, two audio languages and subtitles, every
+// adaptation set with an explicit SegmentTimeline (segments of `target_s`). About 8 KB per
+// period (2 s segments). Deterministic for the same arguments.
+std::string simMultiPeriodMpd(int64_t now_s, int target_s, int periods);
 
 // The fixed Last-Modified of generated bodies (Mon, 01 Jan 2024 00:00:00 GMT).
 inline constexpr std::string_view kSimLastModified = "Mon, 01 Jan 2024 00:00:00 GMT";

@@ -402,5 +402,77 @@ TEST(Body, FreedOwnedBlocksAreCountedAndWakeTheTrimOncePerThreshold) {
   takeFreedBodyBytes();
 }
 
+
+// ---- derived representations ----------------------------------------------------------------
+
+std::unique_ptr<DerivedRepresentation> derivedBytes(size_t n) {
+  auto rep = std::make_unique<DerivedRepresentation>();
+  auto owner = std::make_shared<std::string>(n, 'z');
+  const auto* data = reinterpret_cast<const uint8_t*>(owner->data());
+  rep->body = Body::adopt(owner, data, owner->size(), owner->size());
+  rep->head = head200(n);
+  return rep;
+}
+
+ObjectRef fillComplete(Cache& cache, const Clock& clock, const std::string& path, size_t size) {
+  LookupResult miss = cache.lookup(key(path));
+  EXPECT_EQ(miss.kind, Kind::kMiss);
+  const std::string body(size, 'b');
+  miss.fill.publishHead(head200(body.size()), freshFor(clock, 60s), true, true);
+  miss.fill.append(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+  ObjectRef object = miss.fill.object();
+  EXPECT_TRUE(miss.fill.finish());
+  return object;
+}
+
+TEST(Cache, DerivedRepresentationIsChargedToTheRamTierOnce) {
+  ManualClock clock;
+  Cache cache(ramConfig(1 << 20), clock);
+  ObjectRef object = fillComplete(cache, clock, "/p.mpd", 10000);
+  const uint64_t before = cache.stats().bytes;
+  const DerivedRepresentation* rep = cache.attachDerived(object, 0, derivedBytes(3000));
+  ASSERT_NE(rep, nullptr);
+  EXPECT_EQ(cache.stats().bytes, before + rep->chargedBytes());
+  // A second writer loses: nothing more is charged, and it gets the first one.
+  EXPECT_EQ(cache.attachDerived(object, 0, derivedBytes(3000)), rep);
+  EXPECT_EQ(cache.stats().bytes, before + rep->chargedBytes());
+  // Purged: the tier no longer counts the object nor its representation.
+  EXPECT_TRUE(cache.purge(key("/p.mpd")));
+  EXPECT_EQ(cache.stats().bytes, 0u);
+  EXPECT_EQ(object->derived(0), rep) << "held by the reader that still has the object";
+}
+
+TEST(Cache, DerivedRepresentationAttachedBeforeAdmissionCountsAtAdmission) {
+  ManualClock clock;
+  Cache cache(ramConfig(1 << 20), clock);
+  LookupResult miss = cache.lookup(key("/early.m3u8"));
+  const std::string body(5000, 'b');
+  miss.fill.publishHead(head200(body.size()), freshFor(clock, 60s), true, true);
+  miss.fill.append(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+  ObjectRef object = miss.fill.object();
+  // Complete for readers, not yet admitted (another worker's viewer may encode in between).
+  object->markComplete();
+  const DerivedRepresentation* rep = cache.attachDerived(object, 1, derivedBytes(2000));
+  ASSERT_NE(rep, nullptr);
+  EXPECT_EQ(cache.stats().bytes, 0u) << "not resident yet: not charged yet";
+  ASSERT_TRUE(miss.fill.finish());
+  const uint64_t with = cache.stats().bytes;
+  EXPECT_GE(with, body.size() + rep->chargedBytes());
+  EXPECT_EQ(cache.attachDerived(object, 1, derivedBytes(2000)), rep);
+  EXPECT_EQ(cache.stats().bytes, with) << "counted once";
+}
+
+TEST(Cache, DerivedRepresentationCanEvictToStayWithinTheBudget) {
+  ManualClock clock;
+  Cache cache(ramConfig(64 * 1024), clock);
+  fillComplete(cache, clock, "/old.ts", 20000);
+  fillComplete(cache, clock, "/older.ts", 20000);
+  ObjectRef object = fillComplete(cache, clock, "/big.mpd", 20000);
+  ASSERT_LE(cache.stats().bytes, 64u * 1024);
+  cache.attachDerived(object, 0, derivedBytes(15000));
+  EXPECT_LE(cache.stats().bytes, 64u * 1024) << "the budget holds with the encoded copy";
+  EXPECT_GE(cache.stats().evictions, 1u);
+}
+
 }  // namespace
 }  // namespace streamedge::cache

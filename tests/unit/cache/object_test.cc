@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cache/cache.h"
@@ -270,6 +271,92 @@ TEST(FillWriter, AnswersThatAreNotKeptAreWindowedAndKeptOnesAreNot) {
     EXPECT_EQ(o->body().releasedBytes(), 3 * kBlock);
     o->unsubscribe(&reader);
   }
+}
+
+
+// ---- derived representations ----------------------------------------------------------------
+
+std::unique_ptr<DerivedRepresentation> derivedOf(const std::string& text) {
+  auto rep = std::make_unique<DerivedRepresentation>();
+  auto owner = std::make_shared<std::string>(text);
+  const auto* data = reinterpret_cast<const uint8_t*>(owner->data());
+  rep->body = Body::adopt(owner, data, owner->size(), owner->size());
+  rep->head = head200(text.size());
+  return rep;
+}
+
+ObjectRef completeObject(const std::string& path, const std::string& text) {
+  ObjectRef o = ObjectRef::make(makeKey("v", path, ""));
+  o->publishHead(head200(text.size()), Freshness{}, true,
+                 Ref<Body>::make(std::optional<uint64_t>(text.size())));
+  o->append(reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  o->markComplete();
+  return o;
+}
+
+TEST(CacheObjectDerived, FirstPublishWinsAndLaterOnesAreDropped) {
+  ObjectRef o = completeObject("/d", "identity bytes");
+  EXPECT_EQ(o->derived(0), nullptr);
+  auto [first, first_won] = o->publishDerived(0, derivedOf("first"));
+  ASSERT_TRUE(first_won);
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(o->derived(0), first);
+  auto [again, again_won] = o->publishDerived(0, derivedOf("second"));
+  EXPECT_FALSE(again_won);
+  EXPECT_EQ(again, first) << "the loser is handed the winner";
+  EXPECT_EQ(first->body->length(), 5u);
+  // Other slots are independent; out-of-range slots publish nothing.
+  EXPECT_EQ(o->derived(1), nullptr);
+  EXPECT_TRUE(o->publishDerived(1, derivedOf("other")).second);
+  EXPECT_EQ(o->publishDerived(CacheObject::kDerivedSlots, derivedOf("x")).first, nullptr);
+  EXPECT_EQ(o->derived(CacheObject::kDerivedSlots), nullptr);
+  EXPECT_EQ(o->derivedBytes(), first->chargedBytes() + o->derived(1)->chargedBytes());
+}
+
+TEST(CacheObjectDerived, ARepresentationWithoutHeadIsKeptAsTheAnswer) {
+  // "Tried, not worth it" is published like any other, so that nobody tries again.
+  ObjectRef o = completeObject("/n", "abc");
+  auto rep = std::make_unique<DerivedRepresentation>();
+  EXPECT_TRUE(o->publishDerived(2, std::move(rep)).second);
+  ASSERT_NE(o->derived(2), nullptr);
+  EXPECT_EQ(o->derived(2)->head, nullptr);
+}
+
+TEST(CacheObjectDerived, ConcurrentPublishersAgreeOnOneWinner) {
+  for (int round = 0; round < 50; ++round) {
+    ObjectRef o = completeObject("/race", "identity");
+    constexpr int kThreads = 4;
+    std::atomic<int> winners{0};
+    std::atomic<int> ready{0};
+    std::vector<const DerivedRepresentation*> seen(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        auto rep = derivedOf("from thread " + std::to_string(t));
+        ready.fetch_add(1);
+        while (ready.load() < kThreads) std::this_thread::yield();  // bounded: all start
+        auto [now_there, won] = o->publishDerived(0, std::move(rep));
+        if (won) winners.fetch_add(1);
+        seen[t] = now_there;
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(winners.load(), 1);
+    for (const DerivedRepresentation* r : seen) EXPECT_EQ(r, o->derived(0));
+  }
+}
+
+TEST(CacheObjectDerived, EncodedBytesHeldByASocketOutliveTheObject) {
+  // A viewer's evbuffer pins the run it references; the object (and its representation) may
+  // be evicted meanwhile.
+  ObjectRef o = completeObject("/pin", "identity");
+  const DerivedRepresentation* rep = o->publishDerived(0, derivedOf("encoded!")).first;
+  const uint8_t* data = nullptr;
+  void* pin = nullptr;
+  ASSERT_EQ(rep->body->peekPinned(0, &data, &pin), 8u);
+  o.reset();  // the object, its representation and its Ref<Body> are gone
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(data), 8), "encoded!");
+  Body::unpin(pin);
 }
 
 }  // namespace

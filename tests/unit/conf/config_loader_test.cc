@@ -1179,6 +1179,43 @@ TEST(ConfigLoader, StripHeadersMayNameAnything) {
   EXPECT_EQ(onlyRoute(r).fields.strip_headers.size(), 4u);
 }
 
+// ---- compression ----------------------------------------------------------------------------
+
+TEST(ConfigLoader, CompressionDefaultsToBrotliThenGzip) {
+  const LoadResult r = load(withRouteKeys(""));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const CompressionPolicy& c = onlyRoute(r).compress;
+  EXPECT_EQ(c.codings, (std::vector<ContentCoding>{ContentCoding::kBrotli, ContentCoding::kGzip}));
+  EXPECT_EQ(c.min_size, 1024u);
+  EXPECT_EQ(c.max_size, 4u << 20);
+}
+
+TEST(ConfigLoader, CompressionListSizesAndOff) {
+  LoadResult r = load(withRouteKeys(
+      "  compress = [\"gzip\"]\n  compress_min_size = \"2KiB\"\n  compress_max_size = \"1MiB\"\n"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(onlyRoute(r).compress.codings, (std::vector<ContentCoding>{ContentCoding::kGzip}));
+  EXPECT_EQ(onlyRoute(r).compress.min_size, 2048u);
+  EXPECT_EQ(onlyRoute(r).compress.max_size, 1u << 20);
+  r = load(withRouteKeys("  compress = []\n"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_TRUE(onlyRoute(r).compress.codings.empty());
+}
+
+TEST(ConfigLoader, UnknownOrRepeatedCodingIsReported) {
+  expectOnlyError("  compress = [\"gzip\", \"deflate\"]\n", "vhost[0].route[0].compress[1]",
+                  "compress", "unknown content coding \"deflate\"");
+  expectOnlyError("  compress = [\"br\", \"br\"]\n", "vhost[0].route[0].compress[1]", "compress",
+                  "listed twice");
+}
+
+TEST(ConfigLoader, CompressionSizesAreChecked) {
+  expectOnlyError("  compress_min_size = \"8MiB\"\n", "vhost[0].route[0].compress_min_size",
+                  "compress_min_size", "larger than compress_max_size");
+  expectOnlyError("  compress_max_size = \"1GiB\"\n", "vhost[0].route[0].compress_max_size",
+                  "compress_max_size", "at most 64MiB");
+}
+
 // ---- structure ------------------------------------------------------------------------------
 
 TEST(ConfigLoader, MissingListenerVhostAndOriginGroupAreReported) {

@@ -42,6 +42,19 @@ TEST(Exposition, CountersCarryOnlyConfigAndVocabularyLabels) {
   EXPECT_TRUE(has(text, "streamedge_build_info{"));
 }
 
+TEST(Exposition, CompressionSeriesAreLabelledByEncoding) {
+  Snapshot s;
+  s.compression = {{"br", 3, 0.012, 40, 5000000}, {"gzip", 2, 0.004, 7, 900000}};
+  const std::string text = renderPrometheus(s);
+  EXPECT_TRUE(has(text, "# TYPE streamedge_compression_encodings_total counter")) << text;
+  EXPECT_TRUE(has(text, "streamedge_compression_encodings_total{encoding=\"br\"} 3\n"));
+  EXPECT_TRUE(has(text, "streamedge_compression_encode_seconds_total{encoding=\"gzip\"} 0.004\n"));
+  EXPECT_TRUE(has(text, "streamedge_compressed_responses_total{encoding=\"br\"} 40\n"));
+  EXPECT_TRUE(has(text, "streamedge_compression_saved_bytes_total{encoding=\"gzip\"} 900000\n"));
+  // No series without the snapshot's compression part (a process that never set it).
+  EXPECT_FALSE(has(renderPrometheus(Snapshot{}), "streamedge_compression_"));
+}
+
 TEST(Exposition, CertificateExpiryIsOneGaugePerServedCertificateInUnixSeconds) {
   Snapshot s;
   s.certificates = {{"0.0.0.0:443", "/etc/streamedge/tls/edge.pem", 1767225600},
