@@ -198,6 +198,13 @@ class CacheObject final : public RefCounted {
 
   EvictionNode& evictionNode() { return eviction_; }
 
+  // A few bits the delivery layer derives from the immutable head, cached here so that hits do
+  // not scan the head again (0: not computed yet; racing readers store the same value).
+  uint8_t deliveryFacts() const { return delivery_facts_.load(std::memory_order_relaxed); }
+  void setDeliveryFacts(uint8_t facts) const {
+    delivery_facts_.store(facts, std::memory_order_relaxed);
+  }
+
   // --- derived representations (any thread) ---
   // The representation published in `slot` (< kDerivedSlots), or null. Valid while the object
   // is alive (hold an ObjectRef).
@@ -290,6 +297,7 @@ class CacheObject final : public RefCounted {
   EvictionNode eviction_;  // owned by the cache's policy, under its lock
 
   std::atomic<bool> windowed_{false};
+  mutable std::atomic<uint8_t> delivery_facts_{0};
   std::atomic<DerivedRepresentation*> derived_[kDerivedSlots] = {};  // owned; set once each
 
   struct Reader {

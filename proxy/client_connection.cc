@@ -258,24 +258,49 @@ void ClientConnection::parseRequest() {
   raw_path_.assign(head.path);
   query_.assign(head.query);
   host_.assign(head.host);
-  auto grab = [&](std::string& dst, std::string_view name) {
-    bool found = false;
-    std::string_view v = head.find(name, &found);
-    dst.assign(found ? v : std::string_view());
-  };
-  grab(range_, "Range");
-  grab(if_none_match_, "If-None-Match");
-  grab(if_modified_since_, "If-Modified-Since");
-  grab(if_range_, "If-Range");
-  bool found_if_match = false, found_if_unmodified = false;
-  head.find("If-Match", &found_if_match);
-  head.find("If-Unmodified-Since", &found_if_unmodified);
-  origin_precondition_ = found_if_match || found_if_unmodified;
+  // One pass over the fields for everything the exchange reads from them (the first line of
+  // each, but every line of the list field Accept-Encoding, RFC 9110 §5.3).
+  range_.clear();
+  if_none_match_.clear();
+  if_modified_since_.clear();
+  if_range_.clear();
   accept_encoding_.reset();
+  bool have_range = false, have_inm = false, have_ims = false, have_if_range = false;
+  origin_precondition_ = false;
+  auto first = [](std::string& dst, bool& have, std::string_view value) {
+    if (!have) dst.assign(value);
+    have = true;
+  };
   for (size_t i = 0; i < head.header_count; ++i) {
-    // A list field: every line counts (RFC 9110 §5.3).
-    if (cache::equalsIgnoreCase(head.headers[i].name, "Accept-Encoding")) {
-      parseAcceptEncoding(head.headers[i].value, accept_encoding_);
+    const std::string_view name = head.headers[i].name;
+    const std::string_view value = head.headers[i].value;
+    using cache::equalsIgnoreCase;
+    switch (name.size()) {  // equal names have equal lengths: one compare at most per field
+      case 5:
+        if (equalsIgnoreCase(name, "Range")) first(range_, have_range, value);
+        break;
+      case 8:
+        if (equalsIgnoreCase(name, "If-Range")) {
+          first(if_range_, have_if_range, value);
+        } else if (equalsIgnoreCase(name, "If-Match")) {
+          origin_precondition_ = true;
+        }
+        break;
+      case 13:
+        if (equalsIgnoreCase(name, "If-None-Match")) first(if_none_match_, have_inm, value);
+        break;
+      case 15:
+        if (equalsIgnoreCase(name, "Accept-Encoding")) parseAcceptEncoding(value, accept_encoding_);
+        break;
+      case 17:
+        if (equalsIgnoreCase(name, "If-Modified-Since")) first(if_modified_since_, have_ims, value);
+        break;
+      case 19:
+        // RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are the origin's to evaluate.
+        if (equalsIgnoreCase(name, "If-Unmodified-Since")) origin_precondition_ = true;
+        break;
+      default:
+        break;
     }
   }
   keep_alive_ = head.keep_alive;
@@ -873,7 +898,12 @@ void ClientConnection::chooseRepresentation() {
   const bool complete = object_->isComplete();
   std::optional<uint64_t> length = object_->expectedLength();
   if (!length && complete) length = object_->body().length();
-  const EncodingChoice choice = chooseEncoding(route_->compress, object_->head(), length,
+  uint8_t facts = object_->deliveryFacts();
+  if (facts == 0) {
+    facts = compressionFacts(object_->head());
+    object_->setDeliveryFacts(facts);
+  }
+  const EncodingChoice choice = chooseEncoding(route_->compress, facts, length,
                                                is_get_ || is_head_, !range_.empty(),
                                                accept_encoding_);
   vary_accept_encoding_ = choice.vary;

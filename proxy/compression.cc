@@ -334,13 +334,27 @@ std::unique_ptr<cache::DerivedRepresentation> encodeRepresentation(
   return rep;
 }
 
+uint8_t compressionFacts(const cache::ResponseHead& head) {
+  uint8_t facts = kFactsKnown;
+  if (headAllowsCompression(head)) facts |= kFactsCompressible;
+  if (varyCoversAcceptEncoding(head)) facts |= kFactsVaryCovers;
+  return facts;
+}
+
 EncodingChoice chooseEncoding(const conf::CompressionPolicy& policy,
                               const cache::ResponseHead& head, std::optional<uint64_t> length,
                               bool get_or_head, bool ranged, const AcceptEncoding& accept) {
+  if (policy.codings.empty()) return {};
+  return chooseEncoding(policy, compressionFacts(head), length, get_or_head, ranged, accept);
+}
+
+EncodingChoice chooseEncoding(const conf::CompressionPolicy& policy, uint8_t facts,
+                              std::optional<uint64_t> length, bool get_or_head, bool ranged,
+                              const AcceptEncoding& accept) {
   EncodingChoice choice;
-  if (policy.codings.empty() || !headAllowsCompression(head)) return choice;
+  if (policy.codings.empty() || !(facts & kFactsCompressible)) return choice;
   if (length && (*length < policy.min_size || *length > policy.max_size)) return choice;
-  choice.vary = !varyCoversAcceptEncoding(head);
+  choice.vary = !(facts & kFactsVaryCovers);
   if (!get_or_head || ranged) return choice;
   choice.coding = negotiateCoding(accept, policy.codings);
   return choice;

@@ -100,6 +100,13 @@ bool brotliEncode(const cache::Body& body, uint64_t length, int quality, std::st
 std::unique_ptr<cache::DerivedRepresentation> encodeRepresentation(
     const cache::CacheObject& object, conf::ContentCoding coding);
 
+// What a stored head says about encoding it, computed once per object (the head is immutable)
+// and cached on it (CacheObject::deliveryFacts): bit flags, never 0 once computed.
+inline constexpr uint8_t kFactsKnown = 1;       // computed
+inline constexpr uint8_t kFactsCompressible = 2;  // headAllowsCompression
+inline constexpr uint8_t kFactsVaryCovers = 4;  // varyCoversAcceptEncoding
+uint8_t compressionFacts(const cache::ResponseHead& head);
+
 // What delivering one object to one viewer does about content codings.
 struct EncodingChoice {
   // The answer depends on Accept-Encoding: identity answers add "Vary: Accept-Encoding"
@@ -115,5 +122,9 @@ struct EncodingChoice {
 EncodingChoice chooseEncoding(const conf::CompressionPolicy& policy,
                               const cache::ResponseHead& head, std::optional<uint64_t> length,
                               bool get_or_head, bool ranged, const AcceptEncoding& accept);
+// The same from the head's cached compressionFacts() (the per-hit path).
+EncodingChoice chooseEncoding(const conf::CompressionPolicy& policy, uint8_t facts,
+                              std::optional<uint64_t> length, bool get_or_head, bool ranged,
+                              const AcceptEncoding& accept);
 
 }  // namespace streamedge::proxy
