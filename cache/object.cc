@@ -304,7 +304,7 @@ void CacheObject::updateWindowLocked() {
   uint64_t low = ~uint64_t{0};
   for (const Reader& r : waiters_) low = std::min(low, r.pos);
   body_->releaseBelow(std::min(low, body_->length()));
-  if (window_paused_ && heldBytes() < window_bytes_) {
+  if (window_paused_ && heldBytes() < pause_limit_) {
     window_paused_ = false;
     if (fill_listener_) fill_listener_->onFillWindowChanged();
   }
@@ -334,6 +334,7 @@ bool CacheObject::pauseIfWindowFull() {
   if (fillMemoryBytes() > fillMemoryBudget()) limit = 2 * Body::kBlockBytes;
   if (heldBytes() < limit) return false;
   window_paused_ = true;
+  pause_limit_ = limit;
   return true;
 }
 

@@ -310,6 +310,7 @@ class CacheObject final : public RefCounted {
   // Windowed fills, guarded by mu_.
   uint64_t window_bytes_ = 0;
   bool window_paused_ = false;
+  uint64_t pause_limit_ = 0;  // the window the fill paused at (smaller over the fill budget)
   FillListener* fill_listener_ = nullptr;
 };
 

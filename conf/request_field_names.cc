@@ -48,8 +48,9 @@ RequestFieldClass requestFieldClass(std::string_view name) {
       startsWithIgnoreCase(name, "X-Forwarded-")) {
     return RequestFieldClass::kAddressClaim;
   }
-  if (oneOf(name, {"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since",
-                   "If-Unmodified-Since"})) {
+  // If-Match and If-Unmodified-Since are not here: only the origin evaluates them (RFC 9111
+  // §4.3.2), so a GET carrying one is passed with them.
+  if (oneOf(name, {"Range", "If-Range", "If-None-Match", "If-Modified-Since"})) {
     return RequestFieldClass::kLocallyAnswered;
   }
   if (oneOf(name, {"Cookie", "Authorization"})) return RequestFieldClass::kCredential;

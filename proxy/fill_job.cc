@@ -234,7 +234,9 @@ void FillJob::finishPlaylistFreshness() {
   // reloads about every target duration; half keeps the edge current). Only the body knows it.
   if (kind_ != cache::ContentKind::kPlaylist || explicit_lifetime_) return;
   const cache::ObjectRef& object = fill_.object();
-  if (!object || !object->headPublished()) return;
+  // A windowed answer is not kept (its lifetime does not matter) and its first block may be
+  // released by readers on other workers while we would parse it.
+  if (!object || !object->headPublished() || object->windowed()) return;
   const uint8_t* data = nullptr;
   size_t n = object->body().peek(0, &data);
   if (n == 0) return;

@@ -115,15 +115,16 @@ TEST(RequestFields, TheViewersOwnAddressClaimsAreNeverForwarded) {
   EXPECT_EQ(out[1], (std::pair<std::string, std::string>{"X-Forwarded-For", "198.51.100.0"}));
 }
 
-TEST(RequestFields, GetAndHeadLeaveRangeAndConditionalsToTheProxy) {
+TEST(RequestFields, GetAndHeadLeaveRangeAndCacheConditionalsToTheProxyButPreconditionsGo) {
   const Fields viewer = {{"Range", "bytes=0-1"},         {"If-Range", "\"e\""},
                          {"If-None-Match", "\"e\""},     {"If-Modified-Since", "x"},
                          {"If-Match", "\"e\""},          {"If-Unmodified-Since", "x"},
                          {"Accept", "*/*"}};
   for (std::string_view method : {"GET", "HEAD"}) {
     for (bool shared : {true, false}) {
+      // If-Match / If-Unmodified-Since make the request a pass; the origin must see them.
       EXPECT_EQ(names(select(viewer, conf::RouteConfig{}, method, shared)),
-                std::vector<std::string>{"Accept"});
+                (std::vector<std::string>{"If-Match", "If-Unmodified-Since", "Accept"}));
     }
   }
   // Other methods are the origin's to answer: everything goes.
