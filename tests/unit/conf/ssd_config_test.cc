@@ -5,53 +5,12 @@
 #include <string>
 
 #include "conf/config_loader.h"
+#include "tests/unit/conf/config_test_base.h"
 
 namespace streamedge::conf {
 namespace {
 
-constexpr std::string_view kBase = R"([[listener]]
-address = "127.0.0.1:8080"
-
-[[origin_group]]
-name = "main"
-  [[origin_group.origin]]
-  url = "http://127.0.0.1:8081"
-
-[[vhost]]
-hostnames = ["*"]
-  [[vhost.route]]
-  prefix = "/"
-  origin_group = "main"
-)";
-
-LoadResult load(std::string_view extra) {
-  std::string text(kBase);
-  text += extra;
-  return loadConfigText(text, "test.toml");
-}
-
-std::string describe(const LoadResult& r) {
-  std::string out;
-  for (const ConfigError& e : r.errors) out += "  " + e.toString() + "\n";
-  for (const std::string& w : r.warnings) out += "  warning: " + w + "\n";
-  return out;
-}
-
-int baseLines() {
-  return 1 + static_cast<int>(std::count(kBase.begin(), kBase.end(), '\n'));
-}
-
-// Exactly one error, on `key`, on line `line_in_extra` of `extra` (1-based), mentioning `part`.
-void expectOnlyError(std::string_view extra, const std::string& key, int line_in_extra,
-                     std::string_view part) {
-  const LoadResult r = load(extra);
-  SCOPED_TRACE(std::string(extra));
-  ASSERT_FALSE(r.ok());
-  ASSERT_EQ(r.errors.size(), 1u) << describe(r);
-  EXPECT_EQ(r.errors[0].key, key) << describe(r);
-  EXPECT_EQ(r.errors[0].line, baseLines() + line_in_extra - 1) << describe(r);
-  EXPECT_NE(r.errors[0].message.find(part), std::string::npos) << describe(r);
-}
+using namespace streamedge::conf::testing;
 
 TEST(SsdConfig, AbsentSectionMeansRamOnly) {
   const LoadResult r = load("");
