@@ -79,7 +79,13 @@ Body::~Body() {
 }
 
 Body::Body(std::optional<uint64_t> expected) : expected_(expected) {
-  if (expected_) blocks_.reserve((*expected_ + kBlockBytes - 1) / kBlockBytes);
+  // Sized up front for ordinary objects only: a Content-Length the origin sends is not a promise
+  // (a huge one would reserve memory for a body that streams through a window, or fail).
+  constexpr uint64_t kMaxReservedBlocks = 256;  // 64 MiB of body
+  if (expected_) {
+    blocks_.reserve(static_cast<size_t>(
+        std::min<uint64_t>((*expected_ + kBlockBytes - 1) / kBlockBytes, kMaxReservedBlocks)));
+  }
 }
 
 size_t Body::peek(uint64_t pos, const uint8_t** data) const {

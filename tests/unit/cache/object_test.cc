@@ -181,6 +181,17 @@ TEST(WindowedObject, TheSlowestReaderIsCutOnlyWhileAnotherWaitsAtTheEnd) {
   o->unsubscribe(&fast);
 }
 
+TEST(WindowedObject, AnAbsurdContentLengthReservesNothingHuge) {
+  // An origin may claim any length; the body must not reserve for it up front.
+  CountingWaiter reader;
+  ObjectRef o = windowedObject(uint64_t{1} << 62, 4 * kBlock);
+  o->subscribe(&reader);
+  appendBytes(*o, 2 * kBlock);
+  o->advance(&reader, 2 * kBlock);
+  EXPECT_EQ(o->body().releasedBytes(), 2 * kBlock);
+  o->unsubscribe(&reader);
+}
+
 TEST(WindowedObject, StoredObjectsAreNeverWindowedOrReleased) {
   CountingWaiter reader;
   ObjectRef o = ObjectRef::make(makeKey("v", "/kept", ""));
