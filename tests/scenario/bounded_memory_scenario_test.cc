@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -226,10 +227,22 @@ TEST_F(BoundedMemoryTest, SlowViewersOfHugeAnswersHoldOnlyTheirWindows) {
 
   // Every viewer stalls: the origins must be paused, not buffered.
   for (auto& v : viewers) v->setPaused(true);
-  std::this_thread::sleep_for(1s);
+  // The windows fill up first (slowly under a sanitizer): wait until the fills have paused and
+  // their memory has stopped growing (two samples 500 ms apart within 256 KiB), at most 20 s.
+  std::string stalled = metrics();
+  double fill_stalled = metricValue(stalled, "streamedge_fill_memory_bytes");
+  const auto settle_until = Clock::now() + 20s;
+  while (Clock::now() < settle_until) {
+    std::this_thread::sleep_for(500ms);
+    const std::string again = metrics();
+    const double fill_again = metricValue(again, "streamedge_fill_memory_bytes");
+    const bool settled = metricValue(again, "streamedge_fill_window_pauses_total") > 0 &&
+                         std::abs(fill_again - fill_stalled) < 256.0 * 1024;
+    stalled = again;
+    fill_stalled = fill_again;
+    if (settled) break;
+  }
   const uint64_t rss_stalled = rssBytes(pid);
-  const std::string stalled = metrics();
-  const double fill_stalled = metricValue(stalled, "streamedge_fill_memory_bytes");
   std::this_thread::sleep_for(2s);
   const uint64_t rss_stalled_later = rssBytes(pid);
   const double fill_stalled_later = metricValue(metrics(), "streamedge_fill_memory_bytes");
