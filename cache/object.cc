@@ -114,7 +114,8 @@ size_t Body::peekPinned(uint64_t pos, const uint8_t** data, void** pin) const {
     // The vector may be reallocated by append() and blocks released by readers; the block
     // memory itself never moves and lives on while pinned.
     std::lock_guard<std::mutex> lock(mu_);
-    const Slot& slot = blocks_[index];
+    if (index < base_) return 0;  // released and dropped from the table: too late
+    const Slot& slot = blocks_[index - base_];
     block = slot.data;
     if (!block) return 0;  // released: this reader came too late
     if (pin) {
@@ -175,8 +176,8 @@ uint64_t Body::releaseBelow(uint64_t pos) {
     std::lock_guard<std::mutex> lock(mu_);
     const uint64_t from = released_.load(std::memory_order_relaxed);
     if (target <= from) return 0;
-    for (size_t i = from / kBlockBytes; i < target / kBlockBytes && i < blocks_.size(); ++i) {
-      Slot& slot = blocks_[i];
+    for (size_t i = from / kBlockBytes; i < target / kBlockBytes && i < base_ + blocks_.size(); ++i) {
+      Slot& slot = blocks_[i - base_];
       if (!slot.own) continue;
       freed += slot.capacity;
       dropped.push_back(slot.own);
@@ -184,6 +185,13 @@ uint64_t Body::releaseBelow(uint64_t pos) {
       slot.data = nullptr;
     }
     released_.store(target, std::memory_order_release);
+    // An endless stream through a window must not grow the table by a slot per block: the
+    // released slots at its front are dropped once there are enough of them to be worth a move.
+    const size_t dead = std::min<size_t>(target / kBlockBytes - base_, blocks_.size());
+    if (dead >= 64 && dead * 2 >= blocks_.size()) {
+      blocks_.erase(blocks_.begin(), blocks_.begin() + static_cast<ptrdiff_t>(dead));
+      base_ += dead;
+    }
     allocated_.fetch_sub(freed, std::memory_order_relaxed);
     if (counts_as_fill_) g_fill_bytes.fetch_sub(freed, std::memory_order_relaxed);
   }
@@ -196,7 +204,8 @@ void Body::append(const uint8_t* data, size_t len) {
   while (len > 0) {
     const size_t index = pos / kBlockBytes;
     const size_t offset = pos % kBlockBytes;
-    if (index == blocks_.size()) {
+    if (index == tail_index_ + 1 || tail_index_ == kNoTail) {
+      if (offset != 0) std::abort();  // appends are sequential: a filler bug
       // Size the block exactly when the total is known, so a 2 KB playlist costs 2 KB. The
       // filler never appends past the expected length (FillWriter cuts and aborts first).
       size_t capacity = kBlockBytes;
@@ -206,13 +215,17 @@ void Body::append(const uint8_t* data, size_t len) {
       Block* block = Block::make(capacity);
       std::lock_guard<std::mutex> lock(mu_);
       blocks_.push_back(Slot{block, block->bytes(), capacity});
+      tail_ = blocks_.back();
+      tail_index_ = index;
       allocated_.fetch_add(capacity, std::memory_order_relaxed);
       if (counts_as_fill_) g_fill_bytes.fetch_add(capacity, std::memory_order_relaxed);
     }
     // Only the writer adds blocks and only whole blocks below every reader are released (never
-    // the one being written): no lock to read this slot.
-    const Slot& slot = blocks_[index];
-    if (offset >= slot.capacity || !slot.data) std::abort();  // past the expected length: a filler bug
+    // the one being written): the writer's own copy of the tail slot needs no lock.
+    const Slot& slot = tail_;
+    if (index != tail_index_ || offset >= slot.capacity || !slot.data) {
+      std::abort();  // past the expected length: a filler bug
+    }
     const size_t n = std::min(len, slot.capacity - offset);
     std::memcpy(slot.data + offset, data, n);
     pos += n;

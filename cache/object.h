@@ -112,6 +112,11 @@ class Body final : public RefCounted {
   static void unpin(void* pin);
   // Filler only. Appends bytes; the new length is published after the copy.
   void append(const uint8_t* data, size_t len);
+  // Slots in the block table (a windowed body drops released ones; for tests and accounting).
+  size_t tableSlots() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return blocks_.size();
+  }
   // Bytes allocated and still held (for accounting).
   uint64_t allocatedBytes() const { return allocated_.load(std::memory_order_relaxed); }
   // Complete and kept whole: blocks immutable, read without the lock. No effect on a windowed
@@ -140,7 +145,12 @@ class Body final : public RefCounted {
   bool windowed_ = false;            // set by the filler before any release
   bool counts_as_fill_ = true;       // its blocks are counted in fillMemoryBytes()
   mutable std::mutex mu_;
-  std::vector<Slot> blocks_;  // guarded by mu_ until frozen_
+  std::vector<Slot> blocks_;  // guarded by mu_ until frozen_; blocks_[0] is block base_
+  size_t base_ = 0;           // guarded by mu_; windowed bodies drop released slots
+  // The writer's copy of the last slot (the block being written), read without the lock.
+  static constexpr size_t kNoTail = ~size_t{0};
+  Slot tail_;
+  size_t tail_index_ = kNoTail;
 };
 
 // A representation made from a complete object's bytes (e.g. an encoded copy): immutable.

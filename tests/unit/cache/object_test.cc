@@ -192,6 +192,28 @@ TEST(WindowedObject, AnAbsurdContentLengthReservesNothingHuge) {
   o->unsubscribe(&reader);
 }
 
+TEST(WindowedObject, AnEndlessStreamKeepsABoundedBlockTable) {
+  // A live stream through a window runs for days: its table of blocks must not keep a slot per
+  // block ever written, and the bytes read after the table shrank must still be the right ones.
+  CountingWaiter reader;
+  ObjectRef o = windowedObject(1000 * kBlock, 2 * kBlock);
+  o->subscribe(&reader);
+  size_t max_slots = 0;
+  for (uint64_t block = 0; block < 1000; ++block) {
+    appendBytes(*o, kBlock, static_cast<char>('a' + block % 26));
+    const uint8_t* data = nullptr;
+    ASSERT_EQ(o->body().peek(block * kBlock + 17, &data), kBlock - 17);
+    ASSERT_EQ(data[0], static_cast<uint8_t>('a' + block % 26)) << "block " << block;
+    o->advance(&reader, (block + 1) * kBlock);
+    max_slots = std::max(max_slots, o->body().tableSlots());
+  }
+  EXPECT_LE(max_slots, 130u);
+  EXPECT_EQ(o->body().length(), 1000 * kBlock);
+  const uint8_t* data = nullptr;
+  EXPECT_EQ(o->body().peek(10 * kBlock, &data), 0u) << "a released block is gone";
+  o->unsubscribe(&reader);
+}
+
 TEST(WindowedObject, StoredObjectsAreNeverWindowedOrReleased) {
   CountingWaiter reader;
   ObjectRef o = ObjectRef::make(makeKey("v", "/kept", ""));
