@@ -354,7 +354,7 @@ void ClientConnection::handleRequest() {
   }
   query_ = cache::filterQuery(query_, route_->key);
   key_ = cache::makeKey(vhost_->name, path_, query_);
-  viewer_fields_.reset(route_);
+  viewer_fields_.reset(route_ != nullptr);
 
   if (!is_get_ && !is_head_) {
     if (!route_->cache.forward_other_methods) {
@@ -570,6 +570,14 @@ void ClientConnection::onObjectProgress() {
       return synth(timed_out ? 504 : 502,
                    timed_out ? "the origin did not answer in time" : "the origin failed", false);
     }
+    if (st == State::kAborted && !own_fill_ && object_->windowed()) {
+      // Another viewer's answer that is not kept, stopped (its readers left just before we
+      // joined, or it broke): nothing was sent yet, so fetch our own.
+      object_->unsubscribe(this);
+      subscribed_ = false;
+      object_.reset();
+      return startPass();
+    }
     if (st == State::kAborted) {
       // Aborted after its head: nothing trustworthy to send.
       return synth(502, "the origin response broke off", false);
@@ -629,20 +637,11 @@ void ClientConnection::lookupAgain() {
 std::span<const cache::FieldLine> ClientConnection::ViewerFields::fieldLines() const {
   if (!parsed_) {
     parsed_ = true;
+    fields_.clear();
     lines_.clear();
-    // The head passed the same parser when it arrived; parsed again only for varying URLs.
-    RequestLimits limits;
-    limits.max_head_bytes = raw_head_.size();
-    limits.max_uri_bytes = raw_head_.size();
-    RequestHead head;
-    ParseError err;
-    if (parseRequestHead(raw_head_, limits, head, err)) {
-      FieldContext shared;  // a GET's shared fill
-      for (size_t i = 0; i < head.header_count; ++i) {
-        if (route_ && !fieldForwarded(head.headers[i].name, *route_, shared)) continue;
-        lines_.push_back({head.headers[i].name, head.headers[i].value});
-      }
-    }
+    // Only varying URLs ask, so only they pay for the list.
+    if (routed_) owner_.forwardedFields(true, fields_);
+    for (const auto& [name, value] : fields_) lines_.push_back({name, value});
   }
   return lines_;
 }
@@ -1122,7 +1121,7 @@ void ClientConnection::resetExchange() {
   query_.clear();
   own_fill_ = false;
   ssd_read_ = false;
-  viewer_fields_.reset(nullptr);
+  viewer_fields_.reset(false);
   vary_names_.reset();
   vary_retried_ = false;
   passed_ = false;

@@ -153,22 +153,24 @@ class ClientConnection final : public cache::ObjectWaiter {
   // use: only URLs whose answers vary ask.
   class ViewerFields final : public cache::RequestFieldSource {
    public:
-    explicit ViewerFields(const std::string& raw_head) : raw_head_(raw_head) {}
-    // Only the fields `route` lets reach the origin on a shared fill: a field the route keeps
-    // from the origin cannot select a variant either (the origin never saw it).
+    explicit ViewerFields(const ClientConnection& owner) : owner_(owner) {}
+    // Exactly the fields a shared fill of this request sends the origin (forwardedFields): a
+    // field the route keeps from the origin, or one a Connection field names, cannot select a
+    // variant (the origin never saw it), and the client address field the route adds does.
     std::span<const cache::FieldLine> fieldLines() const override;
-    void reset(const conf::RouteConfig* route) {
+    void reset(bool routed) {
       parsed_ = false;
-      route_ = route;
+      routed_ = routed;
     }
 
    private:
-    const std::string& raw_head_;
-    const conf::RouteConfig* route_ = nullptr;
-    mutable std::vector<cache::FieldLine> lines_;  // views into raw_head_; capacity reused
+    const ClientConnection& owner_;
+    bool routed_ = false;
+    mutable FieldList fields_;                     // capacity reused
+    mutable std::vector<cache::FieldLine> lines_;  // views into fields_
     mutable bool parsed_ = false;
   };
-  ViewerFields viewer_fields_{raw_head_};
+  ViewerFields viewer_fields_{*this};
   std::shared_ptr<const cache::VaryNames> vary_names_;  // the URL's, when its answers vary
   bool vary_retried_ = false;  // looked up again after joining another variant's fill
   std::string request_body_;
