@@ -106,6 +106,28 @@ void FillJob::onStall() {
   event_add(stall_timer_, &tv);
 }
 
+// An origin that chose a content coding from the Accept-Encoding it was sent, but did not say
+// Vary: Accept-Encoding, would have its coded answer stored for every viewer, including those
+// that cannot decode it. A shared answer with a Content-Encoding is therefore kept as varying on
+// Accept-Encoding too (and says so downstream). An origin that codes whatever it is asked costs
+// one copy per normalised Accept-Encoding (at most three), never a wrong answer.
+void FillJob::addImpliedVary(cache::ResponseHead& head) const {
+  bool coded = false;
+  for (const auto& [name, value] : head.headers) {
+    if (cache::equalsIgnoreCase(name, "Content-Encoding") && !value.empty() &&
+        !cache::equalsIgnoreCase(value, "identity")) {
+      coded = true;
+    }
+  }
+  if (!coded) return;
+  const cache::VarySpec vary = cache::varyOf(head);
+  if (vary.kind == cache::VarySpec::Kind::kAny) return;
+  for (const std::string& n : vary.names) {
+    if (n == "accept-encoding") return;
+  }
+  head.headers.emplace_back("Vary", "Accept-Encoding");
+}
+
 void FillJob::onOriginResponse(OriginResponse&& response) {
   const WallTime now = SystemClock::instance().wallNow();
   const conf::CachePolicy& policy = route_.cache;
@@ -204,6 +226,7 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
       });
     }
   }
+  if (shareable) addImpliedVary(*head);
   head->buildWire();
   cache::Freshness freshness = cache::computeFreshness(*head, cc, request_time_, now, kind_, policy);
   explicit_lifetime_ = freshness.explicit_lifetime;

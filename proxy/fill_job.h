@@ -73,6 +73,7 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   void onOriginComplete() override;
   void onOriginFailed(Status status) override;
   void finishPlaylistFreshness();
+  void addImpliedVary(cache::ResponseHead& head) const;
   static void stallCb(evutil_socket_t, short, void* arg);
   void onStall();
 

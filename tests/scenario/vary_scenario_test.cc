@@ -111,6 +111,48 @@ TEST_F(VaryScenarioTest, ViewersOfDifferentVariantsNeverShareAFill) {
   EXPECT_EQ(getWith(target, "Origin", "https://b.example").header("X-Cache"), "HIT");
 }
 
+TEST_F(VaryScenarioTest, ACodedAnswerWithoutVaryIsKeptPerAcceptEncoding) {
+  // The origin labels its answer gzip but does not say Vary: a viewer that cannot decode it must
+  // not get the copy made for one that can.
+  const std::string target = "/obj/vary-implied/seg.ts?ce=gzip";
+  HttpResponse gz = getWith(target, "Accept-Encoding", "gzip");
+  ASSERT_TRUE(gz.ok()) << gz.error << proxyLog();
+  EXPECT_EQ(gz.header("X-Cache"), "MISS");
+  EXPECT_EQ(gz.header("Content-Encoding"), "gzip");
+  EXPECT_EQ(gz.header("Vary"), "Accept-Encoding");
+  HttpResponse plain = get(target);
+  EXPECT_EQ(plain.header("X-Cache"), "MISS") << "the gzip copy went to a viewer without gzip";
+  EXPECT_EQ(getWith(target, "Accept-Encoding", "gzip").header("X-Cache"), "HIT");
+  EXPECT_EQ(get(target).header("X-Cache"), "HIT");
+  EXPECT_EQ(originCount("/obj/vary-implied/seg.ts"), 2);
+}
+
+TEST_F(VaryScenarioTest, VariantsAreChosenByWhatTheOriginWasSent) {
+  // The client address field the route adds selects the variant (truncated, so neighbours
+  // share it), and a field the viewer's Connection names never reaches the origin, so it
+  // cannot select one either.
+  start("  forward_client_address = \"x-forwarded-for\"\n");
+  const std::string xff = "/obj/vary-xff/seg.ts?vary=X-Forwarded-For&vary_body=1";
+  HttpResponse first = get(xff);
+  ASSERT_TRUE(first.ok()) << first.error << proxyLog();
+  EXPECT_EQ(first.body, "x-forwarded-for: 127.0.0.0\n");
+  EXPECT_EQ(first.header("X-Cache"), "MISS");
+  HttpResponse again = get(xff, {{"X-Forwarded-For", "198.51.100.7"}});
+  EXPECT_EQ(again.header("X-Cache"), "HIT");
+  EXPECT_EQ(again.body, "x-forwarded-for: 127.0.0.0\n");
+  EXPECT_EQ(originCount("/obj/vary-xff/seg.ts"), 1);
+
+  const std::string conn = "/obj/vary-conn/seg.ts?vary=X-Variant&vary_body=1";
+  const Headers named = {{"Connection", "X-Variant"}, {"X-Variant", "a"}};
+  HttpResponse c1 = get(conn, named);
+  ASSERT_TRUE(c1.ok()) << c1.error << proxyLog();
+  EXPECT_EQ(c1.body, "x-variant: (absent)\n");
+  HttpResponse c2 = get(conn, named);
+  EXPECT_EQ(c2.header("X-Cache"), "HIT");
+  EXPECT_EQ(get(conn).header("X-Cache"), "HIT");
+  EXPECT_EQ(originCount("/obj/vary-conn/seg.ts"), 1);
+}
+
 TEST_F(VaryScenarioTest, VaryStarIsNeverStored) {
   const std::string target = "/obj/vary-star/seg.ts?vary=*";
   HttpResponse first = get(target);
