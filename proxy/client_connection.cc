@@ -267,6 +267,7 @@ void ClientConnection::parseRequest() {
   accept_encoding_.reset();
   bool have_range = false, have_inm = false, have_ims = false, have_if_range = false;
   origin_precondition_ = false;
+  max_forwards_zero_ = false;
   auto first = [](std::string& dst, bool& have, std::string_view value) {
     if (!have) dst.assign(value);
     have = true;
@@ -278,6 +279,13 @@ void ClientConnection::parseRequest() {
     switch (name.size()) {  // equal names have equal lengths: one compare at most per field
       case 5:
         if (equalsIgnoreCase(name, "Range")) first(range_, have_range, value);
+        break;
+      case 12:
+        if (equalsIgnoreCase(name, "Max-Forwards")) {
+          uint64_t hops = 0;
+          const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), hops);
+          max_forwards_zero_ = ec == std::errc() && end == value.data() + value.size() && hops == 0;
+        }
         break;
       case 8:
         if (equalsIgnoreCase(name, "If-Range")) {
@@ -357,9 +365,12 @@ void ClientConnection::handleRequest() {
   viewer_fields_.reset(route_ != nullptr);
 
   if (!is_get_ && !is_head_) {
-    if (!route_->cache.forward_other_methods) {
+    // TRACE would echo the viewer's fields (cookies, credentials) back into a page: never.
+    if (!route_->cache.forward_other_methods || method_ == "TRACE") {
       return synth(405, "only GET and HEAD are served here", false);
     }
+    // RFC 9110 §7.6.2: OPTIONS with Max-Forwards: 0 is for this hop to answer.
+    if (method_ == "OPTIONS" && max_forwards_zero_) return synth(200, "", false);
     if (request_body_length_ > 0) {
       evbuffer* in = bufferevent_get_input(bev_);
       state_ = State::kReadingBody;
@@ -1024,7 +1035,11 @@ void ClientConnection::synth(int status, const char* detail, bool close) {
   appendStatusLine(status, reasonPhrase(status));
   std::string_view body = detail;
   out_ += "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n";
-  if (status == 405) out_ += "Allow: GET, HEAD\r\n";
+  if (status == 405 || (status == 200 && method_ == "OPTIONS")) {
+    out_ += route_ && route_->cache.forward_other_methods
+                ? "Allow: GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE\r\n"
+                : "Allow: GET, HEAD\r\n";
+  }
   out_ += "Content-Length: ";
   appendUint(out_, body.size() + 1);
   out_ += "\r\n";

@@ -176,7 +176,8 @@ class ClientConnection final : public cache::ObjectWaiter {
   std::string request_body_;
   uint64_t request_body_length_ = 0;
   bool is_get_ = false, is_head_ = false;
-  bool origin_precondition_ = false;  // If-Match / If-Unmodified-Since: only the origin answers
+  bool origin_precondition_ = false;
+  bool max_forwards_zero_ = false;    // "Max-Forwards: 0" (answered here for OPTIONS)  // If-Match / If-Unmodified-Since: only the origin answers
   bool keep_alive_ = true;
   bool expect_continue_ = false;
   int version_minor_ = 1;

@@ -2,6 +2,9 @@
 
 #include <netinet/in.h>
 
+#include <charconv>
+#include <string>
+
 #include "conf/request_field_names.h"
 #include "proxy/access_log.h"
 
@@ -89,6 +92,16 @@ ForwardedFields selectRequestFields(const HeaderField* fields, size_t count,
     if (has_connection && namedByConnection(fields, count, f.name)) continue;  // §7.6.1
     if (fieldNameEquals(f.name, "Authorization")) result.authorization = true;
     if (fieldNameEquals(f.name, "Cookie")) result.cookie = true;
+    if (context.method == "OPTIONS" && fieldNameEquals(f.name, "Max-Forwards")) {
+      // RFC 9110 §7.6.2: one hop fewer (a value of 0 was answered here, not forwarded).
+      uint64_t hops = 0;
+      const std::string_view v = trimOws(f.value);
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), hops);
+      if (ec == std::errc() && end == v.data() + v.size() && hops > 0) {
+        out.emplace_back(std::string(f.name), std::to_string(hops - 1));
+        continue;
+      }
+    }
     out.emplace_back(std::string(f.name), std::string(f.value));
   }
   appendClientAddress(policy.forward_client_address, policy.forwarded_address, context.client,

@@ -324,6 +324,23 @@ TEST_F(ScenarioTest, RouteCanForwardOtherMethodsUncached) {
   EXPECT_EQ(originCount("/obj/post/p"), 2);
 }
 
+TEST_F(ScenarioTest, TraceIsRefusedAndOptionsWithNoHopsLeftIsAnsweredHere) {
+  start("  forward_other_methods = true\n");
+  HttpResponse trace = testsupport::httpRequest(port(), "TRACE", "/obj/trace/t", {}, 10s);
+  EXPECT_EQ(trace.status, 405) << trace.error << proxyLog();
+  HttpResponse options = testsupport::httpRequest(port(), "OPTIONS", "/obj/options/o",
+                                                  {{"Max-Forwards", "0"}}, 10s);
+  EXPECT_EQ(options.status, 200) << options.error;
+  EXPECT_NE(options.header("Allow").find("OPTIONS"), std::string::npos) << options.header("Allow");
+  EXPECT_EQ(originCount("/obj/trace/t"), 0);
+  EXPECT_EQ(originCount("/obj/options/o"), 0);
+  // With hops left it is the origin's to answer (the simulator refuses OPTIONS itself).
+  HttpResponse forwarded = testsupport::httpRequest(port(), "OPTIONS", "/obj/options/o",
+                                                    {{"Max-Forwards", "2"}}, 10s);
+  EXPECT_EQ(forwarded.header("X-Cache"), "PASS");
+  EXPECT_EQ(originCount("/obj/options/o"), 1);
+}
+
 TEST_F(ScenarioTest, PassRequestsCarryTheViewersOwnFieldsButNotRangeOrConditionals) {
   start("\n  [[vhost.route]]\n  prefix = \"/obj/api/\"\n  origin_group = \"main\"\n"
         "  cache = \"pass\"\n");

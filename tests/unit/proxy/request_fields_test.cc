@@ -63,6 +63,19 @@ TEST(RequestFields, EndToEndFieldsGoInTheirOrderWithRepeatsKept) {
   }
 }
 
+TEST(RequestFields, MaxForwardsOfAnOptionsRequestCountsThisHop) {
+  const conf::RouteConfig route;
+  const Fields fields = {{"Max-Forwards", "3"}, {"Accept", "*/*"}};
+  EXPECT_EQ(select(fields, route, "OPTIONS", false),
+            (FieldList{{"Max-Forwards", "2"}, {"Accept", "*/*"}}));
+  // Other methods: the field means nothing (RFC 9110 §7.6.2) and goes as sent.
+  EXPECT_EQ(select(fields, route, "POST", false),
+            (FieldList{{"Max-Forwards", "3"}, {"Accept", "*/*"}}));
+  // A value that is not a number is passed on untouched rather than guessed at.
+  EXPECT_EQ(select({{"Max-Forwards", "x"}}, route, "OPTIONS", false),
+            (FieldList{{"Max-Forwards", "x"}}));
+}
+
 TEST(RequestFields, HopByHopFieldsNeverReachTheOrigin) {
   const Fields viewer = {{"Connection", "keep-alive"}, {"Keep-Alive", "timeout=5"},
                          {"TE", "trailers"},           {"Transfer-Encoding", "chunked"},
