@@ -222,6 +222,10 @@ std::string renderPrometheus(const Snapshot& s) {
   pushCounter("streamedge_fills_abandoned_total",
               "Fills of answers that are not kept, stopped because every viewer left.",
               s.fills_abandoned);
+  pushCounter("streamedge_invalidations_total",
+              "Stored URLs removed (both tiers, every variant) because an unsafe request through "
+              "this edge (POST, PUT, DELETE, ...) got a non-error answer for them (RFC 9111 4.4).",
+              s.invalidations);
 
   if (!s.compression.empty()) {
     auto encodings = family("streamedge_compression_encodings_total",

@@ -136,6 +136,7 @@ struct Snapshot {
   uint64_t fill_window_pauses = 0;
   uint64_t fill_slow_readers_cut = 0;
   uint64_t fills_abandoned = 0;
+  uint64_t invalidations = 0;  // stored URLs removed after a POST/PUT/DELETE/... (RFC 9111 §4.4)
   // Compression of text answers, one series per coding ("br", "gzip"): encoder runs (once per
   // object version and coding, plus the rare race lost to another worker), the CPU time they
   // took, answers sent encoded, and the body bytes those answers saved.

@@ -137,8 +137,10 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
                           {config_->cache.cache_control_target, config_->cache.surrogate_control});
   if (request_.invalidate) {
     // RFC 9111 §4.4: as soon as the answer is known, whether or not the viewer stays for it.
-    invalidateAfterUnsafe(worker_.shared().cache, *config_, *request_.invalidate, response.status,
-                          response.headers);
+    const size_t removed = invalidateAfterUnsafe(worker_.shared().cache, *config_,
+                                                 *request_.invalidate, response.status,
+                                                 response.headers);
+    worker_.counters().add(worker_.counters().invalidations, removed);
   }
 
   if (const cache::ObjectRef& stale = fill_.stale()) {

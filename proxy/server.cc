@@ -670,6 +670,7 @@ std::string Server::metricsText() const {
     snap.fill_window_pauses += c->fill_window_pauses.load(std::memory_order_relaxed);
     snap.fill_slow_readers_cut += c->fill_slow_readers_cut.load(std::memory_order_relaxed);
     snap.fills_abandoned += c->fills_abandoned.load(std::memory_order_relaxed);
+    snap.invalidations += c->invalidations.load(std::memory_order_relaxed);
   }
   for (conf::ContentCoding coding : {conf::ContentCoding::kBrotli, conf::ContentCoding::kGzip}) {
     metrics::Snapshot::CompressionSeries series;

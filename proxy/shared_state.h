@@ -74,6 +74,7 @@ struct WorkerCounters {
   Cell fill_window_pauses{0};
   Cell fill_slow_readers_cut{0};
   Cell fills_abandoned{0};
+  Cell invalidations{0};  // stored URLs removed after an unsafe request (RFC 9111 §4.4)
   // Compression, by conf::ContentCoding: encoder runs and their CPU time, answers sent encoded
   // and the body bytes that saved.
   static constexpr size_t kCodings = 2;

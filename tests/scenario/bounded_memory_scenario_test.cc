@@ -50,20 +50,6 @@ uint64_t rssBytes(pid_t pid) {
   return 0;
 }
 
-// A sample value of an unlabelled metric in Prometheus text, or -1.
-double metricValue(const std::string& text, const std::string& name) {
-  size_t pos = 0;
-  while ((pos = text.find(name, pos)) != std::string::npos) {
-    const bool line_start = pos == 0 || text[pos - 1] == '\n';
-    const size_t after = pos + name.size();
-    if (line_start && after < text.size() && text[after] == ' ') {
-      return std::stod(text.substr(after + 1, text.find('\n', after) - after - 1));
-    }
-    pos = after;
-  }
-  return -1;
-}
-
 // A viewer that reads a 1 GiB answer at a fixed rate on its own thread, checking every byte
 // against the simulator's body, until told to stop (or to pause).
 class SlowViewer {

@@ -51,17 +51,6 @@ bool varyNamesAcceptEncoding(const HttpResponse& r) {
   return false;
 }
 
-// The value of one series (name with its labels, as rendered) in a /metrics text; -1 if absent.
-double metricValue(const std::string& text, const std::string& series) {
-  for (size_t pos = text.find(series); pos != std::string::npos; pos = text.find(series, pos + 1)) {
-    const size_t after = pos + series.size();
-    if ((pos == 0 || text[pos - 1] == '\n') && after < text.size() && text[after] == ' ') {
-      return std::stod(text.substr(after + 1, text.find('\n', after) - after - 1));
-    }
-  }
-  return -1;
-}
-
 class CompressionScenarioTest : public ScenarioTest {};
 
 TEST_F(CompressionScenarioTest, LargeMpdIsEncodedOncePerCodingAndServedAsAHit) {

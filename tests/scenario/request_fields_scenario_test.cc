@@ -24,6 +24,7 @@ bool mentions(const std::string& body, const std::string& name) {
 
 class RequestFieldsTest : public ScenarioTest {
  protected:
+  std::string metrics() { return testsupport::httpGet(proxy_->admin_port, "/metrics").body; }
   HttpResponse post(const std::string& target, const Headers& headers = {}) {
     return testsupport::httpRequest(port(), "POST", target, headers, 10s, "payload");
   }
@@ -161,6 +162,7 @@ TEST_F(RequestFieldsTest, ASuccessfulPostInvalidatesTheStoredGet) {
   expectGet(target, "MISS", 500);
   expectGet(target, "HIT", 500);
   EXPECT_EQ(originCount("/obj/inv/a.ts"), 3);  // two GET fills and the POST
+  EXPECT_EQ(metricValue(metrics(), "streamedge_invalidations_total"), 1);
 }
 
 TEST_F(RequestFieldsTest, SameOriginLocationAndContentLocationAreInvalidatedToo) {
@@ -185,6 +187,7 @@ TEST_F(RequestFieldsTest, SameOriginLocationAndContentLocationAreInvalidatedToo)
   expectGet("/obj/inv2/b3.ts?size=300", "MISS", 300);
   expectGet("/obj/inv2/b4.ts?size=300", "HIT", 300);
   expectGet("/obj/inv2/b5.ts?size=300", "HIT", 300);
+  EXPECT_EQ(metricValue(metrics(), "streamedge_invalidations_total"), 3);  // b1, b2, b3
 }
 
 TEST_F(RequestFieldsTest, AnErrorAnswerToAPostInvalidatesNothing) {
@@ -202,6 +205,7 @@ TEST_F(RequestFieldsTest, AnErrorAnswerToAPostInvalidatesNothing) {
   expectGet(target, "HIT", 400);
   expectGet("/obj/inv3/e.ts?size=400", "HIT", 400);
   EXPECT_EQ(originCount("/obj/inv3/d.ts"), 1 + 5);
+  EXPECT_EQ(metricValue(metrics(), "streamedge_invalidations_total"), 0);
 }
 
 }  // namespace

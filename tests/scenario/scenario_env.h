@@ -34,6 +34,27 @@ inline std::string scenarioConfig(uint16_t sim_port, const std::string& log_path
          "  [[vhost.route]]\n  prefix = \"/\"\n  origin_group = \"main\"\n" + route_extra;
 }
 
+// The value of the first sample of `metric` in a /metrics text whose line contains `labels`
+// (e.g. tier="ssd"); `metric` may also be a whole series as rendered (name{labels}). -1 when
+// absent.
+inline double metricValue(const std::string& text, const std::string& metric,
+                          const std::string& labels = "") {
+  size_t pos = 0;
+  while ((pos = text.find(metric, pos)) != std::string::npos) {
+    const size_t eol = text.find('\n', pos);
+    const std::string line = text.substr(pos, eol == std::string::npos ? std::string::npos : eol - pos);
+    const bool line_start = pos == 0 || text[pos - 1] == '\n';  // not "# HELP name ..."
+    pos = eol == std::string::npos ? text.size() : eol;
+    if (!line_start) continue;
+    const char after = line.size() > metric.size() ? line[metric.size()] : '\0';
+    if (after != ' ' && after != '{') continue;  // a longer name with this prefix
+    if (!labels.empty() && line.find(labels) == std::string::npos) continue;
+    const size_t sp = line.rfind(' ');
+    return std::stod(line.substr(sp + 1));
+  }
+  return -1;
+}
+
 class ScenarioTest : public ::testing::Test {
  protected:
   void SetUp() override { start(""); }

@@ -32,25 +32,6 @@ struct SsdOptions {
   std::string admission = "evict";
 };
 
-// The value of the first sample of `metric` whose line contains `labels` (e.g. tier="ssd"); -1
-// when absent.
-double metricValue(const std::string& text, const std::string& metric, const std::string& labels = "") {
-  size_t pos = 0;
-  while ((pos = text.find(metric, pos)) != std::string::npos) {
-    const size_t eol = text.find('\n', pos);
-    const std::string line = text.substr(pos, eol == std::string::npos ? std::string::npos : eol - pos);
-    const bool line_start = pos == 0 || text[pos - 1] == '\n';  // not "# HELP name ..."
-    pos = eol == std::string::npos ? text.size() : eol;
-    if (!line_start) continue;
-    const char after = line.size() > metric.size() ? line[metric.size()] : '\0';
-    if (after != ' ' && after != '{') continue;  // a longer name with this prefix
-    if (!labels.empty() && line.find(labels) == std::string::npos) continue;
-    const size_t sp = line.rfind(' ');
-    return std::stod(line.substr(sp + 1));
-  }
-  return -1;
-}
-
 class SsdScenarioTest : public ScenarioTest {
  protected:
   void SetUp() override {
