@@ -477,7 +477,8 @@ Freshness computeFreshness(const ResponseHead& head, const CacheControl& cc,
   }
 
   f.stale_while_revalidate = cc.stale_while_revalidate.value_or(policy.stale_while_revalidate);
-  f.stale_if_error = cc.stale_if_error.value_or(policy.stale_if_error);
+  f.stale_if_error = cc.stale_if_error.value_or(
+      kind == ContentKind::kPlaylist ? policy.playlist_stale_if_error : policy.stale_if_error);
   // §5.2.2.10: s-maxage implies proxy-revalidate for a shared cache.
   f.must_revalidate = cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.has_value();
   f.no_cache = cc.no_cache;

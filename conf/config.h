@@ -168,6 +168,9 @@ struct CachePolicy {
   Seconds default_ttl{60};     // anything else with a cacheable status
   Seconds stale_while_revalidate{0};  // used when the origin does not say
   Seconds stale_if_error{60};         // used when the origin does not say
+  // The same for playlists and MPDs: a live manifest that stops moving only hides an outage
+  // from players for so long (they run out of segments), so it gets a shorter bound.
+  Seconds playlist_stale_if_error{10};
   bool cache_authorized = false;      // cache responses to requests with Authorization
   bool cache_set_cookie = false;      // cache responses with Set-Cookie (cookie is stripped)
   bool forward_other_methods = false; // POST/PUT/... forwarded uncached instead of 405

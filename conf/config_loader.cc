@@ -1151,6 +1151,7 @@ void readRoute(TableReader& r, RouteConfig& route,
   r.seconds("default_ttl", cache.default_ttl);
   r.seconds("stale_while_revalidate", cache.stale_while_revalidate);
   r.seconds("stale_if_error", cache.stale_if_error);
+  r.seconds("playlist_stale_if_error", cache.playlist_stale_if_error);
   r.boolean("cache_authorized", cache.cache_authorized);
   r.boolean("cache_set_cookie", cache.cache_set_cookie);
   r.boolean("forward_other_methods", cache.forward_other_methods);

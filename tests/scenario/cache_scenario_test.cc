@@ -69,6 +69,24 @@ TEST_F(ScenarioTest, StaleIfErrorServesTheStoredObjectWhenTheOriginFails) {
   EXPECT_EQ(stale.body, simBody("/obj/sie/s.ts", 4000));
 }
 
+TEST_F(ScenarioTest, APlaylistIsServedStaleOnErrorOnlyForItsOwnShorterBound) {
+  start("  playlist_stale_if_error = \"2s\"\n");
+  const std::string playlist = "/obj/sie2/live.m3u8?size=300&cc=max-age%3D1";
+  const std::string segment = "/obj/sie2/seg.ts?size=300&cc=max-age%3D1";
+  ASSERT_EQ(get(playlist).header("X-Cache"), "MISS") << proxyLog();
+  ASSERT_EQ(get(segment).header("X-Cache"), "MISS");
+  std::this_thread::sleep_for(1200ms);  // both stale now
+  ASSERT_TRUE(testsupport::simFault(simPort(), "/obj/sie2/live.m3u8", "500", 10));
+  ASSERT_TRUE(testsupport::simFault(simPort(), "/obj/sie2/seg.ts", "500", 10));
+  EXPECT_EQ(get(playlist).header("X-Cache"), "STALE");
+  EXPECT_EQ(get(segment).header("X-Cache"), "STALE");
+  std::this_thread::sleep_for(2200ms);  // past the playlist's 1 s + 2 s, within the segment's 1 min
+  EXPECT_EQ(get(playlist).status, 500) << "a live playlist served stale past its bound";
+  HttpResponse seg = get(segment);
+  EXPECT_EQ(seg.header("X-Cache"), "STALE");
+  EXPECT_EQ(seg.body, simBody("/obj/sie2/seg.ts", 300));
+}
+
 TEST_F(ScenarioTest, OriginErrorWithoutStaleCopyIsA5xxAndNotCached) {
   ASSERT_TRUE(testsupport::simFault(simPort(), "/obj/err/e.ts", "503", 100));
   HttpResponse r = get("/obj/err/e.ts?size=100");

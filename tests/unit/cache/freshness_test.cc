@@ -410,6 +410,13 @@ TEST_F(FreshnessTest, StaleWindowsComeFromTheOriginElseThePolicy) {
   const Freshness g = compute({{"Cache-Control", "max-age=10"}});
   EXPECT_EQ(g.stale_while_revalidate, seconds(3));
   EXPECT_EQ(g.stale_if_error, seconds(60));
+  // Playlists and MPDs get their own, shorter bound; the origin's word still wins.
+  policy_.playlist_stale_if_error = seconds(8);
+  EXPECT_EQ(compute({{"Cache-Control", "max-age=1"}}, ContentKind::kPlaylist).stale_if_error,
+            seconds(8));
+  EXPECT_EQ(compute({{"Cache-Control", "max-age=1, stale-if-error=30"}}, ContentKind::kPlaylist)
+                .stale_if_error,
+            seconds(30));
 }
 
 TEST_F(FreshnessTest, StaleWhileRevalidateWindowFollowsExpiry) {

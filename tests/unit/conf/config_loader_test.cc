@@ -329,6 +329,7 @@ hostnames = ["Example.COM", "*.example.org"]
   default_ttl = 30
   stale_while_revalidate = "5s"
   stale_if_error = "0s"
+  playlist_stale_if_error = "4s"
   cache_authorized = true
   cache_set_cookie = true
   forward_other_methods = true
@@ -388,6 +389,7 @@ level = "debug"
   EXPECT_EQ(rt.cache.default_ttl, Seconds(30));
   EXPECT_EQ(rt.cache.stale_while_revalidate, Seconds(5));
   EXPECT_EQ(rt.cache.stale_if_error, Seconds(0));
+  EXPECT_EQ(rt.cache.playlist_stale_if_error, Seconds(4));
   EXPECT_TRUE(rt.cache.cache_authorized);
   EXPECT_TRUE(rt.cache.cache_set_cookie);
   EXPECT_TRUE(rt.cache.forward_other_methods);
