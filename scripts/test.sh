@@ -104,7 +104,7 @@ pass packages
 
 # ---- 2. release --------------------------------------------------------------------------
 log "release build (build/release)"
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo ||
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMEDGE_WERROR=ON ||
   fail "release build" "cmake configure failed"
 cmake --build build/release -j"$JOBS" || fail "release build" "compile failed"
 pass "release build"
@@ -115,7 +115,7 @@ if [[ "${STREAMEDGE_SKIP_ASAN:-0}" == 1 ]]; then
   skip "asan+ubsan build" "STREAMEDGE_SKIP_ASAN=1"
 else
   log "ASan+UBSan build (build/asan)"
-  cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMEDGE_SANITIZE=ON ||
+  cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMEDGE_WERROR=ON -DSTREAMEDGE_SANITIZE=ON ||
     fail "asan+ubsan build" "cmake configure failed"
   cmake --build build/asan -j"$JOBS" || fail "asan+ubsan build" "compile failed"
   pass "asan+ubsan build"
@@ -131,7 +131,7 @@ if [[ "${STREAMEDGE_SKIP_TSAN:-0}" == 1 ]]; then
   skip "tsan build" "STREAMEDGE_SKIP_TSAN=1"
 else
   log "ThreadSanitizer build (build/tsan)"
-  cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMEDGE_TSAN=ON ||
+  cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMEDGE_WERROR=ON -DSTREAMEDGE_TSAN=ON ||
     fail "tsan build" "cmake configure failed"
   cmake --build build/tsan -j"$JOBS" --target streamedge origin_sim scenario_tests ||
     fail "tsan build" "compile failed"
@@ -157,7 +157,7 @@ else
       names+=("${n%.cc}")
     done
     log "fuzz build (build/fuzz): ${names[*]}"
-    CC=clang CXX=clang++ cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    CC=clang CXX=clang++ cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMEDGE_WERROR=ON \
       -DSTREAMEDGE_FUZZ=ON || fail "fuzz build" "cmake configure failed"
     targets=()
     for n in "${names[@]}"; do targets+=(--target "$n"); done
