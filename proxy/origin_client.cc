@@ -1380,14 +1380,15 @@ void Fetch::countResume(ResumeOutcome outcome, const char* detail) {
   }
   const std::string_view target = request_.target;
   const std::string_view path = target.substr(0, target.find('?'));  // no tokens in the log
-  std::fprintf(stderr, "streamedge: resume of %.*s (group %s) from %s (dc %s)%s%s%s%s at byte %llu: %s%s%s%s\n",
+  auto dcOf = [](const conf::OriginConfig& o) { return o.dc.empty() ? "-" : o.dc.c_str(); };
+  std::string to;
+  if (attempted) to = " to " + origin().name + " (dc " + dcOf(origin()) + ")";
+  std::string why;
+  if (detail && *detail) why = std::string(" (") + detail + ")";
+  std::fprintf(stderr, "streamedge: resume of %.*s (group %s) from %s (dc %s)%s at byte %llu: %s%s\n",
                static_cast<int>(path.size()), path.data(), g.name.c_str(), from.name.c_str(),
-               from.dc.empty() ? "-" : from.dc.c_str(), attempted ? " to " : "",
-               attempted ? origin().name.c_str() : "", attempted ? " dc " : "",
-               attempted ? (origin().dc.empty() ? "-" : origin().dc.c_str()) : "",
-               static_cast<unsigned long long>(delivered_), resumeOutcomeName(outcome),
-               detail && *detail ? " (" : "", detail ? detail : "",
-               detail && *detail ? ")" : "");
+               dcOf(from), to.c_str(), static_cast<unsigned long long>(delivered_),
+               resumeOutcomeName(outcome), why.c_str());
 }
 
 void Fetch::onResumeHead(const ResponseHeadView& head, size_t head_end) {
