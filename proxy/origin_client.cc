@@ -10,8 +10,21 @@
 //             ─> 5xx and another origin may be tried: attempt failed (fail over)
 //             ─> otherwise onOriginResponse, then body (Content-Length / chunked / until close)
 //   body ─> onOriginData* ─> onOriginComplete (connection back to the pool when reusable)
-//        ─> cut short / read timeout / framing violation ─> onOriginFailed
+//        ─> framing violation ─> onOriginFailed
+//        ─> closed / reset / read timeout / below min_rate ─> resume (below), else onOriginFailed
 //   attempt failed ─> record in OriginHealth, log, next origin if allowed, else onOriginFailed.
+//
+// Resume after the first byte (GET 200 only; proxy/origin_resume.h has the rules): the origin's
+// failure is recorded in health, then the next origin of the group that has not failed during
+// this fetch (priority order, health admitting) is asked for `Range: bytes=N-` with If-Match
+// (strong ETag) or If-Unmodified-Since (Last-Modified), N = body bytes delivered so far. Its
+// head is checked (checkResumeHead) instead of being handed on: a 206 of the same
+// representation continues the body (the observer never hears of it), 5xx/404/connection
+// failures try the next origin, anything else ends in onOriginFailed. At most the group's
+// resume_attempts Range requests, none started after resume_deadline from the first break, whose
+// connect/first-byte timers are cut to that deadline too. A pause() between origins holds the
+// resumed body until resume(). One log line and one streamedge_origin_resumes_total count per
+// attempt (OriginStats::resume).
 //
 // Failover rules (DESIGN.md "Origins", request path step 6):
 //   - origins are tried in the group's vector order (sorted by priority at load time), each at
