@@ -1438,8 +1438,10 @@ void Fetch::onResumeHead(const ResponseHeadView& head, size_t head_end) {
   evbuffer_drain(bufferevent_get_input(conn_->bev.get()), head_end);
   phase_ = Phase::kBody;
   if (paused_) {
-    // The observer paused between origins: keep the 206's bytes in the socket until resume().
+    // The observer paused between origins: keep the 206's bytes in the socket until resume(),
+    // and run no timer meanwhile (the first-byte one is still armed).
     bufferevent_disable(conn_->bev.get(), EV_READ);
+    stopTimers();
     return;
   }
   armTimer(origin().read_timeout);

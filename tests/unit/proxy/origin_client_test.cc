@@ -1209,15 +1209,17 @@ TEST_F(OriginClientTest, PauseBetweenOriginsHoldsTheResumedBodyUntilResume) {
     c.send(partial(body, 1000, "ETag: \"v1\"\r\n"));
     return true;
   });
-  const conf::Config config =
-      configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  // A first-byte timeout shorter than the pause: a paused resumed body runs no timer.
+  conf::OriginConfig b = originAt(secondary.port(), "b");
+  b.first_byte_timeout = 300ms;
+  const conf::Config config = configWith({originAt(primary.port(), "a"), b});
   makeClient(config);
   Recorder rec;
   std::unique_ptr<OriginFetch>& f = fetch(config, rec);
   ASSERT_TRUE(runUntil([&] { return secondary.accepted() > 0; }));
   ASSERT_EQ(rec.body.size(), 1000u);
   f->pause();
-  runFor(400ms);
+  runFor(700ms);
   EXPECT_EQ(rec.body.size(), 1000u) << "nothing delivered while paused";
   EXPECT_FALSE(rec.done());
   f->resume();
