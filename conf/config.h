@@ -153,6 +153,16 @@ struct OriginGroupConfig {
   std::string name;
   std::vector<OriginConfig> origins;  // sorted by priority at load time
   int retries = 2;  // further origins tried after a failure before the first byte to the viewer
+  // Resume after the first byte: a GET body that breaks off (reset, close, read timeout, rate
+  // below min_rate) goes on from another origin of the group with Range + If-Match; at most
+  // resume_attempts such requests per fetch (0 = never resume), all started within
+  // resume_deadline of the first break.
+  int resume_attempts = 2;
+  Millis resume_deadline{30'000};
+  // A body that arrives slower than min_rate bytes per second over min_rate_window counts as a
+  // stalled origin (0 = off). Time the fetch is paused for its readers does not count.
+  uint64_t min_rate = 0;
+  Millis min_rate_window{5'000};
 };
 
 enum class StoragePolicy { kRamAndSsd, kRam };

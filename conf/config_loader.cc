@@ -909,6 +909,10 @@ void readOriginGroup(TableReader& r, OriginGroupConfig& group) {
     r.missing("name");
   }
   r.integer("retries", group.retries, 0, 16);
+  r.integer("resume_attempts", group.resume_attempts, 0, 16);
+  r.duration("resume_deadline", group.resume_deadline, false);
+  r.byteSize("min_rate", group.min_rate, 0);
+  r.duration("min_rate_window", group.min_rate_window, false);
   OriginConfig tls_defaults;  // the group's TLS keys, inherited by every origin
   readOriginTls(r, tls_defaults);
   checkOriginTls(r, tls_defaults);

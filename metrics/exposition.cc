@@ -176,6 +176,18 @@ std::string renderPrometheus(const Snapshot& s) {
   push(std::move(o_latency));
   push(std::move(up));
 
+  auto resumes = family("streamedge_origin_resumes_total",
+                        "Origin bodies that broke off after the first byte and were resumed (or "
+                        "not) with a Range request to another origin, by outcome: ok, "
+                        "validator_mismatch, precondition_failed, no_range, failed, not_resumable.",
+                        MetricType::Counter);
+  for (const ResumeSeries& r : s.origin_resumes) {
+    addCounter(resumes, d(r.count),
+               {{"group", r.group}, {"from_dc", r.from_dc}, {"to_dc", r.to_dc},
+                {"outcome", r.outcome}});
+  }
+  push(std::move(resumes));
+
   // --- cache tiers
   auto objects = family("streamedge_cache_objects", "Objects in a cache tier.", MetricType::Gauge);
   auto cbytes = family("streamedge_cache_bytes", "Bytes used in a cache tier.", MetricType::Gauge);

@@ -66,6 +66,16 @@ struct OriginState {
   HistogramSnapshot latency;  // attempt start → response head
 };
 
+// streamedge_origin_resumes_total: mid-body resumes of origin bodies. `outcome` is one of ok,
+// validator_mismatch, precondition_failed, no_range, failed, not_resumable.
+struct ResumeSeries {
+  std::string group;
+  std::string from_dc;
+  std::string to_dc;  // "" for not_resumable
+  std::string outcome;
+  uint64_t count = 0;
+};
+
 struct TierState {
   std::string tier;  // "ram", "ssd"
   uint64_t objects = 0;
@@ -120,6 +130,7 @@ struct Snapshot {
   uint64_t ssd_reinserted_bytes = 0;  // carried into a new region at reclaim
   uint64_t ssd_tombstones = 0;     // removals written to the store
   std::vector<OriginState> origins;
+  std::vector<ResumeSeries> origin_resumes;
   std::vector<HandshakeSeries> tls_handshakes;
   std::vector<CertificateState> certificates;
   uint64_t reloads_ok = 0;

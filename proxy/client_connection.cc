@@ -999,8 +999,9 @@ void ClientConnection::pump() {
     std::fprintf(stderr, "streamedge: fill aborted mid-body; closing the viewer connection\n");
     return closeNow();
   }
-  if (st == State::kComplete) {
+  if (st == State::kComplete && body_pos_ >= body.length()) {
     // Complete but shorter than its framing: cannot happen (the fill would have aborted).
+    // (A windowed answer whose viewer output is full just waits for writeCb, complete or not.)
     return closeNow();
   }
 }

@@ -10,8 +10,21 @@
 //             ─> 5xx and another origin may be tried: attempt failed (fail over)
 //             ─> otherwise onOriginResponse, then body (Content-Length / chunked / until close)
 //   body ─> onOriginData* ─> onOriginComplete (connection back to the pool when reusable)
-//        ─> cut short / read timeout / framing violation ─> onOriginFailed
+//        ─> framing violation ─> onOriginFailed
+//        ─> closed / reset / read timeout / below min_rate ─> resume (below), else onOriginFailed
 //   attempt failed ─> record in OriginHealth, log, next origin if allowed, else onOriginFailed.
+//
+// Resume after the first byte (GET 200 only; proxy/origin_resume.h has the rules): the origin's
+// failure is recorded in health, then the next origin of the group that has not failed during
+// this fetch (priority order, health admitting) is asked for `Range: bytes=N-` with If-Match
+// (strong ETag) or If-Unmodified-Since (Last-Modified), N = body bytes delivered so far. Its
+// head is checked (checkResumeHead) instead of being handed on: a 206 of the same
+// representation continues the body (the observer never hears of it), 5xx/404/connection
+// failures try the next origin, anything else ends in onOriginFailed. At most the group's
+// resume_attempts Range requests, none started after resume_deadline from the first break, whose
+// connect/first-byte timers are cut to that deadline too. A pause() between origins holds the
+// resumed body until resume(). One log line and one streamedge_origin_resumes_total count per
+// attempt (OriginStats::resume).
 //
 // Failover rules (DESIGN.md "Origins", request path step 6):
 //   - origins are tried in the group's vector order (sorted by priority at load time), each at
@@ -71,8 +84,9 @@
 #include "cache/response_head.h"
 #include "proxy/chunked.h"
 #include "proxy/http_parser.h"
-#include "tls/origin_context.h"
+#include "proxy/origin_resume.h"
 #include "proxy/origin_stats.h"
+#include "tls/origin_context.h"
 
 namespace streamedge::proxy {
 
@@ -417,6 +431,7 @@ class Fetch final : public OriginFetch {
 
   static void kickCb(evutil_socket_t, short, void* arg);
   static void timerCb(evutil_socket_t, short, void* arg);
+  static void rateCb(evutil_socket_t, short, void* arg);
   static void readCb(bufferevent*, void* arg);
   static void writeCb(bufferevent*, void* arg);
   static void eventCb(bufferevent*, short events, void* arg);
@@ -438,13 +453,32 @@ class Fetch final : public OriginFetch {
   void onConnectionEvent(short events);
   void onTimeout();
   void attemptFailed(Status status, bool record_health);
-  void bodyFailed(Status status);
+  // The body broke after onOriginResponse. `may_resume`: a break of the origin (closed, reset,
+  // stalled), which another origin may make good; framing violations are not.
+  void bodyFailed(Status status, bool may_resume);
   void finishFailed(Status status);
+
+  // Resume after the first byte (proxy/origin_resume.h).
+  void noteResumable(const OriginResponse& response);
+  // Starts a Range request to the next usable origin; false (nothing started) when there is
+  // none, no validator, no attempt left or the deadline has passed. `count_not_resumable`: a
+  // refusal is counted and logged (not when the break was a failed resume attempt, already
+  // counted).
+  bool tryResume(bool count_not_resumable);
+  void onResumeHead(const ResponseHeadView& head, size_t head_end);
+  void resumeAttemptFailed(Status status, bool record_health);
+  void countResume(ResumeOutcome outcome, const char* detail);
+  void startRateWindow();
+  void onRateTick();
 
   bool hasNextCandidate() const;
   bool mayFailOverAfterSend() const { return isIdempotent(request_.method); }
   void armTimer(Millis timeout);
   void cancelDns();
+  void stopTimers() {
+    if (timer_) event_del(timer_.get());
+    if (rate_timer_) event_del(rate_timer_.get());
+  }
   void closeConnection() { conn_.reset(); }
   bool deliver(const uint8_t* data, size_t len);
 
@@ -456,7 +490,9 @@ class Fetch final : public OriginFetch {
   OriginObserver& observer_;
   EventPtr kick_;
   EventPtr timer_;
+  EventPtr rate_timer_;            // min_rate windows of the body
   Guard* guards_ = nullptr;
+  bool started_ = false;           // the first attempt has begun (the kick no longer starts one)
 
   Phase phase_ = Phase::kPending;
   Status pending_failure_;         // a failure found in start(), reported from the loop
@@ -492,6 +528,19 @@ class Fetch final : public OriginFetch {
   bool keep_alive_ = false;
   ChunkedDecoder chunked_;
   std::vector<std::pair<const uint8_t*, size_t>> runs_;  // de-chunked runs of one read
+  uint64_t delivered_ = 0;         // body bytes handed to the observer, all origins together
+  std::optional<uint64_t> body_end_;  // the offset the body must end at, when known
+  uint64_t rate_window_from_ = 0;  // delivered_ when the current min_rate window began
+
+  // Resume after the first byte.
+  bool resumable_ = false;         // a GET 200 with a body: may go on from another origin
+  ResumeValidators validators_;    // what a resumed part must match
+  std::vector<bool> failed_origins_;  // origins that failed during this fetch: not asked again
+  bool resuming_ = false;          // the current attempt is a Range request, head not yet taken
+  int resume_attempts_ = 0;        // Range requests started
+  bool broke_ = false;             // the body broke at least once (resume_deadline_ is set)
+  SteadyClock::time_point resume_deadline_{};
+  size_t broke_origin_ = 0;        // the origin whose body broke last (from_dc)
 };
 
 // ---- ClientCore ---------------------------------------------------------------------------
@@ -608,7 +657,8 @@ Fetch::Fetch(ClientCore& core, const conf::Config& config, size_t group_index,
       request_(std::move(request)),
       observer_(observer),
       kick_(event_new(core.base(), -1, 0, kickCb, this)),
-      timer_(event_new(core.base(), -1, 0, timerCb, this)) {
+      timer_(event_new(core.base(), -1, 0, timerCb, this)),
+      rate_timer_(event_new(core.base(), -1, 0, rateCb, this)) {
   core_->add(this);
   if (group_index_ >= config_.origin_groups.size()) {
     pending_failure_ = Status(Code::kInternal, Source::kInternal, "unknown origin group");
@@ -633,6 +683,7 @@ Fetch::Fetch(ClientCore& core, const conf::Config& config, size_t group_index,
     return;
   }
   max_attempts_ = 1 + static_cast<size_t>(std::max(0, g.retries));
+  failed_origins_.assign(g.origins.size(), false);
   all_down_ = true;
   if (OriginHealth* health = core_->health()) {
     const auto now = SteadyClock::now();
@@ -656,6 +707,7 @@ void Fetch::detach() {
   conn_.reset();
   kick_.reset();
   timer_.reset();
+  rate_timer_.reset();
   core_ = nullptr;
   phase_ = Phase::kDone;
 }
@@ -666,10 +718,16 @@ void Fetch::begin() {
 }
 
 void Fetch::pause() {
-  if (paused_ || phase_ != Phase::kBody || !conn_) return;
+  if (paused_) return;
+  if (resuming_) {
+    // Between origins: the resumed body starts paused (the head is still read and checked).
+    paused_ = true;
+    return;
+  }
+  if (phase_ != Phase::kBody || !conn_) return;
   paused_ = true;
   bufferevent_disable(conn_->bev.get(), EV_READ);
-  if (timer_) event_del(timer_.get());  // waiting on our readers is not the origin's fault
+  stopTimers();  // waiting on our readers is not the origin's fault
 }
 
 void Fetch::resume() {
@@ -678,6 +736,7 @@ void Fetch::resume() {
   if (phase_ != Phase::kBody || !conn_) return;
   bufferevent_enable(conn_->bev.get(), EV_READ);
   armTimer(origin().read_timeout);
+  startRateWindow();
   // Bytes read before the pause are delivered from the loop (kick), not inside this call.
   event_active(kick_.get(), EV_TIMEOUT, 1);
 }
@@ -693,6 +752,9 @@ void Fetch::kickCb(evutil_socket_t, short, void* arg) {
     self->processBody();
     return;
   }
+  // A kick left over from a resume() whose body broke before it ran: nothing to start.
+  if (self->started_) return;
+  self->started_ = true;
   if (!self->pending_failure_.isOk()) {
     self->finishFailed(self->pending_failure_);
     return;
@@ -702,8 +764,38 @@ void Fetch::kickCb(evutil_socket_t, short, void* arg) {
 
 void Fetch::armTimer(Millis timeout) {
   if (!timer_) return;
+  if (resuming_) {
+    // A resume attempt's connect and first-byte waits end with the resume deadline.
+    const auto left = std::chrono::duration_cast<Millis>(resume_deadline_ - SteadyClock::now());
+    timeout = std::clamp(left, Millis(1), std::max(timeout, Millis(1)));
+  }
   const timeval tv = toTimeval(timeout);
   event_add(timer_.get(), &tv);
+}
+
+void Fetch::rateCb(evutil_socket_t, short, void* arg) { static_cast<Fetch*>(arg)->onRateTick(); }
+
+void Fetch::startRateWindow() {
+  const conf::OriginGroupConfig& g = group();
+  if (!rate_timer_ || g.min_rate == 0 || phase_ != Phase::kBody || paused_) return;
+  rate_window_from_ = delivered_;
+  const timeval tv = toTimeval(g.min_rate_window);
+  event_add(rate_timer_.get(), &tv);
+}
+
+void Fetch::onRateTick() {
+  if (phase_ != Phase::kBody || paused_) return;
+  const conf::OriginGroupConfig& g = group();
+  // Bytes the window should have brought at min_rate (a long double: no overflow for any rate).
+  const long double expected = static_cast<long double>(g.min_rate) *
+                               static_cast<long double>(g.min_rate_window.count()) / 1000.0L;
+  const uint64_t got = delivered_ - rate_window_from_;
+  if (static_cast<long double>(got) < expected) {
+    bodyFailed(Status(Code::kTimeout, Source::kUpstream, "body slower than min_rate"),
+               /*may_resume=*/true);
+    return;
+  }
+  startRateWindow();
 }
 
 void Fetch::cancelDns() {
@@ -969,7 +1061,8 @@ void Fetch::onConnectionEvent(short events) {
       }
       bodyFailed(Status(Code::kClosed, Source::kUpstream,
                         (events & BEV_EVENT_ERROR) ? "connection reset inside the body"
-                                                   : "body cut short"));
+                                                   : "body cut short"),
+                 /*may_resume=*/true);
       return;
     }
     default:
@@ -989,7 +1082,8 @@ void Fetch::onTimeout() {
                     true);
       return;
     case Phase::kBody:
-      bodyFailed(Status(Code::kTimeout, Source::kUpstream, "body read timed out"));
+      bodyFailed(Status(Code::kTimeout, Source::kUpstream, "body read timed out"),
+                 /*may_resume=*/true);
       return;
     default:
       return;
@@ -1043,6 +1137,10 @@ void Fetch::parseHead() {
       continue;
     }
 
+    if (resuming_) {
+      onResumeHead(head, head_end);
+      return;
+    }
     OriginHealth* health = core_->health();
     OriginStats* stats = core_->stats();
     if (stats) stats->latency(group(), origin(), SteadyClock::now() - attempt_started_);
@@ -1082,9 +1180,12 @@ void Fetch::parseHead() {
     remaining_ = head.content_length.value_or(0);
     keep_alive_ = head.keep_alive && framing_ != BodyFraming::kUntilClose;
     evbuffer_drain(in, head_end);  // the views above are dead from here
+    noteResumable(response);
+    if (framing_ == BodyFraming::kContentLength) body_end_ = head.content_length;
 
     phase_ = Phase::kBody;
     armTimer(origin().read_timeout);
+    startRateWindow();
     {
       Guard guard(*this);
       observer_.onOriginResponse(std::move(response));
@@ -1102,6 +1203,7 @@ void Fetch::parseHead() {
 }
 
 bool Fetch::deliver(const uint8_t* data, size_t len) {
+  delivered_ += len;  // before the call: the observer may destroy us
   Guard guard(*this);
   observer_.onOriginData(data, len);
   return guard.alive;
@@ -1144,7 +1246,8 @@ void Fetch::processBody() {
           consumed += used;
           if (st == ChunkedDecoder::Status::kError) {
             evbuffer_drain(in, consumed);
-            bodyFailed(Status(Code::kInvalid, Source::kUpstream, chunked_.error()));
+            bodyFailed(Status(Code::kInvalid, Source::kUpstream, chunked_.error()),
+                       /*may_resume=*/false);
             return;
           }
           done = st == ChunkedDecoder::Status::kDone;
@@ -1167,12 +1270,19 @@ void Fetch::processBody() {
 }
 
 void Fetch::finishBody() {
-  if (timer_) event_del(timer_.get());
+  stopTimers();
   bufferevent* bev = conn_->bev.get();
   if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
     // More than the framing said, in the same read: see the file comment.
     const Status status(Code::kInvalid, Source::kUpstream, "origin sent more than its framing");
-    bodyFailed(status);
+    bodyFailed(status, /*may_resume=*/false);
+    return;
+  }
+  if (body_end_ && delivered_ != *body_end_) {
+    // A resumed part whose own framing ended elsewhere than its Content-Range said.
+    bodyFailed(Status(Code::kInvalid, Source::kUpstream,
+                      "resumed body ended elsewhere than its Content-Range"),
+               /*may_resume=*/false);
     return;
   }
   const bool reusable = keep_alive_ && request_written_ &&
@@ -1186,9 +1296,10 @@ void Fetch::finishBody() {
   observer_.onOriginComplete();  // may destroy this
 }
 
-void Fetch::bodyFailed(Status status) {
-  // After onOriginResponse there is no failover (a Range resume on another origin comes later).
-  if (timer_) event_del(timer_.get());
+void Fetch::bodyFailed(Status status, bool may_resume) {
+  // After onOriginResponse the observer has bytes: the only way on is a Range request for the
+  // rest, to another origin, of the same representation (tryResume).
+  stopTimers();
   closeConnection();
   if (OriginHealth* health = core_->health()) {
     health->recordFailure(group_index_, origin_index_, SteadyClock::now());
@@ -1196,15 +1307,174 @@ void Fetch::bodyFailed(Status status) {
   if (OriginStats* stats = core_->stats()) {
     stats->error(group(), origin(), metrics::OriginErrorReason::kBody);
   }
-  logOriginFailure(group(), origin(), status, "response aborted");
+  failed_origins_[origin_index_] = true;
+  broke_origin_ = origin_index_;
+  if (!broke_) {
+    broke_ = true;
+    resume_deadline_ = SteadyClock::now() + group().resume_deadline;
+  }
+  logOriginFailure(group(), origin(), status,
+                   may_resume && resumable_ ? "resuming the body elsewhere if possible"
+                                            : "response aborted");
+  if (may_resume && tryResume(/*count_not_resumable=*/true)) return;
   phase_ = Phase::kDone;
   observer_.onOriginFailed(status);  // may destroy this
 }
 
+void Fetch::noteResumable(const OriginResponse& response) {
+  // Only a whole GET answer (never HEAD, never a forwarded POST), with a body, from a group
+  // that resumes. An original request with Range of its own is not ours to continue.
+  bool has_range = false;
+  for (const auto& [name, value] : request_.headers) {
+    has_range = has_range || cache::equalsIgnoreCase(name, "Range");
+  }
+  resumable_ = request_.method == "GET" && response.status == 200 && response.has_body &&
+               !has_range && group().resume_attempts > 0;
+  if (resumable_) validators_ = resumeValidatorsOf(response.headers, response.content_length);
+}
+
+bool Fetch::tryResume(bool count_not_resumable) {
+  if (!resumable_) return false;
+  const conf::OriginGroupConfig& g = group();
+  const char* refused = nullptr;
+  std::optional<size_t> next;
+  const auto now = SteadyClock::now();
+  if (!validators_.usable()) {
+    refused = "no strong ETag or Last-Modified to guard a Range request";
+  } else if (resume_attempts_ >= g.resume_attempts) {
+    refused = "resume_attempts used up";
+  } else if (now >= resume_deadline_) {
+    refused = "resume_deadline passed";
+  } else {
+    OriginHealth* health = core_->health();
+    // The group's order (priority), skipping every origin that failed during this fetch.
+    for (size_t i = 0; i < g.origins.size() && !next; ++i) {
+      if (failed_origins_[i]) continue;
+      if (!health || health->admit(group_index_, i, now)) next = i;
+    }
+    if (!next) refused = "no other origin of the group is available";
+  }
+  if (refused) {
+    if (count_not_resumable) countResume(ResumeOutcome::kNotResumable, refused);
+    return false;
+  }
+  ++resume_attempts_;
+  resuming_ = true;
+  origin_index_ = *next;
+  deferred_events_ = 0;
+  if (kick_) event_del(kick_.get());  // a pending body kick belongs to the broken origin
+  // The same request, minus any range or conditional of its own, plus ours.
+  OriginRequest ranged;
+  ranged.method = request_.method;
+  ranged.target = request_.target;
+  ranged.host = request_.host;
+  for (const auto& field : request_.headers) {
+    if (!isFieldReplacedOnResume(field.first)) ranged.headers.push_back(field);
+  }
+  for (auto& field : resumeRequestFields(validators_, delivered_)) {
+    ranged.headers.push_back(std::move(field));
+  }
+  stale_retry_done_ = false;
+  attempt_started_ = now;
+  if (OriginStats* stats = core_->stats()) stats->attempt(g, origin());
+  pool_key_ = ClientCore::poolKey(group_index_, origin());
+  wire_ = buildRequest(ranged, origin());
+  connectAttempt(/*allow_pooled=*/true);
+  return true;
+}
+
+// One stderr line per resume attempt (and per break that could not be resumed).
+void Fetch::countResume(ResumeOutcome outcome, const char* detail) {
+  const conf::OriginGroupConfig& g = group();
+  const conf::OriginConfig& from = g.origins[broke_origin_];
+  const bool attempted = outcome != ResumeOutcome::kNotResumable;
+  if (OriginStats* stats = core_->stats()) {
+    stats->resume(g, from, attempted ? &origin() : nullptr, outcome);
+  }
+  const std::string_view target = request_.target;
+  const std::string_view path = target.substr(0, target.find('?'));  // no tokens in the log
+  auto dcOf = [](const conf::OriginConfig& o) { return o.dc.empty() ? "-" : o.dc.c_str(); };
+  std::string to;
+  if (attempted) to = " to " + origin().name + " (dc " + dcOf(origin()) + ")";
+  std::string why;
+  if (detail && *detail) why = std::string(" (") + detail + ")";
+  std::fprintf(stderr, "streamedge: resume of %.*s (group %s) from %s (dc %s)%s at byte %llu: %s%s\n",
+               static_cast<int>(path.size()), path.data(), g.name.c_str(), from.name.c_str(),
+               dcOf(from), to.c_str(), static_cast<unsigned long long>(delivered_),
+               resumeOutcomeName(outcome), why.c_str());
+}
+
+void Fetch::onResumeHead(const ResponseHeadView& head, size_t head_end) {
+  OriginStats* stats = core_->stats();
+  if (stats) stats->latency(group(), origin(), SteadyClock::now() - attempt_started_);
+  const char* why = "";
+  ContentRange range;
+  const ResumeOutcome outcome = checkResumeHead(validators_, delivered_, head, &why, &range);
+  if (outcome == ResumeOutcome::kFailed) {
+    // This origin cannot help (5xx, 404…); another may.
+    const bool server_error = head.status >= 500;
+    resumeAttemptFailed(Status(server_error ? Code::kUnavailable : Code::kInvalid,
+                               Source::kUpstream, why, true),
+                        server_error);
+    return;
+  }
+  // The origin answered sensibly; what it answered is about the content, not its health.
+  if (OriginHealth* health = core_->health()) health->recordSuccess(group_index_, origin_index_);
+  countResume(outcome, why);
+  if (outcome != ResumeOutcome::kOk) {
+    // Never two versions in one body: the observer's part and this one do not fit together.
+    resuming_ = false;
+    finishFailed(Status(Code::kInvalid, Source::kUpstream, why));
+    return;
+  }
+  resuming_ = false;
+  framing_ = responseFraming(request_.method, head);
+  remaining_ = head.content_length.value_or(0);
+  keep_alive_ = head.keep_alive && framing_ != BodyFraming::kUntilClose;
+  chunked_ = ChunkedDecoder();
+  body_end_ = range.last + 1;
+  // A chunked original learns its length here; a further resume must match it.
+  if (!validators_.total_length && range.complete) validators_.total_length = range.complete;
+  evbuffer_drain(bufferevent_get_input(conn_->bev.get()), head_end);
+  phase_ = Phase::kBody;
+  if (paused_) {
+    // The observer paused between origins: keep the 206's bytes in the socket until resume(),
+    // and run no timer meanwhile (the first-byte one is still armed).
+    bufferevent_disable(conn_->bev.get(), EV_READ);
+    stopTimers();
+    return;
+  }
+  armTimer(origin().read_timeout);
+  startRateWindow();
+  processBody();
+}
+
+void Fetch::resumeAttemptFailed(Status status, bool record_health) {
+  stopTimers();
+  cancelDns();
+  closeConnection();
+  if (record_health) {
+    if (OriginHealth* health = core_->health()) {
+      health->recordFailure(group_index_, origin_index_, SteadyClock::now());
+    }
+  }
+  if (OriginStats* stats = core_->stats()) stats->error(group(), origin(), errorReason(status));
+  failed_origins_[origin_index_] = true;
+  countResume(ResumeOutcome::kFailed, status.detail());
+  resuming_ = false;
+  if (tryResume(/*count_not_resumable=*/false)) return;
+  finishFailed(status);
+}
+
 void Fetch::attemptFailed(Status status, bool record_health) {
+  if (resuming_) {
+    resumeAttemptFailed(std::move(status), record_health);
+    return;
+  }
   if (timer_) event_del(timer_.get());
   cancelDns();
   closeConnection();
+  failed_origins_[origin_index_] = true;  // never asked again by a resume of this fetch
   if (record_health) {
     if (OriginHealth* health = core_->health()) {
       health->recordFailure(group_index_, origin_index_, SteadyClock::now());
@@ -1226,7 +1496,7 @@ void Fetch::attemptFailed(Status status, bool record_health) {
 }
 
 void Fetch::finishFailed(Status status) {
-  if (timer_) event_del(timer_.get());
+  stopTimers();
   cancelDns();
   closeConnection();
   phase_ = Phase::kDone;

@@ -1,8 +1,11 @@
 // OriginClient: one per worker. Fetches from an origin group over pooled keep-alive HTTP/1.1
 // connections (bufferevents, the strict parser of http_parser.h), trying origins in priority
 // order and failing over to the next on connect error, timeout or 5xx *before* the response head
-// is handed to the observer. The body is streamed to the observer as it arrives; a body cut short
-// or longer than its framing is reported as a failure, and such a connection is never reused.
+// is handed to the observer. The body is streamed to the observer as it arrives. A GET body that
+// breaks off afterwards (closed, reset, read timeout, slower than the group's min_rate) goes on
+// from another origin of the group with a Range request guarded by the first answer's validators
+// (proxy/origin_resume.h): the observer sees one continuous body. A body that cannot be resumed,
+// or is longer than its framing, is reported as a failure; such a connection is never reused.
 //
 // Thread-compatibility: everything runs on the owning worker's event loop. Origin health
 // (consecutive failures → skipped for a while) is shared across workers through OriginHealth.
@@ -51,8 +54,8 @@ class OriginObserver {
   virtual void onOriginData(const uint8_t* data, size_t len) = 0;
   // The body is complete and matched its framing. The observer may destroy the fetch here.
   virtual void onOriginComplete() = 0;
-  // No usable response from any origin tried, or the body broke after onOriginResponse.
-  // The observer may destroy the fetch here.
+  // No usable response from any origin tried, or the body broke after onOriginResponse and could
+  // not be resumed from another origin. The observer may destroy the fetch here.
   virtual void onOriginFailed(Status status) = 0;
 
  protected:
@@ -88,7 +91,8 @@ class OriginFetch {
   virtual ~OriginFetch() = default;  // cancels: no callback after destruction
   // Flow control for the body: pause() stops reading the origin (no read timeout runs while
   // paused; bytes already read are kept, not delivered); resume() reads on, delivering what was
-  // kept first, from the loop (never inside resume()). May be called from onOriginData.
+  // kept first, from the loop (never inside resume()). May be called from onOriginData. A pause
+  // that falls between two origins (a mid-body resume) holds the resumed body until resume().
   virtual void pause() = 0;
   virtual void resume() = 0;
 };

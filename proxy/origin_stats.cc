@@ -39,6 +39,20 @@ void OriginStats::latency(const conf::OriginGroupConfig& group, const conf::Orig
   s.latency.sum_seconds += static_cast<double>(ns) / 1e9;
 }
 
+void OriginStats::resume(const conf::OriginGroupConfig& group, const conf::OriginConfig& from,
+                         const conf::OriginConfig* to, ResumeOutcome outcome) {
+  auto dcOf = [](const conf::OriginConfig& o) { return o.dc.empty() ? o.name : o.dc; };
+  ResumeKey key(group.name, dcOf(from), to ? dcOf(*to) : std::string(),
+                resumeOutcomeName(outcome));
+  std::lock_guard<std::mutex> lock(mu_);
+  ++resumes_[key];
+}
+
+void OriginStats::addResumesTo(std::map<ResumeKey, uint64_t>& out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [key, n] : resumes_) out[key] += n;
+}
+
 void OriginStats::addTo(std::map<Key, Series>& out) const {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [key, s] : series_) {

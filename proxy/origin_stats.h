@@ -1,5 +1,6 @@
 // OriginStats: one worker's origin accounting — requests (attempts), errors, retries, failovers
-// and response-head latency per (group, origin, dc). The worker's OriginClient writes it (a miss
+// and response-head latency per (group, origin, dc), and mid-body resumes per (group, from dc,
+// to dc, outcome). The worker's OriginClient writes it (a miss
 // path, never a hit); the admin thread reads it at scrape time and sums the workers. Series are
 // keyed by the config names, not indices, so they stay right across a reload that reorders
 // origins; an origin removed by a reload keeps its counters (Prometheus counters never go back).
@@ -17,6 +18,7 @@
 #include "conf/config.h"
 #include "metrics/exposition.h"
 #include "metrics/latency_histogram.h"
+#include "proxy/origin_resume.h"
 
 namespace streamedge::proxy {
 
@@ -39,14 +41,22 @@ class OriginStats {
   void latency(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin,
                std::chrono::nanoseconds head_after);
 
+  // A resume attempt (or a break that could not be resumed: `to` null) of a body that broke
+  // off at `from`. The dc labels are the origins' dc, or their name when they have none.
+  using ResumeKey = std::tuple<std::string, std::string, std::string, std::string>;  // group, from_dc, to_dc, outcome
+  void resume(const conf::OriginGroupConfig& group, const conf::OriginConfig& from,
+              const conf::OriginConfig* to, ResumeOutcome outcome);
+
   // Adds this worker's series into `out`.
   void addTo(std::map<Key, Series>& out) const;
+  void addResumesTo(std::map<ResumeKey, uint64_t>& out) const;
 
  private:
   Series& series(const conf::OriginGroupConfig& group, const conf::OriginConfig& origin);
 
   mutable std::mutex mu_;
   std::map<Key, Series> series_;  // guarded by mu_
+  std::map<ResumeKey, uint64_t> resumes_;  // guarded by mu_
 };
 
 }  // namespace streamedge::proxy

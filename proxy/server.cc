@@ -746,6 +746,14 @@ std::string Server::metricsText() const {
       snap.origins.push_back(std::move(state));
     }
   }
+  std::map<OriginStats::ResumeKey, uint64_t> resumes;
+  for (const auto& c : shared_->counters) c->origin_stats.addResumesTo(resumes);
+  for (const auto& [key, count] : resumes) {
+    metrics::ResumeSeries series;
+    std::tie(series.group, series.from_dc, series.to_dc, series.outcome) = key;
+    series.count = count;
+    snap.origin_resumes.push_back(std::move(series));
+  }
   for (const auto& [key, series] : traffic) {
     metrics::OriginState state;
     std::tie(state.group, state.origin, state.dc) = key;

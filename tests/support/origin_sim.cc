@@ -213,9 +213,30 @@ constexpr size_t kInitSegmentSize = 1000;
 
 // kNoStore: the content changed and may no longer be stored (a withdrawn or now private
 // title): a new ETag, so no conditional request matches, and Cache-Control: no-store.
-enum class Fault { kNone, k500, k503, kHang, kReset, kShort, kLong, kNoStore };
+// Mid-body faults (for resume tests): kReset sends `after` body bytes (default half) then RST;
+// kStall sends `after` bytes (default half) then keeps the connection open, silent; kSlow sends
+// `after` bytes (default half) at once and the rest at `rate` bytes/s (default 1024). kEtag serves
+// other validators (ETag and Last-Modified) for the same bytes, as a data center holding another
+// version; kNoRanges answers a Range request with the whole 200, as an origin without range
+// support.
+enum class Fault { kNone, k500, k503, kHang, kReset, kShort, kLong, kNoStore, kStall, kSlow, kEtag, kNoRanges };
+
+// An armed fault and its parameters.
+struct FaultSpec {
+  Fault mode = Fault::kNone;
+  std::optional<uint64_t> after;    // body bytes before the fault (reset, stall, slow)
+  uint64_t rate = 1024;             // slow: bytes per second after `after`
+  bool preconditions = true;        // false: If-Match / If-Unmodified-Since are ignored
+};
+
+// The changed validators of Fault::kEtag.
+constexpr std::string_view kChangedLastModified = "Tue, 02 Jan 2024 00:00:00 GMT";
 
 std::optional<Fault> parseFault(std::string_view s) {
+  if (s == "stall") return Fault::kStall;
+  if (s == "slow") return Fault::kSlow;
+  if (s == "etag") return Fault::kEtag;
+  if (s == "noranges") return Fault::kNoRanges;
   if (s == "500") return Fault::k500;
   if (s == "503") return Fault::k503;
   if (s == "hang") return Fault::kHang;
@@ -421,8 +442,9 @@ struct Plan {
   bool chunked = false;
   bool terminate_chunked = false;  // send the last-chunk after the data
   size_t extra_bytes = 0;     // fault=long: bytes beyond the framing
-  enum class End { kKeepAlive, kClose, kReset } end = End::kKeepAlive;
+  enum class End { kKeepAlive, kClose, kReset, kStall } end = End::kKeepAlive;
   uint64_t rate = 0;          // bytes per second; 0 = as fast as possible
+  size_t burst = 0;           // with rate: these bytes go at once, the rest at the rate
   int delay_ms = 0;
   bool hang = false;
 };
@@ -562,14 +584,21 @@ struct OriginSim::Impl {
   event* sigint_event = nullptr;
   int stop_pipe[2] = {-1, -1};
   std::set<Conn*> conns;
-  std::vector<std::pair<std::string, std::pair<Fault, uint64_t>>> path_faults;  // path → (mode, remaining)
-  Fault global_fault = Fault::kNone;
+  struct ArmedFault {
+    std::string path;
+    FaultSpec spec;
+    uint64_t remaining = 1;
+  };
+  std::vector<ArmedFault> path_faults;
+  FaultSpec global_fault;
   std::map<std::pair<std::string, size_t>, BodyPtr> body_cache;
   size_t body_cache_bytes = 0;
 
   // ---- guarded by mu
   mutable std::mutex mu;
   std::map<std::string, SimCounts> counts;
+  // Range requests by path: "<Range>|<If-Match>|<If-Unmodified-Since>" each, in arrival order.
+  std::map<std::string, std::vector<std::string>> ranges;
 
   bool bind(std::string* error, uint16_t* port);
   void requestStop();
@@ -597,7 +626,7 @@ struct OriginSim::Impl {
   std::optional<Resource> resolve(const Request& req, size_t size);
   BodyPtr generatedBody(const std::string& path, size_t size);
   void count(const std::string& path, bool not_modified);
-  Fault takeFault(const std::string& path);
+  FaultSpec takeFault(const std::string& path);
 };
 
 namespace {
@@ -1073,7 +1102,7 @@ void OriginSim::Impl::rateTick(Conn* c) {
   const double elapsed_s = std::chrono::duration<double>(Clock::now() - c->send_start).count();
   // Allowed so far: one tick's worth up front, then the rate times the elapsed time.
   const double tick_bytes = std::max(1.0, static_cast<double>(p.rate) * kRateTickMs / 1000.0);
-  const double allowed = tick_bytes + static_cast<double>(p.rate) * elapsed_s;
+  const double allowed = static_cast<double>(p.burst) + tick_bytes + static_cast<double>(p.rate) * elapsed_s;
   const size_t target = static_cast<size_t>(std::min<double>(allowed, static_cast<double>(p.send_bytes)));
   if (target > c->sent) sendSlice(c, target - c->sent);
   if (c->sent >= p.send_bytes) {
@@ -1097,6 +1126,11 @@ void OriginSim::Impl::bodyQueued(Conn* c) {
     c->state = Conn::State::kHead;
     return;
   }
+  if (p.end == Plan::End::kStall) {
+    // The queued part still goes out; then silence until the peer gives up.
+    c->state = Conn::State::kHang;  // an EOF from the peer closes it (onEvent)
+    return;
+  }
   c->state = Conn::State::kDraining;
   bufferevent_disable(c->bev, EV_READ);
   if (evbuffer_get_length(out) == 0) onWritten(c);
@@ -1112,15 +1146,15 @@ void OriginSim::Impl::count(const std::string& path, bool not_modified) {
   }
 }
 
-Fault OriginSim::Impl::takeFault(const std::string& path) {
-  if (global_fault != Fault::kNone) return global_fault;
+FaultSpec OriginSim::Impl::takeFault(const std::string& path) {
+  if (global_fault.mode != Fault::kNone) return global_fault;
   for (auto it = path_faults.begin(); it != path_faults.end(); ++it) {
-    if (it->first != path) continue;
-    Fault f = it->second.first;
-    if (--it->second.second == 0) path_faults.erase(it);
+    if (it->path != path) continue;
+    FaultSpec f = it->spec;
+    if (--it->remaining == 0) path_faults.erase(it);
     return f;
   }
-  return Fault::kNone;
+  return FaultSpec{};
 }
 
 BodyPtr OriginSim::Impl::generatedBody(const std::string& path, size_t size) {
@@ -1271,9 +1305,18 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
   if (const std::string* s = req.param("rate"); s && parseSize(*s, &v)) p.rate = v;
 
   count(req.path, false);
-  Fault fault = takeFault(req.path);
-  if (fault == Fault::kNone) {
-    if (const std::string* f = req.param("fault")) fault = parseFault(*f).value_or(Fault::kNone);
+  FaultSpec spec = takeFault(req.path);
+  if (spec.mode == Fault::kNone) {
+    if (const std::string* f = req.param("fault")) spec.mode = parseFault(*f).value_or(Fault::kNone);
+    if (const std::string* a = req.param("fault_after"); a && parseSize(*a, &v)) spec.after = v;
+    if (const std::string* r = req.param("fault_rate"); r && parseSize(*r, &v) && v > 0) spec.rate = v;
+  }
+  const Fault fault = spec.mode;
+  if (const std::string* range = req.header("range")) {
+    const std::string* im = req.header("if-match");
+    const std::string* ius = req.header("if-unmodified-since");
+    std::lock_guard<std::mutex> lock(mu);
+    ranges[req.path].push_back(*range + "|" + (im ? *im : "") + "|" + (ius ? *ius : ""));
   }
 
   const std::string* conn_hdr = req.header("connection");
@@ -1358,7 +1401,12 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
     if (!res.etag.empty()) res.etag = "\"withdrawn\"";
   }
   if (req.paramIs("lm", "0")) res.last_modified.reset();
+  if (fault == Fault::kEtag) {
+    if (!res.etag.empty()) res.etag = "\"changed-" + options.name + "-" + res.etag.substr(1);
+    if (res.last_modified) res.last_modified = std::string(kChangedLastModified);
+  }
   const bool chunked_requested = req.paramIs("chunked", "1");
+  const bool ranges_off = req.paramIs("ranges", "0") || fault == Fault::kNoRanges;
 
   std::vector<std::string> extra_headers;
   if (req.paramIs("set_cookie", "1")) extra_headers.push_back("Set-Cookie: sim=" + options.name + "; Path=/");
@@ -1388,6 +1436,39 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
   size_t offset = 0;
   size_t length = res.lazy_size > 0 ? res.lazy_size : res.body ? res.body->size() : 0;
   std::string content_range;
+
+  // RFC 9110 §13.2.2: If-Match first, If-Unmodified-Since only without it (§13.1.1, §13.1.4);
+  // a false one is a 412 whatever else the request says.
+  if (generated_status && status == 200 && spec.preconditions) {
+    bool failed = false;
+    if (const std::string* im = req.header("if-match")) {
+      failed = true;
+      std::string_view list = *im;
+      if (trim(list) == "*") failed = false;
+      size_t pos = 0;
+      while (failed && pos <= list.size()) {
+        size_t comma = list.find(',', pos);
+        if (comma == std::string_view::npos) comma = list.size();
+        const std::string_view tag = trim(list.substr(pos, comma - pos));
+        // Strong comparison (§8.8.3.2): a weak tag never matches.
+        if (!res.etag.empty() && tag.rfind("W/", 0) != 0 && tag == res.etag) failed = false;
+        pos = comma + 1;
+      }
+    } else if (const std::string* ius = req.header("if-unmodified-since")) {
+      auto since = parseHttpDate(*ius);
+      auto modified = res.last_modified ? parseHttpDate(*res.last_modified) : std::nullopt;
+      // §13.1.4: an invalid date is ignored; no Last-Modified cannot be shown unmodified.
+      if (since) failed = !modified || *modified > *since;
+    }
+    if (failed) {
+      status = 412;
+      res.content_type = "text/plain";
+      res.body = std::make_shared<const std::string>("precondition failed\n");
+      res.lazy_size = 0;
+      res.lazy_path.clear();
+      length = res.body->size();
+    }
+  }
 
   // RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only without it. Only for a 200.
   if (generated_status && status == 200) {
@@ -1419,8 +1500,7 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
 
   // RFC 9110 §14.2: a single byte range of a 200 GET; If-Range must match the validator.
   const std::string* range = req.header("range");
-  if (status == 200 && generated_status && range != nullptr && !head_method && !req.paramIs("ranges", "0") &&
-      !chunked_requested) {
+  if (status == 200 && generated_status && range != nullptr && !head_method && !ranges_off) {
     bool honour = true;
     if (const std::string* if_range = req.header("if-range")) {
       honour = (!res.etag.empty() && *if_range == res.etag) ||
@@ -1469,7 +1549,10 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
   const bool chunked = chunked_requested && has_body && req.minor == 1;
   const bool close_delimited = chunked_requested && has_body && req.minor == 0;
   if (close_delimited) keep_alive = false;
-  if (fault == Fault::kHang || fault == Fault::kReset || fault == Fault::kShort || fault == Fault::kLong) keep_alive = false;
+  if (fault == Fault::kHang || fault == Fault::kReset || fault == Fault::kShort || fault == Fault::kLong ||
+      fault == Fault::kStall) {
+    keep_alive = false;
+  }
 
   std::string& h = p.head;
   h = "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) + "\r\n";
@@ -1481,7 +1564,7 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
   if (!res.etag.empty()) h += "ETag: " + res.etag + "\r\n";
   if (res.last_modified) h += "Last-Modified: " + *res.last_modified + "\r\n";
   for (const std::string& e : extra_headers) h += e + "\r\n";
-  if (generated_status && !chunked_requested && !req.paramIs("ranges", "0")) h += "Accept-Ranges: bytes\r\n";
+  if (generated_status && status != 412 && !chunked_requested && !ranges_off) h += "Accept-Ranges: bytes\r\n";
   if (!content_range.empty()) h += "Content-Range: " + content_range + "\r\n";
   if (has_body) {
     if (chunked) {
@@ -1510,9 +1593,18 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
       p.hang = true;
       break;
     case Fault::kReset:
-      p.send_bytes /= 2;
+      p.send_bytes = spec.after ? std::min<uint64_t>(*spec.after, p.send_bytes) : p.send_bytes / 2;
       p.terminate_chunked = false;
       p.end = Plan::End::kReset;
+      break;
+    case Fault::kStall:
+      p.send_bytes = spec.after ? std::min<uint64_t>(*spec.after, p.send_bytes) : p.send_bytes / 2;
+      p.terminate_chunked = false;
+      p.end = Plan::End::kStall;
+      break;
+    case Fault::kSlow:
+      p.burst = spec.after ? std::min<uint64_t>(*spec.after, p.send_bytes) : p.send_bytes / 2;
+      p.rate = spec.rate;
       break;
     case Fault::kShort:
       p.send_bytes /= 2;
@@ -1567,35 +1659,71 @@ void OriginSim::Impl::control(Conn* c) {
     {
       std::lock_guard<std::mutex> lock(mu);
       counts.clear();
+      ranges.clear();
     }
     if (r.paramIs("faults", "1")) {
       path_faults.clear();
-      global_fault = Fault::kNone;
+      global_fault = FaultSpec{};
     }
     simpleResponse(c, 200, "text/plain", "ok\n", false);
+    return;
+  }
+  if (path == "/_sim/ranges") {
+    const std::string* p = r.param("path");
+    if (p == nullptr) {
+      simpleResponse(c, 400, "text/plain", "missing path\n", false);
+      return;
+    }
+    std::string text;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (auto it = ranges.find(*p); it != ranges.end()) {
+        for (const std::string& line : it->second) text += line + "\n";
+      }
+    }
+    simpleResponse(c, 200, "text/plain", std::move(text), false);
     return;
   }
   if (path == "/_sim/fault") {
     const std::string* mode = r.param("mode");
     std::optional<Fault> f = parseFault(mode ? *mode : "");
     if (mode == nullptr || !f) {
-      simpleResponse(c, 400, "text/plain", "mode must be 500|503|hang|reset|short|long|off\n", false);
+      simpleResponse(c, 400, "text/plain",
+                     "mode must be 500|503|hang|reset|short|long|nostore|stall|slow|etag|noranges|off\n", false);
       return;
     }
+    FaultSpec spec;
+    spec.mode = *f;
+    uint64_t v = 0;
+    if (const std::string* a = r.param("after")) {
+      if (!parseSize(*a, &v)) {
+        simpleResponse(c, 400, "text/plain", "bad after\n", false);
+        return;
+      }
+      spec.after = v;
+    }
+    if (const std::string* rt = r.param("rate")) {
+      if (!parseSize(*rt, &v) || v == 0) {
+        simpleResponse(c, 400, "text/plain", "bad rate\n", false);
+        return;
+      }
+      spec.rate = v;
+    }
+    if (r.paramIs("preconditions", "0")) spec.preconditions = false;
     const std::string* p = r.param("path");
     if (r.paramIs("all", "1")) {
-      global_fault = *f;
+      global_fault = spec;
     } else if (p != nullptr) {
-      std::erase_if(path_faults, [&](const auto& e) { return e.first == *p; });
+      std::erase_if(path_faults, [&](const auto& e) { return e.path == *p; });
       uint64_t n = 1;
       if (const std::string* cnt = r.param("count"); cnt && !parseSize(*cnt, &n)) {
         simpleResponse(c, 400, "text/plain", "bad count\n", false);
         return;
       }
-      if (*f != Fault::kNone && n > 0) path_faults.emplace_back(*p, std::make_pair(*f, n));
+      if (*f != Fault::kNone && n > 0) path_faults.push_back({*p, spec, n});
     } else if (*f == Fault::kNone) {
       path_faults.clear();
-      global_fault = Fault::kNone;
+      global_fault = FaultSpec{};
     } else {
       simpleResponse(c, 400, "text/plain", "need path=... or all=1\n", false);
       return;

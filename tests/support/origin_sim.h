@@ -27,14 +27,24 @@
 //   as the request carried it, "(absent)" when it did not; ETag from that text)
 //   location=<value> content_location=<value> (sent as Location / Content-Location)
 //   ce=<coding> (a Content-Encoding label; the bytes are unchanged)
-//   fault=500|503|hang|reset|short|long|nostore (nostore: Cache-Control: no-store and
-//   a new ETag, as content that changed and may no longer be stored).
-// Also: If-None-Match / If-Modified-Since → 304; a single Range (with If-Range) → 206/416; HEAD;
-// keep-alive and pipelining; HTTP/1.0 (close-delimited instead of chunked).
+//   fault=500|503|hang|reset|short|long|nostore|stall|slow|etag|noranges (nostore:
+//   Cache-Control: no-store and a new ETag, as content that changed and may no longer be
+//   stored) with fault_after=K fault_rate=R for the mid-body ones below.
+// Mid-body faults: reset (K body bytes, default half, then RST), stall (K bytes, then silence
+//   with the connection open), slow (K bytes at once, then R bytes/s, default 1024); etag (the
+//   same bytes with other validators: ETag "changed-<name>-…", Last-Modified a day later, as a
+//   data center with another version); noranges (a Range request gets the whole 200).
+// Also: If-Match / If-Unmodified-Since → 412 (RFC 9110 §13.1.1, §13.1.4, strong comparison);
+// If-None-Match / If-Modified-Since → 304; a single Range (with If-Range) → 206/416, chunked
+// bodies too (chunked=1 keeps chunked framing on the 206); HEAD; keep-alive and pipelining;
+// HTTP/1.0 (close-delimited instead of chunked).
 // Control (not counted, never faulted): GET /_sim/count?path=/x[&kind=304] → "N\n";
 //   /_sim/counts[?kind=304] → {"/x":N,...}; /_sim/reset[?faults=1]; /_sim/fault?path=/x&mode=M
-//   [&count=N] (default 1); /_sim/fault?all=1&mode=M (until mode=off); /_sim/fault?mode=off
-//   (disarm all). Counts include 304s and faulted requests; kind=304 counts 304s alone.
+//   [&count=N] (default 1) [&after=K] [&rate=R] [&preconditions=0 (If-Match and
+//   If-Unmodified-Since ignored)]; /_sim/fault?all=1&mode=M (until mode=off); /_sim/fault?mode=off
+//   (disarm all); /_sim/ranges?path=/x → one line per Range request to /x, in order:
+//   "<Range>|<If-Match>|<If-Unmodified-Since>" (empty parts when absent). Counts include 304s
+//   and faulted requests; kind=304 counts 304s alone.
 //
 // Thread-safety: an OriginSim runs its loop on one thread (run() or startThread()); stop() and
 // the counter accessors may be called from any thread. Everything else belongs to the loop.

@@ -490,6 +490,29 @@ bool simFault(uint16_t sim_port, std::string_view path, std::string_view mode, i
       .has_value();
 }
 
+bool simFaultWith(uint16_t sim_port, std::string_view path, std::string_view mode,
+                  std::string_view params, int count) {
+  return control(sim_port, "/_sim/fault?path=" + urlEncode(path) + "&mode=" + urlEncode(mode) +
+                               "&count=" + std::to_string(count) +
+                               (params.empty() ? "" : "&" + std::string(params)))
+      .has_value();
+}
+
+std::vector<std::string> simRanges(uint16_t sim_port, std::string_view path) {
+  std::vector<std::string> out;
+  auto body = control(sim_port, "/_sim/ranges?path=" + urlEncode(path));
+  if (!body) return out;
+  size_t pos = 0;
+  // Bounded: every round consumes a line.
+  while (pos < body->size()) {
+    const size_t nl = body->find('\n', pos);
+    const size_t end = nl == std::string::npos ? body->size() : nl;
+    out.push_back(body->substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
 bool simFaultAll(uint16_t sim_port, std::string_view mode) {
   return control(sim_port, "/_sim/fault?all=1&mode=" + urlEncode(mode)).has_value();
 }

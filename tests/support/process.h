@@ -174,6 +174,13 @@ std::map<std::string, long> simCounts(uint16_t sim_port, bool not_modified = fal
 bool simReset(uint16_t sim_port, bool faults = false);
 // Arms `mode` (500|503|hang|reset|short|long|off) for the next `count` requests to `path`.
 bool simFault(uint16_t sim_port, std::string_view path, std::string_view mode, int count = 1);
+// Arms a mode with its parameters, e.g. "after=1048576" or "after=1048576&rate=20000" or
+// "preconditions=0" (query text added as is).
+bool simFaultWith(uint16_t sim_port, std::string_view path, std::string_view mode,
+                  std::string_view params, int count = 1);
+// The Range requests the simulator got for `path`, one "<Range>|<If-Match>|<If-Unmodified-Since>"
+// each, in order. Empty on error (or none).
+std::vector<std::string> simRanges(uint16_t sim_port, std::string_view path);
 // Every non-control request fails with `mode` until simFaultAll(port, "off").
 bool simFaultAll(uint16_t sim_port, std::string_view mode);
 // Percent-encodes everything but unreserved characters and '/'.

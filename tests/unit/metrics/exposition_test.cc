@@ -42,6 +42,18 @@ TEST(Exposition, CountersCarryOnlyConfigAndVocabularyLabels) {
   EXPECT_TRUE(has(text, "streamedge_build_info{"));
 }
 
+TEST(Exposition, ResumesAreCountedByGroupDataCentersAndOutcome) {
+  Snapshot s;
+  s.origin_resumes = {{"main", "dc-a", "dc-b", "ok", 3}, {"main", "dc-a", "", "not_resumable", 1}};
+  const std::string text = renderPrometheus(s);
+  EXPECT_TRUE(has(text, "# TYPE streamedge_origin_resumes_total counter")) << text;
+  EXPECT_TRUE(has(text, "streamedge_origin_resumes_total{group=\"main\",from_dc=\"dc-a\","
+                        "to_dc=\"dc-b\",outcome=\"ok\"} 3\n"))
+      << text;
+  EXPECT_TRUE(has(text, "streamedge_origin_resumes_total{group=\"main\",from_dc=\"dc-a\","
+                        "to_dc=\"\",outcome=\"not_resumable\"} 1\n"));
+}
+
 TEST(Exposition, CompressionSeriesAreLabelledByEncoding) {
   Snapshot s;
   s.compression = {{"br", 3, 0.012, 40, 5000000}, {"gzip", 2, 0.004, 7, 900000}};

@@ -920,6 +920,367 @@ TEST_F(OriginClientTest, BodyReadTimeoutFailsAfterResponse) {
   EXPECT_EQ(rec.status.code(), Code::kTimeout);
 }
 
+// ---- resume after the first byte ----------------------------------------------------------
+
+std::string patternBody(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+  return s;
+}
+
+// The value of a request field (case-insensitive name), "" when absent.
+std::string requestField(const std::string& request, std::string_view name) {
+  std::string lower = request;
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  std::string key = "\r\n";
+  for (char ch : name) key += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  key += ':';
+  const size_t at = lower.find(key);
+  if (at == std::string::npos) return "";
+  size_t from = at + key.size();
+  while (from < request.size() && request[from] == ' ') ++from;
+  return request.substr(from, request.find("\r\n", from) - from);
+}
+
+// A 206 of `body` from `first` on, as an origin holding the same representation answers.
+std::string partial(const std::string& body, size_t first, std::string_view fields) {
+  return "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(first) + "-" +
+         std::to_string(body.size() - 1) + "/" + std::to_string(body.size()) +
+         "\r\nContent-Length: " + std::to_string(body.size() - first) + "\r\n" +
+         std::string(fields) + "\r\n" + body.substr(first);
+}
+
+size_t countOf(const std::vector<std::string>& v, std::string_view s) {
+  return static_cast<size_t>(std::count(v.begin(), v.end(), s));
+}
+
+TEST_F(OriginClientTest, BodyBrokenMidwayGoesOnFromTheNextOriginWithRangeAndIfMatch) {
+  const std::string body = patternBody(10000);
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 10000\r\nETag: \"v1\"\r\n\r\n" + body.substr(0, 4000));
+    return false;  // closed mid-body
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(partial(body, 4000, "ETag: \"v1\"\r\n"));
+    return true;
+  });
+  const conf::Config config =
+      configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, body);
+  EXPECT_EQ(countOf(rec.events, "response"), 1u);
+  EXPECT_EQ(rec.events.front(), "response");
+  EXPECT_EQ(rec.events.back(), "complete");
+  ASSERT_EQ(secondary.requests().size(), 1u);
+  const std::string ranged = secondary.requests()[0];
+  EXPECT_EQ(ranged.rfind("GET /live/seg1.ts HTTP/1.1\r\n", 0), 0u) << ranged;
+  EXPECT_EQ(requestField(ranged, "Range"), "bytes=4000-");
+  EXPECT_EQ(requestField(ranged, "If-Match"), "\"v1\"");
+  EXPECT_EQ(requestField(ranged, "If-Unmodified-Since"), "");
+}
+
+TEST_F(OriginClientTest, ResumeRequestUsesIfUnmodifiedSinceWithoutAStrongEtag) {
+  const std::string body = patternBody(3000);
+  const std::string lm = "Last-Modified: Mon, 01 Jan 2024 00:00:00 GMT\r\n";
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 3000\r\nETag: W/\"weak\"\r\n" + lm + "\r\n" +
+           body.substr(0, 1000));
+    return false;
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(partial(body, 1000, lm));
+    return true;
+  });
+  const conf::Config config =
+      configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, body);
+  ASSERT_EQ(secondary.requests().size(), 1u);
+  EXPECT_EQ(requestField(secondary.requests()[0], "If-Unmodified-Since"),
+            "Mon, 01 Jan 2024 00:00:00 GMT");
+  EXPECT_EQ(requestField(secondary.requests()[0], "If-Match"), "");
+}
+
+TEST_F(OriginClientTest, ResumeAnsweredWithTheWholeBodyIsAbortedNotSpliced) {
+  const std::string body = patternBody(5000);
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nETag: \"v1\"\r\n\r\n" + body.substr(0, 2000));
+    return false;
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok(body, "ETag: \"v1\"\r\n"));  // no range support
+    return true;
+  });
+  const conf::Config config =
+      configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.body, body.substr(0, 2000));
+  EXPECT_EQ(countOf(rec.events, "response"), 1u);
+}
+
+TEST_F(OriginClientTest, ResumeWithOtherValidatorsIsAborted) {
+  const std::string body = patternBody(5000);
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nETag: \"v1\"\r\n\r\n" + body.substr(0, 2000));
+    return false;
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(partial(body, 2000, "ETag: \"v2\"\r\n"));  // ignores If-Match: another version
+    return true;
+  });
+  const conf::Config config =
+      configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.body, body.substr(0, 2000));
+}
+
+TEST_F(OriginClientTest, BodyWithoutValidatorsIsNotResumed) {
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+    return false;
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("unused"));
+    return true;
+  });
+  const conf::Config config =
+      configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.status.code(), Code::kClosed);
+  EXPECT_EQ(secondary.accepted(), 0);
+}
+
+TEST_F(OriginClientTest, HeadAndPostAreNeverResumed) {
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nETag: \"v1\"\r\n\r\n0123456789");
+    return false;
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("unused"));
+    return true;
+  });
+  const conf::Config config =
+      configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  OriginRequest post = defaultRequest();
+  post.method = "POST";
+  post.body = "x=1";
+  fetch(config, rec, post);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(secondary.accepted(), 0);
+}
+
+TEST_F(OriginClientTest, ResumeAttemptsZeroTurnsResumeOff) {
+  const std::string body = patternBody(500);
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 500\r\nETag: \"v1\"\r\n\r\n" + body.substr(0, 100));
+    return false;
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(partial(body, 100, "ETag: \"v1\"\r\n"));
+    return true;
+  });
+  conf::Config config = configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  config.origin_groups[0].resume_attempts = 0;
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(secondary.accepted(), 0);
+}
+
+TEST_F(OriginClientTest, ChunkedBodyResumesAtTheDecodedOffset) {
+  const std::string body = patternBody(5000);
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    // 3000 body bytes in three chunks, then the connection dies: N counts body bytes only.
+    c.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: \"v1\"\r\n\r\n"
+           "3e8\r\n" + body.substr(0, 1000) + "\r\n7d0\r\n" + body.substr(1000, 2000) + "\r\n");
+    return false;
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    std::string rest = body.substr(3000);
+    c.send("HTTP/1.1 206 Partial Content\r\nETag: \"v1\"\r\nContent-Range: bytes 3000-4999/5000\r\n"
+           "Transfer-Encoding: chunked\r\n\r\n7d0\r\n" + rest + "\r\n0\r\n\r\n");
+    return true;
+  });
+  const conf::Config config =
+      configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, body);
+  ASSERT_EQ(secondary.requests().size(), 1u);
+  EXPECT_EQ(requestField(secondary.requests()[0], "Range"), "bytes=3000-");
+}
+
+TEST_F(OriginClientTest, BodySlowerThanMinRateResumesElsewhere) {
+  const std::string body = patternBody(8000);
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 8000\r\nETag: \"v1\"\r\n\r\n" + body.substr(0, 2000));
+    // Then a trickle: 10 bytes every 50 ms (200 B/s), far below min_rate, never a read timeout.
+    for (size_t off = 2000; off < 2400 && !c.waitForPeerClose(50ms); off += 10) {
+      c.send(body.substr(off, 10));
+    }
+    return false;
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string& request, int, int) {
+    size_t from = std::stoul(requestField(request, "Range").substr(6));
+    c.send(partial(body, from, "ETag: \"v1\"\r\n"));
+    return true;
+  });
+  conf::Config config = configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  config.origin_groups[0].min_rate = 20000;
+  config.origin_groups[0].min_rate_window = 200ms;
+  makeClient(config);
+  Recorder rec;
+  const auto started = std::chrono::steady_clock::now();
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1500ms) << "not the read timeout";
+  EXPECT_EQ(rec.body, body);
+  ASSERT_EQ(secondary.requests().size(), 1u);
+}
+
+TEST_F(OriginClientTest, BreakWhilePausedIsResumedOnlyAfterResumeFromTheDeliveredOffset) {
+  const std::string body = patternBody(6000);
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 6000\r\nETag: \"v1\"\r\n\r\n" + body.substr(0, 1000));
+    c.sleep(100ms);
+    c.send(body.substr(1000, 1500));
+    return false;
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(partial(body, 2500, "ETag: \"v1\"\r\n"));
+    return true;
+  });
+  const conf::Config config =
+      configWith({originAt(primary.port(), "a"), originAt(secondary.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  std::unique_ptr<OriginFetch>& f = fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return !rec.body.empty(); }));
+  f->pause();
+  runFor(400ms);  // the rest and the close arrive meanwhile; nothing is reported while paused
+  EXPECT_FALSE(rec.done());
+  EXPECT_EQ(secondary.accepted(), 0);
+  EXPECT_LT(rec.body.size(), 2500u);
+  f->resume();
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, body);
+  ASSERT_EQ(secondary.requests().size(), 1u);
+  EXPECT_EQ(requestField(secondary.requests()[0], "Range"), "bytes=2500-");
+}
+
+TEST_F(OriginClientTest, PauseBetweenOriginsHoldsTheResumedBodyUntilResume) {
+  const std::string body = patternBody(6000);
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 6000\r\nETag: \"v1\"\r\n\r\n" + body.substr(0, 1000));
+    return false;
+  });
+  ScriptedOrigin secondary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.sleep(150ms);  // the observer pauses while this origin is being asked
+    c.send(partial(body, 1000, "ETag: \"v1\"\r\n"));
+    return true;
+  });
+  // A first-byte timeout shorter than the pause: a paused resumed body runs no timer.
+  conf::OriginConfig b = originAt(secondary.port(), "b");
+  b.first_byte_timeout = 300ms;
+  const conf::Config config = configWith({originAt(primary.port(), "a"), b});
+  makeClient(config);
+  Recorder rec;
+  std::unique_ptr<OriginFetch>& f = fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return secondary.accepted() > 0; }));
+  ASSERT_EQ(rec.body.size(), 1000u);
+  f->pause();
+  runFor(700ms);
+  EXPECT_EQ(rec.body.size(), 1000u) << "nothing delivered while paused";
+  EXPECT_FALSE(rec.done());
+  f->resume();
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, body);
+}
+
+TEST_F(OriginClientTest, FailedResumeAttemptTriesTheNextOriginWithinTheAttemptBudget) {
+  const std::string body = patternBody(4000);
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 4000\r\nETag: \"v1\"\r\n\r\n" + body.substr(0, 1000));
+    return false;
+  });
+  ScriptedOrigin broken([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n");
+    return true;
+  });
+  ScriptedOrigin third([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(partial(body, 1000, "ETag: \"v1\"\r\n"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(primary.port(), "a"),
+                                          originAt(broken.port(), "b"),
+                                          originAt(third.port(), "c")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, body);
+  EXPECT_EQ(broken.requests().size(), 1u);
+  EXPECT_EQ(third.requests().size(), 1u);
+}
+
+TEST_F(OriginClientTest, ResumeGivesUpWhenItsAttemptsAreUsed) {
+  const std::string body = patternBody(4000);
+  ScriptedOrigin primary([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 200 OK\r\nContent-Length: 4000\r\nETag: \"v1\"\r\n\r\n" + body.substr(0, 1000));
+    return false;
+  });
+  ScriptedOrigin broken([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send("HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n");
+    return true;
+  });
+  ScriptedOrigin third([&](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(partial(body, 1000, "ETag: \"v1\"\r\n"));
+    return true;
+  });
+  conf::Config config = configWith({originAt(primary.port(), "a"), originAt(broken.port(), "b"),
+                                    originAt(third.port(), "c")});
+  config.origin_groups[0].resume_attempts = 1;
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.body, body.substr(0, 1000));
+  EXPECT_EQ(third.accepted(), 0);
+}
+
 TEST_F(OriginClientTest, BodyLongerThanContentLengthFailsAndIsNotReused) {
   ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
     c.send("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA");

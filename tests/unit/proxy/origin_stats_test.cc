@@ -44,5 +44,31 @@ TEST(OriginStats, SeriesAreKeyedByConfigNamesAndSumAcrossWorkers) {
   EXPECT_NEAR(sb.latency.sum_seconds, 0.030, 1e-9);
 }
 
+TEST(OriginStats, ResumesAreKeyedByDataCentersAndOutcomeAndSumAcrossWorkers) {
+  conf::OriginGroupConfig group;
+  group.name = "main";
+  conf::OriginConfig a;
+  a.name = "a";
+  a.dc = "dc-a";
+  conf::OriginConfig b;
+  b.name = "b";
+  b.dc = "dc-b";
+  conf::OriginConfig nodc;
+  nodc.name = "10.0.0.9:80";
+  OriginStats w0;
+  OriginStats w1;
+  w0.resume(group, a, &b, ResumeOutcome::kOk);
+  w1.resume(group, a, &b, ResumeOutcome::kOk);
+  w1.resume(group, a, &nodc, ResumeOutcome::kNoRange);
+  w0.resume(group, b, nullptr, ResumeOutcome::kNotResumable);
+  std::map<OriginStats::ResumeKey, uint64_t> sum;
+  w0.addResumesTo(sum);
+  w1.addResumesTo(sum);
+  ASSERT_EQ(sum.size(), 3u);
+  EXPECT_EQ(sum.at({"main", "dc-a", "dc-b", "ok"}), 2u);
+  EXPECT_EQ(sum.at({"main", "dc-a", "10.0.0.9:80", "no_range"}), 1u) << "no dc: the origin name";
+  EXPECT_EQ(sum.at({"main", "dc-b", "", "not_resumable"}), 1u);
+}
+
 }  // namespace
 }  // namespace streamedge::proxy
