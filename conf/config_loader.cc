@@ -7,6 +7,7 @@
 #include "conf/config_loader.h"
 
 #include <arpa/inet.h>
+#include <glob.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 #include <utility>
 
@@ -29,16 +31,31 @@ namespace {
 // ----------------------------------------------------------------------------------------------
 // Error collection
 
+// Where a diagnostic points: a line (0: none) of a file (null: the main config file). Included
+// files' nodes carry their own file name.
+struct Where {
+  Where(int l = 0) : line(l) {}  // NOLINT: a bare line is a line of the main file
+  Where(int l, std::shared_ptr<const std::string> f) : line(l), file(std::move(f)) {}
+  int line = 0;
+  std::shared_ptr<const std::string> file;
+  // "line 12" in the main file, "conf.d/a.toml:12" elsewhere.
+  std::string describe(const std::string& main_file) const {
+    if (file && *file != main_file) return *file + ":" + std::to_string(line);
+    return "line " + std::to_string(line);
+  }
+};
+
 class Diagnostics {
  public:
   explicit Diagnostics(std::string file) : file_(std::move(file)) {}
 
-  void error(int line, std::string key, std::string message) {
-    errors_.push_back(ConfigError{file_, line, std::move(key), std::move(message)});
+  void error(const Where& where, std::string key, std::string message) {
+    errors_.push_back(ConfigError{fileOf(where), where.line, std::move(key), std::move(message)});
   }
-  void warn(int line, std::string key, std::string message) {
-    warnings_.push_back(ConfigError{file_, line, std::move(key), std::move(message)});
+  void warn(const Where& where, std::string key, std::string message) {
+    warnings_.push_back(ConfigError{fileOf(where), where.line, std::move(key), std::move(message)});
   }
+  const std::string& file() const { return file_; }
 
   bool hasErrors() const { return !errors_.empty(); }
 
@@ -51,8 +68,13 @@ class Diagnostics {
   }
 
  private:
-  static std::vector<ConfigError> sorted(std::vector<ConfigError> v) {
-    std::stable_sort(v.begin(), v.end(), [](const ConfigError& a, const ConfigError& b) {
+  const std::string& fileOf(const Where& where) const { return where.file ? *where.file : file_; }
+  // The main file first, then included files by name; by line within a file.
+  std::vector<ConfigError> sorted(std::vector<ConfigError> v) const {
+    std::stable_sort(v.begin(), v.end(), [this](const ConfigError& a, const ConfigError& b) {
+      const bool ma = a.file == file_, mb = b.file == file_;
+      if (ma != mb) return ma;
+      if (a.file != b.file) return a.file < b.file;
       const int la = a.line > 0 ? a.line : INT_MAX;
       const int lb = b.line > 0 ? b.line : INT_MAX;
       return la < lb;
@@ -65,8 +87,10 @@ class Diagnostics {
   std::vector<ConfigError> warnings_;
 };
 
-int lineOf(const toml::source_region& source) { return static_cast<int>(source.begin.line); }
-int lineOf(const toml::node& node) { return lineOf(node.source()); }
+Where lineOf(const toml::source_region& source) {
+  return Where(static_cast<int>(source.begin.line), source.path);
+}
+Where lineOf(const toml::node& node) { return lineOf(node.source()); }
 
 const char* typeName(toml::node_type type) {
   switch (type) {
@@ -157,7 +181,7 @@ class TableReader {
 
   const std::string& path() const { return path_; }
   std::string path(std::string_view key) const { return childPath(path_, key); }
-  int line() const { return lineOf(table_); }
+  Where line() const { return lineOf(table_); }
   Diagnostics& diag() { return diag_; }
 
   // The node for `key`, or null when absent.
@@ -930,7 +954,7 @@ void readOriginGroup(TableReader& r, OriginGroupConfig& group) {
     readOrigin(orr, origin);
     if (origin.name.empty()) return;
     // Origin names label metrics and logs; two origins with one name would share a series.
-    const auto [it, inserted] = names.emplace(origin.name, orr.line());
+    const auto [it, inserted] = names.emplace(origin.name, orr.line().line);
     if (!inserted) {
       const toml::node* at = t.get("name") ? t.get("name") : t.get("url");
       r.diag().error(at ? lineOf(*at) : orr.line(), orr.path(t.get("name") ? "name" : "url"),
@@ -1010,7 +1034,7 @@ void readFieldPolicy(TableReader& r, RequestFieldPolicy& fields) {
   auto check = [&](const char* key, const std::vector<std::string>& list, bool is_allow_list) {
     const toml::array& array = *r.get(key)->as_array();
     for (size_t i = 0; i < list.size(); ++i) {
-      const int line = lineOf(*array.get(i));
+      const Where line = lineOf(*array.get(i));
       const std::string at = indexPath(r.path(key), i);
       if (!isFieldName(list[i])) {
         r.diag().error(line, at, "invalid field name " + quoted(list[i]));
@@ -1168,7 +1192,7 @@ void readRoute(TableReader& r, RouteConfig& route,
 // Where each accepted hostname was first declared, to report duplicates across vhosts.
 struct HostnameSeen {
   size_t vhost;
-  int line;
+  Where line;
 };
 
 void readVhost(TableReader& r, VhostConfig& vhost, size_t vhost_index,
@@ -1182,7 +1206,7 @@ void readVhost(TableReader& r, VhostConfig& vhost, size_t vhost_index,
     }
     for (size_t i = 0; i < names.size(); ++i) {
       const std::string name = lowercase(names[i]);
-      const int line = lineOf(*array.get(i));
+      const Where line = lineOf(*array.get(i));
       const std::string path = indexPath(r.path("hostnames"), i);
       const std::string err = checkHostname(name);
       if (!err.empty()) {
@@ -1197,8 +1221,8 @@ void readVhost(TableReader& r, VhostConfig& vhost, size_t vhost_index,
         }
         r.diag().error(line, path,
                        "hostname " + quoted(name) + " already belongs to vhost[" +
-                           std::to_string(it->second.vhost) + "] (line " +
-                           std::to_string(it->second.line) + ")");
+                           std::to_string(it->second.vhost) + "] (" +
+                           it->second.line.describe(r.diag().file()) + ")");
         continue;
       }
       vhost.hostnames.push_back(name);
@@ -1227,7 +1251,7 @@ void readVhost(TableReader& r, VhostConfig& vhost, size_t vhost_index,
     vhost.routes.emplace_back();
     readRoute(rr, vhost.routes.back(), group_index, have_groups);
     if (const toml::node* at = t.get("prefix"); at && at->is_string()) {
-      const auto [it, inserted] = prefixes.emplace(vhost.routes.back().prefix, lineOf(*at));
+      const auto [it, inserted] = prefixes.emplace(vhost.routes.back().prefix, lineOf(*at).line);
       if (!inserted) {
         r.diag().error(lineOf(*at), rr.path("prefix"),
                        "duplicate route prefix " + quoted(it->first) + " (first on line " +
@@ -1391,6 +1415,125 @@ ConfigPtr buildConfig(const toml::table& root, const std::string& name, Diagnost
   return config;
 }
 
+// The whole file at `path`; false with `error` set when it cannot be opened or read.
+bool readWholeFile(const std::string& path, std::string& text, std::string& error) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    error = std::string("cannot open: ") + std::strerror(errno);
+    return false;
+  }
+  char buf[65536];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  const bool failed = std::ferror(f) != 0;
+  const int err = errno;
+  std::fclose(f);
+  if (failed) error = std::string("cannot read: ") + std::strerror(err);
+  return !failed;
+}
+
+bool hasGlobCharacter(std::string_view pattern) {
+  return pattern.find_first_of("*?[") != std::string_view::npos;
+}
+
+// `include = ["conf.d/*.toml"]` (or one string) in the main file: the [[vhost]],
+// [[origin_group]] and [[listener]] tables of every matching file (paths relative to the main
+// file's directory, each pattern's matches in byte order, a file matched twice read once) are
+// appended to the main file's, after its own. Their nodes keep their own file name, so every
+// later error names the included file and its line. A pattern without wildcards must name an
+// existing file; one with wildcards may match nothing (an empty conf.d). Included files may not
+// include others.
+void mergeIncludes(toml::table& root, const std::string& main_file, Diagnostics& diag) {
+  const toml::node* include = root.get("include");
+  if (!include) return;
+  std::vector<std::pair<std::string, Where>> patterns;
+  if (const auto* one = include->as_string()) {
+    patterns.emplace_back(one->get(), lineOf(*include));
+  } else if (const auto* list = include->as_array()) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      const toml::node& element = *list->get(i);
+      if (const auto* str = element.as_string()) {
+        patterns.emplace_back(str->get(), lineOf(element));
+      } else {
+        diag.error(lineOf(element), indexPath("include", i), expected("a string", element));
+      }
+    }
+  } else {
+    diag.error(lineOf(*include), "include", expected("a string or an array of strings", *include));
+  }
+  root.erase("include");
+
+  const size_t slash = main_file.rfind('/');
+  const std::string base = slash == std::string::npos ? "." : main_file.substr(0, slash);
+  constexpr size_t kMaxIncludedFiles = 10000;
+  std::set<std::string> read;
+  for (const auto& [pattern, where] : patterns) {
+    if (pattern.empty()) {
+      diag.error(where, "include", "empty path");
+      continue;
+    }
+    const std::string full = pattern.front() == '/' ? pattern : base + "/" + pattern;
+    glob_t matches{};
+    // A directory that does not exist matches nothing; one that cannot be read is an error.
+    const int rc = ::glob(full.c_str(), 0,
+                          [](const char*, int err) { return err == ENOENT ? 0 : 1; }, &matches);
+    std::vector<std::string> files;
+    for (size_t i = 0; rc == 0 && i < matches.gl_pathc; ++i) files.emplace_back(matches.gl_pathv[i]);
+    ::globfree(&matches);
+    if (rc == GLOB_NOMATCH && !hasGlobCharacter(pattern)) {
+      diag.error(where, "include", "no such file: " + quoted(full));
+      continue;
+    }
+    if (rc != 0 && rc != GLOB_NOMATCH) {
+      diag.error(where, "include", "cannot list " + quoted(full));
+      continue;
+    }
+    std::sort(files.begin(), files.end());  // byte order, whatever the locale
+    for (const std::string& file : files) {
+      if (!read.insert(file).second) continue;
+      if (read.size() > kMaxIncludedFiles) {
+        diag.error(where, "include", "more than 10000 included files");
+        return;
+      }
+      auto file_name = std::make_shared<const std::string>(file);
+      std::string text, error;
+      if (!readWholeFile(file, text, error)) {
+        diag.error(Where(0, file_name), "", error);
+        continue;
+      }
+      toml::table included;
+      try {
+        included = toml::parse(text, std::string_view(file));
+      } catch (const toml::parse_error& e) {
+        diag.error(Where(lineOf(e.source()).line, file_name), "", std::string(e.description()));
+        continue;
+      }
+      for (auto&& [key, node] : included) {
+        const std::string name(key.str());
+        toml::array* tables = node.as_array();
+        const bool allowed = name == "vhost" || name == "origin_group" || name == "listener";
+        if (!allowed || !tables || !tables->is_array_of_tables()) {
+          diag.error(lineOf(key.source()), name,
+                     name == "include" ? "include is read from the main config file only"
+                                       : "an included file may hold only [[vhost]], "
+                                         "[[origin_group]] and [[listener]] tables");
+          continue;
+        }
+        toml::node* mine = root.get(name);
+        if (!mine) mine = root.insert(name, toml::array{}).first->second.as_array();
+        toml::array* into = mine ? mine->as_array() : nullptr;
+        if (!into) {
+          diag.error(lineOf(key.source()), name,
+                     "the main config's " + name + " is not an array of tables");
+          continue;
+        }
+        // Moved, not copied: a toml++ copy drops the source (file and line) of every node.
+        for (toml::node& element : *tables) into->push_back(std::move(*element.as_table()));
+      }
+    }
+  }
+}
+
 LoadResult finishResult(ConfigPtr config, Diagnostics& diag) {
   LoadResult result;
   result.errors = diag.takeErrors();
@@ -1428,27 +1571,16 @@ LoadResult loadConfigText(std::string_view text, const std::string& name) {
     diag.error(lineOf(e.source()), "", std::string(e.description()));
     return finishResult(nullptr, diag);
   }
+  mergeIncludes(root, name, diag);
   ConfigPtr config = buildConfig(root, name, diag);
   return finishResult(std::move(config), diag);
 }
 
 LoadResult loadConfigFile(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
+  std::string text, error;
+  if (!readWholeFile(path, text, error)) {
     Diagnostics diag(path);
-    diag.error(0, "", std::string("cannot open: ") + std::strerror(errno));
-    return finishResult(nullptr, diag);
-  }
-  std::string text;
-  char buf[65536];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-  const bool failed = std::ferror(f) != 0;
-  const int err = errno;
-  std::fclose(f);
-  if (failed) {
-    Diagnostics diag(path);
-    diag.error(0, "", std::string("cannot read: ") + std::strerror(err));
+    diag.error(0, "", error);
     return finishResult(nullptr, diag);
   }
   return loadConfigText(text, path);
