@@ -222,6 +222,12 @@ void OriginHealth::eject(const Group& g, size_t origin, State& s, int64_t now_ns
   if (until != kNone && now_ns < until) return;  // another thread ejected it meanwhile
   const bool was_ejected = until != kNone;       // half-open: its probe failed
   const int failures = s.consecutive_failures.load(std::memory_order_relaxed);
+  char what[96];
+  if (was_ejected) {
+    std::snprintf(what, sizeof what, "%s", cause);
+  } else {
+    std::snprintf(what, sizeof what, "%d %s", failures, cause);
+  }
   // The group cap: ejected origins besides this one, and the origins left eligible without it.
   size_t ejected = 0;
   size_t eligible = 0;
@@ -251,7 +257,7 @@ void OriginHealth::eject(const Group& g, size_t origin, State& s, int64_t now_ns
                  "streamedge: origin %s (dc %s, group %s) not ejected after %s: %s "
                  "(passive signals never eject every origin of a group)\n",
                  g.origin_names[origin].c_str(), g.dcs[origin].empty() ? "-" : g.dcs[origin].c_str(),
-                 g.name.c_str(), cause,
+                 g.name.c_str(), what,
                  eligible == 0 ? "it is the last eligible origin"
                                : "max_ejected_percent of the group is already ejected");
     return;
@@ -276,12 +282,6 @@ void OriginHealth::eject(const Group& g, size_t origin, State& s, int64_t now_ns
   s.ejections.fetch_add(1, std::memory_order_relaxed);
   const bool was_up = !s.active_down.load(std::memory_order_relaxed);
   if (!was_ejected && was_up) s.transitions_down.fetch_add(1, std::memory_order_relaxed);
-  char what[96];
-  if (was_ejected) {
-    std::snprintf(what, sizeof what, "%s", cause);
-  } else {
-    std::snprintf(what, sizeof what, "%d %s", failures, cause);
-  }
   std::fprintf(stderr,
                "streamedge: origin %s (dc %s, group %s) is down (passive): ejected for %lld ms "
                "after %s (ejection %d in a row)\n",
