@@ -962,7 +962,7 @@ void readHealthCheck(TableReader& r, HealthCheckConfig& check) {
   }
   r.integer("fall", check.fall, 1, 100);
   r.integer("rise", check.rise, 1, 100);
-  if (r.string("host", check.host) && (check.host.empty() || hasSpaceOrControl(check.host) ||
+  if (r.string("host", check.host) && (hasSpaceOrControl(check.host) ||
                                        check.host.find_first_of("/?#@") != std::string::npos)) {
     r.error("host", *r.get("host"), "must be a host[:port] for the Host field, got " +
                                         quoted(check.host));

@@ -153,5 +153,19 @@ TEST(OriginHealthConfig, ABaseEjectionTimeAboveTheDefaultCapRaisesIt) {
   EXPECT_EQ(r.config->origin_groups[1].outlier.max_ejection_time, 600'000ms);
 }
 
+TEST(OriginHealthConfig, ExampleConfigDocumentsTheKeys) {
+  const LoadResult r =
+      loadConfigFile(std::string(STREAMEDGE_SOURCE_DIR) + "/conf/streamedge.example.toml");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const OriginGroupConfig& vod = r.config->origin_groups[0];
+  EXPECT_EQ(vod.slow_start, 30'000ms);
+  EXPECT_TRUE(vod.health_check.enabled);
+  EXPECT_EQ(vod.health_check.path, "/health");
+  EXPECT_EQ(vod.health_check.interval, 1000ms);
+  EXPECT_EQ(vod.health_check.timeout, 500ms);
+  EXPECT_EQ(vod.outlier.max_ejection_time, 300'000ms);
+  EXPECT_FALSE(r.config->origin_groups[1].health_check.enabled);  // "captions": traffic only
+}
+
 }  // namespace
 }  // namespace streamedge::conf
