@@ -252,6 +252,9 @@ void OriginHealth::eject(const Group& g, size_t origin, State& s, int64_t now_ns
       s.ejected_until_ns.store(kNone, std::memory_order_relaxed);
       s.probe_until_ns.store(kNone, std::memory_order_relaxed);
       s.last_ejection_end_ns.store(now_ns, std::memory_order_relaxed);
+      if (!s.active_down.load(std::memory_order_relaxed)) {
+        s.transitions_up.fetch_add(1, std::memory_order_relaxed);  // back in rotation
+      }
     }
     std::fprintf(stderr,
                  "streamedge: origin %s (dc %s, group %s) not ejected after %s: %s "

@@ -197,6 +197,22 @@ TEST_F(OriginHealthTest, MaxEjectedPercentCapsPassiveEjections) {
   EXPECT_TRUE(no_passive.isUp(0, 0, t0_));
 }
 
+TEST_F(OriginHealthTest, AFailedProbeThatTheCapRefusesRejoinsTheRotation) {
+  OriginHealth h(configOf({"a", "b", "c", "d"}));  // 50 %: two may be out
+  fail(h, 0, t0_);
+  fail(h, 1, t0_ + 5s);
+  ASSERT_TRUE(h.admit(0, 0, t0_ + 10s, 0.0));  // a's probe...
+  fail(h, 2, t0_ + 10s);                       // ...while c takes the second slot
+  h.recordFailure(0, 0, t0_ + 10s);            // the probe fails: no room to eject a again
+  const OriginHealthView v = h.view(0, 0, t0_ + 10s);
+  EXPECT_TRUE(v.up);
+  EXPECT_FALSE(v.half_open);
+  EXPECT_EQ(v.ejections, 1u);
+  EXPECT_EQ(v.ejections_refused, 1u);
+  EXPECT_EQ(v.transitions_up, 1u);
+  EXPECT_TRUE(h.admit(0, 0, t0_ + 10s, 0.0));
+}
+
 TEST_F(OriginHealthTest, ActiveChecksFallAndRise) {
   OriginHealth h(configOf({"a", "b"}, withChecks(3, 2)));
   h.recordCheck(0, 0, false, t0_);
