@@ -149,6 +149,33 @@ struct OriginConfig {
   std::string tls_server_name;  // SNI and the name checked; "" = host (not sent for IP literals)
 };
 
+// [origin_group.health_check]: active checks, a GET of `path` on every origin of the group from
+// the main thread. Absent (enabled = false): origins are judged by real traffic alone.
+struct HealthCheckConfig {
+  bool enabled = false;           // the table is present
+  std::string path;               // required with the table: origin-form ("/health")
+  Millis interval{5'000};         // between the starts of two checks of one origin
+  Millis timeout{2'000};          // connect + TLS + response head; at most `interval`
+  int expected_status_min = 200;  // expected_status: "200", "2xx" or "200-399"
+  int expected_status_max = 299;
+  int fall = 3;                   // consecutive failed checks → down
+  int rise = 2;                   // consecutive passed checks → up again
+  std::string host;               // Host field to send; "" = the origin's host[:port]
+};
+
+// [origin_group.outlier_detection]: passive ejection on real traffic (connect errors, timeouts,
+// 5xx, broken bodies). Ejection k (k = 1, 2, ...) lasts base_ejection_time * 2^(k-1), at most
+// max_ejection_time; k starts again at 1 once an origin went backoff_reset without an ejection.
+struct OutlierDetectionConfig {
+  int consecutive_failures = 3;          // 0 = no passive ejection
+  Millis base_ejection_time{10'000};
+  Millis max_ejection_time{300'000};
+  // Passive signals eject at most this share of a group's origins (always at least one), and
+  // never the last origin that active checks and ejections left eligible.
+  int max_ejected_percent = 50;
+  Millis backoff_reset{300'000};
+};
+
 struct OriginGroupConfig {
   std::string name;
   std::vector<OriginConfig> origins;  // sorted by priority at load time
@@ -163,6 +190,11 @@ struct OriginGroupConfig {
   // stalled origin (0 = off). Time the fetch is paused for its readers does not count.
   uint64_t min_rate = 0;
   Millis min_rate_window{5'000};
+  HealthCheckConfig health_check;
+  OutlierDetectionConfig outlier;
+  // A recovered origin's share of new requests ramps linearly from 10 % to 100 % over this
+  // time; 0 = off (it gets its full share at once).
+  Millis slow_start{0};
 };
 
 enum class StoragePolicy { kRamAndSsd, kRam };

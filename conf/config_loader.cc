@@ -926,6 +926,92 @@ void readOrigin(TableReader& r, OriginConfig& origin) {
   r.finish();
 }
 
+// "200", "2xx" or "200-399" (or a bare integer): the statuses a health check accepts.
+bool parseExpectedStatus(std::string_view text, int& min, int& max) {
+  auto number = [](std::string_view s, int& out) {
+    if (s.size() != 3 || !isDigit(s[0]) || !isDigit(s[1]) || !isDigit(s[2])) return false;
+    out = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    return out >= 100 && out <= 599;
+  };
+  if (text.size() == 3 && isDigit(text[0]) && text.substr(1) == "xx") {
+    const int cls = text[0] - '0';
+    if (cls < 1 || cls > 5) return false;
+    min = cls * 100;
+    max = cls * 100 + 99;
+    return true;
+  }
+  const size_t dash = text.find('-');
+  if (dash == std::string_view::npos) {
+    if (!number(text, min)) return false;
+    max = min;
+    return true;
+  }
+  return number(text.substr(0, dash), min) && number(text.substr(dash + 1), max) && min <= max;
+}
+
+void readHealthCheck(TableReader& r, HealthCheckConfig& check) {
+  check.enabled = true;
+  if (r.string("path", check.path)) {
+    if (check.path.empty() || check.path.front() != '/' || hasSpaceOrControl(check.path) ||
+        check.path.find('#') != std::string::npos) {
+      r.error("path", *r.get("path"),
+              "must be an origin-form path like \"/health\" (starting with '/', no spaces, "
+              "control characters or fragment), got " + quoted(check.path));
+    }
+  } else if (!r.has("path")) {
+    r.missing("path");
+  }
+  const bool interval_set = r.duration("interval", check.interval, false);
+  const bool timeout_set = r.duration("timeout", check.timeout, false);
+  if (!timeout_set && interval_set && check.timeout > check.interval) {
+    check.timeout = check.interval;  // the default timeout shrinks with a short interval
+  }
+  if (timeout_set && check.timeout > check.interval) {
+    r.error("timeout", *r.get("timeout"),
+            "must not exceed interval (" + std::to_string(check.interval.count()) +
+                " ms): a check never overlaps the next one");
+  }
+  if (const toml::node* node = r.get("expected_status")) {
+    std::string text;
+    if (const auto* i = node->as_integer()) {
+      text = std::to_string(i->get());
+    } else if (const auto* s = node->as_string()) {
+      text = s->get();
+    }
+    if (!parseExpectedStatus(text, check.expected_status_min, check.expected_status_max)) {
+      r.error("expected_status", *node,
+              "expected a status (200), a class (\"2xx\") or a range (\"200-399\") within "
+              "100..599, got " + (text.empty() ? std::string(typeName(node->type())) : quoted(text)));
+    }
+  }
+  r.integer("fall", check.fall, 1, 100);
+  r.integer("rise", check.rise, 1, 100);
+  if (r.string("host", check.host) && (hasSpaceOrControl(check.host) ||
+                                       check.host.find_first_of("/?#@") != std::string::npos)) {
+    r.error("host", *r.get("host"), "must be a host[:port] for the Host field, got " +
+                                        quoted(check.host));
+  }
+  r.finish();
+}
+
+void readOutlierDetection(TableReader& r, OutlierDetectionConfig& outlier) {
+  r.integer("consecutive_failures", outlier.consecutive_failures, 0, 1000);
+  r.duration("base_ejection_time", outlier.base_ejection_time, false);
+  const bool max_set = r.duration("max_ejection_time", outlier.max_ejection_time, false);
+  if (outlier.max_ejection_time < outlier.base_ejection_time) {
+    if (max_set) {
+      r.error("max_ejection_time", *r.get("max_ejection_time"),
+              "must be at least base_ejection_time (" +
+                  std::to_string(outlier.base_ejection_time.count()) + " ms)");
+    } else {
+      outlier.max_ejection_time = outlier.base_ejection_time;
+    }
+  }
+  r.integer("max_ejected_percent", outlier.max_ejected_percent, 0, 100);
+  r.duration("backoff_reset", outlier.backoff_reset, false);
+  r.finish();
+}
+
 void readOriginGroup(TableReader& r, OriginGroupConfig& group) {
   if (r.string("name", group.name)) {
     if (group.name.empty()) r.error("name", *r.get("name"), "must not be empty");
@@ -937,6 +1023,15 @@ void readOriginGroup(TableReader& r, OriginGroupConfig& group) {
   r.duration("resume_deadline", group.resume_deadline, false);
   r.byteSize("min_rate", group.min_rate, 0);
   r.duration("min_rate_window", group.min_rate_window, false);
+  r.duration("slow_start", group.slow_start, true);
+  if (const toml::table* t = r.table("health_check")) {
+    TableReader hr(r.diag(), *t, r.path("health_check"));
+    readHealthCheck(hr, group.health_check);
+  }
+  if (const toml::table* t = r.table("outlier_detection")) {
+    TableReader orr(r.diag(), *t, r.path("outlier_detection"));
+    readOutlierDetection(orr, group.outlier);
+  }
   OriginConfig tls_defaults;  // the group's TLS keys, inherited by every origin
   readOriginTls(r, tls_defaults);
   checkOriginTls(r, tls_defaults);

@@ -154,8 +154,17 @@ std::string renderPrometheus(const Snapshot& s) {
                             MetricType::Counter);
   auto o_latency = family("streamedge_origin_response_seconds",
                           "Attempt start to origin response head.", MetricType::Histogram);
-  auto up = family("streamedge_origin_up", "1 when the origin is considered up.",
+  auto up = family("streamedge_origin_up",
+                   "1 when the origin may get traffic: not down by active health checks and not "
+                   "ejected by passive outlier detection.",
                    MetricType::Gauge);
+  auto transitions = family("streamedge_origin_health_transitions_total",
+                            "Origin health changes, by the state entered (active checks or "
+                            "passive ejection and restoration).",
+                            MetricType::Counter);
+  auto ejections = family("streamedge_origin_ejections_total",
+                          "Passive ejections of an origin (failures on real traffic).",
+                          MetricType::Counter);
   for (const OriginState& o : s.origins) {
     const Labels labels{{"group", o.group}, {"origin", o.origin}, {"dc", o.dc}};
     addCounter(o_requests, d(o.requests), labels);
@@ -167,7 +176,16 @@ std::string renderPrometheus(const Snapshot& s) {
     addCounter(o_retries, d(o.retries), labels);
     addCounter(o_failovers, d(o.failovers), labels);
     addHistogram(o_latency, o.latency, labels);
-    if (o.in_config) addGauge(up, o.up ? 1 : 0, labels);
+    if (o.in_config) {
+      addGauge(up, o.up ? 1 : 0, labels);
+      Labels to_up = labels;
+      to_up.push_back({"to", "up"});
+      addCounter(transitions, d(o.transitions_up), to_up);
+      Labels to_down = labels;
+      to_down.push_back({"to", "down"});
+      addCounter(transitions, d(o.transitions_down), to_down);
+      addCounter(ejections, d(o.ejections), labels);
+    }
   }
   push(std::move(o_requests));
   push(std::move(o_errors));
@@ -175,6 +193,8 @@ std::string renderPrometheus(const Snapshot& s) {
   push(std::move(o_failovers));
   push(std::move(o_latency));
   push(std::move(up));
+  push(std::move(transitions));
+  push(std::move(ejections));
 
   auto resumes = family("streamedge_origin_resumes_total",
                         "Origin bodies that broke off after the first byte and were resumed (or "

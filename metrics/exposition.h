@@ -64,6 +64,11 @@ struct OriginState {
   uint64_t retries = 0;    // transparent re-sends to this origin (a pooled connection had died)
   uint64_t failovers = 0;  // fetches moved on from this origin to the next of its group
   HistogramSnapshot latency;  // attempt start → response head
+  // Health (in_config origins only): transitions to up / down (active or passive) and passive
+  // ejections.
+  uint64_t transitions_up = 0;
+  uint64_t transitions_down = 0;
+  uint64_t ejections = 0;
 };
 
 // streamedge_origin_resumes_total: mid-body resumes of origin bodies. `outcome` is one of ok,

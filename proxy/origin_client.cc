@@ -31,7 +31,8 @@
 //     most once, at most 1 + group.retries attempts in all;
 //   - an origin OriginHealth reports down is skipped, unless every origin of the group was down
 //     when the fetch started (then all are tried in order: better a probably-failing origin than
-//     a certain failure); a down origin whose hold-off has expired admits exactly one probe;
+//     a certain failure); a down origin whose hold-off has expired admits exactly one probe; a
+//     recovering origin (slow_start) may decline a request to the next one (OriginHealth::admit);
 //   - connect errors (including DNS), connect/first-byte timeouts, an invalid response head and a
 //     5xx status fail over; a 5xx from the last possible attempt is handed to the observer as a
 //     normal response (the proxy may prefer stale-if-error). 4xx are normal responses;
@@ -110,15 +111,8 @@ metrics::OriginErrorReason errorReason(const Status& status) {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// Passive health (outlier detection on real traffic).
-constexpr int kFailuresUntilDown = 3;
-constexpr std::chrono::seconds kDownFor{10};
 // Resolved origin names are reused this long (evdns does not report TTLs to getaddrinfo users).
 constexpr std::chrono::seconds kDnsCacheTtl{30};
-
-int64_t toNanos(SteadyClock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
 
 timeval toTimeval(Millis ms) {
   const int64_t v = std::max<int64_t>(0, ms.count());
@@ -1504,62 +1498,6 @@ void Fetch::finishFailed(Status status) {
 }
 
 }  // namespace
-
-// ---- OriginHealth -------------------------------------------------------------------------
-
-OriginHealth::OriginHealth(const conf::Config& config) {
-  states_.reserve(config.origin_groups.size());
-  sizes_.reserve(config.origin_groups.size());
-  for (const conf::OriginGroupConfig& g : config.origin_groups) {
-    states_.push_back(std::make_unique<State[]>(g.origins.size()));
-    sizes_.push_back(g.origins.size());
-  }
-}
-
-OriginHealth::State* OriginHealth::state(size_t group, size_t origin) const {
-  // Indices from another config snapshot may be out of range: such an origin counts as up.
-  if (group >= sizes_.size() || origin >= sizes_[group]) return nullptr;
-  return &states_[group][origin];
-}
-
-bool OriginHealth::isUp(size_t group, size_t origin,
-                        std::chrono::steady_clock::time_point now) const {
-  const State* s = state(group, origin);
-  if (!s) return true;
-  if (s->consecutive_failures.load(std::memory_order_relaxed) < kFailuresUntilDown) return true;
-  return toNanos(now) >= s->down_until_ns.load(std::memory_order_relaxed);
-}
-
-bool OriginHealth::admit(size_t group, size_t origin, std::chrono::steady_clock::time_point now) {
-  State* s = state(group, origin);
-  if (!s) return true;
-  if (s->consecutive_failures.load(std::memory_order_relaxed) < kFailuresUntilDown) return true;
-  int64_t until = s->down_until_ns.load(std::memory_order_relaxed);
-  const int64_t now_ns = toNanos(now);
-  if (now_ns < until) return false;
-  // Half-open: the one caller that moves the deadline on is the probe; the others wait for its
-  // outcome (success resets, failure keeps the origin down). A probe that never reports back
-  // (cancelled) just lets the next one through after another kDownFor.
-  const int64_t next = toNanos(now + kDownFor);
-  return s->down_until_ns.compare_exchange_strong(until, next, std::memory_order_relaxed);
-}
-
-void OriginHealth::recordSuccess(size_t group, size_t origin) {
-  State* s = state(group, origin);
-  if (!s) return;
-  s->consecutive_failures.store(0, std::memory_order_relaxed);
-  s->down_until_ns.store(0, std::memory_order_relaxed);
-}
-
-void OriginHealth::recordFailure(size_t group, size_t origin,
-                                 std::chrono::steady_clock::time_point now) {
-  State* s = state(group, origin);
-  if (!s) return;
-  const int failures = s->consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (failures >= kFailuresUntilDown) {
-    s->down_until_ns.store(toNanos(now + kDownFor), std::memory_order_relaxed);
-  }
-}
 
 // ---- OriginClient -------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@
 // or is longer than its framing, is reported as a failure; such a connection is never reused.
 //
 // Thread-compatibility: everything runs on the owning worker's event loop. Origin health
-// (consecutive failures → skipped for a while) is shared across workers through OriginHealth.
+// (active checks, passive ejection, recovery ramp) is shared across workers through
+// OriginHealth (proxy/origin_health.h).
 #pragma once
 
 #include <event2/event.h>
@@ -24,6 +25,7 @@
 
 #include "conf/config.h"
 #include "conf/status.h"
+#include "proxy/origin_health.h"
 #include "tls/tls_state.h"
 
 namespace streamedge::proxy {
@@ -60,30 +62,6 @@ class OriginObserver {
 
  protected:
   ~OriginObserver() = default;
-};
-
-// Shared across workers: per-origin passive health. Indexed [group][origin] of one config.
-class OriginHealth {
- public:
-  explicit OriginHealth(const conf::Config& config);
-  // Up: fewer than 3 consecutive failures, or the 10 s hold-off after the last one has passed
-  // (half-open). A pure query; indices outside the config it was built from count as up.
-  bool isUp(size_t group, size_t origin, std::chrono::steady_clock::time_point now) const;
-  // Whether a request may go to this origin now: true when up, except that of the callers that
-  // find a down origin's hold-off expired only one (the probe) gets true until the outcome is
-  // recorded or another hold-off passes.
-  bool admit(size_t group, size_t origin, std::chrono::steady_clock::time_point now);
-  void recordSuccess(size_t group, size_t origin);  // resets
-  void recordFailure(size_t group, size_t origin, std::chrono::steady_clock::time_point now);
-
- private:
-  struct State {
-    std::atomic<int> consecutive_failures{0};
-    std::atomic<int64_t> down_until_ns{0};  // steady_clock nanoseconds
-  };
-  State* state(size_t group, size_t origin) const;  // null when out of range
-  std::vector<std::unique_ptr<State[]>> states_;
-  std::vector<size_t> sizes_;
 };
 
 class OriginFetch {

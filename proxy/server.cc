@@ -132,6 +132,7 @@ Server::~Server() {
   // The SSD writer thread (owned by the shared state) may still free bodies, and so notify:
   // it is stopped before the trim event goes.
   if (shared_) shared_->ssd.reset();
+  health_checker_.reset();
   for (event* ev : signal_events_) event_free(ev);
   if (trim_event_) event_free(trim_event_);
   if (admin_) evhttp_free(admin_);
@@ -283,6 +284,7 @@ int Server::run() {
   std::vector<std::vector<ListenSocket>> per_worker;
   if (!bindListeners(per_worker)) return 1;
   if (!startAdmin()) return 1;
+  health_checker_ = std::make_unique<HealthChecker>(base_, config_, tls_, shared_->health);
   trim_event_ = event_new(base_, -1, EV_PERSIST, trimCb, this);
   const timeval trim_every{1, 0};
   event_add(trim_event_, &trim_every);
@@ -382,6 +384,13 @@ void Server::reload() {
   shared_->cache.setFillLimits(config_->cache.ram.fill_window_bytes,
                                config_->cache.ram.fill_memory_bytes);
   tls_ = built.state;
+  // Origin health follows the new origin list (state kept for unchanged origins); the active
+  // checks restart with the new settings.
+  health_checker_.reset();
+  shared_->health->reconfigure(*config_);
+  if (!stopping_) {
+    health_checker_ = std::make_unique<HealthChecker>(base_, config_, tls_, shared_->health);
+  }
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     conf::ConfigPtr snapshot = config_;
@@ -403,6 +412,7 @@ void Server::beginStop() {
   std::fprintf(stderr, "streamedge: stopping: draining connections (up to %lld ms)\n",
                static_cast<long long>(config_->server.drain_timeout.count()));
   shared_->draining.store(true);
+  health_checker_.reset();  // no new origin connections from the main thread
   const auto deadline = config_->server.drain_timeout;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
@@ -448,6 +458,29 @@ bool sameSecret(std::string_view a, std::string_view b) {
     diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
   }
   return diff == 0;
+}
+
+// One origin's health for /status: why it is down (if it is), the active verdict and counts,
+// the passive state and its back-off, and the recovery ramp.
+std::string healthJson(const OriginHealthView& v) {
+  std::string out = "{\"down_reason\":";
+  out += *v.down_reason ? jsonString(v.down_reason) : std::string("null");
+  out += ",\"active\":";
+  out += !v.active_checks ? "\"off\"" : (v.active_up ? "\"up\"" : "\"down\"");
+  out += ",\"check_failures\":" + std::to_string(v.check_failures) +
+         ",\"check_successes\":" + std::to_string(v.check_successes);
+  out += ",\"passive\":";
+  out += v.ejected ? "\"ejected\"" : (v.half_open ? "\"half_open\"" : "\"ok\"");
+  out += ",\"consecutive_failures\":" + std::to_string(v.consecutive_failures) +
+         ",\"ejections\":" + std::to_string(v.ejections) +
+         ",\"ejections_refused\":" + std::to_string(v.ejections_refused) +
+         ",\"ejection_streak\":" + std::to_string(v.ejection_streak) +
+         ",\"backoff_ms\":" + std::to_string(v.backoff_ms) +
+         ",\"ejected_remaining_ms\":" + std::to_string(v.ejected_remaining_ms) +
+         ",\"ramp_percent\":" + std::to_string(static_cast<int>(v.ramp * 100.0 + 0.5)) +
+         ",\"transitions_up\":" + std::to_string(v.transitions_up) +
+         ",\"transitions_down\":" + std::to_string(v.transitions_down) + "}";
+  return out;
 }
 
 }  // namespace
@@ -582,7 +615,8 @@ std::string Server::statusJson() const {
              ",\"up\":" + (shared_->health->isUp(g, o, now) ? "true" : "false") +
              ",\"requests\":" + std::to_string(series.requests) +
              ",\"errors\":" + std::to_string(metrics::total(series.errors)) +
-             ",\"failovers\":" + std::to_string(series.failovers) + "}";
+             ",\"failovers\":" + std::to_string(series.failovers) +
+             ",\"health\":" + healthJson(shared_->health->view(g, o, now)) + "}";
     }
   }
   out += "]}\n";
@@ -733,7 +767,11 @@ std::string Server::metricsText() const {
       state.group = group.name;
       state.origin = origin.name;
       state.dc = origin.dc;
-      state.up = shared_->health->isUp(g, o, now);
+      const OriginHealthView health = shared_->health->view(g, o, now);
+      state.up = health.up;
+      state.transitions_up = health.transitions_up;
+      state.transitions_down = health.transitions_down;
+      state.ejections = health.ejections;
       const auto it = traffic.find(OriginStats::Key(group.name, origin.name, origin.dc));
       if (it != traffic.end()) {
         state.requests = it->second.requests;

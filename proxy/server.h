@@ -1,6 +1,7 @@
 // Server: the process. Owns the config snapshot, the shared state (cache, origin health, access
 // log), the listening sockets, the workers and the main thread's loop, which handles signals
-// (SIGHUP reload, SIGTERM/SIGINT graceful stop, SIGUSR1 log reopen) and the admin listener.
+// (SIGHUP reload, SIGTERM/SIGINT graceful stop, SIGUSR1 log reopen), the admin listener and the
+// active origin health checks.
 // Main thread only.
 #pragma once
 
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "conf/config.h"
+#include "proxy/health_checker.h"
 #include "proxy/shared_state.h"
 #include "proxy/worker.h"
 #include "tls/tls_state.h"
@@ -57,6 +59,8 @@ class Server {
   std::vector<event*> signal_events_;
   event* trim_event_ = nullptr;  // malloc_trim every second, and when bodies were freed (trimCb)
   evhttp* admin_ = nullptr;
+  // Active origin health checks of config_ (rebuilt on reload, gone once stopping).
+  std::unique_ptr<HealthChecker> health_checker_;
   bool stopping_ = false;
   int64_t start_unix_ms_ = 0;
   uint64_t reloads_ok_ = 0;

@@ -39,13 +39,15 @@ struct ObsOptions {
   std::string admin_extra;  // lines added to [admin]
 };
 
-std::string obsConfig(uint16_t sim_port, const std::string& log_path, const ObsOptions& o) {
+// `group_extra`: lines added to [[origin_group]] before its origin.
+std::string obsConfig(uint16_t sim_port, const std::string& log_path, const ObsOptions& o,
+                      const std::string& group_extra = "") {
   return "[server]\nworkers = 2\n\n"
          "[admin]\naddress = \"127.0.0.1:0\"\n" + o.admin_extra + "\n"
          "[[listener]]\naddress = \"127.0.0.1:0\"\n\n"
          "[cache.ram]\nsize = \"64MiB\"\n\n"
          "[log]\naccess_log = \"" + log_path + "\"\n\n"
-         "[[origin_group]]\nname = \"main\"\n"
+         "[[origin_group]]\nname = \"main\"\n" + group_extra +
          "  [[origin_group.origin]]\n  name = \"sim-a\"\n  url = \"http://127.0.0.1:" +
          std::to_string(sim_port) + "\"\n  dc = \"dc-a\"\n  priority = 1\n\n"
          "[[vhost]]\nname = \"video\"\nhostnames = [\"*\"]\n"
@@ -116,7 +118,8 @@ class ObservabilityTest : public ::testing::Test {
     ASSERT_TRUE(sim_) << error;
     dir_.emplace("streamedge-obs");
     access_log_ = dir_->file("access.log");
-    proxy_ = testsupport::startStreamedge(obsConfig(sim_->port, access_log_, options), &error);
+    proxy_ = testsupport::startStreamedge(obsConfig(sim_->port, access_log_, options, group_extra_),
+                                          &error);
     ASSERT_TRUE(proxy_) << error;
     admin_headers_.clear();
     if (options.admin_extra.find("bearer_token") != std::string::npos) {
@@ -152,6 +155,7 @@ class ObservabilityTest : public ::testing::Test {
   std::optional<testsupport::TempDir> dir_;
   std::optional<testsupport::StreamedgeProcess> proxy_;
   std::string access_log_;
+  std::string group_extra_;  // lines added to [[origin_group]] before its origin
   Headers admin_headers_;
 };
 
@@ -390,15 +394,18 @@ TEST_F(ObservabilityTest, DebugEndpointsAreOffByDefault) {
 }
 
 TEST_F(ObservabilityTest, ReadyzFailsWhenEveryOriginOfAGroupIsDown) {
+  group_extra_ =
+      "  [origin_group.health_check]\n  path = \"/healthz\"\n  interval = \"200ms\"\n  fall = 2\n";
   ASSERT_NO_FATAL_FAILURE(start());
   HttpResponse ready = admin("/readyz");
   EXPECT_EQ(ready.status, 200) << ready.body;
   EXPECT_NE(ready.body.find("listeners: ok"), std::string::npos) << ready.body;
   ASSERT_TRUE(testsupport::simFaultAll(sim_->port, "500"));
-  // OriginHealth marks an origin down after 3 consecutive failures (for 10 s).
+  // Passive signals never take a group's last origin out; its failing health checks do.
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(get("/obj/down/" + std::to_string(i) + ".ts?size=10").status, 500);
   }
+  for (int i = 0; i < 100 && admin("/readyz").status == 200; ++i) std::this_thread::sleep_for(50ms);
   ready = admin("/readyz");
   EXPECT_EQ(ready.status, 503) << ready.body;
   EXPECT_NE(ready.body.find("origin_group main: FAILED (0 of 1 origins up)"), std::string::npos)

@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -396,6 +397,45 @@ TEST_F(TlsScenarioTest, OriginsOverTlsAreVerifiedAndAFailedVerificationFailsOver
     pos = eol;
   }
   EXPECT_GE(tls_errors, 2.0) << m;
+}
+
+// Active health checks of https origins use the origin TLS contexts: a trusted origin passes its
+// checks over TLS, one whose certificate is not trusted is marked down with the reason.
+TEST_F(TlsScenarioTest, HealthChecksOfHttpsOriginsVerifyTheCertificate) {
+  ASSERT_EQ(proxy_->process.stop(15s), 0);
+  const std::string tls = "https://127.0.0.1:" + std::to_string(tls_sim_->port);
+  const std::string config =
+      "[server]\nworkers = 1\n[admin]\naddress = \"127.0.0.1:0\"\n[log]\naccess_log = \"off\"\n"
+      "[[listener]]\naddress = \"127.0.0.1:0\"\n"
+      "[[origin_group]]\nname = \"main\"\n"
+      "  [origin_group.health_check]\n  path = \"/healthz\"\n  interval = \"200ms\"\n"
+      "  fall = 2\n  rise = 1\n"
+      "  [[origin_group.origin]]\n  url = \"" + tls + "\"\n  name = \"trusted\"\n"
+      "  ca_file = \"" + pki_.path("ca.pem") + "\"\n"
+      "  [[origin_group.origin]]\n  url = \"" + tls + "\"\n  name = \"untrusted\"\n  priority = 2\n"
+      "  ca_file = \"" + other_ca_.path("other-ca.pem") + "\"\n"
+      "[[vhost]]\nhostnames = [\"*\"]\n  [[vhost.route]]\n  prefix = \"/\"\n  origin_group = \"main\"\n";
+  std::string error;
+  proxy_ = testsupport::startStreamedge(config, &error);
+  ASSERT_TRUE(proxy_) << error;
+  ASSERT_TRUE(proxy_->process.waitForLine("origin untrusted (dc -, group main) is down (active)", 10s))
+      << proxy_->process.logTail();
+  EXPECT_NE(proxy_->process.log().find("TLS: certificate verification failed"), std::string::npos)
+      << proxy_->process.logTail();
+  const std::string status = testsupport::httpGet(proxy_->admin_port, "/status").body;
+  EXPECT_NE(status.find("\"origin\":\"trusted\",\"dc\":\"\",\"priority\":1,\"up\":true"),
+            std::string::npos) << status;
+  EXPECT_NE(status.find("\"origin\":\"untrusted\",\"dc\":\"\",\"priority\":2,\"up\":false"),
+            std::string::npos) << status;
+  EXPECT_EQ(proxy_->process.log().find("origin trusted (dc -, group main) is down"), std::string::npos)
+      << proxy_->process.logTail();
+  // The trusted origin's checks passed over TLS (its success count is not zero).
+  const size_t trusted = status.find("\"origin\":\"trusted\"");
+  ASSERT_NE(trusted, std::string::npos) << status;
+  const std::string key = "\"check_successes\":";
+  const size_t successes = status.find(key, trusted);
+  ASSERT_NE(successes, std::string::npos) << status;
+  EXPECT_GE(std::atoi(status.c_str() + successes + key.size()), 1) << status;
 }
 
 }  // namespace

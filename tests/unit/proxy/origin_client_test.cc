@@ -780,7 +780,9 @@ TEST_F(OriginClientTest, DownOriginIsSkippedUnlessAllAreDown) {
     c.send(ok("b"));
     return true;
   });
-  const conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  config.origin_groups[0].health_check.enabled = true;  // checked, but by this test's hand
+  config.origin_groups[0].health_check.fall = 1;
   makeClient(config);
   const auto now = std::chrono::steady_clock::now();
   for (int i = 0; i < 3; ++i) health_->recordFailure(0, 0, now);
@@ -791,13 +793,18 @@ TEST_F(OriginClientTest, DownOriginIsSkippedUnlessAllAreDown) {
   EXPECT_EQ(rec.body, "b");
   EXPECT_EQ(a.accepted(), 0);
 
+  // Passive signals never take the last eligible origin out; an active check does.
   for (int i = 0; i < 3; ++i) health_->recordFailure(0, 1, now);
+  EXPECT_TRUE(health_->isUp(0, 1, now));
+  health_->recordCheck(0, 1, false, now, "test");
+  EXPECT_FALSE(health_->isUp(0, 1, now));
   Recorder all_down;
   fetch(config, all_down);
   ASSERT_TRUE(runUntil([&] { return all_down.done(); }));
   ASSERT_TRUE(all_down.completed);
-  EXPECT_EQ(all_down.body, "a");  // all down: priority order, and a success brings it back
-  EXPECT_TRUE(health_->isUp(0, 0, std::chrono::steady_clock::now()));
+  EXPECT_EQ(all_down.body, "a");  // all down: priority order
+  // A success during the ejection does not cut it short (it ends at its back-off).
+  EXPECT_FALSE(health_->isUp(0, 0, std::chrono::steady_clock::now()));
 }
 
 TEST_F(OriginClientTest, RepeatedFailuresMarkTheOriginDown) {
@@ -1457,58 +1464,6 @@ TEST_F(OriginClientTest, CloseIdleDropsPooledConnections) {
   fetch(config, second);
   ASSERT_TRUE(runUntil([&] { return second.done(); }));
   EXPECT_EQ(origin.accepted(), 2);
-}
-
-// ---- OriginHealth -------------------------------------------------------------------------
-
-class OriginHealthTest : public ::testing::Test {
- protected:
-  OriginHealthTest()
-      : health_(configWith({originAt(1, "a"), originAt(2, "b")})),
-        t0_(std::chrono::steady_clock::now()) {}
-  OriginHealth health_;
-  const std::chrono::steady_clock::time_point t0_;
-};
-
-TEST_F(OriginHealthTest, ThreeConsecutiveFailuresMarkDownForTenSeconds) {
-  health_.recordFailure(0, 0, t0_);
-  health_.recordFailure(0, 0, t0_);
-  EXPECT_TRUE(health_.isUp(0, 0, t0_));
-  health_.recordFailure(0, 0, t0_);
-  EXPECT_FALSE(health_.isUp(0, 0, t0_));
-  EXPECT_FALSE(health_.isUp(0, 0, t0_ + std::chrono::seconds(9)));
-  EXPECT_FALSE(health_.admit(0, 0, t0_ + std::chrono::seconds(9)));
-  EXPECT_TRUE(health_.isUp(0, 0, t0_ + std::chrono::seconds(10)));
-  EXPECT_TRUE(health_.isUp(0, 1, t0_));  // the other origin is untouched
-}
-
-TEST_F(OriginHealthTest, HalfOpenAdmitsOneProbe) {
-  for (int i = 0; i < 3; ++i) health_.recordFailure(0, 0, t0_);
-  const auto later = t0_ + std::chrono::seconds(11);
-  EXPECT_TRUE(health_.admit(0, 0, later));
-  EXPECT_FALSE(health_.admit(0, 0, later));
-  // A failed probe keeps it down for another hold-off.
-  health_.recordFailure(0, 0, later);
-  EXPECT_FALSE(health_.admit(0, 0, later + std::chrono::seconds(5)));
-  EXPECT_TRUE(health_.admit(0, 0, later + std::chrono::seconds(10)));
-}
-
-TEST_F(OriginHealthTest, SuccessResets) {
-  for (int i = 0; i < 3; ++i) health_.recordFailure(0, 0, t0_);
-  health_.recordSuccess(0, 0);
-  EXPECT_TRUE(health_.isUp(0, 0, t0_));
-  EXPECT_TRUE(health_.admit(0, 0, t0_));
-  EXPECT_TRUE(health_.admit(0, 0, t0_));
-  health_.recordFailure(0, 0, t0_);
-  health_.recordFailure(0, 0, t0_);
-  EXPECT_TRUE(health_.isUp(0, 0, t0_));  // counting restarted
-}
-
-TEST_F(OriginHealthTest, IndicesOutsideTheConfigCountAsUp) {
-  health_.recordFailure(5, 0, t0_);
-  health_.recordFailure(0, 9, t0_);
-  EXPECT_TRUE(health_.isUp(5, 0, t0_));
-  EXPECT_TRUE(health_.admit(0, 9, t0_));
 }
 
 }  // namespace

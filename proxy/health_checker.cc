@@ -1,0 +1,348 @@
+#include "proxy/health_checker.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "proxy/http_parser.h"
+#include "tls/origin_context.h"
+
+namespace streamedge::proxy {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+struct BevFree {
+  void operator()(bufferevent* bev) const { bufferevent_free(bev); }
+};
+using BevPtr = std::unique_ptr<bufferevent, BevFree>;
+
+struct EventFree {
+  void operator()(event* ev) const { event_free(ev); }
+};
+using EventPtr = std::unique_ptr<event, EventFree>;
+
+timeval toTimeval(std::chrono::nanoseconds d) {
+  const int64_t us = std::max<int64_t>(0, d.count() / 1000);
+  timeval tv;
+  tv.tv_sec = static_cast<time_t>(us / 1'000'000);
+  tv.tv_usec = static_cast<suseconds_t>(us % 1'000'000);
+  return tv;
+}
+
+std::string hostField(const conf::OriginConfig& origin) {
+  const bool v6 = origin.host.find(':') != std::string::npos;
+  std::string host = v6 ? "[" + origin.host + "]" : origin.host;
+  const bool default_port = (origin.scheme == "http" && origin.port == 80) ||
+                            (origin.scheme == "https" && origin.port == 443);
+  if (!default_port) host += ":" + std::to_string(origin.port);
+  return host;
+}
+
+bool ipLiteral(const std::string& host, uint16_t port, sockaddr_storage& out, socklen_t& len) {
+  std::memset(&out, 0, sizeof out);
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// Context of one evdns_getaddrinfo call: evdns may call back after a cancel, so the callback
+// owns it and the probe only clears `probe` when it gives up.
+struct DnsContext {
+  HealthChecker::Probe* probe = nullptr;
+  evdns_getaddrinfo_request* request = nullptr;
+};
+
+struct HealthChecker::Probe {
+  Probe(HealthChecker& checker, size_t group, size_t index)
+      : owner(checker),
+        group_index(group),
+        origin_index(index),
+        origin(checker.config_->origin_groups[group].origins[index]),
+        check(checker.config_->origin_groups[group].health_check),
+        next_(event_new(checker.base_, -1, 0, nextCb, this)),
+        timeout_(event_new(checker.base_, -1, 0, timeoutCb, this)) {
+    wire_ = "GET " + check.path + " HTTP/1.1\r\nHost: " +
+            (check.host.empty() ? hostField(origin) : check.host) +
+            "\r\nUser-Agent: streamedge-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+  }
+
+  ~Probe() { cancel(); }
+
+  void schedule(std::chrono::nanoseconds delay) {
+    const timeval tv = toTimeval(delay);
+    event_add(next_.get(), &tv);
+  }
+
+  static void nextCb(evutil_socket_t, short, void* arg) { static_cast<Probe*>(arg)->begin(); }
+  static void timeoutCb(evutil_socket_t, short, void* arg) {
+    static_cast<Probe*>(arg)->finish(false, "timed out");
+  }
+  static void readCb(bufferevent*, void* arg) { static_cast<Probe*>(arg)->onReadable(); }
+  static void eventCb(bufferevent*, short events, void* arg) {
+    static_cast<Probe*>(arg)->onEvent(events);
+  }
+  static void dnsCb(int result, evutil_addrinfo* res, void* arg);
+
+  void begin();
+  void connectTo(const sockaddr_storage& addr, socklen_t len);
+  void onReadable();
+  void onEvent(short events);
+  void finish(bool passed, const std::string& why);
+  void cancel();
+
+  HealthChecker& owner;
+  const size_t group_index;
+  const size_t origin_index;
+  const conf::OriginConfig& origin;
+  const conf::HealthCheckConfig& check;
+
+ private:
+  EventPtr next_;
+  EventPtr timeout_;
+  BevPtr bev_;
+  DnsContext* dns_ = nullptr;
+  std::string wire_;
+  bool in_flight_ = false;
+  bool connected_ = false;
+  SteadyClock::time_point started_{};
+};
+
+void HealthChecker::Probe::begin() {
+  if (in_flight_) return;
+  in_flight_ = true;
+  connected_ = false;
+  started_ = SteadyClock::now();
+  const timeval tv = toTimeval(check.timeout);
+  event_add(timeout_.get(), &tv);
+  sockaddr_storage addr;
+  socklen_t len = 0;
+  if (ipLiteral(origin.host, origin.port, addr, len)) {
+    connectTo(addr, len);
+    return;
+  }
+  evdns_base* dns = owner.dns();
+  if (!dns) {
+    finish(false, "evdns_base_new failed");
+    return;
+  }
+  auto* ctx = new DnsContext;
+  ctx->probe = this;
+  dns_ = ctx;
+  evutil_addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  const std::string port = std::to_string(origin.port);
+  // May call back at once (an /etc/hosts answer): dnsCb then runs the rest.
+  evdns_getaddrinfo_request* req =
+      evdns_getaddrinfo(dns, origin.host.c_str(), port.c_str(), &hints, dnsCb, ctx);
+  if (dns_ == ctx) ctx->request = req;
+}
+
+void HealthChecker::Probe::dnsCb(int result, evutil_addrinfo* res, void* arg) {
+  auto* ctx = static_cast<DnsContext*>(arg);
+  Probe* self = ctx->probe;
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  const bool ok = result == 0 && res && res->ai_addrlen <= sizeof addr;
+  if (ok) {
+    std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
+    len = static_cast<socklen_t>(res->ai_addrlen);
+  }
+  if (res) evutil_freeaddrinfo(res);
+  delete ctx;
+  if (!self) return;  // cancelled
+  self->dns_ = nullptr;
+  if (!ok) {
+    self->finish(false, "origin name did not resolve");
+    return;
+  }
+  self->connectTo(addr, len);
+}
+
+void HealthChecker::Probe::connectTo(const sockaddr_storage& addr, socklen_t len) {
+  const int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    finish(false, "socket() failed");
+    return;
+  }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  bufferevent* bev = nullptr;
+  if (origin.scheme == "https") {
+    SSL_CTX* ctx = owner.tls_ ? owner.tls_->originContext(origin) : nullptr;
+    tls::SslPtr ssl = ctx ? tls::newOriginSsl(ctx, origin, nullptr) : nullptr;
+    if (!ssl) {
+      ::close(fd);
+      finish(false, "no TLS context for this https origin");
+      return;
+    }
+    bev = bufferevent_openssl_socket_new(owner.base_, fd, ssl.get(), BUFFEREVENT_SSL_CONNECTING,
+                                         BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (bev) {
+      ssl.release();  // the bufferevent frees it
+      bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    }
+  } else {
+    bev = bufferevent_socket_new(owner.base_, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+  }
+  if (!bev) {
+    ::close(fd);
+    finish(false, "bufferevent_socket_new failed");
+    return;
+  }
+  bev_.reset(bev);
+  bufferevent_setcb(bev, readCb, nullptr, eventCb, this);
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
+  if (bufferevent_socket_connect(bev, reinterpret_cast<const sockaddr*>(&addr),
+                                 static_cast<int>(len)) < 0) {
+    finish(false, std::string("connect failed: ") + std::strerror(errno));
+    return;
+  }
+  bufferevent_write(bev, wire_.data(), wire_.size());  // flushed once connected
+}
+
+void HealthChecker::Probe::onReadable() {
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  for (;;) {
+    const size_t len = evbuffer_get_length(in);
+    const evbuffer_ptr found = evbuffer_search(in, "\r\n\r\n", 4, nullptr);
+    if (found.pos < 0) {
+      if (len > kMaxResponseHeadBytes) finish(false, "response head too large");
+      return;
+    }
+    const size_t head_end = static_cast<size_t>(found.pos) + 4;
+    const auto* data =
+        reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ev_ssize_t>(head_end)));
+    ResponseHeadView head;
+    ParseError err;
+    if (!data || !parseResponseHead(std::string_view(data, head_end), head, err)) {
+      finish(false, std::string("invalid response head: ") + (data ? err.detail : "pullup failed"));
+      return;
+    }
+    if (head.status >= 100 && head.status < 200) {  // interim (RFC 9110 §15.2): the final follows
+      evbuffer_drain(in, head_end);
+      continue;
+    }
+    if (head.status < check.expected_status_min || head.status > check.expected_status_max) {
+      finish(false, "status " + std::to_string(head.status));
+      return;
+    }
+    finish(true, "");
+    return;
+  }
+}
+
+void HealthChecker::Probe::onEvent(short events) {
+  if (events & BEV_EVENT_CONNECTED) {
+    connected_ = true;
+    return;
+  }
+  if (!connected_ && origin.scheme == "https" && bev_) {
+    std::string queued;
+    while (const unsigned long e = bufferevent_get_openssl_error(bev_.get())) {
+      char buf[256];
+      ERR_error_string_n(e, buf, sizeof buf);
+      if (!queued.empty()) queued += "; ";
+      queued += buf;
+    }
+    SSL* ssl = bufferevent_openssl_get_ssl(bev_.get());
+    if (!queued.empty() || (ssl && SSL_get_verify_result(ssl) != X509_V_OK)) {
+      finish(false, "TLS: " + tls::describeHandshakeFailure(ssl, queued));
+      return;
+    }
+  }
+  if (bev_ && evbuffer_get_length(bufferevent_get_input(bev_.get())) > 0) {
+    onReadable();  // a head that arrived with the close
+    if (!in_flight_) return;
+  }
+  const int err = EVUTIL_SOCKET_ERROR();
+  if (!connected_) {
+    finish(false, std::string("connect failed: ") +
+                      (err ? evutil_socket_error_to_string(err) : "connection closed"));
+    return;
+  }
+  finish(false, (events & BEV_EVENT_ERROR) ? "connection reset before the response head"
+                                           : "connection closed before the response head");
+}
+
+void HealthChecker::Probe::finish(bool passed, const std::string& why) {
+  if (!in_flight_) return;
+  cancel();
+  const auto now = SteadyClock::now();
+  owner.health_->recordCheck(group_index, origin_index, passed, now, why);
+  // The next check starts one interval after this one started (at once if that has passed).
+  schedule(std::max<std::chrono::nanoseconds>(std::chrono::nanoseconds(0),
+                                              started_ + check.interval - now));
+}
+
+void HealthChecker::Probe::cancel() {
+  in_flight_ = false;
+  if (timeout_) event_del(timeout_.get());
+  if (dns_) {
+    dns_->probe = nullptr;  // the callback frees the context
+    if (dns_->request) evdns_getaddrinfo_cancel(dns_->request);
+    dns_ = nullptr;
+  }
+  bev_.reset();
+}
+
+HealthChecker::HealthChecker(event_base* base, conf::ConfigPtr config, tls::TlsStatePtr tls,
+                             std::shared_ptr<OriginHealth> health)
+    : base_(base), config_(std::move(config)), tls_(std::move(tls)), health_(std::move(health)) {
+  for (size_t g = 0; g < config_->origin_groups.size(); ++g) {
+    const conf::OriginGroupConfig& group = config_->origin_groups[g];
+    if (!group.health_check.enabled) continue;
+    for (size_t o = 0; o < group.origins.size(); ++o) {
+      probes_.push_back(std::make_unique<Probe>(*this, g, o));
+      probes_.back()->schedule(std::chrono::nanoseconds(0));
+    }
+  }
+}
+
+HealthChecker::~HealthChecker() {
+  probes_.clear();  // cancels lookups before the evdns base goes
+  if (dns_) evdns_base_free(dns_, 0);
+}
+
+evdns_base* HealthChecker::dns() {
+  if (!dns_) {
+    dns_ = evdns_base_new(base_, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+  }
+  return dns_;
+}
+
+}  // namespace streamedge::proxy
