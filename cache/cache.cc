@@ -253,8 +253,8 @@ std::unique_ptr<Cache::VaryMarker> Cache::unlinkMarkerLocked(Shard& ps, Slot& sl
   std::unique_ptr<VaryMarker> marker = std::move(slot.vary);
   if (!marker) return marker;
   VaryMarker& m = *marker;
-  (m.newer ? m.newer->older : ps.oldest) = m.older;
-  (m.older ? m.older->newer : ps.newest) = m.newer;
+  (m.newer ? m.newer->older : ps.newest) = m.older;
+  (m.older ? m.older->newer : ps.oldest) = m.newer;
   m.newer = m.older = nullptr;
   --ps.markers;
   ps.marker_bytes -= m.charged_bytes;
