@@ -187,7 +187,6 @@ template <typename Fn>
 void Cache::withSlot(const CacheKey& key, Fn&& fn) {
   Shard& shard = shardFor(key);
   CacheKey primary;
-  uint64_t generation = 0;
   {
     std::lock_guard<std::mutex> lock(shard.mu);
     auto it = shard.slots.find(key);
@@ -196,7 +195,6 @@ void Cache::withSlot(const CacheKey& key, Fn&& fn) {
       return;
     }
     primary = it->second.primary;
-    generation = it->second.variant_of;
   }
   // A variant's slot: its URL's shard too. Which URL a slot belongs to changes only when a fill
   // is placed (rare); a few tries, then the locks held are used as they are.
@@ -209,7 +207,6 @@ void Cache::withSlot(const CacheKey& key, Fn&& fn) {
       primary = slot->primary;
       continue;
     }
-    (void)generation;
     fn(slot, shard, slot && slot->variant_of != 0 ? &ps : static_cast<Shard*>(nullptr));
     return;
   }
@@ -328,6 +325,7 @@ void Cache::forgetVariantLocked(Shard& ps, const CacheKey& primary, const CacheK
 
 void Cache::variantLeft(const CacheKey& primary, const CacheKey& variant) {
   MarkerList freed;
+  ObjectRef queued;  // released outside the locks
   {
     Shard& shard = shardFor(variant);
     Shard& ps = shardFor(primary);
@@ -336,7 +334,7 @@ void Cache::variantLeft(const CacheKey& primary, const CacheKey& variant) {
     // Still in RAM, or a fill of it in flight (which registers it again when kept).
     if (it != shard.slots.end() && (it->second.current || it->second.pending)) return;
     // Still (or again) on the SSD, or queued for it. The store's locks come after ours.
-    if (ssd_ && (ssd_->contains(variant) || ssd_->queuedObject(variant))) return;
+    if (ssd_ && (ssd_->contains(variant) || (queued = ssd_->queuedObject(variant)))) return;
     forgetVariantLocked(ps, primary, variant, freed);
   }
 }
