@@ -1,5 +1,7 @@
 #include "cache/cache.h"
 
+#include <algorithm>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -144,6 +146,9 @@ Cache::Cache(const conf::RamCacheConfig& config, const Clock& clock)
     : clock_(clock),
       max_object_bytes_(config.max_object_bytes),
       max_variants_(std::max<uint32_t>(config.max_variants, 1)),
+      markers_per_shard_(std::max<size_t>((config.max_vary_urls + kShards - 1) / kShards, 1)),
+      marker_bytes_per_shard_(config.size_bytes / 2 / kShards),
+      ram_capacity_bytes_(config.size_bytes),
       policy_(config.size_bytes) {
   setFillLimits(config.fill_window_bytes, config.fill_memory_bytes);
 }
@@ -153,12 +158,297 @@ void Cache::setFillLimits(uint64_t window_bytes, uint64_t budget_bytes) {
   setFillMemoryBudget(budget_bytes);
 }
 
-Cache::~Cache() = default;
+Cache::~Cache() {
+  // The store outlives the cache: it must not call back into it from here on.
+  if (ssd_) ssd_->unsetVariantObserver(this);
+}
 
 void Cache::attachSsd(SsdStore* store, conf::SsdAdmission admission) {
   ssd_ = store;
   ssd_admission_ = admission;
   recent_ssd_reads_ = std::make_unique<std::atomic<uint64_t>[]>(kRecentSsdReads);
+  // Last: the store may hand over the variants its rebuild found right here.
+  if (ssd_) ssd_->setVariantObserver(this);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vary markers: locking and bookkeeping
+
+Cache::PairLock::PairLock(Shard& a, Shard& b)
+    : a_(a.mu, std::defer_lock), b_(b.mu, std::defer_lock) {
+  if (&a == &b) {
+    a_.lock();
+  } else {
+    std::lock(a_, b_);
+  }
+}
+
+template <typename Fn>
+void Cache::withSlot(const CacheKey& key, Fn&& fn) {
+  Shard& shard = shardFor(key);
+  CacheKey primary;
+  {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.slots.find(key);
+    if (it == shard.slots.end() || it->second.variant_of == 0) {
+      fn(it == shard.slots.end() ? nullptr : &it->second, shard, static_cast<Shard*>(nullptr));
+      return;
+    }
+    primary = it->second.primary;
+  }
+  // A variant's slot: its URL's shard too. Which URL a slot belongs to changes only when a fill
+  // is placed (rare); a few tries, then the locks held are used as they are.
+  for (int attempt = 0;; ++attempt) {
+    Shard& ps = shardFor(primary);
+    PairLock lock(shard, ps);
+    auto it = shard.slots.find(key);
+    Slot* slot = it == shard.slots.end() ? nullptr : &it->second;
+    if (slot && slot->variant_of != 0 && !(slot->primary == primary) && attempt < 3) {
+      primary = slot->primary;
+      continue;
+    }
+    fn(slot, shard, slot && slot->variant_of != 0 ? &ps : static_cast<Shard*>(nullptr));
+    return;
+  }
+}
+
+uint64_t Cache::varyMarkerBytes(size_t variants, const VaryNames& names) {
+  // The marker, its slot in the index (hash node, key, bucket) and its names (strings, vector,
+  // shared_ptr control block); each heap block with a malloc header.
+  uint64_t bytes = sizeof(VaryMarker) + sizeof(Slot) + sizeof(CacheKey) + 4 * sizeof(void*) +
+                   variants * sizeof(CacheKey) + sizeof(VaryNames) + 32 + 4 * 16;
+  for (const std::string& n : names) bytes += sizeof(std::string) + (n.size() > 15 ? n.size() + 16 : 0);
+  return bytes;
+}
+
+void Cache::chargeMarkerLocked(Shard& ps, VaryMarker& marker) {
+  const uint64_t bytes = varyMarkerBytes(marker.variants.capacity(), *marker.names);
+  if (bytes == marker.charged_bytes) return;
+  ps.marker_bytes += bytes;
+  ps.marker_bytes -= marker.charged_bytes;
+  vary_marker_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  vary_marker_bytes_.fetch_sub(marker.charged_bytes, std::memory_order_relaxed);
+  marker.charged_bytes = bytes;
+}
+
+void Cache::linkMarkerLocked(Shard& ps, Slot& slot, std::unique_ptr<VaryMarker> marker,
+                             MarkerList& evicted) {
+  VaryMarker& m = *marker;
+  m.older = ps.newest;
+  m.newer = nullptr;
+  if (ps.newest) ps.newest->newer = &m;
+  ps.newest = &m;
+  if (!ps.oldest) ps.oldest = &m;
+  ++ps.markers;
+  vary_urls_.fetch_add(1, std::memory_order_relaxed);
+  chargeMarkerLocked(ps, m);
+  slot.vary = std::move(marker);
+  enforceMarkerBoundsLocked(ps, &m, evicted);
+}
+
+std::unique_ptr<Cache::VaryMarker> Cache::unlinkMarkerLocked(Shard& ps, Slot& slot) {
+  std::unique_ptr<VaryMarker> marker = std::move(slot.vary);
+  if (!marker) return marker;
+  VaryMarker& m = *marker;
+  (m.newer ? m.newer->older : ps.newest) = m.older;
+  (m.older ? m.older->newer : ps.oldest) = m.newer;
+  m.newer = m.older = nullptr;
+  --ps.markers;
+  ps.marker_bytes -= m.charged_bytes;
+  vary_marker_bytes_.fetch_sub(m.charged_bytes, std::memory_order_relaxed);
+  m.charged_bytes = 0;
+  vary_urls_.fetch_sub(1, std::memory_order_relaxed);
+  return marker;
+}
+
+void Cache::touchMarkerLocked(Shard& ps, VaryMarker& m) {
+  if (ps.newest == &m) return;
+  // Unlink (m has a newer one: it is not the newest), then in front.
+  m.newer->older = m.older;
+  (m.older ? m.older->newer : ps.oldest) = m.newer;
+  m.older = ps.newest;
+  m.newer = nullptr;
+  ps.newest->newer = &m;
+  ps.newest = &m;
+}
+
+void Cache::enforceMarkerBoundsLocked(Shard& ps, const VaryMarker* keep, MarkerList& evicted) {
+  while ((ps.markers > markers_per_shard_ || ps.marker_bytes > marker_bytes_per_shard_) &&
+         ps.oldest && ps.oldest != keep) {
+    auto it = ps.slots.find(ps.oldest->primary);
+    if (it == ps.slots.end() || it->second.vary.get() != ps.oldest) break;  // cannot happen
+    evicted.push_back(unlinkMarkerLocked(ps, it->second));
+    if (it->second.empty()) ps.slots.erase(it);
+  }
+}
+
+Cache::VaryMarker* Cache::markerLocked(Shard& ps, const CacheKey& primary, uint64_t generation) {
+  auto it = ps.slots.find(primary);
+  if (it == ps.slots.end() || !it->second.vary) return nullptr;
+  if (generation != 0 && it->second.vary->generation != generation) return nullptr;
+  return it->second.vary.get();
+}
+
+void Cache::freeIfUnusedLocked(Shard& ps, const CacheKey& primary, MarkerList& freed) {
+  auto it = ps.slots.find(primary);
+  if (it == ps.slots.end() || !it->second.vary) return;
+  const VaryMarker& m = *it->second.vary;
+  if (!m.variants.empty() || m.fills != 0) return;
+  freed.push_back(unlinkMarkerLocked(ps, it->second));
+  if (it->second.empty()) ps.slots.erase(it);
+}
+
+void Cache::countFillLocked(Shard& ps, const Slot& variant_slot) {
+  if (variant_slot.variant_of == 0) return;
+  if (VaryMarker* m = markerLocked(ps, variant_slot.primary, variant_slot.variant_of)) ++m->fills;
+}
+
+void Cache::endFillLocked(Slot& slot, Shard* ps, bool moved, MarkerList& freed) {
+  slot.pending.reset();
+  if (!moved) fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  if (!ps || slot.variant_of == 0) return;
+  // Counted at its start iff this marker existed then: generations are never reused, so a
+  // marker that exists now existed all along.
+  VaryMarker* m = markerLocked(*ps, slot.primary, slot.variant_of);
+  if (!m) return;
+  if (m->fills > 0) --m->fills;
+  freeIfUnusedLocked(*ps, slot.primary, freed);
+}
+
+void Cache::forgetVariantLocked(Shard& ps, const CacheKey& primary, const CacheKey& variant,
+                                MarkerList& freed) {
+  VaryMarker* m = markerLocked(ps, primary, 0);
+  if (!m) return;
+  std::erase(m->variants, variant);
+  freeIfUnusedLocked(ps, primary, freed);
+}
+
+void Cache::variantLeft(const CacheKey& primary, const CacheKey& variant) {
+  MarkerList freed;
+  ObjectRef queued;  // released outside the locks
+  {
+    Shard& shard = shardFor(variant);
+    Shard& ps = shardFor(primary);
+    PairLock lock(shard, ps);
+    auto it = shard.slots.find(variant);
+    // Still in RAM, or a fill of it in flight (which registers it again when kept).
+    if (it != shard.slots.end() && (it->second.current || it->second.pending)) return;
+    // Still (or again) on the SSD, or queued for it. The store's locks come after ours.
+    if (ssd_ && (ssd_->contains(variant) || (queued = ssd_->queuedObject(variant)))) return;
+    forgetVariantLocked(ps, primary, variant, freed);
+  }
+}
+
+void Cache::applyMarkerChargeLocked() {
+  // Markers take at most half the budget (their own bound drops markers beyond it).
+  const uint64_t markers = std::min(vary_marker_bytes_.load(std::memory_order_relaxed),
+                                    ram_capacity_bytes_ / 2);
+  policy_.setCapacity(ram_capacity_bytes_ - markers);
+}
+
+void Cache::dropMarkers(MarkerList& evicted, bool ssd, std::vector<CacheKey>* ssd_keys) {
+  for (const std::unique_ptr<VaryMarker>& m : evicted) {
+    if (!m) continue;
+    dropVariants(m->variants, ssd);
+    if (ssd_keys) ssd_keys->insert(ssd_keys->end(), m->variants.begin(), m->variants.end());
+  }
+  evicted.clear();
+}
+
+std::vector<CacheKey> Cache::adoptSsdVariants(std::vector<SsdVariant> variants) {
+  // Grouped by URL, in the order of each URL's newest variant (oldest first, so that the
+  // newest end up the most recently used markers). A URL's variants named other fields than its
+  // newest (its Vary changed and the tombstones of the old rule were lost in a crash) are
+  // refused; so are those beyond max_variants (the oldest).
+  struct Group {
+    std::shared_ptr<const VaryNames> names;
+    std::vector<CacheKey> keys;
+    size_t last = 0;
+  };
+  std::vector<CacheKey> refused;
+  uint64_t dropped = 0;  // refused for a changed Vary or the per-URL bound
+  std::unordered_map<CacheKey, Group, CacheKeyHash> groups;
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const SsdVariant& v = variants[i];
+    if (!v.names || v.names->empty()) {
+      refused.push_back(v.key);
+      continue;
+    }
+    Group& g = groups[v.primary];
+    if (g.names && *g.names != *v.names) {
+      refused.insert(refused.end(), g.keys.begin(), g.keys.end());
+      dropped += g.keys.size();
+      g.keys.clear();
+    }
+    g.names = v.names;
+    std::erase(g.keys, v.key);
+    g.keys.push_back(v.key);
+    g.last = i;
+  }
+  std::vector<std::pair<size_t, CacheKey>> order;
+  order.reserve(groups.size());
+  for (const auto& [primary, g] : groups) order.emplace_back(g.last, primary);
+  std::sort(order.begin(), order.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [last, primary] : order) {
+    Group& g = groups[primary];
+    if (g.keys.size() > max_variants_) {
+      const size_t over = g.keys.size() - max_variants_;
+      refused.insert(refused.end(), g.keys.begin(), g.keys.begin() + static_cast<ptrdiff_t>(over));
+      dropped += over;
+      g.keys.erase(g.keys.begin(), g.keys.begin() + static_cast<ptrdiff_t>(over));
+    }
+    auto fresh = std::make_unique<VaryMarker>();
+    fresh->primary = primary;
+    fresh->names = g.names;
+    fresh->variants.reserve(max_variants_ + 1);  // merged with a marker learnt meanwhile
+    MarkerList evicted;
+    std::vector<CacheKey> not_kept;
+    {
+      Shard& ps = shardFor(primary);
+      std::lock_guard<std::mutex> lock(ps.mu);
+      Slot& slot = ps.slots[primary];
+      if (slot.vary && *slot.vary->names != *g.names) {
+        // Learnt since the start from a newer answer with another Vary: the old rule's
+        // variants go.
+        not_kept = std::move(g.keys);
+      } else if (slot.vary) {
+        // Learnt since the start with the same Vary: the SSD's variants are older than those
+        // stored since; beyond the bound the oldest go.
+        VaryMarker& m = *slot.vary;
+        for (const CacheKey& k : g.keys) {
+          if (std::find(m.variants.begin(), m.variants.end(), k) == m.variants.end()) {
+            fresh->variants.push_back(k);
+          }
+        }
+        fresh->variants.insert(fresh->variants.end(), m.variants.begin(), m.variants.end());
+        while (fresh->variants.size() > max_variants_) {
+          not_kept.push_back(fresh->variants.front());
+          fresh->variants.erase(fresh->variants.begin());
+        }
+        std::swap(m.variants, fresh->variants);  // the old list is freed with `fresh`
+        chargeMarkerLocked(ps, m);
+      } else {
+        fresh->variants = std::move(g.keys);
+        fresh->generation = next_vary_generation_.fetch_add(1, std::memory_order_relaxed);
+        // A copy stored under the URL's own key (from before its answers varied) stays: the
+        // store found both, and the newest write decides at the next request (a marker makes
+        // lookups go to the variants; the plain copy is left for reclaim).
+        linkMarkerLocked(ps, slot, std::move(fresh), evicted);
+      }
+      if (slot.empty()) ps.slots.erase(primary);
+    }
+    // Not under the store's lock order: RAM copies only here; the store removes SSD ones.
+    refused.insert(refused.end(), not_kept.begin(), not_kept.end());
+    dropped += not_kept.size();
+    dropMarkers(evicted, /*ssd=*/false, &refused);  // counted there
+  }
+  variants_dropped_.fetch_add(dropped, std::memory_order_relaxed);
+  return refused;
+}
+
+void Cache::onSsdVariantsGone(const std::vector<SsdVariant>& variants) {
+  for (const SsdVariant& v : variants) variantLeft(v.primary, v.key);
 }
 
 // An object read once from the SSD stays there: promoting every read into RAM would let a
@@ -188,6 +478,7 @@ class NoFields final : public RequestFieldSource {
 const NoFields kNoFields;  // a request without fields
 }  // namespace
 
+
 LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const CacheKey& primary,
                               uint64_t variant_of, const RequestFieldSource* request) {
   ssd_allowed = ssd_allowed && ssd_ != nullptr;
@@ -199,7 +490,17 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
     ObjectRef taken_back;  // just evicted, still queued for the SSD: back into RAM
     uint64_t redirect_generation = 0;
     {
-      std::lock_guard<std::mutex> lock(shard.mu);
+      // A variant fill about to start is counted in its URL's marker: then the URL's shard is
+      // locked too (the second pass only: hits take one lock).
+      std::unique_lock<std::mutex> lock(shard.mu, std::defer_lock);
+      std::unique_lock<std::mutex> url_lock;
+      Shard* url_shard = variant_of != 0 && candidate ? &shardFor(primary) : nullptr;
+      if (url_shard && url_shard != &shard) {
+        url_lock = std::unique_lock<std::mutex>(url_shard->mu, std::defer_lock);
+        std::lock(lock, url_lock);
+      } else {
+        lock.lock();
+      }
       auto it = shard.slots.find(key);
       Slot* slot = it == shard.slots.end() ? nullptr : &it->second;
       // A new slot of a variant records which URL (and marker) it belongs to.
@@ -213,6 +514,7 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
       };
       if (variant_of == 0 && slot && slot->vary) {
         // The URL's answers vary: the request's variant is looked up instead (below).
+        touchMarkerLocked(shard, *slot->vary);
         vary = slot->vary->names;
         redirect_generation = slot->vary->generation;
       } else if (slot && slot->current) {
@@ -233,6 +535,7 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
         if (candidate) {
           slot->pending = candidate;
           fills_in_flight_.fetch_add(1, std::memory_order_relaxed);
+          if (url_shard) countFillLocked(*url_shard, *slot);
           r.fill = FillWriter(this, std::move(candidate), slot->current);
           r.pending = r.fill.object();
           return r;
@@ -265,15 +568,15 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
         s.pending = candidate;
         s.pass_until = WallTime{};
         fills_in_flight_.fetch_add(1, std::memory_order_relaxed);
+        if (url_shard) countFillLocked(*url_shard, s);
         LookupResult r;
         r.key = key;
         r.vary = vary;
         r.kind = LookupResult::Kind::kMiss;
         if (ssd_allowed) {
-          // The SSD index is in RAM: no I/O under the lock. Only fresh copies are worth a read.
+          // The SSD index is in RAM: no I/O under the lock. Only fresh copies, or stale ones a
+          // conditional request can refresh, are worth a read.
           const std::optional<SsdEntryInfo> info = ssd_->find(key);
-          // Only fresh copies, or stale ones a conditional request can refresh, are worth a
-          // read.
           if (info && (now < info->fresh_until || info->revalidatable)) {
             r.kind = LookupResult::Kind::kSsd;
           }
@@ -303,6 +606,7 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
     candidate->setSsdAllowed(ssd_allowed);
   }
 }
+
 
 void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
   if (!fill) return;
@@ -334,7 +638,8 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
   if (!started) fallback();
 }
 
-void Cache::offerToSsd(const ObjectRef& object, WallTime now) {
+
+void Cache::offerToSsd(const ObjectRef& object, WallTime now, const CacheKey& primary) {
   if (!ssd_ || !object->ssdAllowed() || !object->shareable()) return;
   // A stale copy is read back only to be revalidated, which needs a validator.
   if (!object->freshness().isFresh(now) && !object->head().find("ETag") &&
@@ -342,12 +647,16 @@ void Cache::offerToSsd(const ObjectRef& object, WallTime now) {
     return;
   }
   if (object->fromSsd() && ssd_->contains(object->key())) return;  // the same bytes are there
-  if (ssd_->insert(object)) ssd_admissions_.fetch_add(1, std::memory_order_relaxed);
+  if (ssd_->insert(object, primary)) ssd_admissions_.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool Cache::purge(const CacheKey& key) {
+  // The SSD tier first: variants its rebuild found and has not handed to adoptSsdVariants() yet
+  // go with their URL (SsdStore::remove). Again in purgeKey, after the RAM copy is gone (an
+  // eviction meanwhile may have queued it for the SSD).
+  bool found = ssd_ && ssd_->remove(key);
   std::vector<CacheKey> variants;
-  bool found = purgeKey(key, &variants);
+  found = purgeKey(key, &variants) || found;
   // Every variant the URL's marker knows, in both tiers; their fills in flight are not kept.
   for (const CacheKey& variant : variants) found = purgeKey(variant, nullptr) || found;
   return found;
@@ -356,28 +665,26 @@ bool Cache::purge(const CacheKey& key) {
 bool Cache::purgeKey(const CacheKey& key, std::vector<CacheKey>* variants) {
   ObjectRef removed;
   bool found = false;
-  {
-    Shard& shard = shardFor(key);
-    std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.slots.find(key);
-    if (it != shard.slots.end()) {
-      Slot& slot = it->second;
-      found = static_cast<bool>(slot.current) || static_cast<bool>(slot.pending) ||
-              static_cast<bool>(slot.vary);
-      if (slot.pending) fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
-      removed = std::move(slot.current);
-      if (slot.vary) {
-        if (variants) *variants = std::move(slot.vary->variants);
-        vary_urls_.fetch_sub(1, std::memory_order_relaxed);
-      }
-      // A fill in flight goes on for its readers, but onComplete() will not find it in its
-      // slot and so will not keep it.
-      shard.slots.erase(it);
+  MarkerList freed;  // destroyed last, outside the locks
+  withSlot(key, [&](Slot* slot, Shard& shard, Shard* url_shard) {
+    if (!slot) return;
+    found = static_cast<bool>(slot->current) || static_cast<bool>(slot->pending) ||
+            static_cast<bool>(slot->vary);
+    // A fill in flight goes on for its readers, but onComplete() will not find it in its slot
+    // and so will not keep it.
+    if (slot->pending) endFillLocked(*slot, url_shard, /*moved=*/false, freed);
+    removed = std::move(slot->current);
+    if (slot->vary) {
+      freed.push_back(unlinkMarkerLocked(shard, *slot));
+      if (variants) *variants = std::move(freed.back()->variants);
     }
-  }
+    // A variant purged on its own leaves its URL's marker.
+    if (url_shard) forgetVariantLocked(*url_shard, slot->primary, key, freed);
+    shard.slots.erase(key);
+  });
   if (removed) unlinkFromPolicy(*removed);
-  // The SSD copy leaves the index (its bytes stay on the device until the region is reclaimed;
-  // a durable purge needs a tombstone).
+  // The SSD copy leaves the index and a tombstone keeps it out after a restart (its bytes stay
+  // on the device until the region is reclaimed).
   if (ssd_ && ssd_->remove(key)) found = true;
   return found;
 }
@@ -401,26 +708,22 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
   }
   const bool is_variant = filled_under != 0;
   uint64_t generation = 0;
+  MarkerList freed;  // destroyed last, outside the locks
   if (is_variant && storable) {
     // A variant fill whose marker is gone (the URL was purged) or was replaced (its answers
     // changed their Vary) is not kept, and does not set the rule again.
     bool current_marker = false;
     {
-      Shard& shard = shardFor(primary);
-      std::lock_guard<std::mutex> lock(shard.mu);
-      auto it = shard.slots.find(primary);
-      current_marker = it != shard.slots.end() && it->second.vary &&
-                       it->second.vary->generation == filled_under;
+      Shard& ps = shardFor(primary);
+      std::lock_guard<std::mutex> lock(ps.mu);
+      current_marker = markerLocked(ps, primary, filled_under) != nullptr;
     }
     if (!current_marker) {
-      Shard& shard = shardFor(key);
-      std::lock_guard<std::mutex> lock(shard.mu);
-      auto it = shard.slots.find(key);
-      if (it != shard.slots.end() && it->second.pending == object) {
-        it->second.pending.reset();
-        fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
-        if (it->second.empty()) shard.slots.erase(it);
-      }
+      withSlot(key, [&](Slot* slot, Shard& shard, Shard* url_shard) {
+        if (!slot || slot->pending != object) return;
+        endFillLocked(*slot, url_shard, /*moved=*/false, freed);
+        if (slot->empty()) shard.slots.erase(key);
+      });
       return;
     }
   }
@@ -431,108 +734,149 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
     std::unique_ptr<VaryMarker> fresh;
     if (varies) {
       fresh = std::make_unique<VaryMarker>();
+      fresh->primary = primary;
       fresh->names = std::make_shared<const VaryNames>(vary.names);
-      fresh->variants.reserve(max_variants_ + 1);
+      fresh->variants.reserve(std::min<size_t>(2, max_variants_ + 1));
     }
     std::vector<CacheKey> dropped;
     ObjectRef dropped_current;
+    MarkerList evicted;  // over the marker bounds
+    bool made = false;
     {
-      Shard& shard = shardFor(primary);
-      std::lock_guard<std::mutex> lock(shard.mu);
-      auto it = shard.slots.find(primary);
-      Slot* slot = it == shard.slots.end() ? nullptr : &it->second;
+      Shard& ps = shardFor(primary);
+      std::lock_guard<std::mutex> lock(ps.mu);
+      auto it = ps.slots.find(primary);
+      Slot* slot = it == ps.slots.end() ? nullptr : &it->second;
       if (varies) {
         if (slot && slot->vary && *slot->vary->names == vary.names) {
           generation = slot->vary->generation;
+          touchMarkerLocked(ps, *slot->vary);
         } else {
-          Slot& s = slot ? *slot : shard.slots[primary];
+          Slot& s = slot ? *slot : ps.slots[primary];
           if (s.vary) {
-            dropped = std::move(s.vary->variants);
-          } else {
-            vary_urls_.fetch_add(1, std::memory_order_relaxed);
+            freed.push_back(unlinkMarkerLocked(ps, s));
+            dropped = std::move(freed.back()->variants);
           }
           // An answer stored without Vary is no longer right for every request.
           dropped_current = std::move(s.current);
           fresh->generation = next_vary_generation_.fetch_add(1, std::memory_order_relaxed);
           generation = fresh->generation;
-          s.vary = std::move(fresh);
+          linkMarkerLocked(ps, s, std::move(fresh), evicted);
+          made = true;
         }
       } else if (slot && slot->vary) {
-        dropped = std::move(slot->vary->variants);
-        slot->vary.reset();
-        vary_urls_.fetch_sub(1, std::memory_order_relaxed);
-        if (slot->empty()) shard.slots.erase(it);
+        freed.push_back(unlinkMarkerLocked(ps, *slot));
+        dropped = std::move(freed.back()->variants);
+        if (slot->empty()) ps.slots.erase(it);
       }
     }
     if (dropped_current) unlinkFromPolicy(*dropped_current);
     // A new marker: a copy of the URL stored on SSD before its answers varied goes too.
-    if (varies && !fresh && ssd_ && object->ssdAllowed()) ssd_->remove(primary);
+    if (made && ssd_ && object->ssdAllowed()) ssd_->remove(primary);
     dropVariants(dropped, object->ssdAllowed());
+    dropMarkers(evicted, /*ssd=*/true);
   } else if (!varies && !is_variant) {
     return;  // the common case: an answer that does not vary, filled under the URL's key
   }
   // Where the fill belongs: the variant the request it sent selects, or the URL itself.
   const CacheKey target = varies ? variantKey(primary, vary.names, request ? *request : kNoFields)
                                  : primary;
+  const CacheKey new_primary = varies ? primary : CacheKey{};
   if (target == key) {
-    Shard& shard = shardFor(key);
-    std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.slots.find(key);
-    if (it != shard.slots.end() && it->second.pending == object) {
-      it->second.primary = varies ? primary : CacheKey{};
-      it->second.variant_of = generation;
-    }
+    // Only a fill that is not kept can change its marker here (generation 0): a kept one
+    // found its own marker above, and another marker's names give another key.
+    withSlot(key, [&](Slot* slot, Shard&, Shard* url_shard) {
+      if (!slot || slot->pending != object) return;
+      if (slot->primary == new_primary && slot->variant_of == generation) return;
+      if (url_shard) {
+        VaryMarker* m = markerLocked(*url_shard, slot->primary, slot->variant_of);
+        if (m && m->fills > 0) --m->fills;
+        const CacheKey old_primary = slot->primary;
+        slot->variant_of = 0;  // uncounted
+        freeIfUnusedLocked(*url_shard, old_primary, freed);
+      }
+      slot->primary = new_primary;
+      slot->variant_of = generation;
+      if (generation != 0 && url_shard == &shardFor(primary)) {
+        countFillLocked(*url_shard, *slot);
+      }
+    });
     return;
   }
-  {
-    Shard& shard = shardFor(key);
-    std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.slots.find(key);
-    if (it == shard.slots.end() || it->second.pending != object) return;
-    it->second.pending.reset();
-    if (it->second.empty()) shard.slots.erase(it);
-  }
+  bool moved_out = false;
+  withSlot(key, [&](Slot* slot, Shard& shard, Shard* url_shard) {
+    if (!slot || slot->pending != object) return;
+    endFillLocked(*slot, url_shard, /*moved=*/true, freed);
+    if (slot->empty()) shard.slots.erase(key);
+    moved_out = true;
+  });
+  if (!moved_out) return;
   // Nobody reads the key of a fill before its head is published (placeFill runs just before).
   object->rekey(target);
   Shard& shard = shardFor(target);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  Shard& ps = shardFor(primary);
+  PairLock lock(shard, varies ? ps : shard);
   Slot& s = shard.slots[target];
   if (s.pending) {
     // The same variant is being filled already (its lookup came after the marker): ours goes
     // on for its readers and is not kept.
     fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    if (varies) freeIfUnusedLocked(ps, primary, freed);
     return;
   }
   s.pending = object;
   s.pass_until = WallTime{};
-  s.primary = varies ? primary : CacheKey{};
+  s.primary = new_primary;
   s.variant_of = generation;
+  if (varies) countFillLocked(ps, s);
 }
 
 bool Cache::registerVariant(const CacheKey& primary, uint64_t generation, const CacheKey& variant,
                             bool ssd_allowed) {
-  CacheKey victim;
-  bool evict = false;
-  {
-    Shard& shard = shardFor(primary);
-    std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.slots.find(primary);
-    if (it == shard.slots.end() || !it->second.vary ||
-        it->second.vary->generation != generation) {
-      return false;  // purged, or the URL's Vary changed while this variant was filled
+  // A longer list when the marker's is full, allocated outside the lock; after the swap, the
+  // old list, freed outside it.
+  std::vector<CacheKey> spare;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    CacheKey victim;
+    bool evict = false;
+    size_t want = 0;
+    {
+      Shard& ps = shardFor(primary);
+      std::lock_guard<std::mutex> lock(ps.mu);
+      VaryMarker* m = markerLocked(ps, primary, generation);
+      if (!m) return false;  // purged, or the URL's Vary changed while this variant was filled
+      std::vector<CacheKey>& variants = m->variants;
+      std::erase(variants, variant);
+      if (variants.size() == variants.capacity()) {
+        if (spare.capacity() > variants.size()) {
+          spare.assign(variants.begin(), variants.end());  // within its capacity
+          std::swap(variants, spare);
+          chargeMarkerLocked(ps, *m);
+        } else {
+          want = std::min<size_t>(std::max<size_t>(2 * variants.capacity(), 2),
+                                  size_t{max_variants_} + 1);
+        }
+      }
+      if (want == 0) {
+        variants.push_back(variant);
+        touchMarkerLocked(ps, *m);
+        if (variants.size() > max_variants_) {
+          // The bound: the least recently stored variant goes (both tiers).
+          victim = variants.front();
+          variants.erase(variants.begin());
+          evict = true;
+        }
+      }
     }
-    std::vector<CacheKey>& variants = it->second.vary->variants;
-    std::erase(variants, variant);
-    variants.push_back(variant);  // capacity reserved: no allocation under the lock
-    if (variants.size() > max_variants_) {
-      // The bound: the least recently stored variant goes (both tiers).
-      victim = variants.front();
-      variants.erase(variants.begin());
-      evict = true;
+    if (want != 0) {
+      spare.clear();
+      spare.reserve(want);
+      continue;
     }
+    if (evict) dropVariants({victim}, ssd_allowed);
+    return true;
   }
-  if (evict) dropVariants({victim}, ssd_allowed);
-  return true;
+  return false;  // the marker kept changing under us: not kept
 }
 
 void Cache::dropVariants(const std::vector<CacheKey>& variants, bool ssd_allowed) {
@@ -557,30 +901,33 @@ void Cache::dropVariants(const std::vector<CacheKey>& variants, bool ssd_allowed
 
 void Cache::onUncacheable(const ObjectRef& object) {
   ObjectRef dropped;
-  {
-    Shard& shard = shardFor(object->key());
-    std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.slots.find(object->key());
-    if (it == shard.slots.end() || it->second.pending != object) return;
-    it->second.pending.reset();
-    fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  bool found = false;
+  MarkerList freed;
+  const CacheKey key = object->key();
+  withSlot(key, [&](Slot* slot, Shard&, Shard* url_shard) {
+    if (!slot || slot->pending != object) return;
+    found = true;
+    endFillLocked(*slot, url_shard, /*moved=*/false, freed);
     // The origin no longer allows storing: a stale predecessor must not be served either.
-    dropped = std::move(it->second.current);
-    it->second.pass_until = clock_.wallNow() + kHitForPassTtl;
-  }
+    dropped = std::move(slot->current);
+    slot->pass_until = clock_.wallNow() + kHitForPassTtl;
+    // A variant that may no longer be stored is gone from its URL's marker.
+    if (url_shard) forgetVariantLocked(*url_shard, slot->primary, key, freed);
+  });
+  if (!found) return;
   if (dropped) unlinkFromPolicy(*dropped);
   // Only a key whose route may use the SSD tier can have a copy there.
-  if (ssd_ && object->ssdAllowed()) ssd_->remove(object->key());
+  if (ssd_ && object->ssdAllowed()) ssd_->remove(key);
 }
 
 void Cache::onAbort(const ObjectRef& object) {
-  Shard& shard = shardFor(object->key());
-  std::lock_guard<std::mutex> lock(shard.mu);
-  auto it = shard.slots.find(object->key());
-  if (it == shard.slots.end() || it->second.pending != object) return;
-  it->second.pending.reset();
-  fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
-  if (it->second.empty()) shard.slots.erase(it);
+  MarkerList freed;
+  const CacheKey key = object->key();
+  withSlot(key, [&](Slot* slot, Shard& shard, Shard* url_shard) {
+    if (!slot || slot->pending != object) return;
+    endFillLocked(*slot, url_shard, /*moved=*/false, freed);
+    if (slot->empty()) shard.slots.erase(key);
+  });
 }
 
 void Cache::onComplete(const ObjectRef& object, bool keep) {
@@ -588,44 +935,46 @@ void Cache::onComplete(const ObjectRef& object, bool keep) {
   if (keep && object->body().allocatedBytes() + kObjectOverheadBytes > policy_.capacityBytes()) {
     keep = false;
   }
+  const CacheKey key = object->key();
   if (keep || object->fromSsd()) {
     // A variant is kept only while its URL's marker is the one it was filled under; recorded
     // there first, so that a purge from now on finds it. One read from the SSD is recorded
-    // too, kept in RAM or not: its copy there is a stored variant (e.g. after a restart).
+    // too, kept in RAM or not: its copy there is a stored variant.
     CacheKey primary;
     uint64_t generation = 0;
     {
-      Shard& shard = shardFor(object->key());
+      Shard& shard = shardFor(key);
       std::lock_guard<std::mutex> lock(shard.mu);
-      auto it = shard.slots.find(object->key());
+      auto it = shard.slots.find(key);
       if (it != shard.slots.end() && it->second.pending == object) {
         primary = it->second.primary;
         generation = it->second.variant_of;
       }
     }
-    if (generation != 0 &&
-        !registerVariant(primary, generation, object->key(), object->ssdAllowed())) {
+    if (generation != 0 && !registerVariant(primary, generation, key, object->ssdAllowed())) {
       keep = false;
     }
   }
   ObjectRef replaced;
-  {
-    Shard& shard = shardFor(object->key());
-    std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.slots.find(object->key());
-    if (it == shard.slots.end() || it->second.pending != object) return;  // purged meanwhile
-    it->second.pending.reset();
-    fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  bool mine = false;
+  CacheKey url;  // the URL of a variant (written with its SSD copy)
+  MarkerList freed;
+  withSlot(key, [&](Slot* slot, Shard& shard, Shard* url_shard) {
+    if (!slot || slot->pending != object) return;  // purged meanwhile
+    mine = true;
+    if (slot->variant_of != 0) url = slot->primary;
+    endFillLocked(*slot, url_shard, /*moved=*/false, freed);
     if (keep) {
-      replaced = std::exchange(it->second.current, object);
-    } else if (!it->second.current && !it->second.vary) {
-      shard.slots.erase(it);
+      replaced = std::exchange(slot->current, object);
+    } else if (!slot->current && !slot->vary) {
+      shard.slots.erase(key);
     }
-  }
+  });
+  if (!mine) return;
   if (replaced) unlinkFromPolicy(*replaced);
   if (!keep) return;
   admit(object);
-  if (ssd_admission_ == conf::SsdAdmission::kFill) offerToSsd(object, clock_.wallNow());
+  if (ssd_admission_ == conf::SsdAdmission::kFill) offerToSsd(object, clock_.wallNow(), url);
 }
 
 void Cache::admit(const ObjectRef& object) {
@@ -645,6 +994,8 @@ void Cache::admit(const ObjectRef& object) {
     }
     policy_.insert(node);
     admissions_.fetch_add(1, std::memory_order_relaxed);
+    // Vary markers are charged to the same budget (at admissions: the next one after they grew).
+    applyMarkerChargeLocked();
     evictLocked(victims);
   }
   dropEvicted(victims);
@@ -664,16 +1015,20 @@ void Cache::dropEvicted(std::vector<ObjectRef>& victims) {
   const WallTime now = victims.empty() ? WallTime{} : clock_.wallNow();
   for (ObjectRef& victim : victims) {
     evictions_.fetch_add(1, std::memory_order_relaxed);
+    CacheKey url;  // a variant's URL
     {
       Shard& shard = shardFor(victim->key());
       std::lock_guard<std::mutex> lock(shard.mu);
       auto it = shard.slots.find(victim->key());
       if (it == shard.slots.end() || it->second.current != victim) continue;  // replaced
+      if (it->second.variant_of != 0) url = it->second.primary;
       it->second.current.reset();
       if (it->second.empty()) shard.slots.erase(it);
     }
     // Queued, not written: the SSD writer thread does the work.
-    if (ssd_admission_ == conf::SsdAdmission::kEvict) offerToSsd(victim, now);
+    if (ssd_admission_ == conf::SsdAdmission::kEvict) offerToSsd(victim, now, url);
+    // A variant with no copy left (no SSD tier, refused, queue full) leaves its marker.
+    if (!(url == CacheKey{})) variantLeft(url, victim->key());
   }
 }
 
@@ -718,7 +1073,7 @@ CacheStats Cache::stats() const {
     std::lock_guard<std::mutex> lock(policy_mu_);
     s.objects = resident_.size();
     s.bytes = policy_.usedBytes();
-    s.capacity_bytes = policy_.capacityBytes();
+    s.capacity_bytes = ram_capacity_bytes_;
   }
   s.evictions = evictions_.load(std::memory_order_relaxed);
   s.admissions = admissions_.load(std::memory_order_relaxed);
@@ -731,6 +1086,7 @@ CacheStats Cache::stats() const {
   s.fill_memory_budget = fillMemoryBudget();
   s.fill_window_bytes = fillWindowBytes();
   s.vary_urls = vary_urls_.load(std::memory_order_relaxed);
+  s.vary_marker_bytes = vary_marker_bytes_.load(std::memory_order_relaxed);
   s.variants_dropped = variants_dropped_.load(std::memory_order_relaxed);
   return s;
 }

@@ -23,9 +23,22 @@
 // recently stored dropped beyond). A lookup of a key with a marker looks up the variant the
 // request selects instead, an ordinary object under its own key (own fill, coalescing,
 // freshness, eviction, SSD copy). A fill started before the marker was known is moved to the
-// variant its own request selects when its head says Vary. The marker lives in RAM only: after a
-// restart the first fill of such a URL learns it again (until then SSD copies of its variants are
-// not looked for, and a purge removes only the variants known since).
+// variant its own request selects when its head says Vary.
+//
+// Markers are bounded: a variant that leaves the cache for good (evicted from RAM without an SSD
+// copy, reclaimed or damaged on the SSD, purged, uncacheable now) leaves its marker's list, and a
+// marker with no variants and no variant fill in flight is removed with its slot. Their memory
+// (an estimate per marker, vary_marker_bytes) is charged to the RAM tier's byte budget, and each
+// index shard keeps at most max_vary_urls / kShards markers and half the RAM budget / kShards
+// bytes of them: beyond, its least recently used marker is dropped with its variants (both tiers).
+//
+// Markers survive a restart through the SSD tier rather than a file of their own: every variant
+// written to the SSD carries its URL's key (ssd_format.h), and the store's start-up rebuild hands
+// the variants it found, with the field names of their stored Vary, to adoptSsdVariants(), which
+// makes the markers again. So after a restart the variants on the SSD are found by lookups and
+// removed by a purge of their URL, and what the device holds is the one source of truth (no
+// second file to keep consistent with it across crashes). Variants that were only in RAM are
+// gone after a restart anyway.
 #pragma once
 
 #include <array>
@@ -149,19 +162,26 @@ struct CacheStats {
   uint64_t fill_memory_budget = 0;  // what windowed fills are held to
   uint64_t fill_window_bytes = 0;   // per windowed fill
   uint64_t vary_urls = 0;         // URLs with a vary marker now
-  uint64_t variants_dropped = 0;  // variants removed for the per-URL bound or a changed Vary
+  uint64_t vary_marker_bytes = 0; // their estimated memory (charged to the RAM tier's budget)
+  uint64_t variants_dropped = 0;  // variants removed for a bound (per URL, markers) or a changed
+                                  // Vary
 };
 
-class Cache {
+class Cache final : public SsdVariantObserver {
  public:
   Cache(const conf::RamCacheConfig& config, const Clock& clock);
   ~Cache();
   Cache(const Cache&) = delete;
   Cache& operator=(const Cache&) = delete;
 
-  // Before any lookup: the SSD tier (owned by the caller, outliving the cache's users) and
-  // when objects enter it. Without it the cache is RAM only.
+  // Before any lookup: the SSD tier (owned by the caller, outliving the cache) and when objects
+  // enter it. Without it the cache is RAM only. The store hands over the variants its rebuild
+  // found (now or when its background rebuild is done) and reports those that leave it.
   void attachSsd(SsdStore* store, conf::SsdAdmission admission);
+
+  // SsdVariantObserver (called by the attached store).
+  std::vector<CacheKey> adoptSsdVariants(std::vector<SsdVariant> variants) override;
+  void onSsdVariantsGone(const std::vector<SsdVariant>& variants) override;
   SsdStore* ssd() const { return ssd_; }
 
   // `ssd_allowed`: the route's storage policy lets this key use the SSD tier (read and write);
@@ -199,6 +219,8 @@ class Cache {
   void setFillLimits(uint64_t window_bytes, uint64_t budget_bytes);
   uint64_t fillWindowBytes() const { return fill_window_bytes_.load(std::memory_order_relaxed); }
   uint32_t maxVariants() const { return max_variants_; }
+  // Estimated memory of one vary marker with room for `variants` keys and these names.
+  static uint64_t varyMarkerBytes(size_t variants, const VaryNames& names);
   const Clock& clock() const { return clock_; }
 
   static constexpr conf::Seconds kHitForPassTtl{10};
@@ -207,11 +229,18 @@ class Cache {
   friend class FillWriter;
   // A URL whose answers vary: on its primary key's slot.
   struct VaryMarker {
+    CacheKey primary;
     std::shared_ptr<const VaryNames> names;
     uint64_t generation = 0;  // unique per marker: a variant fill registers with its own only
-    // Variants stored (in RAM or on SSD), least recently stored first. Capacity reserved for
-    // max_variants + 1 when the marker is made: no allocation under the shard lock.
+    // Variants stored (in RAM or on SSD), least recently stored first. Grown (up to
+    // max_variants + 1) outside the shard lock: no allocation under it.
     std::vector<CacheKey> variants;
+    // Variant fills in flight that will register here (counted while the marker exists).
+    uint32_t fills = 0;
+    uint64_t charged_bytes = 0;  // what this marker adds to vary_marker_bytes_
+    // The shard's markers by use, guarded by the shard's mutex.
+    VaryMarker* newer = nullptr;
+    VaryMarker* older = nullptr;
   };
   struct Slot {
     ObjectRef current;   // complete (fresh or stale)
@@ -228,8 +257,55 @@ class Cache {
   struct Shard {
     std::mutex mu;
     std::unordered_map<CacheKey, Slot, CacheKeyHash> slots;  // guarded by mu
+    // The vary markers of this shard's slots, most recently used first. Guarded by mu.
+    VaryMarker* newest = nullptr;
+    VaryMarker* oldest = nullptr;
+    size_t markers = 0;
+    uint64_t marker_bytes = 0;
   };
   Shard& shardFor(const CacheKey& key) { return shards_[key.lo & (kShards - 1)]; }
+  using MarkerList = std::vector<std::unique_ptr<VaryMarker>>;  // freed outside the locks
+  // Locks two shards (once when they are the same), in a deadlock-free order. The only place
+  // where two shard locks are held: a variant's slot and its URL's.
+  class PairLock {
+   public:
+    PairLock(Shard& a, Shard& b);
+
+   private:
+    std::unique_lock<std::mutex> a_;
+    std::unique_lock<std::mutex> b_;
+  };
+  // Calls fn(Slot* slot, Shard& shard, Shard* url_shard) with `key`'s shard locked and, when its
+  // slot is a variant's, its URL's shard too (url_shard; else null). `slot` is null when
+  // absent; fn may erase it.
+  template <typename Fn>
+  void withSlot(const CacheKey& key, Fn&& fn);
+
+  // Marker bookkeeping; the URL's shard `ps` locked.
+  void linkMarkerLocked(Shard& ps, Slot& slot, std::unique_ptr<VaryMarker> marker,
+                        MarkerList& evicted);
+  std::unique_ptr<VaryMarker> unlinkMarkerLocked(Shard& ps, Slot& slot);
+  static void touchMarkerLocked(Shard& ps, VaryMarker& marker);
+  void chargeMarkerLocked(Shard& ps, VaryMarker& marker);
+  // Drops the least recently used markers of `ps` (never `keep`) while over its bounds.
+  void enforceMarkerBoundsLocked(Shard& ps, const VaryMarker* keep, MarkerList& evicted);
+  // The marker of `primary` when it is `generation` (any generation for 0); else null.
+  static VaryMarker* markerLocked(Shard& ps, const CacheKey& primary, uint64_t generation);
+  // Removes `primary`'s marker (and its slot, if then empty) when it has no variants and no
+  // fills in flight.
+  void freeIfUnusedLocked(Shard& ps, const CacheKey& primary, MarkerList& freed);
+  // Variant fill accounting; both the variant's and the URL's shard locked (`ps` the URL's).
+  void countFillLocked(Shard& ps, const Slot& variant_slot);
+  // The slot's fill ended or moved away: pending cleared (fills_in_flight_ too unless `moved`).
+  void endFillLocked(Slot& slot, Shard* ps, bool moved, MarkerList& freed);
+  // `variant` left the cache for good: out of its URL's marker (removed if then unused).
+  void forgetVariantLocked(Shard& ps, const CacheKey& primary, const CacheKey& variant,
+                           MarkerList& freed);
+  // `variant` of `primary` left a tier: forgotten unless it is still in RAM, being filled, on
+  // the SSD or queued for it.
+  void variantLeft(const CacheKey& primary, const CacheKey& variant);
+  // Charges vary_marker_bytes_ to the policy (policy_mu_ held).
+  void applyMarkerChargeLocked();
 
   // lookup() of one key. `variant_of` != 0: `key` is a variant of `primary` under that marker
   // generation. Else, when `key` has a vary marker, the variant `request` selects is looked up.
@@ -250,6 +326,8 @@ class Cache {
                        bool ssd_allowed);
   // Removes stored variants (both tiers; `ssd_allowed`: whether they may have an SSD copy).
   void dropVariants(const std::vector<CacheKey>& variants, bool ssd_allowed);
+  // The variants of markers dropped for the bounds (`ssd`: also from the SSD tier).
+  void dropMarkers(MarkerList& evicted, bool ssd, std::vector<CacheKey>* ssd_keys = nullptr);
   void onUncacheable(const ObjectRef& object);
   void onComplete(const ObjectRef& object, bool keep);
   void onAbort(const ObjectRef& object);
@@ -259,7 +337,8 @@ class Cache {
   // Collects the policy's victims until it fits. policy_mu_ held.
   void evictLocked(std::vector<ObjectRef>& victims);
   // Queues `object` for the SSD tier when the route allows it and it is worth keeping.
-  void offerToSsd(const ObjectRef& object, WallTime now);
+  // `primary`: the URL's key when the object is a variant (written with it), else zero.
+  void offerToSsd(const ObjectRef& object, WallTime now, const CacheKey& primary);
   // Promotion filter: true on the second SSD read of `key` within the filter's memory (a
   // direct-mapped table of recently read keys; a collision forgets, never promotes wrongly).
   bool secondSsdRead(const CacheKey& key);
@@ -268,6 +347,9 @@ class Cache {
   const Clock& clock_;
   const uint64_t max_object_bytes_;
   const uint32_t max_variants_;
+  const size_t markers_per_shard_;       // max_vary_urls / kShards, rounded up
+  const uint64_t marker_bytes_per_shard_;  // half the RAM budget / kShards
+  const uint64_t ram_capacity_bytes_;
   std::array<Shard, kShards> shards_;
 
   mutable std::mutex policy_mu_;
@@ -289,6 +371,7 @@ class Cache {
   std::atomic<uint64_t> fill_window_bytes_{0};
   std::atomic<uint64_t> next_vary_generation_{1};
   std::atomic<uint64_t> vary_urls_{0};
+  std::atomic<uint64_t> vary_marker_bytes_{0};
   std::atomic<uint64_t> variants_dropped_{0};
 };
 

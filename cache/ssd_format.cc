@@ -65,11 +65,11 @@ uint64_t regionHeaderChecksum(const RegionHeader& h) {
   return XXH3_64bits(&h, offsetof(RegionHeader, checksum));
 }
 
-uint64_t entryChecksum(const CacheKey& key, const uint8_t* head, size_t head_bytes,
-                       const uint8_t* body, size_t body_bytes) {
+uint64_t entryChecksum(const CacheKey& key, const CacheKey& primary, const uint8_t* head,
+                       size_t head_bytes, const uint8_t* body, size_t body_bytes) {
   XXH3_state_t state;
   XXH3_64bits_reset(&state);
-  const uint64_t fixed[4] = {key.hi, key.lo, head_bytes, body_bytes};
+  const uint64_t fixed[6] = {key.hi, key.lo, head_bytes, body_bytes, primary.hi, primary.lo};
   XXH3_64bits_update(&state, fixed, sizeof(fixed));
   XXH3_64bits_update(&state, head, head_bytes);
   XXH3_64bits_update(&state, body, body_bytes);

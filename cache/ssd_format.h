@@ -1,4 +1,4 @@
-// On-disk format of the SSD store (format version 1). All integers little-endian, structs
+// On-disk format of the SSD store (format version 2). All integers little-endian, structs
 // packed by construction (sized fields, explicit padding, static_assert on sizeof).
 //
 // A store is an array of regions of `region_bytes`. A region, written whole in one I/O:
@@ -9,6 +9,13 @@
 //   EntryMeta | head blob (ResponseHead + Freshness, see encodeHead) | body bytes
 // EntryMeta carries the key and the xxh3-64 checksum, so that with encryption on neither the
 // key (a hash of the URL) nor a checksum of known content can be read or confirmed on disk.
+// It also carries, for a variant of a URL whose answers vary (RFC 9111 §4.1), the URL's own key
+// (its primary key): at rebuild the store tells the RAM tier which variants each URL has on
+// the device, so that lookups find them and a purge of the URL removes them after a restart too.
+//
+// Versions: 1 had no primary key in EntryMeta (40 bytes). A region of another version is left
+// out at rebuild (counted and logged) and reused in ring order: a version-1 variant cannot be
+// tied to its URL, so serving it could outlive a purge.
 //
 // Pure functions and plain structs; thread-safe.
 #pragma once
@@ -28,7 +35,7 @@ static_assert(std::endian::native == std::endian::little, "the SSD format is lit
 
 constexpr uint64_t kRegionMagic = 0x31474552'45455453ull;  // "STEEREG1"
 constexpr uint32_t kEntryMagic = 0x45454553u;              // "SEEE"
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint32_t kRegionFlagEncrypted = 1;
 constexpr uint16_t kEntryFlagEncrypted = 1;
 // A tombstone: the sealed part is EntryMeta alone (no head, no body); at rebuild it deletes
@@ -64,12 +71,14 @@ static_assert(sizeof(EntryHeader) == 32);
 struct EntryMeta {
   uint64_t key_hi;
   uint64_t key_lo;
-  uint64_t checksum;       // xxh3-64 of key, lengths, head blob and body (plaintext)
+  uint64_t checksum;       // xxh3-64 of keys, lengths, head blob and body (plaintext)
   uint32_t head_bytes;
   uint32_t reserved;
   uint64_t body_bytes;
+  uint64_t primary_hi;     // a variant: its URL's key; else zero (and for tombstones)
+  uint64_t primary_lo;
 };
-static_assert(sizeof(EntryMeta) == 40);
+static_assert(sizeof(EntryMeta) == 56);
 
 constexpr size_t kEntryAlign = 8;
 constexpr size_t alignUp(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -81,9 +90,9 @@ constexpr size_t entryBytes(size_t sealed_bytes, bool encrypted) {
 
 // xxh3-64 over the region header fields before `checksum`.
 uint64_t regionHeaderChecksum(const RegionHeader& h);
-// The entry checksum (EntryMeta::checksum) over plaintext.
-uint64_t entryChecksum(const CacheKey& key, const uint8_t* head, size_t head_bytes,
-                       const uint8_t* body, size_t body_bytes);
+// The entry checksum (EntryMeta::checksum) over plaintext. `primary`: zero when not a variant.
+uint64_t entryChecksum(const CacheKey& key, const CacheKey& primary, const uint8_t* head,
+                       size_t head_bytes, const uint8_t* body, size_t body_bytes);
 
 // Head blob: Freshness then ResponseHead (status, reason, headers in order, content length).
 // `wire` is not stored: decodeHead rebuilds it.

@@ -128,6 +128,7 @@ bool SsdStore::rebuild() {
     CacheKey key;
     Location loc;
     bool tombstone = false;
+    std::shared_ptr<const VaryNames> names;  // a variant's (loc.primary set)
   };
   struct Found {
     uint64_t seq;
@@ -136,7 +137,19 @@ bool SsdStore::rebuild() {
   };
   std::vector<Found> found;
   AlignedBuffer scan(region_bytes_, device_->ioAlignment());
-  uint64_t other_key = 0, other_mode = 0, torn = 0;
+  uint64_t other_key = 0, other_mode = 0, torn = 0, old_format = 0;
+  // Variants whose stored head does not say which fields they vary on: written by no version
+  // of ours, but never indexed (they could not be tied to their URL's rule) and removed.
+  std::vector<CacheKey> unusable_variants;
+  // Vary name lists, shared by every variant that names the same fields.
+  std::vector<std::shared_ptr<const VaryNames>> interned;
+  const auto intern = [&](VaryNames names) {
+    for (const auto& n : interned) {
+      if (*n == names) return n;
+    }
+    interned.push_back(std::make_shared<const VaryNames>(std::move(names)));
+    return interned.back();
+  };
   for (uint32_t r = 0; r < region_count_; ++r) {
     if (r % 16 == 0) {
       std::lock_guard<std::mutex> lock(q_mu_);
@@ -150,6 +163,13 @@ bool SsdStore::rebuild() {
     RegionHeader h;
     std::memcpy(&h, scan.data(), sizeof(h));
     if (h.magic != ssd::kRegionMagic) continue;  // never written (or torn at its very start)
+    if (h.version != ssd::kFormatVersion && h.version != 0 && h.version < ssd::kFormatVersion &&
+        h.checksum == ssd::regionHeaderChecksum(h)) {
+      // Written by an older version (see ssd_format.h): left out, reused in ring order.
+      ++old_format;
+      counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
     const bool header_ok = h.version == ssd::kFormatVersion &&
                            h.header_bytes == sizeof(RegionHeader) &&
                            h.checksum == ssd::regionHeaderChecksum(h) &&
@@ -189,7 +209,7 @@ bool SsdStore::rebuild() {
         continue;
       }
       if (view.tombstone) {
-        f.entries.push_back({view.key, Location{}, true});
+        f.entries.push_back({view.key, Location{}, true, nullptr});
         off += view.entry_bytes;
         continue;
       }
@@ -208,7 +228,18 @@ bool SsdStore::rebuild() {
       loc.checksum = view.checksum;
       loc.body_bytes = view.body_bytes;
       loc.validators = head.find("ETag") || head.find("Last-Modified");
-      f.entries.push_back({view.key, summarize(fr, loc), false});
+      loc.primary = view.primary;
+      std::shared_ptr<const VaryNames> names;
+      if (!(view.primary == CacheKey{})) {
+        VarySpec vary = varyOf(head);
+        if (vary.kind != VarySpec::Kind::kFields) {
+          unusable_variants.push_back(view.key);
+          off += view.entry_bytes;
+          continue;
+        }
+        names = intern(std::move(vary.names));
+      }
+      f.entries.push_back({view.key, summarize(fr, loc), false, std::move(names)});
       off += view.entry_bytes;
     }
     found.push_back(std::move(f));
@@ -223,17 +254,20 @@ bool SsdStore::rebuild() {
   }
   // Held until ready_ is set: a remove() meanwhile waits, then finds the rebuilt index; one
   // before it is in removed_while_rebuilding_ and is left out here.
-  std::lock_guard<std::mutex> apply_lock(rebuild_mu_);
+  std::unique_lock<std::mutex> apply_lock(rebuild_mu_);
   std::sort(removed_while_rebuilding_.begin(), removed_while_rebuilding_.end(), keyLess);
   const auto removed = [&](const CacheKey& k) {
     return std::binary_search(removed_while_rebuilding_.begin(), removed_while_rebuilding_.end(),
                               k, keyLess);
   };
-  std::vector<CacheKey> withheld;  // removed meanwhile, with a copy on the device
+  // Removed meanwhile, with a copy on the device; a variant whose URL was removed (purged)
+  // meanwhile goes with it.
+  std::vector<CacheKey> withheld = std::move(unusable_variants);
   for (Found& f : found) {
     region_seq_[f.region].store(f.seq, std::memory_order_release);
     for (const FoundEntry& e : f.entries) {
-      if (!e.tombstone && removed(e.key)) {
+      if (!e.tombstone &&
+          (removed(e.key) || (!(e.loc.primary == CacheKey{}) && removed(e.loc.primary)))) {
         withheld.push_back(e.key);
         continue;
       }
@@ -257,6 +291,30 @@ bool SsdStore::rebuild() {
     objects += s.map.size();
   }
   counters_.rebuilt_objects.store(objects, std::memory_order_relaxed);
+  // The variants that made it into the index (the newest copy of each), oldest write first:
+  // handed to the RAM tier's index, which makes its URLs' vary markers from them.
+  std::vector<SsdVariant> variants;
+  for (const Found& f : found) {
+    for (const FoundEntry& e : f.entries) {
+      if (e.tombstone || e.loc.primary == CacheKey{}) continue;
+      Shard& shard = shardFor(e.key);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.map.find(e.key);
+      if (it == shard.map.end() || it->second.region != e.loc.region ||
+          it->second.seq != e.loc.seq || it->second.offset != e.loc.offset) {
+        continue;  // a newer copy (or a tombstone) came after this one
+      }
+      variants.push_back({e.key, e.loc.primary, e.names});
+    }
+  }
+  counters_.rebuilt_variants.store(variants.size(), std::memory_order_relaxed);
+  if (!variants.empty()) {
+    // Set before ready_: a remove() from here on waits for the hand-over, or takes a URL's
+    // variants out of the list with it.
+    std::lock_guard<std::mutex> lock(variants_mu_);
+    rebuilt_variants_ = std::move(variants);
+    variants_pending_.store(true, std::memory_order_release);
+  }
   const auto elapsed = std::chrono::steady_clock::now() - started;
   rebuild_ms_.store(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(),
                     std::memory_order_relaxed);
@@ -286,12 +344,20 @@ bool SsdStore::rebuild() {
     if (purged) line += ", " + std::to_string(purged) + " removed copies left out";
     if (torn) line += ", " + std::to_string(torn) + " regions with a bad header left out";
     if (other_key) line += ", " + std::to_string(other_key) + " regions written under another key";
+    if (old_format) {
+      line += ", " + std::to_string(old_format) +
+              " regions of an older format version left out (refilled as they are reused)";
+    }
+    const uint64_t nvariants = counters_.rebuilt_variants.load(std::memory_order_relaxed);
+    if (nvariants) line += ", " + std::to_string(nvariants) + " of them variants of varying URLs";
     if (other_mode) {
       line += ", " + std::to_string(other_mode) + " regions written with encrypt = " +
               (encrypt_ ? "false" : "true") + " left out";
     }
     options_.log(line);
   }
+  apply_lock.unlock();
+  deliverVariants();
   return true;
 }
 
@@ -337,6 +403,7 @@ SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view
     return Verify::kBadContent;
   }
   view->key = CacheKey{m.key_hi, m.key_lo};
+  view->primary = CacheKey{m.primary_hi, m.primary_lo};
   view->head = sealed + sizeof(EntryMeta);
   view->head_bytes = m.head_bytes;
   view->body = view->head + m.head_bytes;
@@ -347,8 +414,8 @@ SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view
     *why = "tombstone with content";
     return Verify::kBadContent;
   }
-  if (ssd::entryChecksum(view->key, view->head, view->head_bytes, view->body, view->body_bytes) !=
-      m.checksum) {
+  if (ssd::entryChecksum(view->key, view->primary, view->head, view->head_bytes, view->body,
+                         view->body_bytes) != m.checksum) {
     *why = "checksum mismatch";
     return Verify::kBadContent;
   }
@@ -360,26 +427,28 @@ SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view
 
 uint64_t SsdStore::maxEntryBytes() const { return region_bytes_ - sizeof(RegionHeader); }
 
-bool SsdStore::insert(const ObjectRef& object) {
+bool SsdStore::insert(const ObjectRef& object, const CacheKey& primary) {
   if (!object || !object->isComplete() || !object->shareable()) {
     counters_.inserts_dropped.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   Job job;
   job.key = object->key();
+  job.primary = primary;
   job.object = object;
   job.bytes = object->body().length() + object->head().wire.size();
   return enqueue(std::move(job));
 }
 
 bool SsdStore::insert(const CacheKey& key, std::shared_ptr<const ResponseHead> head,
-                      const Freshness& freshness, Ref<Body> body) {
+                      const Freshness& freshness, Ref<Body> body, const CacheKey& primary) {
   if (!head || !body) {
     counters_.inserts_dropped.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   Job job;
   job.key = key;
+  job.primary = primary;
   job.bytes = body->length() + head->wire.size();
   job.head = std::move(head);
   job.freshness = freshness;
@@ -491,7 +560,7 @@ void SsdStore::append(const Job& job) {
     EntryMeta m{};
     m.key_hi = job.key.hi;
     m.key_lo = job.key.lo;
-    m.checksum = ssd::entryChecksum(job.key, p, 0, p, 0);
+    m.checksum = ssd::entryChecksum(job.key, CacheKey{}, p, 0, p, 0);
     std::memcpy(p + sizeof(EntryHeader), &m, sizeof(m));
     if (!sealEntry(p, ssd::kEntryFlagTombstone, sealed_bytes, entry_bytes)) return;
     cursor_ += static_cast<uint32_t>(entry_bytes);
@@ -506,11 +575,15 @@ void SsdStore::append(const Job& job) {
   const uint64_t body_bytes = body.length();
   const uint64_t sealed_bytes = sizeof(EntryMeta) + head_blob.size() + body_bytes;
   const uint64_t entry_bytes = ssd::entryBytes(sealed_bytes, encrypt_);
+  // A variant that is not written after all is gone from this tier: its URL's marker forgets it.
+  const auto not_written = [&] {
+    if (!(job.primary == CacheKey{})) variantsGone({SsdVariant{job.key, job.primary, nullptr}});
+  };
   if (entry_bytes > maxEntryBytes()) {
     counters_.inserts_too_large.fetch_add(1, std::memory_order_relaxed);
-    return;
+    return not_written();
   }
-  if (!reserve(entry_bytes)) return;
+  if (!reserve(entry_bytes)) return not_written();
   // Bytes at and past cursor_ are invisible to readers (no index entry points there yet), so
   // the entry is built in place without holding buf_mu_.
   uint8_t* p = buf_.data() + cursor_;
@@ -530,9 +603,12 @@ void SsdStore::append(const Job& job) {
   m.key_lo = job.key.lo;
   m.head_bytes = static_cast<uint32_t>(head_blob.size());
   m.body_bytes = body_bytes;
-  m.checksum = ssd::entryChecksum(job.key, head_at, head_blob.size(), body_at, body_bytes);
+  m.primary_hi = job.primary.hi;
+  m.primary_lo = job.primary.lo;
+  m.checksum =
+      ssd::entryChecksum(job.key, job.primary, head_at, head_blob.size(), body_at, body_bytes);
   std::memcpy(sealed, &m, sizeof(m));
-  if (!sealEntry(p, 0, sealed_bytes, entry_bytes)) return;
+  if (!sealEntry(p, 0, sealed_bytes, entry_bytes)) return not_written();
 
   Location loc;
   loc.region = open_region_;
@@ -542,6 +618,7 @@ void SsdStore::append(const Job& job) {
   loc.checksum = m.checksum;
   loc.body_bytes = body_bytes;
   loc.validators = head.find("ETag") || head.find("Last-Modified");
+  loc.primary = job.primary;
   loc = summarize(freshness, loc);
   cursor_ += static_cast<uint32_t>(entry_bytes);
   ++entry_count_;
@@ -717,16 +794,19 @@ std::vector<CacheKey> SsdStore::placeCarries(const std::vector<Carry>& carries, 
 
 void SsdStore::dropRegionEntries(uint32_t region, uint64_t seq, bool count_as_reclaim) {
   uint64_t dropped = 0;
+  std::vector<SsdVariant> gone;
   for (const CacheKey& key : region_keys_[region]) {
     Shard& shard = shardFor(key);
     std::lock_guard<std::mutex> lock(shard.mu);
     auto it = shard.map.find(key);
     if (it != shard.map.end() && it->second.region == region && it->second.seq == seq) {
+      if (!(it->second.primary == CacheKey{})) gone.push_back({key, it->second.primary, nullptr});
       shard.map.erase(it);
       ++dropped;
     }
   }
   region_keys_[region].clear();
+  variantsGone(std::move(gone));
   if (count_as_reclaim) counters_.objects_reclaimed.fetch_add(dropped, std::memory_order_relaxed);
 }
 
@@ -833,6 +913,59 @@ std::optional<SsdEntryInfo> SsdStore::find(const CacheKey& key) const {
 }
 
 bool SsdStore::remove(const CacheKey& key) {
+  std::vector<CacheKey> variants;
+  if (variants_pending_.load(std::memory_order_acquire)) {
+    // The rebuilt variants are not handed over yet: those of this URL (and the key itself, if
+    // it is one) leave the list and the store. Waits for a hand-over in progress.
+    std::lock_guard<std::mutex> lock(variants_mu_);
+    std::erase_if(rebuilt_variants_, [&](const SsdVariant& v) {
+      if (v.primary == key) variants.push_back(v.key);
+      return v.primary == key || v.key == key;
+    });
+  }
+  bool found = removeKey(key);
+  for (const CacheKey& variant : variants) found = removeKey(variant) || found;
+  return found;
+}
+
+void SsdStore::setVariantObserver(SsdVariantObserver* observer) {
+  {
+    std::lock_guard<std::mutex> lock(variants_mu_);
+    variant_observer_ = observer;
+  }
+  deliverVariants();
+}
+
+void SsdStore::unsetVariantObserver(SsdVariantObserver* observer) {
+  std::lock_guard<std::mutex> lock(variants_mu_);
+  if (variant_observer_ == observer) variant_observer_ = nullptr;
+}
+
+void SsdStore::deliverVariants() {
+  std::vector<CacheKey> refused;
+  {
+    std::lock_guard<std::mutex> lock(variants_mu_);
+    if (!variant_observer_ || !variants_pending_.load(std::memory_order_acquire)) return;
+    refused = variant_observer_->adoptSsdVariants(std::move(rebuilt_variants_));
+    rebuilt_variants_.clear();
+    variants_pending_.store(false, std::memory_order_release);
+  }
+  for (const CacheKey& key : refused) removeKey(key);
+}
+
+void SsdStore::variantsGone(std::vector<SsdVariant> gone) {
+  if (gone.empty()) return;
+  std::lock_guard<std::mutex> lock(variants_mu_);
+  if (variants_pending_.load(std::memory_order_acquire)) {
+    std::erase_if(rebuilt_variants_, [&](const SsdVariant& v) {
+      return std::any_of(gone.begin(), gone.end(), [&](const SsdVariant& g) { return g.key == v.key; });
+    });
+  }
+  // Under variants_mu_, so that setVariantObserver(nullptr) waits for this call to end.
+  if (variant_observer_) variant_observer_->onSsdVariantsGone(gone);
+}
+
+bool SsdStore::removeKey(const CacheKey& key) {
   bool forgotten = false;
   bool remembered = false;
   if (!ready_.load(std::memory_order_acquire)) {
@@ -886,13 +1019,19 @@ ObjectRef SsdStore::queuedObject(const CacheKey& key) const {
 }
 
 void SsdStore::removeIfAt(const CacheKey& key, const Location& loc) {
-  Shard& shard = shardFor(key);
-  std::lock_guard<std::mutex> lock(shard.mu);
-  auto it = shard.map.find(key);
-  if (it != shard.map.end() && it->second.region == loc.region && it->second.seq == loc.seq &&
-      it->second.offset == loc.offset) {
+  CacheKey primary;
+  {
+    Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.map.find(key);
+    if (it == shard.map.end() || it->second.region != loc.region || it->second.seq != loc.seq ||
+        it->second.offset != loc.offset) {
+      return;
+    }
+    primary = it->second.primary;
     shard.map.erase(it);
   }
+  if (!(primary == CacheKey{})) variantsGone({SsdVariant{key, primary, nullptr}});
 }
 
 bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done) {
@@ -965,8 +1104,8 @@ Result<SsdHit> SsdStore::finishRead(const CacheKey& key, const Location& loc, ui
   if (verifyEntry(p, loc.entry_bytes, &view, &why) != Verify::kOk) {
     return fail(key, loc, Code::kCorrupt, why);
   }
-  if (!(view.key == key) || view.checksum != loc.checksum || view.entry_bytes != loc.entry_bytes ||
-      view.tombstone) {
+  if (!(view.key == key) || !(view.primary == loc.primary) || view.checksum != loc.checksum ||
+      view.entry_bytes != loc.entry_bytes || view.tombstone) {
     return fail(key, loc, Code::kCorrupt, "entry is not the indexed object");
   }
   auto head = std::make_shared<ResponseHead>();
@@ -1066,6 +1205,7 @@ SsdStats SsdStore::stats() const {
   s.rebuilt_objects = ld(counters_.rebuilt_objects);
   s.rebuild_rejected_entries = ld(counters_.rebuild_rejected_entries);
   s.rebuild_skipped_regions = ld(counters_.rebuild_skipped_regions);
+  s.rebuilt_variants = ld(counters_.rebuilt_variants);
   s.writer_backend = writer_engine_ ? writer_engine_->backendName() : "";
   s.rebuilding = !ready_.load(std::memory_order_acquire);
   s.rebuild_seconds = static_cast<double>(rebuild_ms_.load(std::memory_order_relaxed)) / 1000.0;

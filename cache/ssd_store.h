@@ -18,6 +18,13 @@
 // at rebuild it deletes every older copy, so a purge or an answer that became uncacheable
 // survives a restart. Ring order guarantees the tombstone's region outlives the older copies.
 //
+// Variants (RFC 9111 §4.1, see cache.h): an entry written for a variant of a URL whose answers
+// vary carries the URL's key (its primary key). The rebuild hands the variants it found, with
+// the field names of their stored Vary, to the RAM tier's index (setVariantObserver), which
+// makes the URL's vary marker from them: after a restart lookups find those variants again and
+// a purge of the URL removes them. Variants that leave the index other than by remove()
+// (reclaim, damage, a failed write) are reported too, so that the index forgets them.
+//
 // Objects bigger than a region (minus headers) are refused (kept in RAM only): spanning regions
 // would make reclaim and torn-write detection multi-region for objects that HLS/DASH segments
 // (1-10 MB) never are; region_size can be raised instead.
@@ -48,6 +55,7 @@
 #include "cache/ssd_crypto.h"
 #include "cache/ssd_device.h"
 #include "cache/ssd_io_engine.h"
+#include "cache/vary.h"
 #include "conf/clock.h"
 #include "conf/config.h"
 #include "conf/status.h"
@@ -98,6 +106,33 @@ struct SsdHit {
 // objects are stored).
 ObjectRef makeCompleteObject(const SsdHit& hit);
 
+// A variant of a URL whose answers vary, as the store knows it.
+struct SsdVariant {
+  CacheKey key;      // the variant's own key
+  CacheKey primary;  // its URL's key
+  // The field names of its stored head's Vary (rebuild only; shared between variants that
+  // name the same fields). Null in onSsdVariantsGone.
+  std::shared_ptr<const VaryNames> names;
+};
+
+// The RAM tier's index, told by the store about the variants on the device.
+class SsdVariantObserver {
+ public:
+  // The variants the start-up rebuild indexed, oldest write first. Called once, on the thread
+  // that calls setVariantObserver() or on the rebuilding thread, whichever comes last; a
+  // remove() meanwhile waits for it (a purge of a URL either comes first, and its variants are
+  // not in the list, or after, and finds them). Must not call into the store. Returns the
+  // variant keys it does not keep (e.g. over its bounds): the store removes them.
+  virtual std::vector<CacheKey> adoptSsdVariants(std::vector<SsdVariant> variants) = 0;
+  // Variants that left the index other than by remove(): region reclaimed, damaged or unreadable
+  // on read, write failed. On the writer thread or a reading thread; may call find(),
+  // contains() and queuedObject(), never remove() or setVariantObserver().
+  virtual void onSsdVariantsGone(const std::vector<SsdVariant>& variants) = 0;
+
+ protected:
+  ~SsdVariantObserver() = default;
+};
+
 // What the index knows of an object without reading it.
 struct SsdEntryInfo {
   uint64_t body_bytes = 0;
@@ -136,7 +171,9 @@ struct SsdStats {
   uint64_t reclaimed_during_read = 0;
   uint64_t rebuilt_objects = 0;
   uint64_t rebuild_rejected_entries = 0;
-  uint64_t rebuild_skipped_regions = 0;  // torn/bad header, other key, other encryption mode
+  uint64_t rebuild_skipped_regions = 0;  // torn/bad header, other key, other encryption mode,
+                                         // older format version
+  uint64_t rebuilt_variants = 0;  // variants handed to the RAM tier's index by the rebuild
   const char* writer_backend = "";
   bool rebuilding = false;        // the start-up scan is still running (index empty until done)
   double rebuild_seconds = 0;     // how long the start-up scan took
@@ -159,9 +196,17 @@ class SsdStore {
   // Queues a complete, shareable object for writing. False (and counted) when it is not
   // complete or shareable, bigger than a region, the queue is full, or the store is closing.
   // The object is readable (from the region buffer) once the writer has appended it.
-  bool insert(const ObjectRef& object);
+  // `primary`: for a variant of a URL whose answers vary, the URL's key; else zero.
+  bool insert(const ObjectRef& object, const CacheKey& primary = {});
   bool insert(const CacheKey& key, std::shared_ptr<const ResponseHead> head,
-              const Freshness& freshness, Ref<Body> body);
+              const Freshness& freshness, Ref<Body> body, const CacheKey& primary = {});
+
+  // Sets the RAM tier's index that is told about variants (see SsdVariantObserver). Hands it
+  // the rebuilt variants at once when the rebuild is done.
+  void setVariantObserver(SsdVariantObserver* observer);
+  // Before `observer` goes away: no more calls to it (waits for one in progress). No-op when
+  // another observer was set since.
+  void unsetVariantObserver(SsdVariantObserver* observer);
   // Waits until everything queued before the call is appended, then writes the open region to
   // the device (the next insert opens a new region). Returns the write error, if any.
   Status flush();
@@ -208,6 +253,7 @@ class SsdStore {
     int64_t usable_until_s = 0;
     bool hit = false;          // read since written (reinsertion candidate)
     bool validators = false;   // ETag or Last-Modified: a stale copy can be revalidated
+    CacheKey primary;          // a variant's URL key; zero when not a variant
   };
   struct Job {
     uint64_t flush_ticket = 0;  // non-zero: a flush marker
@@ -218,6 +264,7 @@ class SsdStore {
     Ref<Body> body;
     uint64_t bytes = 0;
     bool tombstone = false;     // remove(): key only
+    CacheKey primary;           // a variant's URL key (written into the entry)
   };
   // A reinsertion candidate, read into reinsert_buf_ at `buf_offset`.
   struct Carry {
@@ -232,6 +279,7 @@ class SsdStore {
   // What verifyEntry() found.
   struct EntryView {
     CacheKey key;
+    CacheKey primary;
     uint64_t checksum = 0;
     uint32_t entry_bytes = 0;
     const uint8_t* head = nullptr;
@@ -278,6 +326,12 @@ class SsdStore {
                             const std::shared_ptr<AlignedBuffer>& buffer);
   Status fail(const CacheKey& key, const Location& loc, Code code, const char* why);
   void removeIfAt(const CacheKey& key, const Location& loc);
+  // remove() of one key (the variants of a URL not handed over yet aside).
+  bool removeKey(const CacheKey& key);
+  // Hands rebuilt_variants_ to the observer when both are there; removes what it refuses.
+  void deliverVariants();
+  // Tells the observer (or the list not handed over yet) that these variants left the index.
+  void variantsGone(std::vector<SsdVariant> gone);
   void logLimited(const std::string& line);
   Shard& shardFor(const CacheKey& key) const { return shards_[key.lo & (kShards - 1)]; }
   static Location summarize(const Freshness& f, Location loc);
@@ -297,6 +351,14 @@ class SsdStore {
   // Keys removed while the rebuild ran: the rebuilt index must not bring them back.
   std::mutex rebuild_mu_;
   std::vector<CacheKey> removed_while_rebuilding_;  // guarded by rebuild_mu_
+
+  // Variants found by the rebuild, until the observer has them. Lock order: variants_mu_, then
+  // the observer's locks, then shard/queue locks; never taken under any other lock of ours.
+  std::mutex variants_mu_;
+  SsdVariantObserver* variant_observer_ = nullptr;  // guarded by variants_mu_
+  std::vector<SsdVariant> rebuilt_variants_;         // guarded by variants_mu_
+  // rebuilt_variants_ holds variants not handed over: remove() of a URL takes its variants too.
+  std::atomic<bool> variants_pending_{false};
 
   mutable std::array<Shard, kShards> shards_;
   // Sequence number of each region's current content, 0 = empty. Written by the writer (and
@@ -351,7 +413,8 @@ class SsdStore {
         objects_reclaimed{0}, objects_reinserted{0}, bytes_reinserted{0}, reinsert_failures{0},
         tombstones_written{0}, rebuild_tombstones{0}, lookups{0}, index_misses{0}, reads_from_buffer{0},
         reads_from_device{0}, read_errors{0}, corrupt{0}, reclaimed_during_read{0},
-        rebuilt_objects{0}, rebuild_rejected_entries{0}, rebuild_skipped_regions{0};
+        rebuilt_objects{0}, rebuild_rejected_entries{0}, rebuild_skipped_regions{0},
+        rebuilt_variants{0};
   };
   mutable Counters counters_;
 };

@@ -82,6 +82,10 @@ struct RamCacheConfig {
   // Variants kept per URL whose answers say Vary (both tiers); beyond, the least recently
   // stored is dropped.
   uint32_t max_variants = 16;
+  // URLs whose answers vary, whose vary markers (field names, variant keys) are kept at once;
+  // beyond, the least recently used marker is dropped with its variants (both tiers). Markers
+  // are also held to half of size_bytes.
+  uint32_t max_vary_urls = 262144;
 };
 
 // How objects enter the SSD tier: when the RAM tier evicts them (default), or as soon as a fill

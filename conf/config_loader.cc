@@ -784,6 +784,10 @@ void readRamCache(TableReader& r, RamCacheConfig& ram) {
   if (r.integer("max_variants", max_variants, 1, 1024)) {
     ram.max_variants = static_cast<uint32_t>(max_variants);
   }
+  int max_vary_urls = 0;
+  if (r.integer("max_vary_urls", max_vary_urls, 64, 1 << 26)) {
+    ram.max_vary_urls = static_cast<uint32_t>(max_vary_urls);
+  }
   r.finish();
 }
 

@@ -231,6 +231,23 @@ std::string renderPrometheus(const Snapshot& s) {
   push(std::move(evictions));
   push(std::move(admissions));
 
+  auto vary_urls = family("streamedge_cache_vary_urls",
+                          "URLs whose answers vary (RFC 9111 4.1) with a vary marker in the index "
+                          "([cache.ram] max_vary_urls).",
+                          MetricType::Gauge);
+  addGauge(vary_urls, d(s.vary_urls));
+  push(std::move(vary_urls));
+  auto vary_bytes = family("streamedge_cache_vary_marker_bytes",
+                           "Estimated memory of the vary markers, charged to the RAM tier's "
+                           "budget.",
+                           MetricType::Gauge);
+  addGauge(vary_bytes, d(s.vary_marker_bytes));
+  push(std::move(vary_bytes));
+  pushCounter("streamedge_cache_variants_dropped_total",
+              "Stored variants removed (both tiers) for the per-URL bound (max_variants), the "
+              "marker bound (max_vary_urls, half the RAM budget) or a changed Vary.",
+              s.variants_dropped);
+
   auto fill_memory = family("streamedge_fill_memory_bytes",
                             "Body bytes held by fills in flight (objects being stored, and the "
                             "windows of answers that are not kept).",

@@ -149,6 +149,11 @@ struct Snapshot {
   // every reader left.
   uint64_t fill_memory_bytes = 0;
   uint64_t fill_memory_budget_bytes = 0;
+  // Vary (RFC 9111 §4.1): URLs with a vary marker now, the markers' estimated memory (charged to
+  // the RAM tier), and variants removed for a bound (per URL, the marker cap) or a changed Vary.
+  uint64_t vary_urls = 0;
+  uint64_t vary_marker_bytes = 0;
+  uint64_t variants_dropped = 0;
   uint64_t fill_window_pauses = 0;
   uint64_t fill_slow_readers_cut = 0;
   uint64_t fills_abandoned = 0;

@@ -360,6 +360,7 @@ void Server::reload() {
   if (listeners_changed || next.server.workers != config_->server.workers ||
       next.cache.ram.size_bytes != config_->cache.ram.size_bytes ||
       next.cache.ram.max_variants != config_->cache.ram.max_variants ||
+      next.cache.ram.max_vary_urls != config_->cache.ram.max_vary_urls ||
       next.admin.address != config_->admin.address || ssdChanged(next.cache.ssd, config_->cache.ssd)) {
     std::fprintf(stderr,
                  "streamedge: reload: listener, worker, admin, cache size and [cache.ssd] changes "
@@ -578,7 +579,10 @@ std::string Server::statusJson() const {
          ",\"fills_in_flight\":" + std::to_string(stats.fills_in_flight) +
          ",\"fill_memory_bytes\":" + std::to_string(stats.fill_memory_bytes) +
          ",\"fill_memory_budget_bytes\":" + std::to_string(stats.fill_memory_budget) +
-         ",\"fill_window_bytes\":" + std::to_string(stats.fill_window_bytes) + "}";
+         ",\"fill_window_bytes\":" + std::to_string(stats.fill_window_bytes) +
+         ",\"vary_urls\":" + std::to_string(stats.vary_urls) +
+         ",\"vary_marker_bytes\":" + std::to_string(stats.vary_marker_bytes) +
+         ",\"variants_dropped\":" + std::to_string(stats.variants_dropped) + "}";
   if (shared_->ssd) {
     const cache::SsdStats ssd = shared_->ssd->stats();
     const uint64_t capacity = uint64_t{ssd.regions} * ssd.region_bytes;
@@ -724,6 +728,9 @@ std::string Server::metricsText() const {
   const cache::CacheStats stats = shared_->cache.stats();
   snap.fill_memory_bytes = stats.fill_memory_bytes;
   snap.fill_memory_budget_bytes = stats.fill_memory_budget;
+  snap.vary_urls = stats.vary_urls;
+  snap.vary_marker_bytes = stats.vary_marker_bytes;
+  snap.variants_dropped = stats.variants_dropped;
   snap.tiers.push_back({"ram", stats.objects, stats.bytes, stats.capacity_bytes, stats.evictions,
                         stats.admissions});
   if (shared_->ssd) {

@@ -301,6 +301,68 @@ TEST_F(SsdScenarioTest, ASuccessfulPostRemovesTheSsdCopyToo) {
   }
 }
 
+// Vary across a restart: variants stored before it are hits at once (the rebuilt index knows
+// which field the URL varies on), and a POST that invalidates the URL after the restart removes
+// every variant from the SSD, for good: the next restart does not bring one back.
+TEST_F(SsdScenarioTest, VariantsSurviveARestartAndAPostAfterItRemovesThemForGood) {
+  extra_routes_ =
+      "\n  [[vhost.route]]\n  prefix = \"/obj/vary-ssd/\"\n  origin_group = \"main\"\n"
+      "  forward_other_methods = true\n  drop_params = [\"status\"]\n";
+  const SsdOptions fill{.admission = "fill"};  // written to the SSD as soon as stored
+  startProxy(fill);
+  const std::string path = "/obj/vary-ssd/seg.ts";
+  const std::string target = path + "?vary=Origin&vary_body=1";
+  auto getFrom = [&](const std::string& origin) {
+    return get(target, {{"Origin", "https://" + origin}});
+  };
+  for (const char* o : {"a.example", "b.example"}) {
+    const HttpResponse r = getFrom(o);
+    ASSERT_EQ(r.status, 200) << r.error << proxyLog();
+    EXPECT_EQ(r.header("X-Cache"), "MISS");
+    EXPECT_EQ(r.body, std::string("origin: https://") + o + "\n");
+  }
+  EXPECT_EQ(metricValue(metrics(), "streamedge_cache_vary_urls"), 1) << metrics();
+  ASSERT_EQ(proxy_->process.stop(15s), 0) << proxyLog();  // a graceful stop writes the region
+
+  startProxy(fill);
+  std::string m = metrics();
+  EXPECT_EQ(metricValue(m, "streamedge_cache_vary_urls"), 1) << m;  // rebuilt from the SSD
+  for (const char* o : {"a.example", "b.example"}) {
+    const HttpResponse r = getFrom(o);
+    EXPECT_EQ(r.header("X-Cache"), "HIT") << o << proxyLog();
+    EXPECT_EQ(r.body, std::string("origin: https://") + o + "\n");  // variants never cross
+  }
+  EXPECT_EQ(originCount(path), 2);
+  EXPECT_NE(testsupport::httpGet(proxy_->admin_port, "/status").body.find("\"vary_urls\":1"),
+            std::string::npos);
+
+  const double tombstones = metricValue(metrics(), "streamedge_ssd_tombstones_total");
+  const HttpResponse p =
+      testsupport::httpRequest(port(), "POST", target + "&status=204", {}, 10s, "x");
+  ASSERT_EQ(p.status, 204) << p.error << proxyLog();
+  // One tombstone per variant, appended by the SSD writer thread (≤ 5 s).
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    m = metrics();
+    if (metricValue(m, "streamedge_ssd_tombstones_total") >= tombstones + 2) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GE(metricValue(m, "streamedge_ssd_tombstones_total"), tombstones + 2) << m;
+  EXPECT_EQ(metricValue(m, "streamedge_cache_vary_urls"), 0) << m;
+  const long after_post = originCount(path);  // the POST itself reached the origin
+  const HttpResponse b = getFrom("b.example");  // learns the marker again, stores b afresh
+  EXPECT_EQ(b.header("X-Cache"), "MISS");
+  EXPECT_EQ(b.body, "origin: https://b.example\n");
+  EXPECT_EQ(originCount(path), after_post + 1);
+  ASSERT_EQ(proxy_->process.stop(15s), 0) << proxyLog();
+
+  startProxy(fill);
+  const HttpResponse a = getFrom("a.example");
+  EXPECT_EQ(a.header("X-Cache"), "MISS") << "a purged variant came back after a restart";
+  EXPECT_EQ(a.body, "origin: https://a.example\n");
+  EXPECT_EQ(getFrom("b.example").header("X-Cache"), "HIT");  // the control: stored after it
+  EXPECT_EQ(originCount(path), after_post + 2);
+}
+
 // Flips one byte at `offset` inside every region of the store file.
 void flipByteInEveryRegion(const std::string& store, uint64_t offset) {
   std::fstream f(store, std::ios::in | std::ios::out | std::ios::binary);

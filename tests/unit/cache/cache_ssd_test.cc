@@ -730,9 +730,10 @@ TEST_F(CacheSsd, VariantsLiveUnderTheirOwnKeysAndAPurgeOfTheUrlRemovesThemAll) {
   EXPECT_EQ(cache_->lookup(url, true, &fields0).kind, Kind::kMiss);
 }
 
-// After a restart (a new RAM tier over the same store) the vary marker is unknown: the first
-// request goes to the origin and learns it again; from then on the variants stored before the
-// restart are found on the SSD, and each one read is known to a purge of the URL.
+// A second RAM tier over the same running store (no rebuild, so nothing hands it the marker;
+// a real restart does, see cache_vary_ssd_test.cc) learns the marker from the first answer;
+// from then on the variants already on the SSD are found, and each one read is known to a
+// purge of the URL.
 TEST_F(CacheSsd, AfterARestartTheVaryMarkerIsLearntAgainAndOldVariantsAreFound) {
   TierSetup s;
   s.admission = conf::SsdAdmission::kFill;

@@ -1,8 +1,11 @@
 // Vary in the cache index (RFC 9111 §4.1): variants of one URL kept apart under their own keys,
 // the vary marker learnt from the first answer that says Vary, "Vary: *" never stored, the
-// per-URL bound, purge of every variant, and fills that coalesced on another variant.
+// per-URL bound, purge of every variant, and fills that coalesced on another variant. Markers
+// are bounded: freed when their last variant leaves the cache and no fill is in flight, and the
+// least recently used ones dropped (with their variants) beyond max_vary_urls.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,10 +19,10 @@ using Kind = LookupResult::Kind;
 using Fields = std::vector<std::pair<std::string, std::string>>;
 using namespace std::chrono_literals;
 
-conf::RamCacheConfig ramConfig(uint32_t max_variants = 16) {
+conf::RamCacheConfig ramConfig(uint32_t max_variants = 16, uint64_t size_bytes = 1 << 20) {
   conf::RamCacheConfig c;
-  c.size_bytes = 1 << 20;
-  c.max_object_bytes = 1 << 18;
+  c.size_bytes = size_bytes;
+  c.max_object_bytes = std::min<uint64_t>(1 << 18, size_bytes);
   c.max_variants = max_variants;
   return c;
 }
@@ -273,6 +276,130 @@ TEST(CacheVary, AnAnswerThatStopsVaryingClearsTheMarker) {
   EXPECT_EQ(r.key, kUrl);
   EXPECT_EQ(bytesOf(*r.object), "b");
   EXPECT_EQ(cache.stats().objects, 1u);
+}
+
+// Finding 1: a marker must not outlive what it describes.
+
+TEST(CacheVaryMarkers, AMarkerIsFreedWhenItsLastVariantIsEvictedWithoutAnSsdCopy) {
+  ManualClock clock;
+  // Room for two 4 KiB objects and the marker: a third object evicts the variant.
+  Cache cache(ramConfig(16, 12 * 1024), clock);
+  store(clock, cache, originField("https://a.example"), std::string(4000, 'a'));
+  ASSERT_EQ(cache.stats().vary_urls, 1u);
+  EXPECT_GT(cache.stats().vary_marker_bytes, 0u);
+  for (int i = 0; i < 8 && cache.stats().vary_urls != 0; ++i) {
+    const CacheKey other = makeKey("v", "/other/" + std::to_string(i), "");
+    LookupResult r = cache.lookup(other);
+    ASSERT_EQ(r.kind, Kind::kMiss);
+    complete(clock, r.fill, "", {}, std::string(4000, 'o'));
+  }
+  EXPECT_EQ(cache.stats().vary_urls, 0u);
+  EXPECT_EQ(cache.stats().vary_marker_bytes, 0u);
+  LookupResult again = lookup(cache, originField("https://a.example"));
+  EXPECT_EQ(again.kind, Kind::kMiss);
+  EXPECT_EQ(again.key, kUrl);  // no marker left: learnt again from the next answer
+}
+
+TEST(CacheVaryMarkers, AMarkerWhoseOnlyFillAbortsIsFreed) {
+  ManualClock clock;
+  Cache cache(ramConfig(), clock);
+  LookupResult r = lookup(cache, originField("https://a.example"));
+  ASSERT_EQ(r.kind, Kind::kMiss);
+  const FieldLineList sent(originField("https://a.example"));
+  r.fill.publishHead(head("Origin", 10), fresh(clock), true, true, &sent);
+  EXPECT_EQ(cache.stats().vary_urls, 1u);  // learnt from the head
+  r.fill.abort();                          // the body never came
+  EXPECT_EQ(cache.stats().vary_urls, 0u);
+  EXPECT_EQ(cache.stats().fills_in_flight, 0u);
+}
+
+TEST(CacheVaryMarkers, AMarkerStaysWhileAVariantFillIsInFlight) {
+  ManualClock clock;
+  Cache cache(ramConfig(), clock);
+  store(clock, cache, originField("https://a.example"), "a");
+  LookupResult b = lookup(cache, originField("https://b.example"));
+  ASSERT_EQ(b.kind, Kind::kMiss);
+  // The only stored variant goes; B's fill is still in flight under the marker.
+  ASSERT_TRUE(cache.purge(lookup(cache, originField("https://a.example")).key));
+  EXPECT_EQ(cache.stats().vary_urls, 1u);
+  complete(clock, b.fill, "Origin", originField("https://b.example"), "b");
+  LookupResult b2 = lookup(cache, originField("https://b.example"));
+  ASSERT_EQ(b2.kind, Kind::kHit);  // kept: its marker was still there
+  EXPECT_EQ(bytesOf(*b2.object), "b");
+  ASSERT_TRUE(cache.purge(b2.key));  // the last variant, no fill in flight: the marker goes
+  EXPECT_EQ(cache.stats().vary_urls, 0u);
+}
+
+TEST(CacheVaryMarkers, AVariantThatBecomesUncacheableLeavesItsMarker) {
+  ManualClock clock;
+  Cache cache(ramConfig(), clock);
+  store(clock, cache, originField("https://a.example"), "a");
+  clock.advance(120s);  // stale
+  LookupResult r = lookup(cache, originField("https://a.example"));
+  ASSERT_EQ(r.kind, Kind::kStale);
+  ASSERT_TRUE(r.fill);
+  const FieldLineList sent(originField("https://a.example"));
+  r.fill.publishHead(head("Origin", 1), fresh(clock), /*storable=*/false, /*shareable=*/false,
+                     &sent);
+  r.fill.append(reinterpret_cast<const uint8_t*>("x"), 1);
+  r.fill.finish();
+  EXPECT_EQ(cache.stats().objects, 0u);
+  EXPECT_EQ(cache.stats().vary_urls, 0u);
+}
+
+// Keys of `count` URLs whose slots share one index shard (so that a per-shard bound applies).
+std::vector<CacheKey> urlsInOneShard(size_t count) {
+  std::vector<CacheKey> keys;
+  const CacheKey first = makeKey("v", "/shard/0.ts", "");
+  keys.push_back(first);
+  for (int i = 1; i < 100000 && keys.size() < count; ++i) {
+    const CacheKey k = makeKey("v", "/shard/" + std::to_string(i) + ".ts", "");
+    if ((k.lo & 63) == (first.lo & 63)) keys.push_back(k);
+  }
+  return keys;
+}
+
+TEST(CacheVaryMarkers, TheCapDropsTheLeastRecentlyUsedMarkerWithItsVariants) {
+  ManualClock clock;
+  conf::RamCacheConfig config = ramConfig();
+  config.max_vary_urls = 2 * 64;  // two markers per index shard
+  Cache cache(config, clock);
+  const std::vector<CacheKey> urls = urlsInOneShard(3);
+  ASSERT_EQ(urls.size(), 3u);
+  const Fields a = originField("https://a.example");
+  const FieldLineList fields(a);
+  auto storeAt = [&](const CacheKey& url, const std::string& body) {
+    LookupResult r = cache.lookup(url, false, &fields);
+    ASSERT_EQ(r.kind, Kind::kMiss);
+    complete(clock, r.fill, "Origin", a, body);
+  };
+  storeAt(urls[0], "zero");
+  storeAt(urls[1], "one");
+  ASSERT_EQ(cache.stats().vary_urls, 2u);
+  EXPECT_EQ(cache.lookup(urls[0], false, &fields).kind, Kind::kHit);  // urls[1] is now the LRU
+  storeAt(urls[2], "two");
+  EXPECT_EQ(cache.stats().vary_urls, 2u);
+  EXPECT_EQ(cache.stats().variants_dropped, 1u);  // urls[1]'s variant went with its marker
+  EXPECT_EQ(cache.stats().objects, 2u);
+  LookupResult dropped = cache.lookup(urls[1], false, &fields);
+  EXPECT_EQ(dropped.kind, Kind::kMiss);
+  EXPECT_EQ(dropped.key, urls[1]);  // the marker is gone, not just the variant
+  dropped.fill.abort();
+  EXPECT_EQ(bytesOf(*cache.lookup(urls[0], false, &fields).object), "zero");
+  EXPECT_EQ(bytesOf(*cache.lookup(urls[2], false, &fields).object), "two");
+}
+
+TEST(CacheVaryMarkers, MarkersAreChargedToTheRamBudget) {
+  ManualClock clock;
+  Cache cache(ramConfig(), clock);
+  const CacheStats before = cache.stats();
+  store(clock, cache, originField("https://a.example"), "a");
+  const CacheStats with = cache.stats();
+  EXPECT_EQ(with.vary_urls, 1u);
+  EXPECT_GE(with.vary_marker_bytes, Cache::varyMarkerBytes(1, VaryNames{"origin"}));
+  EXPECT_EQ(with.capacity_bytes, before.capacity_bytes);
+  ASSERT_TRUE(cache.purge(kUrl));
+  EXPECT_EQ(cache.stats().vary_marker_bytes, 0u);
 }
 
 }  // namespace

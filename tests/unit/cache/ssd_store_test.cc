@@ -523,6 +523,39 @@ TEST_P(SsdStoreTest, IndexIsRebuiltFromTheStoreFile) {
   EXPECT_EQ(store_->stats().objects, 25u);
 }
 
+// A region written by format version 1 (no URL key in its entries: a variant could not be tied
+// to its URL, so a purge after a restart could miss it) is left out at rebuild, and says so.
+TEST_P(SsdStoreTest, RegionsOfAnOlderFormatVersionAreLeftOut) {
+  open(true);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(insert(i, 2000));
+  ASSERT_TRUE(store_->flush().isOk());
+  store_.reset();
+  engine_.reset();
+  const int64_t at = newestRegionOffset();
+  ASSERT_GE(at, 0);
+  std::vector<uint8_t> bytes = readFileBytes(dir_.file("store"));
+  ssd::RegionHeader h;
+  std::memcpy(&h, bytes.data() + at, sizeof(h));
+  h.version = 1;
+  h.checksum = ssd::regionHeaderChecksum(h);  // a well-formed header, of the old version
+  std::vector<uint8_t> patched(sizeof(h));
+  std::memcpy(patched.data(), &h, sizeof(h));
+  ASSERT_TRUE(patchFile(dir_.file("store"), static_cast<uint64_t>(at), patched));
+  log_.clear();
+  open(true);
+  EXPECT_EQ(store_->stats().objects, 0u);
+  EXPECT_EQ(store_->stats().rebuild_skipped_regions, 1u);
+  bool said = false;
+  for (const std::string& l : log_) said = said || l.find("older format version") != std::string::npos;
+  EXPECT_TRUE(said);
+  // The store goes on: new objects are written and survive a reopen.
+  ASSERT_TRUE(insert(7, 2000));
+  store_.reset();
+  engine_.reset();
+  open(true);
+  EXPECT_TRUE(readsBack(7, 2000));
+}
+
 TEST_P(SsdStoreTest, TornLastRegionIsAbsent) {
   open(true);
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(insert(i, 3000));

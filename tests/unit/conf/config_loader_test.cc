@@ -630,6 +630,17 @@ TEST(ConfigLoader, MaxVariantsIsReadAndBounded) {
                   "max_variants", "integer");
 }
 
+TEST(ConfigLoader, MaxVaryUrlsIsReadAndBounded) {
+  const LoadResult r = load(concat(kBase, "\n[cache.ram]\nmax_vary_urls = 100000\n"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->cache.ram.max_vary_urls, 100000u);
+  EXPECT_EQ(load(kBase).config->cache.ram.max_vary_urls, 262144u);
+  expectOnlyError("\n[cache.ram]\nmax_vary_urls = 10\n", "cache.ram.max_vary_urls",
+                  "max_vary_urls", "must be between 64 and 67108864");
+  expectOnlyError("\n[cache.ram]\nmax_vary_urls = \"many\"\n", "cache.ram.max_vary_urls",
+                  "max_vary_urls", "integer");
+}
+
 TEST(ConfigLoader, SmallCacheLowersTheDefaultMaxObjectSize) {
   const LoadResult r = load(concat(kBase, "\n[cache.ram]\nsize = \"16MiB\"\n"));
   ASSERT_TRUE(r.ok()) << describe(r);

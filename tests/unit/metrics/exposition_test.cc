@@ -123,6 +123,17 @@ TEST(Exposition, RemovedOriginKeepsCountersButHasNoUpGauge) {
   EXPECT_FALSE(has(text, "streamedge_origin_up{group=\"main\",origin=\"old\""));
 }
 
+TEST(Exposition, VaryMarkerFamiliesAreExported) {
+  Snapshot s;
+  s.vary_urls = 3;
+  s.vary_marker_bytes = 1200;
+  s.variants_dropped = 9;
+  const std::string text = renderPrometheus(s);
+  EXPECT_TRUE(has(text, "streamedge_cache_vary_urls 3")) << text;
+  EXPECT_TRUE(has(text, "streamedge_cache_vary_marker_bytes 1200"));
+  EXPECT_TRUE(has(text, "streamedge_cache_variants_dropped_total 9"));
+}
+
 TEST(Exposition, SsdFamiliesAppearOnlyWithAnSsdTier) {
   Snapshot s;
   EXPECT_FALSE(has(renderPrometheus(s), "streamedge_ssd_"));
