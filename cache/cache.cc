@@ -47,7 +47,10 @@ void FillWriter::publishHead(std::shared_ptr<const ResponseHead> head, const Fre
   storable_ = storable && shareable;
   const std::optional<uint64_t> expected = head->content_length;
   if (expected && *expected > cache_->maxObjectBytes()) too_big_ = true;
-  if (shareable) cache_->placeFill(object_, vary, request, storable_);
+  // A fill the cache did not place (purged meanwhile, its variant's marker gone, the same
+  // variant already filling) is not kept: Cache-Status must not say "stored", and it streams
+  // through a window like any answer that is not kept.
+  if (shareable && !cache_->placeFill(object_, vary, request, storable_)) storable_ = false;
   if (!shareable) cache_->onUncacheable(object_);
   object_->setFillOutcome(storable_ && !too_big_, /*not_modified=*/false);
   object_->publishHead(std::move(head), freshness, shareable, Ref<Body>::make(expected));
@@ -689,7 +692,7 @@ bool Cache::purgeKey(const CacheKey& key, std::vector<CacheKey>* variants) {
   return found;
 }
 
-void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
+bool Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
                       const RequestFieldSource* request, bool storable) {
   const bool varies = vary.kind == VarySpec::Kind::kFields;
   const CacheKey key = object->key();
@@ -700,7 +703,7 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
     std::lock_guard<std::mutex> lock(shard.mu);
     auto it = shard.slots.find(key);
     // Purged meanwhile, or a private fill: nothing to place.
-    if (it == shard.slots.end() || it->second.pending != object) return;
+    if (it == shard.slots.end() || it->second.pending != object) return false;
     if (it->second.variant_of != 0) {
       primary = it->second.primary;
       filled_under = it->second.variant_of;
@@ -724,7 +727,7 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
         endFillLocked(*slot, url_shard, /*moved=*/false, freed);
         if (slot->empty()) shard.slots.erase(key);
       });
-      return;
+      return false;
     }
   }
   if (storable) {
@@ -776,7 +779,7 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
     dropVariants(dropped, object->ssdAllowed());
     dropMarkers(evicted, /*ssd=*/true);
   } else if (!varies && !is_variant) {
-    return;  // the common case: an answer that does not vary, filled under the URL's key
+    return true;  // the common case: an answer that does not vary, filled under the URL's key
   }
   // Where the fill belongs: the variant the request it sent selects, or the URL itself.
   const CacheKey target = varies ? variantKey(primary, vary.names, request ? *request : kNoFields)
@@ -785,8 +788,10 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
   if (target == key) {
     // Only a fill that is not kept can change its marker here (generation 0): a kept one
     // found its own marker above, and another marker's names give another key.
+    bool placed = false;
     withSlot(key, [&](Slot* slot, Shard&, Shard* url_shard) {
       if (!slot || slot->pending != object) return;
+      placed = true;
       if (slot->primary == new_primary && slot->variant_of == generation) return;
       if (url_shard) {
         VaryMarker* m = markerLocked(*url_shard, slot->primary, slot->variant_of);
@@ -801,7 +806,7 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
         countFillLocked(*url_shard, *slot);
       }
     });
-    return;
+    return placed;
   }
   bool moved_out = false;
   withSlot(key, [&](Slot* slot, Shard& shard, Shard* url_shard) {
@@ -810,7 +815,7 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
     if (slot->empty()) shard.slots.erase(key);
     moved_out = true;
   });
-  if (!moved_out) return;
+  if (!moved_out) return false;
   // Nobody reads the key of a fill before its head is published (placeFill runs just before).
   object->rekey(target);
   Shard& shard = shardFor(target);
@@ -822,13 +827,14 @@ void Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
     // on for its readers and is not kept.
     fills_in_flight_.fetch_sub(1, std::memory_order_relaxed);
     if (varies) freeIfUnusedLocked(ps, primary, freed);
-    return;
+    return false;
   }
   s.pending = object;
   s.pass_until = WallTime{};
   s.primary = new_primary;
   s.variant_of = generation;
   if (varies) countFillLocked(ps, s);
+  return true;
 }
 
 bool Cache::registerVariant(const CacheKey& primary, uint64_t generation, const CacheKey& variant,

@@ -317,8 +317,10 @@ class Cache final : public SsdVariantObserver {
   // FillWriter callbacks.
   // The head of `object`'s fill is about to be published (shareable): puts the fill in the slot
   // of the variant its request selects (or of the URL when the answer does not vary), and, for
-  // a storable answer, sets, replaces or clears the URL's vary marker.
-  void placeFill(const ObjectRef& object, const VarySpec& vary, const RequestFieldSource* request,
+  // a storable answer, sets, replaces or clears the URL's vary marker. False when the fill is
+  // in no slot afterwards (purged meanwhile, its marker gone, its variant filling already):
+  // then it is not kept.
+  bool placeFill(const ObjectRef& object, const VarySpec& vary, const RequestFieldSource* request,
                  bool storable);
   // A variant completed and is kept: records it in its URL's marker (when that is still
   // `generation`); returns false when the marker is gone or changed (then it is not kept).
