@@ -34,6 +34,10 @@ struct OriginRequest {
   std::string host;             // Host to send; empty → the origin's host[:port]
   std::vector<std::pair<std::string, std::string>> headers;  // end-to-end fields to send
   std::string body;             // for forwarded non-GET requests
+  // Hedging (GET only; the route's hedge_after for playlists and MPDs): when the first origin
+  // has not answered the head this long after the fetch started, the next origin of the group
+  // is asked too and the first head wins (the other request is cancelled). 0 = off.
+  Millis hedge_after{0};
 };
 
 // An origin response head, owned (the parser's views do not outlive the read buffer).
@@ -98,12 +102,15 @@ class OriginFetch {
 };
 
 class OriginStats;
+class OriginLimits;
 
 class OriginClient {
  public:
   // `stats` (may be null): this worker's origin accounting; must outlive the client.
+  // `limits`: the origin protection state shared by every worker's client (caps, queues, retry
+  // budgets: proxy/origin_limits.h); null gives this client limits of its own.
   OriginClient(event_base* base, std::shared_ptr<OriginHealth> health,
-               OriginStats* stats = nullptr);
+               OriginStats* stats = nullptr, std::shared_ptr<OriginLimits> limits = nullptr);
   ~OriginClient();
 
   // Starts a fetch from group `group_index` of `config`. Callbacks run later on this loop, never
@@ -117,6 +124,10 @@ class OriginClient {
   // The TLS contexts for https origins; a fetch pins the snapshot current at its start. Without
   // one (or for an origin it does not know), https attempts fail as a local error.
   void setTls(tls::TlsStatePtr tls);
+
+  // A hosts file (hosts(5) format) consulted for origin names before DNS, read when the first
+  // origin name is resolved ("" = only the system's /etc/hosts). Before any fetch.
+  void setHostsFile(std::string path);
 
  private:
   struct Impl;
