@@ -530,8 +530,10 @@ class Fetch final : public OriginFetch {
   void enqueue(OriginSlot* slot, Wait wait);
   void leaveQueue();
   void busyFailed(const char* detail);
+  // Within 10 ms counts as passed: libevent's timers run on a coarse clock and may fire a few
+  // milliseconds before the deadline they were armed for.
   bool deadlinePassed(SteadyClock::time_point now) const {
-    return has_retry_deadline_ && now >= retry_deadline_;
+    return has_retry_deadline_ && now + std::chrono::milliseconds(10) >= retry_deadline_;
   }
 
   // Hedging.
@@ -987,8 +989,9 @@ void Fetch::armTimer(Millis timeout) {
     const auto left = std::chrono::duration_cast<Millis>(resume_deadline_ - SteadyClock::now());
     timeout = std::clamp(left, Millis(1), std::max(timeout, Millis(1)));
   } else if (has_retry_deadline_ && phase_ != Phase::kBody) {
-    // Before the first byte, every wait ends with the fetch's retry_deadline.
-    const auto left = std::chrono::duration_cast<Millis>(retry_deadline_ - SteadyClock::now());
+    // Before the first byte, every wait ends with the fetch's retry_deadline (rounded up: the
+    // timer must not fire before the deadline it stands for).
+    const auto left = std::chrono::ceil<Millis>(retry_deadline_ - SteadyClock::now());
     timeout = std::clamp(left, Millis(1), std::max(timeout, Millis(1)));
   }
   const timeval tv = toTimeval(timeout);

@@ -44,7 +44,10 @@
 //   If-Unmodified-Since ignored)]; /_sim/fault?all=1&mode=M (until mode=off); /_sim/fault?mode=off
 //   (disarm all); /_sim/ranges?path=/x → one line per Range request to /x, in order:
 //   "<Range>|<If-Match>|<If-Unmodified-Since>" (empty parts when absent). Counts include 304s
-//   and faulted requests; kind=304 counts 304s alone.
+//   and faulted requests; kind=304 counts 304s alone. /_sim/stats[?reset=1] →
+//   {"connections":N,"max_connections":N,"active_requests":N,"max_active_requests":N}: open
+//   connections (control ones included) and requests being answered (head parsed → last body
+//   byte queued), now and at most since start (reset=1: the maxima restart from now).
 //
 // Thread-safety: an OriginSim runs its loop on one thread (run() or startThread()); stop() and
 // the counter accessors may be called from any thread. Everything else belongs to the loop.
