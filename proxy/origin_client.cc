@@ -1563,17 +1563,23 @@ void Fetch::parseHead() {
         attemptFailed(failure, true);  // the hedge answers
         return;
       }
-      if (mayFailOverAfterSend() && hasNextCandidate() && !deadlinePassed(SteadyClock::now()) &&
-          (!budget_ || budget_->tryRetry(SteadyClock::now(), group().retry_budget,
-                                         group().retry_budget_min))) {
-        retry_granted_ = true;
-        attemptFailed(failure, true);
-        return;
+      bool budget_exhausted = false;
+      if (mayFailOverAfterSend() && hasNextCandidate() && !deadlinePassed(SteadyClock::now())) {
+        if (!budget_ || budget_->tryRetry(SteadyClock::now(), group().retry_budget,
+                                          group().retry_budget_min)) {
+          retry_granted_ = true;
+          attemptFailed(failure, true);
+          return;
+        }
+        budget_exhausted = true;
       }
       // The last possible attempt: the proxy decides (stale-if-error, or pass the 5xx on).
       if (health) health->recordFailure(group_index_, origin_index_, SteadyClock::now());
       if (stats) stats->error(group(), origin(), metrics::OriginErrorReason::k5xx);
-      logOriginFailure(group(), origin(), failure, "response delivered");
+      logOriginFailure(group(), origin(), failure,
+                       budget_exhausted
+                           ? "response delivered: the group's retry budget is exhausted"
+                           : "response delivered");
     } else if (health) {
       health->recordSuccess(group_index_, origin_index_);
     }

@@ -219,7 +219,7 @@ constexpr size_t kInitSegmentSize = 1000;
 // other validators (ETag and Last-Modified) for the same bytes, as a data center holding another
 // version; kNoRanges answers a Range request with the whole 200, as an origin without range
 // support.
-enum class Fault { kNone, k500, k503, kHang, kReset, kShort, kLong, kNoStore, kStall, kSlow, kEtag, kNoRanges };
+enum class Fault { kNone, k500, k503, kHang, kReset, kShort, kLong, kNoStore, kStall, kSlow, kEtag, kNoRanges, kDelay };
 
 // An armed fault and its parameters.
 struct FaultSpec {
@@ -240,6 +240,7 @@ std::optional<Fault> parseFault(std::string_view s) {
   if (s == "500") return Fault::k500;
   if (s == "503") return Fault::k503;
   if (s == "hang") return Fault::kHang;
+  if (s == "delay") return Fault::kDelay;
   if (s == "reset") return Fault::kReset;
   if (s == "short") return Fault::kShort;
   if (s == "long") return Fault::kLong;
@@ -1615,6 +1616,9 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
     case Fault::kHang:
       p.hang = true;
       break;
+    case Fault::kDelay:  // the head after `after` ms (default 1000): one slow data center
+      p.delay_ms = static_cast<int>(std::min<uint64_t>(spec.after.value_or(1000), 3600000));
+      break;
     case Fault::kReset:
       p.send_bytes = spec.after ? std::min<uint64_t>(*spec.after, p.send_bytes) : p.send_bytes / 2;
       p.terminate_chunked = false;
@@ -1725,7 +1729,7 @@ void OriginSim::Impl::control(Conn* c) {
     std::optional<Fault> f = parseFault(mode ? *mode : "");
     if (mode == nullptr || !f) {
       simpleResponse(c, 400, "text/plain",
-                     "mode must be 500|503|hang|reset|short|long|nostore|stall|slow|etag|noranges|off\n", false);
+                     "mode must be 500|503|hang|delay|reset|short|long|nostore|stall|slow|etag|noranges|off\n", false);
       return;
     }
     FaultSpec spec;

@@ -27,7 +27,8 @@
 //   as the request carried it, "(absent)" when it did not; ETag from that text)
 //   location=<value> content_location=<value> (sent as Location / Content-Location)
 //   ce=<coding> (a Content-Encoding label; the bytes are unchanged)
-//   fault=500|503|hang|reset|short|long|nostore|stall|slow|etag|noranges (nostore:
+//   fault=500|503|hang|delay|reset|short|long|nostore|stall|slow|etag|noranges (delay: the head
+//   after fault_after=K ms, default 1000, as one slow data center; nostore:
 //   Cache-Control: no-store and a new ETag, as content that changed and may no longer be
 //   stored) with fault_after=K fault_rate=R for the mid-body ones below.
 // Mid-body faults: reset (K body bytes, default half, then RST), stall (K bytes, then silence
