@@ -41,6 +41,25 @@
 //     closed the connection while it sat in the pool) is re-sent once on a fresh connection to the
 //     same origin. That retry is transparent: not an attempt, not a health failure.
 //
+// Origin protection (proxy/origin_limits.h): an attempt holds a request slot of its origin from
+// its start until its body ends (or it fails); a new connection holds a connection slot from
+// before its socket exists until it is closed (pooled connections keep theirs). At the cap, the
+// fetch takes another origin of the same priority, or queues (phase kQueued, the timer armed
+// with queue_timeout) on its worker; a full queue or a timeout is Code::kBusy (not an origin
+// failure: no health record, no failover). Retries (attemptFailed, and a 5xx that would fail
+// over) stop at the group's retry_deadline and when its retry budget refuses; the failure then
+// goes to the observer as it is.
+//
+// Hedging (OriginRequest::hedge_after, GET only): a timer from the fetch's start; if no head
+// has come by then, a second Fetch (the hedge, observed through HedgeRelay) starts at the next
+// untried origin. The first head wins: the hedge's makes this fetch abandon its own attempt
+// (connection closed) and relay the hedge's response; this fetch's own head destroys the hedge.
+// If this fetch's attempt fails while the hedge runs, the hedge carries the fetch.
+//
+// Names: resolved with evdns_getaddrinfo (cached for the origin's dns_cache_time: evdns does
+// not report TTLs); every address is tried on a connect error or timeout before the attempt
+// fails (one attempt, one connection slot).
+//
 // Timeouts (per origin config): connect_timeout covers name resolution and the TCP connect;
 // first_byte_timeout runs from the request fully written to the complete final response head;
 // read_timeout is the longest gap between two body reads. One timer event per fetch serves all

@@ -7,6 +7,16 @@
 // (proxy/origin_resume.h): the observer sees one continuous body. A body that cannot be resumed,
 // or is longer than its framing, is reported as a failure; such a connection is never reused.
 //
+// Origin protection (proxy/origin_limits.h, shared by every worker's client): per origin at most
+// max_concurrent_requests requests in flight and max_connections connections open; a fetch at
+// the cap goes to another origin of the same priority or waits in a bounded queue, and fails
+// with Code::kBusy (the proxy answers 503) when the queue is full or the wait times out. Retries
+// before the first byte stop at the group's retry_deadline and retry budget. A GET with
+// OriginRequest::hedge_after asks the next origin too when the first has not answered the head
+// in time; the first head wins, the other request is cancelled, the observer sees one response.
+// An origin name is resolved with evdns and each of its addresses is tried before the next
+// origin.
+//
 // Thread-compatibility: everything runs on the owning worker's event loop. Origin health
 // (consecutive failures → skipped for a while) is shared across workers through OriginHealth.
 #pragma once
