@@ -134,6 +134,14 @@ void FillWriter::finishWithStale() {
   stale_.reset();
 }
 
+void FillWriter::abortBusy() {
+  if (!object_) return;
+  object_->markAbortedBusy();
+  cache_->onAbort(object_);
+  object_.reset();
+  stale_.reset();
+}
+
 void FillWriter::abort(bool timed_out) {
   if (!object_) return;
   object_->markAborted(timed_out);

@@ -109,6 +109,8 @@ class FillWriter {
   bool finish();
   // Explicit abort (same as destruction). `timed_out`: see CacheObject::markAborted.
   void abort(bool timed_out = false);
+  // Abort because the origin is at its concurrency cap (readers answer 503, not 502/504).
+  void abortBusy();
 
  private:
   // Completes the fill with a verified copy read from the SSD tier; `promote`: keep it in RAM.

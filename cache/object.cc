@@ -424,6 +424,11 @@ void CacheObject::markComplete() {
   if (!windowed()) waiters_.clear();
 }
 
+void CacheObject::markAbortedBusy() {
+  busy_.store(true, std::memory_order_release);
+  markAborted(false);
+}
+
 void CacheObject::markAborted(bool timed_out) {
   timed_out_.store(timed_out, std::memory_order_release);
   std::lock_guard<std::mutex> lock(mu_);

@@ -264,6 +264,9 @@ class CacheObject final : public RefCounted {
   // `timed_out`: the origin did not answer in time (readers answer 504 rather than 502).
   void markAborted(bool timed_out = false);
   bool abortedByTimeout() const { return timed_out_.load(std::memory_order_acquire); }
+  // Aborted because the origin was at its concurrency cap (readers answer 503).
+  void markAbortedBusy();
+  bool abortedBusy() const { return busy_.load(std::memory_order_acquire); }
 
   // --- windowed fills (filler side) ---
   // From now on at most `window_bytes` of body are held ahead of the slowest reader. Filler
@@ -294,6 +297,7 @@ class CacheObject final : public RefCounted {
   std::atomic<State> state_{State::kPending};
   std::atomic<bool> head_published_{false};
   std::atomic<bool> timed_out_{false};
+  std::atomic<bool> busy_{false};
   // Written once by the filler before head_published_/state_ release; then read-only.
   std::shared_ptr<const ResponseHead> head_;
   Freshness freshness_;

@@ -144,6 +144,18 @@ struct OriginConfig {
   Millis read_timeout{10'000};        // between two body reads
   Millis idle_timeout{30'000};        // pooled keep-alive connection kept this long
   int max_idle_per_worker = 64;
+  // Origin protection (shared by every worker, so the origin never sees more than this from the
+  // whole process; defaults inherited from the origin group). 0 = unlimited.
+  int max_concurrent_requests = 1024;  // requests in flight to this origin
+  int max_connections = 1024;          // open connections (in use + idle in the pools)
+  // A fetch that finds the origin at its cap (and no other origin of the same priority free)
+  // waits in a queue of at most queue_size fetches (0 = no queue: answered 503 at once) for at
+  // most queue_timeout; beyond either the viewer gets 503 "origin busy".
+  int queue_size = 1024;
+  Millis queue_timeout{2'000};
+  // How long a resolved origin name is used (evdns_getaddrinfo does not report the answer's
+  // TTL, so this bounds it); every address of the answer is tried before the next origin.
+  Millis dns_cache_time{30'000};
   // https origins (defaults inherited from the origin group): peer verification is on unless
   // tls_verify = false; ca_file "" = the system CA store.
   bool tls_verify = true;
@@ -184,6 +196,15 @@ struct OriginGroupConfig {
   std::string name;
   std::vector<OriginConfig> origins;  // sorted by priority at load time
   int retries = 2;  // further origins tried after a failure before the first byte to the viewer
+  // All attempts of one fetch before its first byte (queue waits included) end this long after
+  // it started: no attempt starts later, and the running one's timers are cut to it (0 = none).
+  Millis retry_deadline{0};
+  // Retry budget over a sliding window of 10 s, shared by every worker: retries (and hedges)
+  // may be at most retry_budget times the group's requests, or retry_budget_min per second when
+  // that is more (a quiet group may still retry). Beyond, the failure goes to the viewer.
+  // retry_budget = 0 turns the budget off (only `retries` bounds retries).
+  double retry_budget = 0.2;
+  int retry_budget_min = 10;
   // Resume after the first byte: a GET body that breaks off (reset, close, read timeout, rate
   // below min_rate) goes on from another origin of the group with Range + If-Match; at most
   // resume_attempts such requests per fetch (0 = never resume), all started within
@@ -268,6 +289,10 @@ struct RouteConfig {
   StoragePolicy storage = StoragePolicy::kRamAndSsd;
   RequestFieldPolicy fields;
   CompressionPolicy compress;
+  // Hedged requests for playlists and MPDs (GET only): if the origin has not answered the head
+  // within hedge_after, the next origin of the group is asked too and the first head wins; the
+  // other request is cancelled (its connection closed). 0 = off.
+  Millis hedge_after{0};
 };
 
 struct VhostConfig {

@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <utility>
 
 #include <toml++/toml.h>
@@ -250,6 +251,29 @@ class TableReader {
       return false;
     }
     out = static_cast<int>(v);
+    return true;
+  }
+
+  // A number (integer or float) within [min, max].
+  bool number(std::string_view key, double& out, double min, double max) {
+    const toml::node* node = get(key);
+    if (!node) return false;
+    double v = 0;
+    if (const auto* i = node->as_integer()) {
+      v = static_cast<double>(i->get());
+    } else if (const auto* f = node->as_floating_point()) {
+      v = f->get();
+    } else {
+      error(key, *node, expected("a number", *node));
+      return false;
+    }
+    if (!(v >= min && v <= max)) {
+      std::ostringstream msg;
+      msg << "must be between " << min << " and " << max << ", got " << v;
+      error(key, *node, msg.str());
+      return false;
+    }
+    out = v;
     return true;
   }
 
@@ -903,9 +927,20 @@ void checkOriginTls(TableReader& r, const OriginConfig& origin) {
   }
 }
 
+// Origin protection keys, readable on an origin group (defaults for its origins) and on an
+// origin.
+void readOriginLimits(TableReader& r, OriginConfig& origin) {
+  r.integer("max_concurrent_requests", origin.max_concurrent_requests, 0, 1'000'000);
+  r.integer("max_connections", origin.max_connections, 0, 1'000'000);
+  r.integer("queue_size", origin.queue_size, 0, 1'000'000);
+  r.duration("queue_timeout", origin.queue_timeout, false);
+  r.duration("dns_cache_time", origin.dns_cache_time, true);
+}
+
 void readOrigin(TableReader& r, OriginConfig& origin) {
   readOriginTls(r, origin);
   checkOriginTls(r, origin);
+  readOriginLimits(r, origin);
   if (r.string("url", origin.url)) {
     const std::string err = parseOriginUrl(origin.url, origin);
     if (!err.empty()) r.error("url", *r.get("url"), err);
@@ -1023,6 +1058,9 @@ void readOriginGroup(TableReader& r, OriginGroupConfig& group) {
     r.missing("name");
   }
   r.integer("retries", group.retries, 0, 16);
+  r.duration("retry_deadline", group.retry_deadline, true);
+  r.number("retry_budget", group.retry_budget, 0.0, 1.0);
+  r.integer("retry_budget_min", group.retry_budget_min, 0, 1'000'000);
   r.integer("resume_attempts", group.resume_attempts, 0, 16);
   r.duration("resume_deadline", group.resume_deadline, false);
   r.byteSize("min_rate", group.min_rate, 0);
@@ -1036,9 +1074,10 @@ void readOriginGroup(TableReader& r, OriginGroupConfig& group) {
     TableReader orr(r.diag(), *t, r.path("outlier_detection"));
     readOutlierDetection(orr, group.outlier);
   }
-  OriginConfig tls_defaults;  // the group's TLS keys, inherited by every origin
+  OriginConfig tls_defaults;  // the group's TLS and protection keys, inherited by every origin
   readOriginTls(r, tls_defaults);
   checkOriginTls(r, tls_defaults);
+  readOriginLimits(r, tls_defaults);
   const toml::array* origins = r.tableArray("origin");
   std::map<std::string, int> names;  // origin name → line of its first use
   forEachTable(origins, r.path("origin"), [&](const toml::table& t, const std::string& path, size_t) {
@@ -1050,6 +1089,11 @@ void readOriginGroup(TableReader& r, OriginGroupConfig& group) {
     origin.client_cert = tls_defaults.client_cert;
     origin.client_key = tls_defaults.client_key;
     origin.tls_server_name = tls_defaults.tls_server_name;
+    origin.max_concurrent_requests = tls_defaults.max_concurrent_requests;
+    origin.max_connections = tls_defaults.max_connections;
+    origin.queue_size = tls_defaults.queue_size;
+    origin.queue_timeout = tls_defaults.queue_timeout;
+    origin.dns_cache_time = tls_defaults.dns_cache_time;
     readOrigin(orr, origin);
     if (origin.name.empty()) return;
     // Origin names label metrics and logs; two origins with one name would share a series.
@@ -1282,6 +1326,7 @@ void readRoute(TableReader& r, RouteConfig& route,
   r.boolean("cache_authorized", cache.cache_authorized);
   r.boolean("cache_set_cookie", cache.cache_set_cookie);
   r.boolean("forward_other_methods", cache.forward_other_methods);
+  r.duration("hedge_after", route.hedge_after, true);
   readKeyPolicy(r, route.key);
   readFieldPolicy(r, route.fields);
   readCompression(r, route.compress);

@@ -14,6 +14,7 @@ const char* codeName(Code code) {
     case Code::kIo: return "i/o error";
     case Code::kCorrupt: return "corrupt";
     case Code::kUnavailable: return "unavailable";
+    case Code::kBusy: return "busy";
     case Code::kInternal: return "internal";
   }
   return "unknown";

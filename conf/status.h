@@ -25,6 +25,7 @@ enum class Code {
   kIo,            // storage or socket I/O failed
   kCorrupt,       // checksum / authentication failure
   kUnavailable,   // nothing to serve from (all origins down)
+  kBusy,          // a protective limit was reached (origin at its concurrency cap, queue full)
   kInternal,
 };
 

@@ -208,6 +208,68 @@ std::string renderPrometheus(const Snapshot& s) {
   }
   push(std::move(resumes));
 
+  // --- origin protection, retry budget, hedging
+  auto in_flight = family("streamedge_origin_in_flight",
+                          "Requests in flight to an origin (all workers; capped by "
+                          "max_concurrent_requests).",
+                          MetricType::Gauge);
+  auto conns_open = family("streamedge_origin_connections_open",
+                           "Open connections to an origin, in use or idle (all workers; capped "
+                           "by max_connections).",
+                           MetricType::Gauge);
+  auto queue_len = family("streamedge_origin_queue_length",
+                          "Fetches waiting for a request or connection slot of an origin.",
+                          MetricType::Gauge);
+  auto queued_total = family("streamedge_origin_queued_total",
+                             "Fetches that had to wait for a slot of an origin at its cap.",
+                             MetricType::Counter);
+  auto rejected = family("streamedge_origin_rejected_total",
+                         "Fetches answered 503 because an origin was at its cap, by reason: "
+                         "queue_full, queue_timeout.",
+                         MetricType::Counter);
+  for (const OriginProtectionState& p : s.origin_protection) {
+    const Labels labels{{"group", p.group}, {"origin", p.origin}, {"dc", p.dc}};
+    addGauge(in_flight, static_cast<double>(p.in_flight), labels);
+    addGauge(conns_open, static_cast<double>(p.connections), labels);
+    addGauge(queue_len, static_cast<double>(p.queued), labels);
+    addCounter(queued_total, d(p.queued_total), labels);
+    Labels full = labels;
+    full.push_back({"reason", "queue_full"});
+    addCounter(rejected, d(p.rejected_queue_full), full);
+    Labels timeout = labels;
+    timeout.push_back({"reason", "queue_timeout"});
+    addCounter(rejected, d(p.rejected_queue_timeout), timeout);
+  }
+  push(std::move(in_flight));
+  push(std::move(conns_open));
+  push(std::move(queue_len));
+  push(std::move(queued_total));
+  push(std::move(rejected));
+
+  auto group_retries = family("streamedge_origin_group_retries_total",
+                              "Retries to another origin before the first byte, by outcome: "
+                              "retried, or budget_exhausted (the failure went to the viewer).",
+                              MetricType::Counter);
+  auto hedges_started = family("streamedge_origin_hedges_started_total",
+                               "Hedged requests started (the first origin had not answered "
+                               "within hedge_after).",
+                               MetricType::Counter);
+  auto hedges = family("streamedge_origin_hedges_total",
+                       "Hedged requests by outcome: won (the hedge answered first), lost (the "
+                       "first origin answered first, or the hedge failed).",
+                       MetricType::Counter);
+  for (const OriginGroupRetryState& g : s.origin_group_retries) {
+    addCounter(group_retries, d(g.retried), {{"group", g.group}, {"outcome", "retried"}});
+    addCounter(group_retries, d(g.budget_exhausted),
+               {{"group", g.group}, {"outcome", "budget_exhausted"}});
+    addCounter(hedges_started, d(g.hedges_started), {{"group", g.group}});
+    addCounter(hedges, d(g.hedges_won), {{"group", g.group}, {"outcome", "won"}});
+    addCounter(hedges, d(g.hedges_lost), {{"group", g.group}, {"outcome", "lost"}});
+  }
+  push(std::move(group_retries));
+  push(std::move(hedges_started));
+  push(std::move(hedges));
+
   // --- cache tiers
   auto objects = family("streamedge_cache_objects", "Objects in a cache tier.", MetricType::Gauge);
   auto cbytes = family("streamedge_cache_bytes", "Bytes used in a cache tier.", MetricType::Gauge);

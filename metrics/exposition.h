@@ -81,6 +81,32 @@ struct ResumeSeries {
   uint64_t count = 0;
 };
 
+// Origin protection of one origin (shared by every worker): streamedge_origin_in_flight,
+// streamedge_origin_connections_open, streamedge_origin_queue_length (gauges),
+// streamedge_origin_queued_total and streamedge_origin_rejected_total{reason} (counters).
+struct OriginProtectionState {
+  std::string group;
+  std::string origin;
+  std::string dc;
+  int64_t in_flight = 0;      // requests assigned to the origin now
+  int64_t connections = 0;    // open connections (connecting, in use, idle)
+  int64_t queued = 0;         // fetches waiting for a slot now
+  uint64_t queued_total = 0;  // fetches that had to wait
+  uint64_t rejected_queue_full = 0;
+  uint64_t rejected_queue_timeout = 0;
+};
+
+// Per group: streamedge_origin_group_retries_total{outcome="retried|budget_exhausted"},
+// streamedge_origin_hedges_started_total, streamedge_origin_hedges_total{outcome="won|lost"}.
+struct OriginGroupRetryState {
+  std::string group;
+  uint64_t retried = 0;
+  uint64_t budget_exhausted = 0;
+  uint64_t hedges_started = 0;
+  uint64_t hedges_won = 0;
+  uint64_t hedges_lost = 0;
+};
+
 struct TierState {
   std::string tier;  // "ram", "ssd"
   uint64_t objects = 0;
@@ -136,6 +162,8 @@ struct Snapshot {
   uint64_t ssd_tombstones = 0;     // removals written to the store
   std::vector<OriginState> origins;
   std::vector<ResumeSeries> origin_resumes;
+  std::vector<OriginProtectionState> origin_protection;
+  std::vector<OriginGroupRetryState> origin_group_retries;
   std::vector<HandshakeSeries> tls_handshakes;
   std::vector<CertificateState> certificates;
   uint64_t reloads_ok = 0;

@@ -578,6 +578,12 @@ void ClientConnection::onObjectProgress() {
         result_ = CacheResult::kStale;
         return deliverHead();
       }
+      if (object_->abortedBusy()) {
+        // Origin protection: the origin is at its concurrency cap and the wait overflowed or
+        // timed out. Not an origin failure; the viewer may try again shortly.
+        return synth(503, "the origin is busy (too many requests in flight); try again shortly",
+                     false);
+      }
       return synth(timed_out ? 504 : 502,
                    timed_out ? "the origin did not answer in time" : "the origin failed", false);
     }
@@ -1036,6 +1042,7 @@ void ClientConnection::synth(int status, const char* detail, bool close) {
   appendStatusLine(status, reasonPhrase(status));
   std::string_view body = detail;
   out_ += "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n";
+  if (status == 503) out_ += "Retry-After: 1\r\n";  // RFC 9110 §10.2.3
   if (status == 405 || (status == 200 && method_ == "OPTIONS")) {
     out_ += route_ && route_->cache.forward_other_methods
                 ? "Allow: GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE\r\n"

@@ -44,6 +44,11 @@ void FillJob::start(Worker& worker, conf::ConfigPtr config, const conf::RouteCon
     }
   }
   origin_request.headers.emplace_back("Via", "1.1 streamedge");
+  // Hedging is for playlists and MPDs (small, on every player's critical path), GET only.
+  if (route.hedge_after.count() > 0 && job->kind_ == cache::ContentKind::kPlaylist &&
+      origin_request.method == "GET") {
+    origin_request.hedge_after = route.hedge_after;
+  }
   worker.counters().add(worker.counters().origin_fetches);
   job->fetch_ = worker.origins().start(*job->config_, route.origin_group_index,
                                        std::move(origin_request), *job);
@@ -291,6 +296,8 @@ void FillJob::onOriginFailed(Status status) {
   if (stale && stale->fromSsd() && !fill_.object()->headPublished() &&
       stale->freshness().withinStaleIfError(SystemClock::instance().wallNow())) {
     fill_.finishWithStale();  // as for a 5xx above: this fill's readers get the stale copy
+  } else if (status.code() == Code::kBusy) {
+    fill_.abortBusy();  // readers answer 503: the origin is at its concurrency cap
   } else {
     fill_.abort(status.code() == Code::kTimeout);
   }

@@ -42,6 +42,25 @@
 //     closed the connection while it sat in the pool) is re-sent once on a fresh connection to the
 //     same origin. That retry is transparent: not an attempt, not a health failure.
 //
+// Origin protection (proxy/origin_limits.h): an attempt holds a request slot of its origin from
+// its start until its body ends (or it fails); a new connection holds a connection slot from
+// before its socket exists until it is closed (pooled connections keep theirs). At the cap, the
+// fetch takes another origin of the same priority, or queues (phase kQueued, the timer armed
+// with queue_timeout) on its worker; a full queue or a timeout is Code::kBusy (not an origin
+// failure: no health record, no failover). Retries (attemptFailed, and a 5xx that would fail
+// over) stop at the group's retry_deadline and when its retry budget refuses; the failure then
+// goes to the observer as it is.
+//
+// Hedging (OriginRequest::hedge_after, GET only): a timer from the fetch's start; if no head
+// has come by then, a second Fetch (the hedge, observed through HedgeRelay) starts at the next
+// untried origin. The first head wins: the hedge's makes this fetch abandon its own attempt
+// (connection closed) and relay the hedge's response; this fetch's own head destroys the hedge.
+// If this fetch's attempt fails while the hedge runs, the hedge carries the fetch.
+//
+// Names: resolved with evdns_getaddrinfo (cached for the origin's dns_cache_time: evdns does
+// not report TTLs); every address is tried on a connect error or timeout before the attempt
+// fails (one attempt, one connection slot).
+//
 // Timeouts (per origin config): connect_timeout covers name resolution and the TCP connect;
 // first_byte_timeout runs from the request fully written to the complete final response head;
 // read_timeout is the longest gap between two body reads. One timer event per fetch serves all
@@ -85,6 +104,7 @@
 #include "cache/response_head.h"
 #include "proxy/chunked.h"
 #include "proxy/http_parser.h"
+#include "proxy/origin_limits.h"
 #include "proxy/origin_resume.h"
 #include "proxy/origin_stats.h"
 #include "tls/origin_context.h"
@@ -111,8 +131,15 @@ metrics::OriginErrorReason errorReason(const Status& status) {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// Resolved origin names are reused this long (evdns does not report TTLs to getaddrinfo users).
-constexpr std::chrono::seconds kDnsCacheTtl{30};
+// Queued fetches are retried at least this often (besides the wake-up of every release), so a
+// wait never depends on one cross-thread wake-up alone.
+constexpr timeval kQueuePoll{0, 50 * 1000};
+// At most this many addresses of one origin name are kept and tried.
+constexpr size_t kMaxAddressesPerName = 8;
+
+// The 503s of origin protection (static details: Status never owns its text).
+constexpr const char* kBusyQueueFull = "origin busy: at its concurrency cap and its queue is full";
+constexpr const char* kBusyQueueTimeout = "origin busy: waited queue_timeout at its concurrency cap";
 
 timeval toTimeval(Millis ms) {
   const int64_t v = std::max<int64_t>(0, ms.count());
@@ -319,6 +346,7 @@ class ClientCore;
 // A pooled keep-alive connection. While idle it belongs to its Pool and its callbacks point at
 // the pool (any byte or EOF closes it); while in use the fetch owns it.
 struct Connection {
+  SlotHold hold;  // the origin's connection slot; declared first: given back after bev closes
   BevPtr bev;
   ClientCore* core = nullptr;
   struct Pool* pool = nullptr;  // set while idle
@@ -326,19 +354,38 @@ struct Connection {
 
 struct Pool {
   std::string key;
+  OriginSlot* slot = nullptr;  // the origin's shared counters (connection waiters)
   std::list<std::unique_ptr<Connection>> idle;  // back = most recently used
 };
 
 // The worker's client state: pools, name cache, live fetches. OriginClient::Impl is one of these.
-class ClientCore {
+class ClientCore : public LimitsWaker {
  public:
-  ClientCore(event_base* base, std::shared_ptr<OriginHealth> health, OriginStats* stats)
-      : base_(base), health_(std::move(health)), stats_(stats) {}
+  ClientCore(event_base* base, std::shared_ptr<OriginHealth> health, OriginStats* stats,
+             std::shared_ptr<OriginLimits> limits);
   ~ClientCore();
 
   event_base* base() const { return base_; }
   OriginHealth* health() const { return health_.get(); }
   OriginStats* stats() const { return stats_; }  // may be null
+  OriginLimits& limits() { return *limits_; }
+
+  // The shared slot of origin `o` of group `g` of `config`, and the group's budget. Cached per
+  // config snapshot (checked by name, so a new config at a reused address is noticed).
+  OriginSlot* slotFor(const conf::Config& config, size_t g, size_t o);
+  GroupBudget* budgetFor(const conf::Config& config, size_t g);
+
+  // Fetches waiting for a slot of their origin, in arrival order.
+  std::list<Fetch*>::iterator enqueue(Fetch* f) {
+    if (queue_.empty() && poll_event_) event_add(poll_event_.get(), &kQueuePoll);
+    return queue_.insert(queue_.end(), f);
+  }
+  void dequeue(std::list<Fetch*>::iterator it) {
+    queue_.erase(it);
+    if (queue_.empty() && poll_event_) event_del(poll_event_.get());
+  }
+  // Any thread (LimitsWaker): a slot with waiters was given back somewhere.
+  void wake() override { event_active(wake_event_.get(), EV_TIMEOUT, 1); }
 
   static std::string poolKey(size_t group, const conf::OriginConfig& origin) {
     return std::to_string(group) + '|' + origin.scheme + "://" + origin.host + ':' +
@@ -352,9 +399,10 @@ class ClientCore {
                const conf::OriginConfig& origin);
   void closeIdle() { pools_.clear(); }
 
-  bool cachedAddress(const std::string& host, SockAddr& out);
-  void cacheAddress(const std::string& host, const SockAddr& addr);
+  bool cachedAddresses(const std::string& host, std::vector<SockAddr>& out);
+  void cacheAddresses(const std::string& host, const std::vector<SockAddr>& addrs, Millis ttl);
   evdns_base* dns();
+  void setHostsFile(std::string path) { hosts_file_ = std::move(path); }
 
   void setTls(tls::TlsStatePtr tls) { tls_ = std::move(tls); }
   const tls::TlsStatePtr& tls() const { return tls_; }
@@ -369,21 +417,32 @@ class ClientCore {
  private:
   static void idleReadCb(bufferevent* bev, void* arg);
   static void idleEventCb(bufferevent* bev, short events, void* arg);
+  static void wakeCb(evutil_socket_t, short, void* arg);
   void dropIdle(Connection* conn);
+  // Retries the queued fetches in order and closes idle connections another fetch waits for.
+  void onWake();
 
   event_base* const base_;
   const std::shared_ptr<OriginHealth> health_;
   OriginStats* const stats_;
+  const std::shared_ptr<OriginLimits> limits_;
+  EventPtr wake_event_;
+  EventPtr poll_event_;
+  std::list<Fetch*> queue_;
+  const conf::Config* slots_config_ = nullptr;
+  std::vector<std::vector<OriginSlot*>> slot_table_;  // [group][origin] of slots_config_
+  std::vector<GroupBudget*> budget_table_;            // [group] of slots_config_
   tls::TlsStatePtr tls_;
   // Declared before pools_: pooled SSLs point at their slot until they are freed.
   std::unordered_map<std::string, tls::OriginSessionSlot> sessions_;
   std::unordered_map<std::string, Pool> pools_;  // references stay valid across rehash
   struct CachedName {
-    SockAddr addr;
+    std::vector<SockAddr> addrs;
     SteadyClock::time_point expires;
   };
   std::unordered_map<std::string, CachedName> names_;
   evdns_base* dns_ = nullptr;  // created on first use, on the worker thread
+  std::string hosts_file_;
   std::unordered_set<Fetch*> fetches_;
 };
 
@@ -404,12 +463,31 @@ class Fetch final : public OriginFetch {
   void begin();
   // The client is going away: close everything, never call back.
   void detach();
+  // Makes this fetch the hedge of another: it starts at origin `first` (the lowest untried),
+  // never asks the origins `tried` marks, and has `attempts` attempts. Before begin().
+  void makeHedge(std::vector<bool> tried, size_t attempts);
 
   void pause() override;
   void resume() override;
 
+  // Queued: the slot it waits for may be free now. Takes it and goes on (which may end in an
+  // observer callback), or stays queued.
+  void retryQueued();
+  bool queued() const { return wait_ != Wait::kNone; }
+
  private:
-  enum class Phase { kPending, kResolving, kConnecting, kWaitingHead, kBody, kDone };
+  enum class Phase { kPending, kQueued, kResolving, kConnecting, kWaitingHead, kBody, kDone };
+  enum class Wait : uint8_t { kNone, kRequest, kConnection };
+
+  // The observer of this fetch's hedge: hands the hedge's answer on when it wins.
+  struct HedgeRelay final : OriginObserver {
+    explicit HedgeRelay(Fetch& f) : fetch(f) {}
+    void onOriginResponse(OriginResponse&& response) override;
+    void onOriginData(const uint8_t* data, size_t len) override;
+    void onOriginComplete() override;
+    void onOriginFailed(Status status) override;
+    Fetch& fetch;
+  };
 
   // Set while an observer callback runs; the destructor clears `alive` of every open guard so
   // the code below the callback knows not to touch the fetch again.
@@ -430,15 +508,20 @@ class Fetch final : public OriginFetch {
   static void writeCb(bufferevent*, void* arg);
   static void eventCb(bufferevent*, short events, void* arg);
   static void dnsCb(int result, evutil_addrinfo* res, void* arg);
+  static void hedgeCb(evutil_socket_t, short, void* arg);
 
   const conf::OriginGroupConfig& group() const { return config_.origin_groups[group_index_]; }
   const conf::OriginConfig& origin() const { return group().origins[origin_index_]; }
 
   // Steps. Each may end in an observer callback and must be the last thing its caller does.
   void startAttempt();
+  void beginAttempt();
   void connectAttempt(bool allow_pooled);
-  void onResolved(const SockAddr& addr);
+  void useConnection(std::unique_ptr<Connection> conn);
+  void resolveAndConnect();
   void connectTo(const SockAddr& addr);
+  // A connect to one address of the origin failed: the next address, if any (true).
+  bool tryNextAddress();
   void sendRequest();
   void onReadable();
   void parseHead();
@@ -451,6 +534,28 @@ class Fetch final : public OriginFetch {
   // stalled), which another origin may make good; framing violations are not.
   void bodyFailed(Status status, bool may_resume);
   void finishFailed(Status status);
+
+  // Origin protection (proxy/origin_limits.h).
+  bool pickOrigin(size_t& out);
+  // Takes a request slot of origin `index` (request_hold_); false at its cap.
+  bool takeRequestSlot(size_t index);
+  // Waits in the queue for `slot`; 503 when the queue is full. May end in a callback.
+  void enqueue(OriginSlot* slot, Wait wait);
+  void leaveQueue();
+  void busyFailed(const char* detail);
+  // Within 10 ms counts as passed: libevent's timers run on a coarse clock and may fire a few
+  // milliseconds before the deadline they were armed for.
+  bool deadlinePassed(SteadyClock::time_point now) const {
+    return has_retry_deadline_ && now + std::chrono::milliseconds(10) >= retry_deadline_;
+  }
+
+  // Hedging.
+  void maybeStartHedge();
+  void onHedgeResponse(OriginResponse&& response);
+  void onHedgeFailed(Status status);
+  bool hedgeRunning() const { return hedge_ != nullptr; }
+  // Ends this fetch's own attempt (the hedge answers): no callback, nothing pooled.
+  void abandonOwnAttempt();
 
   // Resume after the first byte (proxy/origin_resume.h).
   void noteResumable(const OriginResponse& response);
@@ -485,6 +590,7 @@ class Fetch final : public OriginFetch {
   EventPtr kick_;
   EventPtr timer_;
   EventPtr rate_timer_;            // min_rate windows of the body
+  EventPtr hedge_timer_;           // hedge_after
   Guard* guards_ = nullptr;
   bool started_ = false;           // the first attempt has begun (the kick no longer starts one)
 
@@ -493,8 +599,28 @@ class Fetch final : public OriginFetch {
   size_t max_attempts_ = 1;
   int attempts_ = 0;
   size_t next_origin_ = 0;         // next candidate index in the group
+  std::vector<bool> tried_;        // origins this fetch asked (or skipped at their cap)
   bool all_down_ = false;          // every origin was down at start: try them all in order
   Status last_failure_{Code::kUnavailable, Source::kUpstream, "no origin available"};
+  GroupBudget* budget_ = nullptr;  // the group's retry budget (shared)
+  bool retry_granted_ = false;     // the budget already said yes to the retry being made
+  bool has_retry_deadline_ = false;
+  SteadyClock::time_point retry_deadline_{};
+
+  // Origin protection.
+  SlotHold request_hold_;          // this attempt's request slot of its origin
+  SlotHold conn_hold_;             // the connection slot of a connection being opened
+  Wait wait_ = Wait::kNone;
+  OriginSlot* wait_slot_ = nullptr;
+  std::list<Fetch*>::iterator queue_pos_{};
+
+  // Hedging.
+  bool is_hedge_ = false;
+  bool hedge_started_ = false;     // at most one hedge per fetch
+  bool delegated_ = false;         // the hedge carries the fetch (own attempt ended)
+  bool hedge_answered_ = false;    // the hedge's head went to the observer
+  HedgeRelay relay_{*this};
+  std::unique_ptr<Fetch> hedge_;
 
   // Per attempt.
   size_t origin_index_ = 0;
@@ -505,8 +631,8 @@ class Fetch final : public OriginFetch {
   DnsLookup* dns_ = nullptr;
   bool dns_inline_ = false;        // inside evdns_getaddrinfo: a synchronous answer is stashed
   bool dns_inline_done_ = false;
-  bool dns_inline_ok_ = false;
-  SockAddr dns_inline_addr_;
+  std::vector<SockAddr> addrs_;    // the origin's addresses, tried in order on connect failures
+  size_t addr_index_ = 0;
   bool reused_ = false;            // conn_ came from the pool
   bool stale_retry_done_ = false;  // the one transparent retry after a dead pooled connection
   bool request_sent_ = false;      // bytes may have reached the origin
@@ -539,11 +665,24 @@ class Fetch final : public OriginFetch {
 
 // ---- ClientCore ---------------------------------------------------------------------------
 
+ClientCore::ClientCore(event_base* base, std::shared_ptr<OriginHealth> health, OriginStats* stats,
+                       std::shared_ptr<OriginLimits> limits)
+    : base_(base),
+      health_(std::move(health)),
+      stats_(stats),
+      limits_(limits ? std::move(limits) : std::make_shared<OriginLimits>()),
+      wake_event_(event_new(base, -1, 0, wakeCb, this)),
+      poll_event_(event_new(base, -1, EV_PERSIST, wakeCb, this)) {
+  limits_->addWaker(this);
+}
+
 ClientCore::~ClientCore() {
+  limits_->removeWaker(this);  // no wake() after this
   // Fetches that outlive their client (shutdown order) are cut off silently.
   std::unordered_set<Fetch*> fetches;
   fetches.swap(fetches_);
   for (Fetch* f : fetches) f->detach();
+  queue_.clear();
   pools_.clear();
   // Pending lookups were cancelled by detach(); their contexts are freed if their callbacks
   // still run on this loop, else leak with the loop at shutdown.
@@ -577,8 +716,11 @@ std::unique_ptr<Connection> ClientCore::takeIdle(const std::string& key) {
 void ClientCore::release(const std::string& key, std::unique_ptr<Connection> conn,
                          const conf::OriginConfig& origin) {
   if (origin.max_idle_per_worker <= 0 || origin.idle_timeout.count() <= 0) return;
+  // A fetch somewhere waits for a connection slot of this origin: give this one back instead.
+  if (OriginSlot* slot = conn->hold.slot(); slot && slot->conn_waiters.load() > 0) return;
   Pool& pool = pools_[key];
   if (pool.key.empty()) pool.key = key;
+  if (!pool.slot) pool.slot = conn->hold.slot();
   while (pool.idle.size() >= static_cast<size_t>(origin.max_idle_per_worker)) {
     pool.idle.pop_front();  // the oldest: the likeliest to be closed by the origin soon
   }
@@ -616,28 +758,85 @@ void ClientCore::dropIdle(Connection* conn) {
   if (pool->idle.empty()) pools_.erase(pool->key);
 }
 
-bool ClientCore::cachedAddress(const std::string& host, SockAddr& out) {
+bool ClientCore::cachedAddresses(const std::string& host, std::vector<SockAddr>& out) {
   auto it = names_.find(host);
   if (it == names_.end()) return false;
   if (SteadyClock::now() >= it->second.expires) {
     names_.erase(it);
     return false;
   }
-  out = it->second.addr;
+  out = it->second.addrs;
   return true;
 }
 
-void ClientCore::cacheAddress(const std::string& host, const SockAddr& addr) {
-  names_[host] = CachedName{addr, SteadyClock::now() + kDnsCacheTtl};
+void ClientCore::cacheAddresses(const std::string& host, const std::vector<SockAddr>& addrs,
+                                Millis ttl) {
+  if (ttl.count() <= 0 || addrs.empty()) return;
+  names_[host] = CachedName{addrs, SteadyClock::now() + ttl};
 }
 
 evdns_base* ClientCore::dns() {
   if (!dns_) {
-    // Reads /etc/resolv.conf and /etc/hosts once, on the first origin given by name.
+    // Reads /etc/resolv.conf and /etc/hosts once, on the first origin given by name (two small
+    // files; every lookup after that is asynchronous on this loop).
     dns_ = evdns_base_new(base_, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                      EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (dns_ && !hosts_file_.empty() && evdns_base_load_hosts(dns_, hosts_file_.c_str()) != 0) {
+      std::fprintf(stderr, "streamedge: cannot read hosts file %s for origin names\n",
+                   hosts_file_.c_str());
+    }
   }
   return dns_;
+}
+
+OriginSlot* ClientCore::slotFor(const conf::Config& config, size_t g, size_t o) {
+  const conf::OriginGroupConfig& group = config.origin_groups[g];
+  const conf::OriginConfig& origin = group.origins[o];
+  if (slots_config_ == &config && g < slot_table_.size() && o < slot_table_[g].size()) {
+    OriginSlot* s = slot_table_[g][o];
+    if (s->group == group.name && s->origin == origin.name) return s;
+  }
+  // Another snapshot (a reload, or an older fetch's pinned one): resolve every name once.
+  slots_config_ = &config;
+  slot_table_.assign(config.origin_groups.size(), {});
+  budget_table_.assign(config.origin_groups.size(), nullptr);
+  for (size_t gi = 0; gi < config.origin_groups.size(); ++gi) {
+    const conf::OriginGroupConfig& grp = config.origin_groups[gi];
+    budget_table_[gi] = limits_->budget(grp.name);
+    for (const conf::OriginConfig& org : grp.origins) {
+      slot_table_[gi].push_back(limits_->slot(grp.name, org.name, org.dc));
+    }
+  }
+  return slot_table_[g][o];
+}
+
+GroupBudget* ClientCore::budgetFor(const conf::Config& config, size_t g) {
+  if (config.origin_groups[g].origins.empty()) return limits_->budget(config.origin_groups[g].name);
+  slotFor(config, g, 0);  // resolves the table of this snapshot
+  return budget_table_[g];
+}
+
+void ClientCore::wakeCb(evutil_socket_t, short, void* arg) { static_cast<ClientCore*>(arg)->onWake(); }
+
+void ClientCore::onWake() {
+  // Idle connections of origins whose connection slots another fetch (on any worker) waits for
+  // are closed: their slots go to the waiters.
+  std::vector<std::string> trim;
+  for (const auto& [key, pool] : pools_) {
+    if (pool.slot && pool.slot->conn_waiters.load() > 0 && !pool.idle.empty()) trim.push_back(key);
+  }
+  for (const std::string& key : trim) {
+    auto it = pools_.find(key);
+    if (it == pools_.end()) continue;
+    it->second.idle.pop_front();  // the oldest; gives its slot back (and wakes)
+    if (it->second.idle.empty()) pools_.erase(it);
+  }
+  if (queue_.empty()) return;
+  // A snapshot: retrying one fetch may end in callbacks that destroy others.
+  std::vector<Fetch*> waiting(queue_.begin(), queue_.end());
+  for (Fetch* f : waiting) {
+    if (fetches_.count(f) && f->queued()) f->retryQueued();
+  }
 }
 
 // ---- Fetch --------------------------------------------------------------------------------
@@ -652,7 +851,8 @@ Fetch::Fetch(ClientCore& core, const conf::Config& config, size_t group_index,
       observer_(observer),
       kick_(event_new(core.base(), -1, 0, kickCb, this)),
       timer_(event_new(core.base(), -1, 0, timerCb, this)),
-      rate_timer_(event_new(core.base(), -1, 0, rateCb, this)) {
+      rate_timer_(event_new(core.base(), -1, 0, rateCb, this)),
+      hedge_timer_(event_new(core.base(), -1, 0, hedgeCb, this)) {
   core_->add(this);
   if (group_index_ >= config_.origin_groups.size()) {
     pending_failure_ = Status(Code::kInternal, Source::kInternal, "unknown origin group");
@@ -678,6 +878,8 @@ Fetch::Fetch(ClientCore& core, const conf::Config& config, size_t group_index,
   }
   max_attempts_ = 1 + static_cast<size_t>(std::max(0, g.retries));
   failed_origins_.assign(g.origins.size(), false);
+  tried_.assign(g.origins.size(), false);
+  budget_ = core_->budgetFor(config_, group_index_);
   all_down_ = true;
   if (OriginHealth* health = core_->health()) {
     const auto now = SteadyClock::now();
@@ -691,19 +893,34 @@ Fetch::Fetch(ClientCore& core, const conf::Config& config, size_t group_index,
 
 Fetch::~Fetch() {
   for (Guard* g = guards_; g; g = g->prev) g->alive = false;
+  hedge_.reset();  // cancels the hedge: its connection is closed, never pooled
   cancelDns();
+  leaveQueue();
   conn_.reset();  // a half-read connection is never pooled
+  request_hold_.reset();
+  conn_hold_.reset();
   if (core_) core_->remove(this);
 }
 
 void Fetch::detach() {
   cancelDns();
+  leaveQueue();
   conn_.reset();
+  request_hold_.reset();
+  conn_hold_.reset();
   kick_.reset();
   timer_.reset();
   rate_timer_.reset();
+  hedge_timer_.reset();
   core_ = nullptr;
   phase_ = Phase::kDone;
+}
+
+void Fetch::makeHedge(std::vector<bool> tried, size_t attempts) {
+  is_hedge_ = true;
+  tried_ = std::move(tried);
+  max_attempts_ = std::max<size_t>(1, attempts);
+  request_.hedge_after = Millis(0);
 }
 
 void Fetch::begin() {
@@ -712,6 +929,10 @@ void Fetch::begin() {
 }
 
 void Fetch::pause() {
+  if (delegated_) {
+    if (hedge_) hedge_->pause();
+    return;
+  }
   if (paused_) return;
   if (resuming_) {
     // Between origins: the resumed body starts paused (the head is still read and checked).
@@ -725,6 +946,10 @@ void Fetch::pause() {
 }
 
 void Fetch::resume() {
+  if (delegated_) {
+    if (hedge_) hedge_->resume();
+    return;
+  }
   if (!paused_) return;
   paused_ = false;
   if (phase_ != Phase::kBody || !conn_) return;
@@ -753,6 +978,20 @@ void Fetch::kickCb(evutil_socket_t, short, void* arg) {
     self->finishFailed(self->pending_failure_);
     return;
   }
+  const conf::OriginGroupConfig& g = self->group();
+  const auto now = SteadyClock::now();
+  if (!self->is_hedge_) {
+    if (self->budget_) self->budget_->noteRequest(now);
+    if (g.retry_deadline.count() > 0) {
+      self->has_retry_deadline_ = true;
+      self->retry_deadline_ = now + g.retry_deadline;
+    }
+    if (self->request_.hedge_after.count() > 0 && self->request_.method == "GET" &&
+        g.origins.size() > 1 && self->hedge_timer_) {
+      const timeval tv = toTimeval(self->request_.hedge_after);
+      event_add(self->hedge_timer_.get(), &tv);
+    }
+  }
   self->startAttempt();
 }
 
@@ -761,6 +1000,11 @@ void Fetch::armTimer(Millis timeout) {
   if (resuming_) {
     // A resume attempt's connect and first-byte waits end with the resume deadline.
     const auto left = std::chrono::duration_cast<Millis>(resume_deadline_ - SteadyClock::now());
+    timeout = std::clamp(left, Millis(1), std::max(timeout, Millis(1)));
+  } else if (has_retry_deadline_ && phase_ != Phase::kBody) {
+    // Before the first byte, every wait ends with the fetch's retry_deadline (rounded up: the
+    // timer must not fire before the deadline it stands for).
+    const auto left = std::chrono::ceil<Millis>(retry_deadline_ - SteadyClock::now());
     timeout = std::clamp(left, Millis(1), std::max(timeout, Millis(1)));
   }
   const timeval tv = toTimeval(timeout);
@@ -805,28 +1049,78 @@ bool Fetch::hasNextCandidate() const {
   OriginHealth* health = core_ ? core_->health() : nullptr;
   const auto now = SteadyClock::now();
   for (size_t i = next_origin_; i < g.origins.size(); ++i) {
+    if (tried_[i]) continue;
     if (all_down_ || !health || health->isUp(group_index_, i, now)) return true;
   }
   return false;
 }
 
-void Fetch::startAttempt() {
+bool Fetch::pickOrigin(size_t& out) {
   const conf::OriginGroupConfig& g = group();
   OriginHealth* health = core_->health();
   const auto now = SteadyClock::now();
-  bool picked = false;
   while (static_cast<size_t>(attempts_) < max_attempts_ && next_origin_ < g.origins.size()) {
     const size_t i = next_origin_++;
+    if (tried_[i]) continue;
     if (all_down_ || !health || health->admit(group_index_, i, now)) {
-      origin_index_ = i;
-      picked = true;
-      break;
+      tried_[i] = true;
+      out = i;
+      return true;
     }
   }
-  if (!picked) {
+  return false;
+}
+
+bool Fetch::takeRequestSlot(size_t index) {
+  OriginSlot* slot = core_->slotFor(config_, group_index_, index);
+  if (!OriginSlot::tryTake(slot->in_flight, group().origins[index].max_concurrent_requests)) {
+    return false;
+  }
+  request_hold_ = SlotHold(slot, SlotHold::Kind::kRequest);
+  // The high-water mark for /status (a racy max is fine: it only ever grows).
+  const int now_in_flight = slot->in_flight.load(std::memory_order_relaxed);
+  int seen = slot->max_in_flight_seen.load(std::memory_order_relaxed);
+  while (now_in_flight > seen &&
+         !slot->max_in_flight_seen.compare_exchange_weak(seen, now_in_flight,
+                                                         std::memory_order_relaxed)) {
+  }
+  return true;
+}
+
+void Fetch::startAttempt() {
+  size_t i = 0;
+  if (!pickOrigin(i)) {
     finishFailed(last_failure_);
     return;
   }
+  origin_index_ = i;
+  if (takeRequestSlot(i)) {
+    beginAttempt();
+    return;
+  }
+  // At its cap: another origin of the same priority that is not, if there is one.
+  const conf::OriginGroupConfig& g = group();
+  OriginHealth* health = core_->health();
+  const auto now = SteadyClock::now();
+  for (size_t j = next_origin_;
+       j < g.origins.size() && g.origins[j].priority == g.origins[i].priority; ++j) {
+    if (tried_[j]) continue;
+    if (!all_down_ && health && !health->isUp(group_index_, j, now)) continue;
+    if (!takeRequestSlot(j)) continue;
+    if (!all_down_ && health && !health->admit(group_index_, j, now)) {
+      request_hold_.reset();  // another fetch is its half-open probe
+      continue;
+    }
+    tried_[j] = true;
+    origin_index_ = j;
+    beginAttempt();
+    return;
+  }
+  enqueue(core_->slotFor(config_, group_index_, i), Wait::kRequest);
+}
+
+void Fetch::beginAttempt() {
+  const conf::OriginGroupConfig& g = group();
   ++attempts_;
   stale_retry_done_ = false;
   attempt_started_ = SteadyClock::now();
@@ -836,8 +1130,75 @@ void Fetch::startAttempt() {
   connectAttempt(/*allow_pooled=*/true);
 }
 
-void Fetch::connectAttempt(bool allow_pooled) {
+void Fetch::enqueue(OriginSlot* slot, Wait wait) {
   const conf::OriginConfig& o = origin();
+  if (o.queue_size <= 0 || !OriginSlot::tryTake(slot->queued, o.queue_size)) {
+    slot->rejected_overflow.fetch_add(1, std::memory_order_relaxed);
+    request_hold_.reset();
+    if (resuming_) {
+      resumeAttemptFailed(Status(Code::kBusy, Source::kUpstream, kBusyQueueFull), false);
+      return;
+    }
+    busyFailed(kBusyQueueFull);
+    return;
+  }
+  slot->queued_total.fetch_add(1, std::memory_order_relaxed);
+  // Announce, then try once more: a slot given back in between wakes us (origin_limits.h).
+  slot->waiters.fetch_add(1);
+  if (wait == Wait::kConnection) slot->conn_waiters.fetch_add(1);
+  wait_ = wait;
+  wait_slot_ = slot;
+  queue_pos_ = core_->enqueue(this);
+  phase_ = Phase::kQueued;
+  armTimer(o.queue_timeout);
+  // Idle connections of this origin on other workers are closed for us.
+  if (wait == Wait::kConnection) core_->limits().wakeAll();
+  retryQueued();
+}
+
+void Fetch::leaveQueue() {
+  if (wait_ == Wait::kNone) return;
+  OriginSlot* slot = wait_slot_;
+  if (wait_ == Wait::kConnection) slot->conn_waiters.fetch_sub(1);
+  slot->waiters.fetch_sub(1);
+  slot->queued.fetch_sub(1);
+  if (core_) core_->dequeue(queue_pos_);
+  wait_ = Wait::kNone;
+  wait_slot_ = nullptr;
+  if (timer_) event_del(timer_.get());
+}
+
+void Fetch::retryQueued() {
+  OriginSlot* slot = wait_slot_;
+  if (!slot || !core_) return;
+  if (wait_ == Wait::kRequest) {
+    if (!takeRequestSlot(origin_index_)) return;
+    leaveQueue();
+    beginAttempt();
+    return;
+  }
+  // Waiting for a connection slot (holding a request slot).
+  if (std::unique_ptr<Connection> conn = core_->takeIdle(pool_key_)) {
+    leaveQueue();
+    useConnection(std::move(conn));
+    return;
+  }
+  if (!OriginSlot::tryTake(slot->connections, origin().max_connections)) return;
+  conn_hold_ = SlotHold(slot, SlotHold::Kind::kConnection);
+  leaveQueue();
+  resolveAndConnect();
+}
+
+void Fetch::busyFailed(const char* detail) {
+  // Not the origin's failure (nothing recorded in its health), and never a reason to ask
+  // another origin: the 503 says "busy" to the viewer at once.
+  std::fprintf(stderr, "streamedge: origin %s (dc %s, group %s): %s; answering 503\n",
+               origin().name.c_str(), origin().dc.empty() ? "-" : origin().dc.c_str(),
+               group().name.c_str(), detail);
+  finishFailed(Status(Code::kBusy, Source::kUpstream, detail));
+}
+
+void Fetch::connectAttempt(bool allow_pooled) {
   reused_ = false;
   request_sent_ = false;
   request_written_ = false;
@@ -845,21 +1206,43 @@ void Fetch::connectAttempt(bool allow_pooled) {
   head_scan_from_ = 0;
   if (allow_pooled) {
     if (std::unique_ptr<Connection> conn = core_->takeIdle(pool_key_)) {
-      conn_ = std::move(conn);
-      reused_ = true;
-      bufferevent* bev = conn_->bev.get();
-      bufferevent_setcb(bev, readCb, writeCb, eventCb, this);
-      bufferevent_enable(bev, EV_READ | EV_WRITE);
-      phase_ = Phase::kWaitingHead;
-      sendRequest();
+      useConnection(std::move(conn));
       return;
     }
   }
+  // A new connection needs a connection slot of the origin.
+  OriginSlot* slot = request_hold_.slot();
+  if (!slot) slot = core_->slotFor(config_, group_index_, origin_index_);
+  if (!conn_hold_.held()) {
+    if (!OriginSlot::tryTake(slot->connections, origin().max_connections)) {
+      enqueue(slot, Wait::kConnection);
+      return;
+    }
+    conn_hold_ = SlotHold(slot, SlotHold::Kind::kConnection);
+  }
+  resolveAndConnect();
+}
+
+void Fetch::useConnection(std::unique_ptr<Connection> conn) {
+  conn_ = std::move(conn);
+  reused_ = true;
+  bufferevent* bev = conn_->bev.get();
+  bufferevent_setcb(bev, readCb, writeCb, eventCb, this);
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
+  phase_ = Phase::kWaitingHead;
+  sendRequest();
+}
+
+void Fetch::resolveAndConnect() {
+  const conf::OriginConfig& o = origin();
   phase_ = Phase::kResolving;
   armTimer(o.connect_timeout);  // covers resolution and the TCP handshake
-  SockAddr addr;
-  if (parseIpLiteral(o.host, o.port, addr) || core_->cachedAddress(o.host, addr)) {
-    connectTo(addr);
+  addrs_.clear();
+  addr_index_ = 0;
+  SockAddr literal;
+  if (parseIpLiteral(o.host, o.port, literal)) addrs_.push_back(literal);
+  if (!addrs_.empty() || core_->cachedAddresses(o.host, addrs_)) {
+    connectTo(addrs_[0]);
     return;
   }
   evdns_base* dns = core_->dns();
@@ -881,9 +1264,9 @@ void Fetch::connectAttempt(bool allow_pooled) {
                                                      dnsCb, lookup);
   dns_inline_ = false;
   if (dns_inline_done_) {  // answered from /etc/hosts or a literal; the context is gone
-    if (dns_inline_ok_) {
-      core_->cacheAddress(o.host, dns_inline_addr_);
-      connectTo(dns_inline_addr_);
+    if (!addrs_.empty()) {
+      core_->cacheAddresses(o.host, addrs_, o.dns_cache_time);
+      connectTo(addrs_[0]);
     } else {
       attemptFailed(Status(Code::kConnect, Source::kUpstream, "origin name did not resolve", true),
                     true);
@@ -896,34 +1279,54 @@ void Fetch::connectAttempt(bool allow_pooled) {
 void Fetch::dnsCb(int result, evutil_addrinfo* res, void* arg) {
   auto* lookup = static_cast<DnsLookup*>(arg);
   Fetch* self = lookup->fetch;
-  SockAddr addr;
-  const bool ok = result == 0 && res && res->ai_addrlen <= sizeof(addr.storage);
-  if (ok) {
-    std::memcpy(&addr.storage, res->ai_addr, res->ai_addrlen);
-    addr.len = static_cast<socklen_t>(res->ai_addrlen);
+  std::vector<SockAddr> addrs;
+  if (result == 0) {
+    // Every address of the answer, in its order (RFC 6724 sorting is the resolver's), each
+    // tried before the next origin.
+    for (evutil_addrinfo* ai = res; ai && addrs.size() < kMaxAddressesPerName; ai = ai->ai_next) {
+      if (!ai->ai_addr || ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
+      SockAddr a;
+      std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);
+      a.len = static_cast<socklen_t>(ai->ai_addrlen);
+      const bool dup = std::any_of(addrs.begin(), addrs.end(), [&](const SockAddr& b) {
+        return b.len == a.len && std::memcmp(&b.storage, &a.storage, a.len) == 0;
+      });
+      if (!dup) addrs.push_back(a);
+    }
   }
   if (res) evutil_freeaddrinfo(res);
   delete lookup;
   if (!self) return;  // cancelled
   self->dns_ = nullptr;
+  self->addrs_ = std::move(addrs);
+  self->addr_index_ = 0;
   if (self->dns_inline_) {
     self->dns_inline_done_ = true;
-    self->dns_inline_ok_ = ok;
-    self->dns_inline_addr_ = addr;
     return;
   }
-  if (!ok) {
+  if (self->addrs_.empty()) {
     self->attemptFailed(
         Status(Code::kConnect, Source::kUpstream, "origin name did not resolve", true), true);
     return;
   }
-  self->core_->cacheAddress(self->origin().host, addr);
-  self->connectTo(addr);
+  self->core_->cacheAddresses(self->origin().host, self->addrs_, self->origin().dns_cache_time);
+  self->connectTo(self->addrs_[0]);
+}
+
+bool Fetch::tryNextAddress() {
+  if (reused_ || addr_index_ + 1 >= addrs_.size()) return false;
+  ++addr_index_;
+  closeConnection();  // the connection slot stays with the fetch (conn_hold_)
+  phase_ = Phase::kResolving;
+  armTimer(origin().connect_timeout);
+  connectTo(addrs_[addr_index_]);
+  return true;
 }
 
 void Fetch::connectTo(const SockAddr& addr) {
   const int fd = ::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
+    if (tryNextAddress()) return;  // e.g. no IPv6 on this host
     attemptFailed(Status(Code::kIo, Source::kInternal, "socket() failed"), false);
     return;
   }
@@ -945,7 +1348,9 @@ void Fetch::connectTo(const SockAddr& addr) {
   phase_ = Phase::kConnecting;
   if (bufferevent_socket_connect(b, const_cast<sockaddr*>(addr.get()),
                                  static_cast<int>(addr.len)) < 0) {
-    attemptFailed(connectErrorStatus(errno), true);
+    const int err = errno;
+    if (tryNextAddress()) return;
+    attemptFailed(connectErrorStatus(err), true);
     return;
   }
   // Queued now, flushed by libevent as soon as the connection is up.
@@ -982,6 +1387,7 @@ void Fetch::timerCb(evutil_socket_t, short, void* arg) { static_cast<Fetch*>(arg
 
 void Fetch::onConnectionEvent(short events) {
   if (events & BEV_EVENT_CONNECTED) {
+    conn_->hold = std::move(conn_hold_);  // the connection carries its slot from here on
     phase_ = Phase::kWaitingHead;
     request_sent_ = true;
     armTimer(origin().first_byte_timeout);
@@ -1012,6 +1418,7 @@ void Fetch::onConnectionEvent(short events) {
           return;
         }
       }
+      if (tryNextAddress()) return;  // another address of the same origin first
       attemptFailed(connectErrorStatus(err), true);
       return;
     case Phase::kWaitingHead: {
@@ -1065,12 +1472,37 @@ void Fetch::onConnectionEvent(short events) {
 }
 
 void Fetch::onTimeout() {
+  const bool deadline = !resuming_ && deadlinePassed(SteadyClock::now());
   switch (phase_) {
+    case Phase::kQueued: {
+      if (wait_slot_) wait_slot_->rejected_timeout.fetch_add(1, std::memory_order_relaxed);
+      leaveQueue();
+      request_hold_.reset();
+      if (resuming_) {
+        resumeAttemptFailed(Status(Code::kBusy, Source::kUpstream, kBusyQueueTimeout), false);
+        return;
+      }
+      busyFailed(kBusyQueueTimeout);
+      return;
+    }
     case Phase::kResolving:
     case Phase::kConnecting:
+      if (deadline) {
+        attemptFailed(Status(Code::kTimeout, Source::kUpstream,
+                             "retry_deadline passed while connecting", true),
+                      false);
+        return;
+      }
+      if (phase_ == Phase::kConnecting && tryNextAddress()) return;
       attemptFailed(Status(Code::kTimeout, Source::kUpstream, "connect timed out", true), true);
       return;
     case Phase::kWaitingHead:
+      if (deadline) {
+        attemptFailed(Status(Code::kTimeout, Source::kUpstream,
+                             "retry_deadline passed before the response head", true),
+                      false);
+        return;
+      }
       attemptFailed(Status(Code::kTimeout, Source::kUpstream,
                            "no response head within first_byte_timeout", true),
                     true);
@@ -1140,14 +1572,27 @@ void Fetch::parseHead() {
     if (stats) stats->latency(group(), origin(), SteadyClock::now() - attempt_started_);
     if (head.status >= 500) {
       const Status failure(Code::kUnavailable, Source::kUpstream, "origin answered 5xx", true);
-      if (mayFailOverAfterSend() && hasNextCandidate()) {
-        attemptFailed(failure, true);
+      if (mayFailOverAfterSend() && hedgeRunning()) {
+        attemptFailed(failure, true);  // the hedge answers
         return;
+      }
+      bool budget_exhausted = false;
+      if (mayFailOverAfterSend() && hasNextCandidate() && !deadlinePassed(SteadyClock::now())) {
+        if (!budget_ || budget_->tryRetry(SteadyClock::now(), group().retry_budget,
+                                          group().retry_budget_min)) {
+          retry_granted_ = true;
+          attemptFailed(failure, true);
+          return;
+        }
+        budget_exhausted = true;
       }
       // The last possible attempt: the proxy decides (stale-if-error, or pass the 5xx on).
       if (health) health->recordFailure(group_index_, origin_index_, SteadyClock::now());
       if (stats) stats->error(group(), origin(), metrics::OriginErrorReason::k5xx);
-      logOriginFailure(group(), origin(), failure, "response delivered");
+      logOriginFailure(group(), origin(), failure,
+                       budget_exhausted
+                           ? "response delivered: the group's retry budget is exhausted"
+                           : "response delivered");
     } else if (health) {
       health->recordSuccess(group_index_, origin_index_);
     }
@@ -1174,6 +1619,12 @@ void Fetch::parseHead() {
     remaining_ = head.content_length.value_or(0);
     keep_alive_ = head.keep_alive && framing_ != BodyFraming::kUntilClose;
     evbuffer_drain(in, head_end);  // the views above are dead from here
+    if (hedge_) {
+      // This origin answered first: the hedge is cancelled (its connection closed).
+      hedge_.reset();
+      if (budget_) budget_->hedges_lost.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (hedge_timer_) event_del(hedge_timer_.get());
     noteResumable(response);
     if (framing_ == BodyFraming::kContentLength) body_end_ = head.content_length;
 
@@ -1287,6 +1738,7 @@ void Fetch::finishBody() {
   } else {
     closeConnection();
   }
+  request_hold_.reset();  // after pooling: a waiter on this worker may take the connection
   observer_.onOriginComplete();  // may destroy this
 }
 
@@ -1295,6 +1747,7 @@ void Fetch::bodyFailed(Status status, bool may_resume) {
   // rest, to another origin, of the same representation (tryResume).
   stopTimers();
   closeConnection();
+  request_hold_.reset();
   if (OriginHealth* health = core_->health()) {
     health->recordFailure(group_index_, origin_index_, SteadyClock::now());
   }
@@ -1341,12 +1794,26 @@ bool Fetch::tryResume(bool count_not_resumable) {
     refused = "resume_deadline passed";
   } else {
     OriginHealth* health = core_->health();
-    // The group's order (priority), skipping every origin that failed during this fetch.
+    // The group's order (priority), skipping every origin that failed during this fetch and
+    // those at their concurrency cap (a body half sent cannot wait in a queue).
+    bool busy = false;
     for (size_t i = 0; i < g.origins.size() && !next; ++i) {
       if (failed_origins_[i]) continue;
-      if (!health || health->admit(group_index_, i, now)) next = i;
+      if (health && !health->isUp(group_index_, i, now)) continue;
+      if (!takeRequestSlot(i)) {
+        busy = true;
+        continue;
+      }
+      if (!health || health->admit(group_index_, i, now)) {
+        next = i;
+      } else {
+        request_hold_.reset();
+      }
     }
-    if (!next) refused = "no other origin of the group is available";
+    if (!next) {
+      refused = busy ? "every other origin of the group is at its concurrency cap"
+                     : "no other origin of the group is available";
+    }
   }
   if (refused) {
     if (count_not_resumable) countResume(ResumeOutcome::kNotResumable, refused);
@@ -1446,7 +1913,10 @@ void Fetch::onResumeHead(const ResponseHeadView& head, size_t head_end) {
 void Fetch::resumeAttemptFailed(Status status, bool record_health) {
   stopTimers();
   cancelDns();
+  leaveQueue();
   closeConnection();
+  request_hold_.reset();
+  conn_hold_.reset();
   if (record_health) {
     if (OriginHealth* health = core_->health()) {
       health->recordFailure(group_index_, origin_index_, SteadyClock::now());
@@ -1467,7 +1937,10 @@ void Fetch::attemptFailed(Status status, bool record_health) {
   }
   if (timer_) event_del(timer_.get());
   cancelDns();
+  leaveQueue();
   closeConnection();
+  request_hold_.reset();
+  conn_hold_.reset();
   failed_origins_[origin_index_] = true;  // never asked again by a resume of this fetch
   if (record_health) {
     if (OriginHealth* health = core_->health()) {
@@ -1475,9 +1948,34 @@ void Fetch::attemptFailed(Status status, bool record_health) {
     }
   }
   last_failure_ = status;
-  // A request that may have reached the origin is only re-sent elsewhere when that is safe.
-  const bool may_retry = hasNextCandidate() && (!request_sent_ || mayFailOverAfterSend());
-  logOriginFailure(group(), origin(), status, may_retry ? "trying the next origin" : "giving up");
+  if (hedge_) {
+    // The hedge is already asking the next origin: it carries the fetch from here on.
+    logOriginFailure(group(), origin(), status, "the hedged request carries on");
+    if (OriginStats* stats = core_->stats()) stats->error(group(), origin(), errorReason(status));
+    delegated_ = true;
+    phase_ = Phase::kDone;
+    if (hedge_timer_) event_del(hedge_timer_.get());
+    return;
+  }
+  // A request that may have reached the origin is only re-sent elsewhere when that is safe,
+  // before the fetch's retry_deadline, and while the group's retry budget allows.
+  bool may_retry = hasNextCandidate() && (!request_sent_ || mayFailOverAfterSend());
+  const char* outcome = "giving up";
+  if (may_retry) {
+    const auto now = SteadyClock::now();
+    if (deadlinePassed(now)) {
+      may_retry = false;
+      outcome = "giving up: retry_deadline passed";
+    } else if (!retry_granted_ && budget_ &&
+               !budget_->tryRetry(now, group().retry_budget, group().retry_budget_min)) {
+      may_retry = false;
+      outcome = "giving up: the group's retry budget is exhausted";
+    } else {
+      outcome = "trying the next origin";
+    }
+  }
+  retry_granted_ = false;
+  logOriginFailure(group(), origin(), status, outcome);
   if (OriginStats* stats = core_->stats()) {
     stats->error(group(), origin(), errorReason(status));
     if (may_retry) stats->failover(group(), origin());
@@ -1492,10 +1990,100 @@ void Fetch::attemptFailed(Status status, bool record_health) {
 void Fetch::finishFailed(Status status) {
   stopTimers();
   cancelDns();
+  leaveQueue();
   closeConnection();
+  request_hold_.reset();
+  conn_hold_.reset();
+  if (hedge_timer_) event_del(hedge_timer_.get());
+  if (hedge_) {
+    hedge_.reset();
+    if (budget_) budget_->hedges_lost.fetch_add(1, std::memory_order_relaxed);
+  }
   phase_ = Phase::kDone;
   observer_.onOriginFailed(status);  // may destroy this
 }
+
+// ---- hedging ------------------------------------------------------------------------------
+
+void Fetch::hedgeCb(evutil_socket_t, short, void* arg) { static_cast<Fetch*>(arg)->maybeStartHedge(); }
+
+void Fetch::maybeStartHedge() {
+  // Only while no head has come (a resume is never hedged), once per fetch.
+  if (hedge_started_ || delegated_ || resuming_ || !core_) return;
+  if (phase_ != Phase::kQueued && phase_ != Phase::kResolving && phase_ != Phase::kConnecting &&
+      phase_ != Phase::kWaitingHead) {
+    return;
+  }
+  const conf::OriginGroupConfig& g = group();
+  OriginHealth* health = core_->health();
+  const auto now = SteadyClock::now();
+  if (deadlinePassed(now)) return;
+  // The next origin in the group's order that this fetch has not asked.
+  std::optional<size_t> next;
+  for (size_t i = 0; i < g.origins.size() && !next; ++i) {
+    if (tried_[i] || i == origin_index_) continue;
+    if (all_down_ || !health || health->isUp(group_index_, i, now)) next = i;
+  }
+  if (!next) return;
+  // A hedge is one more request to the other origins: it spends the retry budget.
+  if (budget_ && !budget_->tryRetry(now, g.retry_budget, g.retry_budget_min)) return;
+  hedge_started_ = true;
+  std::vector<bool> tried = tried_;
+  tried[origin_index_] = true;
+  for (size_t i = 0; i < *next; ++i) tried[i] = true;  // the hedge starts at `next`
+  tried_[*next] = true;  // and this fetch never fails over to it
+  const size_t left = max_attempts_ > static_cast<size_t>(attempts_)
+                          ? max_attempts_ - static_cast<size_t>(attempts_)
+                          : 1;
+  auto hedge = std::make_unique<Fetch>(*core_, config_, group_index_, request_, relay_);
+  hedge->makeHedge(std::move(tried), left);
+  if (budget_) budget_->hedges_started.fetch_add(1, std::memory_order_relaxed);
+  hedge_ = std::move(hedge);
+  hedge_->begin();
+}
+
+void Fetch::abandonOwnAttempt() {
+  stopTimers();
+  cancelDns();
+  leaveQueue();
+  closeConnection();  // mid-request: never pooled
+  request_hold_.reset();
+  conn_hold_.reset();
+  if (hedge_timer_) event_del(hedge_timer_.get());
+  if (kick_) event_del(kick_.get());
+  phase_ = Phase::kDone;
+  delegated_ = true;
+}
+
+void Fetch::onHedgeResponse(OriginResponse&& response) {
+  if (!delegated_) abandonOwnAttempt();  // the hedge's head came first
+  hedge_answered_ = true;
+  if (budget_) budget_->hedges_won.fetch_add(1, std::memory_order_relaxed);
+  observer_.onOriginResponse(std::move(response));  // may destroy this (and the hedge)
+}
+
+void Fetch::onHedgeFailed(Status status) {
+  if (delegated_) {
+    // The hedge carried the fetch (it answered, or this fetch's own attempt failed first).
+    if (!hedge_answered_ && budget_) budget_->hedges_lost.fetch_add(1, std::memory_order_relaxed);
+    phase_ = Phase::kDone;
+    observer_.onOriginFailed(status);  // may destroy this (and the hedge)
+    return;
+  }
+  // The hedge failed before any head; this fetch's own attempt goes on. The hedge may be
+  // destroyed inside its onOriginFailed.
+  if (budget_) budget_->hedges_lost.fetch_add(1, std::memory_order_relaxed);
+  hedge_.reset();
+}
+
+void Fetch::HedgeRelay::onOriginResponse(OriginResponse&& response) {
+  fetch.onHedgeResponse(std::move(response));
+}
+void Fetch::HedgeRelay::onOriginData(const uint8_t* data, size_t len) {
+  fetch.observer_.onOriginData(data, len);
+}
+void Fetch::HedgeRelay::onOriginComplete() { fetch.observer_.onOriginComplete(); }
+void Fetch::HedgeRelay::onOriginFailed(Status status) { fetch.onHedgeFailed(status); }
 
 }  // namespace
 
@@ -1506,8 +2094,8 @@ struct OriginClient::Impl : ClientCore {
 };
 
 OriginClient::OriginClient(event_base* base, std::shared_ptr<OriginHealth> health,
-                           OriginStats* stats)
-    : impl_(std::make_unique<Impl>(base, std::move(health), stats)) {}
+                           OriginStats* stats, std::shared_ptr<OriginLimits> limits)
+    : impl_(std::make_unique<Impl>(base, std::move(health), stats, std::move(limits))) {}
 
 OriginClient::~OriginClient() = default;
 
@@ -1521,5 +2109,7 @@ std::unique_ptr<OriginFetch> OriginClient::start(const conf::Config& config, siz
 void OriginClient::closeIdle() { impl_->closeIdle(); }
 
 void OriginClient::setTls(tls::TlsStatePtr tls) { impl_->setTls(std::move(tls)); }
+
+void OriginClient::setHostsFile(std::string path) { impl_->setHostsFile(std::move(path)); }
 
 }  // namespace streamedge::proxy

@@ -7,6 +7,16 @@
 // (proxy/origin_resume.h): the observer sees one continuous body. A body that cannot be resumed,
 // or is longer than its framing, is reported as a failure; such a connection is never reused.
 //
+// Origin protection (proxy/origin_limits.h, shared by every worker's client): per origin at most
+// max_concurrent_requests requests in flight and max_connections connections open; a fetch at
+// the cap goes to another origin of the same priority or waits in a bounded queue, and fails
+// with Code::kBusy (the proxy answers 503) when the queue is full or the wait times out. Retries
+// before the first byte stop at the group's retry_deadline and retry budget. A GET with
+// OriginRequest::hedge_after asks the next origin too when the first has not answered the head
+// in time; the first head wins, the other request is cancelled, the observer sees one response.
+// An origin name is resolved with evdns and each of its addresses is tried before the next
+// origin.
+//
 // Thread-compatibility: everything runs on the owning worker's event loop. Origin health
 // (active checks, passive ejection, recovery ramp) is shared across workers through
 // OriginHealth (proxy/origin_health.h).
@@ -36,6 +46,10 @@ struct OriginRequest {
   std::string host;             // Host to send; empty → the origin's host[:port]
   std::vector<std::pair<std::string, std::string>> headers;  // end-to-end fields to send
   std::string body;             // for forwarded non-GET requests
+  // Hedging (GET only; the route's hedge_after for playlists and MPDs): when the first origin
+  // has not answered the head this long after the fetch started, the next origin of the group
+  // is asked too and the first head wins (the other request is cancelled). 0 = off.
+  Millis hedge_after{0};
 };
 
 // An origin response head, owned (the parser's views do not outlive the read buffer).
@@ -76,12 +90,15 @@ class OriginFetch {
 };
 
 class OriginStats;
+class OriginLimits;
 
 class OriginClient {
  public:
   // `stats` (may be null): this worker's origin accounting; must outlive the client.
+  // `limits`: the origin protection state shared by every worker's client (caps, queues, retry
+  // budgets: proxy/origin_limits.h); null gives this client limits of its own.
   OriginClient(event_base* base, std::shared_ptr<OriginHealth> health,
-               OriginStats* stats = nullptr);
+               OriginStats* stats = nullptr, std::shared_ptr<OriginLimits> limits = nullptr);
   ~OriginClient();
 
   // Starts a fetch from group `group_index` of `config`. Callbacks run later on this loop, never
@@ -95,6 +112,10 @@ class OriginClient {
   // The TLS contexts for https origins; a fetch pins the snapshot current at its start. Without
   // one (or for an origin it does not know), https attempts fail as a local error.
   void setTls(tls::TlsStatePtr tls);
+
+  // A hosts file (hosts(5) format) consulted for origin names before DNS, read when the first
+  // origin name is resolved ("" = only the system's /etc/hosts). Before any fetch.
+  void setHostsFile(std::string path);
 
  private:
   struct Impl;

@@ -603,6 +603,11 @@ std::string Server::statusJson() const {
   out += "}";
   std::map<OriginStats::Key, OriginStats::Series> traffic;
   for (const auto& c : shared_->counters) c->origin_stats.addTo(traffic);
+  // Origin protection: what each origin has in flight now against its caps (all workers).
+  std::map<std::pair<std::string, std::string>, OriginLimits::SlotView> protection;
+  for (OriginLimits::SlotView& v : shared_->limits->slots()) {
+    protection[{v.group, v.origin}] = std::move(v);
+  }
   out += ",\"origins\":[";
   const auto now = std::chrono::steady_clock::now();
   bool first = true;
@@ -620,8 +625,33 @@ std::string Server::statusJson() const {
              ",\"requests\":" + std::to_string(series.requests) +
              ",\"errors\":" + std::to_string(metrics::total(series.errors)) +
              ",\"failovers\":" + std::to_string(series.failovers) +
-             ",\"health\":" + healthJson(shared_->health->view(g, o, now)) + "}";
+             ",\"health\":" + healthJson(shared_->health->view(g, o, now));
+      const auto p = protection.find({group.name, origin.name});
+      const OriginLimits::SlotView v =
+          p == protection.end() ? OriginLimits::SlotView{} : p->second;
+      out += ",\"in_flight\":" + std::to_string(v.in_flight) +
+             ",\"max_concurrent_requests\":" + std::to_string(origin.max_concurrent_requests) +
+             ",\"max_in_flight_seen\":" + std::to_string(v.max_in_flight_seen) +
+             ",\"connections\":" + std::to_string(v.connections) +
+             ",\"max_connections\":" + std::to_string(origin.max_connections) +
+             ",\"queued\":" + std::to_string(v.queued) +
+             ",\"queue_size\":" + std::to_string(origin.queue_size) +
+             ",\"queued_total\":" + std::to_string(v.queued_total) +
+             ",\"rejected_queue_full\":" + std::to_string(v.rejected_overflow) +
+             ",\"rejected_queue_timeout\":" + std::to_string(v.rejected_timeout) + "}";
     }
+  }
+  out += "]";
+  out += ",\"origin_groups\":[";
+  bool first_group = true;
+  for (const OriginLimits::BudgetView& v : shared_->limits->budgets()) {
+    if (!first_group) out += ',';
+    first_group = false;
+    out += "{\"group\":" + jsonString(v.group) + ",\"retries\":" + std::to_string(v.retried) +
+           ",\"retries_budget_exhausted\":" + std::to_string(v.budget_exhausted) +
+           ",\"hedges_started\":" + std::to_string(v.hedges_started) +
+           ",\"hedges_won\":" + std::to_string(v.hedges_won) +
+           ",\"hedges_lost\":" + std::to_string(v.hedges_lost) + "}";
   }
   out += "]}\n";
   return out;
@@ -798,6 +828,23 @@ std::string Server::metricsText() const {
     std::tie(series.group, series.from_dc, series.to_dc, series.outcome) = key;
     series.count = count;
     snap.origin_resumes.push_back(std::move(series));
+  }
+  for (const OriginLimits::SlotView& v : shared_->limits->slots()) {
+    metrics::OriginProtectionState p;
+    p.group = v.group;
+    p.origin = v.origin;
+    p.dc = v.dc;
+    p.in_flight = v.in_flight;
+    p.connections = v.connections;
+    p.queued = v.queued;
+    p.queued_total = v.queued_total;
+    p.rejected_queue_full = v.rejected_overflow;
+    p.rejected_queue_timeout = v.rejected_timeout;
+    snap.origin_protection.push_back(std::move(p));
+  }
+  for (const OriginLimits::BudgetView& v : shared_->limits->budgets()) {
+    snap.origin_group_retries.push_back(
+        {v.group, v.retried, v.budget_exhausted, v.hedges_started, v.hedges_won, v.hedges_lost});
   }
   for (const auto& [key, series] : traffic) {
     metrics::OriginState state;

@@ -21,6 +21,7 @@
 #include "metrics/latency_histogram.h"
 #include "proxy/access_log.h"
 #include "proxy/origin_client.h"
+#include "proxy/origin_limits.h"
 #include "proxy/origin_stats.h"
 
 namespace streamedge::proxy {
@@ -136,6 +137,8 @@ struct SharedState {
   std::unique_ptr<cache::SsdStore> ssd;
   metrics::LatencyHistogram ssd_write_latency;  // written by the store's writer thread only
   std::shared_ptr<OriginHealth> health;
+  // Origin protection shared by every worker's OriginClient (caps, queues, retry budgets).
+  std::shared_ptr<OriginLimits> limits = std::make_shared<OriginLimits>();
   AccessLog access_log;
   VhostSlots vhost_slots;
   std::vector<std::unique_ptr<WorkerCounters>> counters;  // one per worker, fixed at start

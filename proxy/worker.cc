@@ -65,7 +65,8 @@ Worker::~Worker() {
 bool Worker::start() {
   base_ = event_base_new();
   if (!base_) return false;
-  origins_ = std::make_unique<OriginClient>(base_, shared_.health, &counters_->origin_stats);
+  origins_ = std::make_unique<OriginClient>(base_, shared_.health, &counters_->origin_stats,
+                                            shared_.limits);
   origins_->setTls(tls_);
   inbox_event_ = event_new(base_, -1, 0, inboxCb, this);
   tick_event_ = event_new(base_, -1, EV_PERSIST, tickCb, this);

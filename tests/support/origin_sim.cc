@@ -219,7 +219,7 @@ constexpr size_t kInitSegmentSize = 1000;
 // other validators (ETag and Last-Modified) for the same bytes, as a data center holding another
 // version; kNoRanges answers a Range request with the whole 200, as an origin without range
 // support.
-enum class Fault { kNone, k500, k503, kHang, kReset, kShort, kLong, kNoStore, kStall, kSlow, kEtag, kNoRanges };
+enum class Fault { kNone, k500, k503, kHang, kReset, kShort, kLong, kNoStore, kStall, kSlow, kEtag, kNoRanges, kDelay };
 
 // An armed fault and its parameters.
 struct FaultSpec {
@@ -240,6 +240,7 @@ std::optional<Fault> parseFault(std::string_view s) {
   if (s == "500") return Fault::k500;
   if (s == "503") return Fault::k503;
   if (s == "hang") return Fault::kHang;
+  if (s == "delay") return Fault::kDelay;
   if (s == "reset") return Fault::kReset;
   if (s == "short") return Fault::kShort;
   if (s == "long") return Fault::kLong;
@@ -564,6 +565,7 @@ struct Conn {
   Clock::time_point send_start;
   bool peer_eof = false;
   int reset_polls = 0;
+  bool active = false;  // a (non-control) request is being answered
 };
 
 }  // namespace
@@ -593,6 +595,13 @@ struct OriginSim::Impl {
   FaultSpec global_fault;
   std::map<std::pair<std::string, size_t>, BodyPtr> body_cache;
   size_t body_cache_bytes = 0;
+  // Concurrency as the origin sees it (GET /_sim/stats): open connections and requests being
+  // answered (from the parsed head to the last body byte queued), now and at most.
+  int open_conns = 0;
+  int max_open_conns = 0;
+  int active_requests = 0;
+  int max_active_requests = 0;
+  void requestDone(Conn* c);
 
   // ---- guarded by mu
   mutable std::mutex mu;
@@ -804,6 +813,7 @@ void OriginSim::Impl::accept(evutil_socket_t fd) {
   }
   c->timer = evtimer_new(base, timerCb, c);
   conns.insert(c);
+  max_open_conns = std::max(max_open_conns, ++open_conns);
   bufferevent_setcb(c->bev, readCb, writeCb, eventCb, c);
   bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
@@ -815,6 +825,8 @@ void OriginSim::Impl::closeConn(Conn* c, bool rst) {
     setsockopt(bufferevent_getfd(c->bev), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
   conns.erase(c);
+  --open_conns;
+  requestDone(c);
   if (c->timer != nullptr) event_free(c->timer);
   bufferevent_free(c->bev);
   delete c;
@@ -1021,6 +1033,7 @@ void OriginSim::Impl::simpleResponse(Conn* c, int status, std::string_view conte
   if (c->req.method != "HEAD") evbuffer_add(out, body.data(), body.size());
   if (keep) {
     c->state = Conn::State::kHead;
+    requestDone(c);
   } else {
     c->plan.end = Plan::End::kClose;
     c->state = Conn::State::kDraining;
@@ -1028,10 +1041,20 @@ void OriginSim::Impl::simpleResponse(Conn* c, int status, std::string_view conte
   }
 }
 
+void OriginSim::Impl::requestDone(Conn* c) {
+  if (!c->active) return;
+  c->active = false;
+  --active_requests;
+}
+
 void OriginSim::Impl::dispatch(Conn* c) {
   if (c->req.path.rfind("/_sim/", 0) == 0) {
     control(c);
     return;
+  }
+  if (!c->active) {
+    c->active = true;
+    max_active_requests = std::max(max_active_requests, ++active_requests);
   }
   c->plan = contentPlan(c->req);
   if (c->plan.delay_ms > 0) {
@@ -1124,6 +1147,7 @@ void OriginSim::Impl::bodyQueued(Conn* c) {
   if (c->peer_eof && p.end == Plan::End::kKeepAlive) p.end = Plan::End::kClose;
   if (p.end == Plan::End::kKeepAlive) {
     c->state = Conn::State::kHead;
+    requestDone(c);
     return;
   }
   if (p.end == Plan::End::kStall) {
@@ -1592,6 +1616,9 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
     case Fault::kHang:
       p.hang = true;
       break;
+    case Fault::kDelay:  // the head after `after` ms (default 1000): one slow data center
+      p.delay_ms = static_cast<int>(std::min<uint64_t>(spec.after.value_or(1000), 3600000));
+      break;
     case Fault::kReset:
       p.send_bytes = spec.after ? std::min<uint64_t>(*spec.after, p.send_bytes) : p.send_bytes / 2;
       p.terminate_chunked = false;
@@ -1655,6 +1682,19 @@ void OriginSim::Impl::control(Conn* c) {
     simpleResponse(c, 200, "application/json", std::move(json), false);
     return;
   }
+  if (path == "/_sim/stats") {
+    // This control connection is not counted as a request, but it is an open connection.
+    std::string json = "{\"connections\":" + std::to_string(open_conns) +
+                       ",\"max_connections\":" + std::to_string(max_open_conns) +
+                       ",\"active_requests\":" + std::to_string(active_requests) +
+                       ",\"max_active_requests\":" + std::to_string(max_active_requests) + "}\n";
+    if (r.paramIs("reset", "1")) {
+      max_open_conns = open_conns;
+      max_active_requests = active_requests;
+    }
+    simpleResponse(c, 200, "application/json", std::move(json), false);
+    return;
+  }
   if (path == "/_sim/reset") {
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -1689,7 +1729,7 @@ void OriginSim::Impl::control(Conn* c) {
     std::optional<Fault> f = parseFault(mode ? *mode : "");
     if (mode == nullptr || !f) {
       simpleResponse(c, 400, "text/plain",
-                     "mode must be 500|503|hang|reset|short|long|nostore|stall|slow|etag|noranges|off\n", false);
+                     "mode must be 500|503|hang|delay|reset|short|long|nostore|stall|slow|etag|noranges|off\n", false);
       return;
     }
     FaultSpec spec;

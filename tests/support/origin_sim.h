@@ -27,7 +27,8 @@
 //   as the request carried it, "(absent)" when it did not; ETag from that text)
 //   location=<value> content_location=<value> (sent as Location / Content-Location)
 //   ce=<coding> (a Content-Encoding label; the bytes are unchanged)
-//   fault=500|503|hang|reset|short|long|nostore|stall|slow|etag|noranges (nostore:
+//   fault=500|503|hang|delay|reset|short|long|nostore|stall|slow|etag|noranges (delay: the head
+//   after fault_after=K ms, default 1000, as one slow data center; nostore:
 //   Cache-Control: no-store and a new ETag, as content that changed and may no longer be
 //   stored) with fault_after=K fault_rate=R for the mid-body ones below.
 // Mid-body faults: reset (K body bytes, default half, then RST), stall (K bytes, then silence
@@ -44,7 +45,10 @@
 //   If-Unmodified-Since ignored)]; /_sim/fault?all=1&mode=M (until mode=off); /_sim/fault?mode=off
 //   (disarm all); /_sim/ranges?path=/x → one line per Range request to /x, in order:
 //   "<Range>|<If-Match>|<If-Unmodified-Since>" (empty parts when absent). Counts include 304s
-//   and faulted requests; kind=304 counts 304s alone.
+//   and faulted requests; kind=304 counts 304s alone. /_sim/stats[?reset=1] →
+//   {"connections":N,"max_connections":N,"active_requests":N,"max_active_requests":N}: open
+//   connections (control ones included) and requests being answered (head parsed → last body
+//   byte queued), now and at most since start (reset=1: the maxima restart from now).
 //
 // Thread-safety: an OriginSim runs its loop on one thread (run() or startThread()); stop() and
 // the counter accessors may be called from any thread. Everything else belongs to the loop.

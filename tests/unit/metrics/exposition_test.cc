@@ -54,6 +54,36 @@ TEST(Exposition, ResumesAreCountedByGroupDataCentersAndOutcome) {
                         "to_dc=\"\",outcome=\"not_resumable\"} 1\n"));
 }
 
+TEST(Exposition, OriginProtectionRetriesAndHedgesAreExposed) {
+  Snapshot s;
+  OriginProtectionState p;
+  p.group = "main";
+  p.origin = "a";
+  p.dc = "dc-a";
+  p.in_flight = 32;
+  p.connections = 40;
+  p.queued = 7;
+  p.queued_total = 120;
+  p.rejected_queue_full = 9;
+  p.rejected_queue_timeout = 2;
+  s.origin_protection.push_back(p);
+  s.origin_group_retries.push_back({"main", 5, 3, 4, 1, 3});
+  const std::string text = renderPrometheus(s);
+  const std::string labels = "{group=\"main\",origin=\"a\",dc=\"dc-a\"";
+  EXPECT_TRUE(has(text, "# TYPE streamedge_origin_in_flight gauge")) << text;
+  EXPECT_TRUE(has(text, "streamedge_origin_in_flight" + labels + "} 32\n")) << text;
+  EXPECT_TRUE(has(text, "streamedge_origin_connections_open" + labels + "} 40\n"));
+  EXPECT_TRUE(has(text, "streamedge_origin_queue_length" + labels + "} 7\n"));
+  EXPECT_TRUE(has(text, "streamedge_origin_queued_total" + labels + "} 120\n"));
+  EXPECT_TRUE(has(text, "streamedge_origin_rejected_total" + labels + ",reason=\"queue_full\"} 9\n"));
+  EXPECT_TRUE(has(text, "streamedge_origin_rejected_total" + labels + ",reason=\"queue_timeout\"} 2\n"));
+  EXPECT_TRUE(has(text, "streamedge_origin_group_retries_total{group=\"main\",outcome=\"retried\"} 5\n"));
+  EXPECT_TRUE(has(text, "streamedge_origin_group_retries_total{group=\"main\",outcome=\"budget_exhausted\"} 3\n"));
+  EXPECT_TRUE(has(text, "streamedge_origin_hedges_started_total{group=\"main\"} 4\n"));
+  EXPECT_TRUE(has(text, "streamedge_origin_hedges_total{group=\"main\",outcome=\"won\"} 1\n"));
+  EXPECT_TRUE(has(text, "streamedge_origin_hedges_total{group=\"main\",outcome=\"lost\"} 3\n"));
+}
+
 TEST(Exposition, CompressionSeriesAreLabelledByEncoding) {
   Snapshot s;
   s.compression = {{"br", 3, 0.012, 40, 5000000}, {"gzip", 2, 0.004, 7, 900000}};

@@ -4,6 +4,8 @@
 // reads and sleeps poll a stop flag).
 #include "proxy/origin_client.h"
 
+#include "proxy/origin_limits.h"
+
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -255,7 +257,8 @@ class OriginClientTest : public ::testing::Test {
   void makeClient(const conf::Config& config) {
     health_ = std::make_shared<OriginHealth>(config);
     base_ = event_base_new();
-    client_ = std::make_unique<OriginClient>(base_, health_);
+    limits_ = std::make_shared<OriginLimits>();
+    client_ = std::make_unique<OriginClient>(base_, health_, nullptr, limits_);
   }
 
   // Runs the loop until `pred` holds or `timeout` passes; returns pred().
@@ -300,6 +303,7 @@ class OriginClientTest : public ::testing::Test {
 
   event_base* base_ = nullptr;
   std::shared_ptr<OriginHealth> health_;
+  std::shared_ptr<OriginLimits> limits_;
   std::unique_ptr<OriginClient> client_;
   std::vector<std::unique_ptr<std::unique_ptr<OriginFetch>>> fetches_;
 };
@@ -1464,6 +1468,461 @@ TEST_F(OriginClientTest, CloseIdleDropsPooledConnections) {
   fetch(config, second);
   ASSERT_TRUE(runUntil([&] { return second.done(); }));
   EXPECT_EQ(origin.accepted(), 2);
+}
+
+// ---- origin protection --------------------------------------------------------------------
+
+// Counts the requests a scripted origin is answering at once (and the most it ever was).
+struct ConcurrencyProbe {
+  std::atomic<int> now{0};
+  std::atomic<int> max{0};
+  void enter() {
+    const int v = ++now;
+    int m = max.load();
+    while (v > m && !max.compare_exchange_weak(m, v)) {
+    }
+  }
+  void leave() { --now; }
+};
+
+OriginSlot* slotOf(OriginLimits& limits, const std::string& origin) {
+  return limits.slot("media", origin, "dc-" + origin);
+}
+
+TEST_F(OriginClientTest, ConcurrencyCapQueuesTheRestAndTheOriginNeverSeesMore) {
+  ConcurrencyProbe probe;
+  ScriptedOrigin origin([&probe](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    probe.enter();
+    c.sleep(100ms);
+    probe.leave();
+    c.send(ok("capped"));
+    return true;
+  });
+  conf::OriginConfig o = originAt(origin.port(), "a");
+  o.max_concurrent_requests = 2;
+  o.queue_size = 10;
+  const conf::Config config = configWith({o});
+  makeClient(config);
+  std::vector<Recorder> recs(6);
+  for (Recorder& r : recs) fetch(config, r);
+  ASSERT_TRUE(runUntil([&] {
+    return std::all_of(recs.begin(), recs.end(), [](const Recorder& r) { return r.done(); });
+  }));
+  for (const Recorder& r : recs) {
+    ASSERT_TRUE(r.completed) << r.status.toString();
+    EXPECT_EQ(r.body, "capped");
+  }
+  EXPECT_EQ(probe.max.load(), 2);
+  OriginSlot* slot = slotOf(*limits_, "a");
+  EXPECT_EQ(slot->in_flight.load(), 0);
+  EXPECT_EQ(slot->queued.load(), 0);
+  EXPECT_EQ(slot->queued_total.load(), 4u);
+  EXPECT_EQ(slot->max_in_flight_seen.load(), 2);
+  EXPECT_LE(slot->connections.load(), 2);  // pooled and reused, never more than the cap
+}
+
+TEST_F(OriginClientTest, FullQueueAnswersBusyAtOnce) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.sleep(300ms);
+    c.send(ok("x"));
+    return true;
+  });
+  conf::OriginConfig o = originAt(origin.port(), "a");
+  o.max_concurrent_requests = 1;
+  o.queue_size = 1;
+  const conf::Config config = configWith({o});
+  makeClient(config);
+  Recorder first, second, third;
+  fetch(config, first);
+  fetch(config, second);
+  fetch(config, third);
+  ASSERT_TRUE(runUntil([&] { return third.done(); }, 200ms));  // long before the origin answers
+  ASSERT_TRUE(third.failed);
+  EXPECT_EQ(third.status.code(), Code::kBusy);
+  EXPECT_TRUE(third.events == std::vector<std::string>{"failed"});
+  ASSERT_TRUE(runUntil([&] { return first.done() && second.done(); }));
+  EXPECT_TRUE(first.completed);
+  EXPECT_TRUE(second.completed);
+  EXPECT_EQ(slotOf(*limits_, "a")->rejected_overflow.load(), 1u);
+  EXPECT_EQ(origin.requests().size(), 2u);
+}
+
+TEST_F(OriginClientTest, QueueTimeoutAnswersBusy) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.sleep(600ms);
+    c.send(ok("x"));
+    return true;
+  });
+  conf::OriginConfig o = originAt(origin.port(), "a");
+  o.max_concurrent_requests = 1;
+  o.queue_timeout = 100ms;
+  const conf::Config config = configWith({o});
+  makeClient(config);
+  Recorder first, second;
+  fetch(config, first);
+  fetch(config, second);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(runUntil([&] { return second.done(); }, 2000ms));
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(second.failed);
+  EXPECT_EQ(second.status.code(), Code::kBusy);
+  EXPECT_GE(waited, 90ms);
+  EXPECT_LT(waited, 500ms);
+  EXPECT_EQ(slotOf(*limits_, "a")->rejected_timeout.load(), 1u);
+  ASSERT_TRUE(runUntil([&] { return first.done(); }));
+  EXPECT_TRUE(first.completed);
+  EXPECT_EQ(origin.requests().size(), 1u);  // the busy one never reached the origin
+}
+
+TEST_F(OriginClientTest, BusyOriginSendsTheFetchToAnotherOfTheSamePriority) {
+  ConcurrencyProbe probe;
+  auto script = [&probe](const char* body) {
+    return [&probe, body](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+      probe.enter();
+      c.sleep(200ms);
+      probe.leave();
+      c.send(ok(body));
+      return true;
+    };
+  };
+  ScriptedOrigin a(script("a"));
+  ScriptedOrigin b(script("b"));
+  ScriptedOrigin c(script("c"));  // lower priority: never needed
+  conf::OriginConfig oa = originAt(a.port(), "a");
+  conf::OriginConfig ob = originAt(b.port(), "b");
+  conf::OriginConfig oc = originAt(c.port(), "c");
+  oa.max_concurrent_requests = ob.max_concurrent_requests = 1;
+  oc.priority = 2;
+  const conf::Config config = configWith({oa, ob, oc});
+  makeClient(config);
+  Recorder r1, r2, r3;
+  fetch(config, r1);
+  fetch(config, r2);
+  fetch(config, r3);  // both priority-1 origins busy: queued at the first, not sent to c
+  ASSERT_TRUE(runUntil([&] { return r1.done() && r2.done() && r3.done(); }));
+  ASSERT_TRUE(r1.completed && r2.completed && r3.completed);
+  std::vector<std::string> bodies{r1.body, r2.body, r3.body};
+  std::sort(bodies.begin(), bodies.end());
+  // The second went to b at once; the third waited for a (its first choice), never to c.
+  EXPECT_EQ(bodies, (std::vector<std::string>{"a", "a", "b"}));
+  EXPECT_EQ(c.requests().size(), 0u);
+  EXPECT_EQ(probe.max.load(), 2);
+}
+
+TEST_F(OriginClientTest, CapIsSharedByEveryClientOfTheSameLimits) {
+  ConcurrencyProbe probe;
+  ScriptedOrigin origin([&probe](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    probe.enter();
+    c.sleep(100ms);
+    probe.leave();
+    c.send(ok("shared"));
+    return true;
+  });
+  conf::OriginConfig o = originAt(origin.port(), "a");
+  o.max_concurrent_requests = 1;
+  const conf::Config config = configWith({o});
+  makeClient(config);
+  // A second worker's client on the same loop, sharing the limits (as workers share them).
+  OriginClient other(base_, health_, nullptr, limits_);
+  std::vector<Recorder> recs(4);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    if (i % 2 == 0) {
+      fetch(config, recs[i]);
+    } else {
+      fetches_.push_back(std::make_unique<std::unique_ptr<OriginFetch>>());
+      recs[i].owner = fetches_.back().get();
+      *fetches_.back() = other.start(config, 0, defaultRequest(), recs[i]);
+    }
+  }
+  ASSERT_TRUE(runUntil([&] {
+    return std::all_of(recs.begin(), recs.end(), [](const Recorder& r) { return r.done(); });
+  }));
+  for (const Recorder& r : recs) EXPECT_TRUE(r.completed) << r.status.toString();
+  EXPECT_EQ(probe.max.load(), 1);
+  fetches_.clear();
+}
+
+TEST_F(OriginClientTest, ConnectionCapClosesAnotherClientsIdleConnectionForAWaiter) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("conn"));
+    return true;
+  });
+  conf::OriginConfig o = originAt(origin.port(), "a");
+  o.max_connections = 1;
+  const conf::Config config = configWith({o});
+  makeClient(config);
+  Recorder first;
+  fetch(config, first);
+  ASSERT_TRUE(runUntil([&] { return first.done(); }));
+  ASSERT_TRUE(first.completed);
+  EXPECT_EQ(slotOf(*limits_, "a")->connections.load(), 1);  // idle in this client's pool
+  OriginClient other(base_, health_, nullptr, limits_);
+  Recorder second;
+  std::unique_ptr<OriginFetch> f = other.start(config, 0, defaultRequest(), second);
+  second.owner = &f;
+  ASSERT_TRUE(runUntil([&] { return second.done(); }));
+  ASSERT_TRUE(second.completed) << second.status.toString();
+  EXPECT_EQ(origin.accepted(), 2);
+  EXPECT_EQ(slotOf(*limits_, "a")->connections.load(), 1);
+  other.closeIdle();
+  EXPECT_EQ(slotOf(*limits_, "a")->connections.load(), 0);
+}
+
+TEST_F(OriginClientTest, ExhaustedRetryBudgetReportsTheFailureInsteadOfRetrying) {
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("b"));
+    return true;
+  });
+  conf::Config config = configWith({originAt(closedPort(), "a"), originAt(b.port(), "b")});
+  config.origin_groups[0].retry_budget = 0.5;
+  config.origin_groups[0].retry_budget_min = 0;
+  makeClient(config);
+  // Two requests in the window allow one retry (0.5 × 2); the rest fail where they are.
+  std::vector<Recorder> recs(4);
+  for (Recorder& r : recs) {
+    fetch(config, r);
+  }
+  ASSERT_TRUE(runUntil([&] {
+    return std::all_of(recs.begin(), recs.end(), [](const Recorder& r) { return r.done(); });
+  }));
+  int served = 0;
+  for (const Recorder& r : recs) {
+    if (r.completed) {
+      ++served;
+    } else {
+      EXPECT_EQ(r.status.code(), Code::kConnect);
+    }
+  }
+  GroupBudget* budget = limits_->budget("media");
+  EXPECT_EQ(budget->retried.load() + budget->budget_exhausted.load(), 4u);
+  EXPECT_LE(budget->retried.load(), 2u);
+  EXPECT_GE(budget->budget_exhausted.load(), 2u);
+  EXPECT_EQ(static_cast<uint64_t>(served), budget->retried.load());
+  EXPECT_EQ(b.requests().size(), budget->retried.load());  // the secondary is not flooded
+}
+
+TEST_F(OriginClientTest, BudgetOffRetriesEveryFailure) {
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("b"));
+    return true;
+  });
+  conf::Config config = configWith({originAt(closedPort(), "a"), originAt(b.port(), "b")});
+  config.origin_groups[0].retry_budget = 0;
+  config.origin_groups[0].retry_budget_min = 0;
+  makeClient(config);
+  std::vector<Recorder> recs(4);
+  for (Recorder& r : recs) fetch(config, r);
+  ASSERT_TRUE(runUntil([&] {
+    return std::all_of(recs.begin(), recs.end(), [](const Recorder& r) { return r.done(); });
+  }));
+  for (const Recorder& r : recs) EXPECT_TRUE(r.completed) << r.status.toString();
+  EXPECT_EQ(limits_->budget("media")->budget_exhausted.load(), 0u);
+}
+
+TEST_F(OriginClientTest, RetryDeadlineEndsTheAttemptsBeforeTheFirstByte) {
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.waitForPeerClose(3000ms);  // never answers
+    return false;
+  });
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("b"));
+    return true;
+  });
+  conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  config.origin_groups[0].retry_deadline = 200ms;  // shorter than a's first_byte_timeout (2 s)
+  makeClient(config);
+  Recorder rec;
+  const auto t0 = std::chrono::steady_clock::now();
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(rec.failed);
+  EXPECT_EQ(rec.status.code(), Code::kTimeout);
+  EXPECT_GE(took, 190ms);
+  EXPECT_LT(took, 1000ms);
+  EXPECT_EQ(b.requests().size(), 0u);
+}
+
+OriginRequest playlistRequest(Millis hedge_after) {
+  OriginRequest r;
+  r.target = "/live/index.m3u8";
+  r.hedge_after = hedge_after;
+  return r;
+}
+
+TEST_F(OriginClientTest, HedgeAnswersWhenTheFirstOriginIsSlowAndTheLoserIsClosed) {
+  std::atomic<bool> a_closed{false};
+  ScriptedOrigin a([&a_closed](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    a_closed = c.waitForPeerClose(4000ms);  // never answers; the hedge's win closes us
+    return false;
+  });
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("#EXTM3U from b\n"));
+    return true;
+  });
+  conf::OriginConfig slow = originAt(a.port(), "a");
+  slow.first_byte_timeout = 5000ms;  // a failover (not a hedge) would take this long
+  const conf::Config config = configWith({slow, originAt(b.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  const auto t0 = std::chrono::steady_clock::now();
+  fetch(config, rec, playlistRequest(100ms));
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, "#EXTM3U from b\n");
+  EXPECT_EQ(rec.response->origin->name, "b");
+  EXPECT_GE(took, 90ms);
+  EXPECT_LT(took, 2500ms);  // usually ~100 ms; a connect's SYN may be retried after 1 s
+  EXPECT_EQ(std::count(rec.events.begin(), rec.events.end(), "response"), 1);
+  GroupBudget* budget = limits_->budget("media");
+  EXPECT_EQ(budget->hedges_started.load(), 1u);
+  EXPECT_EQ(budget->hedges_won.load(), 1u);
+  EXPECT_EQ(budget->hedges_lost.load(), 0u);
+  ASSERT_TRUE(runUntil([&] { return a_closed.load(); }, 4500ms));
+  EXPECT_EQ(slotOf(*limits_, "a")->in_flight.load(), 0);
+  EXPECT_EQ(slotOf(*limits_, "a")->connections.load(), 0);  // closed, never pooled
+}
+
+TEST_F(OriginClientTest, HedgeLosesWhenTheFirstOriginAnswersFirst) {
+  std::atomic<bool> b_closed{false};
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.sleep(200ms);
+    c.send(ok("#EXTM3U from a\n"));
+    return true;
+  });
+  ScriptedOrigin b([&b_closed](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    b_closed = c.waitForPeerClose(2000ms);
+    return false;
+  });
+  const conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec, playlistRequest(50ms));
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, "#EXTM3U from a\n");
+  GroupBudget* budget = limits_->budget("media");
+  EXPECT_EQ(budget->hedges_started.load(), 1u);
+  EXPECT_EQ(budget->hedges_won.load(), 0u);
+  EXPECT_EQ(budget->hedges_lost.load(), 1u);
+  ASSERT_TRUE(runUntil([&] { return b_closed.load(); }, 2500ms));
+  EXPECT_EQ(slotOf(*limits_, "b")->connections.load(), 0);
+}
+
+TEST_F(OriginClientTest, HedgeCarriesTheFetchWhenTheFirstOriginFails) {
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.sleep(150ms);
+    c.send("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+    return true;
+  });
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.sleep(300ms);
+    c.send(ok("b"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  makeClient(config);
+  Recorder rec;
+  fetch(config, rec, playlistRequest(50ms));
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, "b");
+  EXPECT_EQ(b.requests().size(), 1u);  // the hedge, not a second failover request
+  EXPECT_EQ(limits_->budget("media")->hedges_won.load(), 1u);
+}
+
+TEST_F(OriginClientTest, NoHedgeWithoutHedgeAfterOrForOtherMethods) {
+  ScriptedOrigin a([](ScriptedOrigin::Conn& c, const std::string& request, int, int) {
+    c.sleep(150ms);
+    c.send(request.rfind("HEAD ", 0) == 0 ? "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n"
+                                          : ok("a"));
+    return true;
+  });
+  ScriptedOrigin b([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("b"));
+    return true;
+  });
+  const conf::Config config = configWith({originAt(a.port(), "a"), originAt(b.port(), "b")});
+  makeClient(config);
+  Recorder plain;
+  fetch(config, plain, playlistRequest(Millis(0)));
+  OriginRequest head = playlistRequest(20ms);
+  head.method = "HEAD";
+  Recorder headrec;
+  fetch(config, headrec, head);
+  ASSERT_TRUE(runUntil([&] { return plain.done() && headrec.done(); }));
+  EXPECT_EQ(plain.body, "a");
+  EXPECT_TRUE(headrec.completed);
+  EXPECT_EQ(b.requests().size(), 0u);
+  EXPECT_EQ(limits_->budget("media")->hedges_started.load(), 0u);
+}
+
+// A hosts file that gives `name` the addresses listed, in order.
+struct HostsFile {
+  explicit HostsFile(const std::string& lines) {
+    char tmpl[] = "/tmp/streamedge_hostsXXXXXX";
+    const int fd = ::mkstemp(tmpl);
+    path = tmpl;
+    EXPECT_EQ(::write(fd, lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
+    ::close(fd);
+  }
+  ~HostsFile() { ::unlink(path.c_str()); }
+  std::string path;
+};
+
+TEST_F(OriginClientTest, EveryAddressOfANameIsTriedBeforeTheNextOrigin) {
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("second address"));
+    return true;
+  });
+  ScriptedOrigin other([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("other origin"));
+    return true;
+  });
+  // ::1 and 127.0.0.2 refuse (the origin listens on 127.0.0.1 only); 127.0.0.1 answers.
+  HostsFile hosts("::1 multi.test\n127.0.0.2 multi.test\n127.0.0.1 multi.test\n");
+  conf::OriginConfig o = originAt(origin.port(), "named");
+  o.host = "multi.test";
+  const conf::Config config = configWith({o, originAt(other.port(), "other")});
+  health_ = std::make_shared<OriginHealth>(config);
+  base_ = event_base_new();
+  limits_ = std::make_shared<OriginLimits>();
+  client_ = std::make_unique<OriginClient>(base_, health_, nullptr, limits_);
+  client_->setHostsFile(hosts.path);
+  for (int i = 0; i < 2; ++i) {  // the second from the name cache, or the pool
+    Recorder rec;
+    fetch(config, rec);
+    ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+    ASSERT_TRUE(rec.completed) << rec.status.toString();
+    EXPECT_EQ(rec.body, "second address");
+    EXPECT_EQ(rec.response->attempts, 1);
+  }
+  EXPECT_EQ(other.requests().size(), 0u);
+  EXPECT_EQ(slotOf(*limits_, "named")->connections.load(), 1);  // the failed tries gave theirs back
+}
+
+TEST_F(OriginClientTest, NameWhoseAddressesAllRefuseFailsOverToTheNextOrigin) {
+  ScriptedOrigin other([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("other origin"));
+    return true;
+  });
+  HostsFile hosts("127.0.0.2 dead.test\n127.0.0.3 dead.test\n");
+  conf::OriginConfig o = originAt(closedPort(), "named");
+  o.host = "dead.test";
+  const conf::Config config = configWith({o, originAt(other.port(), "other")});
+  health_ = std::make_shared<OriginHealth>(config);
+  base_ = event_base_new();
+  limits_ = std::make_shared<OriginLimits>();
+  client_ = std::make_unique<OriginClient>(base_, health_, nullptr, limits_);
+  client_->setHostsFile(hosts.path);
+  Recorder rec;
+  fetch(config, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, "other origin");
+  EXPECT_EQ(rec.response->attempts, 2);
+  EXPECT_EQ(slotOf(*limits_, "named")->connections.load(), 0);
 }
 
 }  // namespace
