@@ -150,14 +150,13 @@ if [[ "${STREAMEDGE_PACKAGE_INSTALL:-0}" == 1 ]]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "$deb" > "$out/install.log" 2>&1 ||
     { cat "$out/install.log"; ((created_policy)) && "${sudo[@]}" rm -f "$policy"; die "install failed"; }
   ((created_policy)) && "${sudo[@]}" rm -f "$policy"
-  check "user streamedge exists without a login shell" \
-    bash -c '[[ "$(getent passwd streamedge | cut -d: -f7)" == /usr/sbin/nologin ]]'
-  check "/etc/streamedge is root:streamedge 0750" \
-    bash -c '[[ "$(stat -c "%U:%G %a" /etc/streamedge)" == "root:streamedge 750" ]]'
+  login_shell_is() { [[ "$(getent passwd streamedge | cut -d: -f7)" == "$1" ]]; }
+  owner_mode_is() { [[ "$(stat -c '%U:%G %a' "$1")" == "$2" ]]; }
+  check "user streamedge exists without a login shell" login_shell_is /usr/sbin/nologin
+  check "/etc/streamedge is root:streamedge 0750" owner_mode_is /etc/streamedge "root:streamedge 750"
   check "/var/cache/streamedge is streamedge:streamedge 0750" \
-    bash -c '[[ "$(stat -c "%U:%G %a" /var/cache/streamedge)" == "streamedge:streamedge 750" ]]'
-  check "/var/log/streamedge is streamedge:adm 2750" \
-    bash -c '[[ "$(stat -c "%U:%G %a" /var/log/streamedge)" == "streamedge:adm 2750" ]]'
+    owner_mode_is /var/cache/streamedge "streamedge:streamedge 750"
+  check "/var/log/streamedge is streamedge:adm 2750" owner_mode_is /var/log/streamedge "streamedge:adm 2750"
   check "the unit is enabled" test -L /etc/systemd/system/multi-user.target.wants/streamedge.service
   # The process as the unit starts it: user streamedge, CAP_NET_BIND_SERVICE, NOTIFY_SOCKET.
   run_like_the_unit() {
@@ -205,7 +204,8 @@ PY
   check "installed binary, run as the unit runs it: READY=1, /healthz ok, STOPPING=1, exit 0" run_like_the_unit
   if [[ "${STREAMEDGE_PACKAGE_KEEP:-0}" != 1 ]]; then
     "${sudo[@]}" apt-get purge -y -q streamedge > "$out/purge.log" 2>&1 || warn "purge failed (see $out/purge.log)"
-    check "purge removed cache and logs" bash -c '[[ ! -e /var/cache/streamedge && ! -e /var/log/streamedge ]]'
+    gone() { [[ ! -e /var/cache/streamedge && ! -e /var/log/streamedge ]]; }
+    check "purge removed cache and logs" gone
   fi
 fi
 
