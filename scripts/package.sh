@@ -90,6 +90,8 @@ for f in /usr/sbin/streamedge /etc/streamedge/streamedge.toml /etc/streamedge/co
 done
 no_build_leftovers() { ! grep -Eq 'tests?/|\.a$|/include/|origin_sim|scenario' <<<"$listing"; }
 check "no test binaries, libraries or headers" no_build_leftovers
+no_var() { ! grep -Eq '[[:space:]]\./var/' <<<"$listing"; }
+check "no /var in the package (postinst makes the directories for their user)" no_var
 control="$(dpkg-deb -f "$deb")"
 printf '%s\n' "$control" | grep -E '^(Package|Version|Architecture|Depends|Recommends|Installed-Size):'
 depends="$(dpkg-deb -f "$deb" Depends)"
@@ -107,7 +109,11 @@ conffiles_ok() {
 check "conffiles: the config and the logrotate file" conffiles_ok
 check "postinst creates the user streamedge" grep -q 'adduser --system --group' "$work/DEBIAN/postinst"
 check "postinst enables the unit" grep -q 'deb-systemd-helper.*enable' "$work/DEBIAN/postinst"
-check "postinst starts the unit" grep -q 'deb-systemd-invoke.*start' "$work/DEBIAN/postinst"
+starts_unit() {  # start on a first install, restart on an upgrade
+  grep -q '_dh_action=start' "$work/DEBIAN/postinst" &&
+    grep -q "deb-systemd-invoke \$_dh_action 'streamedge.service'" "$work/DEBIAN/postinst"
+}
+check "postinst starts the unit" starts_unit
 check "postrm purges cache and logs" grep -q 'rm -rf /var/cache/streamedge /var/log/streamedge' "$work/DEBIAN/postrm"
 
 # --- 3. a throw-away root ----------------------------------------------------------------------
@@ -122,7 +128,20 @@ man_clean() {
   [[ -z "$warnings" ]] || { printf '%s\n' "$warnings"; return 1; }
 }
 check "the man page renders without warnings" man_clean
-check "the logrotate file parses (logrotate -d)" logrotate -d "$root/etc/logrotate.d/streamedge"
+logrotate_parses() {
+  # logrotate resolves the `create` owner: before an install there is no user streamedge, so
+  # that one name is replaced by root for the check.
+  local file="$root/etc/logrotate.d/streamedge" output
+  if ! getent passwd streamedge >/dev/null; then
+    sed 's/^\(\s*create [0-9]* \)streamedge /\1root /' "$file" > "$work/logrotate.conf"
+    file="$work/logrotate.conf"
+  fi
+  output="$(logrotate -d "$file" 2>&1)"
+  grep -q '^error' <<<"$output" && { printf '%s\n' "$output"; return 1; }
+  grep -q 'rotating pattern: /var/log/streamedge/\*.log' <<<"$output" ||
+    { printf '%s\n' "$output"; return 1; }
+}
+check "the logrotate file parses (logrotate -d)" logrotate_parses
 
 # --- 4. systemd-analyze verify -------------------------------------------------------------------
 # Offline (systemd need not be PID 1). verify checks that ExecStart's binary and the
@@ -172,11 +191,20 @@ p = subprocess.Popen(["setpriv", "--reuid=streamedge", "--regid=streamedge", "--
                       "--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service",
                       "/usr/sbin/streamedge", "-c", "/etc/streamedge/streamedge.toml"], env=env,
                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-s.settimeout(20)
+s.settimeout(0.5)
 ok = False
+def receive(deadline):
+    while time.time() < deadline:
+        try:
+            return s.recv(4096).decode()
+        except socket.timeout:
+            if p.poll() is not None:
+                raise RuntimeError("streamedge exited with status %d" % p.returncode)
+    raise RuntimeError("no notification in time")
 try:
+    deadline = time.time() + 20
     while True:
-        msg = s.recv(4096).decode()
+        msg = receive(deadline)
         print("  notify:", msg.replace("\n", " | "))
         if "READY=1" in msg:
             ok = True
@@ -185,7 +213,8 @@ try:
     print("  /healthz:", health)
     ok = ok and health == "ok"
     p.send_signal(signal.SIGTERM)
-    while "STOPPING=1" not in s.recv(4096).decode():
+    deadline = time.time() + 20
+    while "STOPPING=1" not in receive(deadline):
         pass
     rc = p.wait(timeout=30)
     print("  exit status", rc)
