@@ -52,6 +52,7 @@ bool SystemdNotifier::send(const std::string& message) {
   }
 #else
   (void)message;
+  (void)send_failed_logged_;
 #endif
   return false;
 }

@@ -182,13 +182,13 @@ TEST_F(SystemdTest, WatchdogPingsStopWhileAWorkerIsStuck) {
   ASSERT_TRUE(notify.ok()) << std::strerror(errno);
   // WatchdogSec=0.9s: pings every 300 ms. No WATCHDOG_PID: meant for whichever process reads it.
   ASSERT_NO_FATAL_FAILURE(startWith(
-      config("", "health_stall_bound = \"400ms\"\ndebug_endpoints = true\n"),
+      config("", "health_stall_bound = \"600ms\"\ndebug_endpoints = true\n"),
       {"NOTIFY_SOCKET=" + dir_->file("notify.sock"), "WATCHDOG_USEC=900000"}));
   ASSERT_TRUE(notify.waitFor("READY=1", 10s)) << proxyLog();
   // Pings arrive regularly while healthy.
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(notify.waitFor("WATCHDOG=1", 2s)) << "ping " << i;
 
-  // Worker 1 stuck for 2.5 s: /healthz fails after 400 ms, and the pings stop until it runs.
+  // Worker 1 stuck for 2.5 s: /healthz fails after 600 ms, and the pings stop until it runs.
   const HttpResponse block = testsupport::httpRequest(proxy_->admin_port, "POST",
                                                       "/debug/block-worker?ms=2500&worker=1", {}, 5s);
   ASSERT_EQ(block.status, 202) << block.body;
