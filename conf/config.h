@@ -24,6 +24,9 @@ struct ServerConfig {
   Millis idle_timeout{60'000};              // keep-alive idle before close
   Millis send_timeout{30'000};              // a viewer that reads nothing for this long is closed
   Millis drain_timeout{10'000};             // graceful stop: in-flight responses get this long
+  // Started as root: bind the listeners, open the SSD store and read the keys as root, then
+  // switch to this user (and its groups) before serving. "" = stay as started.
+  std::string user;
 };
 
 struct AdminConfig {

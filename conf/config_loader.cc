@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <glob.h>
 #include <netinet/in.h>
+#include <pwd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -702,6 +703,20 @@ void readServer(TableReader& r, ServerConfig& server) {
   r.duration("idle_timeout", server.idle_timeout, false);
   r.duration("send_timeout", server.send_timeout, false);
   r.duration("drain_timeout", server.drain_timeout, true);
+  if (r.string("user", server.user) && !server.user.empty()) {
+    // Checked here so that `-t` catches a typo before a start as root fails on it.
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    const int rc = ::getpwnam_r(server.user.c_str(), &pw, buf.data(), buf.size(), &found);
+    if (rc != 0 || found == nullptr) {
+      r.error("user", *r.get("user"),
+              "no such user " + quoted(server.user) +
+                  (rc != 0 ? std::string(" (") + std::strerror(rc) + ")" : std::string()));
+    } else if (pw.pw_uid == 0) {
+      r.error("user", *r.get("user"), quoted(server.user) + " is root; leave user empty to stay root");
+    }
+  }
   r.finish();
 }
 

@@ -35,6 +35,10 @@ void printHelp() {
       "\n"
       "signals: SIGHUP reloads the config (an invalid one changes nothing), SIGTERM/SIGINT stop\n"
       "gracefully (in-flight responses get [server] drain_timeout), SIGUSR1 reopens the access log.\n"
+      "systemd: with NOTIFY_SOCKET set (Type=notify) it reports READY=1 once serving, RELOADING=1\n"
+      "and READY=1 around a reload, STOPPING=1, STATUS= lines, and WATCHDOG=1 pings while every\n"
+      "worker loop runs. Started as root with [server] user set, it switches to that user after\n"
+      "binding its listeners and opening the SSD store and keys. See streamedge(8).\n"
       "admin listener: /healthz /readyz /status /metrics\n",
       STREAMEDGE_VERSION);
 }

@@ -21,6 +21,7 @@
 #include "conf/units.h"
 #include "metrics/exposition.h"
 #include "proxy/compression.h"
+#include "proxy/privileges.h"
 
 namespace streamedge::proxy {
 
@@ -135,6 +136,7 @@ Server::~Server() {
   health_checker_.reset();
   for (event* ev : signal_events_) event_free(ev);
   if (trim_event_) event_free(trim_event_);
+  if (watchdog_event_) event_free(watchdog_event_);
   if (admin_) evhttp_free(admin_);
   if (base_) event_base_free(base_);
 }
@@ -235,7 +237,6 @@ int Server::run() {
   for (int i = 0; i < worker_count_; ++i) {
     shared_->counters.push_back(std::make_unique<WorkerCounters>());
   }
-  if (!shared_->access_log.open()) return 1;
   if (config_->cache.ssd.enabled) {
     // Opened (and its index rebuilt) before any listener: a store that cannot be used is a
     // start-up error, not a silent RAM-only edge.
@@ -289,6 +290,12 @@ int Server::run() {
   const timeval trim_every{1, 0};
   event_add(trim_event_, &trim_every);
   cache::setBodyFreeNotify(32ull << 20, bodyFreeNotify, trim_event_);
+  // Sockets bound, store and keys open: become the configured user before any worker thread
+  // exists (they inherit the dropped credentials) and before a request is read.
+  if (!switchUser()) return 1;
+  // Opened as the user it is reopened as (SIGUSR1, after logrotate), so both see the same file
+  // permissions.
+  if (!shared_->access_log.open()) return 1;
   for (int i = 0; i < worker_count_; ++i) {
     auto worker = std::make_unique<Worker>(i, *shared_, config_,
                                            std::move(per_worker[static_cast<size_t>(i)]));
@@ -310,6 +317,8 @@ int Server::run() {
               formatByteSize(config_->cache.ram.size_bytes).c_str(), ssd_summary.c_str(),
               config_->source.c_str());
   std::fflush(stdout);
+  notifier_.ready(servingStatus());
+  startWatchdog();
 
   event_base_dispatch(base_);
 
@@ -324,7 +333,12 @@ void Server::signalCb(evutil_socket_t sig, short, void* arg) {
 
 void Server::onSignal(int sig) {
   switch (sig) {
-    case SIGHUP: return reload();
+    case SIGHUP:
+      notifier_.reloading("reloading " + (config_path_.empty() ? config_->source : config_path_));
+      reload();
+      // READY=1 whether the reload took or not: a refused config leaves the old one serving.
+      notifier_.ready(servingStatus());
+      return;
     case SIGUSR1:
       shared_->access_log.reopen();
       std::fprintf(stderr, "streamedge: access log reopened\n");
@@ -361,10 +375,11 @@ void Server::reload() {
       next.cache.ram.size_bytes != config_->cache.ram.size_bytes ||
       next.cache.ram.max_variants != config_->cache.ram.max_variants ||
       next.cache.ram.max_vary_urls != config_->cache.ram.max_vary_urls ||
-      next.admin.address != config_->admin.address || ssdChanged(next.cache.ssd, config_->cache.ssd)) {
+      next.admin.address != config_->admin.address || ssdChanged(next.cache.ssd, config_->cache.ssd) ||
+      next.server.user != config_->server.user) {
     std::fprintf(stderr,
-                 "streamedge: reload: listener, worker, admin, cache size and [cache.ssd] changes "
-                 "take effect at the next restart\n");
+                 "streamedge: reload: listener, worker, admin, cache size, [cache.ssd] and user "
+                 "changes take effect at the next restart\n");
   }
   // Certificates, keys, ticket key files and OCSP responses are re-read; any error keeps the
   // running config and contexts (connections pin theirs, new ones get the new snapshot).
@@ -407,12 +422,86 @@ void Server::reload() {
   std::fprintf(stderr, "streamedge: reloaded %s\n", config_path_.c_str());
 }
 
+std::string Server::servingStatus() const {
+  std::string text = "serving: " + std::to_string(worker_count_) + " workers, " +
+                     std::to_string(config_->listeners.size()) + " listeners, config " +
+                     config_->source;
+  if (!last_reload_ok_) text += "; the last reload failed (see the log), the previous config runs";
+  return text;
+}
+
+bool Server::switchUser() {
+  const std::string& user = config_->server.user;
+  if (user.empty()) return true;
+  std::string why;
+  if (!switchToUser(user, &why)) {
+    std::fprintf(stderr, "streamedge: [server] user: cannot switch to %s: %s\n", user.c_str(),
+                 why.c_str());
+    return false;
+  }
+  std::fprintf(stderr, "streamedge: running as user %s (uid %u, gid %u)\n", user.c_str(),
+               static_cast<unsigned>(::getuid()), static_cast<unsigned>(::getgid()));
+  // A reload reads certificates and keys again, now as this user: say so now, not at the
+  // first reload after a certificate renewal.
+  std::vector<std::string> files;
+  for (const conf::ListenerConfig& l : config_->listeners) {
+    for (const conf::CertificateConfig& c : l.certificates) {
+      files.push_back(c.cert);
+      files.push_back(c.key);
+    }
+  }
+  if (!config_path_.empty()) files.push_back(config_path_);
+  const std::string unreadable = unreadableFiles(files);
+  if (!unreadable.empty()) {
+    std::fprintf(stderr,
+                 "streamedge: warning: user %s cannot read %s: a reload will fail until it can "
+                 "(e.g. chgrp %s FILE && chmod g+r FILE)\n",
+                 user.c_str(), unreadable.c_str(), user.c_str());
+  }
+  return true;
+}
+
+void Server::startWatchdog() {
+  const auto interval = notifier_.watchdogInterval();
+  if (interval.count() <= 0) return;
+  // A third of the interval: one tick may find a worker briefly stuck and skip its ping
+  // without systemd acting on it.
+  const int64_t us = std::max<int64_t>(interval.count() / 3, 1000);
+  const timeval every{static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
+  watchdog_event_ = event_new(base_, -1, EV_PERSIST, watchdogCb, this);
+  event_add(watchdog_event_, &every);
+  watchdogCb(-1, 0, this);
+}
+
+// Pings only while every worker loop ticked recently (what /healthz checks): a stuck worker
+// stops the pings, and systemd restarts the service after WatchdogSec.
+void Server::watchdogCb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Server*>(arg);
+  std::string why;
+  if (self->healthy(why)) {
+    self->notifier_.watchdog();
+    if (self->watchdog_withheld_) {
+      self->watchdog_withheld_ = false;
+      std::fprintf(stderr, "streamedge: watchdog: workers tick again, pinging systemd again\n");
+      self->notifier_.status(self->servingStatus());
+    }
+    return;
+  }
+  if (!self->watchdog_withheld_) {
+    self->watchdog_withheld_ = true;
+    std::fprintf(stderr, "streamedge: watchdog: not pinging systemd: %s\n", why.c_str());
+    self->notifier_.status("unhealthy: " + why);
+  }
+}
+
 void Server::beginStop() {
   if (stopping_) return;
   stopping_ = true;
   std::fprintf(stderr, "streamedge: stopping: draining connections (up to %lld ms)\n",
                static_cast<long long>(config_->server.drain_timeout.count()));
   shared_->draining.store(true);
+  notifier_.stopping("stopping: draining connections (up to " +
+                     std::to_string(config_->server.drain_timeout.count()) + " ms)");
   health_checker_.reset();  // no new origin connections from the main thread
   const auto deadline = config_->server.drain_timeout;
   for (auto& worker : workers_) {

@@ -15,6 +15,7 @@
 #include "conf/config.h"
 #include "proxy/health_checker.h"
 #include "proxy/shared_state.h"
+#include "proxy/systemd_notify.h"
 #include "proxy/worker.h"
 #include "tls/tls_state.h"
 
@@ -36,6 +37,10 @@ class Server {
   static void trimCb(evutil_socket_t, short, void* arg);
   static void bodyFreeNotify(void* arg);  // cache::setBodyFreeNotify: wakes trimCb
   static void adminCb(evhttp_request* req, void* arg);
+  static void watchdogCb(evutil_socket_t, short, void* arg);
+  void startWatchdog();         // WATCHDOG=1 pings while healthy(), when systemd asks for them
+  std::string servingStatus() const;  // the STATUS= line while serving
+  bool switchUser();            // [server] user: after binding and opening, before the workers
   void onSignal(int sig);
   void reload();
   void beginStop();
@@ -62,6 +67,11 @@ class Server {
   // Active origin health checks of config_ (rebuilt on reload, gone once stopping).
   std::unique_ptr<HealthChecker> health_checker_;
   bool stopping_ = false;
+  // systemd (Type=notify): READY, RELOADING, STOPPING, STATUS, WATCHDOG; MAINPID for a hot
+  // upgrade (notifier_.handOverMainPid).
+  SystemdNotifier notifier_;
+  event* watchdog_event_ = nullptr;
+  bool watchdog_withheld_ = false;  // the last tick found a stuck worker and did not ping
   int64_t start_unix_ms_ = 0;
   uint64_t reloads_ok_ = 0;
   uint64_t reloads_failed_ = 0;

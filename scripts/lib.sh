@@ -11,7 +11,7 @@ export STREAMEDGE_ROOT
 STREAMEDGE_BUILD_PACKAGES=(
   build-essential cmake pkg-config git
   libevent-dev libssl-dev liburing-dev libxxhash-dev zlib1g-dev libbrotli-dev
-  prometheus-cpp-dev libtomlplusplus-dev libgtest-dev curl openssl
+  prometheus-cpp-dev libtomlplusplus-dev libgtest-dev curl openssl libsystemd-dev
 )
 # Extra packages for the test suite: clang and its runtime (libFuzzer, sanitizers), which
 # Debian only "recommends" and so --no-install-recommends would leave out.
