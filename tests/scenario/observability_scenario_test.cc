@@ -139,7 +139,18 @@ class ObservabilityTest : public ::testing::Test {
     HttpResponse r = admin("/metrics");
     EXPECT_EQ(r.status, 200) << r.body;
     return r.body;
+  }  // /metrics once `series` reads `value`: a response is counted just after its last byte is
+  // written, so a client can read it before the proxy has accounted it. At most 5 s.
+  std::string metricsOnce(const std::string& series, double value) {
+    std::string m;
+    for (int i = 0; i < 100; ++i) {
+      m = metrics();
+      if (sample(m, series) == value) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return m;
   }
+
   // Waits until the access log holds `needle` (workers flush every 100 ms).
   std::string waitForLog(const std::string& path, const std::string& needle) {
     std::string log;
@@ -201,7 +212,7 @@ Sequence runKnownSequence(ObservabilityTest& t, uint16_t port, uint16_t sim_port
 TEST_F(ObservabilityTest, MetricsCountAKnownSequenceExactly) {
   ASSERT_NO_FATAL_FAILURE(start());
   const Sequence seq = runKnownSequence(*this, port(), sim_->port);
-  const std::string m = metrics();
+  const std::string m = metricsOnce("streamedge_responses_total{status_class=\"5xx\"}", 1.0);
   auto req = [&](const char* result, const char* cls) {
     return sample(m, std::string("streamedge_requests_total{vhost=\"video\",result=\"") + result +
                          "\",status_class=\"" + cls + "\"}");
@@ -666,7 +677,16 @@ TEST(ObservabilityFailover, FailoverIsCountedOnTheOriginThatFailed) {
   ASSERT_TRUE(proxy) << error;
   HttpResponse r = testsupport::httpGet(proxy->http_port, "/obj/fo/a.ts?size=100", {}, 15s);
   EXPECT_EQ(r.status, 200);
-  const std::string m = testsupport::httpGet(proxy->admin_port, "/metrics").body;
+  // Counted just after the last byte is written (see metricsOnce): read once it shows.
+  std::string m;
+  for (int i = 0; i < 100; ++i) {
+    m = testsupport::httpGet(proxy->admin_port, "/metrics").body;
+    if (sample(m, "streamedge_requests_total{vhost=\"*\",result=\"miss\",status_class=\"2xx\"}") == 1.0 &&
+        sample(m, "streamedge_origin_fetches_total") == 1.0) {
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
   const std::string dead = "{group=\"main\",origin=\"dead\",dc=\"dc-a\"}";
   const std::string live = "{group=\"main\",origin=\"sim-b\",dc=\"dc-b\"}";
   EXPECT_EQ(sample(m, "streamedge_origin_requests_total" + dead), 1.0) << m;
