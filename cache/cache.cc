@@ -913,18 +913,33 @@ void Cache::dropVariants(const std::vector<CacheKey>& variants, bool ssd_allowed
   }
 }
 
+void Cache::sweepPassMarksLocked(Shard& shard, WallTime now, size_t budget) {
+  while (budget-- > 0 && !shard.pass_marks.empty() && shard.pass_marks.front().second <= now) {
+    const auto [key, until] = shard.pass_marks.front();
+    shard.pass_marks.pop_front();
+    auto it = shard.slots.find(key);
+    // Set again since (a later mark is queued for it), or in use: not ours to erase.
+    if (it == shard.slots.end() || it->second.pass_until != until) continue;
+    it->second.pass_until = WallTime{};
+    if (it->second.empty()) shard.slots.erase(it);
+  }
+}
+
 void Cache::onUncacheable(const ObjectRef& object) {
   ObjectRef dropped;
   bool found = false;
   MarkerList freed;
   const CacheKey key = object->key();
-  withSlot(key, [&](Slot* slot, Shard&, Shard* url_shard) {
+  withSlot(key, [&](Slot* slot, Shard& shard, Shard* url_shard) {
     if (!slot || slot->pending != object) return;
     found = true;
     endFillLocked(*slot, url_shard, /*moved=*/false, freed);
     // The origin no longer allows storing: a stale predecessor must not be served either.
     dropped = std::move(slot->current);
-    slot->pass_until = clock_.wallNow() + kHitForPassTtl;
+    const WallTime now = clock_.wallNow();
+    slot->pass_until = now + kHitForPassTtl;
+    shard.pass_marks.emplace_back(key, slot->pass_until);
+    sweepPassMarksLocked(shard, now, 8);
     // A variant that may no longer be stored is gone from its URL's marker.
     if (url_shard) forgetVariantLocked(*url_shard, slot->primary, key, freed);
   });
@@ -1088,6 +1103,10 @@ CacheStats Cache::stats() const {
     s.objects = resident_.size();
     s.bytes = policy_.usedBytes();
     s.capacity_bytes = ram_capacity_bytes_;
+  }
+  for (const Shard& shard : shards_) {
+    std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(shard.mu));
+    s.index_slots += shard.slots.size();
   }
   s.evictions = evictions_.load(std::memory_order_relaxed);
   s.admissions = admissions_.load(std::memory_order_relaxed);

@@ -44,6 +44,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -156,6 +157,7 @@ struct CacheStats {
   uint64_t evictions = 0;
   uint64_t admissions = 0;
   uint64_t fills_in_flight = 0;
+  uint64_t index_slots = 0;     // keys the index holds (objects, fills, marks, vary markers)
   uint64_t ssd_hits = 0;          // fills completed from the SSD tier
   uint64_t ssd_fallbacks = 0;     // kSsd lookups that went to the origin after all
   uint64_t ssd_revalidations = 0; // stale SSD copies handed to the origin for revalidation
@@ -264,7 +266,14 @@ class Cache final : public SsdVariantObserver {
     VaryMarker* oldest = nullptr;
     size_t markers = 0;
     uint64_t marker_bytes = 0;
+    // Hit-for-pass marks in the order they were set (all live kHitForPassTtl, so also in the
+    // order they expire): a slot left holding only an expired mark is erased when later marks
+    // are set, so URLs that were uncacheable once and never asked again leave nothing behind.
+    std::deque<std::pair<CacheKey, WallTime>> pass_marks;  // guarded by mu
   };
+  // Erases slots whose only content is an expired hit-for-pass mark (at most `budget` of the
+  // oldest marks looked at). `shard`.mu held.
+  static void sweepPassMarksLocked(Shard& shard, WallTime now, size_t budget);
   Shard& shardFor(const CacheKey& key) { return shards_[key.lo & (kShards - 1)]; }
   using MarkerList = std::vector<std::unique_ptr<VaryMarker>>;  // freed outside the locks
   // Locks two shards (once when they are the same), in a deadlock-free order. The only place

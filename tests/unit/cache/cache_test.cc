@@ -179,6 +179,27 @@ TEST(Cache, NotShareableResponseLeavesHitForPassAndDropsTheSlot) {
   EXPECT_EQ(cache.lookup(key("/private")).kind, Kind::kMiss);
 }
 
+TEST(Cache, ExpiredHitForPassMarksOfURLsNeverAskedAgainLeaveNothingBehind) {
+  ManualClock clock;
+  Cache cache(ramConfig(1 << 20), clock);
+  auto markUncacheable = [&](const std::string& path) {
+    LookupResult miss = cache.lookup(key(path));
+    miss.fill.publishHead(head200(2), freshFor(clock, 60s), false, false);
+    miss.fill.append(reinterpret_cast<const uint8_t*>("ok"), 2);
+    EXPECT_TRUE(miss.fill.finish());
+  };
+  for (int i = 0; i < 2000; ++i) markUncacheable("/once-" + std::to_string(i));
+  EXPECT_EQ(cache.stats().index_slots, 2000u);
+  clock.advance(Cache::kHitForPassTtl + 1s);
+  // Later marks sweep the expired ones of their shard (a few per mark): the index does not
+  // keep a slot per URL ever refused.
+  for (int i = 0; i < 2000; ++i) markUncacheable("/later-" + std::to_string(i));
+  EXPECT_EQ(cache.stats().index_slots, 2000u);
+  // The live marks stay.
+  EXPECT_EQ(cache.lookup(key("/later-0")).kind, Kind::kPass);
+  EXPECT_EQ(cache.lookup(key("/once-0")).kind, Kind::kMiss);
+}
+
 TEST(Cache, StorableFalseStreamsButIsNotKept) {
   ManualClock clock;
   Cache cache(ramConfig(1 << 20), clock);
