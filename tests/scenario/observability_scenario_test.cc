@@ -22,6 +22,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/scenario/scenario_env.h"
 #include "tests/support/http_client.h"
 #include "tests/support/origin_sim.h"
 #include "tests/support/process.h"
@@ -83,19 +84,6 @@ uint16_t freePort() {
   }
   ::close(fd);
   return port;
-}
-
-// The value of the sample line that starts with `series` + ' ' (series = name{labels} exactly as
-// exposed), or nullopt.
-std::optional<double> sample(const std::string& text, const std::string& series) {
-  size_t pos = 0;
-  while ((pos = text.find(series + ' ', pos)) != std::string::npos) {
-    if (pos == 0 || text[pos - 1] == '\n') {
-      return std::strtod(text.c_str() + pos + series.size() + 1, nullptr);
-    }
-    pos += series.size();
-  }
-  return std::nullopt;
 }
 
 class ObservabilityTest : public ::testing::Test {

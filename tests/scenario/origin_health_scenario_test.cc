@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/scenario/scenario_env.h"
 #include "tests/support/http_client.h"
 #include "tests/support/origin_sim.h"
 #include "tests/support/process.h"
@@ -21,18 +22,6 @@ namespace {
 using namespace std::chrono_literals;
 using testsupport::HttpResponse;
 using SteadyClock = std::chrono::steady_clock;
-
-// The value of the sample line `series` (name{labels} exactly as exposed), or nullopt.
-std::optional<double> sample(const std::string& text, const std::string& series) {
-  size_t pos = 0;
-  while ((pos = text.find(series + ' ', pos)) != std::string::npos) {
-    if (pos == 0 || text[pos - 1] == '\n') {
-      return std::strtod(text.c_str() + pos + series.size() + 1, nullptr);
-    }
-    pos += series.size();
-  }
-  return std::nullopt;
-}
 
 std::string labels(const char* origin, const char* dc) {
   return std::string("{group=\"main\",origin=\"") + origin + "\",dc=\"" + dc + "\"";

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/scenario/scenario_env.h"
 #include "tests/support/http_client.h"
 #include "tests/support/origin_sim.h"
 #include "tests/support/process.h"
@@ -33,18 +34,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using testsupport::HttpResponse;
-
-// The value of the sample line `series` (name{labels} exactly as exposed), or nullopt.
-std::optional<double> sample(const std::string& text, const std::string& series) {
-  size_t pos = 0;
-  while ((pos = text.find(series + ' ', pos)) != std::string::npos) {
-    if (pos == 0 || text[pos - 1] == '\n') {
-      return std::strtod(text.c_str() + pos + series.size() + 1, nullptr);
-    }
-    pos += series.size();
-  }
-  return std::nullopt;
-}
 
 // A field of the simulator's /_sim/stats JSON.
 long simStat(uint16_t sim_port, const std::string& field) {

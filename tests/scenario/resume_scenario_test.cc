@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/scenario/scenario_env.h"
 #include "tests/support/herd.h"
 #include "tests/support/http_client.h"
 #include "tests/support/origin_sim.h"
@@ -25,18 +26,6 @@ using testsupport::HttpResponse;
 
 constexpr size_t kMiB = 1024 * 1024;
 constexpr size_t kSegment = 4 * kMiB;
-
-// The value of the sample line `series` (name{labels} exactly as exposed), or nullopt.
-std::optional<double> sample(const std::string& text, const std::string& series) {
-  size_t pos = 0;
-  while ((pos = text.find(series + ' ', pos)) != std::string::npos) {
-    if (pos == 0 || text[pos - 1] == '\n') {
-      return std::strtod(text.c_str() + pos + series.size() + 1, nullptr);
-    }
-    pos += series.size();
-  }
-  return std::nullopt;
-}
 
 std::string resumes(const std::string& outcome, const std::string& to_dc = "dc-b") {
   return "streamedge_origin_resumes_total{group=\"main\",from_dc=\"dc-a\",to_dc=\"" + to_dc +

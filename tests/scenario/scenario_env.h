@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -53,6 +54,19 @@ inline double metricValue(const std::string& text, const std::string& metric,
     return std::stod(line.substr(sp + 1));
   }
   return -1;
+}
+
+// The value of exactly `series` (name{labels} as rendered) in a /metrics text; nullopt when no
+// sample of it is there (zero-valued labelled series are not exported).
+inline std::optional<double> sample(const std::string& text, const std::string& series) {
+  size_t pos = 0;
+  while ((pos = text.find(series + ' ', pos)) != std::string::npos) {
+    if (pos == 0 || text[pos - 1] == '\n') {
+      return std::strtod(text.c_str() + pos + series.size() + 1, nullptr);
+    }
+    pos += series.size();
+  }
+  return std::nullopt;
 }
 
 class ScenarioTest : public ::testing::Test {
