@@ -21,6 +21,7 @@
 #include <string_view>
 
 #include "proxy/http_parser.h"
+#include "proxy/origin_client.h"
 #include "tls/origin_context.h"
 
 namespace streamedge::proxy {
@@ -47,34 +48,6 @@ timeval toTimeval(std::chrono::nanoseconds d) {
   return tv;
 }
 
-std::string hostField(const conf::OriginConfig& origin) {
-  const bool v6 = origin.host.find(':') != std::string::npos;
-  std::string host = v6 ? "[" + origin.host + "]" : origin.host;
-  const bool default_port = (origin.scheme == "http" && origin.port == 80) ||
-                            (origin.scheme == "https" && origin.port == 443);
-  if (!default_port) host += ":" + std::to_string(origin.port);
-  return host;
-}
-
-bool ipLiteral(const std::string& host, uint16_t port, sockaddr_storage& out, socklen_t& len) {
-  std::memset(&out, 0, sizeof out);
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    len = sizeof(sockaddr_in);
-    return true;
-  }
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
-  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    len = sizeof(sockaddr_in6);
-    return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 // Context of one evdns_getaddrinfo call: evdns may call back after a cancel, so the callback
@@ -94,7 +67,7 @@ struct HealthChecker::Probe {
         next_(event_new(checker.base_, -1, 0, nextCb, this)),
         timeout_(event_new(checker.base_, -1, 0, timeoutCb, this)) {
     wire_ = "GET " + check.path + " HTTP/1.1\r\nHost: " +
-            (check.host.empty() ? hostField(origin) : check.host) +
+            (check.host.empty() ? originHostField(origin) : check.host) +
             "\r\nUser-Agent: streamedge-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n";
   }
 
@@ -148,7 +121,7 @@ void HealthChecker::Probe::begin() {
   event_add(timeout_.get(), &tv);
   sockaddr_storage addr;
   socklen_t len = 0;
-  if (ipLiteral(origin.host, origin.port, addr, len)) {
+  if (originIpLiteral(origin.host, origin.port, addr, len)) {
     connectTo(addr, len);
     return;
   }

@@ -111,6 +111,35 @@
 
 namespace streamedge::proxy {
 
+std::string originHostField(const conf::OriginConfig& origin) {
+  const bool v6 = origin.host.find(':') != std::string::npos;
+  std::string host = v6 ? "[" + origin.host + "]" : origin.host;
+  const bool default_port = (origin.scheme == "http" && origin.port == 80) ||
+                            (origin.scheme == "https" && origin.port == 443);
+  if (!default_port) host += ":" + std::to_string(origin.port);
+  return host;
+}
+
+bool originIpLiteral(const std::string& host, uint16_t port, sockaddr_storage& out,
+                     socklen_t& len) {
+  std::memset(&out, 0, sizeof out);
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
 namespace {
 
 // The detail of a failed TLS handshake (errorReason() tells it from a refused connection).
@@ -217,15 +246,6 @@ bool isNamedByConnection(const ResponseHeadView& head, std::string_view name) {
   return false;
 }
 
-std::string hostHeaderFor(const conf::OriginConfig& origin) {
-  const bool v6 = origin.host.find(':') != std::string::npos;
-  std::string host = v6 ? "[" + origin.host + "]" : origin.host;
-  const bool default_port = (origin.scheme == "http" && origin.port == 80) ||
-                            (origin.scheme == "https" && origin.port == 443);
-  if (!default_port) host += ":" + std::to_string(origin.port);
-  return host;
-}
-
 // RFC 9112 §3: request line, Host first, the caller's end-to-end fields, our framing.
 std::string buildRequest(const OriginRequest& request, const conf::OriginConfig& origin) {
   std::string out;
@@ -235,7 +255,7 @@ std::string buildRequest(const OriginRequest& request, const conf::OriginConfig&
   out += origin.base_path;
   out += request.target.empty() ? std::string_view("/") : std::string_view(request.target);
   out += " HTTP/1.1\r\nHost: ";
-  out += request.host.empty() ? hostHeaderFor(origin) : request.host;
+  out += request.host.empty() ? originHostField(origin) : request.host;
   out += "\r\n";
   for (const auto& [name, value] : request.headers) {
     if (isRequestFieldWeWrite(name)) continue;
@@ -264,21 +284,7 @@ struct SockAddr {
 };
 
 bool parseIpLiteral(const std::string& host, uint16_t port, SockAddr& out) {
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    out.len = sizeof(sockaddr_in);
-    return true;
-  }
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
-  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    out.len = sizeof(sockaddr_in6);
-    return true;
-  }
-  return false;
+  return originIpLiteral(host, port, out.storage, out.len);
 }
 
 struct BevFree {
