@@ -283,10 +283,12 @@ TEST_F(OriginProtectionScenarioTest, FloodOfDistinctMissesNeverExceedsTheOrigins
   EXPECT_GT(max_requests, 0);
   EXPECT_LE(max_requests, kCap);
   // The simulator counts its control connections too (this test's /_sim/stats queries), and a
-  // connection the proxy closed until it reads the FIN: a few more than the cap may show.
+  // connection the proxy closed until it reads the FIN, which a loaded machine (or a sanitizer
+  // build) delays: its count is only a sanity bound. Requests, above, are the strict one; the
+  // proxy's own gauge of open connections is checked below.
   std::fprintf(stderr, "origin saw at most %ld requests and %ld connections\n", max_requests,
                max_connections);
-  EXPECT_LE(max_connections, kConnCap + 8);
+  EXPECT_LE(max_connections, 2 * kConnCap);
   EXPECT_EQ(testsupport::simCounts(secondary_->port).size(), 0u);  // busy is not a failover
 
   const std::string m = metrics();
