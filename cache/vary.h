@@ -71,6 +71,8 @@ class FieldLineList final : public RequestFieldSource {
  public:
   FieldLineList() = default;
   explicit FieldLineList(const std::vector<std::pair<std::string, std::string>>& fields);
+  // The list views the fields it is given: never a temporary.
+  explicit FieldLineList(std::vector<std::pair<std::string, std::string>>&& fields) = delete;
   std::span<const FieldLine> fieldLines() const override { return lines_; }
 
  private:

@@ -305,7 +305,8 @@ TEST(CacheVaryMarkers, AMarkerWhoseOnlyFillAbortsIsFreed) {
   Cache cache(ramConfig(), clock);
   LookupResult r = lookup(cache, originField("https://a.example"));
   ASSERT_EQ(r.kind, Kind::kMiss);
-  const FieldLineList sent(originField("https://a.example"));
+  const auto sent_fields = originField("https://a.example");
+  const FieldLineList sent(sent_fields);
   r.fill.publishHead(head("Origin", 10), fresh(clock), true, true, &sent);
   EXPECT_EQ(cache.stats().vary_urls, 1u);  // learnt from the head
   r.fill.abort();                          // the body never came
@@ -338,7 +339,8 @@ TEST(CacheVaryMarkers, AVariantThatBecomesUncacheableLeavesItsMarker) {
   LookupResult r = lookup(cache, originField("https://a.example"));
   ASSERT_EQ(r.kind, Kind::kStale);
   ASSERT_TRUE(r.fill);
-  const FieldLineList sent(originField("https://a.example"));
+  const auto sent_fields = originField("https://a.example");
+  const FieldLineList sent(sent_fields);
   r.fill.publishHead(head("Origin", 1), fresh(clock), /*storable=*/false, /*shareable=*/false,
                      &sent);
   r.fill.append(reinterpret_cast<const uint8_t*>("x"), 1);
