@@ -174,6 +174,11 @@ Cache::~Cache() {
   if (ssd_) ssd_->unsetVariantObserver(this);
 }
 
+void Cache::detachSsd() {
+  if (ssd_) ssd_->unsetVariantObserver(this);
+  ssd_ = nullptr;
+}
+
 void Cache::attachSsd(SsdStore* store, conf::SsdAdmission admission) {
   ssd_ = store;
   ssd_admission_ = admission;

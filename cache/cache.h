@@ -182,6 +182,9 @@ class Cache final : public SsdVariantObserver {
   // enter it. Without it the cache is RAM only. The store hands over the variants its rebuild
   // found (now or when its background rebuild is done) and reports those that leave it.
   void attachSsd(SsdStore* store, conf::SsdAdmission admission);
+  // Before the store is destroyed (it must not call back, nor be called, afterwards). No
+  // lookup may run concurrently.
+  void detachSsd();
 
   // SsdVariantObserver (called by the attached store).
   std::vector<CacheKey> adoptSsdVariants(std::vector<SsdVariant> variants) override;

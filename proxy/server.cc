@@ -132,7 +132,10 @@ Server::~Server() {
   workers_.clear();
   // The SSD writer thread (owned by the shared state) may still free bodies, and so notify:
   // it is stopped before the trim event goes.
-  if (shared_) shared_->ssd.reset();
+  if (shared_) {
+    shared_->cache.detachSsd();  // the cache outlives the store from here on
+    shared_->ssd.reset();
+  }
   health_checker_.reset();
   for (event* ev : signal_events_) event_free(ev);
   if (trim_event_) event_free(trim_event_);
