@@ -2095,7 +2095,7 @@ void Fetch::HedgeRelay::onOriginFailed(Status status) { fetch.onHedgeFailed(stat
 
 // ---- OriginClient -------------------------------------------------------------------------
 
-struct OriginClient::Impl : ClientCore {
+struct OriginClient::Impl final : ClientCore {
   using ClientCore::ClientCore;
 };
 
