@@ -966,7 +966,7 @@ void Cache::onAbort(const ObjectRef& object) {
 
 void Cache::onComplete(const ObjectRef& object, bool keep) {
   // Bigger than the whole tier: admitting it would only flush everything else.
-  if (keep && object->body().allocatedBytes() + kObjectOverheadBytes > policy_.capacityBytes()) {
+  if (keep && object->body().allocatedBytes() + kObjectOverheadBytes > ram_capacity_bytes_) {
     keep = false;
   }
   const CacheKey key = object->key();
