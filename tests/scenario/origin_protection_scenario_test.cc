@@ -228,11 +228,6 @@ class OriginProtectionScenarioTest : public ::testing::Test {
 TEST_F(OriginProtectionScenarioTest, FloodOfDistinctMissesNeverExceedsTheOriginsConcurrency) {
   // 3000 viewers need 3000 sockets here, as many in the proxy and some in the simulator.
   int viewers = 3000;
-#if defined(__SANITIZE_THREAD__)
-  // Under ThreadSanitizer the proxy runs many times slower and 3000 connections at once time
-  // out in the accept queue: a smaller flood still overflows the cap and the queue.
-  viewers = 800;
-#endif
   const rlim_t limit = raiseFdLimit(8192);
   if (limit < 3000 + 200) viewers = static_cast<int>(std::max<rlim_t>(limit, 400) - 200);
   if (viewers < 3000) {
