@@ -156,8 +156,9 @@ struct OriginConfig {
   // most queue_timeout; beyond either the viewer gets 503 "origin busy".
   int queue_size = 1024;
   Millis queue_timeout{2'000};
-  // How long a resolved origin name is used (evdns_getaddrinfo does not report the answer's
-  // TTL, so this bounds it); every address of the answer is tried before the next origin.
+  // The longest a resolved origin name is reused: the answer's DNS TTL is honoured below it
+  // (a hosts-file answer has none: it is reused this long). "0s" = resolve for every new
+  // connection. Every address of the answer is tried before the next origin.
   Millis dns_cache_time{30'000};
   // https origins (defaults inherited from the origin group): peer verification is on unless
   // tls_verify = false; ca_file "" = the system CA store.
@@ -311,10 +312,19 @@ struct LogConfig {
   std::string level = "info";         // error log: "error", "warn", "info", "debug"
 };
 
+// Resolution of origin names (every worker and the health checks resolve on their own loop).
+// Read at start; a reload keeps the running resolvers.
+struct DnsConfig {
+  // "ip", "ip:port" or "[ipv6]:port"; empty = the nameservers of /etc/resolv.conf.
+  std::vector<std::string> nameservers;
+  std::string hosts_file = "/etc/hosts";  // asked first; "" = none
+};
+
 struct Config {
   std::string source;  // file path, or "<embedded default>"
   ServerConfig server;
   AdminConfig admin;
+  DnsConfig dns;
   std::vector<ListenerConfig> listeners;
   CacheConfig cache;
   std::vector<OriginGroupConfig> origin_groups;

@@ -720,6 +720,26 @@ void readServer(TableReader& r, ServerConfig& server) {
   r.finish();
 }
 
+void readDns(TableReader& r, DnsConfig& dns) {
+  if (r.stringList("nameservers", dns.nameservers)) {
+    const toml::array& array = *r.get("nameservers")->as_array();
+    for (size_t i = 0; i < dns.nameservers.size(); ++i) {
+      const std::string& ns = dns.nameservers[i];
+      std::string host;
+      uint16_t port = 0;
+      if (isIpv4Literal(ns) || isIpv6Literal(ns)) continue;
+      const std::string err = parseListenAddress(ns, host, port);
+      if (!err.empty() || port == 0) {
+        r.diag().error(lineOf(*array.get(i)), indexPath(r.path("nameservers"), i),
+                       "invalid nameserver " + quoted(ns) +
+                           ": expected an IP address, \"ip:port\" or \"[ipv6]:port\"");
+      }
+    }
+  }
+  r.string("hosts_file", dns.hosts_file);
+  r.finish();
+}
+
 void readAdmin(TableReader& r, AdminConfig& admin) {
   if (r.string("bearer_token", admin.bearer_token) && hasSpaceOrControl(admin.bearer_token)) {
     r.error("bearer_token", *r.get("bearer_token"),
@@ -1485,6 +1505,10 @@ ConfigPtr buildConfig(const toml::table& root, const std::string& name, Diagnost
   if (const toml::table* t = top.table("admin")) {
     TableReader r(diag, *t, "admin");
     readAdmin(r, config->admin);
+  }
+  if (const toml::table* t = top.table("dns")) {
+    TableReader r(diag, *t, "dns");
+    readDns(r, config->dns);
   }
   const toml::array* listeners = top.tableArray("listener");
   forEachTable(listeners, "listener", [&](const toml::table& t, const std::string& path, size_t) {

@@ -50,13 +50,6 @@ timeval toTimeval(std::chrono::nanoseconds d) {
 
 }  // namespace
 
-// Context of one evdns_getaddrinfo call: evdns may call back after a cancel, so the callback
-// owns it and the probe only clears `probe` when it gives up.
-struct DnsContext {
-  HealthChecker::Probe* probe = nullptr;
-  evdns_getaddrinfo_request* request = nullptr;
-};
-
 struct HealthChecker::Probe {
   Probe(HealthChecker& checker, size_t group, size_t index)
       : owner(checker),
@@ -86,9 +79,8 @@ struct HealthChecker::Probe {
   static void eventCb(bufferevent*, short events, void* arg) {
     static_cast<Probe*>(arg)->onEvent(events);
   }
-  static void dnsCb(int result, evutil_addrinfo* res, void* arg);
-
   void begin();
+  void resolved(const std::vector<SockAddr>& addrs);
   void connectTo(const sockaddr_storage& addr, socklen_t len);
   void onReadable();
   void onEvent(short events);
@@ -105,7 +97,7 @@ struct HealthChecker::Probe {
   EventPtr next_;
   EventPtr timeout_;
   BevPtr bev_;
-  DnsContext* dns_ = nullptr;
+  uint64_t dns_ticket_ = 0;  // a lookup in flight
   std::string wire_;
   bool in_flight_ = false;
   bool connected_ = false;
@@ -119,50 +111,23 @@ void HealthChecker::Probe::begin() {
   started_ = SteadyClock::now();
   const timeval tv = toTimeval(check.timeout);
   event_add(timeout_.get(), &tv);
-  sockaddr_storage addr;
-  socklen_t len = 0;
-  if (originIpLiteral(origin.host, origin.port, addr, len)) {
-    connectTo(addr, len);
-    return;
-  }
-  evdns_base* dns = owner.dns();
-  if (!dns) {
-    finish(false, "evdns_base_new failed");
-    return;
-  }
-  auto* ctx = new DnsContext;
-  ctx->probe = this;
-  dns_ = ctx;
-  evutil_addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_protocol = IPPROTO_TCP;
-  const std::string port = std::to_string(origin.port);
-  // May call back at once (an /etc/hosts answer): dnsCb then runs the rest.
-  evdns_getaddrinfo_request* req =
-      evdns_getaddrinfo(dns, origin.host.c_str(), port.c_str(), &hints, dnsCb, ctx);
-  if (dns_ == ctx) ctx->request = req;
+  std::vector<SockAddr> addrs;
+  dns_ticket_ = owner.resolver().resolve(
+      origin.host, origin.port, origin.dns_cache_time, addrs,
+      [this](std::vector<SockAddr> answer, const char*) {
+        dns_ticket_ = 0;
+        resolved(answer);
+      });
+  if (dns_ticket_ == 0) resolved(addrs);
 }
 
-void HealthChecker::Probe::dnsCb(int result, evutil_addrinfo* res, void* arg) {
-  auto* ctx = static_cast<DnsContext*>(arg);
-  Probe* self = ctx->probe;
-  sockaddr_storage addr{};
-  socklen_t len = 0;
-  const bool ok = result == 0 && res && res->ai_addrlen <= sizeof addr;
-  if (ok) {
-    std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
-    len = static_cast<socklen_t>(res->ai_addrlen);
-  }
-  if (res) evutil_freeaddrinfo(res);
-  delete ctx;
-  if (!self) return;  // cancelled
-  self->dns_ = nullptr;
-  if (!ok) {
-    self->finish(false, "origin name did not resolve");
+// The first address of the name is checked (the fetches try the others on connect errors).
+void HealthChecker::Probe::resolved(const std::vector<SockAddr>& addrs) {
+  if (addrs.empty()) {
+    finish(false, "origin name did not resolve");
     return;
   }
-  self->connectTo(addr, len);
+  connectTo(addrs[0].storage, addrs[0].len);
 }
 
 void HealthChecker::Probe::connectTo(const sockaddr_storage& addr, socklen_t len) {
@@ -284,10 +249,9 @@ void HealthChecker::Probe::finish(bool passed, const std::string& why) {
 void HealthChecker::Probe::cancel() {
   in_flight_ = false;
   if (timeout_) event_del(timeout_.get());
-  if (dns_) {
-    dns_->probe = nullptr;  // the callback frees the context
-    if (dns_->request) evdns_getaddrinfo_cancel(dns_->request);
-    dns_ = nullptr;
+  if (dns_ticket_ != 0) {
+    owner.resolver().cancel(dns_ticket_);
+    dns_ticket_ = 0;
   }
   bev_.reset();
 }
@@ -306,16 +270,15 @@ HealthChecker::HealthChecker(event_base* base, conf::ConfigPtr config, tls::TlsS
 }
 
 HealthChecker::~HealthChecker() {
-  probes_.clear();  // cancels lookups before the evdns base goes
-  if (dns_) evdns_base_free(dns_, 0);
+  probes_.clear();  // cancels lookups before the resolver goes
 }
 
-evdns_base* HealthChecker::dns() {
-  if (!dns_) {
-    dns_ = evdns_base_new(base_, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+NameResolver& HealthChecker::resolver() {
+  if (!resolver_) {
+    resolver_ = std::make_unique<NameResolver>(
+        base_, ResolverOptions{config_->dns.nameservers, config_->dns.hosts_file});
   }
-  return dns_;
+  return *resolver_;
 }
 
 }  // namespace streamedge::proxy

@@ -22,10 +22,10 @@
 #include <vector>
 
 #include "conf/config.h"
+#include "proxy/name_resolver.h"
 #include "proxy/origin_health.h"
 #include "tls/tls_state.h"
 
-struct evdns_base;
 
 namespace streamedge::proxy {
 
@@ -44,13 +44,13 @@ class HealthChecker {
 
  private:
   friend struct Probe;
-  evdns_base* dns();  // created on first use (an origin given by name)
+  NameResolver& resolver();  // created on first use (an origin given by name)
 
   event_base* const base_;
   const conf::ConfigPtr config_;
   const tls::TlsStatePtr tls_;
   const std::shared_ptr<OriginHealth> health_;
-  evdns_base* dns_ = nullptr;
+  std::unique_ptr<NameResolver> resolver_;  // before probes_: outlives their lookups
   std::vector<std::unique_ptr<Probe>> probes_;  // declared last: destroyed first
 };
 

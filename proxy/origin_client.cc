@@ -80,6 +80,8 @@
 // idle in the pool, which closes it.
 #include "proxy/origin_client.h"
 
+#include "proxy/name_resolver.h"
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -120,26 +122,6 @@ std::string originHostField(const conf::OriginConfig& origin) {
   return host;
 }
 
-bool originIpLiteral(const std::string& host, uint16_t port, sockaddr_storage& out,
-                     socklen_t& len) {
-  std::memset(&out, 0, sizeof out);
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    len = sizeof(sockaddr_in);
-    return true;
-  }
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
-  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    len = sizeof(sockaddr_in6);
-    return true;
-  }
-  return false;
-}
-
 namespace {
 
 // The detail of a failed TLS handshake (errorReason() tells it from a refused connection).
@@ -163,8 +145,6 @@ using SteadyClock = std::chrono::steady_clock;
 // Queued fetches are retried at least this often (besides the wake-up of every release), so a
 // wait never depends on one cross-thread wake-up alone.
 constexpr timeval kQueuePoll{0, 50 * 1000};
-// At most this many addresses of one origin name are kept and tried.
-constexpr size_t kMaxAddressesPerName = 8;
 
 // The 503s of origin protection (static details: Status never owns its text).
 constexpr const char* kBusyQueueFull = "origin busy: at its concurrency cap and its queue is full";
@@ -277,15 +257,6 @@ std::string buildRequest(const OriginRequest& request, const conf::OriginConfig&
   return out;
 }
 
-struct SockAddr {
-  sockaddr_storage storage{};
-  socklen_t len = 0;
-  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
-};
-
-bool parseIpLiteral(const std::string& host, uint16_t port, SockAddr& out) {
-  return originIpLiteral(host, port, out.storage, out.len);
-}
 
 struct BevFree {
   void operator()(bufferevent* bev) const { bufferevent_free(bev); }
@@ -356,10 +327,12 @@ struct Connection {
   BevPtr bev;
   ClientCore* core = nullptr;
   struct Pool* pool = nullptr;  // set while idle
+  SockAddr peer;                // the address connected to
 };
 
 struct Pool {
   std::string key;
+  std::string host;            // the origin's host: an IP literal or a name
   OriginSlot* slot = nullptr;  // the origin's shared counters (connection waiters)
   std::list<std::unique_ptr<Connection>> idle;  // back = most recently used
 };
@@ -404,11 +377,12 @@ class ClientCore : public LimitsWaker {
   void release(const std::string& key, std::unique_ptr<Connection> conn,
                const conf::OriginConfig& origin);
   void closeIdle() { pools_.clear(); }
+  // A new answer for origin name `host`: idle connections to addresses it no longer lists close.
+  void dropMovedIdle(const std::string& host, const std::vector<SockAddr>& addrs);
 
-  bool cachedAddresses(const std::string& host, std::vector<SockAddr>& out);
-  void cacheAddresses(const std::string& host, const std::vector<SockAddr>& addrs, Millis ttl);
-  evdns_base* dns();
-  void setHostsFile(std::string path) { hosts_file_ = std::move(path); }
+  // Origin names of this loop; created with the first config's [dns] options.
+  NameResolver& resolver(const conf::Config& config);
+  void setHostsFile(std::string path) { hosts_file_override_ = std::move(path); }
 
   void setTls(tls::TlsStatePtr tls) { tls_ = std::move(tls); }
   const tls::TlsStatePtr& tls() const { return tls_; }
@@ -442,22 +416,11 @@ class ClientCore : public LimitsWaker {
   // Declared before pools_: pooled SSLs point at their slot until they are freed.
   std::unordered_map<std::string, tls::OriginSessionSlot> sessions_;
   std::unordered_map<std::string, Pool> pools_;  // references stay valid across rehash
-  struct CachedName {
-    std::vector<SockAddr> addrs;
-    SteadyClock::time_point expires;
-  };
-  std::unordered_map<std::string, CachedName> names_;
-  evdns_base* dns_ = nullptr;  // created on first use, on the worker thread
-  std::string hosts_file_;
+  std::unique_ptr<NameResolver> resolver_;
+  std::optional<std::string> hosts_file_override_;  // tests
   std::unordered_set<Fetch*> fetches_;
 };
 
-// Context of one evdns_getaddrinfo call. evdns may run the callback after a cancel, so the
-// callback owns this and the fetch only clears `fetch` when it gives up.
-struct DnsLookup {
-  Fetch* fetch = nullptr;
-  evdns_getaddrinfo_request* request = nullptr;
-};
 
 class Fetch final : public OriginFetch {
  public:
@@ -513,7 +476,6 @@ class Fetch final : public OriginFetch {
   static void readCb(bufferevent*, void* arg);
   static void writeCb(bufferevent*, void* arg);
   static void eventCb(bufferevent*, short events, void* arg);
-  static void dnsCb(int result, evutil_addrinfo* res, void* arg);
   static void hedgeCb(evutil_socket_t, short, void* arg);
 
   const conf::OriginGroupConfig& group() const { return config_.origin_groups[group_index_]; }
@@ -525,6 +487,7 @@ class Fetch final : public OriginFetch {
   void connectAttempt(bool allow_pooled);
   void useConnection(std::unique_ptr<Connection> conn);
   void resolveAndConnect();
+  void resolved();  // addrs_ filled (empty: the name did not resolve)
   void connectTo(const SockAddr& addr);
   // A connect to one address of the origin failed: the next address, if any (true).
   bool tryNextAddress();
@@ -634,9 +597,7 @@ class Fetch final : public OriginFetch {
   std::string pool_key_;
   std::string wire_;               // the serialised request for this origin
   std::unique_ptr<Connection> conn_;
-  DnsLookup* dns_ = nullptr;
-  bool dns_inline_ = false;        // inside evdns_getaddrinfo: a synchronous answer is stashed
-  bool dns_inline_done_ = false;
+  uint64_t dns_ticket_ = 0;        // a lookup in flight (NameResolver::cancel)
   std::vector<SockAddr> addrs_;    // the origin's addresses, tried in order on connect failures
   size_t addr_index_ = 0;
   bool reused_ = false;            // conn_ came from the pool
@@ -692,7 +653,6 @@ ClientCore::~ClientCore() {
   pools_.clear();
   // Pending lookups were cancelled by detach(); their contexts are freed if their callbacks
   // still run on this loop, else leak with the loop at shutdown.
-  if (dns_) evdns_base_free(dns_, 0);
 }
 
 std::unique_ptr<Connection> ClientCore::takeIdle(const std::string& key) {
@@ -724,8 +684,11 @@ void ClientCore::release(const std::string& key, std::unique_ptr<Connection> con
   if (origin.max_idle_per_worker <= 0 || origin.idle_timeout.count() <= 0) return;
   // A fetch somewhere waits for a connection slot of this origin: give this one back instead.
   if (OriginSlot* slot = conn->hold.slot(); slot && slot->conn_waiters.load() > 0) return;
+  // The origin's name has moved away from this connection's address.
+  if (resolver_ && !resolver_->stillListed(origin.host, conn->peer)) return;
   Pool& pool = pools_[key];
   if (pool.key.empty()) pool.key = key;
+  if (pool.host.empty()) pool.host = origin.host;
   if (!pool.slot) pool.slot = conn->hold.slot();
   while (pool.idle.size() >= static_cast<size_t>(origin.max_idle_per_worker)) {
     pool.idle.pop_front();  // the oldest: the likeliest to be closed by the origin soon
@@ -764,35 +727,31 @@ void ClientCore::dropIdle(Connection* conn) {
   if (pool->idle.empty()) pools_.erase(pool->key);
 }
 
-bool ClientCore::cachedAddresses(const std::string& host, std::vector<SockAddr>& out) {
-  auto it = names_.find(host);
-  if (it == names_.end()) return false;
-  if (SteadyClock::now() >= it->second.expires) {
-    names_.erase(it);
-    return false;
+NameResolver& ClientCore::resolver(const conf::Config& config) {
+  if (!resolver_) {
+    ResolverOptions options{config.dns.nameservers, config.dns.hosts_file};
+    if (hosts_file_override_) options.hosts_file = *hosts_file_override_;
+    resolver_ = std::make_unique<NameResolver>(base_, std::move(options));
+    resolver_->setAnswerObserver(
+        [this](const std::string& host, const std::vector<SockAddr>& addrs) {
+          dropMovedIdle(host, addrs);
+        });
   }
-  out = it->second.addrs;
-  return true;
+  return *resolver_;
 }
 
-void ClientCore::cacheAddresses(const std::string& host, const std::vector<SockAddr>& addrs,
-                                Millis ttl) {
-  if (ttl.count() <= 0 || addrs.empty()) return;
-  names_[host] = CachedName{addrs, SteadyClock::now() + ttl};
-}
-
-evdns_base* ClientCore::dns() {
-  if (!dns_) {
-    // Reads /etc/resolv.conf and /etc/hosts once, on the first origin given by name (two small
-    // files; every lookup after that is asynchronous on this loop).
-    dns_ = evdns_base_new(base_, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-    if (dns_ && !hosts_file_.empty() && evdns_base_load_hosts(dns_, hosts_file_.c_str()) != 0) {
-      std::fprintf(stderr, "streamedge: cannot read hosts file %s for origin names\n",
-                   hosts_file_.c_str());
+void ClientCore::dropMovedIdle(const std::string& host, const std::vector<SockAddr>& addrs) {
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    Pool& pool = it->second;
+    if (pool.host == host) {
+      pool.idle.remove_if([&](const std::unique_ptr<Connection>& c) {
+        SockAddr peer = c->peer;
+        peer.setPort(0);
+        return std::find(addrs.begin(), addrs.end(), peer) == addrs.end();
+      });
     }
+    it = pool.idle.empty() ? pools_.erase(it) : std::next(it);
   }
-  return dns_;
 }
 
 OriginSlot* ClientCore::slotFor(const conf::Config& config, size_t g, size_t o) {
@@ -1043,10 +1002,9 @@ void Fetch::onRateTick() {
 }
 
 void Fetch::cancelDns() {
-  if (!dns_) return;
-  dns_->fetch = nullptr;  // the callback frees the context
-  if (dns_->request) evdns_getaddrinfo_cancel(dns_->request);
-  dns_ = nullptr;
+  if (dns_ticket_ == 0 || !core_) return;
+  core_->resolver(config_).cancel(dns_ticket_);
+  dns_ticket_ = 0;
 }
 
 bool Fetch::hasNextCandidate() const {
@@ -1211,6 +1169,20 @@ void Fetch::connectAttempt(bool allow_pooled) {
   got_bytes_ = false;
   head_scan_from_ = 0;
   if (allow_pooled) {
+    // An origin name whose answer has expired is looked up again before a pooled connection
+    // is used: if the name has moved, the idle connections to its old addresses close.
+    std::vector<SockAddr> known;
+    const conf::OriginConfig& o = origin();
+    dns_ticket_ = core_->resolver(config_).resolve(
+        o.host, o.port, o.dns_cache_time, known, [this](std::vector<SockAddr>, const char*) {
+          dns_ticket_ = 0;
+          connectAttempt(true);
+        });
+    if (dns_ticket_ != 0) {
+      phase_ = Phase::kResolving;
+      armTimer(o.connect_timeout);
+      return;
+    }
     if (std::unique_ptr<Connection> conn = core_->takeIdle(pool_key_)) {
       useConnection(std::move(conn));
       return;
@@ -1245,78 +1217,24 @@ void Fetch::resolveAndConnect() {
   armTimer(o.connect_timeout);  // covers resolution and the TCP handshake
   addrs_.clear();
   addr_index_ = 0;
-  SockAddr literal;
-  if (parseIpLiteral(o.host, o.port, literal)) addrs_.push_back(literal);
-  if (!addrs_.empty() || core_->cachedAddresses(o.host, addrs_)) {
-    connectTo(addrs_[0]);
-    return;
-  }
-  evdns_base* dns = core_->dns();
-  if (!dns) {
-    attemptFailed(Status(Code::kInternal, Source::kInternal, "evdns_base_new failed"), false);
-    return;
-  }
-  auto* lookup = new DnsLookup;
-  lookup->fetch = this;
-  dns_ = lookup;
-  evutil_addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_protocol = IPPROTO_TCP;
-  const std::string port = std::to_string(o.port);
-  dns_inline_ = true;
-  dns_inline_done_ = false;
-  evdns_getaddrinfo_request* req = evdns_getaddrinfo(dns, o.host.c_str(), port.c_str(), &hints,
-                                                     dnsCb, lookup);
-  dns_inline_ = false;
-  if (dns_inline_done_) {  // answered from /etc/hosts or a literal; the context is gone
-    if (!addrs_.empty()) {
-      core_->cacheAddresses(o.host, addrs_, o.dns_cache_time);
-      connectTo(addrs_[0]);
-    } else {
-      attemptFailed(Status(Code::kConnect, Source::kUpstream, "origin name did not resolve", true),
-                    true);
-    }
-    return;
-  }
-  if (dns_) dns_->request = req;
+  dns_ticket_ = core_->resolver(config_).resolve(
+      o.host, o.port, o.dns_cache_time, addrs_,
+      [this](std::vector<SockAddr> addrs, const char*) {
+        dns_ticket_ = 0;
+        addrs_ = std::move(addrs);
+        resolved();
+      });
+  if (dns_ticket_ == 0) resolved();
 }
 
-void Fetch::dnsCb(int result, evutil_addrinfo* res, void* arg) {
-  auto* lookup = static_cast<DnsLookup*>(arg);
-  Fetch* self = lookup->fetch;
-  std::vector<SockAddr> addrs;
-  if (result == 0) {
-    // Every address of the answer, in its order (RFC 6724 sorting is the resolver's), each
-    // tried before the next origin.
-    for (evutil_addrinfo* ai = res; ai && addrs.size() < kMaxAddressesPerName; ai = ai->ai_next) {
-      if (!ai->ai_addr || ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
-      SockAddr a;
-      std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);
-      a.len = static_cast<socklen_t>(ai->ai_addrlen);
-      const bool dup = std::any_of(addrs.begin(), addrs.end(), [&](const SockAddr& b) {
-        return b.len == a.len && std::memcmp(&b.storage, &a.storage, a.len) == 0;
-      });
-      if (!dup) addrs.push_back(a);
-    }
-  }
-  if (res) evutil_freeaddrinfo(res);
-  delete lookup;
-  if (!self) return;  // cancelled
-  self->dns_ = nullptr;
-  self->addrs_ = std::move(addrs);
-  self->addr_index_ = 0;
-  if (self->dns_inline_) {
-    self->dns_inline_done_ = true;
+void Fetch::resolved() {
+  addr_index_ = 0;
+  if (addrs_.empty()) {
+    attemptFailed(Status(Code::kConnect, Source::kUpstream, "origin name did not resolve", true),
+                  true);
     return;
   }
-  if (self->addrs_.empty()) {
-    self->attemptFailed(
-        Status(Code::kConnect, Source::kUpstream, "origin name did not resolve", true), true);
-    return;
-  }
-  self->core_->cacheAddresses(self->origin().host, self->addrs_, self->origin().dns_cache_time);
-  self->connectTo(self->addrs_[0]);
+  connectTo(addrs_[0]);
 }
 
 bool Fetch::tryNextAddress() {
@@ -1348,6 +1266,7 @@ void Fetch::connectTo(const SockAddr& addr) {
   }
   conn_ = std::make_unique<Connection>();
   conn_->bev = std::move(bev).value();
+  conn_->peer = addr;
   bufferevent* b = conn_->bev.get();
   bufferevent_setcb(b, readCb, writeCb, eventCb, this);
   bufferevent_enable(b, EV_READ | EV_WRITE);

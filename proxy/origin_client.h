@@ -93,9 +93,6 @@ class OriginFetch {
 // The Host field of a request to `origin`: host[:port], an IPv6 literal in brackets, the
 // scheme's default port left out.
 std::string originHostField(const conf::OriginConfig& origin);
-// `host` as an IPv4 or IPv6 literal with `port` into `out`/`len`; false for a name.
-bool originIpLiteral(const std::string& host, uint16_t port, sockaddr_storage& out,
-                     socklen_t& len);
 
 class OriginStats;
 class OriginLimits;

@@ -176,54 +176,7 @@ std::string bodyOf(const std::string& response) {
   return head_end == std::string::npos ? std::string() : response.substr(head_end + 4);
 }
 
-class OriginProtectionScenarioTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string error;
-    primary_ = testsupport::startOriginSim({"--name", "dc-a"}, &error);
-    ASSERT_TRUE(primary_) << error;
-    secondary_ = testsupport::startOriginSim({"--name", "dc-b"}, &error);
-    ASSERT_TRUE(secondary_) << error;
-  }
-
-  void TearDown() override {
-    if (!proxy_ || !proxy_->process.running()) return;
-    const int status = proxy_->process.stop(std::chrono::seconds(15));
-    EXPECT_EQ(status, 0) << proxy_->process.logTail(80);
-    const std::string log = proxy_->process.log();
-    for (const char* bad : {"runtime error", "Sanitizer", "Segmentation"}) {
-      EXPECT_EQ(log.find(bad), std::string::npos) << bad << " in the proxy log:\n" << log.substr(0, 4000);
-    }
-  }
-
-  // `group_extra`: keys of the origin group (protection keys there apply to both origins);
-  // `route_extra`: keys of the one route.
-  void startProxy(const std::string& group_extra, const std::string& route_extra = "",
-                  const std::string& primary_extra = "") {
-    const std::string config =
-        "[server]\nworkers = 2\n\n[admin]\naddress = \"127.0.0.1:0\"\n\n"
-        "[[listener]]\naddress = \"127.0.0.1:0\"\nbacklog = 4096\n\n"
-        "[cache.ram]\nsize = \"256MiB\"\n\n"
-        "[log]\naccess_log = \"off\"\n\n"
-        "[[origin_group]]\nname = \"main\"\n" + group_extra +
-        "  [[origin_group.origin]]\n  name = \"a\"\n  url = \"http://127.0.0.1:" +
-        std::to_string(primary_->port) + "\"\n  dc = \"dc-a\"\n  priority = 1\n" + primary_extra +
-        "  [[origin_group.origin]]\n  name = \"b\"\n  url = \"http://127.0.0.1:" +
-        std::to_string(secondary_->port) + "\"\n  dc = \"dc-b\"\n  priority = 2\n\n"
-        "[[vhost]]\nhostnames = [\"*\"]\n"
-        "  [[vhost.route]]\n  prefix = \"/\"\n  origin_group = \"main\"\n" + route_extra;
-    std::string error;
-    proxy_ = testsupport::startStreamedge(config, &error);
-    ASSERT_TRUE(proxy_) << error;
-  }
-
-  std::string metrics() { return testsupport::httpGet(proxy_->admin_port, "/metrics").body; }
-  std::string log() const { return proxy_->process.logTail(60); }
-
-  std::optional<testsupport::OriginSimProcess> primary_;
-  std::optional<testsupport::OriginSimProcess> secondary_;
-  std::optional<testsupport::StreamedgeProcess> proxy_;
-};
+using OriginProtectionScenarioTest = TwoDcScenarioTest;
 
 TEST_F(OriginProtectionScenarioTest, FloodOfDistinctMissesNeverExceedsTheOriginsConcurrency) {
   // 3000 viewers need 3000 sockets here, as many in the proxy and some in the simulator.
@@ -238,9 +191,11 @@ TEST_F(OriginProtectionScenarioTest, FloodOfDistinctMissesNeverExceedsTheOrigins
   // Connections: room for the requests plus some idle ones on either worker (with exactly as
   // many connections as requests, idle ones on one worker are closed for the other's waiters).
   constexpr int kConnCap = 48;
-  startProxy("max_concurrent_requests = " + std::to_string(kCap) +
-             "\nmax_connections = " + std::to_string(kConnCap) +
-             "\nqueue_size = 400\nqueue_timeout = \"3s\"\n");
+  TwoDcConfig config;
+  config.group_extra = "max_concurrent_requests = " + std::to_string(kCap) +
+                       "\nmax_connections = " + std::to_string(kConnCap) +
+                       "\nqueue_size = 400\nqueue_timeout = \"3s\"\n";
+  startProxy(config);
   ASSERT_NE(simStat(primary_->port, "max_active_requests"), -1);  // the stats endpoint works
 
   constexpr size_t kSize = 3000;
@@ -315,7 +270,9 @@ TEST_F(OriginProtectionScenarioTest, FloodOfDistinctMissesNeverExceedsTheOrigins
 
 TEST_F(OriginProtectionScenarioTest, ExhaustedRetryBudgetReportsErrorsAndSparesTheSecondary) {
   // Retries may be a tenth of the group's requests, with no per-second floor.
-  startProxy("retry_budget = 0.1\nretry_budget_min = 0\n");
+  TwoDcConfig config;
+  config.group_extra = "retry_budget = 0.1\nretry_budget_min = 0\n";
+  startProxy(config);
   // dc-a fails one request in two (never three in a row: passive health keeps it up, as a
   // data center that is half broken).
   constexpr int kPairs = 30;
@@ -360,7 +317,10 @@ TEST_F(OriginProtectionScenarioTest, ExhaustedRetryBudgetReportsErrorsAndSparesT
 
 TEST_F(OriginProtectionScenarioTest, SlowPrimaryPlaylistIsAnsweredByTheHedge) {
   // dc-a takes 2 s for this playlist; a failover would need first_byte_timeout (10 s).
-  startProxy("", "  hedge_after = \"200ms\"\n", "  first_byte_timeout = \"10s\"\n");
+  TwoDcConfig config;
+  config.primary_extra = "  first_byte_timeout = \"10s\"\n";
+  config.route_extra = "  hedge_after = \"200ms\"\n";
+  startProxy(config);
   const std::string path = "/live/hedge/index.m3u8";
   ASSERT_TRUE(testsupport::simFaultWith(primary_->port, path, "delay", "after=2000"));
   const auto t0 = std::chrono::steady_clock::now();

@@ -38,52 +38,11 @@ long long rangeStart(const std::string& line) {
   return std::strtoll(line.c_str() + 6, nullptr, 10);
 }
 
-class ResumeScenarioTest : public ::testing::Test {
+class ResumeScenarioTest : public TwoDcScenarioTest {
  protected:
-  void SetUp() override {
-    std::string error;
-    primary_ = testsupport::startOriginSim({"--name", "dc-a"}, &error);
-    ASSERT_TRUE(primary_) << error;
-    secondary_ = testsupport::startOriginSim({"--name", "dc-b"}, &error);
-    ASSERT_TRUE(secondary_) << error;
-  }
-
-  void TearDown() override {
-    if (!proxy_ || !proxy_->process.running()) return;
-    const int status = proxy_->process.stop(std::chrono::seconds(15));
-    EXPECT_EQ(status, 0) << proxy_->process.logTail(80);
-    const std::string log = proxy_->process.log();
-    for (const char* bad : {"runtime error", "Sanitizer", "Segmentation"}) {
-      EXPECT_EQ(log.find(bad), std::string::npos) << bad << " in the proxy log:\n" << log;
-    }
-  }
-
-  // `group_extra`: keys of the origin group; `origin_extra`: keys of the primary origin;
-  // `ram_extra`: keys of [cache.ram].
-  void startProxy(const std::string& group_extra = "", const std::string& origin_extra = "",
-                  const std::string& ram_extra = "") {
-    const std::string config =
-        "[server]\nworkers = 2\n\n[admin]\naddress = \"127.0.0.1:0\"\n\n"
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n"
-        "[cache.ram]\nsize = \"256MiB\"\n" + ram_extra + "\n"
-        "[log]\naccess_log = \"off\"\n\n"
-        "[[origin_group]]\nname = \"main\"\n" + group_extra +
-        "  [[origin_group.origin]]\n  name = \"a\"\n  url = \"http://127.0.0.1:" +
-        std::to_string(primary_->port) + "\"\n  dc = \"dc-a\"\n  priority = 1\n" + origin_extra +
-        "  [[origin_group.origin]]\n  name = \"b\"\n  url = \"http://127.0.0.1:" +
-        std::to_string(secondary_->port) + "\"\n  dc = \"dc-b\"\n  priority = 2\n\n"
-        "[[vhost]]\nhostnames = [\"*\"]\n"
-        "  [[vhost.route]]\n  prefix = \"/\"\n  origin_group = \"main\"\n";
-    std::string error;
-    proxy_ = testsupport::startStreamedge(config, &error);
-    ASSERT_TRUE(proxy_) << error;
-  }
-
   HttpResponse get(const std::string& target) {
     return testsupport::httpGet(proxy_->http_port, target, {}, 30s);
   }
-  std::string metrics() { return testsupport::httpGet(proxy_->admin_port, "/metrics").body; }
-  std::string log() const { return proxy_->process.logTail(60); }
 
   // `clients` viewers at once on `target`; every body must be simBody(path, size).
   testsupport::HerdResult herd(const std::string& path, const std::string& query, int clients) {
@@ -96,10 +55,6 @@ class ResumeScenarioTest : public ::testing::Test {
     options.expect_body_size = kSegment;
     return testsupport::runHerd(options);
   }
-
-  std::optional<testsupport::OriginSimProcess> primary_;
-  std::optional<testsupport::OriginSimProcess> secondary_;
-  std::optional<testsupport::StreamedgeProcess> proxy_;
 };
 
 TEST_F(ResumeScenarioTest, PrimaryResetAfterOneMegabyteIsResumedForEveryCoalescedViewer) {
@@ -137,7 +92,9 @@ TEST_F(ResumeScenarioTest, PrimaryResetAfterOneMegabyteIsResumedForEveryCoalesce
 }
 
 TEST_F(ResumeScenarioTest, RateCollapseBelowMinRateIsResumedForEveryCoalescedViewer) {
-  startProxy("min_rate = \"64KiB\"\nmin_rate_window = \"1s\"\n");
+  TwoDcConfig config;
+  config.group_extra = "min_rate = \"64KiB\"\nmin_rate_window = \"1s\"\n";
+  startProxy(config);
   const std::string path = "/obj/rs/slow.ts";
   // 1 MiB at once, then 2 KB/s: far below min_rate, yet never a read timeout.
   ASSERT_TRUE(testsupport::simFaultWith(primary_->port, path, "slow", "after=1048576&rate=2000"));
@@ -159,7 +116,9 @@ TEST_F(ResumeScenarioTest, RateCollapseBelowMinRateIsResumedForEveryCoalescedVie
 }
 
 TEST_F(ResumeScenarioTest, StalledPrimaryIsResumedAfterTheReadTimeout) {
-  startProxy("", "  read_timeout = \"1s\"\n");
+  TwoDcConfig config;
+  config.primary_extra = "  read_timeout = \"1s\"\n";
+  startProxy(config);
   const std::string path = "/obj/rs/stall.ts";
   ASSERT_TRUE(testsupport::simFaultWith(primary_->port, path, "stall", "after=1048576"));
   HttpResponse r = get(path + "?size=4194304");
@@ -252,7 +211,9 @@ TEST_F(ResumeScenarioTest, ChunkedOriginalGuardedByLastModifiedIsResumed) {
 TEST_F(ResumeScenarioTest, PassedWindowedAnswerIsResumed) {
   // An uncacheable answer streams through a bounded window (512 KiB here, so the origin is
   // paused and resumed for the reader as it goes); it resumes all the same.
-  startProxy("", "", "fill_window = \"512KiB\"\n");
+  TwoDcConfig config;
+  config.ram_extra = "fill_window = \"512KiB\"\n";
+  startProxy(config);
   const std::string path = "/obj/rs/pass.ts";
   ASSERT_TRUE(testsupport::simFaultWith(primary_->port, path, "reset", "after=1048576"));
   testsupport::HttpConnection conn;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -123,6 +124,64 @@ class ScenarioTest : public ::testing::Test {
   std::optional<testsupport::OriginSimProcess> sim_;
   std::optional<testsupport::StreamedgeProcess> proxy_;
   std::string access_log_;
+};
+
+// Two origin simulators as data centers of group "main": "a" in dc-a (priority 1) and "b" in
+// dc-b (priority 2), two workers, no access log.
+struct TwoDcConfig {
+  std::string group_extra;    // keys of the origin group
+  std::string primary_extra;  // keys of origin "a"
+  std::string route_extra;    // keys of the one route
+  std::string ram_extra;      // keys of [cache.ram]
+  std::string top_extra;      // tables before the origin group ([dns], ...)
+  std::string primary_host = "127.0.0.1";  // a name here goes through [dns]
+};
+
+class TwoDcScenarioTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string error;
+    primary_ = testsupport::startOriginSim({"--name", "dc-a"}, &error);
+    ASSERT_TRUE(primary_) << error;
+    secondary_ = testsupport::startOriginSim({"--name", "dc-b"}, &error);
+    ASSERT_TRUE(secondary_) << error;
+  }
+
+  void TearDown() override {
+    if (!proxy_ || !proxy_->process.running()) return;
+    const int status = proxy_->process.stop(std::chrono::seconds(15));
+    EXPECT_EQ(status, 0) << proxy_->process.logTail(80);
+    const std::string log = proxy_->process.log();
+    for (const char* bad : {"runtime error", "Sanitizer", "Segmentation"}) {
+      EXPECT_EQ(log.find(bad), std::string::npos)
+          << bad << " in the proxy log:\n" << log.substr(0, 4000);
+    }
+  }
+
+  void startProxy(const TwoDcConfig& c = {}) {
+    const std::string config =
+        "[server]\nworkers = 2\n\n[admin]\naddress = \"127.0.0.1:0\"\n\n"
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nbacklog = 4096\n\n"
+        "[cache.ram]\nsize = \"256MiB\"\n" + c.ram_extra + "\n"
+        "[log]\naccess_log = \"off\"\n\n" + c.top_extra + "\n"
+        "[[origin_group]]\nname = \"main\"\n" + c.group_extra +
+        "  [[origin_group.origin]]\n  name = \"a\"\n  url = \"http://" + c.primary_host + ":" +
+        std::to_string(primary_->port) + "\"\n  dc = \"dc-a\"\n  priority = 1\n" + c.primary_extra +
+        "  [[origin_group.origin]]\n  name = \"b\"\n  url = \"http://127.0.0.1:" +
+        std::to_string(secondary_->port) + "\"\n  dc = \"dc-b\"\n  priority = 2\n\n"
+        "[[vhost]]\nhostnames = [\"*\"]\n"
+        "  [[vhost.route]]\n  prefix = \"/\"\n  origin_group = \"main\"\n" + c.route_extra;
+    std::string error;
+    proxy_ = testsupport::startStreamedge(config, &error);
+    ASSERT_TRUE(proxy_) << error;
+  }
+
+  std::string metrics() { return testsupport::httpGet(proxy_->admin_port, "/metrics").body; }
+  std::string log() const { return proxy_->process.logTail(60); }
+
+  std::optional<testsupport::OriginSimProcess> primary_;
+  std::optional<testsupport::OriginSimProcess> secondary_;
+  std::optional<testsupport::StreamedgeProcess> proxy_;
 };
 
 }  // namespace streamedge::scenario

@@ -1,0 +1,99 @@
+#include "tests/support/dns_server.h"
+
+#include <arpa/inet.h>
+#include <event2/dns.h>
+#include <event2/dns_struct.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace streamedge::test {
+
+DnsServer::DnsServer() {
+  fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::perror("dns server socket");
+    std::abort();
+  }
+  port_ = ntohs(addr.sin_port);
+  base_ = event_base_new();
+  server_ = evdns_add_server_port_with_base(base_, fd_, 0, requestCb, this);
+  // The loop looks at stop_ every 20 ms (libevent's cross-thread wake-up is not set up here).
+  tick_ = event_new(base_, -1, EV_PERSIST,
+                    [](evutil_socket_t, short, void* arg) {
+                      auto* self = static_cast<DnsServer*>(arg);
+                      if (self->stop_.load()) event_base_loopbreak(self->base_);
+                    },
+                    this);
+  const timeval tv{0, 20 * 1000};
+  event_add(tick_, &tv);
+  thread_ = std::thread([this] { event_base_dispatch(base_); });
+}
+
+DnsServer::~DnsServer() {
+  stop_.store(true);
+  thread_.join();
+  event_free(tick_);
+  evdns_close_server_port(server_);
+  event_base_free(base_);
+  ::close(fd_);
+}
+
+void DnsServer::set(const std::string& name, std::vector<std::string> addresses, int ttl) {
+  std::lock_guard lock(mu_);
+  entries_[name] = Entry{std::move(addresses), ttl};
+}
+
+int DnsServer::questions(const std::string& name, const std::string& type) const {
+  std::lock_guard lock(mu_);
+  auto it = questions_.find(name + "/" + type);
+  return it == questions_.end() ? 0 : it->second;
+}
+
+void DnsServer::requestCb(evdns_server_request* req, void* arg) {
+  static_cast<DnsServer*>(arg)->onRequest(req);
+}
+
+void DnsServer::onRequest(evdns_server_request* req) {
+  std::lock_guard lock(mu_);
+  int rcode = DNS_ERR_NONE;
+  for (int i = 0; i < req->nquestions; ++i) {
+    const evdns_server_question* q = req->questions[i];
+    // evdns mixes the case of the names it asks (a defence against spoofing): compare lower.
+    std::string name = q->name;
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const bool a = q->type == EVDNS_TYPE_A;
+    const bool aaaa = q->type == EVDNS_TYPE_AAAA;
+    if (!a && !aaaa) continue;
+    ++questions_[name + (a ? "/A" : "/AAAA")];
+    auto it = entries_.find(name);
+    if (it == entries_.end()) {
+      rcode = DNS_ERR_NOTEXIST;
+      continue;
+    }
+    for (const std::string& text : it->second.addresses) {
+      in_addr v4{};
+      in6_addr v6{};
+      if (a && inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+        evdns_server_request_add_a_reply(req, q->name, 1, &v4, it->second.ttl);
+      } else if (aaaa && inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+        evdns_server_request_add_aaaa_reply(req, q->name, 1, &v6, it->second.ttl);
+      }
+    }
+  }
+  evdns_server_request_respond(req, rcode);
+}
+
+}  // namespace streamedge::test

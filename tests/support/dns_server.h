@@ -1,0 +1,57 @@
+// A real DNS server on 127.0.0.1 (UDP, port chosen by the kernel) for tests of origin names:
+// libevent's evdns server on its own thread. Answers A and AAAA questions from a table the test
+// changes at any time (address list and TTL per name); other names get NXDOMAIN. Counts the
+// questions per name and type.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+struct event;
+struct event_base;
+struct evdns_server_port;
+struct evdns_server_request;
+
+namespace streamedge::test {
+
+class DnsServer {
+ public:
+  DnsServer();
+  ~DnsServer();
+  DnsServer(const DnsServer&) = delete;
+  DnsServer& operator=(const DnsServer&) = delete;
+
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  // Replaces the answers for `name`: IPv4 and IPv6 literals (each goes to A or AAAA).
+  void set(const std::string& name, std::vector<std::string> addresses, int ttl);
+  // Questions received for `name` of `type` ("A" or "AAAA").
+  int questions(const std::string& name, const std::string& type) const;
+
+ private:
+  struct Entry {
+    std::vector<std::string> addresses;
+    int ttl = 0;
+  };
+  static void requestCb(::evdns_server_request* req, void* arg);
+  void onRequest(::evdns_server_request* req);
+
+  event_base* base_ = nullptr;
+  struct event* tick_ = nullptr;
+  std::atomic<bool> stop_{false};
+  evdns_server_port* server_ = nullptr;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  mutable std::mutex mu_;
+  std::map<std::string, Entry> entries_;
+  std::map<std::string, int> questions_;  // "name/type"
+  std::thread thread_;
+};
+
+}  // namespace streamedge::test
