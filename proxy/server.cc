@@ -734,6 +734,13 @@ std::string Server::statusJson() const {
     }
   }
   out += "]";
+  // Resumes after the first byte, per group and outcome (summed over the data centers).
+  std::map<OriginStats::ResumeKey, uint64_t> resume_series;
+  for (const auto& c : shared_->counters) c->origin_stats.addResumesTo(resume_series);
+  std::map<std::string, std::map<std::string, uint64_t>> resumes;
+  for (const auto& [key, count] : resume_series) {
+    resumes[std::get<0>(key)][std::get<3>(key)] += count;
+  }
   out += ",\"origin_groups\":[";
   bool first_group = true;
   for (const OriginLimits::BudgetView& v : shared_->limits->budgets()) {
@@ -743,7 +750,14 @@ std::string Server::statusJson() const {
            ",\"retries_budget_exhausted\":" + std::to_string(v.budget_exhausted) +
            ",\"hedges_started\":" + std::to_string(v.hedges_started) +
            ",\"hedges_won\":" + std::to_string(v.hedges_won) +
-           ",\"hedges_lost\":" + std::to_string(v.hedges_lost) + "}";
+           ",\"hedges_lost\":" + std::to_string(v.hedges_lost) + ",\"resumes\":{";
+    bool first_outcome = true;
+    for (const auto& [outcome, count] : resumes[v.group]) {
+      if (!first_outcome) out += ',';
+      first_outcome = false;
+      out += jsonString(outcome) + ":" + std::to_string(count);
+    }
+    out += "}}";
   }
   out += "]}\n";
   return out;

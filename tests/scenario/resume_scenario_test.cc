@@ -85,6 +85,8 @@ TEST_F(ResumeScenarioTest, PrimaryResetAfterOneMegabyteIsResumedForEveryCoalesce
   const std::string m = metrics();
   EXPECT_EQ(sample(m, resumes("ok")), 1.0) << m;
   EXPECT_EQ(sample(m, resumes("validator_mismatch")), std::nullopt);
+  const std::string status = testsupport::httpGet(proxy_->admin_port, "/status").body;
+  EXPECT_NE(status.find("\"resumes\":{\"ok\":1}"), std::string::npos) << status;
   EXPECT_NE(proxy_->process.log().find("resume of /obj/rs/reset.ts (group main) from a (dc dc-a) "
                                        "to b (dc dc-b) at byte 1048576: ok"),
             std::string::npos)
