@@ -224,6 +224,11 @@ struct OriginGroupConfig {
   // A recovered origin's share of new requests ramps linearly from 10 % to 100 % over this
   // time; 0 = off (it gets its full share at once).
   Millis slow_start{0};
+  // Per-client budget of requests that go to this group's origins (misses that fill, passes):
+  // client_miss_rate per second with bursts of client_miss_burst (0 = the rate); a client over
+  // it gets 429. A client is an IPv4 address or an IPv6 /64. 0 = off.
+  double client_miss_rate = 0;
+  double client_miss_burst = 0;
 };
 
 enum class StoragePolicy { kRamAndSsd, kRam };

@@ -1096,6 +1096,8 @@ void readOriginGroup(TableReader& r, OriginGroupConfig& group) {
   r.duration("retry_deadline", group.retry_deadline, true);
   r.number("retry_budget", group.retry_budget, 0.0, 1.0);
   r.integer("retry_budget_min", group.retry_budget_min, 0, 1'000'000);
+  r.number("client_miss_rate", group.client_miss_rate, 0.0, 1e6);
+  r.number("client_miss_burst", group.client_miss_burst, 0.0, 1e6);
   r.integer("resume_attempts", group.resume_attempts, 0, 16);
   r.duration("resume_deadline", group.resume_deadline, false);
   r.byteSize("min_rate", group.min_rate, 0);

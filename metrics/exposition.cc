@@ -270,6 +270,21 @@ std::string renderPrometheus(const Snapshot& s) {
   push(std::move(hedges_started));
   push(std::move(hedges));
 
+  auto miss_rejected = family("streamedge_client_miss_budget_rejected_total",
+                              "Requests answered 429 because their client had spent its budget "
+                              "of misses per second for the origin group (client_miss_rate).",
+                              MetricType::Counter);
+  for (const auto& [group, n] : s.client_miss_rejected) {
+    addCounter(miss_rejected, d(n), {{"group", group}});
+  }
+  push(std::move(miss_rejected));
+  auto miss_clients = family("streamedge_client_miss_budget_clients",
+                             "Clients with a miss budget bucket held now (a few seconds after "
+                             "their last miss at most).",
+                             MetricType::Gauge);
+  addGauge(miss_clients, d(s.client_miss_clients), {});
+  push(std::move(miss_clients));
+
   // --- cache tiers
   auto objects = family("streamedge_cache_objects", "Objects in a cache tier.", MetricType::Gauge);
   auto cbytes = family("streamedge_cache_bytes", "Bytes used in a cache tier.", MetricType::Gauge);

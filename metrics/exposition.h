@@ -12,6 +12,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -164,6 +165,10 @@ struct Snapshot {
   std::vector<ResumeSeries> origin_resumes;
   std::vector<OriginProtectionState> origin_protection;
   std::vector<OriginGroupRetryState> origin_group_retries;
+  // streamedge_client_miss_budget_rejected_total{group}: requests refused with 429 by the
+  // per-client miss budget; streamedge_client_miss_budget_clients: buckets held.
+  std::map<std::string, uint64_t> client_miss_rejected;
+  uint64_t client_miss_clients = 0;
   std::vector<HandshakeSeries> tls_handshakes;
   std::vector<CertificateState> certificates;
   uint64_t reloads_ok = 0;

@@ -44,6 +44,7 @@ const char* reasonPhrase(int status) {
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 416: return "Range Not Satisfiable";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
@@ -417,6 +418,7 @@ void ClientConnection::lookupStep() {
       return waitOn(std::move(r.pending));
     }
     case Kind::kMiss: {
+      if (!missAllowed()) return;  // the fill is given up: followers fetch for themselves
       own_fill_ = true;
       result_ = CacheResult::kMiss;
       cache::ObjectRef object = r.fill.object();
@@ -523,7 +525,20 @@ InvalidationScope ClientConnection::invalidationScope() const {
   return scope;
 }
 
+bool ClientConnection::missAllowed() {
+  const conf::OriginGroupConfig& group = config_->origin_groups[route_->origin_group_index];
+  if (group.client_miss_rate <= 0 || client_addr_.ss_family == AF_UNSPEC) return true;
+  if (worker_.shared().client_misses.take(group.name,
+                                          reinterpret_cast<const sockaddr*>(&client_addr_),
+                                          group.client_miss_rate, group.client_miss_burst)) {
+    return true;
+  }
+  synth(429, "too many requests that miss the cache from this client; try again shortly", false);
+  return false;
+}
+
 void ClientConnection::startPass() {
+  if (!missAllowed()) return;
   passed_ = true;
   own_fill_ = true;
   if (result_ == CacheResult::kNone || result_ == CacheResult::kCoalesced) {
@@ -1042,7 +1057,7 @@ void ClientConnection::synth(int status, const char* detail, bool close) {
   appendStatusLine(status, reasonPhrase(status));
   std::string_view body = detail;
   out_ += "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n";
-  if (status == 503) out_ += "Retry-After: 1\r\n";  // RFC 9110 §10.2.3
+  if (status == 503 || status == 429) out_ += "Retry-After: 1\r\n";  // RFC 9110 §10.2.3
   if (status == 405 || (status == 200 && method_ == "OPTIONS")) {
     out_ += route_ && route_->cache.forward_other_methods
                 ? "Allow: GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE\r\n"

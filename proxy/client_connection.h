@@ -97,7 +97,10 @@ class ClientConnection final : public cache::ObjectWaiter {
   ForwardedFields forwardedFields(bool shared_fill, FieldList& out) const;
   InvalidationScope invalidationScope() const;  // for an unsafe method's fill
   void readFromSsd(cache::FillWriter fill);  // Lookup found a fresh SSD copy
-  void startPass();                          // Pass
+  void startPass();
+  // The client's miss budget ([origin_group] client_miss_rate) allows one more origin request;
+  // otherwise answers 429 and returns false.
+  bool missAllowed();                          // Pass
   void waitOn(cache::ObjectRef object);      // Busy / Miss: read the object as it fills
   void onObjectProgress();
   bool joinedAnotherVariant() const;         // Busy: the fill's answer is another variant

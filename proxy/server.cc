@@ -759,7 +759,16 @@ std::string Server::statusJson() const {
     }
     out += "}}";
   }
-  out += "]}\n";
+  out += "]";
+  out += ",\"client_miss_budget\":{\"clients\":" +
+         std::to_string(shared_->client_misses.tracked()) + ",\"rejected\":{";
+  bool first_rejected = true;
+  for (const auto& [group, n] : shared_->client_misses.rejected()) {
+    if (!first_rejected) out += ',';
+    first_rejected = false;
+    out += jsonString(group) + ":" + std::to_string(n);
+  }
+  out += "}}}\n";
   return out;
 }
 
@@ -948,6 +957,8 @@ std::string Server::metricsText() const {
     p.rejected_queue_timeout = v.rejected_timeout;
     snap.origin_protection.push_back(std::move(p));
   }
+  snap.client_miss_rejected = shared_->client_misses.rejected();
+  snap.client_miss_clients = shared_->client_misses.tracked();
   for (const OriginLimits::BudgetView& v : shared_->limits->budgets()) {
     snap.origin_group_retries.push_back(
         {v.group, v.retried, v.budget_exhausted, v.hedges_started, v.hedges_won, v.hedges_lost});

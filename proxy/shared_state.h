@@ -21,6 +21,7 @@
 #include "metrics/latency_histogram.h"
 #include "proxy/access_log.h"
 #include "proxy/origin_client.h"
+#include "proxy/client_budget.h"
 #include "proxy/origin_limits.h"
 #include "proxy/origin_stats.h"
 
@@ -139,6 +140,8 @@ struct SharedState {
   std::shared_ptr<OriginHealth> health;
   // Origin protection shared by every worker's OriginClient (caps, queues, retry budgets).
   std::shared_ptr<OriginLimits> limits = std::make_shared<OriginLimits>();
+  // [origin_group] client_miss_rate: misses per client, shared by every worker.
+  ClientMissBudget client_misses;
   AccessLog access_log;
   VhostSlots vhost_slots;
   std::vector<std::unique_ptr<WorkerCounters>> counters;  // one per worker, fixed at start

@@ -349,5 +349,43 @@ TEST_F(OriginProtectionScenarioTest, SlowPrimaryPlaylistIsAnsweredByTheHedge) {
   EXPECT_EQ(sample(metrics(), "streamedge_origin_hedges_started_total{group=\"main\"}"), 1.0);
 }
 
+TEST_F(OriginProtectionScenarioTest, AClientOverItsMissBudgetGets429AndHitsStayFree) {
+  TwoDcConfig config;
+  config.group_extra = "client_miss_rate = 2\nclient_miss_burst = 5\n";
+  startProxy(config);
+  // One hit target first (a miss: one token).
+  ASSERT_EQ(testsupport::httpGet(proxy_->http_port, "/obj/budget/hot.ts?size=100").status, 200);
+  // Cache-busting: distinct URLs as fast as possible. The burst left 4 tokens; at 2 per second
+  // the test's few milliseconds add at most one more.
+  int ok = 0;
+  int refused = 0;
+  for (int i = 0; i < 20; ++i) {
+    HttpResponse r = testsupport::httpGet(proxy_->http_port,
+                                          "/obj/budget/bust" + std::to_string(i) + ".ts?size=100");
+    if (r.status == 200) ++ok;
+    if (r.status == 429) {
+      ++refused;
+      EXPECT_EQ(r.header("Retry-After"), "1");
+    }
+  }
+  EXPECT_GE(ok, 4);
+  EXPECT_LE(ok, 6);
+  EXPECT_EQ(ok + refused, 20);
+  // The origin saw only the admitted misses.
+  EXPECT_EQ(static_cast<int>(testsupport::simCounts(primary_->port).size()), ok + 1);
+  // Hits never spend the budget.
+  for (int i = 0; i < 10; ++i) {
+    HttpResponse r = testsupport::httpGet(proxy_->http_port, "/obj/budget/hot.ts?size=100");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.header("X-Cache"), "HIT");
+  }
+  EXPECT_EQ(sample(metrics(), "streamedge_client_miss_budget_rejected_total{group=\"main\"}"),
+            static_cast<double>(refused));
+  const std::string status = testsupport::httpGet(proxy_->admin_port, "/status").body;
+  EXPECT_NE(status.find("\"rejected\":{\"main\":" + std::to_string(refused) + "}"),
+            std::string::npos)
+      << status;
+}
+
 }  // namespace
 }  // namespace streamedge::scenario
