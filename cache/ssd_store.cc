@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 #include <utility>
 
@@ -115,6 +116,8 @@ SsdStore::~SsdStore() {
 bool SsdStore::rebuild() {
   const auto started = std::chrono::steady_clock::now();
   if (ephemeral_key_) {
+    // Nothing from an earlier run is readable: a checkpoint of it is useless (and stale).
+    if (!options_.checkpoint_path.empty()) ssd::removeCheckpointFile(options_.checkpoint_path);
     if (options_.log) {
       options_.log("no cache.ssd.key_file: the store is encrypted with an ephemeral key; "
                    "contents from earlier runs are unreadable and it starts empty");
@@ -141,34 +144,24 @@ bool SsdStore::rebuild() {
   // Variants whose stored head does not say which fields they vary on: written by no version
   // of ours, but never indexed (they could not be tied to their URL's rule) and removed.
   std::vector<CacheKey> unusable_variants;
-  // Vary name lists, shared by every variant that names the same fields.
-  std::vector<std::shared_ptr<const VaryNames>> interned;
-  const auto intern = [&](VaryNames names) {
-    for (const auto& n : interned) {
-      if (*n == names) return n;
-    }
-    interned.push_back(std::make_shared<const VaryNames>(std::move(names)));
-    return interned.back();
-  };
-  for (uint32_t r = 0; r < region_count_; ++r) {
-    if (r % 16 == 0) {
-      std::lock_guard<std::mutex> lock(q_mu_);
-      if (stopping_) return false;  // closing during a background rebuild
-    }
+  // Reads and verifies region `r`: its entries in write order, or nothing when it was never
+  // written, is torn, or belongs to another key, mode or format.
+  const auto scanRegion = [&](uint32_t r) -> std::optional<Found> {
+    counters_.rebuild_regions_scanned.fetch_add(1, std::memory_order_relaxed);
     if (!device_->read(uint64_t{r} * region_bytes_, scan.data(), region_bytes_).isOk()) {
       counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
       logLimited("rebuild: cannot read region " + std::to_string(r));
-      continue;
+      return std::nullopt;
     }
     RegionHeader h;
     std::memcpy(&h, scan.data(), sizeof(h));
-    if (h.magic != ssd::kRegionMagic) continue;  // never written (or torn at its very start)
+    if (h.magic != ssd::kRegionMagic) return std::nullopt;  // never written (or torn at its start)
     if (h.version != ssd::kFormatVersion && h.version != 0 && h.version < ssd::kFormatVersion &&
         h.checksum == ssd::regionHeaderChecksum(h)) {
       // Written by an older version (see ssd_format.h): left out, reused in ring order.
       ++old_format;
       counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
-      continue;
+      return std::nullopt;
     }
     const bool header_ok = h.version == ssd::kFormatVersion &&
                            h.header_bytes == sizeof(RegionHeader) &&
@@ -178,7 +171,7 @@ bool SsdStore::rebuild() {
     if (!header_ok) {
       ++torn;
       counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
-      continue;
+      return std::nullopt;
     }
     const bool region_encrypted = (h.flags & ssd::kRegionFlagEncrypted) != 0;
     if (region_encrypted != encrypt_) {
@@ -186,12 +179,12 @@ bool SsdStore::rebuild() {
       // plaintext regions stay unread until reclaimed.
       ++other_mode;
       counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
-      continue;
+      return std::nullopt;
     }
     if (encrypt_ && std::memcmp(h.key_check, key_check_.data(), key_check_.size()) != 0) {
       ++other_key;
       counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
-      continue;
+      return std::nullopt;
     }
     Found f{h.seq, r, {}};
     size_t off = sizeof(RegionHeader);
@@ -237,12 +230,68 @@ bool SsdStore::rebuild() {
           off += view.entry_bytes;
           continue;
         }
-        names = intern(std::move(vary.names));
+        loc.names = internNames(std::move(vary.names));
+        names = namesOf(loc.names);
       }
       f.entries.push_back({view.key, summarize(fr, loc), false, std::move(names)});
       off += view.entry_bytes;
     }
-    found.push_back(std::move(f));
+    return f;
+  };
+  const auto closing = [&] {
+    std::lock_guard<std::mutex> lock(q_mu_);
+    return stopping_;
+  };
+  std::optional<ssd::Checkpoint> checkpoint = loadCheckpoint();
+  if (checkpoint) {
+    // The regions the checkpoint describes, each with its entries in write order...
+    std::map<uint32_t, size_t> by_region;  // region → index in found
+    for (const ssd::CheckpointEntry& e : checkpoint->entries) {
+      auto [it, inserted] = by_region.emplace(e.region, found.size());
+      if (inserted) found.push_back(Found{e.seq, e.region, {}});
+      Found& f = found[it->second];
+      if (f.seq != e.seq) continue;  // cannot happen in a checkpoint we wrote
+      Location loc;
+      loc.region = e.region;
+      loc.offset = e.offset;
+      loc.entry_bytes = e.entry_bytes;
+      loc.seq = e.seq;
+      loc.checksum = e.checksum;
+      loc.body_bytes = e.body_bytes;
+      loc.fresh_until_s = e.fresh_until_s;
+      loc.usable_until_s = e.usable_until_s;
+      loc.validators = e.validators != 0;
+      loc.primary = e.primary;
+      std::shared_ptr<const VaryNames> names;
+      if (e.names != 0) {
+        loc.names = internNames(checkpoint->names[e.names]);
+        names = namesOf(loc.names);
+      }
+      f.entries.push_back({e.key, loc, false, std::move(names)});
+    }
+    for (Found& f : found) {
+      std::sort(f.entries.begin(), f.entries.end(),
+                [](const FoundEntry& a, const FoundEntry& b) { return a.loc.offset < b.loc.offset; });
+    }
+    // ...then the regions written after it, in ring order from where the writer was: each
+    // replaces what the checkpoint said of its region.
+    uint32_t r = checkpoint->resume_region;
+    for (uint32_t n = 0; n < region_count_; ++n, r = (r + 1) % region_count_) {
+      if (n % 16 == 0 && closing()) return false;
+      std::optional<Found> f = scanRegion(r);
+      if (!f || f->seq < checkpoint->resume_seq) break;
+      if (auto it = by_region.find(r); it != by_region.end()) {
+        found[it->second] = std::move(*f);
+      } else {
+        by_region.emplace(r, found.size());
+        found.push_back(std::move(*f));
+      }
+    }
+  } else {
+    for (uint32_t r = 0; r < region_count_; ++r) {
+      if (r % 16 == 0 && closing()) return false;  // closing during a background rebuild
+      if (std::optional<Found> f = scanRegion(r)) found.push_back(std::move(*f));
+    }
   }
   // Oldest first, so that the newest copy of a key wins and a tombstone deletes what came
   // before it.
@@ -338,6 +387,13 @@ bool SsdStore::rebuild() {
                   std::chrono::duration<double>(elapsed).count());
     std::string line = "rebuilt the index: " + std::to_string(objects) + " objects from " +
                        std::to_string(found.size()) + " regions" + took;
+    const uint64_t scanned = counters_.rebuild_regions_scanned.load(std::memory_order_relaxed);
+    if (checkpoint) {
+      line += " (from the checkpoint, " + std::to_string(scanned) +
+              " regions written after it scanned)";
+    } else {
+      line += " (" + std::to_string(scanned) + " regions scanned)";
+    }
     const uint64_t rejected = counters_.rebuild_rejected_entries.load(std::memory_order_relaxed);
     if (rejected) line += ", " + std::to_string(rejected) + " damaged entries left out";
     const uint64_t purged = counters_.rebuild_tombstones.load(std::memory_order_relaxed);
@@ -425,6 +481,109 @@ SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view
 // ---------------------------------------------------------------------------------------------
 // Writing
 
+uint32_t SsdStore::internNames(VaryNames names) {
+  for (size_t i = 0; i < names_table_.size(); ++i) {
+    if (*names_table_[i] == names) return static_cast<uint32_t>(i + 1);
+  }
+  names_table_.push_back(std::make_shared<const VaryNames>(std::move(names)));
+  return static_cast<uint32_t>(names_table_.size());
+}
+
+std::optional<ssd::Checkpoint> SsdStore::loadCheckpoint() {
+  const std::string& path = options_.checkpoint_path;
+  if (path.empty()) return std::nullopt;
+  auto bytes = ssd::readCheckpointFile(path);
+  if (!bytes.isOk()) {
+    if (bytes.status().code() != Code::kNotFound && options_.log) {
+      options_.log("index checkpoint " + path + ": " + bytes.status().toString() +
+                   "; scanning the whole store");
+    }
+    return std::nullopt;
+  }
+  // Consumed before anything is written: a crash from here on can never leave a checkpoint
+  // that is older than the device.
+  if (const Status removed = ssd::removeCheckpointFile(path); !removed.isOk()) {
+    if (options_.log) {
+      options_.log("index checkpoint " + path + ": " + removed.toString() +
+                   "; not used (it could outlive what it describes), scanning the whole store");
+    }
+    return std::nullopt;
+  }
+  ssd::Checkpoint cp;
+  const char* why = "";
+  bool ok = ssd::decodeCheckpoint(*bytes, encrypt_ ? cipher_.get() : nullptr, &cp, &why);
+  if (ok && (cp.region_bytes != region_bytes_ || cp.region_count != region_count_)) {
+    ok = false;
+    why = "written for another region size or store size";
+  } else if (ok && encrypt_ && cp.key_check != key_check_) {
+    ok = false;
+    why = "written under another key";
+  } else if (ok && cp.resume_region >= region_count_) {
+    ok = false;
+    why = "its resume region lies outside the store";
+  }
+  if (!ok) {
+    if (options_.log) options_.log("index checkpoint " + path + " refused (" + why + "); scanning the whole store");
+    return std::nullopt;
+  }
+  checkpoint_loaded_.store(true, std::memory_order_relaxed);
+  return cp;
+}
+
+Status SsdStore::writeCheckpoint() {
+  if (options_.checkpoint_path.empty() || ephemeral_key_ || !ready_.load(std::memory_order_acquire)) {
+    return Status::ok();
+  }
+  const auto started = std::chrono::steady_clock::now();
+  ssd::Checkpoint cp;
+  cp.region_bytes = region_bytes_;
+  cp.region_count = region_count_;
+  cp.encrypted = encrypt_;
+  cp.key_check = key_check_;
+  // Where a restart starts scanning: the open region (its entries are left out here, it may
+  // take more), else the next one to be written.
+  const uint64_t open_seq = region_open_ ? region_seq_[open_region_].load(std::memory_order_relaxed) : 0;
+  cp.resume_region = region_open_ ? open_region_ : next_region_;
+  cp.resume_seq = region_open_ ? open_seq : next_seq_;
+  cp.names.reserve(names_table_.size() + 1);
+  cp.names.emplace_back();
+  for (const auto& n : names_table_) cp.names.push_back(*n);
+  for (Shard& shard : shards_) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (const auto& [key, loc] : shard.map) {
+      if (region_open_ && loc.region == open_region_ && loc.seq == open_seq) continue;
+      ssd::CheckpointEntry e;
+      e.key = key;
+      e.primary = loc.primary;
+      e.region = loc.region;
+      e.offset = loc.offset;
+      e.entry_bytes = loc.entry_bytes;
+      e.names = loc.names;
+      e.seq = loc.seq;
+      e.checksum = loc.checksum;
+      e.body_bytes = loc.body_bytes;
+      e.fresh_until_s = loc.fresh_until_s;
+      e.usable_until_s = loc.usable_until_s;
+      e.validators = loc.validators ? 1 : 0;
+      cp.entries.push_back(e);
+    }
+  }
+  const std::vector<uint8_t> bytes = ssd::encodeCheckpoint(cp, encrypt_ ? cipher_.get() : nullptr);
+  Status s = bytes.empty() ? Status(Code::kInternal, Source::kStorage, "sealing the checkpoint failed")
+                           : ssd::writeCheckpointFile(options_.checkpoint_path, bytes);
+  last_checkpoint_ = std::chrono::steady_clock::now();
+  checkpoint_ms_.store(std::chrono::duration_cast<std::chrono::milliseconds>(last_checkpoint_ - started).count(),
+                       std::memory_order_relaxed);
+  if (!s.isOk()) {
+    counters_.checkpoint_errors.fetch_add(1, std::memory_order_relaxed);
+    logLimited("writing the index checkpoint " + options_.checkpoint_path + " failed: " + s.toString());
+    return s;
+  }
+  checkpoint_pending_ = false;
+  counters_.checkpoints_written.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
 uint64_t SsdStore::maxEntryBytes() const { return region_bytes_ - sizeof(RegionHeader); }
 
 bool SsdStore::insert(const ObjectRef& object, const CacheKey& primary) {
@@ -506,18 +665,31 @@ void SsdStore::writerLoop() {
     flushed_cv_.notify_all();
     return;
   }
+  last_checkpoint_ = std::chrono::steady_clock::now();
   for (;;) {
     Job job;
     {
       std::unique_lock<std::mutex> lock(q_mu_);
       const bool dirty = region_open_ && cursor_ > synced_cursor_;
       const auto ready = [&] { return stopping_ || !jobs_.empty(); };
+      const bool checkpoint_waits = checkpoint_pending_ && options_.checkpoint_interval.count() > 0 &&
+                                    !options_.checkpoint_path.empty();
+      if (checkpoint_waits &&
+          std::chrono::steady_clock::now() >= last_checkpoint_ + options_.checkpoint_interval) {
+        lock.unlock();
+        writeCheckpoint();
+        continue;
+      }
       if (dirty && options_.sync_interval.count() > 0) {
         if (!q_cv_.wait_for(lock, options_.sync_interval, ready)) {
           // Idle with unwritten objects: put them on the device (outside the queue lock).
           lock.unlock();
           syncOpenRegion();
           continue;
+        }
+      } else if (checkpoint_waits) {
+        if (!q_cv_.wait_until(lock, last_checkpoint_ + options_.checkpoint_interval, ready)) {
+          continue;  // due: written at the top of the loop
         }
       } else {
         q_cv_.wait(lock, ready);
@@ -547,8 +719,10 @@ void SsdStore::writerLoop() {
       if (it != queued_.end() && it->second == job.object) queued_.erase(it);
     }
   }
-  // A graceful stop keeps what was admitted: the open region is written.
+  // A graceful stop keeps what was admitted: the open region is written, then the index
+  // checkpoint (always: the one read at open was consumed).
   sealAndWrite();
+  if (options_.checkpoint_at_close) writeCheckpoint();
 }
 
 void SsdStore::append(const Job& job) {
@@ -619,6 +793,10 @@ void SsdStore::append(const Job& job) {
   loc.body_bytes = body_bytes;
   loc.validators = head.find("ETag") || head.find("Last-Modified");
   loc.primary = job.primary;
+  if (!(job.primary == CacheKey{})) {
+    VarySpec vary = varyOf(head);
+    if (vary.kind == VarySpec::Kind::kFields) loc.names = internNames(std::move(vary.names));
+  }
   loc = summarize(freshness, loc);
   cursor_ += static_cast<uint32_t>(entry_bytes);
   ++entry_count_;
@@ -634,6 +812,7 @@ void SsdStore::append(const Job& job) {
     }
   }
   counters_.objects_written.fetch_add(1, std::memory_order_relaxed);
+  checkpoint_pending_ = true;
 }
 
 bool SsdStore::reserve(uint64_t entry_bytes) {
@@ -1206,6 +1385,11 @@ SsdStats SsdStore::stats() const {
   s.rebuild_rejected_entries = ld(counters_.rebuild_rejected_entries);
   s.rebuild_skipped_regions = ld(counters_.rebuild_skipped_regions);
   s.rebuilt_variants = ld(counters_.rebuilt_variants);
+  s.rebuild_regions_scanned = ld(counters_.rebuild_regions_scanned);
+  s.checkpoint_loaded = checkpoint_loaded_.load(std::memory_order_relaxed);
+  s.checkpoints_written = ld(counters_.checkpoints_written);
+  s.checkpoint_errors = ld(counters_.checkpoint_errors);
+  s.checkpoint_seconds = static_cast<double>(checkpoint_ms_.load(std::memory_order_relaxed)) / 1000.0;
   s.writer_backend = writer_engine_ ? writer_engine_->backendName() : "";
   s.rebuilding = !ready_.load(std::memory_order_acquire);
   s.rebuild_seconds = static_cast<double>(rebuild_ms_.load(std::memory_order_relaxed)) / 1000.0;
@@ -1241,6 +1425,8 @@ Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& confi
   options.sync_interval = config.sync_interval;
   options.reclaim = config.reclaim;
   options.background_rebuild = config.background_rebuild;
+  options.checkpoint_path = config.checkpoint;
+  options.checkpoint_interval = config.checkpoint_interval;
   options.clock = &clock;
   options.log = log;
   options.observers = std::move(observers);

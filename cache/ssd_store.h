@@ -52,6 +52,7 @@
 #include "cache/cache_key.h"
 #include "cache/freshness.h"
 #include "cache/object.h"
+#include "cache/ssd_checkpoint.h"
 #include "cache/ssd_crypto.h"
 #include "cache/ssd_device.h"
 #include "cache/ssd_io_engine.h"
@@ -87,6 +88,14 @@ struct SsdStoreOptions {
   // Rebuild the index on the writer thread after open() returns (see above). Else open()
   // returns once the index is complete.
   bool background_rebuild = false;
+  // The index checkpoint (ssd_checkpoint.h): loaded (and removed) at open, so that only the
+  // regions written after it are scanned; written at a graceful stop and every
+  // checkpoint_interval while objects are being written (zero: only at a graceful stop).
+  // "" = no checkpoint (every open scans the whole device).
+  std::string checkpoint_path;
+  std::chrono::milliseconds checkpoint_interval{300'000};
+  // Tests only: no checkpoint at close (as after a crash).
+  bool checkpoint_at_close = true;
   // Tests only: runs on the rebuilding thread after the scan, before the index is filled.
   std::function<void()> before_rebuild_apply;
   const Clock* clock = &SystemClock::instance();
@@ -174,6 +183,11 @@ struct SsdStats {
   uint64_t rebuild_skipped_regions = 0;  // torn/bad header, other key, other encryption mode,
                                          // older format version
   uint64_t rebuilt_variants = 0;  // variants handed to the RAM tier's index by the rebuild
+  uint64_t rebuild_regions_scanned = 0;  // read whole at open (all of them without a checkpoint)
+  bool checkpoint_loaded = false;        // the index came from a checkpoint
+  uint64_t checkpoints_written = 0;
+  uint64_t checkpoint_errors = 0;        // a checkpoint could not be written
+  double checkpoint_seconds = 0;         // how long the last one took to write
   const char* writer_backend = "";
   bool rebuilding = false;        // the start-up scan is still running (index empty until done)
   double rebuild_seconds = 0;     // how long the start-up scan took
@@ -253,6 +267,7 @@ class SsdStore {
     int64_t usable_until_s = 0;
     bool hit = false;          // read since written (reinsertion candidate)
     bool validators = false;   // ETag or Last-Modified: a stale copy can be revalidated
+    uint32_t names = 0;        // a variant's Vary names: an id of internNames(); 0 = none
     CacheKey primary;          // a variant's URL key; zero when not a variant
   };
   struct Job {
@@ -316,8 +331,17 @@ class SsdStore {
   // Submits one I/O on the writer's engine (`submit` passes it the completion) and waits.
   Status waitForIo(const std::function<Status(IoEngine::Callback)>& submit);
 
-  // Scans every region and fills the index; false when the store began closing meanwhile.
+  // Scans every region (or loads the checkpoint and scans the regions written after it) and
+  // fills the index; false when the store began closing meanwhile.
   bool rebuild();
+  // The checkpoint, if there is a usable one (removed from disk either way); logs why not.
+  std::optional<ssd::Checkpoint> loadCheckpoint();
+  // Writes the index checkpoint (writer thread). The open region's entries are left out: a
+  // restart scans that region again.
+  Status writeCheckpoint();
+  // Vary name lists of variants, interned (writer thread, and the rebuild before it): id ≥ 1.
+  uint32_t internNames(VaryNames names);
+  const std::shared_ptr<const VaryNames>& namesOf(uint32_t id) const { return names_table_[id - 1]; }
   // Checks one entry at `p` (at most `avail` bytes), decrypting in place. kBadHeader: the
   // header itself is unusable (stop scanning the region); kBadContent: skip `*entry_bytes`.
   Verify verifyEntry(uint8_t* p, size_t avail, EntryView* view, const char** why) const;
@@ -373,6 +397,11 @@ class SsdStore {
   uint64_t mem_seq_ = 0;     // guarded by buf_mu_
 
   // --- writer thread only (and open() before it starts)
+  std::vector<std::shared_ptr<const VaryNames>> names_table_;  // internNames()
+  bool checkpoint_pending_ = false;  // the index changed since the last checkpoint
+  MonoTime last_checkpoint_{};
+  std::atomic<bool> checkpoint_loaded_{false};
+  std::atomic<int64_t> checkpoint_ms_{0};
   std::vector<std::vector<CacheKey>> region_keys_;  // keys written per region, for reclaim
   AlignedBuffer reinsert_buf_;  // a region's worth, allocated at the first reinsertion
   bool region_open_ = false;
@@ -414,7 +443,8 @@ class SsdStore {
         tombstones_written{0}, rebuild_tombstones{0}, lookups{0}, index_misses{0}, reads_from_buffer{0},
         reads_from_device{0}, read_errors{0}, corrupt{0}, reclaimed_during_read{0},
         rebuilt_objects{0}, rebuild_rejected_entries{0}, rebuild_skipped_regions{0},
-        rebuilt_variants{0};
+        rebuilt_variants{0}, rebuild_regions_scanned{0}, checkpoints_written{0},
+        checkpoint_errors{0};
   };
   mutable Counters counters_;
 };

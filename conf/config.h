@@ -118,6 +118,12 @@ struct SsdCacheConfig {
   Millis sync_interval{1000};             // idle this long: the open region's objects are written
   // The start-up index rebuild: in the background while serving (true), or before serving.
   bool background_rebuild = true;
+  // The index checkpoint: read (and removed) at start so that only the regions written after
+  // it are scanned; written at a graceful stop and every checkpoint_interval while objects are
+  // written ("0s": only at a stop). Default: "<path>.checkpoint" for a store in a file, none
+  // for a block device (/dev/...); "" = none.
+  std::string checkpoint;
+  Millis checkpoint_interval{300'000};
 };
 
 struct CacheConfig {

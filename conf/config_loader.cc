@@ -894,6 +894,14 @@ void readSsdCache(TableReader& r, SsdCacheConfig& ssd) {
   r.byteSize("write_queue", ssd.write_queue_bytes, 1 << 20);
   r.duration("sync_interval", ssd.sync_interval, /*allow_zero=*/true);
   r.choice("rebuild", ssd.background_rebuild, {{"background", true}, {"before_start", false}});
+  if (!r.string("checkpoint", ssd.checkpoint) && !ssd.path.empty() &&
+      ssd.path.rfind("/dev/", 0) != 0) {
+    ssd.checkpoint = ssd.path + ".checkpoint";
+  }
+  if (!ssd.checkpoint.empty() && ssd.checkpoint == ssd.path) {
+    r.error("checkpoint", *r.get("checkpoint"), "must not be the store itself");
+  }
+  r.duration("checkpoint_interval", ssd.checkpoint_interval, /*allow_zero=*/true);
   r.finish();
 }
 

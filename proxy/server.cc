@@ -690,7 +690,13 @@ std::string Server::statusJson() const {
            ",\"errors\":" + std::to_string(ssd.read_errors + ssd.write_errors) +
            ",\"corrupt\":" + std::to_string(ssd.corrupt + ssd.rebuild_rejected_entries) +
            ",\"admissions_dropped\":" + std::to_string(ssd.inserts_dropped) +
-           ",\"rebuilding\":" + (ssd.rebuilding ? "true" : "false") + "}";
+           ",\"rebuilding\":" + (ssd.rebuilding ? "true" : "false") +
+           ",\"rebuild_seconds\":" + std::to_string(ssd.rebuild_seconds) +
+           ",\"rebuild_regions_scanned\":" + std::to_string(ssd.rebuild_regions_scanned) +
+           ",\"checkpoint_loaded\":" + (ssd.checkpoint_loaded ? "true" : "false") +
+           ",\"checkpoints_written\":" + std::to_string(ssd.checkpoints_written) +
+           ",\"checkpoint_errors\":" + std::to_string(ssd.checkpoint_errors) +
+           ",\"checkpoint_seconds\":" + std::to_string(ssd.checkpoint_seconds) + "}";
   }
   out += "}";
   std::map<OriginStats::Key, OriginStats::Series> traffic;

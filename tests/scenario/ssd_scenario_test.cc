@@ -171,8 +171,12 @@ TEST_F(SsdScenarioTest, GracefulRestartKeepsSsdObjectsAsHits) {
   ASSERT_EQ(proxy_->process.stop(15s), 0) << proxyLog();
   checkLog(proxy_->process.log());
 
-  startProxy({});  // the same store file and key: the index is rebuilt from the regions
+  startProxy({});  // the same store file and key: the index comes back from the checkpoint
   EXPECT_GE(metricValue(metrics(), "streamedge_cache_objects", "tier=\"ssd\""), on_ssd);
+  const std::string status = testsupport::httpGet(proxy_->admin_port, "/status").body;
+  EXPECT_NE(status.find("\"checkpoint_loaded\":true"), std::string::npos) << status;
+  EXPECT_NE(status.find("\"rebuild_regions_scanned\":1,"), std::string::npos) << status;
+  EXPECT_NE(proxy_->process.log().find("from the checkpoint"), std::string::npos) << proxyLog();
   EXPECT_GE(refetchAndCountCacheServed("/obj/rs/s", 1), static_cast<int>(on_ssd)) << proxyLog();
 }
 
@@ -183,8 +187,10 @@ TEST_F(SsdScenarioTest, KillNineKeepsWhatWasOnTheDevice) {
   ASSERT_TRUE(proxy_->process.signal(SIGKILL));
   ASSERT_TRUE(proxy_->process.wait(10s).has_value());
 
-  startProxy({});
+  startProxy({});  // no checkpoint (none was due yet): the whole store is scanned
   EXPECT_GE(metricValue(metrics(), "streamedge_cache_objects", "tier=\"ssd\""), on_ssd);
+  const std::string status = testsupport::httpGet(proxy_->admin_port, "/status").body;
+  EXPECT_NE(status.find("\"checkpoint_loaded\":false"), std::string::npos) << status;
   EXPECT_GE(refetchAndCountCacheServed("/obj/k9/s", 1), static_cast<int>(on_ssd)) << proxyLog();
 }
 
@@ -403,16 +409,17 @@ TEST_F(SsdScenarioTest, CorruptedStoreBytesAreNeverServed) {
     checkLog(proxy_->process.log());
 
     // At rest: the second entry of every region (its body spans offset 150000) is damaged while
-    // the proxy is down; the rebuild rejects it. Still every body exact, nothing damaged served.
+    // the proxy is down. The index comes back from the checkpoint (no scan), so the damage is
+    // found when the copy is read: still every body exact, nothing damaged served.
     flipByteInEveryRegion(store_, 150000);
     startProxy({.encrypt = encrypt});
-    m = metrics();
-    EXPECT_GE(metricValue(m, "streamedge_ssd_errors_total", "kind=\"corrupt\""), 1) << m;
     for (int i = 0; i < kObjects; ++i) {
       const HttpResponse r = get(target(prefix, i));
       EXPECT_EQ(r.status, 200) << r.error;
       EXPECT_TRUE(r.body == simBody(path(prefix, i), kObjectBytes)) << "object " << i;
     }
+    m = metrics();
+    EXPECT_GE(metricValue(m, "streamedge_ssd_errors_total", "kind=\"corrupt\""), 1) << m;
     ASSERT_EQ(proxy_->process.stop(15s), 0);
     checkLog(proxy_->process.log());
     proxy_.reset();

@@ -79,6 +79,8 @@ class CacheVarySsd : public ::testing::Test {
     o.sync_interval = 0ms;
     o.background_rebuild = background;
     o.before_rebuild_apply = std::move(gate);
+    o.checkpoint_path = checkpoint_;
+    o.checkpoint_interval = 0ms;
     o.clock = &clock_;
     o.log = nullptr;
     auto store = SsdStore::open(std::move(*device), std::move(o));
@@ -162,6 +164,7 @@ class CacheVarySsd : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  std::string checkpoint_;  // "" = none
   ManualClock clock_;
   bool attach_ = true;  // open() attaches a RAM tier
   CacheKey variant_a_, variant_b_;
@@ -202,6 +205,30 @@ TEST_F(CacheVarySsd, AVariantWrittenBeforeARestartIsFoundAndAPurgeRemovesItForGo
   EXPECT_EQ(store_->stats().rebuilt_variants, 0u);
   EXPECT_EQ(cache_->stats().vary_urls, 0u);
   EXPECT_EQ(lookup(originOf("a.example")).kind, Kind::kMiss);
+}
+
+TEST_F(CacheVarySsd, VariantsComeBackFromTheIndexCheckpointWithTheirVaryNames) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  ASSERT_NO_FATAL_FAILURE(storeTwoVariantsAndStop());
+
+  ASSERT_NO_FATAL_FAILURE(open());
+  EXPECT_TRUE(store_->stats().checkpoint_loaded);
+  EXPECT_EQ(store_->stats().rebuilt_variants, 2u);
+  EXPECT_EQ(cache_->stats().vary_urls, 1u);
+  LookupResult b = lookup(originOf("b.example"));
+  EXPECT_EQ(b.key, variant_b_);
+  ASSERT_TRUE(b.vary);
+  EXPECT_EQ(*b.vary, VaryNames{"origin"});
+  EXPECT_EQ(readThrough(std::move(b)), body_b_);
+
+  EXPECT_TRUE(cache_->purge(kUrl));
+  ASSERT_TRUE(store_->flush().isOk());
+  close();
+  ASSERT_NO_FATAL_FAILURE(open());
+  EXPECT_TRUE(store_->stats().checkpoint_loaded);
+  EXPECT_FALSE(store_->contains(variant_a_)) << "a purged variant came back from the checkpoint";
+  EXPECT_FALSE(store_->contains(variant_b_)) << "a purged variant came back from the checkpoint";
+  EXPECT_EQ(cache_->stats().vary_urls, 0u);
 }
 
 TEST_F(CacheVarySsd, APurgeBeforeTheIndexHasTheMarkersRemovesTheVariantsToo) {

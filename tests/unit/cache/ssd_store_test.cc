@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -106,6 +107,8 @@ class SsdStoreTest : public ::testing::TestWithParam<conf::IoBackend> {
     c.io_backend = GetParam();
     c.reclaim = reclaim_;
     c.background_rebuild = false;  // stats right after open() are the rebuild's
+    c.checkpoint = checkpoint_;
+    c.checkpoint_interval = std::chrono::milliseconds(0);  // only at close
     return c;
   }
 
@@ -183,6 +186,7 @@ class SsdStoreTest : public ::testing::TestWithParam<conf::IoBackend> {
   ManualClock clock_;
   std::string key_file_;
   conf::SsdReclaim reclaim_ = conf::SsdReclaim::kFifo;
+  std::string checkpoint_;  // the index checkpoint's path; "" = none
   std::vector<std::string> log_;
   std::unique_ptr<SsdStore> store_;
   std::unique_ptr<IoEngine> engine_;
@@ -791,6 +795,110 @@ TEST_P(SsdStoreTest, ReadersOnSeveralThreadsWhileTheWriterReclaims) {
       EXPECT_GT(s.objects_reinserted, 0u);
     }
   }
+}
+
+// --- The index checkpoint (warm restarts)
+
+std::string logText(const std::vector<std::string>& log) {
+  std::string out;
+  for (const std::string& l : log) out += l + "\n";
+  return out;
+}
+
+TEST_P(SsdStoreTest, ACheckpointAtCloseMakesTheNextOpenScanNoRegion) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(/*encrypt=*/true);
+  fill(0, 40, 3000);  // about 8 regions
+  const uint64_t objects = store_->stats().objects;
+  ASSERT_GT(objects, 30u);
+  open(true);  // close (writes the checkpoint) and open again
+  const SsdStats s = store_->stats();
+  EXPECT_TRUE(s.checkpoint_loaded) << logText(log_);
+  EXPECT_LE(s.rebuild_regions_scanned, 1u);  // the region after the last one written, unwritten
+  EXPECT_EQ(s.objects, objects);
+  for (int i = 0; i < 40; ++i) {
+    if (store_->contains(key(i))) {
+      EXPECT_TRUE(readsBack(i, 3000)) << i;
+    }
+  }
+  EXPECT_EQ(s.corrupt, 0u);
+  // Consumed at open: a crash from now on finds none (and scans everything).
+  EXPECT_TRUE(readFileBytes(checkpoint_).empty());
+  // The store goes on where it was: new objects after a reopen, then a full scan agrees.
+  fill(40, 50, 3000);
+  const uint64_t after = store_->stats().objects;
+  engine_.reset();
+  store_.reset();
+  std::filesystem::remove(checkpoint_);
+  open(true);
+  EXPECT_FALSE(store_->stats().checkpoint_loaded);
+  EXPECT_EQ(store_->stats().rebuild_regions_scanned, kStore / kRegion);
+  EXPECT_EQ(store_->stats().objects, after);
+}
+
+TEST_P(SsdStoreTest, RegionsWrittenAfterTheCheckpointAreScannedAndTheirTombstonesApply) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(true);
+  fill(0, 20, 3000);
+  open(true);  // writes checkpoint 1 at close, then consumes it
+  // Keep checkpoint 1 as if the process had died right after this point: the reopen below
+  // must find what was written after it on the device.
+  engine_.reset();
+  store_.reset();
+  const std::vector<uint8_t> first = readFileBytes(checkpoint_);
+  ASSERT_FALSE(first.empty());
+  open(true);
+  fill(20, 30, 3000);
+  EXPECT_TRUE(store_->remove(key(3)));
+  EXPECT_TRUE(store_->remove(key(25)));
+  ASSERT_TRUE(store_->flush().isOk());
+  const uint64_t objects = store_->stats().objects;
+  engine_.reset();
+  store_.reset();  // writes checkpoint 2, which the "crash" loses:
+  {
+    std::FILE* f = std::fopen(checkpoint_.c_str(), "wb");
+    ASSERT_TRUE(f);
+    std::fwrite(first.data(), 1, first.size(), f);
+    std::fclose(f);
+  }
+  open(true);
+  const SsdStats s = store_->stats();
+  EXPECT_TRUE(s.checkpoint_loaded) << logText(log_);
+  EXPECT_GE(s.rebuild_regions_scanned, 2u);
+  EXPECT_LT(s.rebuild_regions_scanned, kStore / kRegion);
+  EXPECT_EQ(s.objects, objects);
+  EXPECT_FALSE(store_->contains(key(3)));   // the tombstone after the checkpoint deleted it
+  EXPECT_FALSE(store_->contains(key(25)));
+  for (int i : {0, 10, 19, 20, 29}) EXPECT_TRUE(readsBack(i, 3000)) << i;
+}
+
+TEST_P(SsdStoreTest, ADamagedCheckpointFallsBackToTheFullScan) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(true);
+  fill(0, 20, 3000);
+  engine_.reset();
+  store_.reset();
+  std::vector<uint8_t> bytes = readFileBytes(checkpoint_);
+  ASSERT_GT(bytes.size(), 200u);
+  ASSERT_TRUE(patchFile(checkpoint_, bytes.size() - 40, {static_cast<uint8_t>(bytes[bytes.size() - 40] ^ 0x01)}));
+  open(true);
+  EXPECT_FALSE(store_->stats().checkpoint_loaded);
+  EXPECT_EQ(store_->stats().rebuild_regions_scanned, kStore / kRegion);
+  EXPECT_NE(logText(log_).find("refused (authentication failed"), std::string::npos) << logText(log_);
+  for (int i : {0, 10, 19}) EXPECT_TRUE(readsBack(i, 3000)) << i;
+}
+
+TEST_P(SsdStoreTest, ACheckpointUnderAnotherKeyIsRefused) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(true);
+  fill(0, 10, 3000);
+  engine_.reset();
+  store_.reset();
+  writeKeyFile(std::string(64, 'b'));
+  open(true);
+  EXPECT_FALSE(store_->stats().checkpoint_loaded);
+  EXPECT_EQ(store_->stats().objects, 0u);  // and the regions are not readable either
+  EXPECT_NE(logText(log_).find("index checkpoint"), std::string::npos) << logText(log_);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SsdStoreTest,

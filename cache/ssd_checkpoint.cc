@@ -1,0 +1,255 @@
+#include "cache/ssd_checkpoint.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+#include <xxhash.h>
+
+namespace streamedge::cache::ssd {
+
+namespace {
+
+constexpr uint64_t kCheckpointMagic = 0x31504b43'45455453ull;  // "STEECKP1"
+constexpr uint32_t kCheckpointVersion = 1;
+constexpr uint32_t kFlagEncrypted = 1;
+// Bounds that no real store reaches; a header beyond them is damage.
+constexpr uint64_t kMaxNames = 1u << 16;
+constexpr uint64_t kMaxNameBytes = 1u << 12;
+
+struct CheckpointHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t flags;            // kFlagEncrypted
+  uint64_t region_bytes;
+  uint32_t region_count;
+  uint32_t resume_region;
+  uint64_t resume_seq;
+  uint8_t key_check[8];
+  uint64_t names_bytes;      // payload part 1
+  uint64_t entry_count;      // payload part 2: entry_count * sizeof(CheckpointEntry)
+  uint64_t payload_checksum; // xxh3-64 of the plaintext payload
+  uint8_t nonce[12];
+  uint8_t tag[16];
+  uint32_t reserved;
+  uint64_t checksum;         // xxh3-64 of the bytes above (tag zeroed)
+};
+static_assert(sizeof(CheckpointHeader) == 112);
+
+uint64_t headerChecksum(CheckpointHeader h) {
+  std::memset(h.tag, 0, sizeof(h.tag));
+  return XXH3_64bits(&h, offsetof(CheckpointHeader, checksum));
+}
+
+// The AAD: the header as written, without its tag and checksum (both set after sealing).
+std::array<uint8_t, offsetof(CheckpointHeader, tag)> aadOf(const CheckpointHeader& h) {
+  std::array<uint8_t, offsetof(CheckpointHeader, tag)> aad{};
+  std::memcpy(aad.data(), &h, aad.size());
+  return aad;
+}
+
+void putU32(std::vector<uint8_t>& out, uint32_t v) {
+  const size_t at = out.size();
+  out.resize(at + 4);
+  std::memcpy(out.data() + at, &v, 4);
+}
+
+Status syncDirectoryOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status(Code::kIo, Source::kStorage, "cannot open the checkpoint's directory");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Status(Code::kIo, Source::kStorage, "fsync of the checkpoint's directory failed");
+  return Status::ok();
+}
+
+}  // namespace
+
+std::vector<uint8_t> encodeCheckpoint(const Checkpoint& cp, const EntryCipher* cipher) {
+  std::vector<uint8_t> out(sizeof(CheckpointHeader));
+  // Names: count, then per list: count, then per name: length and bytes. [0] (none) is implied.
+  const size_t names_at = out.size();
+  putU32(out, static_cast<uint32_t>(cp.names.size() > 0 ? cp.names.size() - 1 : 0));
+  for (size_t i = 1; i < cp.names.size(); ++i) {
+    putU32(out, static_cast<uint32_t>(cp.names[i].size()));
+    for (const std::string& n : cp.names[i]) {
+      putU32(out, static_cast<uint32_t>(n.size()));
+      out.insert(out.end(), n.begin(), n.end());
+    }
+  }
+  const size_t names_bytes = out.size() - names_at;
+  const size_t entries_at = out.size();
+  out.resize(entries_at + cp.entries.size() * sizeof(CheckpointEntry));
+  if (!cp.entries.empty()) {
+    std::memcpy(out.data() + entries_at, cp.entries.data(),
+                cp.entries.size() * sizeof(CheckpointEntry));
+  }
+  uint8_t* payload = out.data() + sizeof(CheckpointHeader);
+  const size_t payload_bytes = out.size() - sizeof(CheckpointHeader);
+
+  CheckpointHeader h{};
+  h.magic = kCheckpointMagic;
+  h.version = kCheckpointVersion;
+  h.flags = cipher ? kFlagEncrypted : 0;
+  h.region_bytes = cp.region_bytes;
+  h.region_count = cp.region_count;
+  h.resume_region = cp.resume_region;
+  h.resume_seq = cp.resume_seq;
+  std::memcpy(h.key_check, cp.key_check.data(), sizeof(h.key_check));
+  h.names_bytes = names_bytes;
+  h.entry_count = cp.entries.size();
+  h.payload_checksum = XXH3_64bits(payload, payload_bytes);
+  if (cipher) {
+    if (!randomBytes(h.nonce, sizeof(h.nonce))) return {};
+    const auto aad = aadOf(h);
+    if (!cipher->seal(h.nonce, aad.data(), aad.size(), payload, payload_bytes, h.tag)) return {};
+  }
+  h.checksum = headerChecksum(h);
+  std::memcpy(out.data(), &h, sizeof(h));
+  return out;
+}
+
+bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Checkpoint* out,
+                      const char** why) {
+  const auto fail = [&](const char* reason) {
+    *why = reason;
+    return false;
+  };
+  if (bytes.size() < sizeof(CheckpointHeader)) return fail("shorter than its header");
+  CheckpointHeader h;
+  std::memcpy(&h, bytes.data(), sizeof(h));
+  if (h.magic != kCheckpointMagic) return fail("not a checkpoint (bad magic)");
+  if (h.checksum != headerChecksum(h)) return fail("header checksum mismatch");
+  if (h.version != kCheckpointVersion) return fail("another checkpoint version");
+  if (((h.flags & kFlagEncrypted) != 0) != (cipher != nullptr)) {
+    return fail("written with the other encryption setting");
+  }
+  const uint64_t payload_bytes = bytes.size() - sizeof(CheckpointHeader);
+  if (h.names_bytes > payload_bytes ||
+      h.entry_count != (payload_bytes - h.names_bytes) / sizeof(CheckpointEntry) ||
+      (payload_bytes - h.names_bytes) % sizeof(CheckpointEntry) != 0) {
+    return fail("its length does not match its header");
+  }
+  uint8_t* payload = bytes.data() + sizeof(CheckpointHeader);
+  if (cipher) {
+    const auto aad = aadOf(h);
+    if (!cipher->open(h.nonce, aad.data(), aad.size(), payload, payload_bytes, h.tag)) {
+      return fail("authentication failed (another key, or altered)");
+    }
+  }
+  if (XXH3_64bits(payload, payload_bytes) != h.payload_checksum) {
+    return fail("payload checksum mismatch");
+  }
+  Checkpoint cp;
+  cp.region_bytes = h.region_bytes;
+  cp.region_count = h.region_count;
+  cp.encrypted = cipher != nullptr;
+  std::memcpy(cp.key_check.data(), h.key_check, sizeof(h.key_check));
+  cp.resume_region = h.resume_region;
+  cp.resume_seq = h.resume_seq;
+  // Names.
+  const uint8_t* p = payload;
+  const uint8_t* const names_end = payload + h.names_bytes;
+  const auto getU32 = [&](uint32_t& v) {
+    if (names_end - p < 4) return false;
+    std::memcpy(&v, p, 4);
+    p += 4;
+    return true;
+  };
+  uint32_t lists = 0;
+  if (!getU32(lists) || lists > kMaxNames) return fail("bad name table");
+  cp.names.resize(size_t{lists} + 1);
+  for (uint32_t i = 1; i <= lists; ++i) {
+    uint32_t count = 0;
+    if (!getU32(count) || count > kMaxNames) return fail("bad name table");
+    for (uint32_t j = 0; j < count; ++j) {
+      uint32_t len = 0;
+      if (!getU32(len) || len > kMaxNameBytes || static_cast<uint64_t>(names_end - p) < len) {
+        return fail("bad name table");
+      }
+      cp.names[i].emplace_back(reinterpret_cast<const char*>(p), len);
+      p += len;
+    }
+  }
+  if (p != names_end) return fail("bad name table");
+  cp.entries.resize(h.entry_count);
+  if (h.entry_count > 0) {
+    std::memcpy(cp.entries.data(), names_end, h.entry_count * sizeof(CheckpointEntry));
+  }
+  for (const CheckpointEntry& e : cp.entries) {
+    if (e.region >= cp.region_count || e.names >= cp.names.size() ||
+        uint64_t{e.offset} + e.entry_bytes > cp.region_bytes) {
+      return fail("an entry lies outside the store");
+    }
+  }
+  *out = std::move(cp);
+  return true;
+}
+
+Status writeCheckpointFile(const std::string& path, const std::vector<uint8_t>& bytes) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status(Code::kIo, Source::kStorage, "cannot create the checkpoint file");
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return Status(Code::kIo, Source::kStorage, "writing the checkpoint file failed");
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Status(Code::kIo, Source::kStorage, "fsync of the checkpoint file failed");
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Status(Code::kIo, Source::kStorage, "renaming the checkpoint file failed");
+  }
+  return syncDirectoryOf(path);
+}
+
+Result<std::vector<uint8_t>> readCheckpointFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status(Code::kNotFound, Source::kStorage, "no checkpoint");
+    return Status(Code::kIo, Source::kStorage, "cannot open the checkpoint file");
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size < 0) {
+    ::close(fd);
+    return Status(Code::kIo, Source::kStorage, "cannot stat the checkpoint file");
+  }
+  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (done != bytes.size()) return Status(Code::kIo, Source::kStorage, "reading the checkpoint file failed");
+  return bytes;
+}
+
+Status removeCheckpointFile(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return Status::ok();
+    return Status(Code::kIo, Source::kStorage, "cannot remove the checkpoint file");
+  }
+  return syncDirectoryOf(path);
+}
+
+}  // namespace streamedge::cache::ssd

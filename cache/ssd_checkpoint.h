@@ -1,0 +1,81 @@
+// The SSD index checkpoint: a snapshot of the store's index in a file beside the store, so that
+// a restart (or a binary upgrade) rebuilds only the regions written after it instead of
+// scanning the whole device (about a second per GiB).
+//
+// File layout (little-endian):
+//   CheckpointHeader (clear, authenticated) | payload (sealed with the store key when the
+//   store is encrypted: AES-256-GCM, random nonce, the header as AAD)
+//   payload = names (Vary field-name lists of variants) then entries (one per indexed object).
+// The header's checksum is xxh3-64 of the plaintext payload; the header has its own checksum.
+//
+// What the checkpoint promises: every entry it lists was on the device, verified, in a region
+// whose sequence number it records, at the time it was written; regions written later start at
+// `resume_region` with a sequence number >= `resume_seq` and follow in ring order (the writer
+// writes regions in ring order with increasing sequence numbers). The store loads it, then
+// scans forward from resume_region while region headers say seq >= resume_seq, and lets those
+// scans replace (and their tombstones delete) what the checkpoint said. Reads still verify
+// every entry, so a checkpoint that lied would cost misses, never a wrong byte.
+//
+// A checkpoint is consumed at open (the file is removed before anything is written), so a crash
+// later can never leave one that is older than the device. Pure functions and file I/O;
+// thread-safe.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cache/cache_key.h"
+#include "cache/ssd_crypto.h"
+#include "cache/vary.h"
+#include "conf/status.h"
+
+namespace streamedge::cache::ssd {
+
+struct CheckpointEntry {
+  CacheKey key;
+  CacheKey primary;           // a variant's URL key; zero when not a variant
+  uint32_t region = 0;
+  uint32_t offset = 0;
+  uint32_t entry_bytes = 0;
+  uint32_t names = 0;         // index into Checkpoint::names; 0 = none (not a variant)
+  uint64_t seq = 0;           // the region's sequence number
+  uint64_t checksum = 0;
+  uint64_t body_bytes = 0;
+  int64_t fresh_until_s = 0;
+  int64_t usable_until_s = 0;
+  uint32_t validators = 0;    // 1: ETag or Last-Modified
+  uint32_t reserved = 0;
+};
+static_assert(sizeof(CheckpointEntry) == 96);
+
+struct Checkpoint {
+  uint64_t region_bytes = 0;
+  uint32_t region_count = 0;
+  bool encrypted = false;
+  std::array<uint8_t, 8> key_check{};
+  uint32_t resume_region = 0;
+  uint64_t resume_seq = 0;
+  std::vector<VaryNames> names;  // [0] is the empty list ("none")
+  std::vector<CheckpointEntry> entries;
+};
+
+// The file contents; `cipher` null when the store is not encrypted. Empty on a CSPRNG or
+// cipher failure.
+std::vector<uint8_t> encodeCheckpoint(const Checkpoint& cp, const EntryCipher* cipher);
+// Parses and verifies `bytes` (decrypted in place). False with `why` when anything is off:
+// magic, version, lengths, checksums, tag (wrong key or altered), an encryption mode that is
+// not the caller's.
+bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Checkpoint* out,
+                      const char** why);
+
+// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the
+// directory. Mode 0600.
+Status writeCheckpointFile(const std::string& path, const std::vector<uint8_t>& bytes);
+// The whole file; kNotFound when there is none.
+Result<std::vector<uint8_t>> readCheckpointFile(const std::string& path);
+// Removes `path` (and makes the removal durable). No error when it is already gone.
+Status removeCheckpointFile(const std::string& path);
+
+}  // namespace streamedge::cache::ssd
