@@ -12,7 +12,8 @@
 #   full scan:  remove the checkpoint, the same → the time the whole-store scan costs
 # The store file is on BENCH_STORE_DIR's disk, read with O_DIRECT (no page cache).
 #
-# Knobs: WARM_SIZES_GIB="1 4 8" RUNS=3 BENCH_STORE_DIR=/var/tmp BENCH_SKIP_BUILD=1
+# Knobs: WARM_SIZES_GIB="1 4 8" WARM_OBJECT_KIB=2048 RUNS=3 BENCH_STORE_DIR=/var/tmp
+#        BENCH_SKIP_BUILD=1
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -22,6 +23,7 @@ cd "$STREAMEDGE_ROOT" || exit 1
 
 SIZES=${WARM_SIZES_GIB:-1 4 8}
 RUNS=${RUNS:-3}
+OBJECT_KIB=${WARM_OBJECT_KIB:-2048}
 STORE_DIR=${BENCH_STORE_DIR:-/var/tmp}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 SIM_BIN=build/release/tests/origin_sim
@@ -100,7 +102,7 @@ range() { tr ' ' '\n' | grep -v '^$' | sort -n | awk 'NR == 1 { lo = $1 } { hi =
 printf '| store | objects | checkpoint | first SSD hit, checkpoint | first SSD hit, full scan |\n'
 printf '| --: | --: | --: | --: | --: |\n'
 for size in $SIZES; do
-  fill=$("$FILL_BIN" --store "$WORK/store" --key-file "$WORK/store.key" --size-mib $((size * 1024)) --vhost warm) ||
+  fill=$("$FILL_BIN" --store "$WORK/store" --key-file "$WORK/store.key" --size-mib $((size * 1024)) --object-kib "$OBJECT_KIB" --vhost warm) ||
     die "ssd_fill failed"
   objects=$(sed -E 's/.*objects=([0-9]+).*/\1/' <<<"$fill")
   cp_bytes=$(stat -c %s "$WORK/store.checkpoint" 2>/dev/null || echo 0)
