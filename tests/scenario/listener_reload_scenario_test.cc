@@ -13,8 +13,10 @@
 
 #include <cerrno>
 #include <csignal>
+#include <atomic>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/scenario/scenario_env.h"
 #include "tests/support/http_client.h"
@@ -366,6 +368,69 @@ TEST_F(ListenerReloadTest, APrivilegedPortAfterTheUserSwitchFailsTheReloadWithTh
   EXPECT_TRUE(proxy_->process.running());
   EXPECT_EQ(get(proxy_->http_port, "/obj/lr/user?size=10").status, 200);
   EXPECT_EQ(metricValue(metrics(), "streamedge_config_reloads_total", "result=\"failed\""), 1);
+}
+
+TEST_F(ListenerReloadTest, KeepAliveClientsUnderLoadLoseNothingWhileReloadsAddAndRemoveListeners) {
+  ASSERT_NO_FATAL_FAILURE(startWith(config(plainListener("127.0.0.1:0") + plainListener("127.0.0.2:0"))));
+  const uint16_t kept = proxy_->port("http", 0);
+  const uint16_t doomed = proxy_->port("http", 1);
+
+  // Four keep-alive clients on the kept listener and two on the one to be removed, each going
+  // until told to stop (bounded: 5000 requests, 2 ms apart, or 20 s each). On the kept listener nothing may
+  // fail; on the removed one every answer that arrives is whole, the connection then closes
+  // and new ones are refused.
+  struct Tally {
+    std::atomic<int> ok{0};
+    std::atomic<int> failed{0};
+    std::atomic<int> refused{0};
+    std::string first_error;  // written by one thread at most (under `failed`'s first increment)
+  };
+  std::atomic<bool> stop{false};
+  Tally on_kept;
+  Tally on_doomed;
+  auto client = [&](uint16_t port, const std::string& host, Tally& tally, int index) {
+    testsupport::HttpConnection conn;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    for (int i = 0; i < 5000 && !stop.load() && std::chrono::steady_clock::now() < deadline; ++i) {
+      std::this_thread::sleep_for(2ms);
+      if (!conn.isOpen() && !conn.connect(port, 2s, host)) {
+        ++tally.refused;
+        continue;
+      }
+      const std::string path = "/obj/lr/load-" + std::to_string(index) + "-" + std::to_string(i % 20);
+      const HttpResponse r = conn.request("GET", path + "?size=20000", {}, 10s);
+      if (r.ok() && r.status == 200 && r.body == testsupport::simBody(path, 20000)) {
+        ++tally.ok;
+      } else if (r.status == 0 && r.body_bytes == 0 && !r.truncated && r.closed) {
+        // Closed between two requests (an idle keep-alive connection of a removed listener):
+        // the request was never taken, the client reconnects.
+      } else if (tally.failed++ == 0) {
+        tally.first_error = std::to_string(r.status) + " " + r.error + (r.truncated ? " truncated" : "");
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back(client, kept, "127.0.0.1", std::ref(on_kept), i);
+  for (int i = 0; i < 2; ++i) threads.emplace_back(client, doomed, "127.0.0.2", std::ref(on_doomed), 10 + i);
+
+  std::this_thread::sleep_for(300ms);
+  // Add one, then remove the second, then add and remove a third: the kept one keeps serving.
+  reload(config(plainListener("127.0.0.1:0") + plainListener("127.0.0.2:0") + plainListener("127.0.0.3:0")));
+  std::this_thread::sleep_for(300ms);
+  reload(config(plainListener("127.0.0.1:0") + plainListener("127.0.0.3:0")));
+  std::this_thread::sleep_for(300ms);
+  reload(config(plainListener("127.0.0.1:0")));
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  for (std::thread& t : threads) t.join();
+
+  EXPECT_EQ(on_kept.failed.load(), 0) << on_kept.first_error;
+  EXPECT_EQ(on_kept.refused.load(), 0);
+  EXPECT_GT(on_kept.ok.load(), 20);
+  EXPECT_EQ(on_doomed.failed.load(), 0) << on_doomed.first_error;
+  EXPECT_GT(on_doomed.ok.load(), 0);
+  EXPECT_GT(on_doomed.refused.load(), 0) << "the removed listener still accepted connections";
+  EXPECT_EQ(metricValue(metrics(), "streamedge_config_reloads_total", "result=\"failed\""), 0);
 }
 
 }  // namespace
