@@ -74,9 +74,14 @@ constexpr size_t kMaxForwardedBody = 1 << 20;
 }  // namespace
 
 ClientConnection::ClientConnection(Worker& worker, uint64_t id, bufferevent* bev,
-                                   const sockaddr* addr, int socklen, size_t listener_index,
-                                   tls::TlsStatePtr tls)
-    : worker_(worker), id_(id), listener_index_(listener_index), bev_(bev), tls_(std::move(tls)) {
+                                   const sockaddr* addr, int socklen, uint64_t listener_id,
+                                   size_t metric_slot, tls::TlsStatePtr tls)
+    : worker_(worker),
+      id_(id),
+      listener_id_(listener_id),
+      metric_slot_(std::min(metric_slot, kListenerSlots - 1)),
+      bev_(bev),
+      tls_(std::move(tls)) {
   if (addr && socklen > 0 && static_cast<size_t>(socklen) <= sizeof client_addr_) {
     std::memcpy(&client_addr_, addr, static_cast<size_t>(socklen));
   }
@@ -97,7 +102,7 @@ ClientConnection::~ClientConnection() {
     WorkerCounters& c = worker_.counters();
     c.connections_active.fetch_sub(1, std::memory_order_relaxed);
     WorkerCounters::addSigned(
-        c.connections_active_by_listener[std::min(listener_index_, kListenerSlots - 1)], -1);
+        c.connections_active_by_listener[metric_slot_], -1);
     worker_.shared().connections_total_active.fetch_sub(1, std::memory_order_relaxed);
   }
 }
@@ -108,7 +113,7 @@ bool ClientConnection::start() {
   WorkerCounters& c = worker_.counters();
   c.connections_active.fetch_add(1, std::memory_order_relaxed);
   WorkerCounters::addSigned(
-      c.connections_active_by_listener[std::min(listener_index_, kListenerSlots - 1)], 1);
+      c.connections_active_by_listener[metric_slot_], 1);
   worker_.shared().connections_total_active.fetch_add(1, std::memory_order_relaxed);
   int one = 1;
   setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -346,10 +351,10 @@ void ClientConnection::handleRequest() {
   setReadTimeout(std::chrono::milliseconds(0));  // the viewer waits for us now
   state_ = State::kWaiting;
 
-  if (!tls_ && listener_index_ < config_->listeners.size() &&
-      config_->listeners[listener_index_].redirect_https) {
-    return redirectToHttps();
-  }
+  // The listener's settings as the current config has them (a reload may change them); null
+  // once a reload removed it (the connection then only finishes what it has).
+  const conf::ListenerConfig* listener = worker_.listenerConfig(listener_id_);
+  if (!tls_ && listener && listener->redirect_https) return redirectToHttps(listener->https_port);
   RouteMatch match = matchRoute(*config_, host_, raw_path_);
   vhost_ = match.vhost;
   route_ = match.route;
@@ -699,7 +704,7 @@ void ClientConnection::appendHsts() {
 
 // 301 to the same host and target on the HTTPS port (RFC 9110 §15.4.2). The Host header was
 // checked by the parser; its port, if any, is replaced.
-void ClientConnection::redirectToHttps() {
+void ClientConnection::redirectToHttps(uint16_t https_port) {
   std::string_view host = host_;
   if (host.empty()) return synth(400, "a Host header is required", true);
   const size_t bracket = host.rfind(']');
@@ -707,7 +712,7 @@ void ClientConnection::redirectToHttps() {
   if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
     host = host.substr(0, colon);
   }
-  const uint16_t port = config_->listeners[listener_index_].https_port;
+  const uint16_t port = https_port;
   status_ = 301;
   out_.clear();
   appendStatusLine(301, reasonPhrase(301));

@@ -53,8 +53,9 @@ class ClientConnection final : public cache::ObjectWaiter {
   // Takes ownership of `bev` (a socket bufferevent, or an accepting bufferevent_openssl for a
   // TLS listener, made by the worker). `tls`: the TLS snapshot the connection's SSL was made
   // from, pinned for the connection's life (its callbacks refer to it); null for plain HTTP.
+  // `listener_id` / `metric_slot`: the listener it came in on (proxy/listener_table.h).
   ClientConnection(Worker& worker, uint64_t id, bufferevent* bev, const sockaddr* addr,
-                   int socklen, size_t listener_index, tls::TlsStatePtr tls);
+                   int socklen, uint64_t listener_id, size_t metric_slot, tls::TlsStatePtr tls);
   ~ClientConnection();
   ClientConnection(const ClientConnection&) = delete;
   ClientConnection& operator=(const ClientConnection&) = delete;
@@ -65,6 +66,9 @@ class ClientConnection final : public cache::ObjectWaiter {
   bool idle() const { return state_ == State::kReadingHead; }
   // Closes the connection now if it is idle; otherwise after the current response.
   void closeWhenIdle();
+  // Closes the connection now, busy or not (its listener's drain deadline passed). Deletes this.
+  void closeAtDeadline() { closeNow(); }
+  uint64_t listenerId() const { return listener_id_; }
 
   // Any thread: an object this connection reads has changed.
   void onObjectChanged() noexcept override;
@@ -126,12 +130,13 @@ class ClientConnection final : public cache::ObjectWaiter {
   void appendCacheStatus(bool synthesized);
   void writeHead();  // queues out_ (the response head) and records the time to first byte
   void appendHsts();
-  void redirectToHttps();                    // plain listener with redirect_https
+  void redirectToHttps(uint16_t https_port);  // plain listener with redirect_https
 
   // const after construction
   Worker& worker_;
   const uint64_t id_;
-  const size_t listener_index_;
+  const uint64_t listener_id_;
+  const size_t metric_slot_;  // in connections_active_by_listener
   sockaddr_storage client_addr_{};
   bufferevent* bev_ = nullptr;
   const tls::TlsStatePtr tls_;  // non-null: TLS connection (never write to the fd directly)

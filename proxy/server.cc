@@ -42,69 +42,22 @@ int64_t unixMillisNow() {
       .count();
 }
 
-std::string describe(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  uint16_t port = 0;
-  if (ss.ss_family == AF_INET) {
-    const auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
-    port = ntohs(sin->sin_port);
-    return std::string(host) + ":" + std::to_string(port);
-  }
-  const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-  inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
-  port = ntohs(sin6->sin6_port);
-  return "[" + std::string(host) + "]:" + std::to_string(port);
+// The configured address of every listener, config order (what ListenerTable works with).
+std::vector<std::string> listenerAddresses(const conf::Config& config) {
+  std::vector<std::string> out;
+  out.reserve(config.listeners.size());
+  for (const conf::ListenerConfig& l : config.listeners) out.push_back(l.address);
+  return out;
 }
 
-void setPort(sockaddr_storage& ss, uint16_t port) {
-  if (ss.ss_family == AF_INET) {
-    reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(port);
-  } else {
-    reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
-  }
+// The line scripts and tests read the port from (stdout, flushed).
+void printListening(const conf::ListenerConfig& listener, const std::string& bound) {
+  std::printf("streamedge listening %s %s\n", listener.certificates.empty() ? "http" : "https",
+              bound.c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace
-
-bool parseSocketAddress(const std::string& address, sockaddr_storage& out, socklen_t& len) {
-  std::memset(&out, 0, sizeof out);
-  std::string host;
-  std::string port;
-  if (!address.empty() && address.front() == '[') {
-    size_t close = address.find(']');
-    if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':') {
-      return false;
-    }
-    host = address.substr(1, close - 1);
-    port = address.substr(close + 2);
-  } else {
-    size_t colon = address.rfind(':');
-    if (colon == std::string::npos) return false;
-    host = address.substr(0, colon);
-    port = address.substr(colon + 1);
-  }
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) {
-    return false;
-  }
-  const int port_number = std::stoi(port);
-  if (port_number > 65535) return false;
-  auto* sin = reinterpret_cast<sockaddr_in*>(&out);
-  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&out);
-  if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1) {
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(static_cast<uint16_t>(port_number));
-    len = sizeof(sockaddr_in);
-    return true;
-  }
-  if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) == 1) {
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(static_cast<uint16_t>(port_number));
-    len = sizeof(sockaddr_in6);
-    return true;
-  }
-  return false;
-}
 
 Server::Server(conf::ConfigPtr config, std::string config_path)
     : config_(std::move(config)), config_path_(std::move(config_path)) {}
@@ -146,47 +99,65 @@ Server::~Server() {
 
 bool Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
   per_worker.assign(static_cast<size_t>(worker_count_), {});
+  listener_table_.start(listenerAddresses(*config_));
   for (size_t li = 0; li < config_->listeners.size(); ++li) {
     const conf::ListenerConfig& listener = config_->listeners[li];
-    sockaddr_storage addr;
-    socklen_t len = 0;
-    if (!parseSocketAddress(listener.address, addr, len)) {
-      std::fprintf(stderr, "streamedge: bad listener address %s\n", listener.address.c_str());
-      return false;
+    const ListenerEntry& entry = listener_table_.current()[li];
+    BoundSockets bound;
+    std::string why;
+    if (!bindListenSockets(listener.address, listener.backlog, worker_count_, bound, &why)) {
+      std::fprintf(stderr, "streamedge: %s\n", why.c_str());
+      return false;  // the process exits: the sockets bound so far go with it
     }
-    // One socket per worker on the same address (SO_REUSEPORT): the kernel spreads connections
-    // and no lock is shared on accept. With port 0 the first socket picks the port.
+    printListening(listener, bound.bound);
     for (int w = 0; w < worker_count_; ++w) {
-      int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-      if (fd < 0) {
-        std::fprintf(stderr, "streamedge: socket(): %s\n", std::strerror(errno));
-        return false;
-      }
-      int one = 1;
-      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-      if (addr.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-      if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-          ::listen(fd, listener.backlog) != 0) {
-        std::fprintf(stderr, "streamedge: cannot listen on %s: %s\n", listener.address.c_str(),
-                     std::strerror(errno));
-        ::close(fd);
-        return false;
-      }
-      if (w == 0) {
-        sockaddr_storage bound;
-        socklen_t bound_len = sizeof bound;
-        getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_len);
-        setPort(addr, ntohs(bound.ss_family == AF_INET
-                                ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
-                                : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port));
-        std::printf("streamedge listening %s %s\n", listener.certificates.empty() ? "http" : "https",
-                    describe(addr).c_str());
-      }
-      per_worker[static_cast<size_t>(w)].push_back(ListenSocket{fd, li});
+      per_worker[static_cast<size_t>(w)].push_back(
+          ListenSocket{bound.fds[static_cast<size_t>(w)], entry.id, entry.slot});
     }
+    bound_[entry.id] = BoundListener{bound.bound, std::move(bound.fds)};
   }
   return true;
+}
+
+int64_t Server::listenerConnections(size_t slot) const {
+  int64_t active = 0;
+  if (!shared_ || slot >= kListenerSlots) return 0;
+  for (const auto& c : shared_->counters) {
+    active += c->connections_active_by_listener[slot].load(std::memory_order_relaxed);
+  }
+  return active;
+}
+
+std::vector<Server::ListenerView> Server::listenerViews() const {
+  std::vector<ListenerView> out;
+  std::vector<bool> seen(kListenerSlots, false);
+  for (size_t i = 0; i < listener_table_.current().size(); ++i) {
+    const ListenerEntry& e = listener_table_.current()[i];
+    ListenerView v;
+    v.label = e.label;
+    const auto it = bound_.find(e.id);
+    if (it != bound_.end()) v.bound = it->second.bound;
+    v.tls = i < config_->listeners.size() && !config_->listeners[i].certificates.empty();
+    v.connections = listenerConnections(e.slot);
+    v.export_gauge = !seen[e.slot];
+    seen[e.slot] = true;
+    if (v.export_gauge) v.gauge_label = listener_table_.slotLabel(e.slot);
+    out.push_back(std::move(v));
+  }
+  // Removed by a reload: shown while their connections drain.
+  for (const ListenerEntry& e : listener_table_.retired()) {
+    const int64_t active = listenerConnections(e.slot);
+    if (active == 0 || seen[e.slot]) continue;
+    seen[e.slot] = true;
+    ListenerView v;
+    v.label = e.label;
+    v.gauge_label = listener_table_.slotLabel(e.slot);
+    v.connections = active;
+    v.removed = true;
+    v.export_gauge = true;
+    out.push_back(std::move(v));
+  }
+  return out;
 }
 
 bool Server::startAdmin() {
@@ -216,7 +187,7 @@ bool Server::startAdmin() {
   sockaddr_storage bound;
   socklen_t bound_len = sizeof bound;
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_len);
-  std::printf("streamedge listening admin %s\n", describe(bound).c_str());
+  std::printf("streamedge listening admin %s\n", socketAddressText(bound).c_str());
   evhttp_set_gencb(admin_, adminCb, this);
   return true;
 }
@@ -229,14 +200,6 @@ int Server::run() {
                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   shared_ = std::make_unique<SharedState>(*config_);
   registerVhosts(*config_);
-  for (size_t i = 0; i < config_->listeners.size(); ++i) {
-    // The configured address labels the listener's metrics; a repeated one (port 0) gets "#i".
-    std::string label = config_->listeners[i].address;
-    for (size_t j = 0; j < i; ++j) {
-      if (config_->listeners[j].address == label) label += "#" + std::to_string(i);
-    }
-    listener_labels_.push_back(std::move(label));
-  }
   for (int i = 0; i < worker_count_; ++i) {
     shared_->counters.push_back(std::make_unique<WorkerCounters>());
   }
@@ -299,9 +262,12 @@ int Server::run() {
   // Opened as the user it is reopened as (SIGUSR1, after logrotate), so both see the same file
   // permissions.
   if (!shared_->access_log.open()) return 1;
+  std::vector<uint64_t> ids_by_position;
+  for (const ListenerEntry& e : listener_table_.current()) ids_by_position.push_back(e.id);
   for (int i = 0; i < worker_count_; ++i) {
     auto worker = std::make_unique<Worker>(i, *shared_, config_,
-                                           std::move(per_worker[static_cast<size_t>(i)]));
+                                           std::move(per_worker[static_cast<size_t>(i)]),
+                                           ids_by_position);
     worker->setTls(tls_);
     if (!worker->start()) {
       std::fprintf(stderr, "streamedge: worker %d failed to start\n", i);
@@ -370,19 +336,15 @@ void Server::reload() {
     return;
   }
   const conf::Config& next = *loaded.config;
-  bool listeners_changed = next.listeners.size() != config_->listeners.size();
-  for (size_t i = 0; !listeners_changed && i < next.listeners.size(); ++i) {
-    listeners_changed = next.listeners[i].address != config_->listeners[i].address;
-  }
-  if (listeners_changed || next.server.workers != config_->server.workers ||
+  if (next.server.workers != config_->server.workers ||
       next.cache.ram.size_bytes != config_->cache.ram.size_bytes ||
       next.cache.ram.max_variants != config_->cache.ram.max_variants ||
       next.cache.ram.max_vary_urls != config_->cache.ram.max_vary_urls ||
       next.admin.address != config_->admin.address || ssdChanged(next.cache.ssd, config_->cache.ssd) ||
       next.server.user != config_->server.user) {
     std::fprintf(stderr,
-                 "streamedge: reload: listener, worker, admin, cache size, [cache.ssd] and user "
-                 "changes take effect at the next restart\n");
+                 "streamedge: reload: worker, admin, cache size, [cache.ssd] and user changes take "
+                 "effect at the next restart\n");
   }
   // Certificates, keys, ticket key files and OCSP responses are re-read; any error keeps the
   // running config and contexts (connections pin theirs, new ones get the new snapshot).
@@ -398,6 +360,17 @@ void Server::reload() {
     for (const std::string& e : built.errors) std::fprintf(stderr, "  %s\n", e.c_str());
     return;
   }
+  // Listeners the new config adds are bound now, before anything is published: one that cannot
+  // be bound fails the whole reload and the running listeners, config and certificates stay.
+  std::vector<ListenerUpdate> updates;
+  std::string why;
+  if (!reloadListeners(next, updates, why)) {
+    ++reloads_failed_;
+    last_reload_ok_ = false;
+    std::fprintf(stderr, "streamedge: reload of %s failed; the running config, listeners and "
+                 "certificates stay:\n  %s\n", config_path_.c_str(), why.c_str());
+    return;
+  }
   config_ = loaded.config;
   registerVhosts(*config_);
   shared_->cache.setFillLimits(config_->cache.ram.fill_window_bytes,
@@ -410,19 +383,81 @@ void Server::reload() {
   if (!stopping_) {
     health_checker_ = std::make_unique<HealthChecker>(base_, config_, tls_, shared_->health);
   }
-  for (auto& worker : workers_) {
-    Worker* w = worker.get();
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker* w = workers_[i].get();
     conf::ConfigPtr snapshot = config_;
     tls::TlsStatePtr tls = tls_;
-    w->post([w, snapshot, tls] {
-      w->setConfig(snapshot);
-      w->setTls(tls);
-    });
+    // Shared: a std::function must be copyable. Sockets of an update never applied (the worker
+    // stopped first) are closed with it.
+    auto update = std::make_shared<ListenerUpdate>(std::move(updates[i]));
+    w->post([w, snapshot, tls, update] { w->applyReload(snapshot, tls, *update); });
   }
   ++reloads_ok_;
   last_reload_ok_ = true;
   last_reload_ok_unix_ms_ = unixMillisNow();
   std::fprintf(stderr, "streamedge: reloaded %s\n", config_path_.c_str());
+}
+
+bool Server::reloadListeners(const conf::Config& next, std::vector<ListenerUpdate>& updates,
+                             std::string& why) {
+  const std::vector<std::string> addresses = listenerAddresses(next);
+  const ListenerDiff diff = listener_table_.diff(addresses);
+  // Bind every added address first; one failure closes what was bound and changes nothing.
+  std::vector<BoundSockets> bound(next.listeners.size());
+  for (size_t i = 0; i < next.listeners.size(); ++i) {
+    if (diff.kept_from[i]) continue;
+    const conf::ListenerConfig& l = next.listeners[i];
+    if (!bindListenSockets(l.address, l.backlog, worker_count_, bound[i], &why)) {
+      for (BoundSockets& b : bound) closeSockets(b.fds);
+      why = "listener[" + std::to_string(i) + "]: " + why;
+      return false;
+    }
+  }
+
+  const std::vector<ListenerEntry> before = listener_table_.current();
+  std::vector<uint64_t> removed;
+  for (size_t index : diff.removed) {
+    const ListenerEntry& e = before[index];
+    removed.push_back(e.id);
+    bound_.erase(e.id);  // the workers close their sockets on the update
+    std::fprintf(stderr,
+                 "streamedge: reload: listener %s removed: it stops accepting, its %lld open "
+                 "connection(s) finish their response (up to %lld ms)\n",
+                 e.label.c_str(), static_cast<long long>(listenerConnections(e.slot)),
+                 static_cast<long long>(next.server.drain_timeout.count()));
+  }
+  listener_table_.commit(addresses, diff, [this](size_t slot) { return listenerConnections(slot); });
+
+  updates.clear();
+  updates.resize(static_cast<size_t>(worker_count_));
+  std::vector<uint64_t> ids_by_position;
+  for (size_t i = 0; i < next.listeners.size(); ++i) {
+    const ListenerEntry& e = listener_table_.current()[i];
+    const conf::ListenerConfig& l = next.listeners[i];
+    ids_by_position.push_back(e.id);
+    if (const auto kept = diff.kept_from[i]) {
+      // Kept: same sockets. A new backlog applies to them as they are (listen() again).
+      const conf::ListenerConfig& was = config_->listeners[*kept];
+      if (l.backlog != was.backlog) {
+        for (int fd : bound_[e.id].fds) ::listen(fd, l.backlog);
+      }
+      continue;
+    }
+    printListening(l, bound[i].bound);
+    std::fprintf(stderr, "streamedge: reload: listener %s added, listening on %s\n",
+                 e.label.c_str(), bound[i].bound.c_str());
+    for (int w = 0; w < worker_count_; ++w) {
+      updates[static_cast<size_t>(w)].added.push_back(
+          ListenSocket{bound[i].fds[static_cast<size_t>(w)], e.id, e.slot});
+    }
+    bound_[e.id] = BoundListener{bound[i].bound, std::move(bound[i].fds)};
+  }
+  for (ListenerUpdate& u : updates) {
+    u.ids_by_position = ids_by_position;
+    u.removed = removed;
+    u.drain_timeout = next.server.drain_timeout;
+  }
+  return true;
 }
 
 std::string Server::servingStatus() const {
@@ -647,17 +682,15 @@ std::string Server::statusJson() const {
   out += ",\"connections\":" +
          std::to_string(shared_->connections_total_active.load(std::memory_order_relaxed));
   out += ",\"listeners\":[";
-  for (size_t li = 0; li < listener_labels_.size(); ++li) {
-    int64_t active = 0;
-    for (const auto& c : shared_->counters) {
-      active += c->connections_active_by_listener[std::min(li, kListenerSlots - 1)].load(
-          std::memory_order_relaxed);
-    }
-    if (li > 0) out += ',';
-    out += "{\"address\":" + jsonString(listener_labels_[li]) +
-           ",\"tls\":" + (config_->listeners.size() > li && !config_->listeners[li].certificates.empty()
-                              ? "true" : "false") +
-           ",\"connections\":" + std::to_string(active) + "}";
+  bool first_listener = true;
+  for (const ListenerView& v : listenerViews()) {
+    if (!first_listener) out += ',';
+    first_listener = false;
+    out += "{\"address\":" + jsonString(v.label);
+    if (!v.removed) out += ",\"bound\":" + jsonString(v.bound);
+    out += ",\"tls\":" + std::string(v.tls ? "true" : "false") +
+           ",\"state\":" + (v.removed ? "\"draining\"" : "\"accepting\"") +
+           ",\"connections\":" + std::to_string(v.connections) + "}";
   }
   out += "]";
   const cache::CacheStats stats = shared_->cache.stats();
@@ -825,12 +858,8 @@ std::string Server::metricsText() const {
     snap.connections_accepted += c->connections_accepted.load(std::memory_order_relaxed);
     snap.bad_requests += c->bad_requests.load(std::memory_order_relaxed);
   }
-  for (size_t li = 0; li < listener_labels_.size() && li < kListenerSlots; ++li) {
-    int64_t active = 0;
-    for (const auto& c : shared_->counters) {
-      active += c->connections_active_by_listener[li].load(std::memory_order_relaxed);
-    }
-    snap.listeners.push_back({listener_labels_[li], active});
+  for (const ListenerView& v : listenerViews()) {
+    if (v.export_gauge) snap.listeners.push_back({v.gauge_label, v.connections});
   }
   for (size_t v = 0; v < static_cast<size_t>(TlsVersionSlot::kCount); ++v) {
     for (size_t r = 0; r < static_cast<size_t>(HandshakeResult::kCount); ++r) {
@@ -847,8 +876,9 @@ std::string Server::metricsText() const {
       // An unreadable notAfter (never seen from a certificate OpenSSL accepted) has no series:
       // 0 would read as "expired in 1970" and page someone for nothing.
       if (c.served.not_after == 0) continue;
-      snap.certificates.push_back({c.listener_index < listener_labels_.size()
-                                       ? listener_labels_[c.listener_index]
+      const auto& listeners = listener_table_.current();
+      snap.certificates.push_back({c.listener_index < listeners.size()
+                                       ? listeners[c.listener_index].label
                                        : std::to_string(c.listener_index),
                                    c.served.certificate,
                                    static_cast<double>(c.served.not_after)});

@@ -8,12 +8,15 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "conf/config.h"
 #include "proxy/health_checker.h"
+#include "proxy/listen_socket.h"
+#include "proxy/listener_table.h"
 #include "proxy/shared_state.h"
 #include "proxy/systemd_notify.h"
 #include "proxy/worker.h"
@@ -45,6 +48,25 @@ class Server {
   void reload();
   void beginStop();
   bool bindListeners(std::vector<std::vector<ListenSocket>>& per_worker);
+  // Reload, listener part: binds the listeners `next` adds (nothing is changed when one cannot
+  // be bound: false with `why`), then makes `next`'s list current and fills one update per
+  // worker (added sockets, removed ids). Before the new config is published.
+  bool reloadListeners(const conf::Config& next, std::vector<ListenerUpdate>& updates,
+                       std::string& why);
+  // Connections open now on the listeners of metric slot `slot`, all workers.
+  int64_t listenerConnections(size_t slot) const;
+  // What /metrics and /status show per listener: the current ones (config order), then removed
+  // ones while their connections drain.
+  struct ListenerView {
+    std::string label;        // the metric label
+    std::string bound;        // address with the bound port ("" once removed)
+    bool tls = false;
+    bool removed = false;     // removed by a reload, draining
+    int64_t connections = 0;  // of its metric slot (shared past kListenerSlots - 1 listeners)
+    bool export_gauge = true;  // false for a second listener of the shared slot
+    std::string gauge_label;   // the slot's label ("other" when shared)
+  };
+  std::vector<ListenerView> listenerViews() const;
   bool startAdmin();
   void handleAdmin(evhttp_request* req);
   std::string statusJson() const;
@@ -78,10 +100,13 @@ class Server {
   int64_t last_reload_ok_unix_ms_ = 0;       // the start counts as the first good load
   bool last_reload_ok_ = true;               // the latest reload attempt succeeded
   bool listeners_bound_ = false;             // every listener socket bound and workers started
-  std::vector<std::string> listener_labels_;  // metric label per listener index, fixed at start
+  // Identities of the viewer listeners (ids, metric labels and slots), kept across reloads.
+  ListenerTable listener_table_{kListenerSlots};
+  struct BoundListener {
+    std::string bound;     // the address with the port the kernel gave
+    std::vector<int> fds;  // one per worker, owned by the workers (read here: backlog changes)
+  };
+  std::map<uint64_t, BoundListener> bound_;  // by ListenerEntry::id, current listeners only
 };
-
-// Parses "host:port" / "[v6]:port" into a sockaddr. False on anything else.
-bool parseSocketAddress(const std::string& address, sockaddr_storage& out, socklen_t& len);
 
 }  // namespace streamedge::proxy

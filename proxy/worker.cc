@@ -5,6 +5,7 @@
 #include <openssl/ssl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "proxy/client_connection.h"
@@ -34,13 +35,42 @@ constexpr ev_ssize_t kMaxSingleWrite = 512 << 10;
 constexpr timeval kTick{0, 100 * 1000};  // heartbeat, log flush, drain checks
 }  // namespace
 
+ListenerUpdate::ListenerUpdate(ListenerUpdate&& other) noexcept
+    : ids_by_position(std::move(other.ids_by_position)),
+      added(std::move(other.added)),
+      removed(std::move(other.removed)),
+      drain_timeout(other.drain_timeout) {
+  other.added.clear();
+}
+
+ListenerUpdate::~ListenerUpdate() {
+  for (const ListenSocket& s : added) {
+    if (s.fd >= 0) ::close(s.fd);
+  }
+}
+
+Worker::Acceptor::~Acceptor() {
+  if (listener) {
+    evconnlistener_free(listener);  // LEV_OPT_CLOSE_ON_FREE: closes the socket
+  } else if (socket.fd >= 0) {
+    ::close(socket.fd);
+  }
+}
+
 Worker::Worker(int index, SharedState& shared, conf::ConfigPtr config,
-               std::vector<ListenSocket> sockets)
+               std::vector<ListenSocket> sockets, std::vector<uint64_t> ids_by_position)
     : index_(index),
       shared_(shared),
       counters_(shared.counters.at(static_cast<size_t>(index)).get()),
-      sockets_(std::move(sockets)),
-      config_(std::move(config)) {}
+      config_(std::move(config)),
+      listener_ids_(std::move(ids_by_position)) {
+  for (const ListenSocket& s : sockets) {
+    auto acceptor = std::make_unique<Acceptor>();
+    acceptor->worker = this;
+    acceptor->socket = s;
+    acceptors_.push_back(std::move(acceptor));
+  }
+}
 
 Worker::~Worker() {
   if (thread_.joinable()) thread_.join();
@@ -53,10 +83,7 @@ Worker::~Worker() {
   if (ssd_event_) event_free(ssd_event_);
   ssd_engine_.reset();
   origins_.reset();
-  for (evconnlistener* l : listeners_) evconnlistener_free(l);
-  for (const ListenSocket& s : sockets_) {
-    if (s.fd >= 0 && listeners_.empty()) ::close(s.fd);
-  }
+  acceptors_.clear();
   if (inbox_event_) event_free(inbox_event_);
   if (tick_event_) event_free(tick_event_);
   if (base_) event_base_free(base_);
@@ -86,13 +113,8 @@ bool Worker::start() {
     ssd_event_ = event_new(base_, ssd_engine_->completionFd(), EV_READ | EV_PERSIST, ssdCb, this);
     if (!ssd_event_ || event_add(ssd_event_, nullptr) != 0) return false;
   }
-  for (const ListenSocket& s : sockets_) {
-    auto arg = std::make_unique<ListenerArg>(ListenerArg{this, s.listener_index});
-    evconnlistener* l = evconnlistener_new(base_, acceptCb, arg.get(),
-                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, s.fd);
-    if (!l) return false;
-    listeners_.push_back(l);
-    listener_args_.push_back(std::move(arg));
+  for (auto& acceptor : acceptors_) {
+    if (!listen(*acceptor)) return false;
   }
   counters_->heartbeat_unix_ms.store(
       std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -158,12 +180,32 @@ void Worker::drainInbox() {
   tasks_scratch_.clear();
 }
 
-void Worker::acceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int socklen, void* arg) {
-  auto* la = static_cast<ListenerArg*>(arg);
-  la->worker->onAccept(fd, addr, socklen, la->listener_index);
+bool Worker::listen(Acceptor& acceptor) {
+  // The socket is listening already (bound by the main thread); -1: no listen() again.
+  acceptor.listener = evconnlistener_new(base_, acceptCb, &acceptor,
+                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+                                         acceptor.socket.fd);
+  return acceptor.listener != nullptr;
 }
 
-void Worker::onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, size_t listener_index) {
+void Worker::acceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int socklen, void* arg) {
+  auto* acceptor = static_cast<Acceptor*>(arg);
+  acceptor->worker->onAccept(fd, addr, socklen, acceptor->socket);
+}
+
+size_t Worker::listenerPosition(uint64_t listener_id) const {
+  for (size_t i = 0; i < listener_ids_.size(); ++i) {
+    if (listener_ids_[i] == listener_id) return i;
+  }
+  return static_cast<size_t>(-1);
+}
+
+const conf::ListenerConfig* Worker::listenerConfig(uint64_t listener_id) const {
+  const size_t position = listenerPosition(listener_id);
+  return config_ && position < config_->listeners.size() ? &config_->listeners[position] : nullptr;
+}
+
+void Worker::onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, const ListenSocket& socket) {
   counters_->add(counters_->connections_accepted);
   if (draining_ || shared_.connections_total_active.load(std::memory_order_relaxed) >=
                        config_->server.max_connections) {
@@ -173,7 +215,12 @@ void Worker::onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, size_t li
   evutil_make_socket_nonblocking(fd);
   // A TLS listener's connections handshake inside a bufferevent_openssl; the SSL starts on the
   // listener's default context and SNI may switch it. The connection pins the TLS snapshot.
-  const tls::ListenerContexts* contexts = tls_ ? tls_->listener(listener_index) : nullptr;
+  const size_t position = listenerPosition(socket.listener_id);
+  if (position == static_cast<size_t>(-1)) {  // removed by a reload (never accepted on since)
+    ::close(fd);
+    return;
+  }
+  const tls::ListenerContexts* contexts = tls_ ? tls_->listener(position) : nullptr;
   bufferevent* bev = nullptr;
   if (contexts) {
     SSL* ssl = SSL_new(contexts->defaultContext());
@@ -201,8 +248,8 @@ void Worker::onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, size_t li
   // 128 iterations. Let the kernel take whatever its socket buffer can hold in one writev.
   bufferevent_set_max_single_write(bev, kMaxSingleWrite);
   const uint64_t id = next_connection_id_++;
-  auto conn = std::make_unique<ClientConnection>(*this, id, bev, addr, socklen, listener_index,
-                                                 contexts ? tls_ : nullptr);
+  auto conn = std::make_unique<ClientConnection>(*this, id, bev, addr, socklen, socket.listener_id,
+                                                 socket.metric_slot, contexts ? tls_ : nullptr);
   ClientConnection* raw = conn.get();
   connections_.emplace(id, std::move(conn));
   if (!raw->start()) connections_.erase(id);
@@ -211,6 +258,75 @@ void Worker::onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, size_t li
 void Worker::setTls(tls::TlsStatePtr tls) {
   tls_ = std::move(tls);
   if (origins_) origins_->setTls(tls_);
+}
+
+void Worker::applyReload(conf::ConfigPtr config, tls::TlsStatePtr tls, ListenerUpdate& update) {
+  setConfig(std::move(config));
+  setTls(std::move(tls));
+  listener_ids_ = std::move(update.ids_by_position);
+  for (uint64_t removed : update.removed) {
+    // Stop accepting at once: freeing the listener closes this worker's socket of it (the
+    // other workers close theirs on the same update).
+    std::erase_if(acceptors_, [&](const std::unique_ptr<Acceptor>& a) {
+      return a->socket.listener_id == removed;
+    });
+    retiring_.push_back(Retiring{removed, std::chrono::steady_clock::now() + update.drain_timeout});
+  }
+  for (ListenSocket& s : update.added) {
+    auto acceptor = std::make_unique<Acceptor>();
+    acceptor->worker = this;
+    acceptor->socket = s;
+    s.fd = -1;  // the acceptor owns it now
+    if (draining_ || !listen(*acceptor)) {
+      if (!draining_) {
+        std::fprintf(stderr, "streamedge: worker %d: cannot accept on an added listener\n", index_);
+      }
+      continue;  // ~Acceptor closes the socket
+    }
+    acceptors_.push_back(std::move(acceptor));
+  }
+  update.added.clear();
+  if (update.removed.empty()) return;
+  // Idle keep-alive connections of removed listeners close now; busy ones after their response.
+  std::vector<uint64_t> ids;
+  for (auto& [id, conn] : connections_) {
+    if (std::find(update.removed.begin(), update.removed.end(), conn->listenerId()) !=
+        update.removed.end()) {
+      ids.push_back(id);
+    }
+  }
+  for (uint64_t id : ids) {
+    auto it = connections_.find(id);
+    if (it != connections_.end()) it->second->closeWhenIdle();
+  }
+  checkRetiring();
+}
+
+// A retiring listener is done once none of its connections is left; at its deadline, those
+// still open are closed (a response cut short shows as a closed connection, never as whole).
+void Worker::checkRetiring() {
+  if (retiring_.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<uint64_t> overdue;
+  for (auto it = retiring_.begin(); it != retiring_.end();) {
+    bool open = false;
+    for (auto& [id, conn] : connections_) {
+      if (conn->listenerId() != it->listener_id) continue;
+      open = true;
+      if (now >= it->deadline) overdue.push_back(id);
+    }
+    it = open && now < it->deadline ? it + 1 : retiring_.erase(it);
+  }
+  if (!overdue.empty()) {
+    std::fprintf(stderr,
+                 "streamedge: worker %d: closing %zu connection(s) of removed listeners at the "
+                 "drain deadline\n",
+                 index_, overdue.size());
+  }
+  for (uint64_t id : overdue) {
+    auto it = connections_.find(id);
+    if (it != connections_.end()) it->second->closeAtDeadline();
+  }
 }
 
 void Worker::removeConnection(uint64_t id) {
@@ -241,6 +357,7 @@ void Worker::tickCb(evutil_socket_t, short, void* arg) {
           std::chrono::system_clock::now().time_since_epoch()).count(),
       std::memory_order_relaxed);
   w->flushLog();
+  w->checkRetiring();
   if (w->draining_ && std::chrono::steady_clock::now() >= w->drain_deadline_) {
     event_base_loopexit(w->base_, nullptr);
   }
@@ -253,7 +370,9 @@ void Worker::ssdCb(evutil_socket_t, short, void* arg) {
 void Worker::beginDrain(std::chrono::milliseconds deadline) {
   draining_ = true;
   drain_deadline_ = std::chrono::steady_clock::now() + deadline;
-  for (evconnlistener* l : listeners_) evconnlistener_disable(l);
+  for (auto& acceptor : acceptors_) {
+    if (acceptor->listener) evconnlistener_disable(acceptor->listener);
+  }
   // Idle keep-alive connections close now; busy ones after their response.
   std::vector<uint64_t> ids;
   ids.reserve(connections_.size());

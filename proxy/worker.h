@@ -9,6 +9,7 @@
 #include <event2/listener.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -31,14 +32,38 @@ namespace streamedge::proxy {
 class ClientConnection;
 class FillJob;
 
+// One worker's listening socket of one listener (proxy/listener_table.h for the identities).
 struct ListenSocket {
   int fd = -1;
-  size_t listener_index = 0;  // into config.listeners
+  uint64_t listener_id = 0;  // ListenerEntry::id
+  size_t metric_slot = 0;    // ListenerEntry::slot: the connection gauge it counts in
+};
+
+// One reload's listener changes, as one worker applies them together with the new config and
+// TLS snapshot (Worker::applyReload).
+struct ListenerUpdate {
+  // The new config's listeners, config order: position i of config->listeners (and of the TLS
+  // snapshot's listener contexts) is listener ids_by_position[i].
+  std::vector<uint64_t> ids_by_position;
+  // Sockets of listeners the reload added (bound by the main thread). Owned by the update until
+  // applied: a worker that never applies it (stopped) leaves them to ~ListenerUpdate.
+  std::vector<ListenSocket> added;
+  std::vector<uint64_t> removed;  // listeners to close, and whose connections drain
+  std::chrono::milliseconds drain_timeout{0};
+
+  ListenerUpdate() = default;
+  ListenerUpdate(ListenerUpdate&& other) noexcept;
+  ListenerUpdate& operator=(ListenerUpdate&&) = delete;
+  ListenerUpdate(const ListenerUpdate&) = delete;
+  ~ListenerUpdate();
 };
 
 class Worker {
  public:
-  Worker(int index, SharedState& shared, conf::ConfigPtr config, std::vector<ListenSocket> sockets);
+  // `sockets`: this worker's socket of each listener of `config`; `ids_by_position` as in
+  // ListenerUpdate.
+  Worker(int index, SharedState& shared, conf::ConfigPtr config, std::vector<ListenSocket> sockets,
+         std::vector<uint64_t> ids_by_position);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -65,6 +90,13 @@ class Worker {
   void setConfig(conf::ConfigPtr config) { config_ = std::move(config); }
   // The TLS contexts new connections use (main thread before start(), then worker thread).
   void setTls(tls::TlsStatePtr tls);
+  // A reload: the new config and TLS snapshot, and the listeners it added and removed. Added
+  // sockets start accepting; removed listeners stop accepting at once, their idle keep-alive
+  // connections close, busy ones close after the current response, and whatever is left at
+  // `drain_timeout` is closed.
+  void applyReload(conf::ConfigPtr config, tls::TlsStatePtr tls, ListenerUpdate& update);
+  // Listener `listener_id`'s settings in config(); null once a reload removed it.
+  const conf::ListenerConfig* listenerConfig(uint64_t listener_id) const;
   void removeConnection(uint64_t id);
   // Fills in flight on this worker; those left at shutdown are deleted (aborted). addFill
   // returns the id wakeFill() knows the job by.
@@ -82,11 +114,28 @@ class Worker {
   size_t connectionCount() const { return connections_.size(); }
 
  private:
+  // One listening socket being accepted on (its address is the accept callback's argument).
+  struct Acceptor {
+    Worker* worker = nullptr;
+    ListenSocket socket;
+    evconnlistener* listener = nullptr;  // owns socket.fd once made
+    ~Acceptor();
+  };
+  // A listener removed by a reload whose connections are draining.
+  struct Retiring {
+    uint64_t listener_id = 0;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
   static void acceptCb(evconnlistener*, evutil_socket_t, sockaddr*, int, void*);
+  bool listen(Acceptor& acceptor);
+  // Position of `listener_id` in config_->listeners, or npos once removed.
+  size_t listenerPosition(uint64_t listener_id) const;
+  void checkRetiring();
   static void inboxCb(evutil_socket_t, short, void*);
   static void tickCb(evutil_socket_t, short, void*);
   static void ssdCb(evutil_socket_t, short, void*);
-  void onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, size_t listener_index);
+  void onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, const ListenSocket& socket);
   void drainInbox();
   void flushLog();
   void run();
@@ -95,15 +144,14 @@ class Worker {
   const int index_;
   SharedState& shared_;
   WorkerCounters* counters_;
-  std::vector<ListenSocket> sockets_;
 
   // worker thread only
   conf::ConfigPtr config_;
   tls::TlsStatePtr tls_;
   event_base* base_ = nullptr;
-  std::vector<evconnlistener*> listeners_;
-  struct ListenerArg { Worker* worker; size_t listener_index; };
-  std::vector<std::unique_ptr<ListenerArg>> listener_args_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;  // one per listener of config_
+  std::vector<uint64_t> listener_ids_;                // by position in config_->listeners
+  std::vector<Retiring> retiring_;
   event* inbox_event_ = nullptr;
   event* tick_event_ = nullptr;
   std::unique_ptr<OriginClient> origins_;
