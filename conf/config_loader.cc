@@ -1383,17 +1383,16 @@ void readTokenAuth(TableReader& r, TokenAuthConfig& auth, KeyPolicy& key) {
     }
     if (ok) auth.accept = std::move(sources);
   }
-  if (r.string("query_param", auth.query_param)) {
-    if (auth.query_param.empty() || hasSpaceOrControl(auth.query_param) ||
-        auth.query_param.find_first_of("&=#+%") != std::string::npos) {
-      r.error("query_param", *r.get("query_param"),
-              "invalid query parameter name " + quoted(auth.query_param));
-    } else if (std::find(key.keep_params.begin(), key.keep_params.end(), auth.query_param) !=
-               key.keep_params.end()) {
-      r.error("query_param", *r.get("query_param"),
-              quoted(auth.query_param) +
-                  " is in the route's keep_params: a token must never enter the cache key");
-    }
+  const bool param_set = r.string("query_param", auth.query_param);
+  if (param_set && (auth.query_param.empty() || hasSpaceOrControl(auth.query_param) ||
+                    auth.query_param.find_first_of("&=#+%") != std::string::npos)) {
+    r.error("query_param", *r.get("query_param"),
+            "invalid query parameter name " + quoted(auth.query_param));
+  } else if (std::find(key.keep_params.begin(), key.keep_params.end(), auth.query_param) !=
+             key.keep_params.end()) {
+    r.diag().error(param_set ? lineOf(*r.get("query_param")) : r.line(), r.path("query_param"),
+                   quoted(auth.query_param) +
+                       " is in the route's keep_params: a token must never enter the cache key");
   }
   if (std::find(key.drop_params.begin(), key.drop_params.end(), auth.query_param) ==
       key.drop_params.end()) {
