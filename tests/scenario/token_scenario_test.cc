@@ -53,7 +53,10 @@ class TokenScenarioTest : public ::testing::Test {
         "  [[vhost.route]]\n  prefix = \"/live/\"\n  origin_group = \"main\"\n"
         "  [vhost.route.token_auth]\n  accept = [\"query\", \"cookie\", \"path\"]\n" + keys +
         "  [[vhost.route]]\n  prefix = \"/obj/bound/\"\n  origin_group = \"main\"\n"
-        "  [vhost.route.token_auth]\n  require_client = true\n" + keys;
+        "  [vhost.route.token_auth]\n  require_client = true\n" + keys +
+        "  [[vhost.route]]\n  prefix = \"/obj/pass/\"\n  origin_group = \"main\"\n"
+        "  cache = \"pass\"\n  forward_cookie = true\n"
+        "  [vhost.route.token_auth]\n  accept = [\"cookie\", \"path\"]\n" + keys;
     proxy_ = testsupport::startStreamedge(config, &error);
     ASSERT_TRUE(proxy_) << error;
   }
@@ -209,6 +212,22 @@ TEST_F(TokenScenarioTest, ClientBoundTokenAndCookieToken) {
   const HttpResponse cookie =
       get("/live/cookie/index.m3u8", {{"Cookie", "x=1; token=" + mint("/live/", 60, key2_, "k2")}});
   EXPECT_EQ(cookie.status, 200);
+}
+
+TEST_F(TokenScenarioTest, TheOriginNeverSeesTheTokenCookie) {
+  // A pass forwards the viewer's cookies, but not the token's: echo=1 lists the fields the
+  // origin got.
+  const std::string token = mint("/obj/pass/", 60, key1_, "k1");
+  const HttpResponse r =
+      get("/obj/pass/echo?echo=1", {{"Cookie", "a=1; token=" + token + "; b=2"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("a=1; b=2"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find(token.substr(0, 20)), std::string::npos) << r.body;
+  // Only the token cookie: no Cookie field at all; a path token goes neither.
+  const HttpResponse only = get("/t/" + token + "/obj/pass/echo?echo=1", {{"Cookie", "token=" + token}});
+  ASSERT_EQ(only.status, 200) << only.body;
+  EXPECT_EQ(only.body.find("ookie"), std::string::npos) << only.body;
+  EXPECT_EQ(only.body.find(token.substr(0, 20)), std::string::npos) << only.body;
 }
 
 TEST_F(TokenScenarioTest, PathSegmentTokenCoversThePlaylistAndItsRelativeSegments) {
