@@ -598,6 +598,7 @@ class Fetch final : public OriginFetch {
   std::string wire_;               // the serialised request for this origin
   std::unique_ptr<Connection> conn_;
   uint64_t dns_ticket_ = 0;        // a lookup in flight (NameResolver::cancel)
+  bool looked_up_ = false;         // addrs_ is this attempt's fresh answer (connectAttempt)
   std::vector<SockAddr> addrs_;    // the origin's addresses, tried in order on connect failures
   size_t addr_index_ = 0;
   bool reused_ = false;            // conn_ came from the pool
@@ -1170,20 +1171,33 @@ void Fetch::connectAttempt(bool allow_pooled) {
   head_scan_from_ = 0;
   if (allow_pooled) {
     // An origin name whose answer has expired is looked up again before a pooled connection
-    // is used: if the name has moved, the idle connections to its old addresses close.
-    std::vector<SockAddr> known;
-    const conf::OriginConfig& o = origin();
-    dns_ticket_ = core_->resolver(config_).resolve(
-        o.host, o.port, o.dns_cache_time, known, [this](std::vector<SockAddr>, const char*) {
-          dns_ticket_ = 0;
-          connectAttempt(true);
-        });
-    if (dns_ticket_ != 0) {
-      phase_ = Phase::kResolving;
-      armTimer(o.connect_timeout);
-      return;
+    // is used: if the name has moved, the idle connections to its old addresses close. The
+    // answer is used once, by this attempt (never looked up twice in a row, whatever its TTL).
+    if (!looked_up_) {
+      std::vector<SockAddr> known;
+      const conf::OriginConfig& o = origin();
+      dns_ticket_ = core_->resolver(config_).resolve(
+          o.host, o.port, o.dns_cache_time, known,
+          [this](std::vector<SockAddr> addrs, const char*) {
+            dns_ticket_ = 0;
+            if (addrs.empty()) {
+              attemptFailed(Status(Code::kConnect, Source::kUpstream,
+                                   "origin name did not resolve", true),
+                            true);
+              return;
+            }
+            addrs_ = std::move(addrs);
+            looked_up_ = true;
+            connectAttempt(true);
+          });
+      if (dns_ticket_ != 0) {
+        phase_ = Phase::kResolving;
+        armTimer(o.connect_timeout);
+        return;
+      }
     }
     if (std::unique_ptr<Connection> conn = core_->takeIdle(pool_key_)) {
+      looked_up_ = false;
       useConnection(std::move(conn));
       return;
     }
@@ -1215,8 +1229,12 @@ void Fetch::resolveAndConnect() {
   const conf::OriginConfig& o = origin();
   phase_ = Phase::kResolving;
   armTimer(o.connect_timeout);  // covers resolution and the TCP handshake
-  addrs_.clear();
   addr_index_ = 0;
+  if (std::exchange(looked_up_, false) && !addrs_.empty()) {
+    connectTo(addrs_[0]);  // just looked up by connectAttempt
+    return;
+  }
+  addrs_.clear();
   dns_ticket_ = core_->resolver(config_).resolve(
       o.host, o.port, o.dns_cache_time, addrs_,
       [this](std::vector<SockAddr> addrs, const char*) {
@@ -1856,6 +1874,7 @@ void Fetch::resumeAttemptFailed(Status status, bool record_health) {
 }
 
 void Fetch::attemptFailed(Status status, bool record_health) {
+  looked_up_ = false;  // that answer was for this attempt's origin
   if (resuming_) {
     resumeAttemptFailed(std::move(status), record_health);
     return;

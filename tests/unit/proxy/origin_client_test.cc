@@ -5,6 +5,7 @@
 #include "proxy/origin_client.h"
 
 #include "proxy/origin_limits.h"
+#include "tests/support/dns_server.h"
 
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -1923,6 +1924,52 @@ TEST_F(OriginClientTest, NameWhoseAddressesAllRefuseFailsOverToTheNextOrigin) {
   EXPECT_EQ(rec.body, "other origin");
   EXPECT_EQ(rec.response->attempts, 2);
   EXPECT_EQ(slotOf(*limits_, "named")->connections.load(), 0);
+}
+
+// A real DNS server on 127.0.0.1: a TTL of 0 (never cached) and a name that does not resolve
+// each cost a bounded number of questions per fetch, never a loop of lookups.
+TEST_F(OriginClientTest, ATtlOfZeroAndAnUnknownNameAskTheServerABoundedNumberOfTimes) {
+  test::DnsServer dns;
+  dns.set("zero.test", {"127.0.0.1"}, 0);
+  ScriptedOrigin origin([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("by name"));
+    return true;
+  });
+  ScriptedOrigin other([](ScriptedOrigin::Conn& c, const std::string&, int, int) {
+    c.send(ok("other origin"));
+    return true;
+  });
+  conf::OriginConfig named = originAt(origin.port(), "named");
+  named.host = "zero.test";
+  conf::Config config = configWith({named, originAt(other.port(), "other")});
+  config.dns.nameservers = {dns.address()};
+  config.dns.hosts_file = "";
+  health_ = std::make_shared<OriginHealth>(config);
+  base_ = event_base_new();
+  limits_ = std::make_shared<OriginLimits>();
+  client_ = std::make_unique<OriginClient>(base_, health_, nullptr, limits_);
+  for (int i = 0; i < 3; ++i) {
+    Recorder rec;
+    fetch(config, rec);
+    ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+    ASSERT_TRUE(rec.completed) << rec.status.toString();
+    EXPECT_EQ(rec.body, "by name");
+  }
+  // At most two lookups per fetch (before a pooled connection, then for a new one).
+  EXPECT_LE(dns.questions("zero.test", "A"), 6);
+  EXPECT_EQ(other.requests().size(), 0u);
+
+  // A name that does not resolve: the fetch fails over at once, after one lookup.
+  conf::OriginConfig missing = originAt(origin.port(), "missing");
+  missing.host = "missing.test";
+  conf::Config config2 = configWith({missing, originAt(other.port(), "other")});
+  config2.dns = config.dns;
+  Recorder rec;
+  fetch(config2, rec);
+  ASSERT_TRUE(runUntil([&] { return rec.done(); }));
+  ASSERT_TRUE(rec.completed) << rec.status.toString();
+  EXPECT_EQ(rec.body, "other origin");
+  EXPECT_LE(dns.questions("missing.test", "A"), 2);
 }
 
 }  // namespace
