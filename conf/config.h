@@ -29,9 +29,31 @@ struct ServerConfig {
   std::string user;
 };
 
+// What an admin token may do (a bit set). /healthz and /readyz need none (probes).
+enum AdminScope : uint32_t {
+  kAdminScopeMetrics = 1u << 0,  // GET /metrics
+  kAdminScopeStatus = 1u << 1,   // GET /status
+  kAdminScopePurge = 1u << 2,    // POST /purge
+  kAdminScopeDebug = 1u << 3,    // /debug/* (with debug_endpoints)
+  kAdminScopeAll = (1u << 4) - 1,
+};
+
+// One [[admin.token]]: a bearer token known by its SHA-256 only (the token never appears in the
+// config), a name for the audit log, and its scopes.
+struct AdminTokenConfig {
+  std::string name;
+  std::string sha256;    // 64 lowercase hex digits
+  uint32_t scopes = 0;   // AdminScope bits
+};
+
 struct AdminConfig {
   std::string address = "127.0.0.1:9901";   // "" disables the admin listener
-  std::string bearer_token;                 // "" = no token required
+  // Deprecated: a token in clear, with every scope (audit name "bearer_token"). "" = none.
+  std::string bearer_token;
+  // With no token at all (neither list nor bearer_token), every admin request is allowed (the
+  // listener is on loopback by default); with any, every path but /healthz and /readyz needs
+  // a token that has the path's scope.
+  std::vector<AdminTokenConfig> tokens;
   // /healthz fails once a worker loop has not ticked for this long (a stuck worker).
   Millis health_stall_bound{5000};
   // POST /debug/block-worker?ms=N&worker=I (blocks a worker loop; for tests of /healthz).
@@ -321,6 +343,9 @@ struct LogConfig {
   std::string access_log = "stderr";  // "stderr", "stdout", "off" or a file path
   AddressAnonymization client_address = AddressAnonymization::kTruncate;
   std::string level = "info";         // error log: "error", "warn", "info", "debug"
+  // Audit log: admin actions that change something (purges) and refused admin requests, one
+  // JSON line each, appended ("" = off). Reopened with the access log (SIGUSR1).
+  std::string audit_log;
 };
 
 // Resolution of origin names (every worker and the health checks resolve on their own loop).

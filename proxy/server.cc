@@ -248,6 +248,7 @@ int Server::run() {
     signal_events_.push_back(ev);
   }
 
+  admin_actions_ = std::make_unique<AdminActions>(config_->admin, config_->log.audit_log);
   std::vector<std::vector<ListenSocket>> per_worker;
   if (!bindListeners(per_worker)) return 1;
   if (!startAdmin()) return 1;
@@ -262,6 +263,7 @@ int Server::run() {
   // Opened as the user it is reopened as (SIGUSR1, after logrotate), so both see the same file
   // permissions.
   if (!shared_->access_log.open()) return 1;
+  if (!admin_actions_->open()) return 1;
   std::vector<uint64_t> ids_by_position;
   for (const ListenerEntry& e : listener_table_.current()) ids_by_position.push_back(e.id);
   for (int i = 0; i < worker_count_; ++i) {
@@ -310,6 +312,7 @@ void Server::onSignal(int sig) {
       return;
     case SIGUSR1:
       shared_->access_log.reopen();
+      admin_actions_->reopenLog();
       std::fprintf(stderr, "streamedge: access log reopened\n");
       return;
     default: return beginStop();
@@ -372,6 +375,7 @@ void Server::reload() {
     return;
   }
   config_ = loaded.config;
+  admin_actions_->setConfig(config_->admin);  // tokens and scopes reload
   registerVhosts(*config_);
   shared_->cache.setFillLimits(config_->cache.ram.fill_window_bytes,
                                config_->cache.ram.fill_memory_bytes);
@@ -577,15 +581,6 @@ std::string lowerResultName(CacheResult r) {
   std::string name = cacheResultName(r);
   for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   return name;
-}
-
-// Constant-time comparison: the admin token must not leak through response timing.
-bool sameSecret(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
-  }
-  return diff == 0;
 }
 
 // One origin's health for /status: why it is down (if it is), the active verdict and counts,
@@ -885,6 +880,7 @@ std::string Server::metricsText() const {
     }
   }
   snap.access_log_dropped_lines = shared_->access_log.droppedLines();
+  if (admin_actions_) admin_actions_->fillSnapshot(snap);
   for (const auto& c : shared_->counters) {
     snap.fill_window_pauses += c->fill_window_pauses.load(std::memory_order_relaxed);
     snap.fill_slow_readers_cut += c->fill_slow_readers_cut.load(std::memory_order_relaxed);
@@ -1056,16 +1052,16 @@ void Server::handleAdmin(evhttp_request* req) {
   evhttp_add_header(out_headers, "Cache-Control", "no-store");
   evhttp_add_header(out_headers, "Content-Type", "text/plain; charset=utf-8");
 
-  if (!config_->admin.bearer_token.empty()) {
-    const char* auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    const std::string expected = "Bearer " + config_->admin.bearer_token;
-    if (!auth || !sameSecret(auth, expected)) {
-      evhttp_add_header(out_headers, "WWW-Authenticate", "Bearer");
-      evbuffer_add_printf(body, "bearer token required\n");
-      evhttp_send_reply(req, 401, "Unauthorized", body);
-      evbuffer_free(body);
-      return;
-    }
+  // Tokens and scopes (/healthz and /readyz are open): a refusal is answered, audited and
+  // counted by admin_actions_.
+  std::string who;
+  if (!admin_actions_->authorize(req, path, who)) {
+    evbuffer_free(body);
+    return;
+  }
+  if (path == "/purge") {
+    evbuffer_free(body);
+    return admin_actions_->handlePurge(req, who, shared_->cache, *config_);
   }
 
   int code = 200;
