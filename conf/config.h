@@ -317,6 +317,34 @@ struct CompressionPolicy {
   uint64_t max_size = 4ull << 20;  // larger ones are sent as they are (encoding is on the worker)
 };
 
+// Signed URLs (proxy/url_token.h has the format): where a route looks for the viewer's token.
+enum class TokenSource : uint8_t {
+  kQuery,   // a query parameter (query_param)
+  kCookie,  // a cookie (cookie)
+  kPath,    // a leading path segment pair /<path_segment>/<token>/rest, stripped before routing
+};
+
+// One HMAC key of a route's token_auth. The secret is read from key_file at load time (and at
+// every reload), so that a rotated file takes effect with SIGHUP.
+struct TokenKeyConfig {
+  std::string id;        // "" = no id: used for tokens that name no key
+  std::string key_file;  // 32 raw bytes or 64 hex digits, not readable by every user
+  std::string secret;    // the key bytes (loaded); never logged
+};
+
+// [vhost.route.token_auth]: every request of the route must carry a valid token (absent:
+// enabled = false, the route is open).
+struct TokenAuthConfig {
+  bool enabled = false;
+  std::vector<TokenSource> accept = {TokenSource::kQuery};  // looked for in this order
+  std::string query_param = "token";  // also dropped from the key, the log and fills
+  std::string cookie = "token";
+  std::string path_segment = "t";     // /t/<token>/live/index.m3u8 is /live/index.m3u8
+  // Tokens without a client address binding are refused (wrong_client).
+  bool require_client = false;
+  std::vector<TokenKeyConfig> keys;  // at least one; several during a rotation
+};
+
 struct RouteConfig {
   std::string prefix = "/";
   std::string origin_group;
@@ -330,6 +358,7 @@ struct RouteConfig {
   // within hedge_after, the next origin of the group is asked too and the first head wins; the
   // other request is cancelled (its connection closed). 0 = off.
   Millis hedge_after{0};
+  TokenAuthConfig token_auth;
 };
 
 struct VhostConfig {
@@ -337,6 +366,9 @@ struct VhostConfig {
   std::vector<std::string> hostnames;  // "example.com", "*.example.com", "*"
   std::vector<RouteConfig> routes;     // sorted longest prefix first at load time
   std::string hsts;                    // Strict-Transport-Security value on HTTPS responses; "" = none
+  // The distinct path_segment names of routes that accept path tokens (derived at load time):
+  // a request path /<name>/<token>/... is looked at for a token before routing.
+  std::vector<std::string> token_path_segments;
 };
 
 struct LogConfig {
@@ -346,6 +378,9 @@ struct LogConfig {
   // Audit log: admin actions that change something (purges) and refused admin requests, one
   // JSON line each, appended ("" = off). Reopened with the access log (SIGUSR1).
   std::string audit_log;
+  // Security events (refused signed-URL tokens), one JSON line each: "stderr", "stdout", "off"
+  // or a file path (reopened on SIGUSR1, like the access log).
+  std::string security_log = "stderr";
 };
 
 // Resolution of origin names (every worker and the health checks resolve on their own loop).

@@ -26,6 +26,7 @@
 #include <toml++/toml.h>
 
 #include "conf/request_field_names.h"
+#include "conf/token_key_file.h"
 
 namespace streamedge::conf {
 namespace {
@@ -1406,6 +1407,126 @@ void readCompression(TableReader& r, CompressionPolicy& policy) {
   }
 }
 
+// A token key id: what a token names its key by ([A-Za-z0-9_-], at most 32 characters).
+bool isTokenKeyId(std::string_view id) {
+  if (id.empty() || id.size() > 32) return false;
+  for (char c : id) {
+    if (!isAlnum(c) && c != '-' && c != '_') return false;
+  }
+  return true;
+}
+
+// [vhost.route.token_auth] with its [[vhost.route.token_auth.key]] tables. The key files are
+// read here, so that `-t` finds a missing or unreadable key and a reload picks up a rotated one.
+// The token's query parameter is added to the route's drop_params: it never enters the key,
+// the access log or a fill.
+void readTokenAuth(TableReader& r, TokenAuthConfig& auth, KeyPolicy& key) {
+  auth.enabled = true;
+  std::vector<std::string> names;
+  if (r.stringList("accept", names)) {
+    const toml::array& array = *r.get("accept")->as_array();
+    std::vector<TokenSource> sources;
+    bool ok = true;
+    for (size_t i = 0; i < names.size(); ++i) {
+      TokenSource source;
+      if (names[i] == "query") {
+        source = TokenSource::kQuery;
+      } else if (names[i] == "cookie") {
+        source = TokenSource::kCookie;
+      } else if (names[i] == "path") {
+        source = TokenSource::kPath;
+      } else {
+        r.diag().error(lineOf(*array.get(i)), indexPath(r.path("accept"), i),
+                       "expected \"query\", \"cookie\" or \"path\", got " + quoted(names[i]));
+        ok = false;
+        continue;
+      }
+      if (std::find(sources.begin(), sources.end(), source) != sources.end()) {
+        r.diag().error(lineOf(*array.get(i)), indexPath(r.path("accept"), i),
+                       quoted(names[i]) + " is listed twice");
+        ok = false;
+        continue;
+      }
+      sources.push_back(source);
+    }
+    if (ok && sources.empty()) {
+      r.error("accept", array, "must name at least one of \"query\", \"cookie\", \"path\"");
+      ok = false;
+    }
+    if (ok) auth.accept = std::move(sources);
+  }
+  const bool param_set = r.string("query_param", auth.query_param);
+  if (param_set && (auth.query_param.empty() || hasSpaceOrControl(auth.query_param) ||
+                    auth.query_param.find_first_of("&=#+%") != std::string::npos)) {
+    r.error("query_param", *r.get("query_param"),
+            "invalid query parameter name " + quoted(auth.query_param));
+  } else if (std::find(key.keep_params.begin(), key.keep_params.end(), auth.query_param) !=
+             key.keep_params.end()) {
+    r.diag().error(param_set ? lineOf(*r.get("query_param")) : r.line(), r.path("query_param"),
+                   quoted(auth.query_param) +
+                       " is in the route's keep_params: a token must never enter the cache key");
+  }
+  if (std::find(key.drop_params.begin(), key.drop_params.end(), auth.query_param) ==
+      key.drop_params.end()) {
+    key.drop_params.push_back(auth.query_param);
+  }
+  if (r.string("cookie", auth.cookie) && !isFieldName(auth.cookie)) {
+    r.error("cookie", *r.get("cookie"), "invalid cookie name " + quoted(auth.cookie));
+  }
+  if (r.string("path_segment", auth.path_segment)) {
+    bool ok = !auth.path_segment.empty() && auth.path_segment != "." && auth.path_segment != "..";
+    for (char c : auth.path_segment) {
+      if (!isAlnum(c) && c != '-' && c != '_' && c != '.' && c != '~') ok = false;
+    }
+    if (!ok) {
+      r.error("path_segment", *r.get("path_segment"),
+              "expected a path segment of letters, digits, '-', '_', '.' or '~' (like \"t\"), "
+              "got " + quoted(auth.path_segment));
+    }
+  }
+  r.boolean("require_client", auth.require_client);
+
+  constexpr size_t kMaxKeys = 8;  // a token that names no key is checked against each
+  const toml::array* keys = r.tableArray("key");
+  std::map<std::string, int> ids;  // id → line of its first use
+  forEachTable(keys, r.path("key"), [&](const toml::table& t, const std::string& path, size_t) {
+    TableReader kr(r.diag(), t, path);
+    TokenKeyConfig k;
+    if (kr.string("id", k.id) && !isTokenKeyId(k.id)) {
+      kr.error("id", *kr.get("id"),
+               "expected 1 to 32 letters, digits, '-' or '_', got " + quoted(k.id));
+    } else if (!k.id.empty()) {
+      const int line = lineOf(*kr.get("id")).line;
+      const auto [it, inserted] = ids.emplace(k.id, line);
+      if (!inserted) {
+        kr.error("id", *kr.get("id"),
+                 "duplicate key id " + quoted(k.id) + " (first on line " +
+                     std::to_string(it->second) + ")");
+      }
+    }
+    if (kr.string("key_file", k.key_file)) {
+      std::string error;
+      if (k.key_file.empty()) {
+        kr.error("key_file", *kr.get("key_file"), "must not be empty");
+      } else if (!readTokenKeyFile(k.key_file, k.secret, error)) {
+        kr.error("key_file", *kr.get("key_file"), quoted(k.key_file) + " " + error);
+      }
+    } else if (!kr.has("key_file")) {
+      kr.missing("key_file");
+    }
+    kr.finish();
+    auth.keys.push_back(std::move(k));
+  });
+  if (!keys || keys->empty()) {
+    r.diag().error(r.line(), r.path("key"),
+                   "token_auth needs at least one [[...token_auth.key]] with a key_file");
+  } else if (auth.keys.size() > kMaxKeys) {
+    r.diag().error(lineOf(*keys->get(kMaxKeys)), indexPath(r.path("key"), kMaxKeys),
+                   "at most 8 keys per route (rotation needs two or three)");
+  }
+  r.finish();
+}
+
 void readRoute(TableReader& r, RouteConfig& route,
                const std::map<std::string, size_t>& group_index, bool have_groups) {
   if (r.string("prefix", route.prefix)) {
@@ -1447,6 +1568,10 @@ void readRoute(TableReader& r, RouteConfig& route,
   readKeyPolicy(r, route.key);
   readFieldPolicy(r, route.fields);
   readCompression(r, route.compress);
+  if (const toml::table* t = r.table("token_auth")) {
+    TableReader tr(r.diag(), *t, r.path("token_auth"));
+    readTokenAuth(tr, route.token_auth, route.key);
+  }
   r.finish();
 }
 
@@ -1530,6 +1655,17 @@ void readVhost(TableReader& r, VhostConfig& vhost, size_t vhost_index,
                    [](const RouteConfig& a, const RouteConfig& b) {
                      return a.prefix.size() > b.prefix.size();
                    });
+  for (const RouteConfig& route : vhost.routes) {
+    const TokenAuthConfig& auth = route.token_auth;
+    if (!auth.enabled ||
+        std::find(auth.accept.begin(), auth.accept.end(), TokenSource::kPath) == auth.accept.end()) {
+      continue;
+    }
+    auto& names = vhost.token_path_segments;
+    if (std::find(names.begin(), names.end(), auth.path_segment) == names.end()) {
+      names.push_back(auth.path_segment);
+    }
+  }
   r.finish();
 }
 
@@ -1542,6 +1678,10 @@ void readLog(TableReader& r, LogConfig& log) {
            {{"truncate", AddressAnonymization::kTruncate},
             {"full", AddressAnonymization::kFull},
             {"none", AddressAnonymization::kNone}});
+  if (r.string("security_log", log.security_log) && log.security_log.empty()) {
+    r.error("security_log", *r.get("security_log"),
+            "must not be empty (use \"off\" to disable the security log)");
+  }
   r.choice("level", log.level,
            {{"error", std::string("error")}, {"warn", std::string("warn")},
             {"info", std::string("info")}, {"debug", std::string("debug")}});

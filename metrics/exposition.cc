@@ -285,6 +285,15 @@ std::string renderPrometheus(const Snapshot& s) {
   addGauge(miss_clients, d(s.client_miss_clients), {});
   push(std::move(miss_clients));
 
+  auto token_rejections = family("streamedge_token_rejections_total",
+                                 "Requests refused with 403 on routes with signed-URL tokens "
+                                 "(token_auth), by virtual host and reason.",
+                                 MetricType::Counter);
+  for (const Snapshot::TokenRejectionSeries& t : s.token_rejections) {
+    addCounter(token_rejections, d(t.count), {{"vhost", t.vhost}, {"reason", t.reason}});
+  }
+  push(std::move(token_rejections));
+
   // --- cache tiers
   auto objects = family("streamedge_cache_objects", "Objects in a cache tier.", MetricType::Gauge);
   auto cbytes = family("streamedge_cache_bytes", "Bytes used in a cache tier.", MetricType::Gauge);

@@ -169,6 +169,14 @@ struct Snapshot {
   // per-client miss budget; streamedge_client_miss_budget_clients: buckets held.
   std::map<std::string, uint64_t> client_miss_rejected;
   uint64_t client_miss_clients = 0;
+  // streamedge_token_rejections_total{vhost,reason}: requests refused with 403 on routes with
+  // token_auth (non-zero series only).
+  struct TokenRejectionSeries {
+    std::string vhost;
+    std::string reason;  // missing malformed bad_signature expired wrong_prefix wrong_client unknown_key
+    uint64_t count = 0;
+  };
+  std::vector<TokenRejectionSeries> token_rejections;
   std::vector<HandshakeSeries> tls_handshakes;
   std::vector<CertificateState> certificates;
   uint64_t reloads_ok = 0;

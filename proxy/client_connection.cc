@@ -19,6 +19,8 @@
 #include "proxy/invalidation.h"
 #include "proxy/request_fields.h"
 #include "proxy/router.h"
+#include "proxy/security_log.h"
+#include "proxy/url_token.h"
 #include "proxy/worker.h"
 
 namespace streamedge::proxy {
@@ -271,6 +273,7 @@ void ClientConnection::parseRequest() {
   if_modified_since_.clear();
   if_range_.clear();
   accept_encoding_.reset();
+  cookie_fields_.clear();
   bool have_range = false, have_inm = false, have_ims = false, have_if_range = false;
   origin_precondition_ = false;
   max_forwards_zero_ = false;
@@ -285,6 +288,14 @@ void ClientConnection::parseRequest() {
     switch (name.size()) {  // equal names have equal lengths: one compare at most per field
       case 5:
         if (equalsIgnoreCase(name, "Range")) first(range_, have_range, value);
+        break;
+      case 6:
+        // Kept as places in the head (copied to raw_head_ below) for a token_auth route.
+        if (equalsIgnoreCase(name, "Cookie") && value.data() >= data &&
+            value.data() + value.size() <= data + head_len) {
+          cookie_fields_.emplace_back(static_cast<uint32_t>(value.data() - data),
+                                      static_cast<uint32_t>(value.size()));
+        }
         break;
       case 12:
         if (equalsIgnoreCase(name, "Max-Forwards")) {
@@ -355,16 +366,26 @@ void ClientConnection::handleRequest() {
   // once a reload removed it (the connection then only finishes what it has).
   const conf::ListenerConfig* listener = worker_.listenerConfig(listener_id_);
   if (!tls_ && listener && listener->redirect_https) return redirectToHttps(listener->https_port);
-  RouteMatch match = matchRoute(*config_, host_, raw_path_);
+  // Routing is on the normalised path, the one the key and the fill use: a dot segment or an
+  // escape cannot take a request past a route (a token-protected prefix) to another one's
+  // objects.
+  if (!cache::normalizePath(raw_path_, path_)) {
+    worker_.counters().add(worker_.counters().bad_requests);
+    std::fprintf(stderr, "streamedge: 400 bad request: invalid path\n");
+    return synth(400, "invalid request path", true);
+  }
+  RouteMatch match = matchRoute(*config_, host_, path_);
+  path_token_.clear();
+  if (match.vhost && !match.vhost->token_path_segments.empty()) takePathToken(match);
   vhost_ = match.vhost;
   route_ = match.route;
   if (!vhost_) return synth(404, "no virtual host for this Host", false);
   if (!route_) return synth(404, "no route for this path", false);
 
-  if (!cache::normalizePath(raw_path_, path_)) {
-    worker_.counters().add(worker_.counters().bad_requests);
-    std::fprintf(stderr, "streamedge: 400 bad request: invalid path\n");
-    return synth(400, "invalid request path", true);
+  // Admit: before the key, the cache and the origin. A refused request touches neither.
+  if (route_->token_auth.enabled) {
+    raw_query_ = query_;
+    if (!admitToken()) return;
   }
   query_ = cache::filterQuery(query_, route_->key);
   key_ = cache::makeKey(vhost_->name, path_, query_);
@@ -391,6 +412,116 @@ void ClientConnection::handleRequest() {
   // the current representation; such a request goes there, as this viewer's own.
   if (route_->cache.mode == conf::CacheMode::kPass || origin_precondition_) return startPass();
   lookupStep();
+}
+
+void ClientConnection::takePathToken(RouteMatch& match) {
+  for (const std::string& segment : match.vhost->token_path_segments) {
+    std::string_view token, rest;
+    if (!splitPathToken(path_, segment, token, rest)) continue;
+    const RouteMatch inner = matchRoute(*config_, host_, rest);
+    if (!inner.route) continue;
+    const conf::TokenAuthConfig& auth = inner.route->token_auth;
+    if (!auth.enabled || auth.path_segment != segment ||
+        std::find(auth.accept.begin(), auth.accept.end(), conf::TokenSource::kPath) ==
+            auth.accept.end()) {
+      continue;
+    }
+    // The rest is the path from here on (key, fill, log); relative URIs in a playlist served
+    // under /t/<token>/ resolve under it, so the viewer's segment requests carry it too.
+    path_token_.assign(token);
+    path_.erase(0, static_cast<size_t>(rest.data() - path_.data()));
+    match = inner;
+    return;
+  }
+}
+
+bool ClientConnection::admitToken() {
+  const conf::TokenAuthConfig& auth = route_->token_auth;
+  std::string_view token;
+  const char* source = "-";
+  bool malformed = false;
+  for (const conf::TokenSource s : auth.accept) {
+    switch (s) {
+      case conf::TokenSource::kQuery: {
+        const int found = queryToken(raw_query_, auth.query_param, token_value_);
+        if (found != 0) {
+          source = "query";
+          malformed = found < 0;
+          token = token_value_;
+        }
+        break;
+      }
+      case conf::TokenSource::kCookie: {
+        int found = 0;
+        for (const auto& [offset, length] : cookie_fields_) {
+          if (static_cast<size_t>(offset) + length > raw_head_.size()) continue;
+          std::string_view value;
+          const int r = cookieToken(std::string_view(raw_head_).substr(offset, length),
+                                    auth.cookie, value);
+          if (r < 0) found = 2;
+          if (r > 0) {
+            found += 1;
+            token = value;
+          }
+        }
+        if (found != 0) {
+          source = "cookie";
+          malformed = found > 1;  // two cookies of that name: which one is meant?
+        }
+        break;
+      }
+      case conf::TokenSource::kPath:
+        if (!path_token_.empty()) {
+          source = "path";
+          token = path_token_;
+        }
+        break;
+    }
+    if (source[0] != '-') break;
+  }
+  TokenCheck check;
+  check.path = path_;
+  check.client = client_addr_.ss_family == AF_UNSPEC
+                     ? nullptr
+                     : reinterpret_cast<const sockaddr*>(&client_addr_);
+  check.now_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                       SystemClock::instance().wallNow().time_since_epoch())
+                       .count();
+  std::string_view key_id;
+  const TokenVerdict verdict =
+      malformed ? TokenVerdict::kMalformed
+                : verifyToken(token, auth, check, token_scratch_, &key_id);
+  if (verdict == TokenVerdict::kOk) return true;
+
+  WorkerCounters& c = worker_.counters();
+  const size_t slot = c.vhostSlot(worker_.shared().vhost_slots, config_, vhost_);
+  c.add(c.token_rejections[slot][static_cast<size_t>(verdict)]);
+  AccessLog& security = worker_.shared().security_log;
+  if (security.enabled()) {
+    const conf::AddressAnonymization mode = config_->log.client_address;
+    if (log_client_mode_ != mode) {
+      anonymizeAddress(reinterpret_cast<const sockaddr*>(&client_addr_), mode, log_client_);
+      log_client_mode_ = mode;
+    }
+    SecurityEvent e;
+    e.time_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    e.event = "token_rejected";
+    e.reason = tokenVerdictName(verdict);
+    e.vhost = vhost_->name;
+    e.client = log_client_;
+    e.method = method_;
+    e.path = path_;
+    e.source = source;
+    e.key_id = key_id;
+    std::string line;
+    formatSecurityLogLine(e, line);
+    security.append(line);
+  }
+  // No detail for the viewer: the reason is in the security log and the metric.
+  synth(403, "forbidden", false);
+  return false;
 }
 
 void ClientConnection::lookupStep() {
@@ -473,6 +604,16 @@ FillRequest ClientConnection::makeFillRequest(bool pass) {
   if (pass) {
     request.method = is_head_ ? "GET" : method_;  // HEAD: fetch and send the head only
     request.target = target_;
+    if (route_->token_auth.enabled) {
+      // The token was for this edge: the origin gets the path without the token segment and
+      // the query without the token parameter (every other parameter as sent).
+      request.target = path_;
+      const std::string query = removeQueryParam(raw_query_, route_->token_auth.query_param);
+      if (!query.empty()) {
+        request.target += '?';
+        request.target += query;
+      }
+    }
     request.body = std::move(request_body_);
   } else {
     // Fills carry the normalised path and only the kept query parameters: the origin never
@@ -486,6 +627,18 @@ FillRequest ClientConnection::makeFillRequest(bool pass) {
     }
   }
   request.request_has_authorization = forwardedFields(!pass, request.forward_headers).authorization;
+  if (route_->token_auth.enabled &&
+      std::find(route_->token_auth.accept.begin(), route_->token_auth.accept.end(),
+                conf::TokenSource::kCookie) != route_->token_auth.accept.end()) {
+    // Nor does the origin get the token cookie (the viewer's other cookies go as the route
+    // says).
+    for (auto& [name, value] : request.forward_headers) {
+      if (cache::equalsIgnoreCase(name, "Cookie")) value = removeCookie(value, route_->token_auth.cookie);
+    }
+    std::erase_if(request.forward_headers, [](const auto& f) {
+      return cache::equalsIgnoreCase(f.first, "Cookie") && f.second.empty();
+    });
+  }
   if (!pass) {
     // Vary: the origin gets the normalised values of the fields variants are chosen by, so the
     // stored answer suits every request of its variant (after the route's field policy chose

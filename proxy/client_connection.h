@@ -4,7 +4,9 @@
 //
 // The request steps (one place, one line each):
 //   Recv     read and parse the head; limits and strictness → 4xx (Synth)
-//   Route    Host → vhost, path → route; none → 404; method not allowed → 405
+//   Route    normalise the path; a leading /<segment>/<token>/ of a route that accepts path
+//            tokens is taken off; Host → vhost, path → route; none → 404
+//   Admit    signed-URL token of a token_auth route (url_token.h) → 403; method → 405
 //   Lookup   cache index: Hit | Stale | Ssd | Miss | Busy | Pass
 //   Hit      deliver the complete object
 //   Stale    within stale-while-revalidate: deliver stale + background revalidation;
@@ -41,6 +43,7 @@
 #include "proxy/http_parser.h"
 #include "proxy/range.h"
 #include "proxy/request_fields.h"
+#include "proxy/router.h"
 #include "proxy/shared_state.h"
 #include "tls/tls_state.h"
 
@@ -94,6 +97,12 @@ class ClientConnection final : public cache::ObjectWaiter {
 
   void parseRequest();                       // Recv
   void handleRequest();                      // Route, admit, Lookup
+  // Route: takes a path token (/<segment>/<token>/rest) off path_ when the route of the rest
+  // accepts it there; `match` becomes that route's.
+  void takePathToken(RouteMatch& match);
+  // Admit: the route's token_auth. False when the request was refused (403 sent, counted and
+  // written to the security log).
+  bool admitToken();
   void lookupStep();                         // Lookup (again, after a Vary mismatch)
   void startFill(cache::FillWriter fill, bool pass);
   FillRequest makeFillRequest(bool pass);
@@ -152,6 +161,10 @@ class ClientConnection final : public cache::ObjectWaiter {
   const conf::VhostConfig* vhost_ = nullptr;
   const conf::RouteConfig* route_ = nullptr;
   std::string method_, target_, raw_path_, path_, query_, host_;
+  // Signed URLs (routes with token_auth only): the query before filtering, the token taken
+  // off the path, the Cookie fields' places in raw_head_, and scratch for decoding.
+  std::string raw_query_, path_token_, token_value_, token_scratch_;
+  std::vector<std::pair<uint32_t, uint32_t>> cookie_fields_;  // (offset, length) in raw_head_
   std::string range_, if_none_match_, if_modified_since_, if_range_;
   AcceptEncoding accept_encoding_;
   // The request head as received, kept (in a buffer reused across requests) so that fills and

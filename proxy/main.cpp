@@ -1,6 +1,7 @@
 // streamedge: edge caching proxy for HLS and DASH.
 //   streamedge [-c FILE]      run (no -c: the embedded default config)
 //   streamedge -t [-c FILE]   check a config and exit 0 (valid) or 1 (errors, with file:line)
+//   streamedge token ...      mint a signed-URL token (proxy/token_command.h)
 #include <event2/thread.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "conf/config_loader.h"
 #include "proxy/admin_auth.h"
 #include "proxy/server.h"
+#include "proxy/token_command.h"
 #include "tls/self_signed.h"
 #include "tls/tls_state.h"
 
@@ -30,6 +32,10 @@ void printHelp() {
       "                              http://127.0.0.1:8081)\n"
       "  streamedge -t [-c FILE]     check the config and exit: 0 valid, 1 invalid (errors as\n"
       "                              file:line: key: message)\n"
+      "  streamedge token --key-file FILE --prefix PATH --ttl SECONDS [--key-id ID]\n"
+      "                  [--client ADDR]\n"
+      "                              print a signed-URL token for a route with token_auth\n"
+      "                              (streamedge token --help)\n"
       "  streamedge --print-default-config\n"
       "                              print the embedded default config and exit\n"
       "  streamedge hash-token       read an admin bearer token on stdin (one line) and print\n"
@@ -122,6 +128,9 @@ int hashTokenCommand() {
 
 int main(int argc, char** argv) {
   if (argc == 2 && std::strcmp(argv[1], "hash-token") == 0) return hashTokenCommand();
+  if (argc >= 2 && std::strcmp(argv[1], "token") == 0) {
+    return streamedge::proxy::runTokenCommand(argc - 2, argv + 2);
+  }
   std::string config_path;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {

@@ -147,7 +147,20 @@ const conf::VhostConfig* vhostForPurge(const conf::Config& config, std::string_v
   for (const conf::VhostConfig& v : config.vhosts) {
     if (v.name == host) return &v;
   }
-  return matchRoute(config, host, "/").vhost;
+  // A host the vhost names, exactly or by a "*.suffix" pattern; never through the "*"
+  // catch-all: a mistyped host must not purge the catch-all vhost.
+  const conf::VhostConfig* v = matchRoute(config, host, "/").vhost;
+  if (!v) return nullptr;
+  char buf[256];
+  const std::string_view name = hostName(host, buf, sizeof buf);
+  for (const std::string& pattern : v->hostnames) {
+    if (pattern == name) return v;
+    if (pattern.size() > 2 && pattern.starts_with("*.") && name.size() > pattern.size() - 1 &&
+        name.ends_with(std::string_view(pattern).substr(1))) {
+      return v;
+    }
+  }
+  return nullptr;
 }
 
 bool purgeKeyForUrl(const conf::Config& config, std::string_view url, cache::CacheKey& key,

@@ -11,7 +11,8 @@
 //   host=HOST            every object of HOST's vhost (a customer leaving)
 //   soft=1               soft purge: mark stale (revalidated at the next request), keep
 //
-// HOST is a configured vhost name or a host name its hostnames match (as a Host field would).
+// HOST is a configured vhost name or a host name its hostnames match (as a Host field would,
+// except that the "*" catch-all is named by its vhost name only).
 // Query values are percent-decoded: a url with its own query must be percent-encoded
 // (curl -G --data-urlencode "url=...").
 //
@@ -47,7 +48,8 @@ const char* purgeKindName(PurgeRequest::Kind kind);
 bool parsePurgeQuery(std::string_view query, PurgeRequest& out, std::string& error);
 
 // The vhost HOST names: a vhost whose configured name is HOST, else the vhost a request with
-// "Host: HOST" would be routed to. Null when none.
+// "Host: HOST" would be routed to when one of its hostnames names HOST (exactly or by
+// "*.suffix"; the "*" catch-all is reached by its vhost name only). Null when none.
 const conf::VhostConfig* vhostForPurge(const conf::Config& config, std::string_view host);
 
 // The cache key a GET for `url` would use, and its vhost. False with `error` when the URL is not

@@ -264,6 +264,7 @@ int Server::run() {
   // permissions.
   if (!shared_->access_log.open()) return 1;
   if (!admin_actions_->open()) return 1;
+  if (!shared_->security_log.open()) return 1;
   std::vector<uint64_t> ids_by_position;
   for (const ListenerEntry& e : listener_table_.current()) ids_by_position.push_back(e.id);
   for (int i = 0; i < worker_count_; ++i) {
@@ -313,6 +314,7 @@ void Server::onSignal(int sig) {
     case SIGUSR1:
       shared_->access_log.reopen();
       admin_actions_->reopenLog();
+      shared_->security_log.reopen();
       std::fprintf(stderr, "streamedge: access log reopened\n");
       return;
     default: return beginStop();
@@ -832,6 +834,15 @@ std::string Server::metricsText() const {
       }
     }
     if (any) snap.response_bytes_by_vhost.emplace_back(vhosts[v], bytes);
+    for (size_t t = 1; t < kTokenVerdicts; ++t) {
+      uint64_t total = 0;
+      for (const auto& c : shared_->counters) {
+        total += c->token_rejections[v][t].load(std::memory_order_relaxed);
+      }
+      if (total == 0) continue;
+      snap.token_rejections.push_back(
+          {vhosts[v], tokenVerdictName(static_cast<TokenVerdict>(t)), total});
+    }
   }
   for (size_t k = 1; k < kStatusClasses; ++k) {
     snap.responses_by_class.emplace_back(std::to_string(k) + "xx", by_class[k]);

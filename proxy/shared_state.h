@@ -24,6 +24,7 @@
 #include "proxy/client_budget.h"
 #include "proxy/origin_limits.h"
 #include "proxy/origin_stats.h"
+#include "proxy/url_token.h"
 
 namespace streamedge::proxy {
 
@@ -77,6 +78,8 @@ struct WorkerCounters {
   Cell fill_slow_readers_cut{0};
   Cell fills_abandoned{0};
   Cell invalidations{0};  // stored URLs removed after an unsafe request (RFC 9111 §4.4)
+  // Signed-URL refusals: token_rejections[vhost slot][TokenVerdict] (kOk unused).
+  std::array<std::array<Cell, kTokenVerdicts>, kVhostSlots> token_rejections{};
   // Compression, by conf::ContentCoding: encoder runs and their CPU time, answers sent encoded
   // and the body bytes that saved.
   static constexpr size_t kCodings = 2;
@@ -129,7 +132,8 @@ struct SharedState {
   SharedState(const conf::Config& config)
       : cache(config.cache.ram, SystemClock::instance()),
         health(std::make_shared<OriginHealth>(config)),
-        access_log(config.log.access_log) {}
+        access_log(config.log.access_log),
+        security_log(config.log.security_log) {}
 
   cache::Cache cache;
   // The SSD tier when [cache.ssd] is configured (attached to `cache`). Declared after it:
@@ -143,6 +147,9 @@ struct SharedState {
   // [origin_group] client_miss_rate: misses per client, shared by every worker.
   ClientMissBudget client_misses;
   AccessLog access_log;
+  // Security events ([log] security_log; proxy/security_log.h formats the lines). Read at start
+  // like the access log: a reload does not move it.
+  AccessLog security_log;
   VhostSlots vhost_slots;
   std::vector<std::unique_ptr<WorkerCounters>> counters;  // one per worker, fixed at start
   std::atomic<int64_t> connections_total_active{0};

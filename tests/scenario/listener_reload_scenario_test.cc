@@ -2,7 +2,7 @@
 // TLS), stops accepting on the ones it removes while their connections drain, keeps the sockets
 // of the ones it keeps (with new certificates or options), and fails cleanly, keeping
 // everything, when an added address cannot be bound (in use, or a privileged port after the
-// switch to [server] user).
+// switch to [server] user without CAP_NET_BIND_SERVICE; with it, such a port binds).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -368,6 +368,54 @@ TEST_F(ListenerReloadTest, APrivilegedPortAfterTheUserSwitchFailsTheReloadWithTh
   EXPECT_TRUE(proxy_->process.running());
   EXPECT_EQ(get(proxy_->http_port, "/obj/lr/user?size=10").status, 200);
   EXPECT_EQ(metricValue(metrics(), "streamedge_config_reloads_total", "result=\"failed\""), 1);
+}
+
+// A port below 1024 on 127.0.0.1 that nothing listens on now (0 when none is found or this
+// process may not bind one). Probed by binding it, so another process may still take it before
+// the proxy does; the caller then sees a failed reload with the reason in the log.
+uint16_t freePrivilegedPort() {
+  for (uint16_t port = 1023; port >= 900; --port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+    const int err = errno;
+    ::close(fd);
+    if (bound) return port;
+    if (err == EACCES) return 0;
+  }
+  return 0;
+}
+
+TEST_F(ListenerReloadTest, AReloadAfterTheUserSwitchBindsAPrivilegedPortWhileTheCapabilityIsKept) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: the switch happens only in a process started as root";
+  if (::getpwnam("nobody") == nullptr) GTEST_SKIP() << "no user nobody on this system";
+  const uint16_t low = freePrivilegedPort();
+  if (low == 0) GTEST_SKIP() << "no free port below 1024 on 127.0.0.1, or no CAP_NET_BIND_SERVICE here";
+  // Started as root holding CAP_NET_BIND_SERVICE: the switch to nobody keeps that one
+  // capability (as the systemd unit's AmbientCapabilities= does), so the reload may bind it.
+  const std::string listeners = plainListener("127.0.0.1:0");
+  ASSERT_NO_FATAL_FAILURE(startWith(config(listeners, "user = \"nobody\"\n")));
+  ASSERT_TRUE(proxy_->process.waitForLine("running as user nobody", 10s)) << proxy_->process.logTail();
+  ASSERT_EQ(::chmod(proxy_->dir->path().c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(proxy_->config_path.c_str(), 0644), 0);
+
+  const std::string address = "127.0.0.1:" + std::to_string(low);
+  const size_t from = reload(config(listeners + plainListener(address), "user = \"nobody\"\n"));
+  EXPECT_EQ(printedPort("http", from), low) << proxy_->process.logTail();
+  const HttpResponse r = get(low, "/obj/lr/low-port?size=1000");
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, testsupport::simBody("/obj/lr/low-port", 1000));
+  EXPECT_EQ(get(proxy_->http_port, "/obj/lr/low-port-first?size=10").status, 200);
+
+  // And removed again: the privileged socket is closed, nothing else changes.
+  reload(config(listeners, "user = \"nobody\"\n"));
+  EXPECT_TRUE(eventually([&] { return refused("127.0.0.1", low); }, 2s));
+  EXPECT_EQ(get(proxy_->http_port, "/obj/lr/low-port-after?size=10").status, 200);
+  EXPECT_EQ(metricValue(metrics(), "streamedge_config_reloads_total", "result=\"failed\""), 0);
 }
 
 TEST_F(ListenerReloadTest, KeepAliveClientsUnderLoadLoseNothingWhileReloadsAddAndRemoveListeners) {

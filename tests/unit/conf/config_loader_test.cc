@@ -285,6 +285,7 @@ TEST(ConfigLoader, ExampleConfigLoadsWithDocumentedValues) {
   EXPECT_FALSE(root.fields.forward_cookie);
   EXPECT_EQ(root.fields.forward_client_address, ClientAddressForwarding::kNone);
   EXPECT_EQ(c.log.access_log, "/var/log/streamedge/access.log");
+  EXPECT_EQ(c.log.security_log, "/var/log/streamedge/security.log");
 }
 
 TEST(ConfigLoader, EverySettableValueIsParsed) {

@@ -93,6 +93,12 @@ TEST(PurgeHost, AVhostNameOrAHostItServes) {
   EXPECT_EQ(vhostForPurge(c, "live.tv.example")->name, "tv");
   EXPECT_EQ(vhostForPurge(c, "RADIO.example:8080")->name, "radio");
   EXPECT_EQ(vhostForPurge(c, "nobody.example"), nullptr);
+  conf::Config with_any = siteConfig();
+  with_any.vhosts[1].hostnames.push_back("*");
+  EXPECT_EQ(vhostForPurge(with_any, "nobody.example"), nullptr)
+      << "a mistyped host never purges the catch-all vhost";
+  EXPECT_EQ(vhostForPurge(with_any, "radio")->name, "radio");
+  EXPECT_EQ(vhostForPurge(with_any, "tv.example")->name, "tv");
 }
 
 std::shared_ptr<cache::ResponseHead> head(std::string_view vhost, std::string_view path) {
