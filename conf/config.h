@@ -46,6 +46,11 @@ struct AdminTokenConfig {
   uint32_t scopes = 0;   // AdminScope bits
 };
 
+struct CertificateConfig {
+  std::string cert;  // PEM chain, leaf first
+  std::string key;
+};
+
 struct AdminConfig {
   std::string address = "127.0.0.1:9901";   // "" disables the admin listener
   // Deprecated: a token in clear, with every scope (audit name "bearer_token"). "" = none.
@@ -54,16 +59,18 @@ struct AdminConfig {
   // listener is on loopback by default); with any, every path but /healthz and /readyz needs
   // a token that has the path's scope.
   std::vector<AdminTokenConfig> tokens;
+  // Non-empty: the admin listener speaks TLS only (same machinery as a TLS [[listener]]:
+  // TLS 1.2-1.3, the default ciphers, SNI between certificates). Whether it speaks TLS is fixed
+  // at start; certificates and client_ca are re-read on reload.
+  std::vector<CertificateConfig> certificates;
+  // With certificates: a PEM file of CA certificates; every admin client (probes included) must
+  // then present a certificate that chains to one of them, or the handshake fails. "" = none.
+  std::string client_ca;
   // /healthz fails once a worker loop has not ticked for this long (a stuck worker).
   Millis health_stall_bound{5000};
   // POST /debug/block-worker?ms=N&worker=I (blocks a worker loop; for tests of /healthz).
   // Never enable in production.
   bool debug_endpoints = false;
-};
-
-struct CertificateConfig {
-  std::string cert;  // PEM chain, leaf first
-  std::string key;
 };
 
 // TLS 1.2 cipher list (OpenSSL syntax) and TLS 1.3 suites: forward secrecy and AEAD only.
@@ -88,6 +95,9 @@ struct ListenerConfig {
   Seconds tls_ticket_rotation{3600};    // a ticket stays valid for up to two rotations
   int tls_session_cache_size = 20480;   // server-side session cache entries; 0 disables it
   Seconds tls_session_timeout{3600};
+  // Clients must present a certificate chaining to a CA of this PEM file ("" = not asked).
+  // Set for the admin listener ([admin] client_ca); not a [[listener]] key.
+  std::string client_ca;
   // Plain listeners only: answer every request with a 301 to https://<host><target>.
   bool redirect_https = false;
   uint16_t https_port = 0;  // port in the redirect; 0 = the first TLS listener's port

@@ -791,6 +791,8 @@ void readAdminToken(TableReader& r, AdminTokenConfig& token) {
   r.finish();
 }
 
+void readCertificate(TableReader& r, CertificateConfig& cert);
+
 void readAdmin(TableReader& r, AdminConfig& admin) {
   if (r.string("bearer_token", admin.bearer_token)) {
     if (hasSpaceOrControl(admin.bearer_token)) {
@@ -818,16 +820,33 @@ void readAdmin(TableReader& r, AdminConfig& admin) {
                    }
                  }
                });
+  forEachTable(r.tableArray("certificate"), r.path("certificate"),
+               [&](const toml::table& t, const std::string& path, size_t) {
+                 TableReader cr(r.diag(), t, path);
+                 admin.certificates.emplace_back();
+                 readCertificate(cr, admin.certificates.back());
+               });
+  // The file is only recorded here; tls/ reads and checks it when it builds the context.
+  if (r.string("client_ca", admin.client_ca) && !admin.client_ca.empty() &&
+      admin.certificates.empty()) {
+    r.error("client_ca", *r.get("client_ca"),
+            "a client certificate is asked for in a TLS handshake: needs [[admin.certificate]]");
+  }
   if (r.string("address", admin.address) && !admin.address.empty()) {
     std::string host;
     uint16_t port = 0;
     const std::string err = parseListenAddress(admin.address, host, port);
     if (!err.empty()) {
       r.error("address", *r.get("address"), err);
-    } else if (!isLoopback(host) && admin.bearer_token.empty() && !r.has("token")) {
+    } else if (!isLoopback(host) && admin.bearer_token.empty() && !r.has("token") &&
+               admin.client_ca.empty()) {
       r.diag().warn(lineOf(*r.get("address")), r.path("address"),
-                    "admin listener on a non-loopback address without [[admin.token]]: anyone "
-                    "who can reach it can purge the cache");
+                    "admin listener on a non-loopback address without [[admin.token]] or "
+                    "client_ca: anyone who can reach it can purge the cache");
+    } else if (!isLoopback(host) && admin.certificates.empty()) {
+      r.diag().warn(lineOf(*r.get("address")), r.path("address"),
+                    "admin listener on a non-loopback address without [[admin.certificate]]: "
+                    "bearer tokens cross the network in clear");
     }
   }
   r.duration("health_stall_bound", admin.health_stall_bound, false);

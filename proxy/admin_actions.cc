@@ -1,7 +1,10 @@
 #include "proxy/admin_actions.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -39,7 +42,59 @@ std::string clientOf(evhttp_request* req) {
   return addr ? std::string(addr) : std::string("-");
 }
 
+// SSL ex_data slot holding a heap tls::TlsStatePtr: the snapshot an admin connection's SSL was
+// made from, released with the SSL (so a reload never frees contexts a handshake still uses).
+void freePinnedState(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<tls::TlsStatePtr*>(ptr);
+}
+int pinnedStateIndex() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, freePinnedState);
+  return index;
+}
+
+// The SSL of the request's connection; null for plain HTTP.
+SSL* sslOf(evhttp_request* req) {
+  evhttp_connection* conn = evhttp_request_get_connection(req);
+  bufferevent* bev = conn ? evhttp_connection_get_bufferevent(conn) : nullptr;
+  return bev ? bufferevent_openssl_get_ssl(bev) : nullptr;
+}
+
+// "cert:<subject CN>" of a verified client certificate ("" when none was presented).
+std::string clientCertificateName(SSL* ssl) {
+  if (!ssl) return "";
+  X509* peer = SSL_get0_peer_certificate(ssl);
+  if (!peer || SSL_get_verify_result(ssl) != X509_V_OK) return "";
+  char cn[256] = {0};
+  if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn) <= 0) {
+    return "cert:-";
+  }
+  return std::string("cert:") + cn;
+}
+
 }  // namespace
+
+void AdminActions::setTls(const tls::TlsStatePtr& state) {
+  if (state && state->admin()) tls_ = state;
+}
+
+bufferevent* AdminActions::newConnectionCb(event_base* base, void* arg) {
+  auto* self = static_cast<AdminActions*>(arg);
+  SSL* ssl = self->tls_ ? SSL_new(self->tls_->admin()->defaultContext()) : nullptr;
+  if (ssl) {
+    SSL_set_ex_data(ssl, pinnedStateIndex(), new tls::TlsStatePtr(self->tls_));
+    bufferevent* bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                      BEV_OPT_CLOSE_ON_FREE);
+    if (bev) {
+      bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+      return bev;
+    }
+    SSL_free(ssl);
+  }
+  // Out of memory: evhttp then makes a plain bufferevent, and authorize() refuses every request
+  // that arrives on it.
+  std::fprintf(stderr, "streamedge: admin: cannot set up TLS for a connection\n");
+  return nullptr;
+}
 
 AdminActions::AdminActions(const conf::AdminConfig& admin, std::string audit_path)
     : auth_(admin), audit_(std::move(audit_path)) {}
@@ -56,11 +111,23 @@ void AdminActions::reply(evhttp_request* req, int code, const char* reason,
 }
 
 bool AdminActions::authorize(evhttp_request* req, const std::string& path, std::string& who) {
+  SSL* ssl = sslOf(req);
+  if (tls_ && !ssl) {
+    // Only when TLS could not be set up for the connection (newConnectionCb): never served.
+    reply(req, 400, "Bad Request", "TLS required\n", "text/plain; charset=utf-8");
+    return false;
+  }
   const char* authorization =
       evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
   const AdminAuthResult r = auth_.check(authorization, scopeForPath(path));
   if (r.decision == AdminAuthResult::Decision::kAllowed) {
     who = r.who;
+    // No token configured but a verified client certificate ([admin] client_ca): the audit
+    // log names the certificate.
+    if (auth_.open()) {
+      std::string cert = clientCertificateName(ssl);
+      if (!cert.empty()) who = std::move(cert);
+    }
     return true;
   }
   const bool forbidden = r.decision == AdminAuthResult::Decision::kForbidden;

@@ -7,6 +7,7 @@
 // the metrics scrape (also on the main thread today).
 #pragma once
 
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 
 #include <array>
@@ -20,6 +21,7 @@
 #include "proxy/admin_auth.h"
 #include "proxy/audit_log.h"
 #include "proxy/purge.h"
+#include "tls/tls_state.h"
 
 namespace streamedge::proxy {
 
@@ -34,6 +36,16 @@ class AdminActions {
   void reopenLog() { audit_.reopen(); }
   // A reload: the tokens of the new config from now on.
   void setConfig(const conf::AdminConfig& admin) { auth_ = AdminAuth(admin); }
+
+  // TLS on the admin listener ([admin] certificates): the snapshot whose admin contexts new
+  // connections handshake with. Called at start (before the listener accepts) and after every
+  // reload; a snapshot without admin contexts is ignored (whether the listener speaks TLS is
+  // fixed at start: it never falls back to plain HTTP).
+  void setTls(const tls::TlsStatePtr& state);
+  bool tls() const { return tls_ != nullptr; }
+  // evhttp_set_bevcb callback (arg: this): an accepting bufferevent_openssl on the current
+  // admin contexts; the SSL pins its TlsState snapshot until it is freed.
+  static bufferevent* newConnectionCb(event_base* base, void* arg);
 
   // Checks the request's token against the scope `path` needs. Allowed: returns true and sets
   // `who` (the token's name). Refused: answers 401 (with WWW-Authenticate) or 403 itself,
@@ -54,6 +66,7 @@ class AdminActions {
              const char* content_type);
 
   AdminAuth auth_;
+  tls::TlsStatePtr tls_;  // null: plain HTTP
   AuditLog audit_;
   // Purges by kind (url, prefix, tag, host) and result (ok, error).
   std::array<std::array<std::atomic<uint64_t>, 2>, kPurgeKinds> purges_{};

@@ -170,6 +170,8 @@ bool Server::startAdmin() {
   }
   admin_ = evhttp_new(base_);
   evhttp_set_allowed_methods(admin_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+  admin_actions_->setTls(tls_);  // [admin] certificates: TLS only, from the first connection
+  if (admin_actions_->tls()) evhttp_set_bevcb(admin_, AdminActions::newConnectionCb, admin_actions_.get());
   evhttp_set_timeout(admin_, 10);
   int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
@@ -345,7 +347,9 @@ void Server::reload() {
       next.cache.ram.size_bytes != config_->cache.ram.size_bytes ||
       next.cache.ram.max_variants != config_->cache.ram.max_variants ||
       next.cache.ram.max_vary_urls != config_->cache.ram.max_vary_urls ||
-      next.admin.address != config_->admin.address || ssdChanged(next.cache.ssd, config_->cache.ssd) ||
+      next.admin.address != config_->admin.address ||
+      (admin_ && next.admin.certificates.empty() == admin_actions_->tls()) ||  // TLS on/off
+      ssdChanged(next.cache.ssd, config_->cache.ssd) ||
       next.server.user != config_->server.user) {
     std::fprintf(stderr,
                  "streamedge: reload: worker, admin, cache size, [cache.ssd] and user changes take "
@@ -382,6 +386,7 @@ void Server::reload() {
   shared_->cache.setFillLimits(config_->cache.ram.fill_window_bytes,
                                config_->cache.ram.fill_memory_bytes);
   tls_ = built.state;
+  admin_actions_->setTls(tls_);  // new admin certificates / client_ca for new connections
   // Origin health follows the new origin list (state kept for unchanged origins); the active
   // checks restart with the new settings.
   health_checker_.reset();

@@ -130,5 +130,62 @@ TEST(AdminConfig, AuditLogIsAFilePathOrOff) {
             std::string::npos) << errors(r);
 }
 
+TEST(AdminConfig, CertificatesAndClientCaMakeATlsAdminListener) {
+  const LoadResult r = load(
+      "client_ca = \"/etc/streamedge/admin-clients.pem\"\n"
+      "[[admin.certificate]]\ncert = \"/etc/streamedge/admin.pem\"\nkey = \"/etc/streamedge/admin.key\"\n");
+  ASSERT_TRUE(r.ok()) << errors(r);
+  ASSERT_EQ(r.config->admin.certificates.size(), 1u);
+  EXPECT_EQ(r.config->admin.certificates[0].cert, "/etc/streamedge/admin.pem");
+  EXPECT_EQ(r.config->admin.certificates[0].key, "/etc/streamedge/admin.key");
+  EXPECT_EQ(r.config->admin.client_ca, "/etc/streamedge/admin-clients.pem");
+  const LoadResult plain = load("");
+  EXPECT_TRUE(plain.config->admin.certificates.empty()) << "plain HTTP by default";
+  EXPECT_EQ(plain.config->admin.client_ca, "");
+}
+
+TEST(AdminConfig, ClientCaWithoutCertificatesAndIncompleteCertificatesAreErrors) {
+  LoadResult r = load("client_ca = \"/etc/streamedge/admin-clients.pem\"\n");  // base+2
+  ASSERT_FALSE(r.ok());
+  const auto base_lines = static_cast<int>(std::count(kBase.begin(), kBase.end(), '\n'));
+  EXPECT_NE(errors(r).find("test.toml:" + std::to_string(base_lines + 2) +
+                           ": admin.client_ca: a client certificate is asked for in a TLS "
+                           "handshake: needs [[admin.certificate]]"),
+            std::string::npos) << errors(r);
+  r = load("[[admin.certificate]]\ncert = \"/etc/streamedge/admin.pem\"\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(errors(r).find("admin.certificate[0].key: missing required key"), std::string::npos)
+      << errors(r);
+}
+
+TEST(AdminConfig, APublicAddressWarnsWithoutTlsOrWithoutAuthentication) {
+  const auto warned = [](const LoadResult& r, std::string_view what) {
+    return std::any_of(r.warnings.begin(), r.warnings.end(),
+                       [&](const std::string& w) { return w.find(what) != std::string::npos; });
+  };
+  const std::string token = "[[admin.token]]\nname = \"ops\"\nsha256 = \"" + std::string(64, 'a') +
+                            "\"\nscopes = [\"all\"]\n";
+  const std::string cert =
+      "[[admin.certificate]]\ncert = \"/etc/a.pem\"\nkey = \"/etc/a.key\"\n";
+  // No token: anyone can purge.
+  LoadResult r = load("address = \"0.0.0.0:9901\"\n");
+  ASSERT_TRUE(r.ok()) << errors(r);
+  EXPECT_TRUE(warned(r, "anyone who can reach it can purge the cache"));
+  // Tokens over plain HTTP: they cross the network in clear.
+  r = load("address = \"0.0.0.0:9901\"\n" + token);
+  ASSERT_TRUE(r.ok()) << errors(r);
+  EXPECT_TRUE(warned(r, "bearer tokens cross the network in clear"));
+  // Tokens over TLS, or client certificates: nothing to say.
+  r = load("address = \"0.0.0.0:9901\"\n" + token + cert);
+  ASSERT_TRUE(r.ok()) << errors(r);
+  EXPECT_FALSE(warned(r, "admin.address")) << r.warnings.front();
+  r = load("address = \"0.0.0.0:9901\"\nclient_ca = \"/etc/ca.pem\"\n" + cert);
+  ASSERT_TRUE(r.ok()) << errors(r);
+  EXPECT_FALSE(warned(r, "admin.address"));
+  // Loopback: no warning either way.
+  r = load("address = \"127.0.0.1:9901\"\n");
+  EXPECT_FALSE(warned(r, "admin.address"));
+}
+
 }  // namespace
 }  // namespace streamedge::conf
