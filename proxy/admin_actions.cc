@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "proxy/security_log.h"
+
 namespace streamedge::proxy {
 
 namespace {
@@ -145,6 +147,25 @@ bool AdminActions::authorize(evhttp_request* req, const std::string& path, std::
   e.status = r.httpStatus();
   e.detail = r.why;
   audit_.record(e);
+  if (security_ && security_->enabled()) {
+    std::string anonymized = "-";
+    evhttp_connection* conn = evhttp_request_get_connection(req);
+    if (const sockaddr* addr = conn ? evhttp_connection_get_addr(conn) : nullptr) {
+      anonymizeAddress(addr, security_client_mode_, anonymized);
+    }
+    SecurityEvent se;
+    se.time_unix_ms = e.time_unix_ms;
+    se.event = "admin_refused";
+    se.reason = forbidden ? "missing_scope" : authorization ? "unknown_token" : "no_token";
+    se.client = anonymized;
+    se.method = method;
+    se.path = path;
+    se.source = "admin";
+    se.key_id = r.who;  // the token's name when it was known (403)
+    std::string line;
+    formatSecurityLogLine(se, line);
+    security_->append(line);
+  }
   // The error log names no token either: who (if known), from where, why.
   std::fprintf(stderr, "streamedge: admin: %d %s %s from %s: %s%s%s\n", e.status, method,
                path.c_str(), client.c_str(), r.why.c_str(), r.who.empty() ? "" : ", token ",

@@ -18,6 +18,7 @@
 #include "cache/cache.h"
 #include "conf/config.h"
 #include "metrics/exposition.h"
+#include "proxy/access_log.h"
 #include "proxy/admin_auth.h"
 #include "proxy/audit_log.h"
 #include "proxy/purge.h"
@@ -36,6 +37,13 @@ class AdminActions {
   void reopenLog() { audit_.reopen(); }
   // A reload: the tokens of the new config from now on.
   void setConfig(const conf::AdminConfig& admin) { auth_ = AdminAuth(admin); }
+
+  // [log] security_log: refused admin requests also go there ("event":"admin_refused"), the
+  // client address anonymised as `mode` says. Null: not there. Called at start and on reload.
+  void setSecurityLog(AccessLog* log, conf::AddressAnonymization mode) {
+    security_ = log;
+    security_client_mode_ = mode;
+  }
 
   // TLS on the admin listener ([admin] certificates): the snapshot whose admin contexts new
   // connections handshake with. Called at start (before the listener accepts) and after every
@@ -67,6 +75,8 @@ class AdminActions {
 
   AdminAuth auth_;
   tls::TlsStatePtr tls_;  // null: plain HTTP
+  AccessLog* security_ = nullptr;
+  conf::AddressAnonymization security_client_mode_{};
   AuditLog audit_;
   // Purges by kind (url, prefix, tag, host) and result (ok, error).
   std::array<std::array<std::atomic<uint64_t>, 2>, kPurgeKinds> purges_{};

@@ -251,6 +251,7 @@ int Server::run() {
   }
 
   admin_actions_ = std::make_unique<AdminActions>(config_->admin, config_->log.audit_log);
+  admin_actions_->setSecurityLog(&shared_->security_log, config_->log.client_address);
   std::vector<std::vector<ListenSocket>> per_worker;
   if (!bindListeners(per_worker)) return 1;
   if (!startAdmin()) return 1;
@@ -382,6 +383,7 @@ void Server::reload() {
   }
   config_ = loaded.config;
   admin_actions_->setConfig(config_->admin);  // tokens and scopes reload
+  admin_actions_->setSecurityLog(&shared_->security_log, config_->log.client_address);
   registerVhosts(*config_);
   shared_->cache.setFillLimits(config_->cache.ram.fill_window_bytes,
                                config_->cache.ram.fill_memory_bytes);

@@ -236,6 +236,18 @@ TEST_F(PurgeScenarioTest, TokensWithoutTheScopeAreRefusedAndEverythingIsAudited)
   EXPECT_NE(v[3].find("\"detail\":\"missing scope purge\""), std::string::npos) << v[3];
   EXPECT_NE(v[4].find("\"who\":\"ops\""), std::string::npos) << v[4];
   EXPECT_NE(v[4].find("\"action\":\"purge\",\"method\":\"POST\",\"path\":\"/purge\",\"kind\":\"host\",\"mode\":\"hard\",\"host\":\"tv\",\"vhost\":\"tv\",\"result\":\"ok\",\"status\":200,\"objects\":0"), std::string::npos) << v[4];
+  // And in the security log ([log] security_log, stderr by default): the reason, the token's
+  // name when it was known, the client anonymised like the access log's.
+  for (const std::string line :
+       {R"({"event":"admin_refused","reason":"missing_scope","vhost":"-","client":"127.0.0.0",)"
+        R"("method":"GET","path":"/status","source":"admin","key_id":"scraper"})",
+        R"({"event":"admin_refused","reason":"no_token","vhost":"-","client":"127.0.0.0",)"
+        R"("method":"POST","path":"/purge","source":"admin","key_id":"-"})",
+        R"("event":"admin_refused","reason":"unknown_token")",
+        R"("reason":"missing_scope","vhost":"-","client":"127.0.0.0","method":"POST")"}) {
+    const std::string needle = line.front() == '{' ? line.substr(1) : line;
+    EXPECT_TRUE(proxy_->process.waitForLine(needle, 5s, 0)) << needle << "\n" << proxyLog();
+  }
   for (const char* secret : {kOpsToken, kScrapeToken, "wrong-token", kOpsHash}) {
     EXPECT_EQ(audit.find(secret), std::string::npos) << "a token in the audit log";
     EXPECT_EQ(proxy_->process.log().find(secret), std::string::npos) << "a token in the log";
