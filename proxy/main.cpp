@@ -52,7 +52,8 @@ void printHelp() {
       "binding its listeners and opening the SSD store and keys. See streamedge(8).\n"
       "admin listener: /healthz /readyz (open), /status /metrics, POST /purge?url=URL,\n"
       "?host=HOST&prefix=PATH, ?tag=KEY, ?host=HOST (+ &soft=1); bearer tokens with scopes\n"
-      "([[admin.token]]), refusals and purges in the audit log ([log] audit)\n",
+      "([[admin.token]]), refusals and purges in the audit log ([log] audit); TLS with\n"
+      "[[admin.certificate]], client certificates required with [admin] client_ca\n",
       STREAMEDGE_VERSION);
 }
 
