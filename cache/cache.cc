@@ -538,7 +538,7 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
         r.key = key;
         r.vary = vary;
         r.object = slot->current;
-        if (slot->current->freshness().isFresh(now)) {
+        if (slot->current->freshAt(now)) {
           S3Fifo::touch(slot->current->evictionNode());
           r.kind = LookupResult::Kind::kHit;
           return r;
@@ -571,7 +571,7 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
         return r;
       } else if (ObjectRef queued = ssd_allowed && !candidate ? ssd_->queuedObject(key)
                                                               : ObjectRef();
-                 queued && queued->freshness().isFresh(now)) {
+                 queued && queued->freshAt(now)) {
         // Evicted a moment ago and not indexed by the SSD writer yet: a hit all the same.
         // Looked for on the first pass only (one queue lock per miss); an object queued
         // between the passes is simply a miss.
@@ -636,7 +636,7 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
   // If the worker's engine is destroyed first (shutdown), the callback is dropped and the
   // holder's FillWriter aborts the fill: readers see kAborted, nothing is kept.
   const bool started = ssd_->read(key, engine, [this, holder, fallback](Result<SsdHit> hit) {
-    if (hit.isOk() && hit->freshness.isFresh(clock_.wallNow())) {
+    if (hit.isOk() && !hit->invalidated && hit->freshness.isFresh(clock_.wallNow())) {
       ssd_hits_.fetch_add(1, std::memory_order_relaxed);
       holder->finishFromSsd(*hit, secondSsdRead(hit->key));
       return;
@@ -646,6 +646,7 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
       // Stale, but a 304 can refresh it: the fill becomes a revalidation of the SSD copy.
       ObjectRef stale = makeCompleteObject(*hit);
       stale->setFromSsd();
+      if (hit->invalidated) stale->markInvalidated();  // stays stale if the origin fails
       holder->stale_ = std::move(stale);
       ssd_revalidations_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -656,7 +657,8 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
 
 
 void Cache::offerToSsd(const ObjectRef& object, WallTime now, const CacheKey& primary) {
-  if (!ssd_ || !object->ssdAllowed() || !object->shareable()) return;
+  // A soft-purged object would be written with its old freshness and read back as fresh.
+  if (!ssd_ || !object->ssdAllowed() || !object->shareable() || object->invalidated()) return;
   // A stale copy is read back only to be revalidated, which needs a validator.
   if (!object->freshness().isFresh(now) && !object->head().find("ETag") &&
       !object->head().find("Last-Modified")) {
@@ -678,7 +680,114 @@ bool Cache::purge(const CacheKey& key) {
   return found;
 }
 
-bool Cache::purgeKey(const CacheKey& key, std::vector<CacheKey>* variants) {
+size_t Cache::purgeObjects(const CacheKey& key) {
+  const bool on_ssd = ssd_ && ssd_->remove(key);
+  std::vector<CacheKey> variants;
+  bool had_object = false;
+  bool found = purgeKey(key, &variants, &had_object);
+  size_t n = (on_ssd || had_object) ? 1 : 0;
+  (void)found;
+  for (const CacheKey& variant : variants) {
+    if (purgeKey(variant, nullptr)) ++n;
+  }
+  return n;
+}
+
+bool Cache::invalidateKey(const CacheKey& key, std::vector<CacheKey>* variants) {
+  bool found = false;
+  if (variants) variants->reserve(max_variants_ + 1);  // no allocation under the lock
+  {
+    Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.slots.find(key);
+    if (it != shard.slots.end()) {
+      Slot& slot = it->second;
+      if (slot.current) {
+        slot.current->markInvalidated();
+        found = true;
+      }
+      if (slot.vary && variants) {
+        for (const CacheKey& v : slot.vary->variants) {
+          if (variants->size() < variants->capacity()) variants->push_back(v);
+        }
+      }
+    }
+  }
+  if (ssd_ && ssd_->invalidate(key)) found = true;
+  return found;
+}
+
+size_t Cache::invalidate(const CacheKey& key) {
+  std::vector<CacheKey> variants;
+  size_t n = invalidateKey(key, &variants) ? 1 : 0;
+  for (const CacheKey& v : variants) {
+    if (invalidateKey(v, nullptr)) ++n;
+  }
+  return n;
+}
+
+size_t Cache::purgeMatching(const PurgeSelector& selector, bool soft, uint64_t* scanned) {
+  std::vector<CacheKey> keys;
+  uint64_t looked_at = 0;
+  for (Shard& shard : shards_) {
+    // The matches are collected into room reserved before the lock is taken; a shard that
+    // grew past it meanwhile is scanned again with more room.
+    size_t room = 64;
+    for (;;) {
+      std::vector<CacheKey> found;
+      found.reserve(room);
+      bool overflow = false;
+      size_t slots = 0;
+      {
+        std::lock_guard<std::mutex> lock(shard.mu);
+        slots = shard.slots.size();
+        for (const auto& [key, slot] : shard.slots) {
+          // A fill whose head has arrived is matched too: a purge must not let it be kept.
+          const CacheObject* object = slot.current ? slot.current.get()
+                                      : slot.pending && slot.pending->headPublished()
+                                          ? slot.pending.get()
+                                          : nullptr;
+          if (!object || !selector.matches(object->head())) continue;
+          if (found.size() == found.capacity()) {
+            overflow = true;
+            break;
+          }
+          found.push_back(key);
+        }
+      }
+      if (!overflow) {
+        looked_at += slots;
+        keys.insert(keys.end(), found.begin(), found.end());
+        break;
+      }
+      room = std::max(room * 2, slots + 64);
+    }
+  }
+  if (ssd_) {
+    std::vector<CacheKey> on_ssd = ssd_->keysMatching(selector);
+    keys.insert(keys.end(), on_ssd.begin(), on_ssd.end());
+  }
+  std::sort(keys.begin(), keys.end(), [](const CacheKey& a, const CacheKey& b) {
+    return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
+  });
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  size_t n = 0;
+  for (const CacheKey& key : keys) {
+    // Each key is one object (a variant has its own key and labels): no marker walk needed.
+    if (soft) {
+      if (invalidateKey(key, nullptr)) ++n;
+    } else {
+      const bool on_ssd = ssd_ && ssd_->remove(key);
+      bool had_object = false;
+      purgeKey(key, nullptr, &had_object);
+      if (on_ssd || had_object) ++n;
+    }
+  }
+  if (scanned) *scanned = looked_at;
+  return n;
+}
+
+bool Cache::purgeKey(const CacheKey& key, std::vector<CacheKey>* variants, bool* had_object) {
   ObjectRef removed;
   bool found = false;
   MarkerList freed;  // destroyed last, outside the locks
@@ -686,6 +795,7 @@ bool Cache::purgeKey(const CacheKey& key, std::vector<CacheKey>* variants) {
     if (!slot) return;
     found = static_cast<bool>(slot->current) || static_cast<bool>(slot->pending) ||
             static_cast<bool>(slot->vary);
+    if (had_object) *had_object = slot->current || slot->pending;
     // A fill in flight goes on for its readers, but onComplete() will not find it in its slot
     // and so will not keep it.
     if (slot->pending) endFillLocked(*slot, url_shard, /*moved=*/false, freed);
@@ -701,7 +811,10 @@ bool Cache::purgeKey(const CacheKey& key, std::vector<CacheKey>* variants) {
   if (removed) unlinkFromPolicy(*removed);
   // The SSD copy leaves the index and a tombstone keeps it out after a restart (its bytes stay
   // on the device until the region is reclaimed).
-  if (ssd_ && ssd_->remove(key)) found = true;
+  if (ssd_ && ssd_->remove(key)) {
+    found = true;
+    if (had_object) *had_object = true;
+  }
   return found;
 }
 

@@ -54,6 +54,7 @@
 
 #include "cache/cache_key.h"
 #include "cache/object.h"
+#include "cache/purge_labels.h"
 #include "cache/s3fifo.h"
 #include "cache/ssd_store.h"
 #include "cache/vary.h"
@@ -206,6 +207,19 @@ class Cache final : public SsdVariantObserver {
   // vary, every variant known (both tiers) and the marker. In-flight fills go on but their
   // result is not kept. Returns true when something was removed.
   bool purge(const CacheKey& key);
+  // purge(), counting the objects removed: the URL's own (RAM, SSD or a fill in flight) and
+  // each of its variants, once each whatever the tiers held.
+  size_t purgeObjects(const CacheKey& key);
+  // Soft purge of `key` and, when the URL's answers vary, of every variant known: the stored
+  // copies (RAM and SSD) stay but are stale from now on, so the next request revalidates them
+  // (a conditional request when they have validators, else a full fetch). Returns how many
+  // objects were marked.
+  size_t invalidate(const CacheKey& key);
+  // Purges (hard, or soft with `soft`) every stored object whose purge labels `selector`
+  // matches: objects in RAM (and fills whose head has arrived), and on the SSD tier. Scans the
+  // index shard by shard (each under its lock, no allocation under it) and the SSD index;
+  // returns how many objects were removed or marked. `scanned` (optional): RAM slots looked at.
+  size_t purgeMatching(const PurgeSelector& selector, bool soft, uint64_t* scanned = nullptr);
 
   // Publishes a derived representation of the complete `object` in `slot` (first writer wins,
   // see CacheObject::publishDerived) and charges what it holds to the RAM tier while the object
@@ -326,7 +340,10 @@ class Cache final : public SsdVariantObserver {
   LookupResult lookupKey(const CacheKey& key, bool ssd_allowed, const CacheKey& primary,
                          uint64_t variant_of, const RequestFieldSource* request);
   // purge() of one key; `variants` (optional): receives the variants of its marker.
-  bool purgeKey(const CacheKey& key, std::vector<CacheKey>* variants);
+  // `had_object` (optional): whether a stored object or a fill was there (not just a marker).
+  bool purgeKey(const CacheKey& key, std::vector<CacheKey>* variants, bool* had_object = nullptr);
+  // Soft purge of one key (both tiers); `variants` (optional): receives its marker's variants.
+  bool invalidateKey(const CacheKey& key, std::vector<CacheKey>* variants);
 
   // FillWriter callbacks.
   // The head of `object`'s fill is about to be published (shareable): puts the fill in the slot

@@ -252,6 +252,14 @@ class CacheObject final : public RefCounted {
   // by any thread once headPublished().
   conf::Seconds headLifetime() const { return head_lifetime_; }
 
+  // Soft purge: from now on the object is stale whatever its freshness says (lookups revalidate
+  // it; delivery of a stale object follows the usual rules). Any thread; never undone (a 304
+  // makes a new object).
+  void markInvalidated() { invalidated_.store(true, std::memory_order_release); }
+  bool invalidated() const { return invalidated_.load(std::memory_order_acquire); }
+  // Fresh at `now` and not soft-purged.
+  bool freshAt(WallTime now) const { return !invalidated() && freshness_.isFresh(now); }
+
   // --- filler side (used by FillWriter and the cache) ---
   void publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& f, bool shareable,
                    Ref<Body> body);
@@ -298,6 +306,7 @@ class CacheObject final : public RefCounted {
   std::atomic<bool> head_published_{false};
   std::atomic<bool> timed_out_{false};
   std::atomic<bool> busy_{false};
+  std::atomic<bool> invalidated_{false};
   // Written once by the filler before head_published_/state_ release; then read-only.
   std::shared_ptr<const ResponseHead> head_;
   Freshness freshness_;

@@ -15,7 +15,8 @@ namespace streamedge::cache::ssd {
 namespace {
 
 constexpr uint64_t kCheckpointMagic = 0x31504b43'45455453ull;  // "STEECKP1"
-constexpr uint32_t kCheckpointVersion = 1;
+// 2: purge labels after the entries (a version 1 checkpoint is refused: the store scans).
+constexpr uint32_t kCheckpointVersion = 2;
 constexpr uint32_t kFlagEncrypted = 1;
 // Bounds that no real store reaches; a header beyond them is damage.
 constexpr uint64_t kMaxNames = 1u << 16;
@@ -31,7 +32,8 @@ struct CheckpointHeader {
   uint64_t resume_seq;
   uint8_t key_check[8];
   uint64_t names_bytes;      // payload part 1
-  uint64_t entry_count;      // payload part 2: entry_count * sizeof(CheckpointEntry)
+  uint64_t entry_count;      // payload part 2: entry_count * sizeof(CheckpointEntry); part 3:
+                             // labels, the rest
   uint64_t payload_checksum; // xxh3-64 of the plaintext payload
   uint8_t nonce[12];
   uint8_t tag[16];
@@ -90,6 +92,15 @@ std::vector<uint8_t> encodeCheckpoint(const Checkpoint& cp, const EntryCipher* c
     std::memcpy(out.data() + entries_at, cp.entries.data(),
                 cp.entries.size() * sizeof(CheckpointEntry));
   }
+  // Labels: per entry, three length-prefixed strings (vhost, path, tags).
+  for (size_t i = 0; i < cp.entries.size(); ++i) {
+    static const PurgeLabels kNone;
+    const PurgeLabels& l = i < cp.labels.size() ? cp.labels[i] : kNone;
+    for (const std::string* str : {&l.vhost, &l.path, &l.tags}) {
+      putU32(out, static_cast<uint32_t>(str->size()));
+      out.insert(out.end(), str->begin(), str->end());
+    }
+  }
   uint8_t* payload = out.data() + sizeof(CheckpointHeader);
   const size_t payload_bytes = out.size() - sizeof(CheckpointHeader);
 
@@ -132,8 +143,7 @@ bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Ch
   }
   const uint64_t payload_bytes = bytes.size() - sizeof(CheckpointHeader);
   if (h.names_bytes > payload_bytes ||
-      h.entry_count != (payload_bytes - h.names_bytes) / sizeof(CheckpointEntry) ||
-      (payload_bytes - h.names_bytes) % sizeof(CheckpointEntry) != 0) {
+      h.entry_count > (payload_bytes - h.names_bytes) / sizeof(CheckpointEntry)) {
     return fail("its length does not match its header");
   }
   uint8_t* payload = bytes.data() + sizeof(CheckpointHeader);
@@ -181,6 +191,24 @@ bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Ch
   cp.entries.resize(h.entry_count);
   if (h.entry_count > 0) {
     std::memcpy(cp.entries.data(), names_end, h.entry_count * sizeof(CheckpointEntry));
+  }
+  // Labels.
+  {
+    const uint8_t* q = names_end + h.entry_count * sizeof(CheckpointEntry);
+    const uint8_t* const end = payload + payload_bytes;
+    cp.labels.resize(h.entry_count);
+    for (PurgeLabels& l : cp.labels) {
+      for (std::string* str : {&l.vhost, &l.path, &l.tags}) {
+        uint32_t len = 0;
+        if (end - q < 4) return fail("bad label table");
+        std::memcpy(&len, q, 4);
+        q += 4;
+        if (static_cast<uint64_t>(end - q) < len) return fail("bad label table");
+        str->assign(reinterpret_cast<const char*>(q), len);
+        q += len;
+      }
+    }
+    if (q != end) return fail("its length does not match its header");
   }
   for (const CheckpointEntry& e : cp.entries) {
     if (e.region >= cp.region_count || e.names >= cp.names.size() ||

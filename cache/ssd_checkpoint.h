@@ -5,7 +5,8 @@
 // File layout (little-endian):
 //   CheckpointHeader (clear, authenticated) | payload (sealed with the store key when the
 //   store is encrypted: AES-256-GCM, random nonce, the header as AAD)
-//   payload = names (Vary field-name lists of variants) then entries (one per indexed object).
+//   payload = names (Vary field-name lists of variants), then entries (one per indexed object),
+//   then (version 2) the entries' purge labels in the same order (purge_labels.h).
 // The header's checksum is xxh3-64 of the plaintext payload; the header has its own checksum.
 //
 // What the checkpoint promises: every entry it lists was on the device, verified, in a region
@@ -27,11 +28,15 @@
 #include <vector>
 
 #include "cache/cache_key.h"
+#include "cache/purge_labels.h"
 #include "cache/ssd_crypto.h"
 #include "cache/vary.h"
 #include "conf/status.h"
 
 namespace streamedge::cache::ssd {
+
+inline constexpr uint32_t kCheckpointValidators = 1;   // ETag or Last-Modified
+inline constexpr uint32_t kCheckpointInvalidated = 2;  // soft-purged (SsdStore::invalidate)
 
 struct CheckpointEntry {
   CacheKey key;
@@ -45,7 +50,7 @@ struct CheckpointEntry {
   uint64_t body_bytes = 0;
   int64_t fresh_until_s = 0;
   int64_t usable_until_s = 0;
-  uint32_t validators = 0;    // 1: ETag or Last-Modified
+  uint32_t validators = 0;    // kCheckpointValidators | kCheckpointInvalidated
   uint32_t reserved = 0;
 };
 static_assert(sizeof(CheckpointEntry) == 96);
@@ -59,6 +64,9 @@ struct Checkpoint {
   uint64_t resume_seq = 0;
   std::vector<VaryNames> names;  // [0] is the empty list ("none")
   std::vector<CheckpointEntry> entries;
+  // Purge labels, one per entry (same order); empty labels for objects without. May be empty
+  // as a whole (no labels at all).
+  std::vector<PurgeLabels> labels;
 };
 
 // The file contents; `cipher` null when the store is not encrypted. Empty on a CSPRNG or

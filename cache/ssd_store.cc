@@ -37,6 +37,13 @@ std::string bytesText(uint64_t n) {
   return std::to_string(n) + "B";
 }
 
+// The purge labels of a stored head (null when it has none).
+std::shared_ptr<const PurgeLabels> labelsOf(const ResponseHead& head) {
+  PurgeLabels l = purgeLabelsOf(head);
+  if (l.empty()) return nullptr;
+  return std::make_shared<const PurgeLabels>(std::move(l));
+}
+
 }  // namespace
 
 ObjectRef makeCompleteObject(const SsdHit& hit) {
@@ -222,6 +229,7 @@ bool SsdStore::rebuild() {
       loc.body_bytes = view.body_bytes;
       loc.validators = head.find("ETag") || head.find("Last-Modified");
       loc.primary = view.primary;
+      loc.labels = labelsOf(head);
       std::shared_ptr<const VaryNames> names;
       if (!(view.primary == CacheKey{})) {
         VarySpec vary = varyOf(head);
@@ -246,7 +254,8 @@ bool SsdStore::rebuild() {
   if (checkpoint) {
     // The regions the checkpoint describes, each with its entries in write order...
     std::map<uint32_t, size_t> by_region;  // region → index in found
-    for (const ssd::CheckpointEntry& e : checkpoint->entries) {
+    for (size_t i = 0; i < checkpoint->entries.size(); ++i) {
+      const ssd::CheckpointEntry& e = checkpoint->entries[i];
       auto [it, inserted] = by_region.emplace(e.region, found.size());
       if (inserted) found.push_back(Found{e.seq, e.region, {}});
       Found& f = found[it->second];
@@ -260,8 +269,12 @@ bool SsdStore::rebuild() {
       loc.body_bytes = e.body_bytes;
       loc.fresh_until_s = e.fresh_until_s;
       loc.usable_until_s = e.usable_until_s;
-      loc.validators = e.validators != 0;
+      loc.validators = (e.validators & ssd::kCheckpointValidators) != 0;
+      loc.invalidated = (e.validators & ssd::kCheckpointInvalidated) != 0;
       loc.primary = e.primary;
+      if (i < checkpoint->labels.size() && !checkpoint->labels[i].empty()) {
+        loc.labels = std::make_shared<const PurgeLabels>(std::move(checkpoint->labels[i]));
+      }
       std::shared_ptr<const VaryNames> names;
       if (e.names != 0) {
         loc.names = internNames(checkpoint->names[e.names]);
@@ -564,8 +577,10 @@ Status SsdStore::writeCheckpoint() {
       e.body_bytes = loc.body_bytes;
       e.fresh_until_s = loc.fresh_until_s;
       e.usable_until_s = loc.usable_until_s;
-      e.validators = loc.validators ? 1 : 0;
+      e.validators = (loc.validators ? ssd::kCheckpointValidators : 0) |
+                     (loc.invalidated ? ssd::kCheckpointInvalidated : 0);
       cp.entries.push_back(e);
+      cp.labels.push_back(loc.labels ? *loc.labels : PurgeLabels{});
     }
   }
   const std::vector<uint8_t> bytes = ssd::encodeCheckpoint(cp, encrypt_ ? cipher_.get() : nullptr);
@@ -793,6 +808,7 @@ void SsdStore::append(const Job& job) {
   loc.body_bytes = body_bytes;
   loc.validators = head.find("ETag") || head.find("Last-Modified");
   loc.primary = job.primary;
+  loc.labels = labelsOf(head);
   if (!(job.primary == CacheKey{})) {
     VarySpec vary = varyOf(head);
     if (vary.kind == VarySpec::Kind::kFields) loc.names = internNames(std::move(vary.names));
@@ -957,6 +973,7 @@ std::vector<CacheKey> SsdStore::placeCarries(const std::vector<Carry>& carries, 
       auto it = shard.map.find(c.key);
       if (it != shard.map.end() && it->second.region == c.loc.region &&
           it->second.seq == old_seq && it->second.offset == c.loc.offset) {
+        moved.invalidated = it->second.invalidated;  // a soft purge since the carry was read
         it->second = moved;
         placed = true;
       }
@@ -1085,10 +1102,31 @@ std::optional<SsdEntryInfo> SsdStore::find(const CacheKey& key) const {
   SsdEntryInfo info;
   info.body_bytes = it->second.body_bytes;
   info.entry_bytes = it->second.entry_bytes;
-  info.fresh_until = fromSeconds(it->second.fresh_until_s);
+  // A soft-purged copy is stale now: a lookup reads it only to revalidate it.
+  info.fresh_until = it->second.invalidated ? WallTime{} : fromSeconds(it->second.fresh_until_s);
   info.usable_until = fromSeconds(it->second.usable_until_s);
   info.revalidatable = it->second.validators;
   return info;
+}
+
+bool SsdStore::invalidate(const CacheKey& key) {
+  Shard& shard = shardFor(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.map.find(key);
+  if (it == shard.map.end()) return false;
+  it->second.invalidated = true;
+  return true;
+}
+
+std::vector<CacheKey> SsdStore::keysMatching(const PurgeSelector& selector) const {
+  std::vector<CacheKey> keys;
+  for (Shard& shard : shards_) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (const auto& [key, loc] : shard.map) {
+      if (loc.labels && selector.matches(*loc.labels)) keys.push_back(key);
+    }
+  }
+  return keys;
 }
 
 bool SsdStore::remove(const CacheKey& key) {
@@ -1294,6 +1332,7 @@ Result<SsdHit> SsdStore::finishRead(const CacheKey& key, const Location& loc, ui
   }
   hit.key = key;
   hit.head = std::move(head);
+  hit.invalidated = loc.invalidated;
   // The verified (decrypted in place) bytes are served from the read buffer itself: no copy.
   hit.body = Body::adopt(buffer, view.body, view.body_bytes, buffer->size());
   return hit;

@@ -52,6 +52,7 @@
 #include "cache/cache_key.h"
 #include "cache/freshness.h"
 #include "cache/object.h"
+#include "cache/purge_labels.h"
 #include "cache/ssd_checkpoint.h"
 #include "cache/ssd_crypto.h"
 #include "cache/ssd_device.h"
@@ -109,6 +110,8 @@ struct SsdHit {
   std::shared_ptr<const ResponseHead> head;
   Freshness freshness;
   Ref<Body> body;  // complete and frozen
+  // Soft-purged (SsdStore::invalidate): stale whatever its freshness says; revalidate it.
+  bool invalidated = false;
 };
 
 // A complete CacheObject holding the hit's head, freshness and body (shareable: only shareable
@@ -236,6 +239,13 @@ class SsdStore {
   // index is still being rebuilt (the key is kept out of it, and its tombstone written if the
   // rebuild finds a copy).
   bool remove(const CacheKey& key);
+  // Soft purge: `key`'s copy is stale from now on (find() reports it so, reads set
+  // SsdHit::invalidated) until a newer copy replaces it. Kept in the index checkpoint; a restart
+  // that has to scan the device (no checkpoint, after a crash) forgets it. True when indexed.
+  bool invalidate(const CacheKey& key);
+  // The keys of indexed objects whose purge labels (purge_labels.h) `selector` matches. Scans
+  // the index shard by shard, each under its lock (no I/O).
+  std::vector<CacheKey> keysMatching(const PurgeSelector& selector) const;
 
   // Read path. Returns false at once when `key` is not in the index (a miss). Else `done` is
   // called exactly once from a later engine.poll() on this thread, with the verified object, or
@@ -269,6 +279,10 @@ class SsdStore {
     bool validators = false;   // ETag or Last-Modified: a stale copy can be revalidated
     uint32_t names = 0;        // a variant's Vary names: an id of internNames(); 0 = none
     CacheKey primary;          // a variant's URL key; zero when not a variant
+    bool invalidated = false;  // soft-purged: stale whatever fresh_until_s says
+    // The object's vhost, path and surrogate keys (null when its head had none): purges by
+    // host, prefix and tag find objects that are only on the SSD.
+    std::shared_ptr<const PurgeLabels> labels;
   };
   struct Job {
     uint64_t flush_ticket = 0;  // non-zero: a flush marker

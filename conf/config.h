@@ -29,19 +29,48 @@ struct ServerConfig {
   std::string user;
 };
 
-struct AdminConfig {
-  std::string address = "127.0.0.1:9901";   // "" disables the admin listener
-  std::string bearer_token;                 // "" = no token required
-  // /healthz fails once a worker loop has not ticked for this long (a stuck worker).
-  Millis health_stall_bound{5000};
-  // POST /debug/block-worker?ms=N&worker=I (blocks a worker loop; for tests of /healthz).
-  // Never enable in production.
-  bool debug_endpoints = false;
+// What an admin token may do (a bit set). /healthz and /readyz need none (probes).
+enum AdminScope : uint32_t {
+  kAdminScopeMetrics = 1u << 0,  // GET /metrics
+  kAdminScopeStatus = 1u << 1,   // GET /status
+  kAdminScopePurge = 1u << 2,    // POST /purge
+  kAdminScopeDebug = 1u << 3,    // /debug/* (with debug_endpoints)
+  kAdminScopeAll = (1u << 4) - 1,
+};
+
+// One [[admin.token]]: a bearer token known by its SHA-256 only (the token never appears in the
+// config), a name for the audit log, and its scopes.
+struct AdminTokenConfig {
+  std::string name;
+  std::string sha256;    // 64 lowercase hex digits
+  uint32_t scopes = 0;   // AdminScope bits
 };
 
 struct CertificateConfig {
   std::string cert;  // PEM chain, leaf first
   std::string key;
+};
+
+struct AdminConfig {
+  std::string address = "127.0.0.1:9901";   // "" disables the admin listener
+  // Deprecated: a token in clear, with every scope (audit name "bearer_token"). "" = none.
+  std::string bearer_token;
+  // With no token at all (neither list nor bearer_token), every admin request is allowed (the
+  // listener is on loopback by default); with any, every path but /healthz and /readyz needs
+  // a token that has the path's scope.
+  std::vector<AdminTokenConfig> tokens;
+  // Non-empty: the admin listener speaks TLS only (same machinery as a TLS [[listener]]:
+  // TLS 1.2-1.3, the default ciphers, SNI between certificates). Whether it speaks TLS is fixed
+  // at start; certificates and client_ca are re-read on reload.
+  std::vector<CertificateConfig> certificates;
+  // With certificates: a PEM file of CA certificates; every admin client (probes included) must
+  // then present a certificate that chains to one of them, or the handshake fails. "" = none.
+  std::string client_ca;
+  // /healthz fails once a worker loop has not ticked for this long (a stuck worker).
+  Millis health_stall_bound{5000};
+  // POST /debug/block-worker?ms=N&worker=I (blocks a worker loop; for tests of /healthz).
+  // Never enable in production.
+  bool debug_endpoints = false;
 };
 
 // TLS 1.2 cipher list (OpenSSL syntax) and TLS 1.3 suites: forward secrecy and AEAD only.
@@ -66,6 +95,9 @@ struct ListenerConfig {
   Seconds tls_ticket_rotation{3600};    // a ticket stays valid for up to two rotations
   int tls_session_cache_size = 20480;   // server-side session cache entries; 0 disables it
   Seconds tls_session_timeout{3600};
+  // Clients must present a certificate chaining to a CA of this PEM file ("" = not asked).
+  // Set for the admin listener ([admin] client_ca); not a [[listener]] key.
+  std::string client_ca;
   // Plain listeners only: answer every request with a 301 to https://<host><target>.
   bool redirect_https = false;
   uint16_t https_port = 0;  // port in the redirect; 0 = the first TLS listener's port
@@ -353,6 +385,9 @@ struct LogConfig {
   std::string access_log = "stderr";  // "stderr", "stdout", "off" or a file path
   AddressAnonymization client_address = AddressAnonymization::kTruncate;
   std::string level = "info";         // error log: "error", "warn", "info", "debug"
+  // Audit log: admin actions that change something (purges) and refused admin requests, one
+  // JSON line each, appended ("" = off). Reopened with the access log (SIGUSR1).
+  std::string audit_log;
   // Security events (refused signed-URL tokens), one JSON line each: "stderr", "stdout", "off"
   // or a file path (reopened on SIGUSR1, like the access log).
   std::string security_log = "stderr";

@@ -741,10 +741,96 @@ void readDns(TableReader& r, DnsConfig& dns) {
   r.finish();
 }
 
+void readAdminToken(TableReader& r, AdminTokenConfig& token) {
+  if (!r.string("name", token.name)) {
+    if (!r.has("name")) r.missing("name");
+  } else if (token.name.empty() || hasSpaceOrControl(token.name) || token.name.size() > 64) {
+    r.error("name", *r.get("name"),
+            "must be 1 to 64 characters without spaces or control characters (it names the "
+            "token in the audit log)");
+  }
+  if (!r.string("sha256", token.sha256)) {
+    if (!r.has("sha256")) r.missing("sha256");
+  } else {
+    bool hex = token.sha256.size() == 64;
+    for (char& c : token.sha256) {
+      if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) hex = false;
+    }
+    if (!hex) {
+      r.error("sha256", *r.get("sha256"),
+              "expected the token's SHA-256 as 64 hex digits (`streamedge hash-token` prints "
+              "it; never the token itself)");
+    }
+  }
+  std::vector<std::string> scopes;
+  if (r.stringList("scopes", scopes)) {
+    for (size_t i = 0; i < scopes.size(); ++i) {
+      const std::string& s = scopes[i];
+      if (s == "metrics") {
+        token.scopes |= kAdminScopeMetrics;
+      } else if (s == "status") {
+        token.scopes |= kAdminScopeStatus;
+      } else if (s == "purge") {
+        token.scopes |= kAdminScopePurge;
+      } else if (s == "debug") {
+        token.scopes |= kAdminScopeDebug;
+      } else if (s == "all") {
+        token.scopes |= kAdminScopeAll;
+      } else {
+        r.diag().error(lineOf(*r.get("scopes")->as_array()->get(i)),
+                       indexPath(r.path("scopes"), i),
+                       "expected \"metrics\", \"status\", \"purge\", \"debug\" or \"all\", got " +
+                           quoted(s));
+      }
+    }
+    if (scopes.empty()) r.error("scopes", *r.get("scopes"), "must name at least one scope");
+  } else if (!r.has("scopes")) {
+    r.missing("scopes");
+  }
+  r.finish();
+}
+
+void readCertificate(TableReader& r, CertificateConfig& cert);
+
 void readAdmin(TableReader& r, AdminConfig& admin) {
-  if (r.string("bearer_token", admin.bearer_token) && hasSpaceOrControl(admin.bearer_token)) {
-    r.error("bearer_token", *r.get("bearer_token"),
-            "must not contain spaces or control characters");
+  if (r.string("bearer_token", admin.bearer_token)) {
+    if (hasSpaceOrControl(admin.bearer_token)) {
+      r.error("bearer_token", *r.get("bearer_token"),
+              "must not contain spaces or control characters");
+    } else if (!admin.bearer_token.empty()) {
+      r.diag().warn(lineOf(*r.get("bearer_token")), r.path("bearer_token"),
+                    "deprecated: a token in clear with every scope; use [[admin.token]] with "
+                    "its sha256 and scopes instead");
+    }
+  }
+  forEachTable(r.tableArray("token"), r.path("token"),
+               [&](const toml::table& t, const std::string& path, size_t) {
+                 TableReader tr(r.diag(), t, path);
+                 admin.tokens.emplace_back();
+                 readAdminToken(tr, admin.tokens.back());
+                 for (size_t i = 0; i + 1 < admin.tokens.size(); ++i) {
+                   const AdminTokenConfig& mine = admin.tokens.back();
+                   if (!mine.name.empty() && admin.tokens[i].name == mine.name) {
+                     r.diag().error(lineOf(t), path + ".name",
+                                    "duplicate token name " + quoted(mine.name));
+                   } else if (!mine.sha256.empty() && admin.tokens[i].sha256 == mine.sha256) {
+                     r.diag().error(lineOf(t), path + ".sha256",
+                                    "the same token hash as " + quoted(admin.tokens[i].name));
+                   }
+                 }
+               });
+  forEachTable(r.tableArray("certificate"), r.path("certificate"),
+               [&](const toml::table& t, const std::string& path, size_t) {
+                 TableReader cr(r.diag(), t, path);
+                 admin.certificates.emplace_back();
+                 readCertificate(cr, admin.certificates.back());
+               });
+  // The file is only recorded here; tls/ reads and checks it when it builds the context.
+  if (r.string("client_ca", admin.client_ca) && !admin.client_ca.empty() &&
+      admin.certificates.empty()) {
+    r.error("client_ca", *r.get("client_ca"),
+            "a client certificate is asked for in a TLS handshake: needs [[admin.certificate]]");
   }
   if (r.string("address", admin.address) && !admin.address.empty()) {
     std::string host;
@@ -752,10 +838,15 @@ void readAdmin(TableReader& r, AdminConfig& admin) {
     const std::string err = parseListenAddress(admin.address, host, port);
     if (!err.empty()) {
       r.error("address", *r.get("address"), err);
-    } else if (!isLoopback(host) && admin.bearer_token.empty()) {
+    } else if (!isLoopback(host) && admin.bearer_token.empty() && !r.has("token") &&
+               admin.client_ca.empty()) {
       r.diag().warn(lineOf(*r.get("address")), r.path("address"),
-                    "admin listener on a non-loopback address without bearer_token: anyone who "
-                    "can reach it can purge the cache");
+                    "admin listener on a non-loopback address without [[admin.token]] or "
+                    "client_ca: anyone who can reach it can purge the cache");
+    } else if (!isLoopback(host) && admin.certificates.empty()) {
+      r.diag().warn(lineOf(*r.get("address")), r.path("address"),
+                    "admin listener on a non-loopback address without [[admin.certificate]]: "
+                    "bearer tokens cross the network in clear");
     }
   }
   r.duration("health_stall_bound", admin.health_stall_bound, false);
@@ -1613,6 +1704,12 @@ void readLog(TableReader& r, LogConfig& log) {
   r.choice("level", log.level,
            {{"error", std::string("error")}, {"warn", std::string("warn")},
             {"info", std::string("info")}, {"debug", std::string("debug")}});
+  if (r.string("audit", log.audit_log) &&
+      (log.audit_log == "stderr" || log.audit_log == "stdout" || log.audit_log == "off")) {
+    r.error("audit", *r.get("audit"),
+            "expected a file path (the audit log is a file of its own; \"\" = off), got " +
+                quoted(log.audit_log));
+  }
   r.finish();
 }
 

@@ -362,6 +362,28 @@ std::string renderPrometheus(const Snapshot& s) {
               "this edge (POST, PUT, DELETE, ...) got a non-error answer for them (RFC 9111 4.4).",
               s.invalidations);
 
+  // --- admin API
+  auto purges = family("streamedge_purges_total",
+                       "Purge API calls by kind (url, prefix, tag, host) and result (ok, error).",
+                       MetricType::Counter);
+  for (const auto& p : s.purges) addCounter(purges, d(p.count), {{"kind", p.kind}, {"result", p.label}});
+  push(std::move(purges));
+  auto purged = family("streamedge_purged_objects_total",
+                       "Objects removed (mode hard) or marked stale (mode soft) by the purge API, "
+                       "by kind.",
+                       MetricType::Counter);
+  for (const auto& p : s.purged_objects) addCounter(purged, d(p.count), {{"kind", p.kind}, {"mode", p.label}});
+  push(std::move(purged));
+  auto refused = family("streamedge_admin_requests_refused_total",
+                        "Admin requests refused: no or unknown token (unauthenticated, 401), a "
+                        "token without the path's scope (forbidden, 403).",
+                        MetricType::Counter);
+  addCounter(refused, d(s.admin_refused_unauthenticated), {{"reason", "unauthenticated"}});
+  addCounter(refused, d(s.admin_refused_forbidden), {{"reason", "forbidden"}});
+  push(std::move(refused));
+  pushCounter("streamedge_audit_log_failed_lines_total",
+              "Audit log lines that could not be written.", s.audit_log_failed_lines);
+
   if (!s.compression.empty()) {
     auto encodings = family("streamedge_compression_encodings_total",
                             "Encoded copies made of stored text answers (once per object version "

@@ -199,6 +199,19 @@ struct Snapshot {
   uint64_t fill_slow_readers_cut = 0;
   uint64_t fills_abandoned = 0;
   uint64_t invalidations = 0;  // stored URLs removed after a POST/PUT/DELETE/... (RFC 9111 §4.4)
+  // Admin API: purges by kind (url, prefix, tag, host) and result (ok, error); objects they
+  // removed (mode hard) or marked stale (mode soft); admin requests refused (no or unknown
+  // token: unauthenticated; token without the scope: forbidden); audit lines not written.
+  struct KindCount {
+    std::string kind;
+    std::string label;  // result, or mode
+    uint64_t count = 0;
+  };
+  std::vector<KindCount> purges;
+  std::vector<KindCount> purged_objects;
+  uint64_t admin_refused_unauthenticated = 0;
+  uint64_t admin_refused_forbidden = 0;
+  uint64_t audit_log_failed_lines = 0;
   // Compression of text answers, one series per coding ("br", "gzip"): encoder runs (once per
   // object version and coding, plus the rare race lost to another worker), the CPU time they
   // took, answers sent encoded, and the body bytes those answers saved.

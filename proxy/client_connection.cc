@@ -619,6 +619,8 @@ FillRequest ClientConnection::makeFillRequest(bool pass) {
     // Fills carry the normalised path and only the kept query parameters: the origin never
     // sees one viewer's token or session id, and the object is right for every viewer.
     request.target = path_;
+    request.vhost = vhost_->name;  // purge labels (cache/purge_labels.h)
+    request.path = path_;
     if (!query_.empty()) {
       request.target += '?';
       request.target += query_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "cache/purge_labels.h"
 #include "cache/response_head.h"
 #include "cache/targeted_cache_control.h"
 #include "proxy/worker.h"
@@ -140,6 +141,8 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
   // to viewers); a 304's replace the stored ones like any other field (RFC 9111 §4.3.4).
   cache::internEdgeFields(response.headers,
                           {config_->cache.cache_control_target, config_->cache.surrogate_control});
+  // Surrogate-Key and Cache-Tag are for this edge (purge by tag), never for viewers.
+  cache::internSurrogateKeys(response.headers);
   if (request_.invalidate) {
     // RFC 9111 §4.4: as soon as the answer is known, whether or not the viewer stays for it.
     const size_t removed = invalidateAfterUnsafe(worker_.shared().cache, *config_,
@@ -208,6 +211,9 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
     if (cache::isHopByHopOrDeliveryField(field.first)) continue;
     if (cache::equalsIgnoreCase(field.first, "Set-Cookie")) has_set_cookie = true;
     head->headers.push_back(std::move(field));
+  }
+  if (!request_.pass && !request_.vhost.empty()) {
+    cache::addPurgeLabels(head->headers, request_.vhost, request_.path);
   }
   // The directives this edge follows: its own target field, CDN-Cache-Control or
   // Surrogate-Control when one is present and valid, else Cache-Control (RFC 9213 §2.1). The

@@ -46,6 +46,10 @@ struct FillRequest {
   std::vector<std::pair<std::string, std::string>> forward_headers;
   std::string body;
   bool pass = false;  // a private fill: never shared, never stored
+  // Cache fills: the vhost name and normalised path the key was made with, stored with the
+  // object as its purge labels (cache/purge_labels.h).
+  std::string vhost;
+  std::string path;
   // An unsafe method: a non-error answer invalidates the target and same-origin Location /
   // Content-Location (RFC 9111 §4.4; proxy/invalidation.h).
   std::optional<InvalidationScope> invalidate;

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "conf/config_loader.h"
+#include "proxy/admin_auth.h"
 #include "proxy/server.h"
 #include "proxy/token_command.h"
 #include "tls/self_signed.h"
@@ -37,17 +38,22 @@ void printHelp() {
       "                              (streamedge token --help)\n"
       "  streamedge --print-default-config\n"
       "                              print the embedded default config and exit\n"
+      "  streamedge hash-token       read an admin bearer token on stdin (one line) and print\n"
+      "                              its SHA-256 for [[admin.token]] sha256\n"
       "  streamedge --version | --help\n"
       "\n"
       "signals: SIGHUP reloads the config (an invalid one changes nothing; listeners it adds are\n"
       "bound, removed ones stop accepting and drain, kept ones keep their sockets), SIGTERM/SIGINT\n"
       "stop gracefully (in-flight responses get [server] drain_timeout), SIGUSR1 reopens the\n"
-      "access log.\n"
+      "access log and the audit log.\n"
       "systemd: with NOTIFY_SOCKET set (Type=notify) it reports READY=1 once serving, RELOADING=1\n"
       "and READY=1 around a reload, STOPPING=1, STATUS= lines, and WATCHDOG=1 pings while every\n"
       "worker loop runs. Started as root with [server] user set, it switches to that user after\n"
       "binding its listeners and opening the SSD store and keys. See streamedge(8).\n"
-      "admin listener: /healthz /readyz /status /metrics\n",
+      "admin listener: /healthz /readyz (open), /status /metrics, POST /purge?url=URL,\n"
+      "?host=HOST&prefix=PATH, ?tag=KEY, ?host=HOST (+ &soft=1); bearer tokens with scopes\n"
+      "([[admin.token]]), refusals and purges in the audit log ([log] audit); TLS with\n"
+      "[[admin.certificate]], client certificates required with [admin] client_ca\n",
       STREAMEDGE_VERSION);
 }
 
@@ -84,9 +90,45 @@ bool ensureSelfSignedCertificate() {
   return true;
 }
 
+// streamedge hash-token: the SHA-256 (hex) of the token on stdin, for [[admin.token]] sha256.
+// The token is read from stdin, never from the command line (which other users and the shell
+// history can see). One line; its line ending is not part of the token.
+int hashTokenCommand() {
+  std::string token;
+  int c = 0;
+  while ((c = std::getchar()) != EOF && c != '\n') {
+    token += static_cast<char>(c);
+    if (token.size() > 4096) {
+      std::fprintf(stderr, "streamedge: hash-token: the token is longer than 4096 bytes\n");
+      return 1;
+    }
+  }
+  if (!token.empty() && token.back() == '\r') token.pop_back();
+  if (token.empty()) {
+    std::fprintf(stderr, "streamedge: hash-token: no token on stdin (e.g. "
+                         "`openssl rand -hex 32 | tee token.txt | streamedge hash-token`)\n");
+    return 1;
+  }
+  for (unsigned char ch : token) {
+    if (ch <= 0x20 || ch == 0x7F) {
+      std::fprintf(stderr, "streamedge: hash-token: a bearer token has no spaces or control "
+                           "characters\n");
+      return 1;
+    }
+  }
+  const std::string hex = streamedge::proxy::hashAdminToken(token);
+  if (hex.empty()) {
+    std::fprintf(stderr, "streamedge: hash-token: SHA-256 failed\n");
+    return 1;
+  }
+  std::printf("%s\n", hex.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::strcmp(argv[1], "hash-token") == 0) return hashTokenCommand();
   if (argc >= 2 && std::strcmp(argv[1], "token") == 0) {
     return streamedge::proxy::runTokenCommand(argc - 2, argv + 2);
   }

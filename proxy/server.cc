@@ -170,6 +170,8 @@ bool Server::startAdmin() {
   }
   admin_ = evhttp_new(base_);
   evhttp_set_allowed_methods(admin_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+  admin_actions_->setTls(tls_);  // [admin] certificates: TLS only, from the first connection
+  if (admin_actions_->tls()) evhttp_set_bevcb(admin_, AdminActions::newConnectionCb, admin_actions_.get());
   evhttp_set_timeout(admin_, 10);
   int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
@@ -248,6 +250,8 @@ int Server::run() {
     signal_events_.push_back(ev);
   }
 
+  admin_actions_ = std::make_unique<AdminActions>(config_->admin, config_->log.audit_log);
+  admin_actions_->setSecurityLog(&shared_->security_log, config_->log.client_address);
   std::vector<std::vector<ListenSocket>> per_worker;
   if (!bindListeners(per_worker)) return 1;
   if (!startAdmin()) return 1;
@@ -262,6 +266,7 @@ int Server::run() {
   // Opened as the user it is reopened as (SIGUSR1, after logrotate), so both see the same file
   // permissions.
   if (!shared_->access_log.open()) return 1;
+  if (!admin_actions_->open()) return 1;
   if (!shared_->security_log.open()) return 1;
   std::vector<uint64_t> ids_by_position;
   for (const ListenerEntry& e : listener_table_.current()) ids_by_position.push_back(e.id);
@@ -311,6 +316,7 @@ void Server::onSignal(int sig) {
       return;
     case SIGUSR1:
       shared_->access_log.reopen();
+      admin_actions_->reopenLog();
       shared_->security_log.reopen();
       std::fprintf(stderr, "streamedge: access log reopened\n");
       return;
@@ -342,7 +348,9 @@ void Server::reload() {
       next.cache.ram.size_bytes != config_->cache.ram.size_bytes ||
       next.cache.ram.max_variants != config_->cache.ram.max_variants ||
       next.cache.ram.max_vary_urls != config_->cache.ram.max_vary_urls ||
-      next.admin.address != config_->admin.address || ssdChanged(next.cache.ssd, config_->cache.ssd) ||
+      next.admin.address != config_->admin.address ||
+      (admin_ && next.admin.certificates.empty() == admin_actions_->tls()) ||  // TLS on/off
+      ssdChanged(next.cache.ssd, config_->cache.ssd) ||
       next.server.user != config_->server.user) {
     std::fprintf(stderr,
                  "streamedge: reload: worker, admin, cache size, [cache.ssd] and user changes take "
@@ -374,10 +382,13 @@ void Server::reload() {
     return;
   }
   config_ = loaded.config;
+  admin_actions_->setConfig(config_->admin);  // tokens and scopes reload
+  admin_actions_->setSecurityLog(&shared_->security_log, config_->log.client_address);
   registerVhosts(*config_);
   shared_->cache.setFillLimits(config_->cache.ram.fill_window_bytes,
                                config_->cache.ram.fill_memory_bytes);
   tls_ = built.state;
+  admin_actions_->setTls(tls_);  // new admin certificates / client_ca for new connections
   // Origin health follows the new origin list (state kept for unchanged origins); the active
   // checks restart with the new settings.
   health_checker_.reset();
@@ -579,15 +590,6 @@ std::string lowerResultName(CacheResult r) {
   std::string name = cacheResultName(r);
   for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   return name;
-}
-
-// Constant-time comparison: the admin token must not leak through response timing.
-bool sameSecret(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
-  }
-  return diff == 0;
 }
 
 // One origin's health for /status: why it is down (if it is), the active verdict and counts,
@@ -896,6 +898,7 @@ std::string Server::metricsText() const {
     }
   }
   snap.access_log_dropped_lines = shared_->access_log.droppedLines();
+  if (admin_actions_) admin_actions_->fillSnapshot(snap);
   for (const auto& c : shared_->counters) {
     snap.fill_window_pauses += c->fill_window_pauses.load(std::memory_order_relaxed);
     snap.fill_slow_readers_cut += c->fill_slow_readers_cut.load(std::memory_order_relaxed);
@@ -1067,16 +1070,16 @@ void Server::handleAdmin(evhttp_request* req) {
   evhttp_add_header(out_headers, "Cache-Control", "no-store");
   evhttp_add_header(out_headers, "Content-Type", "text/plain; charset=utf-8");
 
-  if (!config_->admin.bearer_token.empty()) {
-    const char* auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    const std::string expected = "Bearer " + config_->admin.bearer_token;
-    if (!auth || !sameSecret(auth, expected)) {
-      evhttp_add_header(out_headers, "WWW-Authenticate", "Bearer");
-      evbuffer_add_printf(body, "bearer token required\n");
-      evhttp_send_reply(req, 401, "Unauthorized", body);
-      evbuffer_free(body);
-      return;
-    }
+  // Tokens and scopes (/healthz and /readyz are open): a refusal is answered, audited and
+  // counted by admin_actions_.
+  std::string who;
+  if (!admin_actions_->authorize(req, path, who)) {
+    evbuffer_free(body);
+    return;
+  }
+  if (path == "/purge") {
+    evbuffer_free(body);
+    return admin_actions_->handlePurge(req, who, shared_->cache, *config_);
   }
 
   int code = 200;

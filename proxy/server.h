@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "conf/config.h"
+#include "proxy/admin_actions.h"
 #include "proxy/health_checker.h"
 #include "proxy/listen_socket.h"
 #include "proxy/listener_table.h"
@@ -86,6 +87,8 @@ class Server {
   std::vector<event*> signal_events_;
   event* trim_event_ = nullptr;  // malloc_trim every second, and when bodies were freed (trimCb)
   evhttp* admin_ = nullptr;
+  // Admin tokens and scopes, the purge API and the audit log (admin_actions.h).
+  std::unique_ptr<AdminActions> admin_actions_;
   // Active origin health checks of config_ (rebuilt on reload, gone once stopping).
   std::unique_ptr<HealthChecker> health_checker_;
   bool stopping_ = false;

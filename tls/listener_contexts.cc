@@ -65,6 +65,25 @@ bool configureContext(SSL_CTX* ctx, const conf::ListenerConfig& config, std::str
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   }
   SSL_CTX_set_timeout(ctx, static_cast<long>(config.tls_session_timeout.count()));
+  if (!config.client_ca.empty()) {
+    // Client certificates: asked for (naming the acceptable CAs), required, and verified
+    // against client_ca only (not the system store). Every context of the listener gets the
+    // same, so SNI cannot switch to one that does not ask.
+    if (SSL_CTX_load_verify_locations(ctx, config.client_ca.c_str(), nullptr) != 1) {
+      error = "client_ca " + config.client_ca + ": cannot be read as PEM CA certificates (" +
+              drainSslErrors() + ")";
+      return false;
+    }
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(config.client_ca.c_str());
+    if (!names || sk_X509_NAME_num(names) == 0) {
+      if (names) sk_X509_NAME_pop_free(names, X509_NAME_free);
+      error = "client_ca " + config.client_ca + ": holds no certificate (" + drainSslErrors() + ")";
+      return false;
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);  // takes ownership
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    SSL_CTX_set_verify_depth(ctx, 8);
+  }
   return true;
 }
 

@@ -29,6 +29,20 @@ TlsState::Build TlsState::build(const conf::Config& config, const TlsState* prev
     for (const std::string& e : b.errors) out.errors.push_back(where + e);
     state->listeners_.push_back(std::move(b.contexts));
   }
+  if (!config.admin.certificates.empty() && !config.admin.address.empty()) {
+    // The admin listener: a TLS listener with the default protocol settings, its own session
+    // id context and ticket keys (kept across reloads), and client_ca when set.
+    conf::ListenerConfig admin;
+    admin.address = "admin " + config.admin.address;
+    admin.certificates = config.admin.certificates;
+    admin.client_ca = config.admin.client_ca;
+    std::shared_ptr<TicketKeyRing> ring = previous && previous->admin_ ? previous->admin_->tickets() : nullptr;
+    ListenerContexts::Build b = ListenerContexts::build(admin, std::move(ring), now);
+    const std::string where = "admin (" + config.admin.address + "): ";
+    for (const std::string& w : b.warnings) out.warnings.push_back(where + w);
+    for (const std::string& e : b.errors) out.errors.push_back(where + e);
+    state->admin_ = std::move(b.contexts);
+  }
   for (size_t g = 0; g < config.origin_groups.size(); ++g) {
     const conf::OriginGroupConfig& group = config.origin_groups[g];
     for (size_t o = 0; o < group.origins.size(); ++o) {

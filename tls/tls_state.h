@@ -33,6 +33,9 @@ class TlsState {
   const ListenerContexts* listener(size_t index) const {
     return index < listeners_.size() ? listeners_[index].get() : nullptr;
   }
+  // The contexts of the admin listener when [admin] has certificates (with client_ca, every
+  // context asks for and verifies a client certificate); null for a plain admin listener.
+  const ListenerContexts* admin() const { return admin_.get(); }
   // The client context for an https origin of the config this state was built from; null for
   // http origins and origins of another config.
   SSL_CTX* originContext(const conf::OriginConfig& origin) const;
@@ -48,6 +51,7 @@ class TlsState {
  private:
   std::vector<std::shared_ptr<ListenerContexts>> listeners_;
   std::vector<std::string> listener_addresses_;
+  std::shared_ptr<ListenerContexts> admin_;
   std::map<std::string, SslCtxPtr> origins_;  // originContextKey → context
 };
 

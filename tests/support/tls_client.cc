@@ -8,10 +8,16 @@
 
 namespace streamedge::testsupport {
 
-bool TlsKeepAliveClient::connect(uint16_t port) {
+bool TlsKeepAliveClient::connect(uint16_t port, const std::string& cert_file,
+                                 const std::string& key_file) {
   ctx_ = SSL_CTX_new(TLS_client_method());
   fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
   if (!ctx_ || fd_ < 0) return false;
+  if (!cert_file.empty() &&
+      (SSL_CTX_use_certificate_chain_file(ctx_, cert_file.c_str()) != 1 ||
+       SSL_CTX_use_PrivateKey_file(ctx_, key_file.c_str(), SSL_FILETYPE_PEM) != 1)) {
+    return false;
+  }
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(port);
@@ -33,9 +39,15 @@ std::string TlsKeepAliveClient::subject() const {
   return buf;
 }
 
-std::string TlsKeepAliveClient::get(const std::string& target) {
+std::string TlsKeepAliveClient::get(const std::string& target) { return request("GET", target); }
+
+std::string TlsKeepAliveClient::request(const std::string& method, const std::string& target,
+                                        const std::string& extra_headers) {
+  response_.clear();
   if (!ssl_) return "";
-  const std::string req = "GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  const std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n" +
+                          extra_headers + (method == "POST" ? "Content-Length: 0\r\n" : "") +
+                          "\r\n";
   if (SSL_write(ssl_, req.data(), static_cast<int>(req.size())) <= 0) return "";
   std::string data;
   char buf[16384];
@@ -45,7 +57,10 @@ std::string TlsKeepAliveClient::get(const std::string& target) {
       const size_t cl = data.find("Content-Length: ");
       if (cl != std::string::npos && cl < head_end) {
         const size_t len = std::stoul(data.substr(cl + 16));
-        if (data.size() >= head_end + 4 + len) return data.substr(0, data.find("\r\n"));
+        if (data.size() >= head_end + 4 + len) {
+          response_ = data.substr(0, head_end + 4 + len);
+          return data.substr(0, data.find("\r\n"));
+        }
       }
     }
     const int n = SSL_read(ssl_, buf, sizeof buf);

@@ -214,7 +214,12 @@ TEST(ConfigLoader, ExampleConfigLoadsWithDocumentedValues) {
   const Config& c = *r.config;
   EXPECT_EQ(c.source, path);
   EXPECT_EQ(c.server.drain_timeout, Millis(15'000));
-  EXPECT_EQ(c.admin.bearer_token, "change-me-3f9c1b7e");
+  EXPECT_EQ(c.admin.bearer_token, "");
+  ASSERT_EQ(c.admin.tokens.size(), 2u);
+  EXPECT_EQ(c.admin.tokens[0].name, "prometheus");
+  EXPECT_EQ(c.admin.tokens[0].scopes, kAdminScopeMetrics | kAdminScopeStatus);
+  EXPECT_EQ(c.admin.tokens[1].scopes, uint32_t{kAdminScopePurge});
+  EXPECT_EQ(c.log.audit_log, "/var/log/streamedge/audit.log");
 
   ASSERT_EQ(c.listeners.size(), 2u);
   EXPECT_EQ(c.listeners[0].port, 443);
@@ -709,10 +714,22 @@ TEST(ConfigLoader, PublicAdminWithoutTokenIsAWarningNotAnError) {
                                ": admin.address: "),
             0u)
       << r.warnings[0];
-  const LoadResult with_token =
-      load(concat(kBase, "\n[admin]\naddress = \"0.0.0.0:9901\"\nbearer_token = \"t\"\n"));
-  ASSERT_TRUE(with_token.ok());
-  EXPECT_TRUE(with_token.warnings.empty());
+  const LoadResult with_token = load(concat(
+      kBase, "\n[admin]\naddress = \"0.0.0.0:9901\"\n[[admin.token]]\nname = \"ops\"\nsha256 = \"" +
+                 std::string(64, 'a') + "\"\nscopes = [\"all\"]\n"));
+  ASSERT_TRUE(with_token.ok()) << describe(with_token);
+  // With a token but without [admin] certificates, the token crosses the network in clear.
+  ASSERT_EQ(with_token.warnings.size(), 1u);
+  EXPECT_NE(with_token.warnings[0].find("admin.address: admin listener on a non-loopback address "
+                                        "without [[admin.certificate]]"),
+            std::string::npos) << with_token.warnings[0];
+  // The deprecated clear token still works, with a warning that says so.
+  const LoadResult clear =
+      load(concat(kBase, "\n[admin]\naddress = \"127.0.0.1:9901\"\nbearer_token = \"t\"\n"));
+  ASSERT_TRUE(clear.ok());
+  ASSERT_EQ(clear.warnings.size(), 1u);
+  EXPECT_NE(clear.warnings[0].find("admin.bearer_token: deprecated"), std::string::npos)
+      << clear.warnings[0];
 }
 
 TEST(ConfigLoader, TwoListenersOnOneAddressAreReported) {
