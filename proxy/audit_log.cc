@@ -6,28 +6,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
+
+#include "proxy/json_text.h"
 
 namespace streamedge::proxy {
 
 namespace {
-
-void appendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7F) {
-      char esc[8];
-      std::snprintf(esc, sizeof esc, "\\u%04x", c);
-      out += esc;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  out += '"';
-}
 
 void appendField(std::string& out, std::string_view name, std::string_view value) {
   out += ",\"";
@@ -39,15 +23,8 @@ void appendField(std::string& out, std::string_view name, std::string_view value
 }  // namespace
 
 std::string formatAuditLine(const AuditEvent& e) {
-  const time_t secs = static_cast<time_t>(e.time_unix_ms / 1000);
-  tm utc{};
-  gmtime_r(&secs, &utc);
-  char when[64];
-  std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                static_cast<int>(e.time_unix_ms % 1000));
   std::string out = "{\"time\":\"";
-  out += when;
+  appendUtcTimeMs(out, e.time_unix_ms);
   out += '"';
   appendField(out, "who", e.who.empty() ? std::string_view("-") : e.who);
   appendField(out, "client", e.client);

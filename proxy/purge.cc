@@ -6,29 +6,13 @@
 #include <chrono>
 #include <cstdio>
 
+#include "proxy/json_text.h"
 #include "proxy/router.h"
 
 namespace streamedge::proxy {
 
 namespace {
 
-std::string jsonEscaped(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7F) {
-      char esc[8];
-      std::snprintf(esc, sizeof esc, "\\u%04x", c);
-      out += esc;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  out += '"';
-  return out;
-}
 
 bool hasControlOrSpace(std::string_view s) {
   for (unsigned char c : s) {
@@ -48,7 +32,7 @@ PurgeResult failure(int status, std::string error) {
 }  // namespace
 
 std::string purgeErrorJson(std::string_view error) {
-  return "{\"error\":" + jsonEscaped(error) + "}\n";
+  return "{\"error\":" + jsonString(error) + "}\n";
 }
 
 const char* purgeKindName(PurgeRequest::Kind kind) {
@@ -259,7 +243,7 @@ PurgeResult runPurge(cache::Cache& cache, const conf::Config& config, const Purg
   std::snprintf(ms, sizeof ms, "%.3f", r.duration_ms);
   r.json = std::string("{\"kind\":\"") + purgeKindName(request.kind) + "\",\"mode\":\"" +
            (request.soft ? "soft" : "hard") + "\",\"vhost\":" +
-           (r.vhost.empty() ? std::string("null") : jsonEscaped(r.vhost)) +
+           (r.vhost.empty() ? std::string("null") : jsonString(r.vhost)) +
            ",\"objects\":" + std::to_string(r.objects) + ",\"duration_ms\":" + ms + "}\n";
   return r;
 }

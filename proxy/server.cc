@@ -21,6 +21,7 @@
 #include "conf/units.h"
 #include "metrics/exposition.h"
 #include "proxy/compression.h"
+#include "proxy/json_text.h"
 #include "proxy/privileges.h"
 
 namespace streamedge::proxy {
@@ -567,23 +568,6 @@ void Server::beginStop() {
 namespace {
 
 // A JSON string literal for a config value (names may hold any character).
-std::string jsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char esc[8];
-      std::snprintf(esc, sizeof esc, "\\u%04x", c);
-      out += esc;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  out += '"';
-  return out;
-}
 
 std::string lowerResultName(CacheResult r) {
   if (r == CacheResult::kNone) return "none";
