@@ -51,7 +51,7 @@ struct CheckpointEntry {
   int64_t fresh_until_s = 0;
   int64_t usable_until_s = 0;
   uint32_t validators = 0;    // kCheckpointValidators | kCheckpointInvalidated
-  uint32_t reserved = 0;
+  uint32_t key_id = 0;        // the data key that sealed it (was reserved, zero: the store key)
 };
 static_assert(sizeof(CheckpointEntry) == 96);
 

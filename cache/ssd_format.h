@@ -13,6 +13,11 @@
 // (its primary key): at rebuild the store tells the RAM tier which variants each URL has on
 // the device, so that lookups find them and a purge of the URL removes them after a restart too.
 //
+// Data keys: EntryHeader::key_id names the key that sealed the entry (0: the store key; else
+// a per-vhost data key of the store's keyring, ssd_keyring.h). It was a reserved field written
+// as zero, so version-2 regions written before data keys existed read as sealed with the store
+// key, as they were: no version change. An unencrypted entry must say 0.
+//
 // Versions: 1 had no primary key in EntryMeta (40 bytes). A region of another version is left
 // out at rebuild (counted and logged) and reused in ring order: a version-1 variant cannot be
 // tied to its URL, so serving it could outlive a purge.
@@ -64,7 +69,7 @@ struct EntryHeader {
   uint32_t entry_bytes;    // whole entry: header + sealed + tag + pad
   uint32_t sealed_bytes;   // EntryMeta + head blob + body
   uint8_t nonce[12];
-  uint32_t reserved;
+  uint32_t key_id;         // the data key that sealed it (ssd_keyring.h); 0 = the store key
 };
 static_assert(sizeof(EntryHeader) == 32);
 

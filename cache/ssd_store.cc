@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <unistd.h>
+
 #include <cstring>
 #include <map>
 #include <string>
@@ -82,28 +84,41 @@ Result<std::unique_ptr<SsdStore>> SsdStore::open(std::unique_ptr<Device> device,
   auto engine = makeIoEngine(*device, eo);
   if (!engine.isOk()) return engine.status();
 
-  std::unique_ptr<SsdStore> store(
-      new SsdStore(std::move(device), std::move(options), static_cast<uint32_t>(count)));
-  store->ephemeral_key_ = ephemeral;
+  std::unique_ptr<SsdStore> store(new SsdStore(std::move(device), std::move(options),
+                                               static_cast<uint32_t>(count), ephemeral));
   store->writer_engine_ = std::move(*engine);
   if (!store->options_.background_rebuild) store->rebuild();
   store->writer_ = std::thread([s = store.get()] { s->writerLoop(); });
   return store;
 }
 
-SsdStore::SsdStore(std::unique_ptr<Device> device, SsdStoreOptions options, uint32_t region_count)
+SsdStore::SsdStore(std::unique_ptr<Device> device, SsdStoreOptions options, uint32_t region_count,
+                   bool ephemeral_key)
     : device_(std::move(device)),
       options_(std::move(options)),
       region_bytes_(options_.region_bytes),
       region_count_(region_count),
       encrypt_(options_.encrypt),
+      ephemeral_key_(ephemeral_key),
       region_seq_(new std::atomic<uint64_t>[region_count]),
       buf_(region_bytes_, device_->ioAlignment()),
       region_keys_(region_count) {
   for (uint32_t r = 0; r < region_count_; ++r) region_seq_[r].store(0, std::memory_order_relaxed);
   if (encrypt_) {
-    cipher_ = std::make_unique<EntryCipher>(*options_.key);
+    cipher_ = std::make_shared<const EntryCipher>(*options_.key);
     key_check_ = keyCheckValue(*options_.key);
+    if (ephemeral_key_) {
+      // Data keys wrapped under a key that dies with this process are useless in a file; one
+      // left by an earlier run must not outlive purges this run makes (see ssd_store.h).
+      if (!options_.keyring_path.empty() && ::unlink(options_.keyring_path.c_str()) == 0 &&
+          options_.log) {
+        options_.log("ephemeral store key: removed the keyring " + options_.keyring_path +
+                     " of an earlier run (its entries were unreadable to this run anyway)");
+      }
+      keyring_ = std::make_unique<SsdKeyring>(*options_.key, "", options_.log);
+    } else if (!options_.keyring_path.empty()) {
+      keyring_ = std::make_unique<SsdKeyring>(*options_.key, options_.keyring_path, options_.log);
+    }
   }
   // The cipher keeps the one copy it needs.
   if (options_.key) wipeStoreKey(*options_.key);
@@ -203,6 +218,11 @@ bool SsdStore::rebuild() {
         counters_.rebuild_rejected_entries.fetch_add(h.entry_count - n, std::memory_order_relaxed);
         break;
       }
+      if (v == Verify::kNoKey) {
+        counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
+        off += view.entry_bytes;
+        continue;
+      }
       if (v == Verify::kBadContent) {
         counters_.rebuild_rejected_entries.fetch_add(1, std::memory_order_relaxed);
         off += view.entry_bytes;
@@ -230,6 +250,7 @@ bool SsdStore::rebuild() {
       loc.validators = head.find("ETag") || head.find("Last-Modified");
       loc.primary = view.primary;
       loc.labels = labelsOf(head);
+      loc.key_id = view.key_id;
       std::shared_ptr<const VaryNames> names;
       if (!(view.primary == CacheKey{})) {
         VarySpec vary = varyOf(head);
@@ -260,6 +281,12 @@ bool SsdStore::rebuild() {
       if (inserted) found.push_back(Found{e.seq, e.region, {}});
       Found& f = found[it->second];
       if (f.seq != e.seq) continue;  // cannot happen in a checkpoint we wrote
+      if (!keyKnown(e.key_id)) {
+        // Its data key was destroyed (a vhost purge after the checkpoint was written, or a
+        // lost keyring): unreadable, so not indexed.
+        counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       Location loc;
       loc.region = e.region;
       loc.offset = e.offset;
@@ -272,6 +299,7 @@ bool SsdStore::rebuild() {
       loc.validators = (e.validators & ssd::kCheckpointValidators) != 0;
       loc.invalidated = (e.validators & ssd::kCheckpointInvalidated) != 0;
       loc.primary = e.primary;
+      loc.key_id = e.key_id;
       if (i < checkpoint->labels.size() && !checkpoint->labels[i].empty()) {
         loc.labels = std::make_shared<const PurgeLabels>(std::move(checkpoint->labels[i]));
       }
@@ -409,6 +437,11 @@ bool SsdStore::rebuild() {
     }
     const uint64_t rejected = counters_.rebuild_rejected_entries.load(std::memory_order_relaxed);
     if (rejected) line += ", " + std::to_string(rejected) + " damaged entries left out";
+    const uint64_t shredded = counters_.shredded_entries.load(std::memory_order_relaxed);
+    if (shredded) {
+      line += ", " + std::to_string(shredded) +
+              " entries sealed with destroyed data keys left out";
+    }
     const uint64_t purged = counters_.rebuild_tombstones.load(std::memory_order_relaxed);
     if (purged) line += ", " + std::to_string(purged) + " removed copies left out";
     if (torn) line += ", " + std::to_string(torn) + " regions with a bad header left out";
@@ -454,15 +487,28 @@ SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view
     return Verify::kBadHeader;
   }
   view->entry_bytes = h.entry_bytes;
+  view->key_id = h.key_id;
   if (enc != encrypt_) {
     *why = "entry encryption flag does not match the store";
     return Verify::kBadContent;
   }
   uint8_t* sealed = p + sizeof(EntryHeader);
-  if (enc && !cipher_->open(h.nonce, p, sizeof(EntryHeader), sealed, h.sealed_bytes,
-                            sealed + h.sealed_bytes)) {
-    *why = "authentication tag mismatch";
+  if (!enc && h.key_id != kStoreKeyId) {
+    *why = "unencrypted entry names a data key";
     return Verify::kBadContent;
+  }
+  if (enc) {
+    // The key id is in the clear header, which is the AAD: a changed id fails the tag.
+    const std::shared_ptr<const EntryCipher> cipher = cipherFor(h.key_id);
+    if (!cipher) {
+      *why = "sealed with a data key that was destroyed (or lost)";
+      return Verify::kNoKey;
+    }
+    if (!cipher->open(h.nonce, p, sizeof(EntryHeader), sealed, h.sealed_bytes,
+                      sealed + h.sealed_bytes)) {
+      *why = "authentication tag mismatch";
+      return Verify::kBadContent;
+    }
   }
   EntryMeta m;
   std::memcpy(&m, sealed, sizeof(m));
@@ -565,6 +611,7 @@ Status SsdStore::writeCheckpoint() {
     std::lock_guard<std::mutex> lock(shard.mu);
     for (const auto& [key, loc] : shard.map) {
       if (region_open_ && loc.region == open_region_ && loc.seq == open_seq) continue;
+      if (!keyKnown(loc.key_id)) continue;  // shredded since it was indexed
       ssd::CheckpointEntry e;
       e.key = key;
       e.primary = loc.primary;
@@ -579,6 +626,7 @@ Status SsdStore::writeCheckpoint() {
       e.usable_until_s = loc.usable_until_s;
       e.validators = (loc.validators ? ssd::kCheckpointValidators : 0) |
                      (loc.invalidated ? ssd::kCheckpointInvalidated : 0);
+      e.key_id = loc.key_id;
       cp.entries.push_back(e);
       cp.labels.push_back(loc.labels ? *loc.labels : PurgeLabels{});
     }
@@ -772,6 +820,23 @@ void SsdStore::append(const Job& job) {
     counters_.inserts_too_large.fetch_add(1, std::memory_order_relaxed);
     return not_written();
   }
+  // The vhost's data key (made, and durable in the keyring file, before its first entry is
+  // sealed); objects without a vhost label use the store key.
+  std::shared_ptr<const PurgeLabels> labels = labelsOf(head);
+  uint32_t key_id = kStoreKeyId;
+  std::shared_ptr<const EntryCipher> data_key;
+  if (keyring_ && labels && !labels->vhost.empty()) {
+    auto k = keyring_->keyFor(labels->vhost);
+    if (!k.isOk()) {
+      // Sealing it with the store key instead would put it out of reach of the vhost's shredding.
+      counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
+      logLimited("no data key for vhost \"" + labels->vhost + "\" (" + k.status().toString() +
+                 "): object not written");
+      return not_written();
+    }
+    key_id = k->first;
+    data_key = std::move(k->second);
+  }
   if (!reserve(entry_bytes)) return not_written();
   // Bytes at and past cursor_ are invisible to readers (no index entry points there yet), so
   // the entry is built in place without holding buf_mu_.
@@ -797,7 +862,7 @@ void SsdStore::append(const Job& job) {
   m.checksum =
       ssd::entryChecksum(job.key, job.primary, head_at, head_blob.size(), body_at, body_bytes);
   std::memcpy(sealed, &m, sizeof(m));
-  if (!sealEntry(p, 0, sealed_bytes, entry_bytes)) return not_written();
+  if (!sealEntry(p, 0, sealed_bytes, entry_bytes, key_id, data_key.get())) return not_written();
 
   Location loc;
   loc.region = open_region_;
@@ -808,7 +873,8 @@ void SsdStore::append(const Job& job) {
   loc.body_bytes = body_bytes;
   loc.validators = head.find("ETag") || head.find("Last-Modified");
   loc.primary = job.primary;
-  loc.labels = labelsOf(head);
+  loc.labels = std::move(labels);
+  loc.key_id = key_id;
   if (!(job.primary == CacheKey{})) {
     VarySpec vary = varyOf(head);
     if (vary.kind == VarySpec::Kind::kFields) loc.names = internNames(std::move(vary.names));
@@ -838,13 +904,15 @@ bool SsdStore::reserve(uint64_t entry_bytes) {
 }
 
 bool SsdStore::sealEntry(uint8_t* p, uint16_t flags, uint64_t sealed_bytes,
-                         uint64_t entry_bytes) {
+                         uint64_t entry_bytes, uint32_t key_id, const EntryCipher* cipher) {
   EntryHeader h{};
   h.magic = ssd::kEntryMagic;
   h.flags = flags | (encrypt_ ? ssd::kEntryFlagEncrypted : 0);
   h.header_bytes = sizeof(EntryHeader);
   h.entry_bytes = static_cast<uint32_t>(entry_bytes);
   h.sealed_bytes = static_cast<uint32_t>(sealed_bytes);
+  h.key_id = encrypt_ ? key_id : kStoreKeyId;
+  if (!cipher) cipher = cipher_.get();
   if (encrypt_ && !randomBytes(h.nonce, sizeof(h.nonce))) {
     logLimited("CSPRNG failed: object not written");
     counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
@@ -854,7 +922,7 @@ bool SsdStore::sealEntry(uint8_t* p, uint16_t flags, uint64_t sealed_bytes,
   uint8_t* sealed = p + sizeof(EntryHeader);
   size_t used = sizeof(EntryHeader) + sealed_bytes;
   if (encrypt_) {
-    if (!cipher_->seal(h.nonce, p, sizeof(EntryHeader), sealed, sealed_bytes, sealed + sealed_bytes)) {
+    if (!cipher->seal(h.nonce, p, sizeof(EntryHeader), sealed, sealed_bytes, sealed + sealed_bytes)) {
       logLimited("encryption failed: object not written");
       counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
       return false;
@@ -950,7 +1018,13 @@ std::vector<CacheKey> SsdStore::placeCarries(const std::vector<Carry>& carries, 
     std::memcpy(dst, src, c.loc.entry_bytes);
     EntryView view;
     const char* why = "";
-    if (verifyEntry(src, c.loc.entry_bytes, &view, &why) != Verify::kOk || !(view.key == c.key) ||
+    const Verify verified = verifyEntry(src, c.loc.entry_bytes, &view, &why);
+    if (verified == Verify::kNoKey) {
+      // Shredded since it was indexed: not carried, not damage.
+      counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    if (verified != Verify::kOk || !(view.key == c.key) ||
         view.checksum != c.loc.checksum || view.entry_bytes != c.loc.entry_bytes ||
         view.tombstone) {
       counters_.reinsert_failures.fetch_add(1, std::memory_order_relaxed);
@@ -1116,6 +1190,43 @@ bool SsdStore::invalidate(const CacheKey& key) {
   if (it == shard.map.end()) return false;
   it->second.invalidated = true;
   return true;
+}
+
+std::shared_ptr<const EntryCipher> SsdStore::cipherFor(uint32_t id) const {
+  if (id == kStoreKeyId) return cipher_;
+  return keyring_ ? keyring_->cipher(id) : nullptr;
+}
+
+Result<uint32_t> SsdStore::destroyVhostKey(std::string_view vhost) {
+  if (!keyring_) return kStoreKeyId;
+  Result<uint32_t> destroyed = keyring_->destroy(vhost);
+  // destroy() forgets the key in memory even when the file write fails: the index drops what
+  // it sealed either way.
+  const uint32_t id = destroyed.isOk() ? *destroyed : kStoreKeyId;
+  if (destroyed.isOk() && id == kStoreKeyId) return destroyed;
+  uint64_t dropped = 0;
+  std::vector<SsdVariant> gone;
+  for (Shard& shard : shards_) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (auto it = shard.map.begin(); it != shard.map.end();) {
+      if (!keyKnown(it->second.key_id)) {
+        if (!(it->second.primary == CacheKey{})) gone.push_back({it->first, it->second.primary, nullptr});
+        it = shard.map.erase(it);
+        ++dropped;
+      } else {
+        ++it;
+      }
+    }
+  }
+  counters_.shredded_entries.fetch_add(dropped, std::memory_order_relaxed);
+  variantsGone(std::move(gone));
+  if (options_.log) {
+    options_.log("destroyed the data key of vhost \"" + std::string(vhost) + "\" (key id " +
+                 std::to_string(id) + "): its entries on the device are unreadable" +
+                 (dropped ? ", " + std::to_string(dropped) + " still indexed dropped" : std::string()) +
+                 (destroyed.isOk() ? "" : "; the keyring file still holds it (see above)"));
+  }
+  return destroyed;
 }
 
 std::vector<CacheKey> SsdStore::keysMatching(const PurgeSelector& selector) const {
@@ -1318,9 +1429,14 @@ Result<SsdHit> SsdStore::finishRead(const CacheKey& key, const Location& loc, ui
                                     const std::shared_ptr<AlignedBuffer>& buffer) {
   EntryView view;
   const char* why = "";
-  if (verifyEntry(p, loc.entry_bytes, &view, &why) != Verify::kOk) {
-    return fail(key, loc, Code::kCorrupt, why);
+  const Verify verified = verifyEntry(p, loc.entry_bytes, &view, &why);
+  if (verified == Verify::kNoKey) {
+    // Its vhost's data key was destroyed after the lookup found it: gone, a plain miss.
+    counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
+    removeIfAt(key, loc);
+    return Status(Code::kNotFound, Source::kStorage, "SSD entry's data key was destroyed");
   }
+  if (verified != Verify::kOk) return fail(key, loc, Code::kCorrupt, why);
   if (!(view.key == key) || !(view.primary == loc.primary) || view.checksum != loc.checksum ||
       view.entry_bytes != loc.entry_bytes || view.tombstone) {
     return fail(key, loc, Code::kCorrupt, "entry is not the indexed object");
@@ -1434,6 +1550,16 @@ SsdStats SsdStore::stats() const {
   s.rebuild_seconds = static_cast<double>(rebuild_ms_.load(std::memory_order_relaxed)) / 1000.0;
   s.encrypted = encrypt_;
   s.ephemeral_key = ephemeral_key_;
+  s.shredded_entries = ld(counters_.shredded_entries);
+  if (keyring_) {
+    const SsdKeyringStats k = keyring_->stats();
+    s.vhost_keys = true;
+    s.data_keys = k.keys;
+    s.data_keys_created = k.created;
+    s.data_keys_destroyed = k.destroyed;
+    s.keyring_errors = k.write_errors;
+    s.keyring_load_failed = k.load_failed;
+  }
   return s;
 }
 
@@ -1466,6 +1592,7 @@ Result<std::unique_ptr<SsdStore>> openSsdStore(const conf::SsdCacheConfig& confi
   options.background_rebuild = config.background_rebuild;
   options.checkpoint_path = config.checkpoint;
   options.checkpoint_interval = config.checkpoint_interval;
+  options.keyring_path = config.keyring;
   options.clock = &clock;
   options.log = log;
   options.observers = std::move(observers);

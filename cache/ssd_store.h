@@ -25,6 +25,13 @@
 // a purge of the URL removes them. Variants that leave the index other than by remove()
 // (reclaim, damage, a failed write) are reported too, so that the index forgets them.
 //
+// Per-vhost data keys (crypto-shredding, see ssd_keyring.h): with encryption on and a keyring,
+// an object whose head carries a `:vhost` label is sealed with that vhost's own data key, whose
+// id its entry header records (EntryHeader::key_id, authenticated as AAD); tombstones and
+// objects without a vhost use the store key (id 0). destroyVhostKey() makes every entry of the
+// vhost unreadable at once: reads, reinsertion, the rebuild and the checkpoint load treat an
+// entry whose key id is unknown as gone (SsdStats::shredded_entries), never as data.
+//
 // Objects bigger than a region (minus headers) are refused (kept in RAM only): spanning regions
 // would make reclaim and torn-write detection multi-region for objects that HLS/DASH segments
 // (1-10 MB) never are; region_size can be raised instead.
@@ -57,6 +64,7 @@
 #include "cache/ssd_crypto.h"
 #include "cache/ssd_device.h"
 #include "cache/ssd_io_engine.h"
+#include "cache/ssd_keyring.h"
 #include "cache/vary.h"
 #include "conf/clock.h"
 #include "conf/config.h"
@@ -95,6 +103,12 @@ struct SsdStoreOptions {
   // "" = no checkpoint (every open scans the whole device).
   std::string checkpoint_path;
   std::chrono::milliseconds checkpoint_interval{300'000};
+  // The keyring of per-vhost data keys (ssd_keyring.h). With encryption on: a file path, or ""
+  // for none (every entry sealed with the store key: a vhost purge cannot shred). With an
+  // ephemeral key the data keys are kept in memory only, whatever this says (an existing file
+  // at the path is removed: what it protected cannot be read by this run, and it must not
+  // outlive a purge made by it).
+  std::string keyring_path;
   // Tests only: no checkpoint at close (as after a crash).
   bool checkpoint_at_close = true;
   // Tests only: runs on the rebuilding thread after the scan, before the index is filled.
@@ -196,6 +210,16 @@ struct SsdStats {
   double rebuild_seconds = 0;     // how long the start-up scan took
   bool encrypted = false;
   bool ephemeral_key = false;
+  // Per-vhost data keys (ssd_keyring.h): in use, held now, made and destroyed since open,
+  // keyring file write errors, and entries left out or dropped because the data key that sealed
+  // them is gone (destroyed by a vhost purge, or lost with a damaged keyring).
+  bool vhost_keys = false;
+  uint64_t data_keys = 0;
+  uint64_t data_keys_created = 0;
+  uint64_t data_keys_destroyed = 0;
+  uint64_t keyring_errors = 0;
+  bool keyring_load_failed = false;
+  uint64_t shredded_entries = 0;
 };
 
 class SsdStore {
@@ -246,6 +270,15 @@ class SsdStore {
   // The keys of indexed objects whose purge labels (purge_labels.h) `selector` matches. Scans
   // the index shard by shard, each under its lock (no I/O).
   std::vector<CacheKey> keysMatching(const PurgeSelector& selector) const;
+  // Crypto-shredding of a whole vhost (after its objects were purged): destroys the vhost's
+  // data key, durably out of the keyring file before returning, and drops what the index still
+  // holds under it. Every entry it sealed is unreadable from now on; the vhost's next object
+  // gets a fresh key. Returns the destroyed key's id, kStoreKeyId when the vhost had none or the
+  // store has no per-vhost keys. Errors: kIo (the keyring file could not be rewritten: the key
+  // is gone from memory but its wrapped copy is still in the file; logged).
+  Result<uint32_t> destroyVhostKey(std::string_view vhost);
+  // The keyring (null without per-vhost keys).
+  const SsdKeyring* keyring() const { return keyring_.get(); }
 
   // Read path. Returns false at once when `key` is not in the index (a miss). Else `done` is
   // called exactly once from a later engine.poll() on this thread, with the verified object, or
@@ -283,6 +316,7 @@ class SsdStore {
     // The object's vhost, path and surrogate keys (null when its head had none): purges by
     // host, prefix and tag find objects that are only on the SSD.
     std::shared_ptr<const PurgeLabels> labels;
+    uint32_t key_id = kStoreKeyId;  // the data key that sealed it
   };
   struct Job {
     uint64_t flush_ticket = 0;  // non-zero: a flush marker
@@ -316,18 +350,26 @@ class SsdStore {
     const uint8_t* body = nullptr;
     uint64_t body_bytes = 0;
     bool tombstone = false;
+    uint32_t key_id = kStoreKeyId;
   };
-  enum class Verify { kOk, kBadHeader, kBadContent };
+  // kNoKey: sealed with a data key that is gone (shredded); skip `entry_bytes` like kBadContent.
+  enum class Verify { kOk, kBadHeader, kBadContent, kNoKey };
   static constexpr size_t kShards = 16;
 
-  SsdStore(std::unique_ptr<Device> device, SsdStoreOptions options, uint32_t region_count);
+  SsdStore(std::unique_ptr<Device> device, SsdStoreOptions options, uint32_t region_count,
+           bool ephemeral_key);
 
   bool enqueue(Job job);
   void writerLoop();
   void append(const Job& job);
   // Seals an entry of `sealed_bytes` (EntryMeta + head blob + body, already at p + header)
   // in place at the cursor; false (counted, logged) when the CSPRNG or the cipher fails.
-  bool sealEntry(uint8_t* p, uint16_t flags, uint64_t sealed_bytes, uint64_t entry_bytes);
+  // `key_id` and `cipher`: the data key (kStoreKeyId and null: the store key).
+  bool sealEntry(uint8_t* p, uint16_t flags, uint64_t sealed_bytes, uint64_t entry_bytes,
+                 uint32_t key_id = kStoreKeyId, const EntryCipher* cipher = nullptr);
+  // The cipher of key `id` (the store key for kStoreKeyId); null when it is unknown.
+  std::shared_ptr<const EntryCipher> cipherFor(uint32_t id) const;
+  bool keyKnown(uint32_t id) const { return id == kStoreKeyId || (keyring_ && keyring_->known(id)); }
   // Makes room for `entry_bytes` at the cursor (writes the full region, opens the next).
   bool reserve(uint64_t entry_bytes);
   bool openNextRegion();
@@ -380,8 +422,9 @@ class SsdStore {
   const uint64_t region_bytes_;
   const uint32_t region_count_;
   const bool encrypt_;
-  bool ephemeral_key_ = false;
-  std::unique_ptr<EntryCipher> cipher_;
+  const bool ephemeral_key_;
+  std::shared_ptr<const EntryCipher> cipher_;  // the store key
+  std::unique_ptr<SsdKeyring> keyring_;        // per-vhost data keys; null: store key only
   std::array<uint8_t, 8> key_check_{};
   std::unique_ptr<IoEngine> writer_engine_;  // used by the rebuild, then the writer only
   std::atomic<bool> ready_{false};           // the index is rebuilt
@@ -458,7 +501,7 @@ class SsdStore {
         reads_from_device{0}, read_errors{0}, corrupt{0}, reclaimed_during_read{0},
         rebuilt_objects{0}, rebuild_rejected_entries{0}, rebuild_skipped_regions{0},
         rebuilt_variants{0}, rebuild_regions_scanned{0}, checkpoints_written{0},
-        checkpoint_errors{0};
+        checkpoint_errors{0}, shredded_entries{0};
   };
   mutable Counters counters_;
 };

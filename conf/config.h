@@ -156,6 +156,11 @@ struct SsdCacheConfig {
   // for a block device (/dev/...); "" = none.
   std::string checkpoint;
   Millis checkpoint_interval{300'000};
+  // The keyring of per-vhost data keys (crypto-shredding: a purge of a whole vhost destroys its
+  // key), wrapped under the store key. Default: "<path>.keys" for a store in a file, none for a
+  // block device (/dev/...); "" = none (every entry sealed with the store key). Used only with
+  // encrypt and key_file (an ephemeral key keeps data keys in memory).
+  std::string keyring;
 };
 
 struct CacheConfig {

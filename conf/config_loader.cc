@@ -994,6 +994,18 @@ void readSsdCache(TableReader& r, SsdCacheConfig& ssd) {
     r.error("checkpoint", *r.get("checkpoint"), "must not be the store itself");
   }
   r.duration("checkpoint_interval", ssd.checkpoint_interval, /*allow_zero=*/true);
+  const bool block_device = ssd.path.rfind("/dev/", 0) == 0;
+  if (r.string("keyring", ssd.keyring)) {
+    if (!ssd.keyring.empty() && (ssd.keyring == ssd.path || ssd.keyring == ssd.checkpoint)) {
+      r.error("keyring", *r.get("keyring"), "must be a file of its own (not the store or its checkpoint)");
+    }
+  } else if (!ssd.path.empty() && !block_device) {
+    ssd.keyring = ssd.path + ".keys";
+  } else if (block_device && ssd.encrypt && !ssd.key_file.empty()) {
+    r.diag().warn(r.line(), r.path("keyring"),
+                  "not set for a block device: every object is sealed with the store key, so a "
+                  "purge of a whole vhost cannot destroy a data key (set keyring to a file)");
+  }
   r.finish();
 }
 

@@ -226,6 +226,7 @@ void AdminActions::handlePurge(evhttp_request* req, const std::string& who, cach
     if (!request.prefix.empty()) e.params.emplace_back("prefix", request.prefix);
     if (!request.tag.empty()) e.params.emplace_back("tag", request.tag);
     if (!result.vhost.empty()) e.params.emplace_back("vhost", result.vhost);
+    if (result.data_key_destroyed) e.params.emplace_back("data_key", "destroyed");
   } else if (q) {
     e.params.emplace_back("query", q);
   }
@@ -238,7 +239,10 @@ void AdminActions::handlePurge(evhttp_request* req, const std::string& who, cach
                parsed ? purgeKindName(request.kind) : "(bad request)", who.c_str(),
                client.c_str(), result.status, static_cast<unsigned long long>(result.objects),
                result.duration_ms);
-  const char* reason = result.status == 200 ? "OK" : result.status == 404 ? "Not Found" : "Bad Request";
+  const char* reason = result.status == 200   ? "OK"
+                       : result.status == 404 ? "Not Found"
+                       : result.status == 500 ? "Internal Server Error"
+                                              : "Bad Request";
   reply(req, result.status, reason, result.json, "application/json");
 }
 

@@ -53,7 +53,8 @@ void printHelp() {
       "admin listener: /healthz /readyz (open), /status /metrics, POST /purge?url=URL,\n"
       "?host=HOST&prefix=PATH, ?tag=KEY, ?host=HOST (+ &soft=1); bearer tokens with scopes\n"
       "([[admin.token]]), refusals and purges in the audit log ([log] audit); TLS with\n"
-      "[[admin.certificate]], client certificates required with [admin] client_ca\n",
+      "[[admin.certificate]], client certificates required with [admin] client_ca; a hard\n"
+      "?host= purge also destroys the vhost's SSD data key ([cache.ssd] keyring)\n",
       STREAMEDGE_VERSION);
 }
 

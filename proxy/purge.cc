@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "cache/ssd_store.h"
 #include "proxy/json_text.h"
 #include "proxy/router.h"
 
@@ -236,6 +237,19 @@ PurgeResult runPurge(cache::Cache& cache, const conf::Config& config, const Purg
         break;
     }
     r.objects = cache.purgeMatching(selector, request.soft, &r.scanned);
+    if (request.kind == PurgeRequest::Kind::kHost && !request.soft && cache.ssd()) {
+      // After the objects (their tombstones are queued): whatever of the vhost is still on the
+      // device, or is being written right now under its old key, becomes unreadable at once.
+      const Result<uint32_t> destroyed = cache.ssd()->destroyVhostKey(selector.vhost);
+      if (!destroyed.isOk()) {
+        PurgeResult f = failure(500, "objects purged, but the SSD keyring could not be rewritten (" +
+                                         destroyed.status().toString() + "); retry the purge");
+        f.objects = r.objects;
+        f.vhost = r.vhost;
+        return f;
+      }
+      r.data_key_destroyed = *destroyed != cache::kStoreKeyId;
+    }
   }
   r.duration_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
@@ -244,7 +258,11 @@ PurgeResult runPurge(cache::Cache& cache, const conf::Config& config, const Purg
   r.json = std::string("{\"kind\":\"") + purgeKindName(request.kind) + "\",\"mode\":\"" +
            (request.soft ? "soft" : "hard") + "\",\"vhost\":" +
            (r.vhost.empty() ? std::string("null") : jsonString(r.vhost)) +
-           ",\"objects\":" + std::to_string(r.objects) + ",\"duration_ms\":" + ms + "}\n";
+           ",\"objects\":" + std::to_string(r.objects) +
+           (request.kind == PurgeRequest::Kind::kHost && !request.soft
+                ? std::string(",\"data_key_destroyed\":") + (r.data_key_destroyed ? "true" : "false")
+                : std::string()) +
+           ",\"duration_ms\":" + ms + "}\n";
   return r;
 }
 

@@ -8,7 +8,9 @@
 //   host=HOST&prefix=P   every object of HOST's vhost whose normalised path starts with P
 //   tag=KEY[&host=HOST]  every object whose origin answer named KEY in Surrogate-Key or
 //                        Cache-Tag (of HOST's vhost only, when host is given)
-//   host=HOST            every object of HOST's vhost (a customer leaving)
+//   host=HOST            every object of HOST's vhost (a customer leaving); hard, with SSD
+//                        encryption and a keyring, it also destroys the vhost's SSD data key
+//                        (crypto-shredding, cache/ssd_keyring.h) before it answers
 //   soft=1               soft purge: mark stale (revalidated at the next request), keep
 //
 // HOST is a configured vhost name or a host name its hostnames match (as a Host field would,
@@ -63,6 +65,7 @@ struct PurgeResult {
   uint64_t scanned = 0;      // RAM index slots looked at (prefix, tag, host)
   double duration_ms = 0;
   std::string vhost;         // the vhost name the purge applied to ("" for a global tag purge)
+  bool data_key_destroyed = false;  // a hard host purge destroyed the vhost's SSD data key
   std::string error;         // status != 200
   std::string json;          // the answer's body
 };
@@ -72,7 +75,10 @@ std::string purgeErrorJson(std::string_view error);
 
 // Runs `request` on `cache` (the caller parsed it) and builds the JSON answer:
 //   {"kind":"prefix","mode":"hard","vhost":"tv","objects":12,"duration_ms":0.4}
-// or {"error":"..."} with status 400/404.
+// or {"error":"..."} with status 400/404. A hard purge of a whole vhost adds
+// "data_key_destroyed" (true when the vhost had an SSD data key, now destroyed); 500 when the
+// keyring file could not be rewritten (the objects are purged and the key is gone from memory,
+// but its wrapped copy is still in the file: retry the purge).
 PurgeResult runPurge(cache::Cache& cache, const conf::Config& config, const PurgeRequest& request);
 
 }  // namespace streamedge::proxy

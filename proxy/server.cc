@@ -710,6 +710,11 @@ std::string Server::statusJson() const {
            ",\"hits\":" + std::to_string(stats.ssd_hits) +
            ",\"errors\":" + std::to_string(ssd.read_errors + ssd.write_errors) +
            ",\"corrupt\":" + std::to_string(ssd.corrupt + ssd.rebuild_rejected_entries) +
+           ",\"vhost_keys\":" + (ssd.vhost_keys ? "true" : "false") +
+           ",\"data_keys\":" + std::to_string(ssd.data_keys) +
+           ",\"data_keys_destroyed\":" + std::to_string(ssd.data_keys_destroyed) +
+           ",\"keyring_errors\":" + std::to_string(ssd.keyring_errors) +
+           ",\"shredded_entries\":" + std::to_string(ssd.shredded_entries) +
            ",\"admissions_dropped\":" + std::to_string(ssd.inserts_dropped) +
            ",\"rebuilding\":" + (ssd.rebuilding ? "true" : "false") +
            ",\"rebuild_seconds\":" + std::to_string(ssd.rebuild_seconds) +

@@ -109,6 +109,7 @@ class SsdStoreTest : public ::testing::TestWithParam<conf::IoBackend> {
     c.background_rebuild = false;  // stats right after open() are the rebuild's
     c.checkpoint = checkpoint_;
     c.checkpoint_interval = std::chrono::milliseconds(0);  // only at close
+    c.keyring = keyring_;
     return c;
   }
 
@@ -187,6 +188,7 @@ class SsdStoreTest : public ::testing::TestWithParam<conf::IoBackend> {
   std::string key_file_;
   conf::SsdReclaim reclaim_ = conf::SsdReclaim::kFifo;
   std::string checkpoint_;  // the index checkpoint's path; "" = none
+  std::string keyring_;     // the per-vhost data keys' file; "" = none
   std::vector<std::string> log_;
   std::unique_ptr<SsdStore> store_;
   std::unique_ptr<IoEngine> engine_;
@@ -900,6 +902,239 @@ TEST_P(SsdStoreTest, ACheckpointUnderAnotherKeyIsRefused) {
   EXPECT_EQ(store_->stats().objects, 0u);  // and the regions are not readable either
   EXPECT_NE(logText(log_).find("index checkpoint"), std::string::npos) << logText(log_);
 }
+
+// --- Per-vhost data keys (crypto-shredding)
+
+CacheKey vkey(const std::string& vhost, int i) {
+  return makeKey(vhost, "/seg/" + std::to_string(i) + ".ts", "");
+}
+
+// makeObj() with the purge labels a fill gives a stored object of `vhost` ("" = none).
+Obj makeVhostObj(const std::string& vhost, int i, size_t size, const Clock& clock) {
+  Obj o = makeObj(i, size, clock);
+  auto h = std::make_shared<ResponseHead>(*o.head);
+  if (!vhost.empty()) addPurgeLabels(h->headers, vhost, "/seg/" + std::to_string(i) + ".ts");
+  h->buildWire();
+  o.head = h;
+  o.key = vhost.empty() ? key(i) : vkey(vhost, i);
+  return o;
+}
+
+// The key id of every entry in the store file, in file order (the id is in the clear header).
+std::vector<uint32_t> entryKeyIds(const std::vector<uint8_t>& bytes) {
+  std::vector<uint32_t> ids;
+  for (uint64_t off = 0; off + kRegion <= bytes.size(); off += kRegion) {
+    ssd::RegionHeader h;
+    std::memcpy(&h, bytes.data() + off, sizeof(h));
+    if (h.magic != ssd::kRegionMagic) continue;
+    size_t at = sizeof(h);
+    for (uint32_t n = 0; n < h.entry_count && at < h.used_bytes; ++n) {
+      ssd::EntryHeader e;
+      std::memcpy(&e, bytes.data() + off + at, sizeof(e));
+      if (e.magic != ssd::kEntryMagic) break;
+      ids.push_back(e.key_id);
+      at += e.entry_bytes;
+    }
+  }
+  return ids;
+}
+
+class SsdVhostKeysTest : public SsdStoreTest {
+ protected:
+  void SetUp() override {
+    SsdStoreTest::SetUp();
+    keyring_ = dir_.file("store.keys");
+  }
+  bool insertFor(const std::string& vhost, int i, size_t size = 2000) {
+    Obj o = makeVhostObj(vhost, i, size, clock_);
+    return store_->insert(o.key, o.head, o.freshness, o.body);
+  }
+  bool readsBackFor(const std::string& vhost, int i, size_t size = 2000) {
+    auto r = store_->readSync(vhost.empty() ? key(i) : vkey(vhost, i), *engine_);
+    if (!r.isOk()) return false;
+    EXPECT_EQ(bodyOf(*r->body), bodyFor(i, size)) << vhost << " " << i;
+    return true;
+  }
+  uint32_t idOf(const std::string& vhost) {
+    for (const auto& [name, id] : store_->keyring()->vhosts()) {
+      if (name == vhost) return id;
+    }
+    return kStoreKeyId;
+  }
+};
+
+TEST_P(SsdVhostKeysTest, EachVhostsEntriesAreSealedWithItsOwnKeyAndReadBackAfterAReopen) {
+  open(/*encrypt=*/true);
+  ASSERT_NE(store_->keyring(), nullptr);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(insertFor("tv", i));
+    ASSERT_TRUE(insertFor("radio", i));
+    ASSERT_TRUE(insertFor("", i));  // no vhost label: the store key
+  }
+  ASSERT_TRUE(store_->flush().isOk());
+  const uint32_t tv = idOf("tv"), radio = idOf("radio");
+  ASSERT_NE(tv, kStoreKeyId);
+  ASSERT_NE(radio, kStoreKeyId);
+  ASSERT_NE(tv, radio);
+  EXPECT_EQ(store_->stats().data_keys, 2u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(readsBackFor("tv", i));
+    EXPECT_TRUE(readsBackFor("radio", i));
+    EXPECT_TRUE(readsBackFor("", i));
+  }
+  // On the device, in write order: tv, radio, store key.
+  EXPECT_EQ(entryKeyIds(readFileBytes(dir_.file("store"))),
+            (std::vector<uint32_t>{tv, radio, 0, tv, radio, 0, tv, radio, 0}));
+  open(true);  // no checkpoint: a full scan
+  EXPECT_EQ(store_->stats().objects, 9u);
+  EXPECT_EQ(store_->stats().shredded_entries, 0u);
+  EXPECT_EQ(idOf("tv"), tv);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(readsBackFor("tv", i));
+    EXPECT_TRUE(readsBackFor("radio", i));
+    EXPECT_TRUE(readsBackFor("", i));
+  }
+}
+
+TEST_P(SsdVhostKeysTest, DestroyingAVhostsKeyMakesItsEntriesUnreadableNowAndAfterAReopen) {
+  open(/*encrypt=*/true);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(insertFor("tv", i));
+    ASSERT_TRUE(insertFor("radio", i));
+  }
+  ASSERT_TRUE(store_->flush().isOk());
+  const uint32_t tv = idOf("tv");
+  auto destroyed = store_->destroyVhostKey("tv");
+  ASSERT_TRUE(destroyed.isOk());
+  EXPECT_EQ(*destroyed, tv);
+  // At once: out of the index (no remove() was needed), and unreadable.
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(store_->contains(vkey("tv", i)));
+    EXPECT_FALSE(readsBackFor("tv", i));
+    EXPECT_TRUE(readsBackFor("radio", i));
+  }
+  EXPECT_EQ(store_->stats().shredded_entries, 4u);
+  EXPECT_EQ(store_->stats().data_keys_destroyed, 1u);
+  // A new object of the vhost gets a fresh key.
+  ASSERT_TRUE(insertFor("tv", 10));
+  ASSERT_TRUE(store_->flush().isOk());
+  const uint32_t fresh = idOf("tv");
+  EXPECT_NE(fresh, kStoreKeyId);
+  EXPECT_NE(fresh, tv);
+  EXPECT_TRUE(readsBackFor("tv", 10));
+
+  log_.clear();
+  open(true);  // full scan: the old entries are skipped as shredded, not as damage
+  const SsdStats s = store_->stats();
+  EXPECT_EQ(s.shredded_entries, 4u);
+  EXPECT_EQ(s.rebuild_rejected_entries, 0u);
+  EXPECT_EQ(s.corrupt, 0u);
+  EXPECT_EQ(s.objects, 5u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(store_->contains(vkey("tv", i)));
+    EXPECT_TRUE(readsBackFor("radio", i));
+  }
+  EXPECT_TRUE(readsBackFor("tv", 10));
+  EXPECT_NE(logText(log_).find("4 entries sealed with destroyed data keys left out"), std::string::npos)
+      << logText(log_);
+}
+
+TEST_P(SsdVhostKeysTest, ACheckpointWrittenBeforeTheKeyWasDestroyedIndexesNoneOfItsEntries) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(/*encrypt=*/true);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(insertFor("tv", i));
+    ASSERT_TRUE(insertFor("radio", i));
+  }
+  engine_.reset();
+  store_.reset();  // the checkpoint lists the tv entries
+  {
+    // The key is destroyed while the store is closed (as a crash right after a purge could
+    // leave it: keyring rewritten, checkpoint still older).
+    auto key = loadStoreKey(key_file_);
+    ASSERT_TRUE(key.isOk());
+    SsdKeyring real(*key, keyring_, nullptr);
+    ASSERT_TRUE(real.destroy("tv").isOk());
+  }
+  open(true);
+  const SsdStats s = store_->stats();
+  EXPECT_TRUE(s.checkpoint_loaded) << logText(log_);
+  EXPECT_EQ(s.shredded_entries, 4u);
+  EXPECT_EQ(s.objects, 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(store_->contains(vkey("tv", i)));
+    EXPECT_TRUE(readsBackFor("radio", i));
+  }
+}
+
+TEST_P(SsdVhostKeysTest, ADamagedKeyringMakesTheVhostEntriesMissesNeverWrongBytes) {
+  open(/*encrypt=*/true);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(insertFor("tv", i));
+    ASSERT_TRUE(insertFor("", i));
+  }
+  engine_.reset();
+  store_.reset();
+  const std::vector<uint8_t> ring = readFileBytes(keyring_);
+  ASSERT_FALSE(ring.empty());
+  ASSERT_TRUE(patchFile(keyring_, ring.size() - 1, {static_cast<uint8_t>(ring.back() ^ 0x10)}));
+  log_.clear();
+  open(true);
+  const SsdStats s = store_->stats();
+  EXPECT_TRUE(s.keyring_load_failed);
+  EXPECT_EQ(s.shredded_entries, 3u);
+  EXPECT_EQ(s.corrupt, 0u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE(readsBackFor("tv", i));
+    EXPECT_TRUE(readsBackFor("", i));  // the store key's entries are untouched
+  }
+  EXPECT_NE(logText(log_).find("keyring " + keyring_ + " is unusable"), std::string::npos)
+      << logText(log_);
+  // New objects of the vhost work again (a new keyring replaces the damaged one).
+  ASSERT_TRUE(insertFor("tv", 7));
+  ASSERT_TRUE(store_->flush().isOk());
+  EXPECT_TRUE(readsBackFor("tv", 7));
+  open(true);
+  EXPECT_FALSE(store_->stats().keyring_load_failed);
+  EXPECT_TRUE(readsBackFor("tv", 7));
+}
+
+TEST_P(SsdVhostKeysTest, WithoutEncryptionNoKeyringIsUsed) {
+  open(/*encrypt=*/false);
+  EXPECT_EQ(store_->keyring(), nullptr);
+  ASSERT_TRUE(insertFor("tv", 1));
+  ASSERT_TRUE(store_->flush().isOk());
+  EXPECT_TRUE(readsBackFor("tv", 1));
+  EXPECT_EQ(entryKeyIds(readFileBytes(dir_.file("store"))), (std::vector<uint32_t>{0}));
+  EXPECT_TRUE(readFileBytes(keyring_).empty());
+  auto d = store_->destroyVhostKey("tv");
+  ASSERT_TRUE(d.isOk());
+  EXPECT_EQ(*d, kStoreKeyId);
+  EXPECT_TRUE(readsBackFor("tv", 1));
+}
+
+TEST_P(SsdVhostKeysTest, AnEphemeralStoreKeyKeepsDataKeysInMemoryAndRemovesAnOldKeyring) {
+  open(/*encrypt=*/true);
+  ASSERT_TRUE(insertFor("tv", 1));
+  ASSERT_TRUE(store_->flush().isOk());
+  ASSERT_FALSE(readFileBytes(keyring_).empty());
+  open(true, /*ephemeral=*/true);
+  EXPECT_FALSE(std::filesystem::exists(keyring_));
+  ASSERT_NE(store_->keyring(), nullptr);
+  ASSERT_TRUE(insertFor("tv", 2));
+  ASSERT_TRUE(store_->flush().isOk());
+  EXPECT_TRUE(readsBackFor("tv", 2));
+  EXPECT_FALSE(std::filesystem::exists(keyring_));
+  ASSERT_TRUE(store_->destroyVhostKey("tv").isOk());
+  EXPECT_FALSE(readsBackFor("tv", 2));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, SsdVhostKeysTest,
+                         ::testing::Values(conf::IoBackend::kIoUring, conf::IoBackend::kThreads),
+                         [](const auto& info) {
+                           return info.param == conf::IoBackend::kThreads ? std::string("Threads")
+                                                                          : std::string("IoUring");
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Backends, SsdStoreTest,
                          ::testing::Values(conf::IoBackend::kIoUring, conf::IoBackend::kThreads),

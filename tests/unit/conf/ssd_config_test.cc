@@ -126,6 +126,43 @@ TEST(SsdConfig, KeyFileWithoutEncryptionIsAWarning) {
   EXPECT_NE(r.warnings[0].find("cache.ssd.key_file"), std::string::npos) << r.warnings[0];
 }
 
+TEST(SsdConfig, KeyringDefaultsBesideAStoreFileAndCanBeSetOrTurnedOff) {
+  const LoadResult r = load("\n[cache.ssd]\npath = \"/var/cache/s\"\nsize = \"1GiB\"\n");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->cache.ssd.keyring, "/var/cache/s.keys");
+  const LoadResult set = load(
+      "\n[cache.ssd]\npath = \"/var/cache/s\"\nsize = \"1GiB\"\nkeyring = \"/keys/s.keys\"\n");
+  ASSERT_TRUE(set.ok()) << describe(set);
+  EXPECT_EQ(set.config->cache.ssd.keyring, "/keys/s.keys");
+  const LoadResult off =
+      load("\n[cache.ssd]\npath = \"/var/cache/s\"\nsize = \"1GiB\"\nkeyring = \"\"\n");
+  ASSERT_TRUE(off.ok()) << describe(off);
+  EXPECT_EQ(off.config->cache.ssd.keyring, "");
+  EXPECT_TRUE(off.warnings.empty()) << describe(off);
+}
+
+TEST(SsdConfig, KeyringMustBeAFileOfItsOwn) {
+  expectOnlyError("\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\nkeyring = \"/s\"\n",
+                  "cache.ssd.keyring", 5, "file of its own");
+  expectOnlyError(
+      "\n[cache.ssd]\npath = \"/s\"\nsize = \"1GiB\"\ncheckpoint = \"/c\"\nkeyring = \"/c\"\n",
+      "cache.ssd.keyring", 6, "file of its own");
+}
+
+TEST(SsdConfig, ABlockDeviceWithAKeyFileAndNoKeyringIsAWarning) {
+  const LoadResult r = load(
+      "\n[cache.ssd]\npath = \"/dev/nvme1n1\"\nsize = \"1GiB\"\nkey_file = \"/k\"\n");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->cache.ssd.keyring, "");
+  ASSERT_EQ(r.warnings.size(), 1u) << describe(r);
+  EXPECT_NE(r.warnings[0].find("cache.ssd.keyring"), std::string::npos) << r.warnings[0];
+  const LoadResult set = load(
+      "\n[cache.ssd]\npath = \"/dev/nvme1n1\"\nsize = \"1GiB\"\nkey_file = \"/k\"\n"
+      "keyring = \"/var/lib/streamedge/nvme1n1.keys\"\n");
+  ASSERT_TRUE(set.ok()) << describe(set);
+  EXPECT_TRUE(set.warnings.empty()) << describe(set);
+}
+
 TEST(SsdConfig, ExampleConfigDocumentsTheSsdTier) {
   const LoadResult r =
       loadConfigFile(std::string(STREAMEDGE_SOURCE_DIR) + "/conf/streamedge.example.toml");

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "cache/purge_labels.h"
+#include "cache/ssd_store.h"
+#include "tests/unit/cache/ssd_test_util.h"
 
 namespace streamedge::proxy {
 namespace {
@@ -169,6 +171,73 @@ TEST(RunPurge, AnswersJsonWithTheObjectCountAndRefusesUnknownHosts) {
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(r.json, "{\"error\":\"no virtual host for nobody.example\"}\n");
   EXPECT_EQ(purgeErrorJson("a \"b\"\n"), "{\"error\":\"a \\\"b\\\"\\u000a\"}\n");
+}
+
+TEST(RunPurge, AHardPurgeOfAWholeVhostDestroysItsSsdDataKey) {
+  const conf::Config c = siteConfig();
+  ManualClock clock;
+  cache::testing::TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  cache::SsdStoreOptions o;
+  o.region_bytes = 16 * 1024;
+  o.encrypt = true;
+  o.key = cache::StoreKey{};
+  o.key->fill(0x5a);
+  o.keyring_path = dir.file("store.keys");
+  o.log = nullptr;
+  o.clock = &clock;
+  auto opened = cache::SsdStore::open(std::make_unique<cache::MemoryDevice>(256 * 1024), o);
+  ASSERT_TRUE(opened.isOk()) << opened.status().toString();
+  std::unique_ptr<cache::SsdStore> ssd = std::move(*opened);
+  conf::RamCacheConfig ram;
+  ram.size_bytes = 1 << 20;
+  ram.max_object_bytes = 1 << 20;
+  cache::Cache cache(ram, clock);
+  cache.attachSsd(ssd.get(), conf::SsdAdmission::kFill);
+  for (const char* vhost : {"tv", "radio"}) {
+    auto body = cache::Ref<cache::Body>::make(std::optional<uint64_t>(1));
+    body->append(reinterpret_cast<const uint8_t*>("x"), 1);
+    body->freeze();
+    cache::Freshness f;
+    f.response_time = clock.wallNow();
+    f.lifetime = 3600s;
+    ASSERT_TRUE(ssd->insert(cache::makeKey(vhost, "/live/a.ts", ""), head(vhost, "/live/a.ts"), f, body));
+  }
+  ASSERT_TRUE(ssd->flush().isOk());
+  ASSERT_EQ(ssd->keyring()->vhosts().size(), 2u);
+
+  PurgeRequest req;
+  req.kind = Kind::kHost;
+  req.host = "tv";
+  req.soft = true;  // a soft purge keeps the key: the objects are only stale
+  PurgeResult r = runPurge(cache, c, req);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.json.find("data_key"), std::string::npos) << r.json;
+  EXPECT_EQ(ssd->keyring()->vhosts().size(), 2u);
+
+  req.soft = false;
+  r = runPurge(cache, c, req);
+  EXPECT_EQ(r.status, 200) << r.json;
+  EXPECT_EQ(r.objects, 1u);
+  EXPECT_TRUE(r.data_key_destroyed);
+  EXPECT_NE(r.json.find(",\"objects\":1,\"data_key_destroyed\":true,"), std::string::npos) << r.json;
+  ASSERT_EQ(ssd->keyring()->vhosts().size(), 1u);
+  EXPECT_EQ(ssd->keyring()->vhosts()[0].first, "radio");
+  EXPECT_EQ(ssd->stats().data_keys_destroyed, 1u);
+  // Again: nothing left to destroy.
+  r = runPurge(cache, c, req);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.json.find("\"data_key_destroyed\":false"), std::string::npos) << r.json;
+  // Other purge forms never touch the keyring.
+  req = PurgeRequest{};
+  req.kind = Kind::kPrefix;
+  req.host = "radio";
+  req.prefix = "/live/";
+  r = runPurge(cache, c, req);
+  EXPECT_EQ(r.objects, 1u);
+  EXPECT_EQ(r.json.find("data_key"), std::string::npos) << r.json;
+  EXPECT_EQ(ssd->keyring()->vhosts().size(), 1u);
+  cache.detachSsd();
 }
 
 }  // namespace
