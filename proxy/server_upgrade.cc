@@ -470,7 +470,7 @@ void Server::onUpgradeTick() {
 void Server::finishAbortedUpgrade() {
   UpgradeRun& u = *upgrade_;
   std::string why = u.why;
-  if (u.reaped && why.find(" before it was ready") == std::string::npos) {
+  if (u.reaped && why.find(describeExit(u.wait_status)) == std::string::npos) {
     why += " (pid " + std::to_string(u.pid) + " " + describeExit(u.wait_status) + ")";
   }
   std::string store_note;

@@ -172,7 +172,11 @@ class HotUpgradeTest : public ::testing::Test {
                      const std::string& ssd_extra = "") const {
     std::string c = scenarioConfig(sim_->port, access_log.empty() ? dir_.file("access.log") : access_log,
                                    "", "1MiB",
-                                   "drain_timeout = \"5s\"\nupgrade_timeout = \"20s\"\n" + server_extra);
+                                   "drain_timeout = \"5s\"\n" +
+                                       (server_extra.find("upgrade_timeout") == std::string::npos
+                                            ? std::string("upgrade_timeout = \"20s\"\n")
+                                            : std::string()) +
+                                       server_extra);
     c += "\n[cache.ssd]\npath = \"" + store_ + "\"\nsize = \"16MiB\"\nregion_size = \"1MiB\"\n"
          "key_file = \"" + key_ + "\"\n" + ssd_extra;
     return c;
