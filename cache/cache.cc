@@ -171,20 +171,22 @@ void Cache::setFillLimits(uint64_t window_bytes, uint64_t budget_bytes) {
 
 Cache::~Cache() {
   // The store outlives the cache: it must not call back into it from here on.
-  if (ssd_) ssd_->unsetVariantObserver(this);
+  if (SsdStore* ssd = ssdStore()) ssd->unsetVariantObserver(this);
 }
 
 void Cache::detachSsd() {
-  if (ssd_) ssd_->unsetVariantObserver(this);
-  ssd_ = nullptr;
+  SsdStore* ssd = ssd_.exchange(nullptr, std::memory_order_acq_rel);
+  if (ssd) ssd->unsetVariantObserver(this);
 }
 
 void Cache::attachSsd(SsdStore* store, conf::SsdAdmission admission) {
-  ssd_ = store;
-  ssd_admission_ = admission;
-  recent_ssd_reads_ = std::make_unique<std::atomic<uint64_t>[]>(kRecentSsdReads);
+  ssd_admission_.store(admission, std::memory_order_relaxed);
+  // Allocated once: a store attached again (after a hot upgrade that failed) finds the table
+  // that lookups on other threads may be reading.
+  if (!recent_ssd_reads_) recent_ssd_reads_ = std::make_unique<std::atomic<uint64_t>[]>(kRecentSsdReads);
+  ssd_.store(store, std::memory_order_release);
   // Last: the store may hand over the variants its rebuild found right here.
-  if (ssd_) ssd_->setVariantObserver(this);
+  if (store) store->setVariantObserver(this);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -340,6 +342,7 @@ void Cache::forgetVariantLocked(Shard& ps, const CacheKey& primary, const CacheK
 }
 
 void Cache::variantLeft(const CacheKey& primary, const CacheKey& variant) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   MarkerList freed;
   ObjectRef queued;  // released outside the locks
   {
@@ -350,7 +353,7 @@ void Cache::variantLeft(const CacheKey& primary, const CacheKey& variant) {
     // Still in RAM, or a fill of it in flight (which registers it again when kept).
     if (it != shard.slots.end() && (it->second.current || it->second.pending)) return;
     // Still (or again) on the SSD, or queued for it. The store's locks come after ours.
-    if (ssd_ && (ssd_->contains(variant) || (queued = ssd_->queuedObject(variant)))) return;
+    if (ssd && (ssd->contains(variant) || (queued = ssd->queuedObject(variant)))) return;
     forgetVariantLocked(ps, primary, variant, freed);
   }
 }
@@ -497,7 +500,8 @@ const NoFields kNoFields;  // a request without fields
 
 LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const CacheKey& primary,
                               uint64_t variant_of, const RequestFieldSource* request) {
-  ssd_allowed = ssd_allowed && ssd_ != nullptr;
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
+  ssd_allowed = ssd_allowed && ssd != nullptr;
   const WallTime now = clock_.wallNow();
   Shard& shard = shardFor(key);
   ObjectRef candidate;  // allocated outside the lock when a fill must start
@@ -569,7 +573,7 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
         r.vary = vary;
         r.kind = LookupResult::Kind::kPass;
         return r;
-      } else if (ObjectRef queued = ssd_allowed && !candidate ? ssd_->queuedObject(key)
+      } else if (ObjectRef queued = ssd_allowed && !candidate ? ssd->queuedObject(key)
                                                               : ObjectRef();
                  queued && queued->freshAt(now)) {
         // Evicted a moment ago and not indexed by the SSD writer yet: a hit all the same.
@@ -592,7 +596,7 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
         if (ssd_allowed) {
           // The SSD index is in RAM: no I/O under the lock. Only fresh copies, or stale ones a
           // conditional request can refresh, are worth a read.
-          const std::optional<SsdEntryInfo> info = ssd_->find(key);
+          const std::optional<SsdEntryInfo> info = ssd->find(key);
           if (info && (now < info->fresh_until || info->revalidatable)) {
             r.kind = LookupResult::Kind::kSsd;
           }
@@ -625,6 +629,7 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
 
 
 void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   if (!fill) return;
   auto holder = std::make_shared<FillWriter>(std::move(fill));
   const CacheKey key = holder->object()->key();
@@ -632,10 +637,10 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
     ssd_fallbacks_.fetch_add(1, std::memory_order_relaxed);
     if (*holder) on_miss(std::move(*holder));
   };
-  if (!ssd_) return fallback();
+  if (!ssd) return fallback();
   // If the worker's engine is destroyed first (shutdown), the callback is dropped and the
   // holder's FillWriter aborts the fill: readers see kAborted, nothing is kept.
-  const bool started = ssd_->read(key, engine, [this, holder, fallback](Result<SsdHit> hit) {
+  const bool started = ssd->read(key, engine, [this, holder, fallback](Result<SsdHit> hit) {
     if (hit.isOk() && !hit->invalidated && hit->freshness.isFresh(clock_.wallNow())) {
       ssd_hits_.fetch_add(1, std::memory_order_relaxed);
       holder->finishFromSsd(*hit, secondSsdRead(hit->key));
@@ -657,22 +662,24 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
 
 
 void Cache::offerToSsd(const ObjectRef& object, WallTime now, const CacheKey& primary) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   // A soft-purged object would be written with its old freshness and read back as fresh.
-  if (!ssd_ || !object->ssdAllowed() || !object->shareable() || object->invalidated()) return;
+  if (!ssd || !object->ssdAllowed() || !object->shareable() || object->invalidated()) return;
   // A stale copy is read back only to be revalidated, which needs a validator.
   if (!object->freshness().isFresh(now) && !object->head().find("ETag") &&
       !object->head().find("Last-Modified")) {
     return;
   }
-  if (object->fromSsd() && ssd_->contains(object->key())) return;  // the same bytes are there
-  if (ssd_->insert(object, primary)) ssd_admissions_.fetch_add(1, std::memory_order_relaxed);
+  if (object->fromSsd() && ssd->contains(object->key())) return;  // the same bytes are there
+  if (ssd->insert(object, primary)) ssd_admissions_.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool Cache::purge(const CacheKey& key) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   // The SSD tier first: variants its rebuild found and has not handed to adoptSsdVariants() yet
   // go with their URL (SsdStore::remove). Again in purgeKey, after the RAM copy is gone (an
   // eviction meanwhile may have queued it for the SSD).
-  bool found = ssd_ && ssd_->remove(key);
+  bool found = ssd && ssd->remove(key);
   std::vector<CacheKey> variants;
   found = purgeKey(key, &variants) || found;
   // Every variant the URL's marker knows, in both tiers; their fills in flight are not kept.
@@ -681,7 +688,8 @@ bool Cache::purge(const CacheKey& key) {
 }
 
 size_t Cache::purgeObjects(const CacheKey& key) {
-  const bool on_ssd = ssd_ && ssd_->remove(key);
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
+  const bool on_ssd = ssd && ssd->remove(key);
   std::vector<CacheKey> variants;
   bool had_object = false;
   bool found = purgeKey(key, &variants, &had_object);
@@ -694,6 +702,7 @@ size_t Cache::purgeObjects(const CacheKey& key) {
 }
 
 bool Cache::invalidateKey(const CacheKey& key, std::vector<CacheKey>* variants) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   bool found = false;
   if (variants) variants->reserve(max_variants_ + 1);  // no allocation under the lock
   {
@@ -713,7 +722,7 @@ bool Cache::invalidateKey(const CacheKey& key, std::vector<CacheKey>* variants) 
       }
     }
   }
-  if (ssd_ && ssd_->invalidate(key)) found = true;
+  if (ssd && ssd->invalidate(key)) found = true;
   return found;
 }
 
@@ -727,6 +736,7 @@ size_t Cache::invalidate(const CacheKey& key) {
 }
 
 size_t Cache::purgeMatching(const PurgeSelector& selector, bool soft, uint64_t* scanned) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   std::vector<CacheKey> keys;
   uint64_t looked_at = 0;
   for (Shard& shard : shards_) {
@@ -763,8 +773,8 @@ size_t Cache::purgeMatching(const PurgeSelector& selector, bool soft, uint64_t* 
       room = std::max(room * 2, slots + 64);
     }
   }
-  if (ssd_) {
-    std::vector<CacheKey> on_ssd = ssd_->keysMatching(selector);
+  if (ssd) {
+    std::vector<CacheKey> on_ssd = ssd->keysMatching(selector);
     keys.insert(keys.end(), on_ssd.begin(), on_ssd.end());
   }
   std::sort(keys.begin(), keys.end(), [](const CacheKey& a, const CacheKey& b) {
@@ -777,7 +787,7 @@ size_t Cache::purgeMatching(const PurgeSelector& selector, bool soft, uint64_t* 
     if (soft) {
       if (invalidateKey(key, nullptr)) ++n;
     } else {
-      const bool on_ssd = ssd_ && ssd_->remove(key);
+      const bool on_ssd = ssd && ssd->remove(key);
       bool had_object = false;
       purgeKey(key, nullptr, &had_object);
       if (on_ssd || had_object) ++n;
@@ -788,6 +798,7 @@ size_t Cache::purgeMatching(const PurgeSelector& selector, bool soft, uint64_t* 
 }
 
 bool Cache::purgeKey(const CacheKey& key, std::vector<CacheKey>* variants, bool* had_object) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   ObjectRef removed;
   bool found = false;
   MarkerList freed;  // destroyed last, outside the locks
@@ -811,7 +822,7 @@ bool Cache::purgeKey(const CacheKey& key, std::vector<CacheKey>* variants, bool*
   if (removed) unlinkFromPolicy(*removed);
   // The SSD copy leaves the index and a tombstone keeps it out after a restart (its bytes stay
   // on the device until the region is reclaimed).
-  if (ssd_ && ssd_->remove(key)) {
+  if (ssd && ssd->remove(key)) {
     found = true;
     if (had_object) *had_object = true;
   }
@@ -820,6 +831,7 @@ bool Cache::purgeKey(const CacheKey& key, std::vector<CacheKey>* variants, bool*
 
 bool Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
                       const RequestFieldSource* request, bool storable) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   const bool varies = vary.kind == VarySpec::Kind::kFields;
   const CacheKey key = object->key();
   CacheKey primary = key;
@@ -901,7 +913,7 @@ bool Cache::placeFill(const ObjectRef& object, const VarySpec& vary,
     }
     if (dropped_current) unlinkFromPolicy(*dropped_current);
     // A new marker: a copy of the URL stored on SSD before its answers varied goes too.
-    if (made && ssd_ && object->ssdAllowed()) ssd_->remove(primary);
+    if (made && ssd && object->ssdAllowed()) ssd->remove(primary);
     dropVariants(dropped, object->ssdAllowed());
     dropMarkers(evicted, /*ssd=*/true);
   } else if (!varies && !is_variant) {
@@ -1012,6 +1024,7 @@ bool Cache::registerVariant(const CacheKey& primary, uint64_t generation, const 
 }
 
 void Cache::dropVariants(const std::vector<CacheKey>& variants, bool ssd_allowed) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   for (const CacheKey& variant : variants) {
     ObjectRef removed;
     {
@@ -1026,7 +1039,7 @@ void Cache::dropVariants(const std::vector<CacheKey>& variants, bool ssd_allowed
       }
     }
     if (removed) unlinkFromPolicy(*removed);
-    if (ssd_ && ssd_allowed) ssd_->remove(variant);
+    if (ssd && ssd_allowed) ssd->remove(variant);
     variants_dropped_.fetch_add(1, std::memory_order_relaxed);
   }
 }
@@ -1044,6 +1057,7 @@ void Cache::sweepPassMarksLocked(Shard& shard, WallTime now, size_t budget) {
 }
 
 void Cache::onUncacheable(const ObjectRef& object) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   ObjectRef dropped;
   bool found = false;
   MarkerList freed;
@@ -1064,7 +1078,7 @@ void Cache::onUncacheable(const ObjectRef& object) {
   if (!found) return;
   if (dropped) unlinkFromPolicy(*dropped);
   // Only a key whose route may use the SSD tier can have a copy there.
-  if (ssd_ && object->ssdAllowed()) ssd_->remove(key);
+  if (ssd && object->ssdAllowed()) ssd->remove(key);
 }
 
 void Cache::onAbort(const ObjectRef& object) {
@@ -1121,7 +1135,7 @@ void Cache::onComplete(const ObjectRef& object, bool keep) {
   if (replaced) unlinkFromPolicy(*replaced);
   if (!keep) return;
   admit(object);
-  if (ssd_admission_ == conf::SsdAdmission::kFill) offerToSsd(object, clock_.wallNow(), url);
+  if (ssd_admission_.load(std::memory_order_relaxed) == conf::SsdAdmission::kFill) offerToSsd(object, clock_.wallNow(), url);
 }
 
 void Cache::admit(const ObjectRef& object) {
@@ -1173,7 +1187,7 @@ void Cache::dropEvicted(std::vector<ObjectRef>& victims) {
       if (it->second.empty()) shard.slots.erase(it);
     }
     // Queued, not written: the SSD writer thread does the work.
-    if (ssd_admission_ == conf::SsdAdmission::kEvict) offerToSsd(victim, now, url);
+    if (ssd_admission_.load(std::memory_order_relaxed) == conf::SsdAdmission::kEvict) offerToSsd(victim, now, url);
     // A variant with no copy left (no SSD tier, refused, queue full) leaves its marker.
     if (!(url == CacheKey{})) variantLeft(url, victim->key());
   }

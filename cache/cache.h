@@ -179,18 +179,24 @@ class Cache final : public SsdVariantObserver {
   Cache(const Cache&) = delete;
   Cache& operator=(const Cache&) = delete;
 
-  // Before any lookup: the SSD tier (owned by the caller, outliving the cache) and when objects
-  // enter it. Without it the cache is RAM only. The store hands over the variants its rebuild
-  // found (now or when its background rebuild is done) and reports those that leave it.
+  // The SSD tier (owned by the caller, outliving its attachment) and when objects enter it.
+  // Without it the cache is RAM only. The store hands over the variants its rebuild found (now
+  // or when its background rebuild is done) and reports those that leave it. Normally before
+  // any lookup; may also run while lookups run on other threads (a hot upgrade that failed
+  // attaches the reopened store again).
   void attachSsd(SsdStore* store, conf::SsdAdmission admission);
-  // Before the store is destroyed (it must not call back, nor be called, afterwards). No
-  // lookup may run concurrently.
+  // From now on lookups, admissions and purges are RAM only and the store no longer calls back
+  // (waits for a call in progress). May run while lookups run on other threads: a thread
+  // that loaded the store before this call may still use it until its current operation ends,
+  // so the caller destroys the store only after every such thread passed a quiescent point
+  // (the proxy's workers each run a task posted after this call) and every read started on
+  // it has completed.
   void detachSsd();
 
   // SsdVariantObserver (called by the attached store).
   std::vector<CacheKey> adoptSsdVariants(std::vector<SsdVariant> variants) override;
   void onSsdVariantsGone(const std::vector<SsdVariant>& variants) override;
-  SsdStore* ssd() const { return ssd_; }
+  SsdStore* ssd() const { return ssdStore(); }
 
   // `ssd_allowed`: the route's storage policy lets this key use the SSD tier (read and write);
   // false never touches it. `request`: the request's fields, read only when the URL's answers
@@ -389,10 +395,13 @@ class Cache final : public SsdVariantObserver {
   S3Fifo policy_;  // guarded by policy_mu_
   std::unordered_map<CacheKey, ObjectRef, CacheKeyHash> resident_;  // guarded by policy_mu_
 
-  SsdStore* ssd_ = nullptr;  // set before use, then const
+  // The attached store: set by attachSsd, cleared by detachSsd, loaded once per operation
+  // (ssdStore()). Written rarely (start, hot upgrade): an uncontended read on the hot path.
+  std::atomic<SsdStore*> ssd_{nullptr};
+  SsdStore* ssdStore() const { return ssd_.load(std::memory_order_acquire); }
   static constexpr size_t kRecentSsdReads = 1 << 16;
-  std::unique_ptr<std::atomic<uint64_t>[]> recent_ssd_reads_;  // key.hi by key.lo slot
-  conf::SsdAdmission ssd_admission_ = conf::SsdAdmission::kEvict;
+  std::unique_ptr<std::atomic<uint64_t>[]> recent_ssd_reads_;  // key.hi by key.lo slot; made once
+  std::atomic<conf::SsdAdmission> ssd_admission_{conf::SsdAdmission::kEvict};
 
   std::atomic<uint64_t> evictions_{0};
   std::atomic<uint64_t> ssd_hits_{0};

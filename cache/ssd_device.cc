@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -227,6 +228,19 @@ Result<std::unique_ptr<FileDevice>> FileDevice::open(const FileDeviceOptions& op
   }
   if (fd < 0) return fail(Code::kIo, "cannot open the SSD store", errnoText("open", options.path, errno));
 
+  // One process at a time: two writers on one log would overwrite each other's regions. A hot
+  // upgrade hands the store over by closing it (the lock goes with the descriptor) before the
+  // new process opens it; anything else holding it is refused here, never half shared.
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return fail(Code::kUnavailable, "the SSD store is in use",
+                  options.path + " is in use by another process (it holds its lock); one "
+                                 "process at a time may open a store");
+    }
+    return fail(Code::kIo, "cannot lock the SSD store", errnoText("flock", options.path, err));
+  }
   struct stat st{};
   if (::fstat(fd, &st) != 0) {
     const int err = errno;

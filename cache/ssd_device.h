@@ -134,7 +134,9 @@ class FileDevice final : public Device {
   // Opens (creating if needed) a regular file and preallocates it with fallocate (ftruncate
   // where the file system cannot), or opens a block device and uses min(size, device size).
   // Errors: kIo (open/fallocate/stat failed: the detail names the step, `error` the errno
-  // text), kInvalid (not a regular file or block device, or smaller than one alignment unit).
+  // text), kInvalid (not a regular file or block device, or smaller than one alignment unit),
+  // kUnavailable (another open of it holds its exclusive lock: flock, released when the device
+  // is destroyed).
   static Result<std::unique_ptr<FileDevice>> open(const FileDeviceOptions& options,
                                                   std::string* error = nullptr);
   ~FileDevice() override;

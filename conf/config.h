@@ -27,6 +27,13 @@ struct ServerConfig {
   // Started as root: bind the listeners, open the SSD store and read the keys as root, then
   // switch to this user (and its groups) before serving. "" = stay as started.
   std::string user;
+  // Hot upgrade (SIGUSR2): the binary to start, an absolute path; "" = the path this process
+  // was started from (argv[0] made absolute at start, never /proc/self/exe: after a package
+  // upgrade that names the deleted old file). Read when the signal comes (a reload changes it).
+  std::string upgrade_binary;
+  // Hot upgrade: the new process must be ready (store opened, workers running) within this,
+  // else it is stopped and this process goes on serving.
+  Millis upgrade_timeout{30'000};
 };
 
 // What an admin token may do (a bit set). /healthz and /readyz need none (probes).

@@ -704,6 +704,16 @@ void readServer(TableReader& r, ServerConfig& server) {
   r.duration("idle_timeout", server.idle_timeout, false);
   r.duration("send_timeout", server.send_timeout, false);
   r.duration("drain_timeout", server.drain_timeout, true);
+  if (r.string("upgrade_binary", server.upgrade_binary) && !server.upgrade_binary.empty() &&
+      server.upgrade_binary.front() != '/') {
+    // Relative to what? The working directory of a daemon is nobody's business: refuse it.
+    r.error("upgrade_binary", *r.get("upgrade_binary"),
+            "must be an absolute path, got " + quoted(server.upgrade_binary));
+  }
+  if (r.duration("upgrade_timeout", server.upgrade_timeout, false) &&
+      (server.upgrade_timeout < Millis(1000) || server.upgrade_timeout > Millis(3'600'000))) {
+    r.error("upgrade_timeout", *r.get("upgrade_timeout"), "must be between 1s and 1h");
+  }
   if (r.string("user", server.user) && !server.user.empty()) {
     // Checked here so that `-t` catches a typo before a start as root fails on it.
     passwd pw{};

@@ -1,6 +1,7 @@
 #include "proxy/listen_socket.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -143,6 +144,47 @@ bool bindListenSockets(const std::string& address, int backlog, int count, Bound
     }
   }
   return true;
+}
+
+bool adoptListenSockets(std::vector<int> inherited, int backlog, int count, BoundSockets& out,
+                        std::string* why) {
+  out = BoundSockets{};
+  auto fail = [&](std::string reason) {
+    closeSockets(out.fds);
+    closeSockets(inherited);
+    if (why) *why = std::move(reason);
+    return false;
+  };
+  if (inherited.empty() || count <= 0) return fail("no inherited socket");
+  sockaddr_storage bound;
+  socklen_t bound_len = sizeof bound;
+  if (getsockname(inherited.front(), reinterpret_cast<sockaddr*>(&bound), &bound_len) != 0) {
+    return fail(std::string("getsockname(): ") + std::strerror(errno));
+  }
+  out.bound = socketAddressText(bound);
+  for (int fd : inherited) ::listen(fd, backlog);  // the new backlog, if it changed
+  // Worker w's sockets sit at w, w + count, ...: the first `count` positions give every worker
+  // one, the inherited ones first, then duplicates of them.
+  const size_t n = inherited.size();
+  const size_t workers = static_cast<size_t>(count);
+  out.fds.assign(std::max(n, workers), -1);
+  for (size_t i = 0; i < n; ++i) out.fds[i] = inherited[i];
+  inherited.clear();  // owned by out.fds now
+  for (size_t w = n; w < workers; ++w) {
+    const int dup = ::fcntl(out.fds[w % n], F_DUPFD_CLOEXEC, 3);
+    if (dup < 0) return fail(std::string("dup(): ") + std::strerror(errno));
+    out.fds[w] = dup;
+  }
+  return true;
+}
+
+std::vector<int> socketsOfWorker(const std::vector<int>& fds, int count, int worker) {
+  std::vector<int> out;
+  if (count <= 0 || worker < 0) return out;
+  for (size_t i = static_cast<size_t>(worker); i < fds.size(); i += static_cast<size_t>(count)) {
+    out.push_back(fds[i]);
+  }
+  return out;
 }
 
 }  // namespace streamedge::proxy

@@ -30,4 +30,17 @@ bool bindListenSockets(const std::string& address, int backlog, int count, Bound
                        std::string* why);
 void closeSockets(std::vector<int>& fds);
 
+// A hot upgrade's new process: takes over `inherited` (the old process's sockets of one
+// listener, already bound and listening; owned from here on) for `count` workers. Every
+// inherited socket is kept: closing one of a SO_REUSEPORT group would reset the connections
+// waiting in its queue. With more workers than sockets, workers share one through a dup();
+// with fewer, a worker gets several. `backlog` is applied (listen() again). `out.fds` holds
+// the sockets for worker w at positions w, w + count, w + 2·count, ... (see socketsOfWorker).
+// False with `why` (and nothing left open) when a socket cannot be read or duplicated.
+bool adoptListenSockets(std::vector<int> inherited, int backlog, int count, BoundSockets& out,
+                        std::string* why);
+// Worker `worker`'s sockets among `fds` as adoptListenSockets laid them out (and
+// bindListenSockets, one each).
+std::vector<int> socketsOfWorker(const std::vector<int>& fds, int count, int worker);
+
 }  // namespace streamedge::proxy

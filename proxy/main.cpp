@@ -10,9 +10,11 @@
 #include <cstring>
 #include <ctime>
 #include <string>
+#include <vector>
 
 #include "conf/config_loader.h"
 #include "proxy/admin_auth.h"
+#include "proxy/hot_upgrade.h"
 #include "proxy/server.h"
 #include "proxy/token_command.h"
 #include "tls/self_signed.h"
@@ -45,11 +47,16 @@ void printHelp() {
       "signals: SIGHUP reloads the config (an invalid one changes nothing; listeners it adds are\n"
       "bound, removed ones stop accepting and drain, kept ones keep their sockets), SIGTERM/SIGINT\n"
       "stop gracefully (in-flight responses get [server] drain_timeout), SIGUSR1 reopens the\n"
-      "access log and the audit log.\n"
+      "access log and the audit log, SIGUSR2 upgrades the binary in place: it starts the binary\n"
+      "it was started from (argv[0]; or [server] upgrade_binary) with the same arguments, hands\n"
+      "it the listening sockets and the SSD store (sealed, with its checkpoint), and once the new\n"
+      "process is ready stops accepting, drains and exits; a new process that fails its config\n"
+      "or is not ready within [server] upgrade_timeout is stopped and this one serves on.\n"
       "systemd: with NOTIFY_SOCKET set (Type=notify) it reports READY=1 once serving, RELOADING=1\n"
-      "and READY=1 around a reload, STOPPING=1, STATUS= lines, and WATCHDOG=1 pings while every\n"
-      "worker loop runs. Started as root with [server] user set, it switches to that user after\n"
-      "binding its listeners and opening the SSD store and keys. See streamedge(8).\n"
+      "and READY=1 around a reload, STOPPING=1, STATUS= lines, WATCHDOG=1 pings while every\n"
+      "worker loop runs, and MAINPID= from the new process after a hot upgrade (NotifyAccess=all).\n"
+      "Started as root with [server] user set, it switches to that user after binding its\n"
+      "listeners and opening the SSD store and keys. See streamedge(8).\n"
       "admin listener: /healthz /readyz (open), /status /metrics, POST /purge?url=URL,\n"
       "?host=HOST&prefix=PATH, ?tag=KEY, ?host=HOST (+ &soft=1); bearer tokens with scopes\n"
       "([[admin.token]]), refusals and purges in the audit log ([log] audit); TLS with\n"
@@ -161,6 +168,23 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Started by a hot upgrade (SIGUSR2 to the running process): its sockets and control socket.
+  // Read (and removed from the environment) before any thread exists.
+  std::vector<std::string> inherit_warnings;
+  streamedge::proxy::Inheritance inherited =
+      check_only ? streamedge::proxy::Inheritance()
+                 : streamedge::proxy::Inheritance::fromEnvironment(&inherit_warnings);
+  for (const std::string& warning : inherit_warnings) {
+    std::fprintf(stderr, "streamedge: warning: %s\n", warning.c_str());
+  }
+  // A start that fails before the server runs tells the old process why (it keeps serving).
+  auto tellOldProcess = [&](const std::string& why) {
+    if (inherited.upgrading()) {
+      streamedge::proxy::sendControlMessage(inherited.controlFd(),
+                                            streamedge::proxy::UpgradeMessage::kFailed, why);
+    }
+  };
+
   streamedge::conf::LoadResult loaded =
       config_path.empty()
           ? streamedge::conf::loadConfigText(streamedge::conf::defaultConfigText(),
@@ -173,10 +197,17 @@ int main(int argc, char** argv) {
     for (const auto& error : loaded.errors) std::fprintf(stderr, "%s\n", error.toString().c_str());
     std::fprintf(stderr, "streamedge: %zu error(s) in %s\n", loaded.errors.size(),
                  config_path.empty() ? "<embedded default>" : config_path.c_str());
+    tellOldProcess("the config is invalid: " + loaded.errors.front().toString() +
+                   (loaded.errors.size() > 1
+                        ? " (and " + std::to_string(loaded.errors.size() - 1) + " more errors)"
+                        : std::string()));
     return 1;
   }
   const bool embedded = config_path.empty();
-  if (embedded && !check_only && !ensureSelfSignedCertificate()) return 1;
+  if (embedded && !check_only && !ensureSelfSignedCertificate()) {
+    tellOldProcess("cannot create the self-signed certificate of the embedded default config");
+    return 1;
+  }
   if (check_only) {
     // Certificates, keys and CA files are part of the config: open and check them too.
     if (embedded && ::access(kSelfSignedCert, R_OK) != 0) {
@@ -202,6 +233,10 @@ int main(int argc, char** argv) {
 
   setvbuf(stdout, nullptr, _IOLBF, 0);
   evthread_use_pthreads();
-  streamedge::proxy::Server server(loaded.config, config_path);
+  streamedge::proxy::LaunchInfo launch;
+  launch.executable = streamedge::proxy::startedExecutable(argv[0]);
+  for (int i = 1; i < argc; ++i) launch.args.emplace_back(argv[i]);
+  launch.inherited = std::move(inherited);
+  streamedge::proxy::Server server(loaded.config, config_path, std::move(launch));
   return server.run();
 }

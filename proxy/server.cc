@@ -60,8 +60,8 @@ void printListening(const conf::ListenerConfig& listener, const std::string& bou
 
 }  // namespace
 
-Server::Server(conf::ConfigPtr config, std::string config_path)
-    : config_(std::move(config)), config_path_(std::move(config_path)) {}
+Server::Server(conf::ConfigPtr config, std::string config_path, LaunchInfo launch)
+    : config_(std::move(config)), config_path_(std::move(config_path)), launch_(std::move(launch)) {}
 
 // Cached bodies are freed on eviction in bulk, in a worker's malloc arena, and glibc returns
 // an arena's free pages to the kernel only at its top: after the RAM tier turned over (e.g.
@@ -83,6 +83,9 @@ void Server::bodyFreeNotify(void* arg) { event_active(static_cast<event*>(arg), 
 
 Server::~Server() {
   cache::setBodyFreeNotify(0, nullptr, nullptr);
+  abandonUpgrade();
+  closeUpgradeControl();
+  if (handover_fd_ >= 0) ::close(handover_fd_);
   workers_.clear();
   // The SSD writer thread (owned by the shared state) may still free bodies, and so notify:
   // it is stopped before the trim event goes.
@@ -106,14 +109,27 @@ bool Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
     const ListenerEntry& entry = listener_table_.current()[li];
     BoundSockets bound;
     std::string why;
-    if (!bindListenSockets(listener.address, listener.backlog, worker_count_, bound, &why)) {
+    // A hot upgrade's new process takes over the old one's sockets of the same address: they
+    // never close, so no connection is refused or reset meanwhile.
+    std::vector<int> inherited = launch_.inherited.takeListener(entry.key);
+    const size_t inherited_count = inherited.size();
+    const bool ok = inherited.empty()
+                        ? bindListenSockets(listener.address, listener.backlog, worker_count_, bound, &why)
+                        : adoptListenSockets(std::move(inherited), listener.backlog, worker_count_, bound, &why);
+    if (!ok) {
       std::fprintf(stderr, "streamedge: %s\n", why.c_str());
+      last_start_error_ = why;
       return false;  // the process exits: the sockets bound so far go with it
+    }
+    if (inherited_count > 0) {
+      std::fprintf(stderr, "streamedge: upgrade: listener %s: took over %zu socket(s) from the old "
+                   "process, on %s\n", entry.label.c_str(), inherited_count, bound.bound.c_str());
     }
     printListening(listener, bound.bound);
     for (int w = 0; w < worker_count_; ++w) {
-      per_worker[static_cast<size_t>(w)].push_back(
-          ListenSocket{bound.fds[static_cast<size_t>(w)], entry.id, entry.slot});
+      for (int fd : socketsOfWorker(bound.fds, worker_count_, w)) {
+        per_worker[static_cast<size_t>(w)].push_back(ListenSocket{fd, entry.id, entry.slot});
+      }
     }
     bound_[entry.id] = BoundListener{bound.bound, std::move(bound.fds)};
   }
@@ -174,19 +190,24 @@ bool Server::startAdmin() {
   admin_actions_->setTls(tls_);  // [admin] certificates: TLS only, from the first connection
   if (admin_actions_->tls()) evhttp_set_bevcb(admin_, AdminActions::newConnectionCb, admin_actions_.get());
   evhttp_set_timeout(admin_, 10);
-  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 128) != 0) {
-    std::fprintf(stderr, "streamedge: cannot listen on admin address %s: %s\n",
-                 config_->admin.address.c_str(), std::strerror(errno));
-    if (fd >= 0) ::close(fd);
-    return false;
+  // The old process's admin socket in a hot upgrade (same address): taken over, not bound.
+  int fd = launch_.inherited.takeAdmin(listenerKey(config_->admin.address));
+  if (fd >= 0) {
+    evutil_make_socket_nonblocking(fd);
+  } else {
+    fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 128) != 0) {
+      last_start_error_ = "cannot listen on admin address " + config_->admin.address + ": " +
+                          std::strerror(errno);
+      std::fprintf(stderr, "streamedge: %s\n", last_start_error_.c_str());
+      if (fd >= 0) ::close(fd);
+      return false;
+    }
   }
-  if (!evhttp_accept_socket_with_handle(admin_, fd)) {
-    ::close(fd);
-    return false;
-  }
+  admin_fd_ = fd;
+  admin_key_ = listenerKey(config_->admin.address);
   sockaddr_storage bound;
   socklen_t bound_len = sizeof bound;
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_len);
@@ -195,49 +216,99 @@ bool Server::startAdmin() {
   return true;
 }
 
+bool Server::acceptAdmin() {
+  if (!admin_ || admin_fd_ < 0 || admin_bound_) return true;
+  admin_bound_ = evhttp_accept_socket_with_handle(admin_, admin_fd_);
+  if (!admin_bound_) {
+    ::close(admin_fd_);
+    admin_fd_ = -1;
+    last_start_error_ = "cannot accept on the admin socket";
+    return false;
+  }
+  return true;
+}
+
+bool Server::openStore(bool attach_workers, std::string& why) {
+  // Opened (and its index rebuilt, or loaded from its checkpoint) as configured now; kept as
+  // opened, since [cache.ssd] changes need a restart.
+  ssd_config_ = config_->cache.ssd;
+  cache::SsdObservers observers;
+  observers.read = [](std::chrono::nanoseconds latency) {
+    if (WorkerCounters* c = currentWorkerCounters()) c->ssd_read_latency.observe(latency);
+  };
+  observers.write = [shared = shared_.get()](std::chrono::nanoseconds latency) {
+    shared->ssd_write_latency.observe(latency);
+  };
+  std::string detail;
+  auto store = cache::openSsdStore(ssd_config_, SystemClock::instance(), cache::ssdLogToStderr,
+                                   &detail, std::move(observers));
+  if (!store.isOk()) {
+    why = "[cache.ssd] " + ssd_config_.path + ": " +
+          (detail.empty() ? store.status().toString() : detail);
+    return false;
+  }
+  shared_->ssd = std::move(*store);
+  shared_->cache.attachSsd(shared_->ssd.get(), ssd_config_.admission);
+  if (attach_workers) {
+    cache::SsdStore* raw = shared_->ssd.get();
+    for (auto& worker : workers_) {
+      Worker* w = worker.get();
+      w->post([w, raw] { w->attachSsd(*raw); });
+    }
+  }
+  return true;
+}
+
+int Server::startFailed(const std::string& why, bool print) {
+  if (print && !why.empty()) std::fprintf(stderr, "streamedge: %s\n", why.c_str());
+  if (upgrade_control_fd_ >= 0) {
+    sendControlMessage(upgrade_control_fd_, UpgradeMessage::kFailed,
+                       why.empty() ? "start-up failed (see the log)" : why);
+  }
+  return 1;
+}
+
 int Server::run() {
   start_unix_ms_ = unixMillisNow();
   last_reload_ok_unix_ms_ = start_unix_ms_;
   worker_count_ = config_->server.workers > 0
                       ? config_->server.workers
                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // Started by a hot upgrade: the old process serves until this one is ready, and hands over
+  // its listening sockets and, when asked, its SSD store.
+  const bool upgrading = launch_.inherited.upgrading();
+  if (upgrading) {
+    upgrade_control_fd_ = launch_.inherited.takeControl();
+    upgraded_from_ = ::getppid();
+    std::fprintf(stderr, "streamedge: upgrade: started by pid %d to take over from it\n",
+                 static_cast<int>(::getppid()));
+  }
   shared_ = std::make_unique<SharedState>(*config_);
   registerVhosts(*config_);
   for (int i = 0; i < worker_count_; ++i) {
     shared_->counters.push_back(std::make_unique<WorkerCounters>());
   }
-  if (config_->cache.ssd.enabled) {
+  if (config_->cache.ssd.enabled && !upgrading) {
     // Opened (and its index rebuilt) before any listener: a store that cannot be used is a
-    // start-up error, not a silent RAM-only edge.
+    // start-up error, not a silent RAM-only edge. (In an upgrade the old process holds it
+    // until this one's config, certificates and sockets are known to be good: below.)
     std::string why;
-    cache::SsdObservers observers;
-    observers.read = [](std::chrono::nanoseconds latency) {
-      if (WorkerCounters* c = currentWorkerCounters()) c->ssd_read_latency.observe(latency);
-    };
-    observers.write = [shared = shared_.get()](std::chrono::nanoseconds latency) {
-      shared->ssd_write_latency.observe(latency);
-    };
-    auto store = cache::openSsdStore(config_->cache.ssd, SystemClock::instance(),
-                                     cache::ssdLogToStderr, &why, std::move(observers));
-    if (!store.isOk()) {
-      std::fprintf(stderr, "streamedge: [cache.ssd] %s: %s\n", config_->cache.ssd.path.c_str(),
-                   why.empty() ? store.status().toString().c_str() : why.c_str());
-      return 1;
-    }
-    shared_->ssd = std::move(*store);
-    shared_->cache.attachSsd(shared_->ssd.get(), config_->cache.ssd.admission);
+    if (!openStore(false, why)) return startFailed(why);
   }
 
   std::signal(SIGPIPE, SIG_IGN);
   base_ = event_base_new();
-  if (!base_) return 1;
+  if (!base_) return startFailed("event_base_new failed");
 
   // Certificates before sockets: a listener that cannot do TLS must not open as anything.
   tls::TlsState::Build built = tls::TlsState::build(*config_, nullptr, std::time(nullptr));
   for (const std::string& w : built.warnings) std::fprintf(stderr, "streamedge: warning: %s\n", w.c_str());
   if (!built.ok()) {
     for (const std::string& e : built.errors) std::fprintf(stderr, "streamedge: %s\n", e.c_str());
-    return 1;
+    return startFailed(built.errors.front() +
+                       (built.errors.size() > 1
+                            ? " (and " + std::to_string(built.errors.size() - 1) + " more errors)"
+                            : std::string()));
   }
   tls_ = built.state;
 
@@ -245,7 +316,7 @@ int Server::run() {
   // reads them, and a SIGTERM must then still be a graceful stop (handled once the loop runs),
   // never the default action. A ThreadSanitizer build starts its workers slowly enough for a
   // short scenario test to hit that window.
-  for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) {
+  for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2}) {
     event* ev = evsignal_new(base_, sig, signalCb, this);
     event_add(ev, nullptr);
     signal_events_.push_back(ev);
@@ -254,21 +325,33 @@ int Server::run() {
   admin_actions_ = std::make_unique<AdminActions>(config_->admin, config_->log.audit_log);
   admin_actions_->setSecurityLog(&shared_->security_log, config_->log.client_address);
   std::vector<std::vector<ListenSocket>> per_worker;
-  if (!bindListeners(per_worker)) return 1;
-  if (!startAdmin()) return 1;
+  if (!bindListeners(per_worker)) return startFailed(last_start_error_, false);
+  if (!startAdmin()) return startFailed(last_start_error_, false);
+  for (const std::string& key : launch_.inherited.closeUntaken()) {
+    std::fprintf(stderr, "streamedge: upgrade: listener %s of the old process is not in this "
+                 "config: its sockets are closed\n", key.c_str());
+  }
+  if (upgrading && config_->cache.ssd.enabled) {
+    // Config, certificates and sockets are good: now the store, once the old process has
+    // sealed its open region, written its checkpoint and closed it.
+    std::string why;
+    if (!receiveStore(why)) return startFailed(why);
+    if (!openStore(false, why)) return startFailed(why);
+  }
   health_checker_ = std::make_unique<HealthChecker>(base_, config_, tls_, shared_->health);
   trim_event_ = event_new(base_, -1, EV_PERSIST, trimCb, this);
   const timeval trim_every{1, 0};
   event_add(trim_event_, &trim_every);
   cache::setBodyFreeNotify(32ull << 20, bodyFreeNotify, trim_event_);
   // Sockets bound, store and keys open: become the configured user before any worker thread
-  // exists (they inherit the dropped credentials) and before a request is read.
-  if (!switchUser()) return 1;
+  // exists (they inherit the dropped credentials) and before a request is read. The new
+  // process of an upgrade usually runs as that user already (inherited): nothing to do then.
+  if (!switchUser()) return startFailed("[server] user: cannot switch to " + config_->server.user);
   // Opened as the user it is reopened as (SIGUSR1, after logrotate), so both see the same file
   // permissions.
-  if (!shared_->access_log.open()) return 1;
-  if (!admin_actions_->open()) return 1;
-  if (!shared_->security_log.open()) return 1;
+  if (!shared_->access_log.open()) return startFailed("cannot open the access log");
+  if (!admin_actions_->open()) return startFailed("cannot open the audit log");
+  if (!shared_->security_log.open()) return startFailed("cannot open the security log");
   std::vector<uint64_t> ids_by_position;
   for (const ListenerEntry& e : listener_table_.current()) ids_by_position.push_back(e.id);
   for (int i = 0; i < worker_count_; ++i) {
@@ -276,31 +359,41 @@ int Server::run() {
                                            std::move(per_worker[static_cast<size_t>(i)]),
                                            ids_by_position);
     worker->setTls(tls_);
-    if (!worker->start()) {
-      std::fprintf(stderr, "streamedge: worker %d failed to start\n", i);
-      return 1;
+    // In an upgrade the workers accept only once the old process lets go.
+    if (!worker->start(!upgrading)) {
+      return startFailed("worker " + std::to_string(i) + " failed to start");
     }
     workers_.push_back(std::move(worker));
   }
   listeners_bound_ = true;
+  if (upgrading) {
+    awaitGo();
+  } else {
+    if (!acceptAdmin()) return startFailed(last_start_error_);
+    printRunning();
+    notifier_.ready(servingStatus());
+    startWatchdog();
+  }
+
+  event_base_dispatch(base_);
+
+  for (auto& worker : workers_) worker->join();
+  awaitHandOverAck();
+  std::fprintf(stderr, "streamedge: stopped\n");
+  return 0;
+}
+
+void Server::printRunning() const {
   std::string ssd_summary = "none";
   if (shared_->ssd) {
-    ssd_summary = formatByteSize(config_->cache.ssd.size_bytes);
-    ssd_summary.append(" at ").append(config_->cache.ssd.path);
+    ssd_summary = formatByteSize(ssd_config_.size_bytes);
+    ssd_summary.append(" at ").append(ssd_config_.path);
   }
   std::printf("streamedge %s (%s) running: %d workers, RAM cache %s, SSD cache %s, config %s\n",
               STREAMEDGE_VERSION, STREAMEDGE_GIT_COMMIT, worker_count_,
               formatByteSize(config_->cache.ram.size_bytes).c_str(), ssd_summary.c_str(),
               config_->source.c_str());
   std::fflush(stdout);
-  notifier_.ready(servingStatus());
-  startWatchdog();
-
-  event_base_dispatch(base_);
-
-  for (auto& worker : workers_) worker->join();
-  std::fprintf(stderr, "streamedge: stopped\n");
-  return 0;
 }
 
 void Server::signalCb(evutil_socket_t sig, short, void* arg) {
@@ -310,6 +403,13 @@ void Server::signalCb(evutil_socket_t sig, short, void* arg) {
 void Server::onSignal(int sig) {
   switch (sig) {
     case SIGHUP:
+      if (upgrade_ || upgrade_control_fd_ >= 0) {
+        // The sockets and the store are being handed over as they are now: a reload would
+        // change them under the new process. (Counted as neither good nor failed.)
+        std::fprintf(stderr, "streamedge: reload refused: a hot upgrade is in progress; send "
+                     "SIGHUP again once it is over\n");
+        return;
+      }
       notifier_.reloading("reloading " + (config_path_.empty() ? config_->source : config_path_));
       reload();
       // READY=1 whether the reload took or not: a refused config leaves the old one serving.
@@ -321,6 +421,7 @@ void Server::onSignal(int sig) {
       shared_->security_log.reopen();
       std::fprintf(stderr, "streamedge: access log reopened\n");
       return;
+    case SIGUSR2: return startUpgrade();
     default: return beginStop();
   }
 }
@@ -546,8 +647,9 @@ void Server::watchdogCb(evutil_socket_t, short, void* arg) {
   }
 }
 
-void Server::beginStop() {
+void Server::beginStop(std::chrono::milliseconds idle_grace) {
   if (stopping_) return;
+  abandonUpgrade();  // a SIGTERM during an upgrade: the new process is told to give up
   stopping_ = true;
   std::fprintf(stderr, "streamedge: stopping: draining connections (up to %lld ms)\n",
                static_cast<long long>(config_->server.drain_timeout.count()));
@@ -558,7 +660,7 @@ void Server::beginStop() {
   const auto deadline = config_->server.drain_timeout;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
-    w->post([w, deadline] { w->beginDrain(deadline); });
+    w->post([w, deadline, idle_grace] { w->beginDrain(deadline, idle_grace); });
   }
   event_base_loopexit(base_, nullptr);
 }
@@ -650,7 +752,9 @@ bool Server::ready(std::string& why) const {
 std::string Server::statusJson() const {
   const int64_t now_ms = unixMillisNow();
   std::string out = "{\"version\":\"" STREAMEDGE_VERSION "\",\"commit\":\"" STREAMEDGE_GIT_COMMIT "\"";
+  out += ",\"pid\":" + std::to_string(::getpid());
   out += ",\"start_time_unix\":" + std::to_string(start_unix_ms_ / 1000);
+  out += ",\"upgrade\":" + upgradeJson();
   out += ",\"uptime_seconds\":" + std::to_string((now_ms - start_unix_ms_) / 1000);
   out += ",\"config\":{\"source\":" + jsonString(config_->source) +
          ",\"reloads_ok\":" + std::to_string(reloads_ok_) +
@@ -699,7 +803,7 @@ std::string Server::statusJson() const {
   if (shared_->ssd) {
     const cache::SsdStats ssd = shared_->ssd->stats();
     const uint64_t capacity = uint64_t{ssd.regions} * ssd.region_bytes;
-    out += ",\"ssd\":{\"path\":" + jsonString(config_->cache.ssd.path) +
+    out += ",\"ssd\":{\"path\":" + jsonString(ssd_config_.path) +
            ",\"objects\":" + std::to_string(ssd.objects) +
            ",\"bytes\":" + std::to_string(ssd.indexed_bytes) +
            ",\"capacity_bytes\":" + std::to_string(capacity) +

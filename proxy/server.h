@@ -1,13 +1,16 @@
 // Server: the process. Owns the config snapshot, the shared state (cache, origin health, access
 // log), the listening sockets, the workers and the main thread's loop, which handles signals
-// (SIGHUP reload, SIGTERM/SIGINT graceful stop, SIGUSR1 log reopen), the admin listener and the
-// active origin health checks.
+// (SIGHUP reload, SIGTERM/SIGINT graceful stop, SIGUSR1 log reopen, SIGUSR2 hot upgrade), the
+// admin listener and the active origin health checks. Both sides of a hot upgrade live here
+// too (proxy/server_upgrade.cc; the protocol is in proxy/hot_upgrade.h).
 // Main thread only.
 #pragma once
 
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -16,6 +19,7 @@
 #include "conf/config.h"
 #include "proxy/admin_actions.h"
 #include "proxy/health_checker.h"
+#include "proxy/hot_upgrade.h"
 #include "proxy/listen_socket.h"
 #include "proxy/listener_table.h"
 #include "proxy/shared_state.h"
@@ -25,10 +29,18 @@
 
 namespace streamedge::proxy {
 
+// How the process was started: what a hot upgrade needs to start its successor, and what a
+// process started by one received from its predecessor.
+struct LaunchInfo {
+  std::string executable;          // startedExecutable(argv[0]), at start ("" when unknown)
+  std::vector<std::string> args;   // argv[1..], passed on as they are
+  Inheritance inherited;           // from the old process of a hot upgrade (else empty)
+};
+
 class Server {
  public:
   // `config_path` empty: running on the embedded default (SIGHUP reloads it unchanged).
-  Server(conf::ConfigPtr config, std::string config_path);
+  Server(conf::ConfigPtr config, std::string config_path, LaunchInfo launch = {});
   ~Server();
 
   // Binds every socket, starts the workers and the admin listener, prints one
@@ -47,7 +59,8 @@ class Server {
   bool switchUser();            // [server] user: after binding and opening, before the workers
   void onSignal(int sig);
   void reload();
-  void beginStop();
+  // Graceful stop; `idle_grace` as Worker::beginDrain (a hot upgrade's hand-over).
+  void beginStop(std::chrono::milliseconds idle_grace = std::chrono::milliseconds(0));
   bool bindListeners(std::vector<std::vector<ListenSocket>>& per_worker);
   // Reload, listener part: binds the listeners `next` adds (nothing is changed when one cannot
   // be bound: false with `why`), then makes `next`'s list current and fills one update per
@@ -69,6 +82,69 @@ class Server {
   };
   std::vector<ListenerView> listenerViews() const;
   bool startAdmin();
+  // Starts accepting on the admin socket (at start; after "go" in the new process of an
+  // upgrade, so that /status answers from the process that serves).
+  bool acceptAdmin();
+  // Opens the configured SSD store and attaches it to the cache (and, with `workers`, to every
+  // worker's loop). False with `why`.
+  bool openStore(bool workers, std::string& why);
+  // A start-up failure: the reason on stderr (unless already printed) and, in the new process
+  // of an upgrade, to the old one. Returns the exit code (1).
+  int startFailed(const std::string& why, bool print = true);
+  void printRunning() const;  // "streamedge <version> running: ..." on stdout
+
+  // --- hot upgrade, new process (server_upgrade.cc)
+  // Asks the old process for the SSD store and waits for it to be closed ([server]
+  // upgrade_timeout at most). False with `why`.
+  bool receiveStore(std::string& why);
+  // Workers run but do not accept: tell the old process, wait (on the loop) for its "go".
+  void awaitGo();
+  static void goCb(evutil_socket_t fd, short, void* arg);
+  void startServingAfterUpgrade();
+  // Old process, at exit: waits (bounded) for the new one's "taken".
+  void awaitHandOverAck();
+
+  // --- hot upgrade, old process (server_upgrade.cc)
+  enum class UpgradeState {
+    kStarting,       // spawned; waiting for "store" or "ready"
+    kReleasingStore, // the cache is off the store; workers finish their reads
+    kStoreFree,      // store closed and handed over; waiting for "ready"
+    kAborting,       // stopping the new process, then back to serving
+  };
+  struct UpgradeRun {
+    pid_t pid = -1;
+    std::string binary;
+    int control_fd = -1;
+    event* control_event = nullptr;
+    event* timer = nullptr;
+    UpgradeState state = UpgradeState::kStarting;
+    std::chrono::steady_clock::time_point deadline;  // "ready" by then
+    bool store_handed_over = false;
+    std::shared_ptr<std::atomic<int>> release_remaining;  // workers still releasing the store
+    std::string why;           // why it is being aborted
+    std::string child_reason;  // the new process's own "failed" message
+    bool reaped = false;
+    int wait_status = 0;
+    std::chrono::steady_clock::time_point term_at;  // SIGTERM to the new process then
+    std::chrono::steady_clock::time_point kill_at;  // SIGKILL then
+    bool term_sent = false;
+    bool kill_sent = false;
+  };
+  void startUpgrade();  // SIGUSR2
+  static void upgradeControlCb(evutil_socket_t fd, short, void* arg);
+  static void upgradeTimerCb(evutil_socket_t, short, void* arg);
+  void onUpgradeMessage(const ControlMessage& message);
+  void onUpgradeTick();
+  void releaseStoreForUpgrade();
+  void closeStoreForUpgrade();
+  void commitUpgrade();
+  // Gives up: the new process gets `grace` to exit by itself, then SIGTERM, then SIGKILL.
+  void abortUpgrade(std::string why, std::chrono::milliseconds grace);
+  void finishAbortedUpgrade();
+  void closeUpgradeControl();
+  // SIGTERM during an upgrade: stop talking to the new process (it exits on EOF).
+  void abandonUpgrade();
+  std::string upgradeJson() const;
   void handleAdmin(evhttp_request* req);
   std::string statusJson() const;
   std::string metricsText() const;
@@ -110,6 +186,23 @@ class Server {
     std::vector<int> fds;  // one per worker, owned by the workers (read here: backlog changes)
   };
   std::map<uint64_t, BoundListener> bound_;  // by ListenerEntry::id, current listeners only
+
+  LaunchInfo launch_;
+  int admin_fd_ = -1;                          // the admin listening socket (evhttp owns it)
+  std::string admin_key_;                      // listenerKey() of the address it was bound for
+  evhttp_bound_socket* admin_bound_ = nullptr; // while evhttp accepts on it
+  conf::SsdCacheConfig ssd_config_;            // the store's config when it was opened
+  // New process of a hot upgrade: the control socket until the old one says "go".
+  int upgrade_control_fd_ = -1;
+  event* upgrade_control_event_ = nullptr;
+  pid_t upgraded_from_ = 0;                    // the old process's pid (its "go" came)
+  // Old process after "go": the control socket, until the new one's "taken".
+  int handover_fd_ = -1;
+  // Old process: the upgrade in progress, if any.
+  std::unique_ptr<UpgradeRun> upgrade_;
+  std::string last_start_error_;               // what the last failed start step said
+  uint64_t upgrades_failed_ = 0;
+  std::string last_upgrade_error_;
 };
 
 }  // namespace streamedge::proxy

@@ -85,6 +85,10 @@ bool SystemdNotifier::handOverMainPid(pid_t pid, std::string_view status) {
   return sent;
 }
 
+void SystemdNotifier::readyAsNewMainProcess(std::string_view status) {
+  send("MAINPID=" + std::to_string(::getpid()) + "\nREADY=1\nSTATUS=" + oneLine(status));
+}
+
 std::vector<std::string> SystemdNotifier::environmentForNewMainProcess() {
   std::vector<std::string> env;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {

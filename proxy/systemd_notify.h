@@ -47,6 +47,14 @@ class SystemdNotifier {
   // this process sends nothing more: its own drain must not read as the service stopping.
   // False when systemd could not be told (not active, or the send failed).
   bool handOverMainPid(pid_t pid, std::string_view status);
+  // Hot upgrade, old process: the new one has told systemd itself (readyAsNewMainProcess);
+  // from now on this process sends nothing (no STOPPING=1 for its drain, no watchdog pings).
+  void handedOver() { handed_over_ = true; }
+  // Hot upgrade, new process: MAINPID=<this pid>, READY=1 and a STATUS= line in one message.
+  // systemd takes MAINPID= from a process of the unit's cgroup when NotifyAccess=all (or from
+  // root); the old process, still the main one until then, stops notifying once it hears the
+  // new one is ready.
+  void readyAsNewMainProcess(std::string_view status);
 
   // The environment for the new binary of a hot upgrade: this process's, without WATCHDOG_PID
   // (it names this process, so the new one would otherwise think the watchdog is not meant for

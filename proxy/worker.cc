@@ -89,7 +89,8 @@ Worker::~Worker() {
   if (base_) event_base_free(base_);
 }
 
-bool Worker::start() {
+bool Worker::start(bool accepting) {
+  accepting_ = accepting;
   base_ = event_base_new();
   if (!base_) return false;
   origins_ = std::make_unique<OriginClient>(base_, shared_.health, &counters_->origin_stats,
@@ -99,19 +100,7 @@ bool Worker::start() {
   tick_event_ = event_new(base_, -1, EV_PERSIST, tickCb, this);
   event_add(tick_event_, &kTick);
   if (cache::SsdStore* store = shared_.cache.ssd()) {
-    // One engine per worker: its completions are delivered on this loop (never blocking it).
-    cache::IoEngineOptions options;
-    options.backend = config_->cache.ssd.io_backend;
-    options.log_fallback = false;  // opening the store already said which backend is used
-    auto engine = cache::makeIoEngine(store->device(), options);
-    if (!engine.isOk()) {
-      std::fprintf(stderr, "streamedge: worker %d: no SSD I/O engine: %s\n", index_,
-                   engine.status().toString().c_str());
-      return false;
-    }
-    ssd_engine_ = std::move(*engine);
-    ssd_event_ = event_new(base_, ssd_engine_->completionFd(), EV_READ | EV_PERSIST, ssdCb, this);
-    if (!ssd_event_ || event_add(ssd_event_, nullptr) != 0) return false;
+    if (!makeSsdEngine(*store)) return false;
   }
   for (auto& acceptor : acceptors_) {
     if (!listen(*acceptor)) return false;
@@ -122,6 +111,71 @@ bool Worker::start() {
       std::memory_order_relaxed);
   thread_ = std::thread([this] { run(); });
   return true;
+}
+
+bool Worker::makeSsdEngine(cache::SsdStore& store) {
+  // One engine per worker: its completions are delivered on this loop (never blocking it).
+  cache::IoEngineOptions options;
+  options.backend = config_->cache.ssd.io_backend;
+  options.log_fallback = false;  // opening the store already said which backend is used
+  auto engine = cache::makeIoEngine(store.device(), options);
+  if (!engine.isOk()) {
+    std::fprintf(stderr, "streamedge: worker %d: no SSD I/O engine: %s\n", index_,
+                 engine.status().toString().c_str());
+    return false;
+  }
+  ssd_engine_ = std::move(*engine);
+  ssd_event_ = event_new(base_, ssd_engine_->completionFd(), EV_READ | EV_PERSIST, ssdCb, this);
+  if (!ssd_event_ || event_add(ssd_event_, nullptr) != 0) {
+    dropSsdEngine();
+    return false;
+  }
+  return true;
+}
+
+void Worker::dropSsdEngine() {
+  if (ssd_event_) event_free(ssd_event_);
+  ssd_event_ = nullptr;
+  ssd_engine_.reset();
+}
+
+void Worker::releaseSsd(std::function<void()> done) {
+  ssd_release_done_ = std::move(done);
+  checkSsdRelease();
+}
+
+void Worker::checkSsdRelease() {
+  if (!ssd_release_done_) return;
+  // Reads in flight run store code when they complete: the engine (and the store) must stay
+  // until they have. They end within the device's latency; the upgrade's timeout bounds a
+  // device that hangs.
+  if (ssd_engine_ && ssd_engine_->pending() > 0) return;
+  dropSsdEngine();
+  std::function<void()> done = std::move(ssd_release_done_);
+  ssd_release_done_ = nullptr;
+  done();
+}
+
+bool Worker::attachSsd(cache::SsdStore& store) {
+  if (ssd_release_done_) {
+    // Still finishing a release of this very store (it was never closed): keep the engine.
+    ssd_release_done_ = nullptr;
+    if (ssd_engine_ && &ssd_engine_->device() == &store.device()) return true;
+  }
+  dropSsdEngine();
+  if (!makeSsdEngine(store)) {
+    std::fprintf(stderr, "streamedge: worker %d: SSD reads go to the origin instead\n", index_);
+    return false;
+  }
+  return true;
+}
+
+void Worker::enableAccepting() {
+  if (accepting_ || draining_) return;
+  accepting_ = true;
+  for (auto& acceptor : acceptors_) {
+    if (acceptor->listener) evconnlistener_enable(acceptor->listener);
+  }
 }
 
 void Worker::join() {
@@ -182,9 +236,9 @@ void Worker::drainInbox() {
 
 bool Worker::listen(Acceptor& acceptor) {
   // The socket is listening already (bound by the main thread); -1: no listen() again.
-  acceptor.listener = evconnlistener_new(base_, acceptCb, &acceptor,
-                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
-                                         acceptor.socket.fd);
+  const unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+                         (accepting_ ? 0u : static_cast<unsigned>(LEV_OPT_DISABLED));
+  acceptor.listener = evconnlistener_new(base_, acceptCb, &acceptor, flags, -1, acceptor.socket.fd);
   return acceptor.listener != nullptr;
 }
 
@@ -358,21 +412,36 @@ void Worker::tickCb(evutil_socket_t, short, void* arg) {
       std::memory_order_relaxed);
   w->flushLog();
   w->checkRetiring();
+  if (w->close_idle_at_ && std::chrono::steady_clock::now() >= *w->close_idle_at_) {
+    w->closeIdleConnections();
+  }
   if (w->draining_ && std::chrono::steady_clock::now() >= w->drain_deadline_) {
     event_base_loopexit(w->base_, nullptr);
   }
 }
 
 void Worker::ssdCb(evutil_socket_t, short, void* arg) {
-  static_cast<Worker*>(arg)->ssd_engine_->poll();
+  auto* w = static_cast<Worker*>(arg);
+  w->ssd_engine_->poll();
+  w->checkSsdRelease();
 }
 
-void Worker::beginDrain(std::chrono::milliseconds deadline) {
+void Worker::beginDrain(std::chrono::milliseconds deadline, std::chrono::milliseconds idle_grace) {
   draining_ = true;
-  drain_deadline_ = std::chrono::steady_clock::now() + deadline;
+  const auto now = std::chrono::steady_clock::now();
+  drain_deadline_ = now + deadline;
   for (auto& acceptor : acceptors_) {
     if (acceptor->listener) evconnlistener_disable(acceptor->listener);
   }
+  if (idle_grace.count() > 0 && !connections_.empty()) {
+    close_idle_at_ = now + std::min(idle_grace, deadline);  // tickCb
+    return;
+  }
+  closeIdleConnections();
+}
+
+void Worker::closeIdleConnections() {
+  close_idle_at_.reset();
   // Idle keep-alive connections close now; busy ones after their response.
   std::vector<uint64_t> ids;
   ids.reserve(connections_.size());

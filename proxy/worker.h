@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -68,8 +69,9 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Main thread.
-  bool start();
+  // Main thread. With `accepting` false the listeners are set up but accept nothing until
+  // enableAccepting() (the new process of a hot upgrade, until the old one lets go).
+  bool start(bool accepting = true);
   void join();
 
   // Any thread: runs `task` on this worker's loop.
@@ -109,8 +111,22 @@ class Worker {
   void wakeFill(uint64_t id);
   void logLine(const AccessLogEntry& entry);
   // Stop accepting; close idle keep-alive connections; exit the loop once none is left or at
-  // the deadline.
-  void beginDrain(std::chrono::milliseconds deadline);
+  // the deadline. With `idle_grace` (a hot upgrade's hand-over) idle connections are closed
+  // only after it: a connection accepted a moment before may not have delivered its first
+  // request (or finished its TLS handshake) yet, and closing it would fail that request.
+  void beginDrain(std::chrono::milliseconds deadline,
+                  std::chrono::milliseconds idle_grace = std::chrono::milliseconds(0));
+  // Starts accepting on every listener (after start(false)); nothing once draining.
+  void enableAccepting();
+  // Hot upgrade: stops reading from the SSD tier (the cache was detached from the store before
+  // this task was posted, so no new read starts). Once the reads in flight have completed, the
+  // worker's I/O engine is destroyed and `done` runs, on this thread. A later attachSsd()
+  // before that cancels it (`done` never runs).
+  void releaseSsd(std::function<void()> done);
+  // Reads from `store` again (a store reopened after a hot upgrade failed): a new engine, or
+  // the one still finishing a releaseSsd(). False (logged) when no engine can be made: this
+  // worker's SSD hits then go to the origin.
+  bool attachSsd(cache::SsdStore& store);
   size_t connectionCount() const { return connections_.size(); }
 
  private:
@@ -135,8 +151,13 @@ class Worker {
   static void inboxCb(evutil_socket_t, short, void*);
   static void tickCb(evutil_socket_t, short, void*);
   static void ssdCb(evutil_socket_t, short, void*);
+  bool makeSsdEngine(cache::SsdStore& store);
+  void dropSsdEngine();
+  // releaseSsd() in progress: done once the engine has nothing in flight.
+  void checkSsdRelease();
   void onAccept(evutil_socket_t fd, sockaddr* addr, int socklen, const ListenSocket& socket);
   void drainInbox();
+  void closeIdleConnections();  // draining: idle ones now, busy ones after their response
   void flushLog();
   void run();
 
@@ -157,6 +178,8 @@ class Worker {
   std::unique_ptr<OriginClient> origins_;
   std::unique_ptr<cache::IoEngine> ssd_engine_;  // its completion eventfd is ssd_event_
   event* ssd_event_ = nullptr;
+  std::function<void()> ssd_release_done_;  // releaseSsd() waiting for reads in flight
+  bool accepting_ = true;  // start(false) until enableAccepting()
   std::unordered_map<uint64_t, std::unique_ptr<ClientConnection>> connections_;
   uint64_t next_connection_id_ = 1;
   std::unordered_map<uint64_t, FillJob*> fills_;
@@ -164,6 +187,7 @@ class Worker {
   std::string log_buffer_;
   bool draining_ = false;
   std::chrono::steady_clock::time_point drain_deadline_{};
+  std::optional<std::chrono::steady_clock::time_point> close_idle_at_;  // beginDrain's grace
   std::thread thread_;
 
   // the inbox, any thread

@@ -295,7 +295,14 @@ TEST_F(SsdScenarioTest, ASuccessfulPostRemovesTheSsdCopyToo) {
                                                     {}, 10s, "x");
     ASSERT_EQ(p.status, 204) << p.error << proxyLog();
   }
-  EXPECT_GE(metricValue(metrics(), "streamedge_ssd_tombstones_total"), tombstones + kPosted);
+  // The writer thread appends the tombstones (and counts them) after the POSTs are answered.
+  double written = 0;
+  for (int attempt = 0; attempt < 100; ++attempt) {  // ≤ 5 s
+    written = metricValue(metrics(), "streamedge_ssd_tombstones_total");
+    if (written >= tombstones + kPosted) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GE(written, tombstones + kPosted);
   for (int i = 0; i < 10; ++i) {
     const long before = originCount(path(prefix, i));
     const HttpResponse r = get(target(prefix, i));

@@ -147,5 +147,24 @@ TEST(FileDevice, ADirectoryIsNotAStore) {
   EXPECT_FALSE(error.empty());
 }
 
+// A hot upgrade hands the store from one process to the next by closing it first; anything else
+// opening it meanwhile (a second instance on the same path) must be refused, not share the log.
+TEST(FileDevice, OnlyOneOpenAtATimeHoldsTheStore) {
+  TempDir dir;
+  FileDeviceOptions o;
+  o.path = dir.file("store");
+  o.size_bytes = 64 * 1024;
+  auto first = FileDevice::open(o);
+  ASSERT_TRUE(first.isOk()) << first.status().toString();
+  std::string error;
+  auto second = FileDevice::open(o, &error);
+  ASSERT_FALSE(second.isOk());
+  EXPECT_EQ(second.status().code(), Code::kUnavailable);
+  EXPECT_NE(error.find("in use by another process"), std::string::npos) << error;
+  first->reset();  // closed: the lock goes with it
+  auto third = FileDevice::open(o, &error);
+  EXPECT_TRUE(third.isOk()) << error;
+}
+
 }  // namespace
 }  // namespace streamedge::cache
