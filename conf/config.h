@@ -387,7 +387,7 @@ struct VhostConfig {
 
 struct LogConfig {
   std::string access_log = "stderr";  // "stderr", "stdout", "off" or a file path
-  // How the client address is written in the access, security and audit logs. Set by
+  // How the client address is written in the access and security logs. Set by
   // [privacy] client_address (or the deprecated [log] client_address); kept here because every
   // log writer reads it from here.
   AddressAnonymization client_address = AddressAnonymization::kTruncate;
