@@ -21,7 +21,8 @@ FillWriter::FillWriter(FillWriter&& o) noexcept
       stale_(std::move(o.stale_)),
       storable_(o.storable_),
       too_big_(o.too_big_),
-      overlong_(o.overlong_) {}
+      overlong_(o.overlong_),
+      retention_(o.retention_) {}
 
 FillWriter& FillWriter::operator=(FillWriter&& o) noexcept {
   if (this != &o) {
@@ -32,6 +33,7 @@ FillWriter& FillWriter::operator=(FillWriter&& o) noexcept {
     storable_ = o.storable_;
     too_big_ = o.too_big_;
     overlong_ = o.overlong_;
+    retention_ = o.retention_;
   }
   return *this;
 }
@@ -485,8 +487,8 @@ bool Cache::secondSsdRead(const CacheKey& key) {
 }
 
 LookupResult Cache::lookup(const CacheKey& key, bool ssd_allowed,
-                           const RequestFieldSource* request) {
-  return lookupKey(key, ssd_allowed, key, 0, request);
+                           const RequestFieldSource* request, RetentionLimit retention) {
+  return lookupKey(key, ssd_allowed, key, 0, request, retention);
 }
 
 namespace {
@@ -499,16 +501,30 @@ const NoFields kNoFields;  // a request without fields
 
 
 LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const CacheKey& primary,
-                              uint64_t variant_of, const RequestFieldSource* request) {
+                              uint64_t variant_of, const RequestFieldSource* request,
+                              RetentionLimit retention) {
   SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   ssd_allowed = ssd_allowed && ssd != nullptr;
   const WallTime now = clock_.wallNow();
   Shard& shard = shardFor(key);
   ObjectRef candidate;  // allocated outside the lock when a fill must start
   std::shared_ptr<const VaryNames> vary;  // the URL's marker (variant lookups)
+  // An SSD copy found past retention under the lock is tombstoned once the locks are released
+  // (the store's locks are never taken under a shard lock for a removal): destroyed after them.
+  struct SsdExpiry {
+    Cache* cache;
+    CacheKey key, primary;
+    std::string_view vhost;
+    bool armed = false;
+    ~SsdExpiry() {
+      if (armed) cache->expireSsdCopy(key, primary, vhost);
+    }
+  } ssd_expiry{this, key, variant_of != 0 ? primary : CacheKey{}, retention.vhost};
+  int expired_passes = 0;
   for (;;) {
     ObjectRef taken_back;  // just evicted, still queued for the SSD: back into RAM
     uint64_t redirect_generation = 0;
+    bool expired = false;  // the current object is past retention: removed, then looked up again
     {
       // A variant fill about to start is counted in its URL's marker: then the URL's shard is
       // locked too (the second pass only: hits take one lock).
@@ -537,6 +553,9 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
         touchMarkerLocked(shard, *slot->vary);
         vary = slot->vary->names;
         redirect_generation = slot->vary->generation;
+      } else if (slot && slot->current && expired_passes < 3 &&
+                 pastRetention(slot->current->freshness().response_time, retention.max_age, now)) {
+        expired = true;
       } else if (slot && slot->current) {
         LookupResult r;
         r.key = key;
@@ -557,6 +576,7 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
           fills_in_flight_.fetch_add(1, std::memory_order_relaxed);
           if (url_shard) countFillLocked(*url_shard, *slot);
           r.fill = FillWriter(this, std::move(candidate), slot->current);
+          r.fill.retention_ = retention.max_age;
           r.pending = r.fill.object();
           return r;
         }
@@ -575,7 +595,8 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
         return r;
       } else if (ObjectRef queued = ssd_allowed && !candidate ? ssd->queuedObject(key)
                                                               : ObjectRef();
-                 queued && queued->freshAt(now)) {
+                 queued && queued->freshAt(now) &&
+                 !pastRetention(queued->freshness().response_time, retention.max_age, now)) {
         // Evicted a moment ago and not indexed by the SSD writer yet: a hit all the same.
         // Looked for on the first pass only (one queue lock per miss); an object queued
         // between the passes is simply a miss.
@@ -597,19 +618,30 @@ LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const Cache
           // The SSD index is in RAM: no I/O under the lock. Only fresh copies, or stale ones a
           // conditional request can refresh, are worth a read.
           const std::optional<SsdEntryInfo> info = ssd->find(key);
-          if (info && (now < info->fresh_until || info->revalidatable)) {
+          if (info && pastRetention(info->stored_at, retention.max_age, now)) {
+            ssd_expiry.armed = true;  // never read: tombstoned, and this is a miss
+          } else if (info && (now < info->fresh_until || info->revalidatable)) {
             r.kind = LookupResult::Kind::kSsd;
           }
         }
         r.object = candidate;
         r.fill = FillWriter(this, std::move(candidate), ObjectRef());
+        r.fill.retention_ = retention.max_age;
         return r;
       }
+    }
+    if (expired) {
+      // Outside the lock: out of RAM (and its SSD copy too, when past the limit as well), then
+      // looked up again: a miss, or what a fill completed meanwhile. A bounded number of times.
+      ++expired_passes;
+      expireKey(key, retention.max_age, now, retention.vhost);
+      continue;
     }
     if (redirect_generation != 0) {
       // Outside the lock: the variant's key from the request's (normalised) field values.
       const CacheKey variant = variantKey(key, *vary, request ? *request : kNoFields);
-      LookupResult r = lookupKey(variant, ssd_allowed, key, redirect_generation, nullptr);
+      LookupResult r =
+          lookupKey(variant, ssd_allowed, key, redirect_generation, nullptr, retention);
       r.vary = std::move(vary);
       return r;
     }
@@ -641,6 +673,14 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
   // If the worker's engine is destroyed first (shutdown), the callback is dropped and the
   // holder's FillWriter aborts the fill: readers see kAborted, nothing is kept.
   const bool started = ssd->read(key, engine, [this, holder, fallback](Result<SsdHit> hit) {
+    if (hit.isOk() &&
+        pastRetention(hit->freshness.response_time, holder->retention(), clock_.wallNow())) {
+      // Past its vhost's retention (the index had a rounded time, or the limit shrank since
+      // the lookup): never served, not even for a revalidation.
+      const PurgeLabels labels = purgeLabelsOf(*hit->head);
+      expireSsdCopy(hit->key, CacheKey{}, labels.vhost);
+      return fallback();
+    }
     if (hit.isOk() && !hit->invalidated && hit->freshness.isFresh(clock_.wallNow())) {
       ssd_hits_.fetch_add(1, std::memory_order_relaxed);
       holder->finishFromSsd(*hit, secondSsdRead(hit->key));
@@ -665,6 +705,15 @@ void Cache::offerToSsd(const ObjectRef& object, WallTime now, const CacheKey& pr
   SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
   // A soft-purged object would be written with its old freshness and read back as fresh.
   if (!ssd || !object->ssdAllowed() || !object->shareable() || object->invalidated()) return;
+  // Past its vhost's retention: not written (a lookup or the sweep removes it from RAM).
+  if (retention_on_.load(std::memory_order_acquire)) {
+    const std::shared_ptr<const RetentionTable> table = retentionTable();
+    const std::string* vhost = object->head().find(kStoredVhostField);
+    if (table && vhost &&
+        pastRetention(object->freshness().response_time, table->maxAgeOf(*vhost), now)) {
+      return;
+    }
+  }
   // A stale copy is read back only to be revalidated, which needs a validator.
   if (!object->freshness().isFresh(now) && !object->head().find("ETag") &&
       !object->head().find("Last-Modified")) {
@@ -1226,6 +1275,147 @@ void Cache::unlinkFromPolicy(CacheObject& object) {
 FillWriter Cache::privateFill(const CacheKey& key) {
   // Never linked into a slot: onComplete/onAbort find no slot holding it and do nothing.
   return FillWriter(this, ObjectRef::make(key), ObjectRef());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention
+
+void Cache::setRetention(std::shared_ptr<const RetentionTable> table) {
+  const bool on = table && !table->empty();
+  std::lock_guard<std::mutex> lock(retention_mu_);
+  retention_ = std::move(table);
+  retention_on_.store(on, std::memory_order_release);
+}
+
+std::shared_ptr<const RetentionTable> Cache::retentionTable() const {
+  std::lock_guard<std::mutex> lock(retention_mu_);
+  return retention_;
+}
+
+void Cache::countExpired(std::string_view vhost, bool ssd) {
+  std::lock_guard<std::mutex> lock(expired_mu_);
+  auto it = expired_.find(vhost);
+  if (it == expired_.end()) {
+    it = expired_.emplace(std::string(vhost), RetentionExpiredCount{}).first;
+    it->second.vhost = it->first;
+  }
+  ++(ssd ? it->second.ssd : it->second.ram);
+}
+
+std::vector<RetentionExpiredCount> Cache::retentionExpired() const {
+  std::lock_guard<std::mutex> lock(expired_mu_);
+  std::vector<RetentionExpiredCount> out;
+  out.reserve(expired_.size());
+  for (const auto& [vhost, count] : expired_) out.push_back(count);
+  return out;
+}
+
+void Cache::expireSsdCopy(const CacheKey& key, const CacheKey& primary, std::string_view vhost) {
+  SsdStore* const ssd = ssdStore();  // once: a hot upgrade may detach it meanwhile
+  if (!ssd || !ssd->remove(key)) return;
+  countExpired(vhost, /*ssd=*/true);
+  // A variant with no copy left leaves its URL's marker.
+  if (!(primary == CacheKey{})) variantLeft(primary, key);
+}
+
+size_t Cache::expireKey(const CacheKey& key, conf::Millis max_age, WallTime now,
+                        std::string_view vhost) {
+  ObjectRef removed;
+  CacheKey url;  // a variant's URL
+  withSlot(key, [&](Slot* slot, Shard& shard, Shard*) {
+    // Checked again under the lock: a fill may have replaced the object meanwhile.
+    if (!slot || !slot->current ||
+        !pastRetention(slot->current->freshness().response_time, max_age, now)) {
+      return;
+    }
+    if (slot->variant_of != 0) url = slot->primary;
+    removed = std::move(slot->current);
+    // A revalidation in flight (slot->pending) goes on: a 304 makes a new object.
+    if (slot->empty()) shard.slots.erase(key);
+  });
+  if (!removed) return 0;
+  size_t copies = 1;
+  unlinkFromPolicy(*removed);
+  std::string label;
+  if (vhost.empty()) {
+    if (const std::string* v = removed->head().find(kStoredVhostField)) label = *v;
+    vhost = label;
+  }
+  countExpired(vhost, /*ssd=*/false);
+  // The SSD copy is the same object or an older one; removed when past the limit too.
+  if (SsdStore* const ssd = ssdStore()) {
+    const std::optional<SsdEntryInfo> info = ssd->find(key);
+    if (info && pastRetention(info->stored_at, max_age, now) && ssd->remove(key)) {
+      countExpired(vhost, /*ssd=*/true);
+      ++copies;
+    }
+  }
+  if (!(url == CacheKey{})) variantLeft(url, key);
+  return copies;
+}
+
+size_t Cache::sweepRetention(size_t budget) {
+  if (!retention_on_.load(std::memory_order_acquire) || budget == 0) return 0;
+  const std::shared_ptr<const RetentionTable> table = retentionTable();
+  if (!table || table->empty()) return 0;
+  std::lock_guard<std::mutex> sweep(sweep_mu_);
+  const WallTime now = clock_.wallNow();
+  struct Found {
+    CacheKey key;
+    conf::Millis max_age;
+  };
+  std::vector<Found> expired;
+  size_t looked_at = 0;
+  // Every shard at most once per step; within a shard, buckets from where the last step
+  // stopped (a rehash meanwhile only makes some slots wait for the next pass).
+  for (size_t n = 0; n < kShards && looked_at < budget; ++n) {
+    Shard& shard = shards_[sweep_shard_];
+    std::vector<Found> found;
+    found.reserve(budget - looked_at);  // no allocation under the shard lock
+    bool shard_done = false;
+    {
+      std::lock_guard<std::mutex> lock(shard.mu);
+      const size_t buckets = shard.slots.bucket_count();
+      while (sweep_bucket_ < buckets && looked_at < budget) {
+        for (auto it = shard.slots.begin(sweep_bucket_); it != shard.slots.end(sweep_bucket_);
+             ++it) {
+          ++looked_at;
+          const ObjectRef& object = it->second.current;
+          if (!object || found.size() == found.capacity()) continue;
+          const std::string* vhost = object->head().find(kStoredVhostField);
+          if (!vhost) continue;  // judged by lookups only
+          const conf::Millis max_age = table->maxAgeOf(*vhost);
+          if (pastRetention(object->freshness().response_time, max_age, now)) {
+            found.push_back({it->first, max_age});
+          }
+        }
+        ++sweep_bucket_;
+        ++looked_at;
+      }
+      shard_done = sweep_bucket_ >= buckets;
+    }
+    expired.insert(expired.end(), found.begin(), found.end());
+    if (!shard_done) break;
+    sweep_bucket_ = 0;
+    sweep_shard_ = (sweep_shard_ + 1) % kShards;
+  }
+  size_t removed = 0;
+  for (const Found& f : expired) removed += expireKey(f.key, f.max_age, now, {});
+  // Objects only on the SSD (or whose RAM copy is newer).
+  if (SsdStore* const ssd = ssdStore()) {
+    for (const SsdExpired& e : ssd->expiredEntries(*table, now, budget)) {
+      const std::string_view vhost = e.labels ? std::string_view(e.labels->vhost) : "";
+      // Checked again: a newer copy may have been written since the index was looked at.
+      const std::optional<SsdEntryInfo> info = ssd->find(e.key);
+      if (!info || !pastRetention(info->stored_at, table->maxAgeOf(vhost), now)) continue;
+      if (ssd->remove(e.key)) {
+        countExpired(vhost, /*ssd=*/true);
+        ++removed;
+        if (!(e.primary == CacheKey{})) variantLeft(e.primary, e.key);
+      }
+    }
+  }
+  return removed;
 }
 
 CacheStats Cache::stats() const {

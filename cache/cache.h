@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -55,6 +56,7 @@
 #include "cache/cache_key.h"
 #include "cache/object.h"
 #include "cache/purge_labels.h"
+#include "cache/retention.h"
 #include "cache/s3fifo.h"
 #include "cache/ssd_store.h"
 #include "cache/vary.h"
@@ -81,6 +83,12 @@ class FillWriter {
   const ObjectRef& object() const { return object_; }
   // The complete object this fill revalidates, if it is a revalidation.
   const ObjectRef& stale() const { return stale_; }
+  // The retention limit of the lookup that made this fill (0: none). A stale object past it
+  // must not be served, not even when the origin fails (stale-if-error).
+  conf::Millis retention() const { return retention_; }
+  bool stalePastRetention(WallTime now) const {
+    return stale_ && pastRetention(stale_->freshness().response_time, retention_, now);
+  }
 
   // Publishes the response head. `storable` false: the object is streamed to its readers but
   // not kept (e.g. a 503). `shareable` false (private, no-store, Set-Cookie, Authorization):
@@ -128,6 +136,14 @@ class FillWriter {
   bool storable_ = true;
   bool too_big_ = false;   // over max_object_bytes: streamed to readers but not kept
   bool overlong_ = false;  // more bytes than the Content-Length: aborted at finish()
+  conf::Millis retention_{0};
+};
+
+// The retention limit a lookup applies (retention.h): its vhost's. `vhost` names it in the
+// metric; it only needs to live for the lookup() call.
+struct RetentionLimit {
+  conf::Millis max_age{0};  // 0: none
+  std::string_view vhost;
 };
 
 struct LookupResult {
@@ -201,8 +217,10 @@ class Cache final : public SsdVariantObserver {
   // `ssd_allowed`: the route's storage policy lets this key use the SSD tier (read and write);
   // false never touches it. `request`: the request's fields, read only when the URL's answers
   // vary (null: a request without fields).
+  // `retention`: the vhost's limit; an object (RAM or SSD, or queued for the SSD) past it is
+  // removed from both tiers and the lookup goes on as if it had not been there (a miss).
   LookupResult lookup(const CacheKey& key, bool ssd_allowed = false,
-                      const RequestFieldSource* request = nullptr);
+                      const RequestFieldSource* request = nullptr, RetentionLimit retention = {});
   // Completes a kSsd lookup's fill from the SSD tier through `engine` (the calling worker's;
   // the outcome arrives from its poll()). When the copy is gone, damaged (logged and dropped by
   // the store) or stale, `on_miss` gets the fill back, on this thread, to fetch from origin;
@@ -237,6 +255,18 @@ class Cache final : public SsdVariantObserver {
 
   // A fill that is never visible to lookups (pass requests): same streaming and abort rules.
   FillWriter privateFill(const CacheKey& key);
+
+  // Retention limits by vhost (retention.h), for what lookups cannot judge: objects nobody asks
+  // for (sweepRetention) and writes to the SSD tier. Any thread; a reload sets the new table.
+  void setRetention(std::shared_ptr<const RetentionTable> table);
+  // One step of the retention sweep: looks at about `budget` RAM index slots and `budget` SSD
+  // index entries from where the previous step stopped, and removes the objects whose vhost
+  // (their :vhost purge label) is past its limit in the table: from RAM, and tombstoned on the
+  // SSD. Returns how many copies it removed (one per tier). Any thread, one at a time (a mutex serialises
+  // callers); does nothing without a table that has limits.
+  size_t sweepRetention(size_t budget);
+  // Objects removed for retention so far, per vhost and tier (lookups, SSD reads, sweeps).
+  std::vector<RetentionExpiredCount> retentionExpired() const;
 
   CacheStats stats() const;
   uint64_t maxObjectBytes() const { return max_object_bytes_; }
@@ -344,7 +374,17 @@ class Cache final : public SsdVariantObserver {
   // lookup() of one key. `variant_of` != 0: `key` is a variant of `primary` under that marker
   // generation. Else, when `key` has a vary marker, the variant `request` selects is looked up.
   LookupResult lookupKey(const CacheKey& key, bool ssd_allowed, const CacheKey& primary,
-                         uint64_t variant_of, const RequestFieldSource* request);
+                         uint64_t variant_of, const RequestFieldSource* request,
+                         RetentionLimit retention);
+  // Retention: removes `key`'s RAM object when it is (still) past `max_age` at `now`, and its
+  // SSD copy when that is past it too; counted under `vhost` (the object's label when empty).
+  // Returns how many copies were removed (RAM, SSD). No lock held.
+  size_t expireKey(const CacheKey& key, conf::Millis max_age, WallTime now, std::string_view vhost);
+  // Retention: tombstones `key`'s SSD copy (`primary`: its URL's key when it is a variant) and
+  // counts it under `vhost`. No lock held.
+  void expireSsdCopy(const CacheKey& key, const CacheKey& primary, std::string_view vhost);
+  void countExpired(std::string_view vhost, bool ssd);
+  std::shared_ptr<const RetentionTable> retentionTable() const;
   // purge() of one key; `variants` (optional): receives the variants of its marker.
   // `had_object` (optional): whether a stored object or a fill was there (not just a marker).
   bool purgeKey(const CacheKey& key, std::vector<CacheKey>* variants, bool* had_object = nullptr);
@@ -402,6 +442,16 @@ class Cache final : public SsdVariantObserver {
   static constexpr size_t kRecentSsdReads = 1 << 16;
   std::unique_ptr<std::atomic<uint64_t>[]> recent_ssd_reads_;  // key.hi by key.lo slot; made once
   std::atomic<conf::SsdAdmission> ssd_admission_{conf::SsdAdmission::kEvict};
+
+  // Retention (retention.h).
+  mutable std::mutex retention_mu_;
+  std::shared_ptr<const RetentionTable> retention_;  // guarded by retention_mu_
+  std::atomic<bool> retention_on_{false};            // retention_ has limits
+  std::mutex sweep_mu_;                              // one sweep step at a time
+  size_t sweep_shard_ = 0;                           // guarded by sweep_mu_
+  size_t sweep_bucket_ = 0;                          // guarded by sweep_mu_
+  mutable std::mutex expired_mu_;
+  std::map<std::string, RetentionExpiredCount, std::less<>> expired_;  // guarded by expired_mu_
 
   std::atomic<uint64_t> evictions_{0};
   std::atomic<uint64_t> ssd_hits_{0};

@@ -16,7 +16,8 @@ namespace {
 
 constexpr uint64_t kCheckpointMagic = 0x31504b43'45455453ull;  // "STEECKP1"
 // 2: purge labels after the entries (a version 1 checkpoint is refused: the store scans).
-constexpr uint32_t kCheckpointVersion = 2;
+// 3: each entry carries its response time (retention); an older checkpoint is refused.
+constexpr uint32_t kCheckpointVersion = 3;
 constexpr uint32_t kFlagEncrypted = 1;
 // Bounds that no real store reaches; a header beyond them is damage.
 constexpr uint64_t kMaxNames = 1u << 16;

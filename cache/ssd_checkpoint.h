@@ -52,8 +52,9 @@ struct CheckpointEntry {
   int64_t usable_until_s = 0;
   uint32_t validators = 0;    // kCheckpointValidators | kCheckpointInvalidated
   uint32_t key_id = 0;        // the data key that sealed it (was reserved, zero: the store key)
+  int64_t stored_at_s = 0;    // response time (version 3): retention runs from it (retention.h)
 };
-static_assert(sizeof(CheckpointEntry) == 96);
+static_assert(sizeof(CheckpointEntry) == 104);
 
 struct Checkpoint {
   uint64_t region_bytes = 0;

@@ -296,6 +296,7 @@ bool SsdStore::rebuild() {
       loc.body_bytes = e.body_bytes;
       loc.fresh_until_s = e.fresh_until_s;
       loc.usable_until_s = e.usable_until_s;
+      loc.stored_at_s = e.stored_at_s;
       loc.validators = (e.validators & ssd::kCheckpointValidators) != 0;
       loc.invalidated = (e.validators & ssd::kCheckpointInvalidated) != 0;
       loc.primary = e.primary;
@@ -468,6 +469,7 @@ SsdStore::Location SsdStore::summarize(const Freshness& f, Location loc) {
   loc.fresh_until_s = f.no_cache ? toSeconds(f.response_time) : base + f.lifetime.count();
   loc.usable_until_s =
       loc.fresh_until_s + std::max(f.stale_while_revalidate.count(), f.stale_if_error.count());
+  loc.stored_at_s = toSeconds(f.response_time);
   return loc;
 }
 
@@ -624,6 +626,7 @@ Status SsdStore::writeCheckpoint() {
       e.body_bytes = loc.body_bytes;
       e.fresh_until_s = loc.fresh_until_s;
       e.usable_until_s = loc.usable_until_s;
+      e.stored_at_s = loc.stored_at_s;
       e.validators = (loc.validators ? ssd::kCheckpointValidators : 0) |
                      (loc.invalidated ? ssd::kCheckpointInvalidated : 0);
       e.key_id = loc.key_id;
@@ -1180,6 +1183,7 @@ std::optional<SsdEntryInfo> SsdStore::find(const CacheKey& key) const {
   info.fresh_until = it->second.invalidated ? WallTime{} : fromSeconds(it->second.fresh_until_s);
   info.usable_until = fromSeconds(it->second.usable_until_s);
   info.revalidatable = it->second.validators;
+  info.stored_at = fromSeconds(it->second.stored_at_s);
   return info;
 }
 
@@ -1238,6 +1242,46 @@ std::vector<CacheKey> SsdStore::keysMatching(const PurgeSelector& selector) cons
     }
   }
   return keys;
+}
+
+std::vector<SsdExpired> SsdStore::expiredEntries(const RetentionTable& table, WallTime now,
+                                                 size_t budget) const {
+  std::vector<SsdExpired> out;
+  if (table.empty() || budget == 0) return out;
+  std::lock_guard<std::mutex> sweep(sweep_mu_);
+  size_t looked_at = 0;
+  // Every shard at most once per call, so that a small index is not walked twice.
+  for (size_t n = 0; n < kShards && looked_at < budget; ++n) {
+    Shard& shard = shards_[sweep_shard_];
+    std::vector<SsdExpired> found;
+    found.reserve(budget - looked_at);  // no allocation under the shard lock
+    bool shard_done = false;
+    {
+      std::lock_guard<std::mutex> lock(shard.mu);
+      const size_t buckets = shard.map.bucket_count();
+      // A rehash since the last step changes the buckets: some entries are then looked at
+      // twice or not until the next pass, never judged wrongly.
+      while (sweep_bucket_ < buckets && looked_at < budget) {
+        for (auto it = shard.map.begin(sweep_bucket_); it != shard.map.end(sweep_bucket_); ++it) {
+          ++looked_at;
+          const Location& loc = it->second;
+          if (!loc.labels || found.size() == found.capacity()) continue;
+          const conf::Millis max_age = table.maxAgeOf(loc.labels->vhost);
+          if (pastRetention(fromSeconds(loc.stored_at_s), max_age, now)) {
+            found.push_back({it->first, loc.primary, loc.labels});
+          }
+        }
+        ++sweep_bucket_;
+        ++looked_at;  // an empty bucket is work too (a map that shrank keeps its buckets)
+      }
+      shard_done = sweep_bucket_ >= buckets;
+    }
+    for (SsdExpired& e : found) out.push_back(std::move(e));
+    if (!shard_done) break;
+    sweep_bucket_ = 0;
+    sweep_shard_ = (sweep_shard_ + 1) % kShards;
+  }
+  return out;
 }
 
 bool SsdStore::remove(const CacheKey& key) {

@@ -60,6 +60,7 @@
 #include "cache/freshness.h"
 #include "cache/object.h"
 #include "cache/purge_labels.h"
+#include "cache/retention.h"
 #include "cache/ssd_checkpoint.h"
 #include "cache/ssd_crypto.h"
 #include "cache/ssd_device.h"
@@ -166,6 +167,14 @@ struct SsdEntryInfo {
   WallTime fresh_until{};  // response_time - initial age + lifetime (response_time if no-cache)
   WallTime usable_until{}; // fresh_until + max(stale-while-revalidate, stale-if-error)
   bool revalidatable = false;  // the head has an ETag or a Last-Modified
+  WallTime stored_at{};        // response time (whole seconds, rounded down): retention.h
+};
+
+// An indexed object past its vhost's retention (SsdStore::expiredEntries).
+struct SsdExpired {
+  CacheKey key;
+  CacheKey primary;  // a variant's URL key; zero when not a variant
+  std::shared_ptr<const PurgeLabels> labels;  // null when its head had none
 };
 
 struct SsdStats {
@@ -279,6 +288,13 @@ class SsdStore {
   Result<uint32_t> destroyVhostKey(std::string_view vhost);
   // The keyring (null without per-vhost keys).
   const SsdKeyring* keyring() const { return keyring_.get(); }
+  // One step of the retention sweep: looks at about `budget` index entries from where the
+  // previous call stopped (wrapping around the index), each shard under its lock for at most
+  // that many entries (no I/O, no allocation under it), and returns those whose vhost label
+  // has a limit in `table` that they are past at `now`. Entries without a :vhost label are not
+  // judged here (a lookup judges them by the vhost it routes to). The caller removes them.
+  std::vector<SsdExpired> expiredEntries(const RetentionTable& table, WallTime now,
+                                         size_t budget) const;
 
   // Read path. Returns false at once when `key` is not in the index (a miss). Else `done` is
   // called exactly once from a later engine.poll() on this thread, with the verified object, or
@@ -308,6 +324,7 @@ class SsdStore {
     uint64_t body_bytes = 0;
     int64_t fresh_until_s = 0;
     int64_t usable_until_s = 0;
+    int64_t stored_at_s = 0;   // response time: retention runs from it
     bool hit = false;          // read since written (reinsertion candidate)
     bool validators = false;   // ETag or Last-Modified: a stale copy can be revalidated
     uint32_t names = 0;        // a variant's Vary names: an id of internNames(); 0 = none
@@ -486,6 +503,11 @@ class SsdStore {
   CacheKey appending_key_;            // guarded by q_mu_
   bool appending_cancelled_ = false;  // guarded by q_mu_
   std::thread writer_;
+
+  // Where expiredEntries() goes on: shard, bucket of its map.
+  mutable std::mutex sweep_mu_;
+  mutable size_t sweep_shard_ = 0;   // guarded by sweep_mu_
+  mutable size_t sweep_bucket_ = 0;  // guarded by sweep_mu_
 
   std::mutex log_mu_;
   bool log_window_started_ = false;  // guarded by log_mu_

@@ -391,10 +391,17 @@ struct VhostConfig {
   // The distinct path_segment names of routes that accept path tokens (derived at load time):
   // a request path /<name>/<token>/... is looked at for a token before routing.
   std::vector<std::string> token_path_segments;
+  // The longest an object of this vhost is kept or served after it was fetched from the origin
+  // (or confirmed by a 304), on both tiers; past it the object is removed and the next request
+  // is a miss (cache/retention.h). 0 = no limit.
+  Millis retention{0};
 };
 
 struct LogConfig {
   std::string access_log = "stderr";  // "stderr", "stdout", "off" or a file path
+  // How the client address is written in the access and security logs. Set by
+  // [privacy] client_address (or the deprecated [log] client_address); kept here because every
+  // log writer reads it from here.
   AddressAnonymization client_address = AddressAnonymization::kTruncate;
   std::string level = "info";         // error log: "error", "warn", "info", "debug"
   // Audit log: admin actions that change something (purges) and refused admin requests, one
@@ -403,6 +410,14 @@ struct LogConfig {
   // Security events (refused signed-URL tokens), one JSON line each: "stderr", "stdout", "off"
   // or a file path (reopened on SIGUSR1, like the access log).
   std::string security_log = "stderr";
+};
+
+// [privacy]: what the edge keeps of its viewers. client_address lives in LogConfig (above).
+struct PrivacyConfig {
+  // Rotated access- and security-log files (the log's file name followed by '.' or '-', in its
+  // directory) older than this are removed by the edge: at start, on SIGUSR1 and hourly
+  // (proxy/log_retention.h). Never the live file; the audit log is not covered. 0 = off.
+  Millis log_retention{0};
 };
 
 // Resolution of origin names (every worker and the health checks resolve on their own loop).
@@ -423,6 +438,7 @@ struct Config {
   std::vector<OriginGroupConfig> origin_groups;
   std::vector<VhostConfig> vhosts;
   LogConfig log;
+  PrivacyConfig privacy;
 };
 
 using ConfigPtr = std::shared_ptr<const Config>;

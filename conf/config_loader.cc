@@ -1662,6 +1662,7 @@ void readVhost(TableReader& r, VhostConfig& vhost, size_t vhost_index,
     r.error("name", *r.get("name"), "must not be empty (leave it out for the first hostname)");
   }
   if (vhost.name.empty() && !vhost.hostnames.empty()) vhost.name = vhost.hostnames.front();
+  r.duration("retention", vhost.retention, /*allow_zero=*/true);
   if (r.string("hsts", vhost.hsts) &&
       (vhost.hsts.rfind("max-age=", 0) != 0 ||
        std::any_of(vhost.hsts.begin(), vhost.hsts.end(),
@@ -1710,15 +1711,30 @@ void readVhost(TableReader& r, VhostConfig& vhost, size_t vhost_index,
   r.finish();
 }
 
+bool readClientAddress(TableReader& r, AddressAnonymization& out) {
+  return r.choice("client_address", out,
+                  {{"truncate", AddressAnonymization::kTruncate},
+                   {"full", AddressAnonymization::kFull},
+                   {"none", AddressAnonymization::kNone}});
+}
+
+// [privacy]: client_address (the deprecated [log] client_address is the same key; [privacy]
+// wins when both are set) and log_retention.
+void readPrivacy(TableReader& r, PrivacyConfig& privacy, LogConfig& log) {
+  readClientAddress(r, log.client_address);
+  r.duration("log_retention", privacy.log_retention, /*allow_zero=*/true);
+  r.finish();
+}
+
 void readLog(TableReader& r, LogConfig& log) {
   if (r.string("access_log", log.access_log) && log.access_log.empty()) {
     r.error("access_log", *r.get("access_log"),
             "must not be empty (use \"off\" to disable the access log)");
   }
-  r.choice("client_address", log.client_address,
-           {{"truncate", AddressAnonymization::kTruncate},
-            {"full", AddressAnonymization::kFull},
-            {"none", AddressAnonymization::kNone}});
+  if (readClientAddress(r, log.client_address)) {
+    r.diag().warn(lineOf(*r.get("client_address")), r.path("client_address"),
+                  "deprecated: use [privacy] client_address");
+  }
   if (r.string("security_log", log.security_log) && log.security_log.empty()) {
     r.error("security_log", *r.get("security_log"),
             "must not be empty (use \"off\" to disable the security log)");
@@ -1861,6 +1877,15 @@ ConfigPtr buildConfig(const toml::table& root, const std::string& name, Diagnost
   if (const toml::table* t = top.table("log")) {
     TableReader r(diag, *t, "log");
     readLog(r, config->log);
+  }
+  if (const toml::table* t = top.table("privacy")) {
+    TableReader r(diag, *t, "privacy");
+    if (root.get("log") && root.get("log")->as_table() &&
+        root.get("log")->as_table()->get("client_address") && t->get("client_address")) {
+      diag.warn(lineOf(*root.get("log")->as_table()->get("client_address")), "log.client_address",
+                "ignored: [privacy] client_address is set too");
+    }
+    readPrivacy(r, config->privacy, config->log);
   }
   top.finish();
   if (diag.hasErrors()) return nullptr;

@@ -362,6 +362,28 @@ std::string renderPrometheus(const Snapshot& s) {
               "this edge (POST, PUT, DELETE, ...) got a non-error answer for them (RFC 9111 4.4).",
               s.invalidations);
 
+  // --- privacy
+  auto retention = family("streamedge_retention_expired_objects_total",
+                          "Objects removed because they were older than their vhost's retention "
+                          "(at lookup, on an SSD read, or by the sweep), by vhost and tier.",
+                          MetricType::Counter);
+  for (const auto& r : s.retention_expired) {
+    addCounter(retention, d(r.count), {{"vhost", r.vhost}, {"tier", r.tier}});
+  }
+  push(std::move(retention));
+  auto log_removed = family("streamedge_log_files_removed_total",
+                            "Rotated log files deleted for [privacy] log_retention, by log.",
+                            MetricType::Counter);
+  for (const char* log : {"access", "security"}) {
+    auto it = s.log_files_removed.find(log);
+    addCounter(log_removed, d(it == s.log_files_removed.end() ? 0 : it->second), {{"log", log}});
+  }
+  push(std::move(log_removed));
+  pushCounter("streamedge_log_file_removal_errors_total",
+              "Rotated log files older than [privacy] log_retention that could not be deleted "
+              "(or their directory read); each is logged.",
+              s.log_file_removal_errors);
+
   // --- admin API
   auto purges = family("streamedge_purges_total",
                        "Purge API calls by kind (url, prefix, tag, host) and result (ok, error).",

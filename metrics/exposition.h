@@ -223,6 +223,17 @@ struct Snapshot {
     uint64_t saved_bytes = 0;
   };
   std::vector<CompressionSeries> compression;
+  // Privacy: objects removed because they were older than their vhost's retention, by vhost
+  // and tier (ram, ssd); rotated log files the edge deleted ([privacy] log_retention), by log
+  // (access, security), and deletions that failed.
+  struct RetentionSeries {
+    std::string vhost;
+    std::string tier;
+    uint64_t count = 0;
+  };
+  std::vector<RetentionSeries> retention_expired;
+  std::map<std::string, uint64_t> log_files_removed;
+  uint64_t log_file_removal_errors = 0;
 };
 
 // The Prometheus text format (version 0.0.4) for `snapshot`, plus build_info.

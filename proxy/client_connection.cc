@@ -526,7 +526,8 @@ bool ClientConnection::admitToken() {
 
 void ClientConnection::lookupStep() {
   const bool ssd_allowed = route_->storage == conf::StoragePolicy::kRamAndSsd;
-  cache::LookupResult r = worker_.shared().cache.lookup(key_, ssd_allowed, &viewer_fields_);
+  cache::LookupResult r = worker_.shared().cache.lookup(key_, ssd_allowed, &viewer_fields_,
+                                                        {vhost_->retention, vhost_->name});
   vary_names_ = std::move(r.vary);
   using Kind = cache::LookupResult::Kind;
   switch (r.kind) {
@@ -745,7 +746,8 @@ void ClientConnection::onObjectProgress() {
     if (st == State::kAborted && !object_->headPublished()) {
       const bool timed_out = object_->abortedByTimeout();
       const WallTime now = SystemClock::instance().wallNow();
-      if (stale_ && stale_->freshness().withinStaleIfError(now)) {
+      if (stale_ && stale_->freshness().withinStaleIfError(now) &&
+          !cache::pastRetention(stale_->freshness().response_time, vhost_->retention, now)) {
         // RFC 5861 §4: the origin failed; the stale copy answers.
         object_->unsubscribe(this);
         subscribed_ = false;

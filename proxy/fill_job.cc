@@ -176,7 +176,9 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
       discard_ = true;
       return;
     }
-    if (response.status >= 500 && stale->freshness().withinStaleIfError(now)) {
+    // Never a copy past its vhost's retention (cache/retention.h), whatever stale-if-error says.
+    if (response.status >= 500 && stale->freshness().withinStaleIfError(now) &&
+        !fill_.stalePastRetention(now)) {
       // RFC 5861 §4: the stale object answers instead. Readers of a RAM revalidation hold it
       // and fall back when the fill aborts; a stale SSD copy is known to this fill only, so
       // the fill completes with it.
@@ -299,8 +301,9 @@ void FillJob::onOriginComplete() {
 void FillJob::onOriginFailed(Status status) {
   worker_.counters().add(worker_.counters().origin_failures);
   const cache::ObjectRef& stale = fill_.stale();
+  const WallTime now = SystemClock::instance().wallNow();
   if (stale && stale->fromSsd() && !fill_.object()->headPublished() &&
-      stale->freshness().withinStaleIfError(SystemClock::instance().wallNow())) {
+      stale->freshness().withinStaleIfError(now) && !fill_.stalePastRetention(now)) {
     fill_.finishWithStale();  // as for a 5xx above: this fill's readers get the stale copy
   } else if (status.code() == Code::kBusy) {
     fill_.abortBusy();  // readers answer 503: the origin is at its concurrency cap

@@ -22,6 +22,7 @@
 #include "metrics/exposition.h"
 #include "proxy/compression.h"
 #include "proxy/json_text.h"
+#include "proxy/log_retention.h"
 #include "proxy/privileges.h"
 
 namespace streamedge::proxy {
@@ -96,6 +97,8 @@ Server::~Server() {
   health_checker_.reset();
   for (event* ev : signal_events_) event_free(ev);
   if (trim_event_) event_free(trim_event_);
+  if (retention_sweep_event_) event_free(retention_sweep_event_);
+  if (log_retention_event_) event_free(log_retention_event_);
   if (watchdog_event_) event_free(watchdog_event_);
   if (admin_) evhttp_free(admin_);
   if (base_) event_base_free(base_);
@@ -295,6 +298,7 @@ int Server::run() {
     std::string why;
     if (!openStore(false, why)) return startFailed(why);
   }
+  applyRetention();
 
   std::signal(SIGPIPE, SIG_IGN);
   base_ = event_base_new();
@@ -343,6 +347,11 @@ int Server::run() {
   const timeval trim_every{1, 0};
   event_add(trim_event_, &trim_every);
   cache::setBodyFreeNotify(32ull << 20, bodyFreeNotify, trim_event_);
+  // Retention: a sweep step every 250 ms (about 4096 index slots and SSD entries each, so a
+  // million objects are looked at within a minute; nothing to do without a vhost limit).
+  retention_sweep_event_ = event_new(base_, -1, EV_PERSIST, retentionSweepCb, this);
+  const timeval sweep_every{0, 250'000};
+  event_add(retention_sweep_event_, &sweep_every);
   // Sockets bound, store and keys open: become the configured user before any worker thread
   // exists (they inherit the dropped credentials) and before a request is read. The new
   // process of an upgrade usually runs as that user already (inherited): nothing to do then.
@@ -352,6 +361,11 @@ int Server::run() {
   if (!shared_->access_log.open()) return startFailed("cannot open the access log");
   if (!admin_actions_->open()) return startFailed("cannot open the audit log");
   if (!shared_->security_log.open()) return startFailed("cannot open the security log");
+  // Rotated logs past [privacy] log_retention: now, on SIGUSR1, and hourly.
+  removeOldLogs();
+  log_retention_event_ = event_new(base_, -1, EV_PERSIST, logRetentionCb, this);
+  const timeval hourly{3600, 0};
+  event_add(log_retention_event_, &hourly);
   std::vector<uint64_t> ids_by_position;
   for (const ListenerEntry& e : listener_table_.current()) ids_by_position.push_back(e.id);
   for (int i = 0; i < worker_count_; ++i) {
@@ -396,6 +410,51 @@ void Server::printRunning() const {
   std::fflush(stdout);
 }
 
+void Server::retentionSweepCb(evutil_socket_t, short, void* arg) {
+  static_cast<Server*>(arg)->shared_->cache.sweepRetention(4096);
+}
+
+void Server::logRetentionCb(evutil_socket_t, short, void* arg) {
+  static_cast<Server*>(arg)->removeOldLogs();
+}
+
+void Server::applyRetention() {
+  auto table = std::make_shared<const cache::RetentionTable>(*config_);
+  shared_->cache.setRetention(table->empty() ? nullptr : std::move(table));
+}
+
+void Server::removeOldLogs() {
+  const conf::Millis max_age = config_->privacy.log_retention;
+  if (max_age.count() <= 0) return;
+  const WallTime now = SystemClock::instance().wallNow();
+  // The live logs are never touched, whichever log's pattern they match; nor the audit log
+  // and its rotations (not covered by log_retention).
+  const std::vector<std::string> live = {config_->log.access_log, config_->log.security_log,
+                                         config_->log.audit_log};
+  const std::vector<std::string> audit = {config_->log.audit_log};
+  struct Log {
+    const std::string& path;
+    uint64_t& removed;
+    const char* name;
+  };
+  Log logs[] = {{config_->log.access_log, log_files_removed_access_, "access"},
+                {config_->log.security_log, log_files_removed_security_, "security"}};
+  for (size_t i = 0; i < 2; ++i) {
+    // One log file for both: judged once.
+    if (i == 1 && logs[1].path == logs[0].path) break;
+    const LogRetentionResult r = removeRotatedLogs(logs[i].path, max_age, now, live, audit);
+    logs[i].removed += r.removed.size();
+    log_file_removal_errors_ += r.errors.size();
+    for (const std::string& path : r.removed) {
+      std::fprintf(stderr, "streamedge: removed %s (%s log older than [privacy] log_retention)\n",
+                   path.c_str(), logs[i].name);
+    }
+    for (const std::string& e : r.errors) {
+      std::fprintf(stderr, "streamedge: log retention: cannot remove %s\n", e.c_str());
+    }
+  }
+}
+
 void Server::signalCb(evutil_socket_t sig, short, void* arg) {
   static_cast<Server*>(arg)->onSignal(static_cast<int>(sig));
 }
@@ -420,6 +479,7 @@ void Server::onSignal(int sig) {
       admin_actions_->reopenLog();
       shared_->security_log.reopen();
       std::fprintf(stderr, "streamedge: access log reopened\n");
+      removeOldLogs();
       return;
     case SIGUSR2: return startUpgrade();
     default: return beginStop();
@@ -487,6 +547,7 @@ void Server::reload() {
   admin_actions_->setConfig(config_->admin);  // tokens and scopes reload
   admin_actions_->setSecurityLog(&shared_->security_log, config_->log.client_address);
   registerVhosts(*config_);
+  applyRetention();  // limits apply to objects already stored
   shared_->cache.setFillLimits(config_->cache.ram.fill_window_bytes,
                                config_->cache.ram.fill_memory_bytes);
   tls_ = built.state;
@@ -992,6 +1053,15 @@ std::string Server::metricsText() const {
   }
   snap.access_log_dropped_lines = shared_->access_log.droppedLines();
   if (admin_actions_) admin_actions_->fillSnapshot(snap);
+  for (const cache::RetentionExpiredCount& c : shared_->cache.retentionExpired()) {
+    // Objects stored without a :vhost label (never by this version) have no config name.
+    const std::string vhost = c.vhost.empty() ? "unlabelled" : c.vhost;
+    snap.retention_expired.push_back({vhost, "ram", c.ram});
+    snap.retention_expired.push_back({vhost, "ssd", c.ssd});
+  }
+  snap.log_files_removed["access"] = log_files_removed_access_;
+  snap.log_files_removed["security"] = log_files_removed_security_;
+  snap.log_file_removal_errors = log_file_removal_errors_;
   for (const auto& c : shared_->counters) {
     snap.fill_window_pauses += c->fill_window_pauses.load(std::memory_order_relaxed);
     snap.fill_slow_readers_cut += c->fill_slow_readers_cut.load(std::memory_order_relaxed);

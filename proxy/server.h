@@ -54,6 +54,12 @@ class Server {
   static void bodyFreeNotify(void* arg);  // cache::setBodyFreeNotify: wakes trimCb
   static void adminCb(evhttp_request* req, void* arg);
   static void watchdogCb(evutil_socket_t, short, void* arg);
+  static void retentionSweepCb(evutil_socket_t, short, void* arg);  // a step of the cache sweep
+  static void logRetentionCb(evutil_socket_t, short, void* arg);    // hourly
+  // [privacy] log_retention: deletes rotated access- and security-log files past it.
+  void removeOldLogs();
+  // [[vhost]] retention of config_ to the cache (start, reload).
+  void applyRetention();
   void startWatchdog();         // WATCHDOG=1 pings while healthy(), when systemd asks for them
   std::string servingStatus() const;  // the STATUS= line while serving
   bool switchUser();            // [server] user: after binding and opening, before the workers
@@ -172,6 +178,11 @@ class Server {
   // upgrade (notifier_.handOverMainPid).
   SystemdNotifier notifier_;
   event* watchdog_event_ = nullptr;
+  event* retention_sweep_event_ = nullptr;
+  event* log_retention_event_ = nullptr;
+  uint64_t log_files_removed_access_ = 0;
+  uint64_t log_files_removed_security_ = 0;
+  uint64_t log_file_removal_errors_ = 0;
   bool watchdog_withheld_ = false;  // the last tick found a stuck worker and did not ping
   int64_t start_unix_ms_ = 0;
   uint64_t reloads_ok_ = 0;

@@ -220,6 +220,9 @@ TEST(ConfigLoader, ExampleConfigLoadsWithDocumentedValues) {
   EXPECT_EQ(c.admin.tokens[0].scopes, kAdminScopeMetrics | kAdminScopeStatus);
   EXPECT_EQ(c.admin.tokens[1].scopes, uint32_t{kAdminScopePurge});
   EXPECT_EQ(c.log.audit_log, "/var/log/streamedge/audit.log");
+  EXPECT_EQ(c.log.client_address, AddressAnonymization::kTruncate);
+  EXPECT_EQ(c.privacy.log_retention, std::chrono::hours(24 * 14));
+  EXPECT_EQ(c.vhosts[0].retention, std::chrono::hours(24 * 30));
 
   ASSERT_EQ(c.listeners.size(), 2u);
   EXPECT_EQ(c.listeners[0].port, 443);
@@ -1446,6 +1449,120 @@ hsts = "1 year"
   EXPECT_NE(all.find("listener[0].redirect_https: no TLS listener to redirect to"), std::string::npos) << all;
   EXPECT_NE(all.find("client_cert: client_cert and client_key go together"), std::string::npos) << all;
   EXPECT_NE(all.find("vhost[0].hsts: expected a Strict-Transport-Security value"), std::string::npos) << all;
+}
+
+// ---- [privacy] and retention ----------------------------------------------------------------
+
+TEST(ConfigLoaderPrivacy, DefaultsTruncateAndKeepEverythingUnlimited) {
+  const LoadResult r = load(kBase);
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->log.client_address, AddressAnonymization::kTruncate);
+  EXPECT_EQ(r.config->privacy.log_retention, Millis(0));
+  EXPECT_EQ(r.config->vhosts[0].retention, Millis(0));
+}
+
+TEST(ConfigLoaderPrivacy, PrivacySectionSetsAddressModeAndLogRetention) {
+  const LoadResult r = load(concat(kBase, R"(
+[privacy]
+client_address = "none"
+log_retention = "30d"
+)"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_TRUE(r.warnings.empty()) << describe(r);
+  EXPECT_EQ(r.config->log.client_address, AddressAnonymization::kNone);
+  EXPECT_EQ(r.config->privacy.log_retention, std::chrono::hours(24 * 30));
+}
+
+TEST(ConfigLoaderPrivacy, LogClientAddressStillWorksWithADeprecationWarning) {
+  const std::string text = concat(kBase, R"(
+[log]
+client_address = "full"
+)");
+  const LoadResult r = load(text);
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->log.client_address, AddressAnonymization::kFull);
+  ASSERT_EQ(r.warnings.size(), 1u) << describe(r);
+  EXPECT_NE(r.warnings[0].find("test.toml:" + std::to_string(lastLineContaining(text, "client_address")) +
+                               ": log.client_address: deprecated: use [privacy] client_address"),
+            std::string::npos)
+      << r.warnings[0];
+}
+
+TEST(ConfigLoaderPrivacy, PrivacyWinsOverTheDeprecatedKey) {
+  const LoadResult r = load(concat(kBase, R"(
+[log]
+client_address = "full"
+[privacy]
+client_address = "truncate"
+)"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->log.client_address, AddressAnonymization::kTruncate);
+  const std::string all = describe(r);
+  EXPECT_NE(all.find("ignored: [privacy] client_address is set too"), std::string::npos) << all;
+}
+
+TEST(ConfigLoaderPrivacy, BadValuesAreReportedWithTheirLines) {
+  const std::string text = concat(kBase, R"(
+[privacy]
+client_address = "hash"
+log_retention = "soon"
+colour = "blue"
+)");
+  const LoadResult r = load(text);
+  EXPECT_EQ(r.errors.size(), 3u) << describe(r);
+  expectError(r, "privacy.client_address", lastLineContaining(text, "\"hash\""),
+              "\"truncate\", \"full\" or \"none\"");
+  expectError(r, "privacy.log_retention", lastLineContaining(text, "soon"), "invalid duration");
+  expectError(r, "privacy.colour", lastLineContaining(text, "colour"), "unknown key");
+}
+
+TEST(ConfigLoaderPrivacy, VhostRetentionIsADuration) {
+  const LoadResult r = load(R"([[listener]]
+address = "127.0.0.1:8080"
+[[origin_group]]
+name = "main"
+  [[origin_group.origin]]
+  url = "http://127.0.0.1:8081"
+[[vhost]]
+hostnames = ["a.example"]
+retention = "30d"
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "main"
+[[vhost]]
+hostnames = ["b.example"]
+retention = "2s"
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "main"
+[[vhost]]
+hostnames = ["c.example"]
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "main"
+)");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->vhosts[0].retention, std::chrono::hours(24 * 30));
+  EXPECT_EQ(r.config->vhosts[1].retention, Seconds(2));
+  EXPECT_EQ(r.config->vhosts[2].retention, Millis(0));
+}
+
+TEST(ConfigLoaderPrivacy, BadVhostRetentionNamesItsLine) {
+  const std::string text = R"([[listener]]
+address = "127.0.0.1:8080"
+[[origin_group]]
+name = "main"
+  [[origin_group.origin]]
+  url = "http://127.0.0.1:8081"
+[[vhost]]
+hostnames = ["*"]
+retention = -5
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "main"
+)";
+  const LoadResult r = load(text);
+  expectError(r, "vhost[0].retention", 9, "non-negative");
 }
 
 }  // namespace
