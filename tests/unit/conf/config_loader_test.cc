@@ -584,7 +584,8 @@ hostnames = ["*"]
 }
 
 TEST(ConfigLoader, EndedPlaylistTtlDefaultsToADayAndReportsBadValuesWithTheirLine) {
-  const std::string base = R"(
+  const std::string base = R"([[listener]]
+address = "127.0.0.1:8080"
 [[origin_group]]
 name = "main"
   [[origin_group.origin]]
@@ -600,7 +601,7 @@ hostnames = ["*"]
   EXPECT_EQ(ok.config->vhosts[0].routes[0].cache.ended_playlist_ttl, Seconds(86400));
   const LoadResult r = load(base + "  ended_playlist_ttl = \"soon\"\n");
   EXPECT_EQ(r.errors.size(), 1u) << describe(r);
-  expectError(r, "vhost[0].route[0].ended_playlist_ttl", 11, "");
+  expectError(r, "vhost[0].route[0].ended_playlist_ttl", 12, "");
 }
 
 // ---- server ---------------------------------------------------------------------------------
