@@ -164,8 +164,9 @@ bool normalizePath(std::string_view path, std::string& out) {
 
 std::string filterQuery(std::string_view query, const conf::KeyPolicy& policy) {
   std::string out;
-  if (policy.ignore_query) return out;
   if (!query.empty() && query.front() == '?') query.remove_prefix(1);
+  // LL-HLS delivery directives, in their canonical order (see kLlHlsDirectives).
+  std::array<std::string_view, kLlHlsDirectives.size()> directives{};
   // Parameters are NOT sorted: origins (and signed-URL schemes) may give order a meaning, so
   // "?a=1&b=2" and "?b=2&a=1" are different objects. Only empty parts ("a=1&&b=2") go away.
   size_t pos = 0;
@@ -177,11 +178,34 @@ std::string filterQuery(std::string_view query, const conf::KeyPolicy& policy) {
     if (part.empty()) continue;
     const std::string_view name = part.substr(0, part.find('='));
     if (inList(name, policy.drop_params, /*ignore_case=*/true)) continue;
+    bool directive = false;
+    for (size_t i = 0; i < kLlHlsDirectives.size(); ++i) {
+      if (name != kLlHlsDirectives[i]) continue;
+      // The first occurrence counts (a repeated one is refused before keying, see
+      // streaming/ll_hls.h).
+      if (directives[i].empty()) directives[i] = part;
+      directive = true;
+    }
+    if (directive || policy.ignore_query) continue;
     if (!policy.keep_params.empty() && !inList(name, policy.keep_params, /*ignore_case=*/false)) {
       continue;
     }
     if (!out.empty()) out.push_back('&');
     out.append(part);
+  }
+  for (std::string_view d : directives) {
+    if (d.empty()) continue;
+    if (!out.empty()) out.push_back('&');
+    const size_t eq = d.find('=');
+    std::string_view value = eq == std::string_view::npos ? std::string_view() : d.substr(eq + 1);
+    // Decimal values without leading zeros: "_HLS_msn=007" and "_HLS_msn=7" ask the same.
+    if (value.size() > 1 && value.find_first_not_of("0123456789") == std::string_view::npos) {
+      const size_t nonzero = value.find_first_not_of('0');
+      out.append(d.substr(0, eq + 1));
+      out.append(nonzero == std::string_view::npos ? std::string_view("0") : value.substr(nonzero));
+    } else {
+      out.append(d);
+    }
   }
   return out;
 }

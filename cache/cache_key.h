@@ -3,6 +3,7 @@
 // enter the key. Pure functions, thread-safe.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -31,9 +32,18 @@ struct CacheKeyHash {
 // or "/" ("%00", "%2F" are rejected to keep one object per name), or a ".." escaping the root.
 bool normalizePath(std::string_view path, std::string& out);
 
-// The query parameters kept by `policy`, in their original order, joined with "&". Parameter
-// names are compared case-sensitively, except that drop_params entries match case-insensitively
-// (CMCD, cmcd). Used both for the key and for the access log (dropped parameters never logged).
+// The LL-HLS delivery directives (draft-pantos-hls-rfc8216bis §6.2.5), in canonical order. A
+// blocking reload's answer depends on them, so they are kept in the key and sent to the origin
+// whatever the route's keep_params or ignore_query say (drop_params can still drop them), last
+// and in this order, so that equal blocking requests share one key and one origin request.
+inline constexpr std::array<std::string_view, 3> kLlHlsDirectives = {"_HLS_msn", "_HLS_part",
+                                                                     "_HLS_skip"};
+
+// The query parameters kept by `policy`, in their original order, joined with "&", followed by
+// the LL-HLS delivery directives in canonical order (decimal values without leading zeros).
+// Parameter names are compared case-sensitively, except that drop_params entries match
+// case-insensitively (CMCD, cmcd). Used both for the key and for the access log (dropped
+// parameters never logged), and as the query of cache fills.
 std::string filterQuery(std::string_view query, const conf::KeyPolicy& policy);
 
 // Key over (vhost name, normalised path, filtered query). `vhost` is the configured vhost name,

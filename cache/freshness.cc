@@ -371,24 +371,6 @@ ContentKind classifyPath(std::string_view path) {
   return ContentKind::kOther;
 }
 
-std::optional<Seconds> parseHlsTargetDuration(std::string_view playlist) {
-  // RFC 8216 §4.3.3.1: "#EXT-X-TARGETDURATION:<s>", s a decimal-integer, on a line of its own.
-  static constexpr std::string_view kTag = "#EXT-X-TARGETDURATION:";
-  size_t pos = 0;
-  while (pos < playlist.size()) {
-    size_t eol = playlist.find('\n', pos);
-    if (eol == std::string_view::npos) eol = playlist.size();
-    std::string_view line = playlist.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.substr(0, kTag.size()) != kTag) continue;
-    // The tag appears at most once (§4.3.3.1): a malformed value means "unknown", not "look
-    // further".
-    return parseDeltaSeconds(line.substr(kTag.size()), /*quoted=*/false);
-  }
-  return std::nullopt;
-}
-
 StoreDecision decideStore(int status, bool request_has_authorization, const ResponseHead& head,
                           const CacheControl& cc, const conf::CachePolicy& policy) {
   if (policy.mode == conf::CacheMode::kPass) return {false, "pass"};
@@ -423,7 +405,7 @@ StoreDecision decideStore(int status, bool request_has_authorization, const Resp
 Freshness computeFreshness(const ResponseHead& head, const CacheControl& cc,
                            WallTime request_time, WallTime response_time, ContentKind kind,
                            const conf::CachePolicy& policy,
-                           std::optional<Seconds> hls_target_duration) {
+                           std::optional<StreamLifetime> stream) {
   Freshness f;
   f.response_time = response_time;
 
@@ -453,19 +435,17 @@ Freshness computeFreshness(const ResponseHead& head, const CacheControl& cc,
     const std::optional<WallTime> expires = parseHttpDate(*e);
     f.lifetime = expires ? nonNegativeSeconds(*expires - date_value) : Seconds(0);
     f.explicit_lifetime = true;
+  } else if (stream) {
+    // The stream says how long its text stays true; the route's short default still bounds a
+    // live playlist's.
+    f.lifetime = stream->bounded_by_route_default ? std::min(policy.playlist_ttl, stream->lifetime)
+                                                  : stream->lifetime;
   } else {
     // No heuristic freshness (§4.2.2): the route's default for the content kind replaces it,
     // because an operator knows the stream's cadence better than Last-Modified does.
     switch (kind) {
       case ContentKind::kPlaylist:
         f.lifetime = policy.playlist_ttl;
-        if (hls_target_duration && hls_target_duration->count() > 0) {
-          // A live playlist gains a segment every target duration; caching it for at most
-          // half of that keeps viewers within one segment of the live edge. At least 1 s so a
-          // 1 s target duration still coalesces requests.
-          const Seconds cap = std::max(Seconds(1), *hls_target_duration / 2);
-          f.lifetime = std::min(f.lifetime, cap);
-        }
         break;
       case ContentKind::kSegment:
         f.lifetime = policy.segment_ttl;
@@ -475,6 +455,9 @@ Freshness computeFreshness(const ResponseHead& head, const CacheControl& cc,
         break;
     }
   }
+  // An origin lifetime longer than the stream's would keep a live playlist behind its edge:
+  // the stricter of the two wins.
+  if (f.explicit_lifetime && stream) f.lifetime = std::min(f.lifetime, stream->lifetime);
 
   f.stale_while_revalidate = cc.stale_while_revalidate.value_or(policy.stale_while_revalidate);
   f.stale_if_error = cc.stale_if_error.value_or(

@@ -49,8 +49,17 @@ enum class ContentKind { kPlaylist, kSegment, kOther };
 // rotate and are authorised, so they get the short default) → other.
 ContentKind classifyPath(std::string_view path);
 
-// EXT-X-TARGETDURATION from an HLS media playlist body, if present and valid.
-std::optional<conf::Seconds> parseHlsTargetDuration(std::string_view playlist);
+// A lifetime the stream itself implies for a playlist or MPD (streaming/freshness.h reads it
+// from the body: half the HLS target duration, six target durations for a blocking reload's
+// answer, minimumUpdatePeriod, ...).
+struct StreamLifetime {
+  conf::Seconds lifetime{0};
+  // True: the route's playlist_ttl still bounds it when the origin says nothing (a live
+  // playlist); false: it replaces playlist_ttl (an ended playlist, a blocking reload's answer,
+  // an MPD's minimumUpdatePeriod), since the stream says how long the text stays true.
+  bool bounded_by_route_default = true;
+  const char* rule = "";  // static, for logs and tests: "hls-live", "hls-ended", ...
+};
 
 struct StoreDecision {
   bool store = false;
@@ -85,12 +94,14 @@ struct Freshness {
 };
 
 // §4.2.1 lifetime: s-maxage, else max-age, else Expires - Date (not when cc.from_targeted_field:
-// RFC 9213 §2.1 ignores Expires then); else the route default for the
-// content kind. For playlists with no explicit lifetime the default is capped at half the HLS
-// target duration when `hls_target_duration` is known. Age: §4.2.3 using the Age and Date fields.
+// RFC 9213 §2.1 ignores Expires then); else the route default for the content kind. With a
+// `stream` lifetime (playlists and MPDs whose body was read): an explicit lifetime from the
+// origin is kept only where it is stricter (the smaller of the two); without one, the stream's
+// lifetime is used, bounded by playlist_ttl when it says so. Age: §4.2.3 using the Age and Date
+// fields.
 Freshness computeFreshness(const ResponseHead& head, const CacheControl& cc,
                            WallTime request_time, WallTime response_time, ContentKind kind,
                            const conf::CachePolicy& policy,
-                           std::optional<conf::Seconds> hls_target_duration = std::nullopt);
+                           std::optional<StreamLifetime> stream = std::nullopt);
 
 }  // namespace streamedge::cache

@@ -290,6 +290,9 @@ struct CachePolicy {
   CacheMode mode = CacheMode::kCache;
   // Used when the origin gives no explicit freshness (no max-age/s-maxage/Expires).
   Seconds playlist_ttl{2};     // .m3u8/.mpd; capped at half the HLS target duration when present
+  // Playlists that will not change: an HLS media playlist with EXT-X-ENDLIST (or
+  // PLAYLIST-TYPE:VOD) and a static MPD, when the origin says nothing (streaming/freshness.h).
+  Seconds ended_playlist_ttl{86400};
   Seconds segment_ttl{86400};  // .ts .m4s .mp4 .aac .vtt .webvtt .cmfv .cmfa .m4a .m4v .jpg ...
   Seconds default_ttl{60};     // anything else with a cacheable status
   Seconds stale_while_revalidate{0};  // used when the origin does not say

@@ -1597,6 +1597,7 @@ void readRoute(TableReader& r, RouteConfig& route,
   r.choice("cache", route.cache.mode, {{"on", CacheMode::kCache}, {"pass", CacheMode::kPass}});
   CachePolicy& cache = route.cache;
   r.seconds("playlist_ttl", cache.playlist_ttl);
+  r.seconds("ended_playlist_ttl", cache.ended_playlist_ttl);
   r.seconds("segment_ttl", cache.segment_ttl);
   r.seconds("default_ttl", cache.default_ttl);
   r.seconds("stale_while_revalidate", cache.stale_while_revalidate);

@@ -7,6 +7,9 @@
 #include "cache/response_head.h"
 #include "cache/targeted_cache_control.h"
 #include "proxy/worker.h"
+#include "streaming/freshness.h"
+#include "streaming/hls_playlist.h"
+#include "streaming/ll_hls.h"
 
 namespace streamedge::proxy {
 
@@ -170,8 +173,9 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
       }
       // The same precedence as for a full answer, over the merged fields.
       const cache::CacheControl cc = cache::selectCacheControl(*merged).cc;
+      // The stored body is still the answer: its stream rules still apply.
       cache::Freshness freshness = cache::computeFreshness(*merged, cc, request_time_, now, kind_,
-                                                           policy);
+                                                           policy, streamLifetimeOf(stale));
       fill_.finishNotModified(std::move(merged), freshness);
       discard_ = true;
       return;
@@ -244,7 +248,6 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
   if (shareable) addImpliedVary(*head);
   head->buildWire();
   cache::Freshness freshness = cache::computeFreshness(*head, cc, request_time_, now, kind_, policy);
-  explicit_lifetime_ = freshness.explicit_lifetime;
   const cache::FieldLineList sent(request_.forward_headers);
   fill_.publishHead(std::move(head), freshness, storable, shareable, &sent);
 }
@@ -267,25 +270,45 @@ void FillJob::onOriginData(const uint8_t* data, size_t len) {
   }
 }
 
+std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(const cache::ObjectRef& object) const {
+  // Freshness from the stream (streaming/freshness.h): only the body knows the target duration,
+  // ENDLIST or minimumUpdatePeriod; the origin's headers win where they are stricter.
+  if (kind_ != cache::ContentKind::kPlaylist) return std::nullopt;
+  // A windowed answer is not kept (its lifetime does not matter) and its blocks may be
+  // released by readers on other workers while we would parse them.
+  if (!object || !object->headPublished() || object->windowed()) return std::nullopt;
+  if (object->head().status != 200) return std::nullopt;
+  const cache::Body& body = object->body();
+  std::string text;
+  uint64_t pos = 0;
+  // Bounded: a body over the parsers' limit is refused by them anyway.
+  while (text.size() <= streaming::kMaxPlaylistBytes) {
+    const uint8_t* data = nullptr;
+    const size_t n = body.peek(pos, &data);
+    if (n == 0) break;
+    text.append(reinterpret_cast<const char*>(data), n);
+    pos += n;
+  }
+  if (text.empty() || text.size() > streaming::kMaxPlaylistBytes) return std::nullopt;
+  const std::string_view target(request_.target);
+  const size_t q = target.find('?');
+  bool blocking = false;
+  if (q != std::string_view::npos) {
+    const Result<streaming::DeliveryDirectives> d = streaming::parseDeliveryDirectives(target.substr(q + 1));
+    blocking = d.isOk() && d->blocking();
+  }
+  return streaming::streamLifetime(text, blocking, route_.cache);
+}
+
 void FillJob::finishPlaylistFreshness() {
-  // Live playlists without explicit freshness live at most half the target duration (a player
-  // reloads about every target duration; half keeps the edge current). Only the body knows it.
-  if (kind_ != cache::ContentKind::kPlaylist || explicit_lifetime_) return;
   const cache::ObjectRef& object = fill_.object();
-  // A windowed answer is not kept (its lifetime does not matter) and its first block may be
-  // released by readers on other workers while we would parse it.
-  if (!object || !object->headPublished() || object->windowed()) return;
-  const uint8_t* data = nullptr;
-  size_t n = object->body().peek(0, &data);
-  if (n == 0) return;
-  std::optional<conf::Seconds> target = cache::parseHlsTargetDuration(
-      std::string_view(reinterpret_cast<const char*>(data), n));
-  if (!target) return;
+  const std::optional<cache::StreamLifetime> stream = streamLifetimeOf(object);
+  if (!stream) return;
   const cache::ResponseHead& head = object->head();
   const cache::CacheControl cc = cache::selectCacheControl(head).cc;
-  const cache::Freshness capped = cache::computeFreshness(
-      head, cc, request_time_, object->freshness().response_time, kind_, route_.cache, target);
-  fill_.setLifetime(capped.lifetime);
+  const cache::Freshness f = cache::computeFreshness(
+      head, cc, request_time_, object->freshness().response_time, kind_, route_.cache, stream);
+  fill_.setLifetime(f.lifetime);
 }
 
 void FillJob::onOriginComplete() {

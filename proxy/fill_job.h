@@ -76,6 +76,8 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   void onOriginData(const uint8_t* data, size_t len) override;
   void onOriginComplete() override;
   void onOriginFailed(Status status) override;
+  // The lifetime a complete playlist/MPD object's body implies (streaming/freshness.h), if any.
+  std::optional<cache::StreamLifetime> streamLifetimeOf(const cache::ObjectRef& object) const;
   void finishPlaylistFreshness();
   void addImpliedVary(cache::ResponseHead& head) const;
   static void stallCb(evutil_socket_t, short, void* arg);
@@ -89,7 +91,6 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   std::unique_ptr<OriginFetch> fetch_;
   WallTime request_time_;
   cache::ContentKind kind_;
-  bool explicit_lifetime_ = false;
   bool discard_ = false;  // body ignored (stale-if-error took over, or a bogus 304)
 
   uint64_t id_ = 0;           // this job's id with its worker (wakeFill)

@@ -12,6 +12,7 @@ STREAMEDGE_BUILD_PACKAGES=(
   build-essential cmake pkg-config git
   libevent-dev libssl-dev liburing-dev libxxhash-dev zlib1g-dev libbrotli-dev
   prometheus-cpp-dev libtomlplusplus-dev libgtest-dev curl openssl libsystemd-dev
+  libpugixml-dev
 )
 # Extra packages for the test suite: clang and its runtime (libFuzzer, sanitizers), which
 # Debian only "recommends" and so --no-install-recommends would leave out.

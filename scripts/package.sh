@@ -95,7 +95,7 @@ check "no /var in the package (postinst makes the directories for their user)" n
 control="$(dpkg-deb -f "$deb")"
 printf '%s\n' "$control" | grep -E '^(Package|Version|Architecture|Depends|Recommends|Installed-Size):'
 depends="$(dpkg-deb -f "$deb" Depends)"
-for lib in libc6 libstdc++6 libssl3 libevent libsystemd0 liburing2 libxxhash0 libbrotli1 zlib1g \
+for lib in libc6 libstdc++6 libssl3 libevent libsystemd0 liburing2 libxxhash0 libbrotli1 zlib1g libpugixml1v5 \
            libprometheus-cpp-core adduser; do
   check "Depends names $lib" grep -q "$lib" <<<"$depends"
 done

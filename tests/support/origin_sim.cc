@@ -105,7 +105,8 @@ std::string simEtag(std::string_view path, size_t size) {
 
 std::string originSimUsage() {
   return "usage: origin_sim [--listen HOST:PORT] [--name NAME] [--segment-size BYTES]\n"
-         "                  [--target-duration S] [--window N] [--playlist-cache-control V]\n"
+         "                  [--target-duration S] [--part-ms MS] [--window N]\n"
+         "                  [--playlist-cache-control V]\n"
          "                  [--segment-cache-control V] [--tls-cert PEM --tls-key PEM]\n";
 }
 
@@ -164,6 +165,13 @@ bool parseOriginSimArgs(int argc, char** argv, OriginSimOptions* options, std::s
         return false;
       }
       options->target_duration_s = static_cast<int>(n);
+    } else if (arg == "--part-ms") {
+      if (!need()) return false;
+      if (!parseSize(value, &n) || n < 50 || n > 10000) {
+        *error = "bad --part-ms: " + value;
+        return false;
+      }
+      options->part_ms = static_cast<int>(n);
     } else if (arg == "--window") {
       if (!need()) return false;
       if (!parseSize(value, &n) || n == 0 || n > 10000) {
@@ -305,6 +313,7 @@ std::optional<time_t> parseHttpDate(std::string_view s) {
 
 constexpr uint64_t kMaxPlaylistWindow = 100000;
 constexpr uint64_t kMaxMpdPeriods = 10000;
+
 
 std::string isoDate(time_t t) {
   struct tm tm;
@@ -460,7 +469,130 @@ struct Resource {
   size_t lazy_size = 0;
   std::string etag;
   std::optional<std::string> last_modified;
+  // Being encoded (LL-HLS part or segment in progress, chunked LL-DASH segment): sent chunked,
+  // `encoded` bytes at once, the rest at `encode_rate` bytes/s, so the last byte leaves when
+  // the media would be complete.
+  uint64_t encode_rate = 0;
+  size_t encoded = 0;
 };
+
+// ---------------------------------------------------------------------------------------------
+// Low latency: the clock of the media being made (see origin_sim.h).
+
+int64_t wallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct LlClock {
+  int64_t t_ms = 0;    // segment duration
+  int64_t p_ms = 0;    // part duration
+  int64_t pps = 1;     // parts per segment (the last one shorter when P does not divide T)
+  int64_t now = 0;
+  int64_t cur = 0;     // the segment being made
+  int64_t done = 0;    // parts of `cur` complete
+  int64_t partStart(int64_t s, int64_t i) const { return s * t_ms + i * p_ms; }
+  int64_t partEnd(int64_t s, int64_t i) const { return std::min(s * t_ms + (i + 1) * p_ms, (s + 1) * t_ms); }
+};
+
+LlClock llClock(const OriginSimOptions& o, int64_t now_ms) {
+  LlClock c;
+  c.t_ms = static_cast<int64_t>(o.target_duration_s) * 1000;
+  c.p_ms = std::min<int64_t>(std::max(o.part_ms, 1), c.t_ms);
+  c.pps = (c.t_ms + c.p_ms - 1) / c.p_ms;
+  c.now = now_ms;
+  c.cur = now_ms / c.t_ms;
+  c.done = std::min(c.pps, (now_ms - c.cur * c.t_ms) / c.p_ms);
+  return c;
+}
+
+// The LL-HLS delivery directives of a request: ok=false for a bad request (rfc8216bis §6.2.5.2).
+struct LlDirectives {
+  bool ok = true;
+  std::optional<int64_t> msn, part;
+  bool skip = false;
+};
+
+LlDirectives llDirectives(const Request& req) {
+  LlDirectives d;
+  auto number = [&](const char* name, std::optional<int64_t>& out) {
+    const std::string* v = req.param(name);
+    if (!v) return;
+    uint64_t n = 0;
+    if (!parseSize(*v, &n) || n > (1ull << 53)) {
+      d.ok = false;
+      return;
+    }
+    out = static_cast<int64_t>(n);
+  };
+  number("_HLS_msn", d.msn);
+  number("_HLS_part", d.part);
+  if (const std::string* s = req.param("_HLS_skip")) {
+    if (*s == "YES" || *s == "v2") {
+      d.skip = true;
+    } else {
+      d.ok = false;
+    }
+  }
+  if (d.part && !d.msn) d.ok = false;
+  return d;
+}
+
+// When the segment (part) a blocking request names is complete, in wall-clock ms; nullopt for
+// a request to refuse at once (too far ahead).
+std::optional<int64_t> llReadyAt(const LlClock& c, const LlDirectives& d) {
+  if (!d.msn) return c.now;
+  const int64_t msn = *d.msn;
+  if (msn > (c.cur - 1) + 2) return std::nullopt;
+  if (!d.part) return (msn + 1) * c.t_ms;
+  const int64_t newest_pos = c.cur * c.pps + c.done;
+  const int64_t asked_pos = msn * c.pps + *d.part + 1;
+  if (asked_pos > newest_pos + 3) return std::nullopt;
+  return msn * c.t_ms + std::min<int64_t>(*d.part + 1, c.pps) * c.p_ms;
+}
+
+std::string seconds3(int64_t ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(ms) / 1000.0);
+  return buf;
+}
+
+std::string llPlaylist(const LlClock& c, int64_t window, bool skip) {
+  const int64_t first = std::max<int64_t>(0, c.cur - window);
+  // Delta update: segments that ended more than CAN-SKIP-UNTIL (6 T) before the live edge.
+  const int64_t skipped = skip ? std::max<int64_t>(0, (c.cur - 7) - first + 1) : 0;
+  std::string t = "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:" + std::to_string(c.t_ms / 1000) +
+                  "\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=" + seconds3(3 * c.p_ms) +
+                  ",CAN-SKIP-UNTIL=" + seconds3(6 * c.t_ms) + "\n#EXT-X-PART-INF:PART-TARGET=" +
+                  seconds3(c.p_ms) + "\n#EXT-X-MEDIA-SEQUENCE:" + std::to_string(first) +
+                  "\n#EXT-X-MAP:URI=\"init.mp4\"\n";
+  if (skipped > 0) t += "#EXT-X-SKIP:SKIPPED-SEGMENTS=" + std::to_string(skipped) + "\n";
+  auto parts = [&](int64_t s, int64_t count) {
+    for (int64_t i = 0; i < count; ++i) {
+      t += "#EXT-X-PART:DURATION=" + seconds3(c.partEnd(s, i) - c.partStart(s, i)) + ",URI=\"part_" +
+           std::to_string(s) + "_" + std::to_string(i) + ".m4s\"" + (i == 0 ? ",INDEPENDENT=YES" : "") + "\n";
+    }
+  };
+  for (int64_t s = first + skipped; s < c.cur; ++s) {
+    if (s >= c.cur - 3) parts(s, c.pps);
+    t += "#EXTINF:" + seconds3(c.t_ms) + ",\nseg_" + std::to_string(s) + ".m4s\n";
+  }
+  parts(c.cur, c.done);
+  if (c.done < c.pps) {
+    t += "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part_" + std::to_string(c.cur) + "_" +
+         std::to_string(c.done) + ".m4s\"\n";
+  }
+  return t;
+}
+
+// "part_<s>_<i>.m4s"
+bool partNumbers(std::string_view name, uint64_t* s, uint64_t* i) {
+  if (name.substr(0, 5) != "part_" || name.size() < 10 || name.substr(name.size() - 4) != ".m4s") return false;
+  const std::string_view mid = name.substr(5, name.size() - 9);
+  const size_t us = mid.find('_');
+  return us != std::string_view::npos && parseSize(mid.substr(0, us), s) && parseSize(mid.substr(us + 1), i);
+}
 
 }  // namespace
 
@@ -566,6 +698,7 @@ struct Conn {
   bool peer_eof = false;
   int reset_polls = 0;
   bool active = false;  // a (non-control) request is being answered
+  bool replan = false;  // kDelay: a held blocking reload; dispatch again when the timer fires
 };
 
 }  // namespace
@@ -660,7 +793,12 @@ void timerCb(evutil_socket_t, short, void* arg) {
   OriginSim::Impl* sim = c->sim;
   switch (c->state) {
     case Conn::State::kDelay:
-      sim->startPlan(c);
+      if (c->replan) {
+        c->replan = false;
+        sim->dispatch(c);
+      } else {
+        sim->startPlan(c);
+      }
       break;
     case Conn::State::kSending:
       sim->rateTick(c);
@@ -1056,6 +1194,22 @@ void OriginSim::Impl::dispatch(Conn* c) {
     c->active = true;
     max_active_requests = std::max(max_active_requests, ++active_requests);
   }
+  // An LL-HLS blocking reload is held until its segment or part exists (then planned afresh).
+  const auto parts = splitPath(c->req.path);
+  if (parts.size() == 3 && parts[0] == "ll" && parts[2] == "index.m3u8") {
+    const LlDirectives d = llDirectives(c->req);
+    const LlClock clock = llClock(options, wallMs());
+    if (d.ok) {
+      if (const std::optional<int64_t> ready = llReadyAt(clock, d); ready && *ready > clock.now) {
+        const int64_t wait = *ready - clock.now + 2;  // a little late rather than early
+        c->state = Conn::State::kDelay;
+        c->replan = true;
+        timeval tv{static_cast<time_t>(wait / 1000), static_cast<suseconds_t>((wait % 1000) * 1000)};
+        evtimer_add(c->timer, &tv);
+        return;
+      }
+    }
+  }
   c->plan = contentPlan(c->req);
   if (c->plan.delay_ms > 0) {
     c->state = Conn::State::kDelay;
@@ -1301,6 +1455,75 @@ std::optional<Resource> OriginSim::Impl::resolve(const Request& req, size_t size
     if (segmentNumber(parts[2], ".m4s", &n)) return generated("video/iso.segment", size);
     return std::nullopt;
   }
+  // Media that is being made: complete → whole; being made → sent as it is "encoded"; later → 404.
+  auto encoded = [&](std::string content_type, size_t bytes, int64_t start_ms, int64_t end_ms,
+                     int64_t now_ms) -> std::optional<Resource> {
+    if (now_ms < start_ms) return std::nullopt;
+    Resource r = generated(std::move(content_type), bytes);
+    if (now_ms < end_ms && bytes > 0) {
+      const int64_t left_ms = end_ms - now_ms;
+      r.encoded = static_cast<size_t>(static_cast<double>(bytes) * static_cast<double>(now_ms - start_ms) /
+                                      static_cast<double>(end_ms - start_ms));
+      r.encode_rate = std::max<uint64_t>(1, (bytes - r.encoded) * 1000 / static_cast<uint64_t>(left_ms));
+    }
+    return r;
+  };
+  if (parts.size() == 3 && (parts[0] == "ll" || parts[0] == "lldash") && isSimpleName(parts[1])) {
+    const LlClock c = llClock(options, wallMs());
+    uint64_t s = 0, i = 0;
+    if (parts[2] == "init.mp4") {
+      return generated("video/mp4", req.param("size") != nullptr ? size : kInitSegmentSize);
+    }
+    if (segmentNumber(parts[2], ".m4s", &s) && s < (1ull << 40)) {
+      const int64_t start = static_cast<int64_t>(s) * c.t_ms;
+      return encoded("video/iso.segment", size, start, start + c.t_ms, c.now);
+    }
+    if (parts[0] == "ll" && partNumbers(parts[2], &s, &i) && s < (1ull << 40) &&
+        static_cast<int64_t>(i) < c.pps) {
+      const size_t part_size = std::max<size_t>(1, size / static_cast<size_t>(c.pps));
+      return encoded("video/iso.segment", part_size, c.partStart(static_cast<int64_t>(s), static_cast<int64_t>(i)),
+                     c.partEnd(static_cast<int64_t>(s), static_cast<int64_t>(i)), c.now);
+    }
+    if (parts[0] == "ll" && parts[2] == "index.m3u8") {
+      const LlDirectives d = llDirectives(req);
+      if (!d.ok || !llReadyAt(c, d)) {
+        Resource r;
+        r.status = 400;
+        r.content_type = "text/plain";
+        r.body = std::make_shared<const std::string>("bad LL-HLS delivery directive\n");
+        return r;
+      }
+      int64_t window = 2 * options.window;
+      if (const std::string* w = req.param("window"); w && parseSize(*w, &n) && n >= 1) {
+        window = static_cast<int64_t>(std::min<uint64_t>(n, kMaxPlaylistWindow));
+      }
+      return playlist(llPlaylist(c, window, d.skip), "application/vnd.apple.mpegurl",
+                      static_cast<time_t>(c.now / 1000));
+    }
+    return std::nullopt;
+  }
+  if (path == "/lldash/manifest.mpd") {
+    const LlClock c = llClock(options, wallMs());
+    const std::string t_ms = std::to_string(c.t_ms);
+    std::string t =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" "
+        "type=\"dynamic\" availabilityStartTime=\"1970-01-01T00:00:00Z\" publishTime=\"" +
+        isoDate(static_cast<time_t>(c.now / 1000)) + "\" minimumUpdatePeriod=\"PT" +
+        std::to_string(options.target_duration_s) + "S\" minBufferTime=\"PT1S\" timeShiftBufferDepth=\"PT" +
+        std::to_string(options.window * options.target_duration_s) + "S\">\n"
+        "  <Period id=\"1\" start=\"PT0S\">\n"
+        "    <AdaptationSet mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\">\n"
+        "      <SegmentTemplate timescale=\"1000\" duration=\"" + t_ms + "\" startNumber=\"0\" "
+        "availabilityTimeOffset=\"" + seconds3(c.t_ms - c.p_ms) + "\" availabilityTimeComplete=\"false\" "
+        "media=\"$RepresentationID$/seg_$Number$.m4s\" initialization=\"$RepresentationID$/init.mp4\"/>\n"
+        "      <Representation id=\"720p\" bandwidth=\"2500000\" width=\"1280\" height=\"720\" codecs=\"avc1.64001f\"/>\n"
+        "      <Representation id=\"360p\" bandwidth=\"800000\" width=\"640\" height=\"360\" codecs=\"avc1.64001e\"/>\n"
+        "    </AdaptationSet>\n"
+        "  </Period>\n"
+        "</MPD>\n";
+    return playlist(std::move(t), "application/dash+xml", static_cast<time_t>(c.now / 1000));
+  }
   if (parts.size() == 3 && parts[0] == "vod" && isSimpleName(parts[1])) {
     if (parts[2] == "index.m3u8") {
       std::string t = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:" +
@@ -1429,8 +1652,9 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
     if (!res.etag.empty()) res.etag = "\"changed-" + options.name + "-" + res.etag.substr(1);
     if (res.last_modified) res.last_modified = std::string(kChangedLastModified);
   }
-  const bool chunked_requested = req.paramIs("chunked", "1");
-  const bool ranges_off = req.paramIs("ranges", "0") || fault == Fault::kNoRanges;
+  const bool being_encoded = res.status == 200 && res.encode_rate > 0;
+  const bool chunked_requested = req.paramIs("chunked", "1") || being_encoded;
+  const bool ranges_off = req.paramIs("ranges", "0") || fault == Fault::kNoRanges || being_encoded;
 
   std::vector<std::string> extra_headers;
   if (req.paramIs("set_cookie", "1")) extra_headers.push_back("Set-Cookie: sim=" + options.name + "; Path=/");
@@ -1642,6 +1866,10 @@ Plan OriginSim::Impl::contentPlan(const Request& req) {
       break;
     default:
       break;
+  }
+  if (being_encoded && fault == Fault::kNone && p.rate == 0) {
+    p.rate = res.encode_rate;
+    p.burst = std::min(res.encoded, p.send_bytes);
   }
   if (!p.body) p.body = std::make_shared<const std::string>();
   return p;

@@ -16,6 +16,28 @@
 //   /obj/<anything>                 simBody(path, size); bodies over 64 MiB are made as they
 //                                   are sent (1 MiB at a time, as the socket drains)
 //   /healthz                        200 "ok" (counted, and failed by faults like any path)
+// Low latency (T = target duration, P = part_ms, N = T/P parts a segment; segment s is made
+// during [s*T, (s+1)*T) of the Unix clock, its part i during [s*T + i*P, s*T + (i+1)*P)):
+//   /ll/<r>/index.m3u8              LL-HLS media playlist: 2W segments (?window=N), the newest
+//                                   three with their parts, the parts of the segment being
+//                                   made, a PRELOAD-HINT for the part being made;
+//                                   SERVER-CONTROL CAN-BLOCK-RELOAD=YES, PART-HOLD-BACK=3P,
+//                                   CAN-SKIP-UNTIL=6T. Blocking reload: ?_HLS_msn=M[&_HLS_part=I]
+//                                   holds the request until that segment (part) is complete;
+//                                   400 when M is more than two segments past the newest
+//                                   complete one or the part more than three parts past the
+//                                   newest, or _HLS_part comes without _HLS_msn, or a value is
+//                                   not a number. ?_HLS_skip=YES: a delta update (EXT-X-SKIP of
+//                                   the segments older than 6T).
+//   /ll/<r>/seg_<s>.m4s             complete: simBody; being made: chunked, sent as it is
+//                                   "encoded" (its last byte at the end of the segment); later: 404
+//   /ll/<r>/part_<s>_<i>.m4s        the same for parts (segment_size / N bytes)
+//   /ll/<r>/init.mp4                1000 bytes
+//   /lldash/manifest.mpd            dynamic MPD, availabilityTimeOffset T-P (a segment is
+//                                   announced as soon as its first chunk exists),
+//                                   availabilityTimeComplete=false, startNumber 0 (segment s
+//                                   as above)
+//   /lldash/<rep>/seg_<s>.m4s       as /ll/ segments: chunked while being encoded
 // Playlists/MPDs: Cache-Control from --playlist-cache-control (none by default), ETag = xxh64 of
 // the text, Last-Modified = start of the newest segment. Generated bodies: Cache-Control from
 // --segment-cache-control, ETag simEtag(), Last-Modified kSimLastModified, Accept-Ranges.
@@ -94,6 +116,7 @@ struct OriginSimOptions {
   size_t segment_size = 200000;           // default body size of segments and /obj/ objects
   int target_duration_s = 2;              // HLS target duration and DASH segment duration
   int window = 6;                         // live window in segments
+  int part_ms = 500;                      // LL-HLS part target and LL-DASH chunk duration
   std::string playlist_cache_control;     // empty: no Cache-Control on playlists/MPDs
   std::string segment_cache_control = "max-age=3600";
   std::string tls_cert;                   // non-empty: serve HTTPS with this PEM chain...

@@ -127,6 +127,34 @@ TEST(FilterQuery, IgnoreQueryKeepsNothing) {
   EXPECT_EQ(filterQuery("v=1&lang=de", policy), "");
 }
 
+TEST(FilterQuery, LowLatencyHlsDirectivesGoLastInCanonicalOrder) {
+  const conf::KeyPolicy policy;
+  EXPECT_EQ(filterQuery("_HLS_skip=YES&_HLS_part=2&v=1&_HLS_msn=100", policy),
+            "v=1&_HLS_msn=100&_HLS_part=2&_HLS_skip=YES");
+  EXPECT_EQ(filterQuery("_HLS_part=02&_HLS_msn=0100&CMCD=x", policy), "_HLS_msn=100&_HLS_part=2");
+  EXPECT_EQ(filterQuery("_HLS_msn=0", policy), "_HLS_msn=0");
+  EXPECT_EQ(filterQuery("_HLS_msn=000", policy), "_HLS_msn=0");
+  // Kept whatever the route's query rules say of other parameters...
+  conf::KeyPolicy ignore;
+  ignore.ignore_query = true;
+  EXPECT_EQ(filterQuery("v=1&_HLS_part=1&_HLS_msn=7", ignore), "_HLS_msn=7&_HLS_part=1");
+  conf::KeyPolicy keep;
+  keep.keep_params = {"v"};
+  EXPECT_EQ(filterQuery("w=1&_HLS_msn=7&v=2", keep), "v=2&_HLS_msn=7");
+  // ...unless the operator drops them by name.
+  conf::KeyPolicy drop;
+  drop.drop_params.push_back("_HLS_skip");
+  EXPECT_EQ(filterQuery("_HLS_skip=YES&_HLS_msn=7", drop), "_HLS_msn=7");
+}
+
+TEST(CacheKey, EqualBlockingRequestsShareOneKey) {
+  EXPECT_EQ(keyFor("tv", "/ll/a/index.m3u8", "_HLS_part=1&_HLS_msn=20&CMCD=sid%3D%22x%22"),
+            keyFor("tv", "/ll/a/index.m3u8", "_HLS_msn=20&_HLS_part=1"));
+  EXPECT_NE(keyFor("tv", "/ll/a/index.m3u8", "_HLS_msn=20&_HLS_part=1"),
+            keyFor("tv", "/ll/a/index.m3u8", "_HLS_msn=20&_HLS_part=2"));
+  EXPECT_NE(keyFor("tv", "/ll/a/index.m3u8", "_HLS_msn=20"), keyFor("tv", "/ll/a/index.m3u8", ""));
+}
+
 TEST(CacheKey, PlayerParametersDoNotSplitTheObject) {
   EXPECT_EQ(keyFor("tv", "/live/seg1.ts", "CMCD=br%3D3200&token=abc"),
             keyFor("tv", "/live/seg1.ts", ""));

@@ -169,27 +169,6 @@ TEST(ClassifyPath, PlaylistsAndSegmentsByLastSegmentExtension) {
   }
 }
 
-// ---------------------------------------------------------------- HLS target duration
-
-TEST(HlsTargetDuration, ReadsTheTagOnItsOwnLine) {
-  EXPECT_EQ(parseHlsTargetDuration("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n"
-                                   "#EXTINF:6.0,\nseg1.ts\n"),
-            seconds(6));
-  EXPECT_EQ(parseHlsTargetDuration("#EXTM3U\r\n#EXT-X-TARGETDURATION:10\r\n"), seconds(10));
-  EXPECT_EQ(parseHlsTargetDuration("#EXT-X-TARGETDURATION:4"), seconds(4));
-  EXPECT_EQ(parseHlsTargetDuration("#EXT-X-TARGETDURATION:0\n"), seconds(0));
-}
-
-TEST(HlsTargetDuration, InvalidOrMissingValuesAreUnknown) {
-  for (const char* v : {"", "#EXTM3U\n#EXTINF:6,\nseg.ts\n", "#EXT-X-TARGETDURATION:\n",
-                        "#EXT-X-TARGETDURATION:6.5\n", "#EXT-X-TARGETDURATION:-6\n",
-                        "#EXT-X-TARGETDURATION: 6\n", "#EXT-X-TARGETDURATION:6 \n",
-                        "#EXT-X-TARGETDURATION:abc\n", "x#EXT-X-TARGETDURATION:6\n",
-                        " #EXT-X-TARGETDURATION:6\n", "#ext-x-targetduration:6\n"}) {
-    EXPECT_FALSE(parseHlsTargetDuration(v).has_value()) << v;
-  }
-}
-
 // ---------------------------------------------------------------- storability
 
 ResponseHead headWith(std::vector<std::pair<std::string, std::string>> headers) {
@@ -287,7 +266,7 @@ class FreshnessTest : public ::testing::Test {
   // sets it.
   Freshness compute(std::vector<std::pair<std::string, std::string>> headers,
                     ContentKind kind = ContentKind::kOther,
-                    std::optional<Seconds> target = std::nullopt, bool add_date = true) {
+                    std::optional<StreamLifetime> stream = std::nullopt, bool add_date = true) {
     request_time_ = clock_.wallNow();
     clock_.advance(seconds(1));
     const WallTime response_time = clock_.wallNow();
@@ -295,7 +274,7 @@ class FreshnessTest : public ::testing::Test {
     ResponseHead head = headWith(std::move(headers));
     const std::string* cc = head.find("Cache-Control");
     return computeFreshness(head, CacheControl::parse(cc ? *cc : ""), request_time_,
-                            response_time, kind, policy_, target);
+                            response_time, kind, policy_, stream);
   }
 
   ManualClock clock_;
@@ -382,15 +361,22 @@ TEST_F(FreshnessTest, PlaylistWithoutExplicitLifetimeUsesTheShortDefault) {
   EXPECT_FALSE(f.explicit_lifetime);
 }
 
-TEST_F(FreshnessTest, PlaylistDefaultIsCappedAtHalfTheTargetDuration) {
+TEST_F(FreshnessTest, StreamLifetimeReplacesOrBoundsThePlaylistDefault) {
   policy_.playlist_ttl = seconds(10);
-  EXPECT_EQ(compute({}, ContentKind::kPlaylist, seconds(6)).lifetime, seconds(3));
-  EXPECT_EQ(compute({}, ContentKind::kPlaylist, seconds(30)).lifetime, seconds(10));
-  EXPECT_EQ(compute({}, ContentKind::kPlaylist, seconds(1)).lifetime, seconds(1));
-  EXPECT_EQ(compute({}, ContentKind::kPlaylist, seconds(0)).lifetime, seconds(10));
-  // An origin's explicit lifetime is not capped.
-  EXPECT_EQ(compute({{"Cache-Control", "max-age=30"}}, ContentKind::kPlaylist, seconds(6)).lifetime,
+  const StreamLifetime live{seconds(3), true, "hls-live"};
+  const StreamLifetime long_live{seconds(15), true, "hls-live"};
+  const StreamLifetime ended{seconds(3600), false, "hls-ended"};
+  EXPECT_EQ(compute({}, ContentKind::kPlaylist, live).lifetime, seconds(3));
+  EXPECT_EQ(compute({}, ContentKind::kPlaylist, long_live).lifetime, seconds(10));  // bounded
+  EXPECT_EQ(compute({}, ContentKind::kPlaylist, ended).lifetime, seconds(3600));     // replaces
+  EXPECT_FALSE(compute({}, ContentKind::kPlaylist, ended).explicit_lifetime);
+  // The origin's explicit lifetime wins only where it is stricter.
+  EXPECT_EQ(compute({{"Cache-Control", "max-age=30"}}, ContentKind::kPlaylist, live).lifetime,
+            seconds(3));
+  EXPECT_EQ(compute({{"Cache-Control", "max-age=30"}}, ContentKind::kPlaylist, ended).lifetime,
             seconds(30));
+  EXPECT_EQ(compute({{"Cache-Control", "max-age=1"}}, ContentKind::kPlaylist, live).lifetime,
+            seconds(1));
 }
 
 TEST_F(FreshnessTest, SegmentsAndOthersUseTheirRouteDefaults) {

@@ -334,6 +334,7 @@ hostnames = ["Example.COM", "*.example.org"]
   storage = "ram"
   cache = "pass"
   playlist_ttl = "3s"
+  ended_playlist_ttl = "6h"
   segment_ttl = "2h"
   default_ttl = 30
   stale_while_revalidate = "5s"
@@ -394,6 +395,7 @@ level = "debug"
   EXPECT_EQ(rt.storage, StoragePolicy::kRam);
   EXPECT_EQ(rt.cache.mode, CacheMode::kPass);
   EXPECT_EQ(rt.cache.playlist_ttl, Seconds(3));
+  EXPECT_EQ(rt.cache.ended_playlist_ttl, Seconds(6 * 3600));
   EXPECT_EQ(rt.cache.segment_ttl, Seconds(7200));
   EXPECT_EQ(rt.cache.default_ttl, Seconds(30));
   EXPECT_EQ(rt.cache.stale_while_revalidate, Seconds(5));
@@ -582,6 +584,27 @@ hostnames = ["*"]
   const LoadResult r = load(text);
   EXPECT_EQ(r.errors.size(), 1u) << describe(r);
   expectError(r, "vhost[0].route[0].playlist_ttl", 12, "whole number of seconds");
+}
+
+TEST(ConfigLoader, EndedPlaylistTtlDefaultsToADayAndReportsBadValuesWithTheirLine) {
+  const std::string base = R"([[listener]]
+address = "127.0.0.1:8080"
+[[origin_group]]
+name = "main"
+  [[origin_group.origin]]
+  url = "http://127.0.0.1:8081"
+[[vhost]]
+hostnames = ["*"]
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "main"
+)";
+  const LoadResult ok = load(base);
+  ASSERT_TRUE(ok.ok()) << describe(ok);
+  EXPECT_EQ(ok.config->vhosts[0].routes[0].cache.ended_playlist_ttl, Seconds(86400));
+  const LoadResult r = load(base + "  ended_playlist_ttl = \"soon\"\n");
+  EXPECT_EQ(r.errors.size(), 1u) << describe(r);
+  expectError(r, "vhost[0].route[0].ended_playlist_ttl", 12, "");
 }
 
 // ---- server ---------------------------------------------------------------------------------

@@ -9,7 +9,10 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <variant>
 
+#include "streaming/dash_mpd.h"
+#include "streaming/hls_playlist.h"
 #include "tests/support/herd.h"
 #include "tests/support/http_client.h"
 #include "tests/support/process.h"
@@ -318,6 +321,139 @@ TEST(OriginSimProcess, PrintsItsPortServesAndExitsCleanlyOnSigterm) {
   EXPECT_EQ(httpGet(sim->port, "/live/master.m3u8").header("Cache-Control"), "max-age=1");
   EXPECT_EQ(simCount(sim->port, "/live/360p/seg_1.ts"), 1);
   EXPECT_EQ(sim->process.stop(), 0) << sim->process.log();
+}
+
+// ---- low latency: LL-HLS (parts, hints, blocking reload, delta updates) and chunked LL-DASH
+
+class LowLatencySimTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    OriginSimOptions options;
+    options.segment_size = 40000;
+    options.target_duration_s = 1;
+    options.part_ms = 250;  // four parts a segment
+    sim_ = std::make_unique<OriginSim>(options);
+    std::string error;
+    ASSERT_TRUE(sim_->startThread(&error)) << error;
+    port_ = sim_->port();
+  }
+  streaming::HlsMediaPlaylist playlist(const std::string& target, HttpResponse* out = nullptr) {
+    HttpResponse r = httpGet(port_, target);
+    if (out) *out = r;
+    EXPECT_EQ(r.status, 200) << target << " " << r.body;
+    auto parsed = streaming::parseHlsPlaylist(r.body);
+    EXPECT_TRUE(parsed.isOk()) << parsed.status().detail() << "\n" << r.body;
+    if (!parsed.isOk()) return {};
+    return std::get<streaming::HlsMediaPlaylist>(std::move(parsed).value());
+  }
+  std::unique_ptr<OriginSim> sim_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(LowLatencySimTest, LlHlsPlaylistHasPartsHintsAndServerControl) {
+  const streaming::HlsMediaPlaylist p = playlist("/ll/720p/index.m3u8");
+  EXPECT_EQ(p.target_duration_s, 1u);
+  ASSERT_TRUE(p.part_target_s.has_value());
+  EXPECT_DOUBLE_EQ(*p.part_target_s, 0.25);
+  EXPECT_TRUE(p.server_control.can_block_reload);
+  EXPECT_DOUBLE_EQ(p.server_control.can_skip_until_s.value_or(0), 6.0);
+  EXPECT_EQ(p.segments.size(), 12u);  // 2 × the default window
+  // The newest three segments keep their four parts; the hint names the part being made.
+  EXPECT_EQ(p.segments.back().parts.size(), 4u);
+  EXPECT_TRUE(p.segments.back().parts[0].independent);
+  EXPECT_TRUE(p.segments.front().parts.empty());
+  ASSERT_EQ(p.preload_hints.size(), 1u);
+  EXPECT_EQ(p.preload_hints[0].uri, "part_" + std::to_string(p.nextMsn()) + "_" +
+                                        std::to_string(p.trailing_parts.size()) + ".m4s");
+}
+
+TEST_F(LowLatencySimTest, DeltaUpdateSkipsOldSegments) {
+  const streaming::HlsMediaPlaylist full = playlist("/ll/720p/index.m3u8?window=20");
+  const streaming::HlsMediaPlaylist delta = playlist("/ll/720p/index.m3u8?window=20&_HLS_skip=YES");
+  EXPECT_EQ(full.skipped_segments, 0u);
+  EXPECT_GE(delta.skipped_segments, 12u);
+  EXPECT_EQ(delta.media_sequence, full.media_sequence);
+  EXPECT_LE(delta.segments.size(), 8u);
+  // The same live edge (the two requests may straddle a segment boundary).
+  EXPECT_LE(delta.nextMsn() - full.nextMsn(), 1u);
+}
+
+TEST_F(LowLatencySimTest, BlockingReloadHoldsUntilThePartExists) {
+  const streaming::HlsMediaPlaylist now = playlist("/ll/720p/index.m3u8");
+  const uint64_t msn = now.nextMsn();
+  const uint64_t part = now.trailing_parts.size();  // the hinted part
+  const auto start = std::chrono::steady_clock::now();
+  const streaming::HlsMediaPlaylist later = playlist(
+      "/ll/720p/index.m3u8?_HLS_msn=" + std::to_string(msn) + "&_HLS_part=" + std::to_string(part));
+  const auto waited = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+  EXPECT_TRUE(later.contains(msn, part)) << msn << "." << part;
+  EXPECT_LE(waited, milliseconds(600));  // one part (250 ms) plus slack
+  // A whole later segment: held about until it ends.
+  const streaming::HlsMediaPlaylist seg =
+      playlist("/ll/720p/index.m3u8?_HLS_msn=" + std::to_string(later.nextMsn()));
+  EXPECT_TRUE(seg.contains(later.nextMsn(), std::nullopt));
+  EXPECT_EQ(sim_->counts("/ll/720p/index.m3u8").total, 3u);
+}
+
+TEST_F(LowLatencySimTest, BadOrTooFarBlockingRequestsGet400AtOnce) {
+  const streaming::HlsMediaPlaylist now = playlist("/ll/720p/index.m3u8");
+  for (const std::string& q : {"_HLS_msn=" + std::to_string(now.nextMsn() + 5),
+                              "_HLS_msn=" + std::to_string(now.nextMsn()) + "&_HLS_part=9",
+                              std::string("_HLS_part=1"), std::string("_HLS_msn=x"),
+                              std::string("_HLS_skip=maybe")}) {
+    const HttpResponse r = httpGet(port_, "/ll/720p/index.m3u8?" + q, {}, std::chrono::seconds(2));
+    EXPECT_EQ(r.status, 400) << q;
+    EXPECT_LT(r.last_byte_ms, 200) << q;
+  }
+}
+
+TEST_F(LowLatencySimTest, HintedPartIsStreamedChunkedAsItIsEncoded) {
+  const streaming::HlsMediaPlaylist now = playlist("/ll/720p/index.m3u8");
+  ASSERT_EQ(now.preload_hints.size(), 1u);
+  const std::string path = "/ll/720p/" + now.preload_hints[0].uri;
+  const HttpResponse r = httpGet(port_, path);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
+  const bool completed_meanwhile = !r.hasHeader("Transfer-Encoding");
+  if (!completed_meanwhile) {
+    EXPECT_EQ(r.header("Transfer-Encoding"), "chunked");
+    EXPECT_FALSE(r.hasHeader("Content-Length"));
+    EXPECT_LE(r.last_byte_ms, 400);  // done when the part is (≤ 250 ms)
+  }
+  EXPECT_EQ(r.body, simBody(path, 10000));  // segment_size / 4
+  // A part that does not exist yet is a 404.
+  EXPECT_EQ(httpGet(port_, "/ll/720p/part_" + std::to_string(now.nextMsn() + 3) + "_0.m4s").status, 404);
+}
+
+TEST_F(LowLatencySimTest, ChunkedDashSegmentArrivesChunkByChunkWhileEncoded) {
+  const HttpResponse mpd = httpGet(port_, "/lldash/manifest.mpd");
+  ASSERT_EQ(mpd.status, 200);
+  const auto parsed = streaming::parseDashMpd(mpd.body);
+  ASSERT_TRUE(parsed.isOk()) << parsed.status().detail();
+  EXPECT_TRUE(parsed->dynamic);
+  const auto& tmpl = *parsed->periods[0].adaptation_sets[0].representations[0].segment_template;
+  EXPECT_DOUBLE_EQ(tmpl.availability_time_offset_s.value_or(0), 0.75);
+  EXPECT_EQ(tmpl.start_number, 0u);
+
+  // Wait for the start of a segment, so that most of it is still to be encoded.
+  const auto wall_ms = [] {
+    return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  };
+  for (int i = 0; i < 100 && wall_ms() % 1000 > 100; ++i) std::this_thread::sleep_for(milliseconds(10));
+  const int64_t current = wall_ms() / 1000;
+  const std::string path = "/lldash/720p/seg_" + std::to_string(current) + ".m4s";
+  const HttpResponse r = httpGet(port_, path);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.header("Transfer-Encoding"), "chunked");
+  EXPECT_EQ(r.body, simBody(path, 40000));
+  // The first bytes come at once, the last ones when the segment is complete.
+  EXPECT_LT(r.first_byte_ms, 150);
+  EXPECT_GT(r.last_byte_ms - r.first_byte_ms, 500);
+  // A finished segment has a length; a future one does not exist.
+  const HttpResponse done = httpGet(port_, "/lldash/720p/seg_" + std::to_string(current - 1) + ".m4s");
+  EXPECT_EQ(done.status, 200);
+  EXPECT_EQ(done.header("Content-Length"), "40000");
+  EXPECT_EQ(httpGet(port_, "/lldash/720p/seg_" + std::to_string(current + 5) + ".m4s").status, 404);
 }
 
 }  // namespace
