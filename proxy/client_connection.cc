@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "proxy/http2_session.h"
 #include "proxy/worker.h"
 
 namespace streamedge::proxy {
@@ -47,6 +48,7 @@ ClientConnection::ClientConnection(Worker& worker, uint64_t id, bufferevent* bev
 
 ClientConnection::~ClientConnection() {
   exchange_.reset();
+  h2_.reset();
   if (bev_ && tls_) {
     // libevent frees the SSL without SSL_shutdown, and OpenSSL drops the session of a
     // connection that was not shut down from the session cache. A connection that finished its
@@ -91,7 +93,12 @@ void ClientConnection::setReadTimeout(std::chrono::milliseconds t) {
   bufferevent_set_timeouts(bev_, t.count() > 0 ? &read_tv : nullptr, &write_tv);
 }
 
+bool ClientConnection::idle() const {
+  return h2_ ? h2_->idle() : exchange_.phase() == Exchange::Phase::kIdle;
+}
+
 void ClientConnection::closeWhenIdle() {
+  if (h2_) return h2_->goAway();  // closes once its streams are done
   if (idle()) {
     closeNow();
   } else {
@@ -100,6 +107,7 @@ void ClientConnection::closeWhenIdle() {
 }
 
 void ClientConnection::onWake() {
+  if (h2_) return h2_->onWake();
   write_depth_ = 0;
   exchange_.onWake();
 }
@@ -119,6 +127,7 @@ void ClientConnection::eventCb(bufferevent*, short what, void* arg) {
 }
 
 void ClientConnection::onRead() {
+  if (h2_) return h2_->onRead();
   write_depth_ = 0;
   switch (exchange_.phase()) {
     case Exchange::Phase::kIdle:
@@ -136,6 +145,7 @@ void ClientConnection::onRead() {
 }
 
 void ClientConnection::onWriteDrained() {
+  if (h2_) return h2_->onWriteDrained();
   write_depth_ = 0;
   const Exchange::Phase phase = exchange_.phase();
   if (phase == Exchange::Phase::kFlushing) return onResponseSent();
@@ -148,12 +158,25 @@ void ClientConnection::onEvent(short what) {
     handshake_done_ = true;
     SSL* ssl = bufferevent_openssl_get_ssl(bev_);
     worker_.counters().recordHandshake(ssl ? SSL_get_version(ssl) : nullptr, HandshakeResult::kOk);
+    const unsigned char* alpn = nullptr;
+    unsigned int alpn_len = 0;
+    if (ssl) SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    if (alpn_len == 2 && std::memcmp(alpn, "h2", 2) == 0) {
+      // RFC 9113 §3.2: h2 over TLS; the session takes the connection's events from here.
+      h2_ = std::make_unique<Http2Session>(worker_, *this, bev_, viewer_, SSL_get_version(ssl));
+      if (!h2_->start()) return closeNow();  // start() may have closed it already
+    }
     return;
   }
   if (tls_ && !handshake_done_) {
     // Closed, failed or timed out before the handshake completed.
     worker_.counters().recordHandshake(nullptr, HandshakeResult::kFailed);
     handshake_done_ = true;  // count it once
+  }
+  if (h2_ && (what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+      h2_->keepOnReadTimeout()) {
+    bufferevent_enable(bev_, EV_READ);  // its streams wait on us, not on the viewer
+    return;
   }
   const Exchange::Phase phase = exchange_.phase();
   if (what & BEV_EVENT_TIMEOUT) {

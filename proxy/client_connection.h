@@ -5,7 +5,8 @@
 // Exchange, and puts the exchange's answers on the wire: a status line, the fields, its own
 // Connection and Transfer-Encoding, then the body by reference (evbuffer_add_reference, no copy;
 // chunked when the length is unknown). Keep-alive and pipelining: the next head is read once the
-// current response is queued and sent.
+// current response is queued and sent. A TLS connection whose ALPN chose h2 hands its
+// bufferevent's events to an Http2Session (proxy/http2_session.h) instead.
 //
 // Worker thread only, except through its Exchange's onObjectChanged() (any thread).
 #pragma once
@@ -15,12 +16,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 
 #include "proxy/exchange.h"
 #include "tls/tls_state.h"
 
 namespace streamedge::proxy {
 
+class Http2Session;
 class Worker;
 
 class ClientConnection final : private Framing {
@@ -38,7 +41,7 @@ class ClientConnection final : private Framing {
   bool start();
   uint64_t id() const { return id_; }
   // Between two requests on a keep-alive connection (graceful stop closes these).
-  bool idle() const { return exchange_.phase() == Exchange::Phase::kIdle; }
+  bool idle() const;
   // Closes the connection now if it is idle; otherwise after the current response.
   void closeWhenIdle();
   // Closes the connection now, busy or not (its listener's drain deadline passed). Deletes this.
@@ -49,6 +52,8 @@ class ClientConnection final : private Framing {
   void onWake();
 
  private:
+  friend class Http2Session;  // closes the connection
+
   // Framing (proxy/exchange.h).
   void sendHead(const ResponseOut& head) override;
   void sendBody(BodyCursor& cursor, size_t max_queued) override;
@@ -80,6 +85,8 @@ class ClientConnection final : private Framing {
 
   Viewer viewer_;
   Exchange exchange_{worker_, *this, viewer_};
+  // HTTP/2 once ALPN chose h2: the connection's framing from then on (exchange_ stays unused).
+  std::unique_ptr<Http2Session> h2_;
 
   bool close_after_response_ = false;
   bool handshake_done_ = false;  // TLS: counted as ok or failed once

@@ -169,6 +169,7 @@ class Exchange final : public cache::ObjectWaiter {
   void onObjectChanged() noexcept override;
   // Worker thread: handle the wake-up posted by onObjectChanged.
   void onWake();
+  bool wakePending() const { return wake_pending_.load(std::memory_order_acquire); }
 
  private:
   void handleRequest();                      // Route, admit, Lookup
