@@ -24,6 +24,12 @@ struct ServerConfig {
   Millis idle_timeout{60'000};              // keep-alive idle before close
   Millis send_timeout{30'000};              // a viewer that reads nothing for this long is closed
   Millis drain_timeout{10'000};             // graceful stop: in-flight responses get this long
+  // HTTP/2 (TLS listeners with http2): streams a connection may have open at once, and the
+  // receive windows granted per stream and for the whole connection (the viewer's are its own).
+  // The decoded header list of a request is bounded by max_header_bytes, as for HTTP/1.1.
+  uint32_t http2_max_concurrent_streams = 100;
+  uint64_t http2_stream_window_bytes = 1ull << 20;
+  uint64_t http2_connection_window_bytes = 16ull << 20;
   // Started as root: bind the listeners, open the SSD store and read the keys as root, then
   // switch to this user (and its groups) before serving. "" = stay as started.
   std::string user;
@@ -98,6 +104,8 @@ struct ListenerConfig {
   std::string tls_ciphers = kDefaultTlsCiphers;            // TLS 1.2
   std::string tls_ciphersuites = kDefaultTlsCiphersuites;  // TLS 1.3
   bool tls_session_tickets = true;
+  // ALPN offers h2 before http/1.1 (TLS listeners only; plain listeners speak HTTP/1.1).
+  bool http2 = true;
   std::string tls_ticket_key_file;      // "" = random keys rotated every tls_ticket_rotation
   Seconds tls_ticket_rotation{3600};    // a ticket stays valid for up to two rotations
   int tls_session_cache_size = 20480;   // server-side session cache entries; 0 disables it

@@ -714,6 +714,22 @@ void readServer(TableReader& r, ServerConfig& server) {
       (server.upgrade_timeout < Millis(1000) || server.upgrade_timeout > Millis(3'600'000))) {
     r.error("upgrade_timeout", *r.get("upgrade_timeout"), "must be between 1s and 1h");
   }
+  int streams = static_cast<int>(server.http2_max_concurrent_streams);
+  if (r.integer("http2_max_concurrent_streams", streams, 1, 10'000)) {
+    server.http2_max_concurrent_streams = static_cast<uint32_t>(streams);
+  }
+  // RFC 9113 §6.9.1: a window is at most 2^31-1; below the initial 65535 there is no point.
+  constexpr uint64_t kMaxWindow = (1ull << 31) - 1;
+  if (r.byteSize("http2_stream_window", server.http2_stream_window_bytes, 65535) &&
+      server.http2_stream_window_bytes > kMaxWindow) {
+    r.error("http2_stream_window", *r.get("http2_stream_window"),
+            "must not exceed 2147483647 bytes (RFC 9113 §6.9.1)");
+  }
+  if (r.byteSize("http2_connection_window", server.http2_connection_window_bytes, 65535) &&
+      server.http2_connection_window_bytes > kMaxWindow) {
+    r.error("http2_connection_window", *r.get("http2_connection_window"),
+            "must not exceed 2147483647 bytes (RFC 9113 §6.9.1)");
+  }
   if (r.string("user", server.user) && !server.user.empty()) {
     // Checked here so that `-t` catches a typo before a start as root fails on it.
     passwd pw{};
@@ -907,6 +923,10 @@ void readListener(TableReader& r, ListenerConfig& listener) {
     r.error("tls_ciphersuites", *r.get("tls_ciphersuites"), "must not be empty");
   }
   r.boolean("tls_session_tickets", listener.tls_session_tickets);
+  if (r.boolean("http2", listener.http2) && listener.http2 && listener.certificates.empty()) {
+    r.error("http2", *r.get("http2"),
+            "HTTP/2 is offered on TLS listeners only (by ALPN); this one has no certificate");
+  }
   r.string("tls_ticket_key_file", listener.tls_ticket_key_file);
   if (r.seconds("tls_ticket_rotation", listener.tls_ticket_rotation) &&
       listener.tls_ticket_rotation.count() < 60) {

@@ -4,23 +4,15 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
-#include <openssl/ssl.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
 
-#include "cache/cache_key.h"
-#include "cache/freshness.h"
-#include "proxy/cache_status.h"
-#include "proxy/fill_job.h"
-#include "proxy/invalidation.h"
-#include "proxy/request_fields.h"
-#include "proxy/router.h"
-#include "proxy/security_log.h"
-#include "proxy/url_token.h"
+#include "proxy/http2_session.h"
 #include "proxy/worker.h"
 
 namespace streamedge::proxy {
@@ -29,49 +21,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-const char* reasonPhrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 416: return "Range Not Satisfiable";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
-  }
-}
-
-void appendUint(std::string& out, uint64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, end);
-}
-
 void unpinBody(const void*, size_t, void* pin) { cache::Body::unpin(pin); }
 
-// A viewer of an answer that is not kept (a windowed object) gets at most this much queued in
-// its connection's output ahead of the socket; the rest waits in the fill's window (or the
-// origin), and is queued as the socket drains.
-constexpr size_t kWindowedOutputBytes = 256 * 1024;
-
-constexpr size_t kMaxForwardedBody = 1 << 20;
+char* put(char* at, std::string_view s) {
+  std::memcpy(at, s.data(), s.size());
+  return at + s.size();
+}
 
 }  // namespace
 
@@ -80,17 +35,20 @@ ClientConnection::ClientConnection(Worker& worker, uint64_t id, bufferevent* bev
                                    size_t metric_slot, tls::TlsStatePtr tls)
     : worker_(worker),
       id_(id),
-      listener_id_(listener_id),
       metric_slot_(std::min(metric_slot, kListenerSlots - 1)),
       bev_(bev),
       tls_(std::move(tls)) {
-  if (addr && socklen > 0 && static_cast<size_t>(socklen) <= sizeof client_addr_) {
-    std::memcpy(&client_addr_, addr, static_cast<size_t>(socklen));
+  viewer_.connection_id = id;
+  viewer_.listener_id = listener_id;
+  viewer_.tls = tls_ != nullptr;
+  if (addr && socklen > 0 && static_cast<size_t>(socklen) <= sizeof viewer_.addr) {
+    std::memcpy(&viewer_.addr, addr, static_cast<size_t>(socklen));
   }
 }
 
 ClientConnection::~ClientConnection() {
-  resetExchange();
+  exchange_.reset();
+  h2_.reset();
   if (bev_ && tls_) {
     // libevent frees the SSL without SSL_shutdown, and OpenSSL drops the session of a
     // connection that was not shut down from the session cache. A connection that finished its
@@ -135,12 +93,23 @@ void ClientConnection::setReadTimeout(std::chrono::milliseconds t) {
   bufferevent_set_timeouts(bev_, t.count() > 0 ? &read_tv : nullptr, &write_tv);
 }
 
+bool ClientConnection::idle() const {
+  return h2_ ? h2_->idle() : exchange_.phase() == Exchange::Phase::kIdle;
+}
+
 void ClientConnection::closeWhenIdle() {
-  if (state_ == State::kReadingHead) {
+  if (h2_) return h2_->goAway();  // closes once its streams are done
+  if (idle()) {
     closeNow();
   } else {
     close_after_response_ = true;
   }
+}
+
+void ClientConnection::onWake() {
+  if (h2_) return h2_->onWake();
+  write_depth_ = 0;
+  exchange_.onWake();
 }
 
 // --- libevent callbacks -------------------------------------------------------------------
@@ -158,19 +127,15 @@ void ClientConnection::eventCb(bufferevent*, short what, void* arg) {
 }
 
 void ClientConnection::onRead() {
+  if (h2_) return h2_->onRead();
   write_depth_ = 0;
-  if (state_ == State::kReadingHead) {
-    parseRequest();
-    return;
-  }
-  if (state_ == State::kReadingBody) {
-    evbuffer* in = bufferevent_get_input(bev_);
-    if (evbuffer_get_length(in) >= request_body_length_) {
-      request_body_.resize(request_body_length_);
-      evbuffer_remove(in, request_body_.data(), request_body_length_);
-      startPass();
-    }
-    return;
+  switch (exchange_.phase()) {
+    case Exchange::Phase::kIdle:
+      return parseRequest();
+    case Exchange::Phase::kReadingBody:
+      return readBody();
+    default:
+      break;
   }
   // A pipelined request waits until this response is done; stop reading if it piles up.
   if (evbuffer_get_length(bufferevent_get_input(bev_)) >
@@ -180,10 +145,12 @@ void ClientConnection::onRead() {
 }
 
 void ClientConnection::onWriteDrained() {
+  if (h2_) return h2_->onWriteDrained();
   write_depth_ = 0;
-  if (state_ == State::kFlushing) return onResponseDone();
-  // A windowed answer queues a bounded amount at a time: more once the socket took it.
-  if (state_ == State::kSending && object_ && object_->windowed()) pump();
+  const Exchange::Phase phase = exchange_.phase();
+  if (phase == Exchange::Phase::kFlushing) return onResponseSent();
+  // A bounded answer (not kept) queues a bounded amount at a time: more once the socket took it.
+  if (phase == Exchange::Phase::kSending && body_bounded_) exchange_.onWritable();
 }
 
 void ClientConnection::onEvent(short what) {
@@ -191,6 +158,14 @@ void ClientConnection::onEvent(short what) {
     handshake_done_ = true;
     SSL* ssl = bufferevent_openssl_get_ssl(bev_);
     worker_.counters().recordHandshake(ssl ? SSL_get_version(ssl) : nullptr, HandshakeResult::kOk);
+    const unsigned char* alpn = nullptr;
+    unsigned int alpn_len = 0;
+    if (ssl) SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    if (alpn_len == 2 && std::memcmp(alpn, "h2", 2) == 0) {
+      // RFC 9113 §3.2: h2 over TLS; the session takes the connection's events from here.
+      h2_ = std::make_unique<Http2Session>(worker_, *this, bev_, viewer_, SSL_get_version(ssl));
+      if (!h2_->start()) return closeNow();  // start() may have closed it already
+    }
     return;
   }
   if (tls_ && !handshake_done_) {
@@ -198,15 +173,20 @@ void ClientConnection::onEvent(short what) {
     worker_.counters().recordHandshake(nullptr, HandshakeResult::kFailed);
     handshake_done_ = true;  // count it once
   }
+  if (h2_ && (what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+      h2_->keepOnReadTimeout()) {
+    bufferevent_enable(bev_, EV_READ);  // its streams wait on us, not on the viewer
+    return;
+  }
+  const Exchange::Phase phase = exchange_.phase();
   if (what & BEV_EVENT_TIMEOUT) {
-    if ((what & BEV_EVENT_READING) && state_ == State::kReadingHead &&
+    if ((what & BEV_EVENT_READING) && phase == Exchange::Phase::kIdle &&
         evbuffer_get_length(bufferevent_get_input(bev_)) > 0) {
       std::fprintf(stderr, "streamedge: 408 request head not received in time\n");
-      synth(408, "request head not received in time", true);
-      return;
+      return exchange_.reject(408, "request head not received in time", Clock::now());
     }
-    if ((what & BEV_EVENT_READING) && state_ != State::kReadingHead &&
-        state_ != State::kReadingBody) {
+    if ((what & BEV_EVENT_READING) && phase != Exchange::Phase::kIdle &&
+        phase != Exchange::Phase::kReadingBody) {
       // Waiting on the origin or sending: the viewer owes us nothing; keep reading for EOF.
       bufferevent_enable(bev_, EV_READ);
       return;
@@ -214,6 +194,11 @@ void ClientConnection::onEvent(short what) {
   }
   // EOF, error, idle timeout or a viewer that stopped reading: nothing more to do here.
   closeNow();
+}
+
+const char* ClientConnection::tlsVersion() const {
+  SSL* ssl = tls_ ? bufferevent_openssl_get_ssl(bev_) : nullptr;
+  return ssl ? SSL_get_version(ssl) : nullptr;
 }
 
 // --- Recv -----------------------------------------------------------------------------------
@@ -234,15 +219,13 @@ void ClientConnection::parseRequest() {
       worker_.counters().add(worker_.counters().bad_requests);
       std::fprintf(stderr, "streamedge: 400 bad request: bare LF line ending\n");
       evbuffer_drain(in, available);
-      synth(400, "bare LF line ending", true);
-      return;
+      return exchange_.reject(400, "bare LF line ending", Clock::now());
     }
     if (available > limit) {
       std::fprintf(stderr, "streamedge: 431 request head larger than %zu bytes\n", limit);
-      synth(431, "request head too large", true);
-    } else if (state_ == State::kReadingHead) {
-      setReadTimeout(server.header_timeout);
+      return exchange_.reject(431, "request head too large", Clock::now());
     }
+    setReadTimeout(server.header_timeout);
     return;
   }
   const size_t head_len = static_cast<size_t>(end.pos) + 4;
@@ -252,909 +235,99 @@ void ClientConnection::parseRequest() {
   limits.max_uri_bytes = static_cast<size_t>(server.max_uri_bytes);
   RequestHead head;
   ParseError err;
-  started_ = Clock::now();
+  const Clock::time_point started = Clock::now();
   if (!parseRequestHead(std::string_view(data, head_len), limits, head, err)) {
     worker_.counters().add(worker_.counters().bad_requests);
     std::fprintf(stderr, "streamedge: %d bad request: %s\n", err.status, err.detail);
     evbuffer_drain(in, head_len);
-    synth(err.status, err.detail, true);
-    return;
-  }
-  // Keep what the exchange needs; the input buffer moves on.
-  method_.assign(head.method);
-  target_.assign(head.target);
-  raw_path_.assign(head.path);
-  query_.assign(head.query);
-  host_.assign(head.host);
-  // One pass over the fields for everything the exchange reads from them (the first line of
-  // each, but every line of the list field Accept-Encoding, RFC 9110 §5.3).
-  range_.clear();
-  if_none_match_.clear();
-  if_modified_since_.clear();
-  if_range_.clear();
-  accept_encoding_.reset();
-  cookie_fields_.clear();
-  bool have_range = false, have_inm = false, have_ims = false, have_if_range = false;
-  origin_precondition_ = false;
-  max_forwards_zero_ = false;
-  auto first = [](std::string& dst, bool& have, std::string_view value) {
-    if (!have) dst.assign(value);
-    have = true;
-  };
-  for (size_t i = 0; i < head.header_count; ++i) {
-    const std::string_view name = head.headers[i].name;
-    const std::string_view value = head.headers[i].value;
-    using cache::equalsIgnoreCase;
-    switch (name.size()) {  // equal names have equal lengths: one compare at most per field
-      case 5:
-        if (equalsIgnoreCase(name, "Range")) first(range_, have_range, value);
-        break;
-      case 6:
-        // Kept as places in the head (copied to raw_head_ below) for a token_auth route.
-        if (equalsIgnoreCase(name, "Cookie") && value.data() >= data &&
-            value.data() + value.size() <= data + head_len) {
-          cookie_fields_.emplace_back(static_cast<uint32_t>(value.data() - data),
-                                      static_cast<uint32_t>(value.size()));
-        }
-        break;
-      case 12:
-        if (equalsIgnoreCase(name, "Max-Forwards")) {
-          uint64_t hops = 0;
-          const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), hops);
-          max_forwards_zero_ = ec == std::errc() && end == value.data() + value.size() && hops == 0;
-        }
-        break;
-      case 8:
-        if (equalsIgnoreCase(name, "If-Range")) {
-          first(if_range_, have_if_range, value);
-        } else if (equalsIgnoreCase(name, "If-Match")) {
-          origin_precondition_ = true;
-        }
-        break;
-      case 13:
-        if (equalsIgnoreCase(name, "If-None-Match")) first(if_none_match_, have_inm, value);
-        break;
-      case 15:
-        if (equalsIgnoreCase(name, "Accept-Encoding")) parseAcceptEncoding(value, accept_encoding_);
-        break;
-      case 17:
-        if (equalsIgnoreCase(name, "If-Modified-Since")) first(if_modified_since_, have_ims, value);
-        break;
-      case 19:
-        // RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are the origin's to evaluate.
-        if (equalsIgnoreCase(name, "If-Unmodified-Since")) origin_precondition_ = true;
-        break;
-      default:
-        break;
-    }
+    return exchange_.reject(err.status, err.detail, started);
   }
   keep_alive_ = head.keep_alive;
   version_minor_ = head.version_minor;
-  is_get_ = head.method == "GET";
-  is_head_ = head.method == "HEAD";
-  const bool has_body = head.chunked || (head.content_length && *head.content_length > 0);
   request_body_length_ = head.content_length.value_or(0);
-  expect_continue_ = head.expect_continue;
-  // The head as received, for the fields a fill or pass forwards (parsed again only then): a
-  // copy into reused capacity, no allocation per hit.
-  raw_head_.assign(data, head_len);
+  exchange_.receive(head, std::string_view(data, head_len), started);
   evbuffer_drain(in, head_len);
-
-  if (has_body && (is_get_ || is_head_)) {
-    synth(400, "a GET or HEAD request must not carry a body", true);
-    return;
-  }
-  if (head.chunked) {
-    synth(411, "chunked request bodies are not accepted; send Content-Length", true);
-    return;
-  }
-  if (request_body_length_ > kMaxForwardedBody) {
-    synth(413, "request body too large", true);
-    return;
-  }
-  handleRequest();  // may finish the response and delete this: nothing after it
-}
-
-// --- Route, admit, Lookup -------------------------------------------------------------------
-
-void ClientConnection::handleRequest() {
-  config_ = worker_.config();
   setReadTimeout(std::chrono::milliseconds(0));  // the viewer waits for us now
-  state_ = State::kWaiting;
-
-  // The listener's settings as the current config has them (a reload may change them); null
-  // once a reload removed it (the connection then only finishes what it has).
-  const conf::ListenerConfig* listener = worker_.listenerConfig(listener_id_);
-  if (!tls_ && listener && listener->redirect_https) return redirectToHttps(listener->https_port);
-  // Routing is on the normalised path, the one the key and the fill use: a dot segment or an
-  // escape cannot take a request past a route (a token-protected prefix) to another one's
-  // objects.
-  if (!cache::normalizePath(raw_path_, path_)) {
-    worker_.counters().add(worker_.counters().bad_requests);
-    std::fprintf(stderr, "streamedge: 400 bad request: invalid path\n");
-    return synth(400, "invalid request path", true);
-  }
-  RouteMatch match = matchRoute(*config_, host_, path_);
-  path_token_.clear();
-  if (match.vhost && !match.vhost->token_path_segments.empty()) takePathToken(match);
-  vhost_ = match.vhost;
-  route_ = match.route;
-  if (!vhost_) return synth(404, "no virtual host for this Host", false);
-  if (!route_) return synth(404, "no route for this path", false);
-
-  // Admit: before the key, the cache and the origin. A refused request touches neither.
-  if (route_->token_auth.enabled) {
-    raw_query_ = query_;
-    if (!admitToken()) return;
-  }
-  query_ = cache::filterQuery(query_, route_->key);
-  key_ = cache::makeKey(vhost_->name, path_, query_);
-  viewer_fields_.reset(route_ != nullptr);
-
-  if (!is_get_ && !is_head_) {
-    // TRACE would echo the viewer's fields (cookies, credentials) back into a page: never.
-    if (!route_->cache.forward_other_methods || method_ == "TRACE") {
-      return synth(405, "only GET and HEAD are served here", false);
-    }
-    // RFC 9110 §7.6.2: OPTIONS with Max-Forwards: 0 is for this hop to answer.
-    if (method_ == "OPTIONS" && max_forwards_zero_) return synth(200, "", false);
-    if (request_body_length_ > 0) {
-      evbuffer* in = bufferevent_get_input(bev_);
-      state_ = State::kReadingBody;
-      setReadTimeout(worker_.config()->server.header_timeout);
-      if (expect_continue_) bufferevent_write(bev_, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-      if (evbuffer_get_length(in) >= request_body_length_) onRead();
-      return;
-    }
-    return startPass();
-  }
-  // RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the origin, which alone knows
-  // the current representation; such a request goes there, as this viewer's own.
-  if (route_->cache.mode == conf::CacheMode::kPass || origin_precondition_) return startPass();
-  lookupStep();
+  exchange_.run();  // may finish the response and delete this: nothing after it
 }
 
-void ClientConnection::takePathToken(RouteMatch& match) {
-  for (const std::string& segment : match.vhost->token_path_segments) {
-    std::string_view token, rest;
-    if (!splitPathToken(path_, segment, token, rest)) continue;
-    const RouteMatch inner = matchRoute(*config_, host_, rest);
-    if (!inner.route) continue;
-    const conf::TokenAuthConfig& auth = inner.route->token_auth;
-    if (!auth.enabled || auth.path_segment != segment ||
-        std::find(auth.accept.begin(), auth.accept.end(), conf::TokenSource::kPath) ==
-            auth.accept.end()) {
-      continue;
-    }
-    // The rest is the path from here on (key, fill, log); relative URIs in a playlist served
-    // under /t/<token>/ resolve under it, so the viewer's segment requests carry it too.
-    path_token_.assign(token);
-    path_.erase(0, static_cast<size_t>(rest.data() - path_.data()));
-    match = inner;
-    return;
-  }
+void ClientConnection::readRequestBody(uint64_t length, bool expect_continue) {
+  request_body_length_ = length;
+  setReadTimeout(worker_.config()->server.header_timeout);
+  if (expect_continue) bufferevent_write(bev_, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+  readBody();
 }
 
-bool ClientConnection::admitToken() {
-  const conf::TokenAuthConfig& auth = route_->token_auth;
-  std::string_view token;
-  const char* source = "-";
-  bool malformed = false;
-  for (const conf::TokenSource s : auth.accept) {
-    switch (s) {
-      case conf::TokenSource::kQuery: {
-        const int found = queryToken(raw_query_, auth.query_param, token_value_);
-        if (found != 0) {
-          source = "query";
-          malformed = found < 0;
-          token = token_value_;
-        }
-        break;
-      }
-      case conf::TokenSource::kCookie: {
-        int found = 0;
-        for (const auto& [offset, length] : cookie_fields_) {
-          if (static_cast<size_t>(offset) + length > raw_head_.size()) continue;
-          std::string_view value;
-          const int r = cookieToken(std::string_view(raw_head_).substr(offset, length),
-                                    auth.cookie, value);
-          if (r < 0) found = 2;
-          if (r > 0) {
-            found += 1;
-            token = value;
-          }
-        }
-        if (found != 0) {
-          source = "cookie";
-          malformed = found > 1;  // two cookies of that name: which one is meant?
-        }
-        break;
-      }
-      case conf::TokenSource::kPath:
-        if (!path_token_.empty()) {
-          source = "path";
-          token = path_token_;
-        }
-        break;
-    }
-    if (source[0] != '-') break;
-  }
-  TokenCheck check;
-  check.path = path_;
-  check.client = client_addr_.ss_family == AF_UNSPEC
-                     ? nullptr
-                     : reinterpret_cast<const sockaddr*>(&client_addr_);
-  check.now_unix = std::chrono::duration_cast<std::chrono::seconds>(
-                       SystemClock::instance().wallNow().time_since_epoch())
-                       .count();
-  std::string_view key_id;
-  const TokenVerdict verdict =
-      malformed ? TokenVerdict::kMalformed
-                : verifyToken(token, auth, check, token_scratch_, &key_id);
-  if (verdict == TokenVerdict::kOk) return true;
-
-  WorkerCounters& c = worker_.counters();
-  const size_t slot = c.vhostSlot(worker_.shared().vhost_slots, config_, vhost_);
-  c.add(c.token_rejections[slot][static_cast<size_t>(verdict)]);
-  AccessLog& security = worker_.shared().security_log;
-  if (security.enabled()) {
-    const conf::AddressAnonymization mode = config_->log.client_address;
-    if (log_client_mode_ != mode) {
-      anonymizeAddress(reinterpret_cast<const sockaddr*>(&client_addr_), mode, log_client_);
-      log_client_mode_ = mode;
-    }
-    SecurityEvent e;
-    e.time_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
-    e.event = "token_rejected";
-    e.reason = tokenVerdictName(verdict);
-    e.vhost = vhost_->name;
-    e.client = log_client_;
-    e.method = method_;
-    e.path = path_;
-    e.source = source;
-    e.key_id = key_id;
-    std::string line;
-    formatSecurityLogLine(e, line);
-    security.append(line);
-  }
-  // No detail for the viewer: the reason is in the security log and the metric.
-  synth(403, "forbidden", false);
-  return false;
-}
-
-void ClientConnection::lookupStep() {
-  const bool ssd_allowed = route_->storage == conf::StoragePolicy::kRamAndSsd;
-  cache::LookupResult r = worker_.shared().cache.lookup(key_, ssd_allowed, &viewer_fields_,
-                                                        {vhost_->retention, vhost_->name});
-  vary_names_ = std::move(r.vary);
-  using Kind = cache::LookupResult::Kind;
-  switch (r.kind) {
-    case Kind::kHit:
-      result_ = CacheResult::kHit;
-      object_ = std::move(r.object);
-      return deliverHead();
-    case Kind::kStale: {
-      stale_ = r.object;
-      const WallTime now = SystemClock::instance().wallNow();
-      if (stale_->freshness().withinStaleWhileRevalidate(now)) {
-        if (r.fill) startFill(std::move(r.fill), false);  // background revalidation
-        result_ = CacheResult::kStale;
-        object_ = stale_;
-        return deliverHead();
-      }
-      if (r.fill) {
-        own_fill_ = true;
-        result_ = CacheResult::kMiss;
-        cache::ObjectRef pending = r.fill.object();
-        startFill(std::move(r.fill), false);
-        return waitOn(std::move(pending));
-      }
-      result_ = CacheResult::kCoalesced;
-      return waitOn(std::move(r.pending));
-    }
-    case Kind::kMiss: {
-      if (!missAllowed()) return;  // the fill is given up: followers fetch for themselves
-      own_fill_ = true;
-      result_ = CacheResult::kMiss;
-      cache::ObjectRef object = r.fill.object();
-      startFill(std::move(r.fill), false);
-      return waitOn(std::move(object));
-    }
-    case Kind::kSsd: {
-      // Our fill, completed from the SSD copy (viewers arriving meanwhile coalesce on it); if
-      // the copy is gone or damaged the same fill goes to the origin.
-      own_fill_ = true;
-      ssd_read_ = true;
-      result_ = CacheResult::kHit;
-      cache::ObjectRef object = r.fill.object();
-      readFromSsd(std::move(r.fill));
-      return waitOn(std::move(object));
-    }
-    case Kind::kBusy:
-      result_ = CacheResult::kCoalesced;
-      return waitOn(std::move(r.object));
-    case Kind::kPass:
-      result_ = CacheResult::kMiss;  // the response was found uncacheable a moment ago
-      return startPass();
-  }
-}
-
-void ClientConnection::readFromSsd(cache::FillWriter fill) {
-  cache::IoEngine* engine = worker_.ssdEngine();
-  if (!engine) return startFill(std::move(fill), false);
-  // The miss path outlives this connection (the viewer may leave): it holds what it needs.
-  Worker* worker = &worker_;
-  conf::ConfigPtr config = config_;
-  const conf::RouteConfig* route = route_;
-  auto request = std::make_shared<FillRequest>(makeFillRequest(false));
-  worker_.shared().cache.readFromSsd(
-      std::move(fill), *engine, [worker, config, route, request](cache::FillWriter f) {
-        FillJob::start(*worker, config, *route, std::move(f), std::move(*request));
-      });
-}
-
-void ClientConnection::startFill(cache::FillWriter fill, bool pass) {
-  FillJob::start(worker_, config_, *route_, std::move(fill), makeFillRequest(pass));
-}
-
-FillRequest ClientConnection::makeFillRequest(bool pass) {
-  FillRequest request;
-  request.pass = pass;
-  if (pass) {
-    request.method = is_head_ ? "GET" : method_;  // HEAD: fetch and send the head only
-    request.target = target_;
-    if (route_->token_auth.enabled) {
-      // The token was for this edge: the origin gets the path without the token segment and
-      // the query without the token parameter (every other parameter as sent).
-      request.target = path_;
-      const std::string query = removeQueryParam(raw_query_, route_->token_auth.query_param);
-      if (!query.empty()) {
-        request.target += '?';
-        request.target += query;
-      }
-    }
-    request.body = std::move(request_body_);
-  } else {
-    // Fills carry the normalised path and only the kept query parameters: the origin never
-    // sees one viewer's token or session id, and the object is right for every viewer.
-    request.target = path_;
-    request.vhost = vhost_->name;  // purge labels (cache/purge_labels.h)
-    request.path = path_;
-    if (!query_.empty()) {
-      request.target += '?';
-      request.target += query_;
-    }
-  }
-  request.request_has_authorization = forwardedFields(!pass, request.forward_headers).authorization;
-  if (route_->token_auth.enabled &&
-      std::find(route_->token_auth.accept.begin(), route_->token_auth.accept.end(),
-                conf::TokenSource::kCookie) != route_->token_auth.accept.end()) {
-    // Nor does the origin get the token cookie (the viewer's other cookies go as the route
-    // says).
-    for (auto& [name, value] : request.forward_headers) {
-      if (cache::equalsIgnoreCase(name, "Cookie")) value = removeCookie(value, route_->token_auth.cookie);
-    }
-    std::erase_if(request.forward_headers, [](const auto& f) {
-      return cache::equalsIgnoreCase(f.first, "Cookie") && f.second.empty();
-    });
-  }
-  if (!pass) {
-    // Vary: the origin gets the normalised values of the fields variants are chosen by, so the
-    // stored answer suits every request of its variant (after the route's field policy chose
-    // the rest).
-    cache::setVaryFields(request.forward_headers, viewer_fields_.fieldLines(), vary_names_.get());
-    // ...but never one the route keeps from the origin (privacy wins; such a field is absent
-    // for variant selection too, see ViewerFields).
-    FieldContext shared;
-    std::erase_if(request.forward_headers, [&](const auto& f) {
-      return cache::isVarySetField(f.first, vary_names_.get()) &&
-             !fieldForwarded(f.first, *route_, shared);
-    });
-  }
-  if (!isSafeMethod(method_)) request.invalidate = invalidationScope();
-  return request;
-}
-
-ForwardedFields ClientConnection::forwardedFields(bool shared_fill, FieldList& out) const {
-  // Parsed again from the kept head (it passed the same parser before): only fills and passes
-  // pay for the field list, never hits.
-  RequestLimits limits;
-  limits.max_head_bytes = raw_head_.size();
-  limits.max_uri_bytes = raw_head_.size();
-  RequestHead head;
-  ParseError err;
-  if (!parseRequestHead(raw_head_, limits, head, err)) return {};
-  FieldContext context;
-  context.method = method_;
-  context.shared_fill = shared_fill;
-  context.client = client_addr_.ss_family == AF_UNSPEC
-                       ? nullptr
-                       : reinterpret_cast<const sockaddr*>(&client_addr_);
-  return selectRequestFields(head.headers, head.header_count, *route_, context, out);
-}
-
-InvalidationScope ClientConnection::invalidationScope() const {
-  InvalidationScope scope;
-  scope.scheme = tls_ ? "https" : "http";
-  scope.host = host_;
-  scope.path = path_;
-  const size_t q = target_.find('?');
-  if (q != std::string::npos) scope.query = target_.substr(q + 1);
-  scope.target = key_;
-  return scope;
-}
-
-bool ClientConnection::missAllowed() {
-  const conf::OriginGroupConfig& group = config_->origin_groups[route_->origin_group_index];
-  if (group.client_miss_rate <= 0 || client_addr_.ss_family == AF_UNSPEC) return true;
-  if (worker_.shared().client_misses.take(group.name,
-                                          reinterpret_cast<const sockaddr*>(&client_addr_),
-                                          group.client_miss_rate, group.client_miss_burst)) {
-    return true;
-  }
-  synth(429, "too many requests that miss the cache from this client; try again shortly", false);
-  return false;
-}
-
-void ClientConnection::startPass() {
-  if (!missAllowed()) return;
-  passed_ = true;
-  own_fill_ = true;
-  if (result_ == CacheResult::kNone || result_ == CacheResult::kCoalesced) {
-    result_ = (route_ && route_->cache.mode == conf::CacheMode::kPass) || (!is_get_ && !is_head_)
-                  ? CacheResult::kPass
-                  : CacheResult::kMiss;
-  }
-  if (result_ == CacheResult::kHit) result_ = CacheResult::kMiss;
-  cache::FillWriter fill = worker_.shared().cache.privateFill(key_);
-  cache::ObjectRef object = fill.object();
-  startFill(std::move(fill), true);
-  waitOn(std::move(object));
-}
-
-void ClientConnection::waitOn(cache::ObjectRef object) {
-  state_ = State::kWaiting;
-  object_ = std::move(object);
-  object_->subscribe(this);
-  subscribed_ = true;
-  onObjectProgress();  // subscribe, then look: no lost wake-up
-}
-
-void ClientConnection::onObjectChanged() noexcept {
-  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) worker_.wake(id_);
-}
-
-void ClientConnection::onWake() {
-  wake_pending_.store(false, std::memory_order_release);
-  write_depth_ = 0;
-  if (object_ && (state_ == State::kWaiting || state_ == State::kSending)) onObjectProgress();
-}
-
-void ClientConnection::onObjectProgress() {
-  using State = cache::CacheObject::State;
-  const State st = object_->state();
-  if (subscribed_ && object_->readerCut(this)) {
-    // This viewer held a shared fill's full window while others waited (fill_stall_timeout).
-    std::fprintf(stderr, "streamedge: viewer too slow for a shared fill that is not kept; "
-                 "closing its connection\n");
-    return closeNow();
-  }
-  if (state_ == ClientConnection::State::kWaiting) {
-    if (st == State::kPending) return;
-    if (st == State::kAborted && !object_->headPublished()) {
-      const bool timed_out = object_->abortedByTimeout();
-      const WallTime now = SystemClock::instance().wallNow();
-      if (stale_ && stale_->freshness().withinStaleIfError(now) &&
-          !cache::pastRetention(stale_->freshness().response_time, vhost_->retention, now)) {
-        // RFC 5861 §4: the origin failed; the stale copy answers.
-        object_->unsubscribe(this);
-        subscribed_ = false;
-        object_ = stale_;
-        result_ = CacheResult::kStale;
-        return deliverHead();
-      }
-      if (object_->abortedBusy()) {
-        // Origin protection: the origin is at its concurrency cap and the wait overflowed or
-        // timed out. Not an origin failure; the viewer may try again shortly.
-        return synth(503, "the origin is busy (too many requests in flight); try again shortly",
-                     false);
-      }
-      return synth(timed_out ? 504 : 502,
-                   timed_out ? "the origin did not answer in time" : "the origin failed", false);
-    }
-    if (st == State::kAborted && !own_fill_ && object_->windowed()) {
-      // Another viewer's answer that is not kept, stopped (its readers left just before we
-      // joined, or it broke): nothing was sent yet, so fetch our own.
-      object_->unsubscribe(this);
-      subscribed_ = false;
-      object_.reset();
-      return startPass();
-    }
-    if (st == State::kAborted) {
-      // Aborted after its head: nothing trustworthy to send.
-      return synth(502, "the origin response broke off", false);
-    }
-    // The SSD copy was gone, damaged or revalidated and the origin filled (or refreshed) the
-    // object instead: a miss. Still stale: the origin failed and stale-if-error answers.
-    if (ssd_read_ && !object_->fromSsd()) result_ = CacheResult::kMiss;
-    if (ssd_read_ && object_->fromSsd() && object_->isComplete() &&
-        !object_->freshness().isFresh(SystemClock::instance().wallNow())) {
-      result_ = CacheResult::kStale;
-    }
-    if (joinedAnotherVariant()) return lookupAgain();
-    if (!own_fill_ && !is_head_ && object_->body().releasedBytes() > 0) {
-      // An answer that is not kept, already streamed past its start to other viewers: fetch
-      // our own (its first bytes are gone).
-      object_->unsubscribe(this);
-      subscribed_ = false;
-      object_.reset();
-      return startPass();
-    }
-    if (!object_->shareable() && !own_fill_) {
-      // Someone else's private answer: fetch our own (never another viewer's response).
-      object_->unsubscribe(this);
-      subscribed_ = false;
-      object_.reset();
-      if (passed_) return synth(502, "origin response not shareable", false);
-      return startPass();
-    }
-    if (awaitWholeForEncoding()) return;  // woken again as it fills
-    return deliverHead();
-  }
-  if (state_ == ClientConnection::State::kSending) pump();
-}
-
-// Vary (RFC 9111 §4.1): a viewer that joined a fill before its answer was known must not read
-// it when the answer varies and the fill turned out to be another request's variant (the cache
-// moved it to the key of the variant the filler's request selects).
-bool ClientConnection::joinedAnotherVariant() const {
-  if (own_fill_ || !object_->headPublished()) return false;
-  const cache::VarySpec vary = cache::varyOf(object_->head());
-  // "*" (kAny) makes the answer not shareable: handled as any private answer.
-  if (vary.kind != cache::VarySpec::Kind::kFields) return false;
-  return cache::variantKey(key_, vary.names, viewer_fields_) != object_->key();
-}
-
-// Looks up again, now under this viewer's variant; a second mismatch fetches for itself.
-void ClientConnection::lookupAgain() {
-  object_->unsubscribe(this);
-  subscribed_ = false;
-  object_.reset();
-  stale_.reset();
-  if (vary_retried_) return startPass();
-  vary_retried_ = true;
-  lookupStep();
-}
-
-std::span<const cache::FieldLine> ClientConnection::ViewerFields::fieldLines() const {
-  if (!parsed_) {
-    parsed_ = true;
-    fields_.clear();
-    lines_.clear();
-    // Only varying URLs ask, so only they pay for the list.
-    if (routed_) owner_.forwardedFields(true, fields_);
-    for (const auto& [name, value] : fields_) lines_.push_back({name, value});
-  }
-  return lines_;
+void ClientConnection::readBody() {
+  evbuffer* in = bufferevent_get_input(bev_);
+  if (evbuffer_get_length(in) < request_body_length_) return;  // more to come
+  std::string& body = exchange_.requestBody();
+  body.resize(request_body_length_);
+  evbuffer_remove(in, body.data(), request_body_length_);
+  exchange_.onRequestBody();
 }
 
 // --- Deliver --------------------------------------------------------------------------------
 
-void ClientConnection::appendStatusLine(int status, std::string_view reason) {
-  out_ += version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  appendUint(out_, static_cast<uint64_t>(status));
-  out_ += ' ';
-  out_ += reason.empty() ? std::string_view(reasonPhrase(status)) : reason;
-  out_ += "\r\n";
-}
-
-void ClientConnection::appendHsts() {
-  // RFC 6797 §7.2: only over secure transport; a plain-HTTP STS header is ignored anyway.
-  if (tls_ && vhost_ && !vhost_->hsts.empty()) {
-    out_ += "Strict-Transport-Security: ";
-    out_ += vhost_->hsts;
-    out_ += "\r\n";
-  }
-}
-
-// 301 to the same host and target on the HTTPS port (RFC 9110 §15.4.2). The Host header was
-// checked by the parser; its port, if any, is replaced.
-void ClientConnection::redirectToHttps(uint16_t https_port) {
-  std::string_view host = host_;
-  if (host.empty()) return synth(400, "a Host header is required", true);
-  const size_t bracket = host.rfind(']');
-  const size_t colon = host.rfind(':');
-  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
-    host = host.substr(0, colon);
-  }
-  const uint16_t port = https_port;
-  status_ = 301;
-  out_.clear();
-  appendStatusLine(301, reasonPhrase(301));
-  out_ += "Location: https://";
-  out_ += host;
-  if (port != 443) {
-    out_ += ':';
-    appendUint(out_, port);
-  }
-  out_ += target_.empty() || target_.front() != '/' ? std::string_view("/") : std::string_view(target_);
-  out_ += "\r\nContent-Length: 0\r\nCache-Control: max-age=3600\r\nVia: 1.1 streamedge\r\n"
-          "Cache-Status: streamedge\r\n";
-  if (!keep_alive_ || close_after_response_ || worker_.shared().draining.load()) {
-    close_after_response_ = true;
-    out_ += "Connection: close\r\n";
-  }
-  out_ += "\r\n";
-  writeHead();
-  if (close_after_response_) bufferevent_disable(bev_, EV_READ);
-  finishBody();
-}
-
-void ClientConnection::writeHead() {
-  bufferevent_write(bev_, out_.data(), out_.size());
-  ttfb_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
-}
-
-void ClientConnection::appendDeliveryFields(bool synthesized) {
-  appendHsts();
-  out_ += "Via: 1.1 streamedge\r\nX-Cache: ";
-  out_ += cacheResultName(result_);
-  out_ += "\r\n";
-  appendCacheStatus(synthesized);
-  if (!keep_alive_ || close_after_response_ || worker_.shared().draining.load()) {
-    close_after_response_ = true;
-    out_ += "Connection: close\r\n";
-  } else if (version_minor_ == 0) {
-    out_ += "Connection: keep-alive\r\n";
-  }
-}
-
-// RFC 9211, from what this exchange did; the wording lives in proxy/cache_status.cc.
-void ClientConnection::appendCacheStatus(bool synthesized) {
-  CacheStatusFacts facts;
-  facts.result = result_;
-  facts.pass_route = route_ && route_->cache.mode == conf::CacheMode::kPass;
-  facts.other_method = !is_get_ && !is_head_;
-  facts.stale_found = static_cast<bool>(stale_);
-  facts.synthesized = synthesized;
-  // The URL has stored answers that vary (its marker selected a variant) and this one missed.
-  facts.vary_miss = vary_names_ != nullptr && result_ == CacheResult::kMiss;
-  if (!synthesized && object_ && object_->headPublished()) {
-    facts.origin_status = object_->head().status;
-    facts.not_modified = object_->notModified();
-    facts.stored = object_->storing();
-    const cache::Freshness& freshness = object_->freshness();
-    // The lifetime is final once complete; until then the one the head was published with.
-    const conf::Seconds lifetime =
-        object_->isComplete() ? freshness.lifetime : object_->headLifetime();
-    int64_t ttl = (lifetime - freshness.currentAge(SystemClock::instance().wallNow())).count();
-    if (freshness.no_cache) ttl = std::min<int64_t>(ttl, 0);  // never fresh without revalidation
-    facts.ttl_seconds = ttl;
-  }
-  appendCacheStatusField(out_, kCacheStatusName, describeCacheStatus(facts));
-}
-
-void ClientConnection::deliverHead() {
-  chooseRepresentation();
-  const cache::ResponseHead& head = rep_ ? *rep_->head : object_->head();
-  const cache::Freshness& freshness = object_->freshness();
-  const bool complete = object_->isComplete();
-  std::optional<uint64_t> total = rep_ ? rep_->head->content_length : object_->expectedLength();
-  if (!total && complete) total = object_->body().length();
-
-  out_.clear();
-  body_pos_ = 0;
-  body_end_ = total ? *total : kUnknownEnd;
+void ClientConnection::sendHead(const ResponseOut& head) {
+  if (head.close) close_after_response_ = true;
   chunked_out_ = false;
-  status_ = head.status;
-  bool send_body = !is_head_;
-
-  // Conditionals and Range are answered here from the whole 200, also for a forwarded GET or
-  // HEAD (they were not forwarded); never for other methods.
-  if (head.status == 200 && (is_get_ || is_head_)) {
-    const std::string* etag = head.find("ETag");
-    const std::string* last_modified = head.find("Last-Modified");
-    // RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only without it.
-    bool not_modified = false;
-    if (!if_none_match_.empty()) {
-      not_modified = etag && ifNoneMatchMatches(if_none_match_, *etag);
-    } else if (!if_modified_since_.empty() && last_modified) {
-      not_modified = notModifiedSince(if_modified_since_, *last_modified);
-    }
-    if (not_modified) {
-      status_ = 304;
-      appendStatusLine(304, "Not Modified");
-      for (const auto& [name, value] : head.headers) {
-        // §15.4.5: the fields a 200 would have carried that describe the representation.
-        for (std::string_view keep : {"ETag", "Cache-Control", "Expires", "Last-Modified",
-                                      "Date", "Vary", "Content-Location"}) {
-          if (cache::equalsIgnoreCase(name, keep)) {
-            out_ += name;
-            out_ += ": ";
-            out_ += value;
-            out_ += "\r\n";
-          }
-        }
-      }
-      if (vary_accept_encoding_) out_ += "Vary: Accept-Encoding\r\n";
-      out_ += "Age: ";
-      appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
-      out_ += "\r\n";
-      appendDeliveryFields();
-      out_ += "\r\n";
-      writeHead();
-      return finishBody();
-    }
-    if (!range_.empty() && total &&
-        (if_range_.empty() || ifRangeAllows(if_range_, etag ? *etag : std::string_view(),
-                                            last_modified ? *last_modified : std::string_view()))) {
-      RangeSpec spec = parseRange(range_, *total);
-      if (spec.kind == RangeSpec::Kind::kUnsatisfiable) {
-        status_ = 416;
-        appendStatusLine(416, "Range Not Satisfiable");
-        out_ += "Content-Range: bytes */";
-        appendUint(out_, *total);
-        out_ += "\r\nContent-Length: 0\r\n";
-        appendDeliveryFields();
-        out_ += "\r\n";
-        writeHead();
-        return finishBody();
-      }
-      if (spec.kind == RangeSpec::Kind::kSingle) {
-        status_ = 206;
-        appendStatusLine(206, "Partial Content");
-        out_ += head.wire;
-        out_ += "Content-Range: bytes ";
-        appendUint(out_, spec.first);
-        out_ += '-';
-        appendUint(out_, spec.last);
-        out_ += '/';
-        appendUint(out_, *total);
-        out_ += "\r\nContent-Length: ";
-        appendUint(out_, spec.last - spec.first + 1);
-        if (vary_accept_encoding_) out_ += "\r\nVary: Accept-Encoding";
-        out_ += "\r\nAge: ";
-        appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
-        out_ += "\r\n";
-        appendDeliveryFields();
-        out_ += "\r\n";
-        body_pos_ = spec.first;
-        body_end_ = spec.last + 1;
-        return sendHeadAndBody(send_body, complete);
-      }
-    }
-  }
-
-  appendStatusLine(head.status, head.reason);
-  out_ += head.wire;
-  if (head.status == 204 || head.status == 304 || head.status < 200) {
-    send_body = false;
-    body_end_ = 0;
-  } else if (total) {
-    out_ += "Content-Length: ";
-    appendUint(out_, *total);
-    out_ += "\r\n";
-    // Ranges address the identity bytes (a Range request is answered from them): not
-    // advertised on an encoded answer.
-    if (head.status == 200 && !rep_) out_ += "Accept-Ranges: bytes\r\n";
-  } else if (!is_head_) {
+  if (head.body_follows && !head.length_known) {
     if (version_minor_ >= 1) {
-      out_ += "Transfer-Encoding: chunked\r\n";
       chunked_out_ = true;
     } else {
       close_after_response_ = true;  // HTTP/1.0: the end of the body is the close
     }
   }
-  if (vary_accept_encoding_) out_ += "Vary: Accept-Encoding\r\n";
-  out_ += "Age: ";
-  appendUint(out_, static_cast<uint64_t>(freshness.currentAge(SystemClock::instance().wallNow()).count()));
-  out_ += "\r\n";
-  appendDeliveryFields();
-  out_ += "\r\n";
-  if (rep_ && send_body) countEncodedAnswer();
-  sendHeadAndBody(send_body, complete);
-}
-
-void ClientConnection::countEncodedAnswer() {
-  WorkerCounters& c = worker_.counters();
-  const size_t slot = codingSlot(rep_coding_);
-  c.add(c.compressed_responses[slot]);
-  const uint64_t identity = object_->body().length();
-  const uint64_t encoded = rep_->body->length();
-  if (identity > encoded) c.add(c.compression_saved_bytes[slot], identity - encoded);
-}
-
-bool ClientConnection::awaitWholeForEncoding() {
-  if (!route_ || route_->compress.codings.empty() || object_->isComplete()) return false;
-  const cache::Body& body = object_->body();
-  if (body.releasedBytes() > 0) return false;
-  const std::optional<uint64_t> expected = object_->expectedLength();
-  const EncodingChoice choice = chooseEncoding(route_->compress, object_->head(), expected,
-                                               is_get_ || is_head_, !range_.empty(),
-                                               accept_encoding_);
-  if (!choice.coding) return false;
-  // Wait while it may still be encoded: an answer of unknown length may grow past the route's
-  // limit (then it streams as it is). An answer that is not kept holds its bytes for this
-  // viewer from the start: wait only while that stays below the smallest fill window, so the
-  // origin is never paused on our account.
-  uint64_t limit = route_->compress.max_size;
-  if (object_->windowed()) limit = std::min<uint64_t>(limit, 2 * cache::Body::kBlockBytes - 1);
-  return expected.value_or(body.length()) <= limit;
-}
-
-void ClientConnection::chooseRepresentation() {
-  rep_ = nullptr;
-  vary_accept_encoding_ = false;
-  if (!route_ || route_->compress.codings.empty()) return;
-  const bool complete = object_->isComplete();
-  std::optional<uint64_t> length = object_->expectedLength();
-  if (!length && complete) length = object_->body().length();
-  uint8_t facts = object_->deliveryFacts();
-  if (facts == 0) {
-    facts = compressionFacts(object_->head());
-    object_->setDeliveryFacts(facts);
+  std::string_view connection;
+  if (!keep_alive_ || close_after_response_ || worker_.shared().draining.load()) {
+    close_after_response_ = true;
+    connection = "Connection: close\r\n";
+  } else if (version_minor_ == 0) {
+    connection = "Connection: keep-alive\r\n";
   }
-  const EncodingChoice choice = chooseEncoding(route_->compress, facts, length,
-                                               is_get_ || is_head_, !range_.empty(),
-                                               accept_encoding_);
-  vary_accept_encoding_ = choice.vary;
-  if (!choice.coding || !complete || object_->body().releasedBytes() > 0) return;
-  // Made once per object and coding, by the first viewer who needs it (on its worker; a
-  // viewer on another worker racing it makes its own and drops it), then shared by reference.
-  const size_t slot = codingSlot(*choice.coding);
-  const cache::DerivedRepresentation* rep = object_->derived(slot);
-  if (!rep) {
-    const auto start = Clock::now();
-    std::unique_ptr<cache::DerivedRepresentation> made =
-        encodeRepresentation(*object_, *choice.coding);
-    WorkerCounters& c = worker_.counters();
-    c.add(c.compression_encodings[slot]);
-    c.add(c.compression_encode_ns[slot],
-          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                    Clock::now() - start).count()));
-    rep = worker_.shared().cache.attachDerived(object_, slot, std::move(made));
-  }
-  if (!rep || !rep->head) return;  // not worth it for this object: identity
-  rep_ = rep;
-  rep_coding_ = *choice.coding;
-  if (subscribed_) {  // a complete object: the encoded answer needs no wake-ups
-    object_->unsubscribe(this);
-    subscribed_ = false;
-  }
-}
-
-void ClientConnection::sendHeadAndBody(bool send_body, bool complete) {
-  writeHead();
-  if (!send_body || body_pos_ >= body_end_) {
-    if (subscribed_) {
-      object_->unsubscribe(this);
-      subscribed_ = false;
-    }
-    return finishBody();
-  }
-  state_ = State::kSending;
-  if (!subscribed_ && !complete) {
-    object_->subscribe(this, body_pos_);
-    subscribed_ = true;
-  }
-  pump();
-}
-
-void ClientConnection::pump() {
-  using State = cache::CacheObject::State;
-  const State st = object_->state();  // before reading the length: a complete length is final
-  cache::Body& body = rep_ ? *rep_->body : object_->body();
+  const std::string_view version = version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  const std::string_view reason = head.reason.empty() ? std::string_view(reasonPhrase(head.status))
+                                                      : head.reason;
+  char status[8];
+  const auto [status_end, ec] = std::to_chars(status, status + sizeof status, head.status);
+  const std::string_view status_text(status, static_cast<size_t>(status_end - status));
+  constexpr std::string_view kChunked = "Transfer-Encoding: chunked\r\n";
+  // The whole head in one piece of the output buffer (one copy, as one string would be).
+  const size_t total = version.size() + status_text.size() + 1 + reason.size() + 2 +
+                       head.fields.size() + (chunked_out_ ? kChunked.size() : 0) +
+                       connection.size() + 2 + head.inline_body.size();
   evbuffer* out = bufferevent_get_output(bev_);
-  const bool windowed = object_->windowed();
-  while (body_pos_ < body_end_) {
-    if (windowed && evbuffer_get_length(out) >= kWindowedOutputBytes) break;  // writeCb resumes
+  evbuffer_iovec vec;
+  if (evbuffer_reserve_space(out, static_cast<ev_ssize_t>(total), &vec, 1) != 1) return closeNow();
+  char* at = static_cast<char*>(vec.iov_base);
+  at = put(at, version);
+  at = put(at, status_text);
+  *at++ = ' ';
+  at = put(at, reason);
+  at = put(at, "\r\n");
+  at = put(at, head.fields);
+  if (chunked_out_) at = put(at, kChunked);
+  at = put(at, connection);
+  at = put(at, "\r\n");
+  at = put(at, head.inline_body);
+  vec.iov_len = total;
+  evbuffer_commit_space(out, &vec, 1);
+  // Stop reading a connection we are about to close (the rest of its bytes are not a request).
+  if (head.synthesized && close_after_response_) bufferevent_disable(bev_, EV_READ);
+}
+
+void ClientConnection::sendBody(BodyCursor& cursor, size_t max_queued) {
+  evbuffer* out = bufferevent_get_output(bev_);
+  const cache::Body& body = *cursor.body;
+  body_bounded_ = max_queued != 0;
+  while (cursor.pos < cursor.end) {
+    if (max_queued && evbuffer_get_length(out) >= max_queued) break;  // writeCb resumes
     const uint8_t* data = nullptr;
     void* pin = nullptr;
-    size_t n = body.peekPinned(body_pos_, &data, &pin);
+    size_t n = body.peekPinned(cursor.pos, &data, &pin);
     if (n == 0) break;
-    n = static_cast<size_t>(std::min<uint64_t>(n, body_end_ - body_pos_));
+    n = static_cast<size_t>(std::min<uint64_t>(n, cursor.end - cursor.pos));
     if (chunked_out_) {
       char line[24];
       int len = std::snprintf(line, sizeof line, "%zx\r\n", n);
@@ -1162,36 +335,16 @@ void ClientConnection::pump() {
     }
     evbuffer_add_reference(out, data, n, unpinBody, pin);
     if (chunked_out_) evbuffer_add(out, "\r\n", 2);
-    body_pos_ += n;
-    bytes_sent_ += n;
-  }
-  // The window may move on past what this viewer has queued.
-  if (windowed && subscribed_) object_->advance(this, body_pos_);
-  if (body_pos_ >= body_end_ ||
-      (st == State::kComplete && body_end_ == kUnknownEnd && body_pos_ >= body.length())) {
-    if (chunked_out_) evbuffer_add(out, "0\r\n\r\n", 5);
-    if (subscribed_) {
-      object_->unsubscribe(this);
-      subscribed_ = false;
-    }
-    return finishBody();
-  }
-  if (st == State::kAborted) {
-    // The fill broke off: close so the viewer sees a truncated body, never a short one
-    // presented as whole.
-    std::fprintf(stderr, "streamedge: fill aborted mid-body; closing the viewer connection\n");
-    return closeNow();
-  }
-  if (st == State::kComplete && body_pos_ >= body.length()) {
-    // Complete but shorter than its framing: cannot happen (the fill would have aborted).
-    // (A windowed answer whose viewer output is full just waits for writeCb, complete or not.)
-    return closeNow();
+    cursor.pos += n;
   }
 }
 
-void ClientConnection::finishBody() {
-  state_ = State::kFlushing;
+void ClientConnection::endResponse() {
   evbuffer* out = bufferevent_get_output(bev_);
+  if (chunked_out_) {
+    evbuffer_add(out, "0\r\n\r\n", 5);
+    chunked_out_ = false;
+  }
   // Optimistic write: the socket is almost always writable, so write the whole response now
   // instead of waiting one loop iteration for the write event. Bounded nesting: a run of
   // pipelined requests falls back to the event loop after a few. Never on TLS: these bytes are
@@ -1201,145 +354,26 @@ void ClientConnection::finishBody() {
   }
   if (evbuffer_get_length(out) == 0) {
     ++write_depth_;
-    onResponseDone();  // may delete this (close)
+    onResponseSent();  // may delete this (close)
     return;
   }
 }
 
-// --- Synth ----------------------------------------------------------------------------------
+// --- Log, then the next request -------------------------------------------------------------
 
-void ClientConnection::synth(int status, const char* detail, bool close) {
-  if (close) close_after_response_ = true;
-  if (subscribed_) {
-    object_->unsubscribe(this);
-    subscribed_ = false;
-  }
-  status_ = status;
-  out_.clear();
-  appendStatusLine(status, reasonPhrase(status));
-  std::string_view body = detail;
-  out_ += "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n";
-  if (status == 503 || status == 429) out_ += "Retry-After: 1\r\n";  // RFC 9110 §10.2.3
-  if (status == 405 || (status == 200 && method_ == "OPTIONS")) {
-    out_ += route_ && route_->cache.forward_other_methods
-                ? "Allow: GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE\r\n"
-                : "Allow: GET, HEAD\r\n";
-  }
-  out_ += "Content-Length: ";
-  appendUint(out_, body.size() + 1);
-  out_ += "\r\n";
-  if (result_ == CacheResult::kNone) {
-    out_ += "Via: 1.1 streamedge\r\nCache-Status: streamedge\r\n";
-    if (!keep_alive_ || close_after_response_) {
-      close_after_response_ = true;
-      out_ += "Connection: close\r\n";
-    }
-  } else {
-    appendDeliveryFields(/*synthesized=*/true);
-  }
-  out_ += "\r\n";
-  if (!is_head_) {
-    out_ += body;
-    out_ += '\n';
-  }
-  writeHead();
-  // Stop reading a connection we are about to close (the rest of its bytes are not a request).
-  if (close_after_response_) bufferevent_disable(bev_, EV_READ);
-  finishBody();
-}
-
-// --- Log ------------------------------------------------------------------------------------
-
-void ClientConnection::onResponseDone() {
-  // Account: per-worker cells only (DESIGN.md "Threads"), summed at scrape time.
-  const auto duration = Clock::now() - started_;
-  WorkerCounters& c = worker_.counters();
-  const size_t vhost_slot = c.vhostSlot(worker_.shared().vhost_slots, config_, vhost_);
-  const size_t result = static_cast<size_t>(result_);
-  const size_t status_class = status_ >= 100 && status_ < 600 ? static_cast<size_t>(status_ / 100) : 0;
-  c.add(c.requests[vhost_slot][result][status_class]);
-  c.add(c.response_bytes[vhost_slot], bytes_sent_);
-  c.duration[result].observe(duration);
-  c.ttfb[result].observe(std::chrono::nanoseconds(static_cast<int64_t>(ttfb_ms_ * 1e6)));
-
-  if (worker_.shared().access_log.enabled()) {
-    AccessLogEntry e;
-    e.time_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
-    const conf::AddressAnonymization mode =
-        config_ ? config_->log.client_address : worker_.config()->log.client_address;
-    if (log_client_mode_ != mode) {
-      anonymizeAddress(reinterpret_cast<const sockaddr*>(&client_addr_), mode, log_client_);
-      log_client_mode_ = mode;
-    }
-    e.vhost = vhost_ ? std::string_view(vhost_->name) : std::string_view("-");
-    e.client = log_client_;
-    e.method = method_;
-    // Before routing succeeded the path is unchecked; log it only once normalised.
-    e.path = path_.empty() ? std::string_view("-") : std::string_view(path_);
-    e.query = route_ ? std::string_view(query_) : std::string_view();
-    e.status = status_;
-    e.bytes = bytes_sent_;
-    e.duration_ms = std::chrono::duration<double, std::milli>(duration).count();
-    e.ttfb_ms = ttfb_ms_;
-    e.cache = cacheResultName(result_);
-    if (tls_) {
-      SSL* ssl = bufferevent_openssl_get_ssl(bev_);
-      e.tls = tlsVersionLabel(tlsVersionSlot(ssl ? SSL_get_version(ssl) : nullptr));  // "1.3"
-    }
-    // The origin that filled what was delivered; a hit or a stale copy used none now.
-    if (object_ && result_ != CacheResult::kHit && result_ != CacheResult::kStale &&
-        object_->headPublished()) {
-      e.origin = object_->head().filled_by_origin;
-      e.dc = object_->head().filled_by_dc;
-    }
-    worker_.logLine(e);
-  }
-
+void ClientConnection::onResponseSent() {
+  exchange_.onResponseSent();  // Log
   const bool close = close_after_response_ || closing_;
-  resetExchange();
+  body_bounded_ = false;
   if (close) return closeNow();
-  state_ = State::kReadingHead;
   bufferevent_enable(bev_, EV_READ);
   setReadTimeout(worker_.config()->server.idle_timeout);
   if (evbuffer_get_length(bufferevent_get_input(bev_)) > 0) parseRequest();  // pipelined
 }
 
-void ClientConnection::resetExchange() {
-  if (subscribed_ && object_) object_->unsubscribe(this);
-  subscribed_ = false;
-  object_.reset();
-  rep_ = nullptr;
-  vary_accept_encoding_ = false;
-  stale_.reset();
-  config_.reset();
-  vhost_ = nullptr;
-  route_ = nullptr;
-  method_.clear();
-  path_.clear();
-  query_.clear();
-  own_fill_ = false;
-  ssd_read_ = false;
-  viewer_fields_.reset(false);
-  vary_names_.reset();
-  vary_retried_ = false;
-  passed_ = false;
-  result_ = CacheResult::kNone;
-  status_ = 0;
-  bytes_sent_ = 0;
-  body_pos_ = body_end_ = 0;
-  ttfb_ms_ = 0;
-  request_body_.clear();
-  request_body_length_ = 0;
-}
-
 void ClientConnection::closeNow() {
   closing_ = true;
-  if (subscribed_ && object_) {
-    object_->unsubscribe(this);
-    subscribed_ = false;
-  }
+  exchange_.reset();
   worker_.removeConnection(id_);  // deletes this
 }
 

@@ -12,17 +12,18 @@ STREAMEDGE_BUILD_PACKAGES=(
   build-essential cmake pkg-config git
   libevent-dev libssl-dev liburing-dev libxxhash-dev zlib1g-dev libbrotli-dev
   prometheus-cpp-dev libtomlplusplus-dev libgtest-dev curl openssl libsystemd-dev
-  libpugixml-dev
+  libpugixml-dev libnghttp2-dev
 )
 # Extra packages for the test suite: clang and its runtime (libFuzzer, sanitizers), which
 # Debian only "recommends" and so --no-install-recommends would leave out.
 # shellcheck disable=SC2034
 STREAMEDGE_TEST_PACKAGES=(clang libclang-rt-dev)
 # Packages the scenario tests always need, fuzzing or not: promtool and a Prometheus server
-# (tests/scenario/observability_scenario_test.cc). Install with --no-start-services, or the
+# (tests/scenario/observability_scenario_test.cc), and Python's h2 for the HTTP/2 client of
+# tests/scenario/http2_scenario_test.cc. Install with --no-start-services, or the
 # package's own service grabs port 9090.
 # shellcheck disable=SC2034
-STREAMEDGE_SCENARIO_PACKAGES=(prometheus)
+STREAMEDGE_SCENARIO_PACKAGES=(prometheus python3-h2)
 
 if [[ -t 1 ]]; then
   _c_bold=$'\e[1m' _c_red=$'\e[31m' _c_green=$'\e[32m' _c_yellow=$'\e[33m' _c_off=$'\e[0m'

@@ -11,8 +11,10 @@ namespace streamedge::tls {
 
 namespace {
 
-// Wire-format ALPN list we offer: HTTP/1.1 only for now (h2 joins with the HTTP/2 front end).
+// Wire-format ALPN lists we offer, in our order of preference (RFC 7301 §3.2: the server
+// chooses): HTTP/1.1 only, or h2 first where the listener has http2.
 constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+constexpr unsigned char kAlpnH2[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 int contextsIndex() {
   static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
@@ -180,7 +182,9 @@ ListenerContexts::Build ListenerContexts::build(const conf::ListenerConfig& conf
     SSL_CTX_set_ex_data(ctx, contextsIndex(), self.get());
     SSL_CTX_set_tlsext_servername_callback(ctx, servernameCb);
     SSL_CTX_set_tlsext_servername_arg(ctx, self.get());
-    SSL_CTX_set_alpn_select_cb(ctx, alpnCb, nullptr);
+    // The callback's argument says whether h2 is offered (no state behind the pointer).
+    SSL_CTX_set_alpn_select_cb(ctx, alpnCb,
+                               config.http2 ? const_cast<unsigned char*>(kAlpnH2) : nullptr);
     SSL_CTX_set_tlsext_status_cb(ctx, statusCb);
     SSL_CTX_set_tlsext_status_arg(ctx, &slot);
     if (self->tickets_) SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticketCb);
@@ -232,9 +236,11 @@ int ListenerContexts::servernameCb(SSL* ssl, int*, void* arg) {
 }
 
 int ListenerContexts::alpnCb(SSL*, const unsigned char** out, unsigned char* outlen,
-                             const unsigned char* in, unsigned int inlen, void*) {
+                             const unsigned char* in, unsigned int inlen, void* arg) {
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kAlpn, sizeof kAlpn, in, inlen) !=
+  const bool h2 = arg != nullptr;
+  if (SSL_select_next_proto(&selected, outlen, h2 ? kAlpnH2 : kAlpn,
+                            h2 ? sizeof kAlpnH2 : sizeof kAlpn, in, inlen) !=
       OPENSSL_NPN_NEGOTIATED) {
     return SSL_TLSEXT_ERR_NOACK;  // a client without http/1.1 still gets HTTP/1.1 without ALPN
   }

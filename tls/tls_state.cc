@@ -36,6 +36,7 @@ TlsState::Build TlsState::build(const conf::Config& config, const TlsState* prev
     admin.address = "admin " + config.admin.address;
     admin.certificates = config.admin.certificates;
     admin.client_ca = config.admin.client_ca;
+    admin.http2 = false;  // evhttp: HTTP/1.1 only
     std::shared_ptr<TicketKeyRing> ring = previous && previous->admin_ ? previous->admin_->tickets() : nullptr;
     ListenerContexts::Build b = ListenerContexts::build(admin, std::move(ring), now);
     const std::string where = "admin (" + config.admin.address + "): ";

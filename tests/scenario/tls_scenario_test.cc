@@ -206,19 +206,23 @@ TEST_F(TlsScenarioTest, SniPicksTheCertificateByExactWildcardAndDefault) {
   EXPECT_TRUE(contains(ec, "subject=CN = video\n")) << ec;
 }
 
-TEST_F(TlsScenarioTest, AlpnSelectsHttp11) {
-  const std::string out = sClient("-servername localhost -alpn h2,http/1.1");
+TEST_F(TlsScenarioTest, AlpnPrefersH2AndKeepsHttp11) {
+  std::string out = sClient("-servername localhost -alpn h2,http/1.1");
+  EXPECT_TRUE(contains(out, "ALPN protocol: h2")) << out;
+  out = sClient("-servername localhost -alpn http/1.1,h2");  // the server's preference wins
+  EXPECT_TRUE(contains(out, "ALPN protocol: h2")) << out;
+  out = sClient("-servername localhost -alpn http/1.1");
   EXPECT_TRUE(contains(out, "ALPN protocol: http/1.1")) << out;
 }
 
 TEST_F(TlsScenarioTest, CurlFetchesOverHttpsWithHstsAndLargeBodies) {
-  std::string out = curl("video.example.com", "/obj/tls-small?size=2000");
+  std::string out = curl("video.example.com", "/obj/tls-small?size=2000", "--http1.1");
   EXPECT_TRUE(contains(out, "HTTP/1.1 200")) << out;
   EXPECT_TRUE(contains(out, "Strict-Transport-Security: max-age=31536000")) << out;
   EXPECT_TRUE(contains(out, "size=2000\n")) << out;
-  out = curl("video.example.com", "/obj/tls-big?size=2000000");
+  out = curl("video.example.com", "/obj/tls-big?size=2000000", "--http1.1");
   EXPECT_TRUE(contains(out, "size=2000000\n")) << out;
-  out = curl("video.example.com", "/obj/tls-big?size=2000000");  // a hit, written by reference
+  out = curl("video.example.com", "/obj/tls-big?size=2000000", "--http1.1");  // a hit, by reference
   EXPECT_TRUE(contains(out, "X-Cache: HIT")) << out;
   EXPECT_TRUE(contains(out, "size=2000000\n")) << out;
   // Plain HTTP never carries HSTS.

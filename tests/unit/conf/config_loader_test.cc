@@ -214,6 +214,9 @@ TEST(ConfigLoader, ExampleConfigLoadsWithDocumentedValues) {
   const Config& c = *r.config;
   EXPECT_EQ(c.source, path);
   EXPECT_EQ(c.server.drain_timeout, Millis(15'000));
+  EXPECT_EQ(c.server.http2_max_concurrent_streams, 100u);
+  EXPECT_EQ(c.server.http2_stream_window_bytes, 1ull << 20);
+  EXPECT_EQ(c.server.http2_connection_window_bytes, 16ull << 20);
   EXPECT_EQ(c.admin.bearer_token, "");
   ASSERT_EQ(c.admin.tokens.size(), 2u);
   EXPECT_EQ(c.admin.tokens[0].name, "prometheus");
@@ -1397,6 +1400,7 @@ tls_ticket_key_file = "/etc/streamedge/tickets.key"
 tls_ticket_rotation = "30m"
 tls_session_cache_size = 0
 tls_session_timeout = "5m"
+http2 = false
   [[listener.certificate]]
   cert = "a.pem"
   key = "a.key"
@@ -1433,6 +1437,8 @@ hsts = "max-age=31536000; includeSubDomains"
   EXPECT_EQ(l.tls_ticket_rotation, Seconds(1800));
   EXPECT_EQ(l.tls_session_cache_size, 0);
   EXPECT_EQ(l.tls_session_timeout, Seconds(300));
+  EXPECT_FALSE(l.http2);
+  EXPECT_TRUE(c.listeners[0].http2);  // the default (plain listeners never offer it)
   const OriginConfig& a = c.origin_groups[0].origins[0];
   EXPECT_EQ(a.ca_file, "/etc/ca.pem");
   EXPECT_FALSE(a.tls_verify);
@@ -1586,6 +1592,47 @@ retention = -5
 )";
   const LoadResult r = load(text);
   expectError(r, "vhost[0].retention", 9, "non-negative");
+
+TEST(ConfigLoader, Http2SettingsAreReadAndCheckedWithTheirLines) {
+  LoadResult r = load(R"([server]
+http2_max_concurrent_streams = 250
+http2_stream_window = "256KiB"
+http2_connection_window = "64MiB"
+[[listener]]
+address = "127.0.0.1:8443"
+  [[listener.certificate]]
+  cert = "a.pem"
+  key = "a.key"
+[[origin_group]]
+name = "main"
+  [[origin_group.origin]]
+  url = "http://origin.example.com"
+[[vhost]]
+hostnames = ["*"]
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "main"
+)");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->server.http2_max_concurrent_streams, 250u);
+  EXPECT_EQ(r.config->server.http2_stream_window_bytes, 256u * 1024);
+  EXPECT_EQ(r.config->server.http2_connection_window_bytes, 64ull << 20);
+  EXPECT_TRUE(r.config->listeners[0].http2);
+
+  r = load(R"([server]
+http2_max_concurrent_streams = 0
+http2_stream_window = "3GiB"
+http2_connection_window = 100
+[[listener]]
+address = "127.0.0.1:8080"
+http2 = true
+)");
+  ASSERT_FALSE(r.ok());
+  const std::string all = describe(r);
+  EXPECT_NE(all.find(":2: server.http2_max_concurrent_streams"), std::string::npos) << all;
+  EXPECT_NE(all.find(":3: server.http2_stream_window"), std::string::npos) << all;
+  EXPECT_NE(all.find(":4: server.http2_connection_window"), std::string::npos) << all;
+  EXPECT_NE(all.find(":7: listener[0].http2"), std::string::npos) << all;
 }
 
 }  // namespace

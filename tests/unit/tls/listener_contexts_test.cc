@@ -60,7 +60,7 @@ TEST_F(ListenerContextsTest, SniSelectsExactThenWildcardThenDefault) {
 }
 
 // A real handshake over memory BIOs: the servername callback switches the certificate and ALPN
-// picks http/1.1.
+// picks h2 (the client offers h2 and http/1.1), or http/1.1 where the listener has no http2.
 std::string handshakeSubject(const ListenerContexts& c, const char* sni, std::string* alpn) {
   SslCtxPtr client_ctx(SSL_CTX_new(TLS_client_method()));
   const unsigned char protos[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
@@ -99,10 +99,20 @@ TEST_F(ListenerContextsTest, HandshakeServesTheCertificateSniAsksFor) {
   ASSERT_TRUE(b.contexts) << joined(b.errors);
   std::string alpn;
   EXPECT_EQ(handshakeSubject(*b.contexts, "a.example.com", &alpn), "/CN=exact-ec");
-  EXPECT_EQ(alpn, "http/1.1");
+  EXPECT_EQ(alpn, "h2");
   EXPECT_EQ(handshakeSubject(*b.contexts, "z.wild.example.com", nullptr), "/CN=wild");
   EXPECT_EQ(handshakeSubject(*b.contexts, "other.test", nullptr), "/CN=default");
   EXPECT_EQ(handshakeSubject(*b.contexts, nullptr, nullptr), "/CN=default");
+}
+
+TEST_F(ListenerContextsTest, AlpnKeepsToHttp11WhereTheListenerHasNoHttp2) {
+  conf::ListenerConfig l = listenerWith(dir_, {"default", "exact-ec"});
+  l.http2 = false;
+  auto b = ListenerContexts::build(l, nullptr, std::time(nullptr));
+  ASSERT_TRUE(b.contexts) << joined(b.errors);
+  std::string alpn;
+  EXPECT_EQ(handshakeSubject(*b.contexts, "a.example.com", &alpn), "/CN=exact-ec");
+  EXPECT_EQ(alpn, "http/1.1");
 }
 
 TEST_F(ListenerContextsTest, KeyOfAnotherCertificateIsAnError) {
