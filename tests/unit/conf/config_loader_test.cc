@@ -1592,6 +1592,7 @@ retention = -5
 )";
   const LoadResult r = load(text);
   expectError(r, "vhost[0].retention", 9, "non-negative");
+}
 
 TEST(ConfigLoader, Http2SettingsAreReadAndCheckedWithTheirLines) {
   LoadResult r = load(R"([server]
