@@ -17,6 +17,7 @@
 #include "proxy/security_log.h"
 #include "proxy/url_token.h"
 #include "proxy/worker.h"
+#include "streaming/ll_hls.h"
 
 namespace streamedge::proxy {
 
@@ -213,6 +214,15 @@ void Exchange::handleRequest() {
   if (route_->token_auth.enabled) {
     raw_query_ = query_;
     if (!admitToken()) return;
+  }
+  // LL-HLS delivery directives (_HLS_msn, _HLS_part, _HLS_skip) stay in the key in canonical
+  // order (cache_key.h); values a server must refuse get 400 here, before the cache or the
+  // origin sees them (rfc8216bis §6.2.5.2).
+  if (query_.find("_HLS_") != std::string::npos &&
+      cache::classifyPath(path_) == cache::ContentKind::kPlaylist) {
+    const Result<streaming::DeliveryDirectives> directives =
+        streaming::parseDeliveryDirectives(query_);
+    if (!directives.isOk()) return synth(400, directives.status().detail(), false);
   }
   query_ = cache::filterQuery(query_, route_->key);
   key_ = cache::makeKey(vhost_->name, path_, query_);
