@@ -117,5 +117,5 @@ for size in $SIZES; do
   done
   printf '| %s GiB | %s | %s KiB | %s ms | %s ms |\n' "$size" "$objects" $((cp_bytes / 1024)) \
     "$(range <<<"$with")" "$(range <<<"$without")"
-  rm -f "$WORK/store" "$WORK/store.checkpoint"
+  rm -f "$WORK/store" "$WORK/store.checkpoint" "$WORK/store.keys"
 done

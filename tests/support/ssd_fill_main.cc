@@ -1,6 +1,7 @@
 // ssd_fill: fills an SSD store file the way the proxy would have, for the warm-restart
 // benchmark (scripts/bench/warm_restart.sh): `count` objects of `object-kib` under the keys the
 // proxy computes for GET <prefix><i>.ts on virtual host `vhost` (no query), fresh for a day,
+// each with its purge labels and sealed with the vhost's data key (keyring <store>.keys),
 // through the real SsdStore (real file, real I/O engine, AES-256-GCM with the key file). The
 // store is closed gracefully at the end, so its index checkpoint is written like a proxy's at
 // SIGTERM (unless --no-checkpoint).
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "cache/cache_key.h"
+#include "cache/purge_labels.h"
 #include "cache/ssd_store.h"
 
 namespace {
@@ -79,6 +81,8 @@ int main(int argc, char** argv) {
   sc.background_rebuild = false;
   sc.checkpoint = checkpoint ? store_path + ".checkpoint" : "";
   sc.checkpoint_interval = conf::Millis(0);
+  sc.keyring = store_path + ".keys";  // the proxy's default for a store file
+  std::remove(sc.keyring.c_str());
   std::remove(sc.checkpoint.c_str());
   std::string error;
   auto store = openSsdStore(sc, SystemClock::instance(), nullptr, &error);
@@ -95,21 +99,25 @@ int main(int argc, char** argv) {
     body->append(payload.data(), payload.size());
     body->freeze();
   }
-  auto head = std::make_shared<ResponseHead>();
-  head->status = 200;
-  head->reason = "OK";
-  head->headers = {{"Content-Type", "video/mp2t"},
-                   {"Cache-Control", "max-age=86400"},
-                   {"ETag", "\"warm\""}};
-  head->content_length = object_bytes;
-  head->buildWire();
   Freshness f;
   f.response_time = SystemClock::instance().wallNow();
   f.lifetime = conf::Seconds(86400);
   f.explicit_lifetime = true;
   const auto started = std::chrono::steady_clock::now();
   for (uint64_t i = 0; i < count; ++i) {
-    const CacheKey key = makeKey(vhost, prefix + std::to_string(i) + ".ts", "");
+    const std::string path = prefix + std::to_string(i) + ".ts";
+    const CacheKey key = makeKey(vhost, path, "");
+    // Each object's own head with its purge labels (:vhost, :path), as a proxy's fill stores
+    // it: the index and the checkpoint carry them, and the vhost's data key seals it.
+    auto head = std::make_shared<ResponseHead>();
+    head->status = 200;
+    head->reason = "OK";
+    head->headers = {{"Content-Type", "video/mp2t"},
+                     {"Cache-Control", "max-age=86400"},
+                     {"ETag", "\"warm\""}};
+    addPurgeLabels(head->headers, vhost, path);
+    head->content_length = object_bytes;
+    head->buildWire();
     // The write queue bounds what is pending: wait for the writer when it is full.
     for (int tries = 0; !(*store)->insert(key, head, f, body); ++tries) {
       if (tries > 10000) {
