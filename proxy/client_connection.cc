@@ -24,6 +24,7 @@ using Clock = std::chrono::steady_clock;
 void unpinBody(const void*, size_t, void* pin) { cache::Body::unpin(pin); }
 
 char* put(char* at, std::string_view s) {
+  if (s.empty()) return at;  // an empty view may have no data pointer, which memcpy must not get
   std::memcpy(at, s.data(), s.size());
   return at + s.size();
 }
