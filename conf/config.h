@@ -439,6 +439,41 @@ struct DnsConfig {
   std::string hosts_file = "/etc/hosts";  // asked first; "" = none
 };
 
+// [cluster]: the peer tier of an edge site (proxy/peer_tier.h). Each object has an owner among
+// the peers (weighted rendezvous hashing with bounded loads, proxy/peer_ring.h); a miss on a
+// non-owner is fetched from the owner over HTTP, which alone fetches from the origin. Without
+// the section (enabled = false) the edge behaves as a lone server.
+enum class ClusterMode {
+  kStaySmall,     // a non-owner passes the owner's answer on without keeping it (coalesced)
+  kReplicateHot,  // a non-owner keeps the owner's answer like any fill
+};
+
+// Origin-form path every peer answers 200 on its viewer listeners while a [cluster] is
+// configured (the peers' health checks).
+inline constexpr const char* kPeerHealthPath = "/.well-known/streamedge/peer-health";
+// Names of the synthetic origin groups made for the peers: "peer:" + address.
+inline constexpr const char* kPeerGroupPrefix = "peer:";
+
+struct ClusterConfig {
+  bool enabled = false;
+  // Canonical "host:port" of every peer's viewer listener, this server's own included, in the
+  // config's order (the ring does not depend on it).
+  std::vector<std::string> peers;
+  std::string self;          // the peer that is this server (from `self` or a listener match)
+  size_t self_index = 0;     // into peers
+  std::string secret_file;   // shared HMAC key of the site (32 raw bytes or 64 hex digits)
+  std::string secret;        // its bytes
+  ClusterMode mode = ClusterMode::kStaySmall;
+  Millis connect_timeout{1'000};   // to a peer
+  Millis timeout{5'000};           // a peer's response head, and between two body reads
+  Millis health_interval{2'000};   // active checks of each peer (kPeerHealthPath)
+  Millis max_clock_skew{30'000};   // a peer request's timestamp may be this far off
+  double load_factor = 1.25;       // bounded loads: a peer gets at most ~this x the mean
+  // Per peer: the index of its synthetic origin group in Config::origin_groups (appended after
+  // the configured groups; never referenced by a route); SIZE_MAX for self.
+  std::vector<size_t> peer_group;
+};
+
 struct Config {
   std::string source;  // file path, or "<embedded default>"
   ServerConfig server;
@@ -450,6 +485,7 @@ struct Config {
   std::vector<VhostConfig> vhosts;
   LogConfig log;
   PrivacyConfig privacy;
+  ClusterConfig cluster;
 };
 
 using ConfigPtr = std::shared_ptr<const Config>;

@@ -1773,6 +1773,176 @@ void readLog(TableReader& r, LogConfig& log) {
 }
 
 // Two listeners (or a listener and the admin listener) on one address cannot both bind.
+// "host:port", "[v6]:port" or "name:port" of a peer's viewer listener: its canonical form
+// (lower-case name) in `out`, or an error sentence.
+std::string parsePeerAddress(std::string_view text, std::string& out) {
+  std::string host;
+  uint16_t port = 0;
+  if (!text.empty() && text.front() == '[') {
+    const std::string error = parseListenAddress(text, host, port);
+    if (!error.empty()) return error;
+    out = "[" + lowercase(host) + "]:" + std::to_string(port);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      return "expected host:port, like \"10.0.0.2:8080\"";
+    }
+    const std::string_view h = text.substr(0, colon);
+    if (h.find(':') != std::string_view::npos) {
+      return "IPv6 addresses must be in brackets, like \"[fd00::2]:8080\"";
+    }
+    if (!isIpv4Literal(std::string(h)) && !isDnsName(h)) {
+      return "host " + quoted(h) + " is neither an IPv4 address nor a DNS name";
+    }
+    const auto p = parsePort(text.substr(colon + 1));
+    if (!p) return "invalid port " + quoted(text.substr(colon + 1)) + " (expected 1 to 65535)";
+    port = *p;
+    out = lowercase(h) + ":" + std::to_string(port);
+  }
+  if (port == 0) return "port 0 is not a peer's port";
+  return "";
+}
+
+// [cluster]; after the listeners and origin groups (the peers' groups are appended to them).
+void readCluster(TableReader& r, Config& config) {
+  ClusterConfig& cluster = config.cluster;
+  cluster.enabled = true;
+  constexpr size_t kMaxPeers = 256;  // proxy/peer_ring.h
+  std::vector<std::string> texts;
+  if (r.stringList("peers", texts)) {
+    const toml::array& array = *r.get("peers")->as_array();
+    std::map<std::string, size_t> seen;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      std::string canonical;
+      const std::string error = parsePeerAddress(texts[i], canonical);
+      if (!error.empty()) {
+        r.diag().error(lineOf(*array.get(i)), indexPath(r.path("peers"), i), error);
+        continue;
+      }
+      const auto [it, inserted] = seen.emplace(canonical, i);
+      if (!inserted) {
+        r.diag().error(lineOf(*array.get(i)), indexPath(r.path("peers"), i),
+                       quoted(texts[i]) + " is listed twice (also peers[" +
+                           std::to_string(it->second) + "])");
+        continue;
+      }
+      cluster.peers.push_back(std::move(canonical));
+    }
+    if (texts.empty()) {
+      r.error("peers", array, "must list every peer's viewer listener, this server's included");
+    } else if (texts.size() > kMaxPeers) {
+      r.error("peers", array, "at most 256 peers");
+    }
+  } else if (!r.has("peers")) {
+    r.missing("peers");
+  }
+  if (r.string("secret_file", cluster.secret_file)) {
+    std::string error;
+    if (cluster.secret_file.empty()) {
+      r.error("secret_file", *r.get("secret_file"), "must not be empty");
+    } else if (!readTokenKeyFile(cluster.secret_file, cluster.secret, error)) {
+      r.error("secret_file", *r.get("secret_file"), quoted(cluster.secret_file) + " " + error);
+    }
+  } else if (!r.has("secret_file")) {
+    r.missing("secret_file");
+  }
+  r.choice("mode", cluster.mode,
+           {{"stay-small", ClusterMode::kStaySmall}, {"replicate-hot", ClusterMode::kReplicateHot}});
+  r.duration("connect_timeout", cluster.connect_timeout, false);
+  r.duration("timeout", cluster.timeout, false);
+  r.duration("health_interval", cluster.health_interval, false);
+  r.duration("max_clock_skew", cluster.max_clock_skew, false);
+  r.number("load_factor", cluster.load_factor, 1.01, 10.0);
+
+  // Which peer is this server: `self`, or the one peer that one of its listeners names.
+  bool self_found = false;
+  std::string self_text;
+  if (r.string("self", self_text)) {
+    std::string canonical;
+    const std::string error = parsePeerAddress(self_text, canonical);
+    const auto it = std::find(cluster.peers.begin(), cluster.peers.end(), canonical);
+    if (!error.empty()) {
+      r.error("self", *r.get("self"), error);
+    } else if (it == cluster.peers.end()) {
+      r.error("self", *r.get("self"), quoted(self_text) + " is not among the peers");
+    } else {
+      cluster.self_index = static_cast<size_t>(it - cluster.peers.begin());
+      self_found = true;
+    }
+  } else if (!cluster.peers.empty()) {
+    std::vector<size_t> matches;
+    for (size_t i = 0; i < cluster.peers.size(); ++i) {
+      std::string host;
+      uint16_t port = 0;
+      const std::string& p = cluster.peers[i];
+      const size_t colon = p.rfind(':');
+      host = p.front() == '[' ? p.substr(1, colon - 2) : p.substr(0, colon);
+      port = static_cast<uint16_t>(std::stoi(p.substr(colon + 1)));
+      for (const ListenerConfig& l : config.listeners) {
+        if (l.port == port && lowercase(l.host) == host) {
+          matches.push_back(i);
+          break;
+        }
+      }
+    }
+    if (matches.size() == 1) {
+      cluster.self_index = matches.front();
+      self_found = true;
+    } else if (matches.empty()) {
+      r.diag().error(lineOf(*r.get("peers")), r.path("peers"),
+                     "none of the peers is one of this server's [[listener]] addresses: list "
+                     "this server among them, or name it with cluster.self (needed when the "
+                     "listener is a wildcard like 0.0.0.0)");
+    } else {
+      r.diag().error(lineOf(*r.get("peers")), r.path("peers"),
+                     "several peers are listeners of this server: name the one peers reach "
+                     "with cluster.self");
+    }
+  }
+  if (self_found) cluster.self = cluster.peers[cluster.self_index];
+
+  for (const OriginGroupConfig& g : config.origin_groups) {
+    if (g.name.rfind(kPeerGroupPrefix, 0) == 0) {
+      r.diag().error(r.line(), "origin_group",
+                     "origin group name " + quoted(g.name) +
+                         " is reserved: names starting with \"peer:\" are the cluster's peers");
+    }
+  }
+  // Every other peer becomes an origin group of one origin: the same client, pools, timeouts,
+  // health checks and metrics as the origins. Never named by a route.
+  cluster.peer_group.assign(cluster.peers.size(), SIZE_MAX);
+  for (size_t i = 0; i < cluster.peers.size(); ++i) {
+    if (self_found && i == cluster.self_index) continue;
+    OriginGroupConfig g;
+    g.name = std::string(kPeerGroupPrefix) + cluster.peers[i];
+    OriginConfig o;
+    const std::string error = parseOriginUrl("http://" + cluster.peers[i], o);
+    if (!error.empty()) continue;  // parsePeerAddress accepted it: cannot happen
+    o.name = "peer " + cluster.peers[i];
+    o.dc = "peer";
+    o.connect_timeout = cluster.connect_timeout;
+    o.first_byte_timeout = cluster.timeout;
+    o.read_timeout = cluster.timeout;
+    o.max_concurrent_requests = 0;  // the owner protects its origin; peers are not capped here
+    o.max_connections = 0;
+    o.queue_size = 0;
+    g.origins.push_back(std::move(o));
+    g.retries = 0;            // a failed peer is skipped by the fill, which goes on elsewhere
+    g.retry_budget = 0;
+    g.resume_attempts = 1;    // a broken body is asked again of the same peer once
+    g.health_check.enabled = true;
+    g.health_check.path = kPeerHealthPath;
+    g.health_check.interval = cluster.health_interval;
+    g.health_check.timeout = std::min(cluster.health_interval, cluster.timeout);
+    g.health_check.fall = 1;
+    g.health_check.rise = 1;
+    g.outlier.consecutive_failures = 0;  // the peer tier marks a failed peer down itself
+    cluster.peer_group[i] = config.origin_groups.size();
+    config.origin_groups.push_back(std::move(g));
+  }
+  r.finish();
+}
+
 void checkListenAddressesUnique(const toml::table& root, const Config& config, Diagnostics& diag) {
   std::map<std::pair<std::string, uint16_t>, std::string> seen;  // → path of first user
   if (!config.admin.address.empty()) {
@@ -1907,6 +2077,10 @@ ConfigPtr buildConfig(const toml::table& root, const std::string& name, Diagnost
                 "ignored: [privacy] client_address is set too");
     }
     readPrivacy(r, config->privacy, config->log);
+  }
+  if (const toml::table* t = top.table("cluster")) {
+    TableReader r(diag, *t, "cluster");
+    readCluster(r, *config);
   }
   top.finish();
   if (diag.hasErrors()) return nullptr;

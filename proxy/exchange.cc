@@ -99,6 +99,8 @@ void Exchange::receive(const RequestHead& head, std::string_view raw, Clock::tim
   bool have_range = false, have_inm = false, have_ims = false, have_if_range = false;
   origin_precondition_ = false;
   max_forwards_zero_ = false;
+  has_peer_claim_ = false;
+  peer_request_ = false;
   auto first = [](std::string& dst, bool& have, std::string_view value) {
     if (!have) dst.assign(value);
     have = true;
@@ -137,7 +139,12 @@ void Exchange::receive(const RequestHead& head, std::string_view raw, Clock::tim
         if (equalsIgnoreCase(name, "If-None-Match")) first(if_none_match_, have_inm, value);
         break;
       case 15:
-        if (equalsIgnoreCase(name, "Accept-Encoding")) parseAcceptEncoding(value, accept_encoding_);
+        if (equalsIgnoreCase(name, "Accept-Encoding")) {
+          parseAcceptEncoding(value, accept_encoding_);
+        } else if (equalsIgnoreCase(name, "Streamedge-Peer") && !has_peer_claim_) {
+          peer_claim_.assign(value);
+          has_peer_claim_ = true;
+        }
         break;
       case 17:
         if (equalsIgnoreCase(name, "If-Modified-Since")) first(if_modified_since_, have_ims, value);
@@ -202,6 +209,7 @@ void Exchange::handleRequest() {
     std::fprintf(stderr, "streamedge: 400 bad request: invalid path\n");
     return synth(400, "invalid request path", true);
   }
+  if ((has_peer_claim_ || config_->cluster.enabled) && !admitPeer()) return;
   RouteMatch match = matchRoute(*config_, host_, path_);
   path_token_.clear();
   if (match.vhost && !match.vhost->token_path_segments.empty()) takePathToken(match);
@@ -211,7 +219,7 @@ void Exchange::handleRequest() {
   if (!route_) return synth(404, "no route for this path", false);
 
   // Admit: before the key, the cache and the origin. A refused request touches neither.
-  if (route_->token_auth.enabled) {
+  if (route_->token_auth.enabled && !peer_request_) {
     raw_query_ = query_;
     if (!admitToken()) return;
   }
@@ -438,6 +446,8 @@ void Exchange::startFill(cache::FillWriter fill, bool pass) {
 FillRequest Exchange::makeFillRequest(bool pass) {
   FillRequest request;
   request.pass = pass;
+  request.from_peer = peer_request_;
+  request.host = host_;
   if (pass) {
     request.method = is_head_ ? "GET" : method_;  // HEAD: fetch and send the head only
     request.target = target_;
@@ -521,6 +531,7 @@ InvalidationScope Exchange::invalidationScope() const {
 }
 
 bool Exchange::missAllowed() {
+  if (peer_request_) return true;  // the peer's own viewers were counted there
   const conf::OriginGroupConfig& group = config_->origin_groups[route_->origin_group_index];
   if (group.client_miss_rate <= 0 || !viewer_.address()) return true;
   if (worker_.shared().client_misses.take(group.name, viewer_.address(),

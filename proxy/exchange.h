@@ -179,6 +179,10 @@ class Exchange final : public cache::ObjectWaiter {
   // Admit: the route's token_auth. False when the request was refused (403 sent, counted and
   // written to the security log).
   bool admitToken();
+  // [cluster] (proxy/exchange_peer.cc): answers the peers' health checks and verifies a
+  // request that claims to come from a peer (403 and a security-log line when it does not
+  // verify). False when the request was answered here.
+  bool admitPeer();
   void lookupStep();                         // Lookup (again, after a Vary mismatch)
   void startFill(cache::FillWriter fill, bool pass);
   FillRequest makeFillRequest(bool pass);
@@ -238,6 +242,11 @@ class Exchange final : public cache::ObjectWaiter {
   // The request head as received, kept (in a buffer reused across requests) so that fills and
   // passes can forward the viewer's fields without copying them on every hit.
   std::string raw_head_;
+  // Cluster: the Streamedge-Peer field, if any, and whether it verified (a peer's request: no
+  // token check, no miss budget, never sent to another peer).
+  std::string peer_claim_;
+  bool has_peer_claim_ = false;
+  bool peer_request_ = false;
   // The viewer's request fields as the cache sees them (Vary), parsed from raw_head_ on first
   // use: only URLs whose answers vary ask.
   class ViewerFields final : public cache::RequestFieldSource {

@@ -53,9 +53,53 @@ void FillJob::start(Worker& worker, conf::ConfigPtr config, const conf::RouteCon
       origin_request.method == "GET") {
     origin_request.hedge_after = route.hedge_after;
   }
-  worker.counters().add(worker.counters().origin_fetches);
-  job->fetch_ = worker.origins().start(*job->config_, route.origin_group_index,
-                                       std::move(origin_request), *job);
+  // The edge's own field between peers is never sent on (to a peer or an origin).
+  std::erase_if(origin_request.headers,
+                [](const auto& f) { return cache::equalsIgnoreCase(f.first, kPeerField); });
+  if (job->config_->cluster.enabled && !job->request_.pass && !job->request_.from_peer &&
+      job->fill_.object() &&
+      (origin_request.method == "GET" || origin_request.method == "HEAD")) {
+    job->tier_ = worker.shared().peers.get();
+    if (job->tier_) job->base_request_ = origin_request;
+  }
+  job->startFetch(std::move(origin_request));
+}
+
+void FillJob::startFetch(OriginRequest request) {
+  size_t group = route_.origin_group_index;
+  peer_ = -1;
+  // At most a few peers per fill: each failure marks one down, then the origin is asked.
+  if (tier_ && peer_attempts_ < 3) {
+    const int p = tier_->choose(fill_.object()->key(), *config_, *worker_.shared().health,
+                                std::chrono::steady_clock::now());
+    if (p >= 0 && static_cast<size_t>(p) < config_->cluster.peer_group.size() &&
+        config_->cluster.peer_group[p] < config_->origin_groups.size()) {
+      peer_ = p;
+      tier_->acquire(static_cast<size_t>(p));
+      group = config_->cluster.peer_group[p];
+      request.host = request_.host;
+      request.hedge_after = Millis(0);
+      const int64_t now_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+      request.headers.emplace_back(
+          std::string(kPeerField),
+          tier_->sign(request.method, request.host, request.target, now_unix));
+    }
+  }
+  if (peer_ < 0) worker_.counters().add(worker_.counters().origin_fetches);
+  fetch_ = worker_.origins().start(*config_, group, std::move(request), *this);
+}
+
+void FillJob::retryAfterPeerFailure(const char* why) {
+  fetch_.reset();
+  tier_->markDown(static_cast<size_t>(peer_), *config_, *worker_.shared().health, why);
+  tier_->release(static_cast<size_t>(peer_));
+  peer_ = -1;
+  peer_retry_ = false;
+  discard_ = false;
+  ++peer_attempts_;
+  startFetch(base_request_);
 }
 
 FillJob::FillJob(Worker& worker, conf::ConfigPtr config, const conf::RouteConfig& route,
@@ -70,6 +114,7 @@ FillJob::FillJob(Worker& worker, conf::ConfigPtr config, const conf::RouteConfig
 
 FillJob::~FillJob() {
   fetch_.reset();  // no callback after this
+  if (peer_ >= 0) tier_->release(static_cast<size_t>(peer_));
   if (listened_) listened_->setFillListener(nullptr);  // no wake-up after this
   if (stall_timer_) event_free(stall_timer_);
   worker_.removeFill(id_);
@@ -138,6 +183,17 @@ void FillJob::addImpliedVary(cache::ResponseHead& head) const {
 }
 
 void FillJob::onOriginResponse(OriginResponse&& response) {
+  if (peer_ >= 0) {
+    if (response.status >= 500) {
+      // A failing peer is skipped at once; its body is read and dropped, then the fill goes on
+      // elsewhere (onOriginComplete / onOriginFailed).
+      tier_->count(static_cast<size_t>(peer_), PeerResult::kServerError);
+      peer_retry_ = true;
+      discard_ = true;
+      return;
+    }
+    tier_->count(static_cast<size_t>(peer_), PeerResult::kOk);
+  }
   const WallTime now = SystemClock::instance().wallNow();
   const conf::CachePolicy& policy = route_.cache;
   // RFC 9213: the fields aimed at this edge alone are stored under reserved names (never sent
@@ -232,6 +288,9 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
     const cache::StoreDecision decision = cache::decideStore(
         head->status, request_.request_has_authorization, *head, cc, policy);
     storable = decision.store;
+    // Stay small: the owner keeps the object; this edge passes it on to its viewers (all of
+    // them on this one fill) without keeping a copy.
+    if (peer_ >= 0 && config_->cluster.mode == conf::ClusterMode::kStaySmall) storable = false;
     const bool auth_ok = !request_.request_has_authorization || policy.cache_authorized ||
                          cc.is_public || cc.s_maxage.has_value() || cc.must_revalidate;
     // What one viewer's request produced may go to other viewers only if nothing in it is
@@ -312,6 +371,7 @@ void FillJob::finishPlaylistFreshness() {
 }
 
 void FillJob::onOriginComplete() {
+  if (peer_retry_) return retryAfterPeerFailure("5xx");
   if (!discard_ && fill_) {
     finishPlaylistFreshness();
     if (!fill_.finish()) {
@@ -322,6 +382,14 @@ void FillJob::onOriginComplete() {
 }
 
 void FillJob::onOriginFailed(Status status) {
+  if (peer_ >= 0) {
+    if (!peer_retry_) tier_->count(static_cast<size_t>(peer_), PeerResult::kError);
+    if (peer_retry_ || !fill_.object() || !fill_.object()->headPublished()) {
+      return retryAfterPeerFailure(peer_retry_ ? "5xx" : "connect error or timeout");
+    }
+    tier_->markDown(static_cast<size_t>(peer_), *config_, *worker_.shared().health,
+                    "broken body");
+  }
   worker_.counters().add(worker_.counters().origin_failures);
   const cache::ObjectRef& stale = fill_.stale();
   const WallTime now = SystemClock::instance().wallNow();

@@ -26,6 +26,7 @@
 #include "conf/config.h"
 #include "proxy/invalidation.h"
 #include "proxy/origin_client.h"
+#include "proxy/peer_tier.h"
 
 namespace streamedge::proxy {
 
@@ -46,6 +47,10 @@ struct FillRequest {
   std::vector<std::pair<std::string, std::string>> forward_headers;
   std::string body;
   bool pass = false;  // a private fill: never shared, never stored
+  // Cluster (proxy/peer_tier.h): the viewer's Host (a peer fetch sends it on), and whether the
+  // request came from a verified peer (then it is never sent to a peer again).
+  std::string host;
+  bool from_peer = false;
   // Cache fills: the vhost name and normalised path the key was made with, stored with the
   // object as its purge labels (cache/purge_labels.h).
   std::string vhost;
@@ -76,6 +81,11 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   void onOriginData(const uint8_t* data, size_t len) override;
   void onOriginComplete() override;
   void onOriginFailed(Status status) override;
+  // Cluster: starts `request` towards the key's peer (PeerTier::choose) or the origin group.
+  void startFetch(OriginRequest request);
+  // A peer failed before the head reached the readers: it is marked down and the fill starts
+  // again (next peer or the origin). From an origin callback; the fetch is destroyed here.
+  void retryAfterPeerFailure(const char* why);
   // The lifetime a complete playlist/MPD object's body implies (streaming/freshness.h), if any.
   std::optional<cache::StreamLifetime> streamLifetimeOf(const cache::ObjectRef& object) const;
   void finishPlaylistFreshness();
@@ -98,6 +108,14 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   std::atomic<bool> wake_pending_{false};
   bool paused_ = false;       // origin reads paused for a full window
   event* stall_timer_ = nullptr;
+
+  // Cluster: the tier (null without [cluster], or when this fill may not go to a peer), the
+  // request before peer-specific fields (for a retry), the peer being asked (-1: the origin).
+  std::shared_ptr<PeerTier> tier_;
+  OriginRequest base_request_;
+  int peer_ = -1;
+  int peer_attempts_ = 0;
+  bool peer_retry_ = false;  // the peer answered 5xx: retry once its body is done
 };
 
 }  // namespace streamedge::proxy

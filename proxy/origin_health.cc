@@ -42,6 +42,7 @@ struct OriginHealth::State {
   std::atomic<bool> active_down{false};
   std::atomic<int> check_failures{0};
   std::atomic<int> check_successes{0};
+  std::atomic<uint64_t> checks_passed{0};  // since start
   // Both.
   std::atomic<int64_t> ramp_start_ns{kNone};
   std::atomic<uint64_t> transitions_up{0};
@@ -318,6 +319,7 @@ void OriginHealth::recordCheck(size_t group, size_t origin, bool passed, TimePoi
   const int64_t now_ns = toNanos(now);
   const char* dc = g->dcs[origin].empty() ? "-" : g->dcs[origin].c_str();
   if (passed) {
+    s.checks_passed.fetch_add(1, std::memory_order_relaxed);
     s.check_failures.store(0, std::memory_order_relaxed);
     const int successes = s.check_successes.load(std::memory_order_relaxed) + 1;
     s.check_successes.store(successes, std::memory_order_relaxed);
@@ -374,6 +376,7 @@ OriginHealthView OriginHealth::view(size_t group, size_t origin, TimePoint now) 
   v.consecutive_failures = s.consecutive_failures.load(std::memory_order_relaxed);
   v.check_failures = s.check_failures.load(std::memory_order_relaxed);
   v.check_successes = s.check_successes.load(std::memory_order_relaxed);
+  v.checks_passed = s.checks_passed.load(std::memory_order_relaxed);
   v.ejections = s.ejections.load(std::memory_order_relaxed);
   v.ejections_refused = s.ejections_refused.load(std::memory_order_relaxed);
   v.ejection_streak = s.streak.load(std::memory_order_relaxed);

@@ -56,6 +56,7 @@ struct OriginHealthView {
   int consecutive_failures = 0;   // passive: failed attempts in a row
   int check_failures = 0;         // active: failed checks in a row
   int check_successes = 0;        // active: passed checks in a row
+  uint64_t checks_passed = 0;     // active: passed checks since start
   uint64_t ejections = 0;         // passive ejections since start
   uint64_t ejections_refused = 0; // ejections refused by the group cap
   int ejection_streak = 0;        // ejections in a row (the back-off exponent + 1)

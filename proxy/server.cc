@@ -556,6 +556,7 @@ void Server::reload() {
   // checks restart with the new settings.
   health_checker_.reset();
   shared_->health->reconfigure(*config_);
+  shared_->peers.reconfigure(*config_);
   if (!stopping_) {
     health_checker_ = std::make_unique<HealthChecker>(base_, config_, tls_, shared_->health);
   }

@@ -24,6 +24,7 @@
 #include "proxy/client_budget.h"
 #include "proxy/origin_limits.h"
 #include "proxy/origin_stats.h"
+#include "proxy/peer_tier.h"
 #include "proxy/url_token.h"
 
 namespace streamedge::proxy {
@@ -133,7 +134,9 @@ struct SharedState {
       : cache(config.cache.ram, SystemClock::instance()),
         health(std::make_shared<OriginHealth>(config)),
         access_log(config.log.access_log),
-        security_log(config.log.security_log) {}
+        security_log(config.log.security_log) {
+    peers.reconfigure(config);
+  }
 
   cache::Cache cache;
   // The SSD tier when [cache.ssd] is configured (attached to `cache`). Declared after it:
@@ -146,6 +149,8 @@ struct SharedState {
   std::shared_ptr<OriginLimits> limits = std::make_shared<OriginLimits>();
   // [origin_group] client_miss_rate: misses per client, shared by every worker.
   ClientMissBudget client_misses;
+  // [cluster]: the peer tier (null without one); reconfigured on reload.
+  PeerTierHolder peers;
   AccessLog access_log;
   // Security events ([log] security_log; proxy/security_log.h formats the lines). Read at start
   // like the access log: a reload does not move it.

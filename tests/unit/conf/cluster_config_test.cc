@@ -1,0 +1,129 @@
+// [cluster]: the peers, which of them is this server, the shared key file, the mode and the
+// timeouts; one error per bad value with file:line; no [cluster] = a lone server.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "conf/config_loader.h"
+#include "tests/unit/conf/config_test_base.h"
+
+namespace streamedge::conf {
+namespace {
+
+using namespace streamedge::conf::testing;
+
+class ClusterConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/streamedge-cluster-conf-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    key_ = dir_ + "/peer.key";
+    std::FILE* f = std::fopen(key_.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    const std::string hex = std::string(62, '0') + "2a\n";
+    std::fwrite(hex.data(), 1, hex.size(), f);
+    std::fclose(f);
+    ::chmod(key_.c_str(), 0600);
+  }
+  void TearDown() override {
+    ::unlink(key_.c_str());
+    ::rmdir(dir_.c_str());
+  }
+  // A [cluster] whose peers include kBase's listener 127.0.0.1:8080.
+  std::string cluster(const std::string& extra = "") const {
+    return "[cluster]\npeers = [\"127.0.0.2:8080\", \"127.0.0.1:8080\", \"peer-c.site:8080\"]\n"
+           "secret_file = \"" + key_ + "\"\n" + extra;
+  }
+
+  std::string dir_, key_;
+};
+
+TEST_F(ClusterConfigTest, AbsentMeansALoneServer) {
+  const LoadResult r = load("");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_FALSE(r.config->cluster.enabled);
+  EXPECT_TRUE(r.config->cluster.peers.empty());
+  ASSERT_EQ(r.config->origin_groups.size(), 1u);  // no peer groups
+}
+
+TEST_F(ClusterConfigTest, PeersSelfKeyAndDefaults) {
+  const LoadResult r = load(cluster());
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const ClusterConfig& c = r.config->cluster;
+  EXPECT_TRUE(c.enabled);
+  ASSERT_EQ(c.peers.size(), 3u);
+  EXPECT_EQ(c.peers[2], "peer-c.site:8080");
+  EXPECT_EQ(c.self_index, 1u);  // recognised by the listener 127.0.0.1:8080
+  EXPECT_EQ(c.self, "127.0.0.1:8080");
+  EXPECT_EQ(c.secret, std::string(31, '\0') + "\x2a");
+  EXPECT_EQ(c.mode, ClusterMode::kStaySmall);
+  EXPECT_EQ(c.connect_timeout.count(), 1000);
+  EXPECT_EQ(c.timeout.count(), 5000);
+  EXPECT_EQ(c.health_interval.count(), 2000);
+  EXPECT_EQ(c.max_clock_skew.count(), 30000);
+  // The two other peers are origin groups of one origin each, after the configured group.
+  ASSERT_EQ(r.config->origin_groups.size(), 3u);
+  ASSERT_EQ(c.peer_group.size(), 3u);
+  EXPECT_EQ(c.peer_group[1], SIZE_MAX);
+  const OriginGroupConfig& g = r.config->origin_groups[c.peer_group[2]];
+  EXPECT_EQ(g.name, "peer:peer-c.site:8080");
+  ASSERT_EQ(g.origins.size(), 1u);
+  EXPECT_EQ(g.origins[0].host, "peer-c.site");
+  EXPECT_EQ(g.origins[0].port, 8080);
+  EXPECT_TRUE(g.health_check.enabled);
+  EXPECT_EQ(g.health_check.path, kPeerHealthPath);
+  EXPECT_EQ(g.health_check.interval.count(), 2000);
+  EXPECT_EQ(g.retries, 0);
+  EXPECT_EQ(r.config->origin_groups[c.peer_group[0]].name, "peer:127.0.0.2:8080");
+  // Routes still name the configured group only.
+  EXPECT_EQ(r.config->vhosts[0].routes[0].origin_group_index, 0u);
+}
+
+TEST_F(ClusterConfigTest, EveryKeyIsRead) {
+  const LoadResult r = load(cluster("mode = \"replicate-hot\"\nconnect_timeout = \"300ms\"\n"
+                                    "timeout = \"2s\"\nhealth_interval = \"500ms\"\n"
+                                    "max_clock_skew = \"10s\"\nload_factor = 1.5\n"
+                                    "self = \"PEER-C.site:8080\"\n"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const ClusterConfig& c = r.config->cluster;
+  EXPECT_EQ(c.mode, ClusterMode::kReplicateHot);
+  EXPECT_EQ(c.connect_timeout.count(), 300);
+  EXPECT_EQ(c.timeout.count(), 2000);
+  EXPECT_EQ(c.health_interval.count(), 500);
+  EXPECT_EQ(c.max_clock_skew.count(), 10000);
+  EXPECT_DOUBLE_EQ(c.load_factor, 1.5);
+  EXPECT_EQ(c.self_index, 2u);  // `self` wins over the listener match
+  EXPECT_EQ(c.peer_group[2], SIZE_MAX);
+  const OriginGroupConfig& g = r.config->origin_groups[c.peer_group[1]];
+  EXPECT_EQ(g.origins[0].connect_timeout.count(), 300);
+  EXPECT_EQ(g.origins[0].first_byte_timeout.count(), 2000);
+  EXPECT_EQ(g.health_check.timeout.count(), 500);
+}
+
+TEST_F(ClusterConfigTest, ErrorsNameTheirLine) {
+  expectOnlyError("[cluster]\nsecret_file = \"" + key_ + "\"\n", "cluster.peers", 1,
+                  "missing required key");
+  expectOnlyError("[cluster]\npeers = [\"127.0.0.1:8080\"]\n", "cluster.secret_file", 1,
+                  "missing required key");
+  expectOnlyError("[cluster]\nsecret_file = \"" + key_ + "\"\npeers = [\"127.0.0.1:8080\",\n"
+                  "  \"127.0.0.1:8080\"]\n", "cluster.peers[1]", 4, "listed twice");
+  expectOnlyError("[cluster]\nsecret_file = \"" + key_ + "\"\npeers = [\"127.0.0.1:8080\",\n"
+                  "  \"bad host:1\"]\n", "cluster.peers[1]", 4, "neither");
+  expectOnlyError("[cluster]\nsecret_file = \"" + key_ + "\"\npeers = [\"127.0.0.1:8080\",\n"
+                  "  \"10.0.0.1\"]\n", "cluster.peers[1]", 4, "host:port");
+  expectOnlyError("[cluster]\nsecret_file = \"" + key_ + "\"\n\npeers = [\"127.0.0.9:8080\"]\n",
+                  "cluster.peers", 4, "none of the peers");
+  expectOnlyError(cluster("mode = \"big\"\n"), "cluster.mode", 4, "\"stay-small\"");
+  expectOnlyError(cluster("self = \"10.9.9.9:80\"\n"), "cluster.self", 4, "not among the peers");
+  expectOnlyError(cluster("timeout = \"0s\"\n"), "cluster.timeout", 4, "");
+  expectOnlyError("[cluster]\npeers = [\"127.0.0.1:8080\"]\nsecret_file = \"" + dir_ +
+                      "/missing.key\"\n", "cluster.secret_file", 3, "missing.key");
+}
+
+}  // namespace
+}  // namespace streamedge::conf
