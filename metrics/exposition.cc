@@ -357,6 +357,16 @@ std::string renderPrometheus(const Snapshot& s) {
   pushCounter("streamedge_fills_abandoned_total",
               "Fills of answers that are not kept, stopped because every viewer left.",
               s.fills_abandoned);
+  auto blocking = family("streamedge_ll_hls_blocking_reloads_total",
+                         "LL-HLS blocking playlist reloads decided at the edge without waiting for "
+                         "the origin, by outcome: answered from the URL's newest stored playlist "
+                         "(hit), too far ahead of the stream (400), or not answerable within three "
+                         "target durations (503).",
+                         MetricType::Counter);
+  addCounter(blocking, d(s.ll_hls_answered_from_cache), {{"outcome", "answered_from_cache"}});
+  addCounter(blocking, d(s.ll_hls_too_far_ahead), {{"outcome", "too_far_ahead"}});
+  addCounter(blocking, d(s.ll_hls_holds_expired), {{"outcome", "hold_expired"}});
+  push(std::move(blocking));
   pushCounter("streamedge_invalidations_total",
               "Stored URLs removed (both tiers, every variant) because an unsafe request through "
               "this edge (POST, PUT, DELETE, ...) got a non-error answer for them (RFC 9111 4.4).",

@@ -198,6 +198,10 @@ struct Snapshot {
   uint64_t fill_window_pauses = 0;
   uint64_t fill_slow_readers_cut = 0;
   uint64_t fills_abandoned = 0;
+  // LL-HLS blocking reloads decided at the edge (proxy/live_playlists.h).
+  uint64_t ll_hls_answered_from_cache = 0;  // answered at once by the URL's newest playlist
+  uint64_t ll_hls_too_far_ahead = 0;        // 400: too far ahead of the stream
+  uint64_t ll_hls_holds_expired = 0;        // 503: not answered within the hold bound
   uint64_t invalidations = 0;  // stored URLs removed after a POST/PUT/DELETE/... (RFC 9111 §4.4)
   // Admin API: purges by kind (url, prefix, tag, host) and result (ok, error); objects they
   // removed (mode hard) or marked stale (mode soft); admin requests refused (no or unknown

@@ -74,7 +74,10 @@ const char* reasonPhrase(int status) {
 Exchange::Exchange(Worker& worker, Framing& framing, Viewer& viewer)
     : worker_(worker), framing_(framing), viewer_(viewer) {}
 
-Exchange::~Exchange() { reset(); }
+Exchange::~Exchange() {
+  reset();
+  if (hold_timer_) event_free(hold_timer_);
+}
 
 // --- Recv -----------------------------------------------------------------------------------
 
@@ -218,11 +221,13 @@ void Exchange::handleRequest() {
   // LL-HLS delivery directives (_HLS_msn, _HLS_part, _HLS_skip) stay in the key in canonical
   // order (cache_key.h); values a server must refuse get 400 here, before the cache or the
   // origin sees them (rfc8216bis §6.2.5.2).
+  directives_.reset();
   if (query_.find("_HLS_") != std::string::npos &&
       cache::classifyPath(path_) == cache::ContentKind::kPlaylist) {
     const Result<streaming::DeliveryDirectives> directives =
         streaming::parseDeliveryDirectives(query_);
     if (!directives.isOk()) return synth(400, directives.status().detail(), false);
+    if (directives->any()) directives_ = directives.value();
   }
   query_ = cache::filterQuery(query_, route_->key);
   key_ = cache::makeKey(vhost_->name, path_, query_);
@@ -244,7 +249,81 @@ void Exchange::handleRequest() {
   // RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the origin, which alone knows
   // the current representation; such a request goes there, as this viewer's own.
   if (route_->cache.mode == conf::CacheMode::kPass || origin_precondition_) return startPass();
+  if (directives_ && directives_->blocking() && blockingReloadStep()) return;
   lookupStep();
+}
+
+cache::CacheKey Exchange::playlistUrlKey() const {
+  return cache::makeKey(vhost_->name, path_, withoutDeliveryDirectives(query_));
+}
+
+bool Exchange::blockingReloadStep() {
+  const std::optional<LivePlaylists::Entry> newest =
+      worker_.shared().live_playlists.find(playlistUrlKey());
+  if (!newest) return false;  // nothing known of this stream yet: the origin decides
+  const streaming::BlockingDecision decision =
+      streaming::decideBlockingReload(newest->summary, *directives_);
+  const WallTime now = SystemClock::instance().wallNow();
+  switch (decision.action) {
+    case streaming::BlockingAction::kAnswerNow: {
+      // rfc8216bis §6.2.5.2: a playlist that has the asked segment or part answers the request
+      // at once. Only while that stored copy is still there, the same object, and fresh.
+      cache::ObjectRef object = worker_.shared().cache.peekFresh(
+          newest->object_key, {vhost_->retention, vhost_->name});
+      if (!object || object.get() != newest->object ||
+          object->freshness().response_time != newest->response_time || !object->shareable()) {
+        return false;
+      }
+      result_ = CacheResult::kHit;
+      from_newer_playlist_ = true;
+      worker_.counters().add(worker_.counters().ll_hls_answered_from_cache);
+      object_ = std::move(object);
+      deliverHead();
+      return true;
+    }
+    case streaming::BlockingAction::kBadRequest: {
+      // Only against a playlist no older than a target duration: one that is older may be
+      // behind the stream by more than the allowance (the origin then decides).
+      const auto target = std::chrono::seconds(
+          std::clamp<uint64_t>(newest->summary.target_duration_s, 1, 3600));
+      if (now - newest->response_time > target) return false;
+      worker_.counters().add(worker_.counters().ll_hls_too_far_ahead);
+      synth(400, "LL-HLS blocking reload too far ahead of the stream", false);
+      return true;
+    }
+    case streaming::BlockingAction::kHold:
+      hold_limit_ = decision.hold_limit;
+      return false;
+  }
+  return false;
+}
+
+void Exchange::armHoldTimer() {
+  if (hold_limit_.count() <= 0) return;
+  if (!hold_timer_) hold_timer_ = evtimer_new(worker_.base(), &Exchange::holdTimerCb, this);
+  if (!hold_timer_ || evtimer_pending(hold_timer_, nullptr)) return;
+  // From the request's start: a lookup again (Vary) does not extend it.
+  const auto left = std::max<Millis>(
+      Millis(1), hold_limit_ - std::chrono::duration_cast<Millis>(Clock::now() - started_));
+  const timeval tv{static_cast<time_t>(left.count() / 1000),
+                   static_cast<suseconds_t>((left.count() % 1000) * 1000)};
+  evtimer_add(hold_timer_, &tv);
+}
+
+void Exchange::cancelHoldTimer() {
+  if (hold_timer_) evtimer_del(hold_timer_);
+}
+
+void Exchange::holdTimerCb(evutil_socket_t, short, void* arg) {
+  static_cast<Exchange*>(arg)->onHoldExpired();
+}
+
+void Exchange::onHoldExpired() {
+  if (phase_ != Phase::kWaiting || hold_limit_.count() <= 0) return;
+  // rfc8216bis §6.2.5.2: a blocking request not answerable within three target durations gets
+  // 503. The fill goes on for the viewers still waiting and the next ones.
+  worker_.counters().add(worker_.counters().ll_hls_holds_expired);
+  synth(503, "the LL-HLS segment or part asked for did not appear in time", false);
 }
 
 void Exchange::onRequestBody() {
@@ -457,6 +536,11 @@ FillRequest Exchange::makeFillRequest(bool pass) {
     // sees one viewer's token or session id, and the object is right for every viewer.
     request.target = path_;
     request.vhost = vhost_->name;  // purge labels (cache/purge_labels.h)
+    // A full playlist (not a delta update) may answer later blocking reloads of its URL.
+    if ((!directives_ || directives_->skip == streaming::DeliveryDirectives::Skip::kNone) &&
+        cache::classifyPath(path_) == cache::ContentKind::kPlaylist) {
+      request.live_playlist_url = directives_ ? playlistUrlKey() : key_;
+    }
     request.path = path_;
     if (!query_.empty()) {
       request.target += '?';
@@ -552,6 +636,7 @@ void Exchange::waitOn(cache::ObjectRef object) {
   object_ = std::move(object);
   object_->subscribe(this);
   subscribed_ = true;
+  armHoldTimer();
   onObjectProgress();  // subscribe, then look: no lost wake-up
 }
 
@@ -737,6 +822,8 @@ void Exchange::appendCacheStatus(bool synthesized) {
   facts.synthesized = synthesized;
   // The URL has stored answers that vary (its marker selected a variant) and this one missed.
   facts.vary_miss = vary_names_ != nullptr && result_ == CacheResult::kMiss;
+  // A blocking reload answered by a newer stored playlist than its own key holds.
+  if (from_newer_playlist_) facts.detail = "ll-hls-newer-playlist";
   if (!synthesized && object_ && object_->headPublished()) {
     facts.origin_status = object_->head().status;
     facts.not_modified = object_->notModified();
@@ -753,6 +840,7 @@ void Exchange::appendCacheStatus(bool synthesized) {
 }
 
 void Exchange::deliverHead() {
+  cancelHoldTimer();
   chooseRepresentation();
   const cache::ResponseHead& head = rep_ ? *rep_->head : object_->head();
   const cache::Freshness& freshness = object_->freshness();
@@ -994,6 +1082,7 @@ void Exchange::finishBody() {
 // --- Synth ----------------------------------------------------------------------------------
 
 void Exchange::synth(int status, const char* detail, bool close) {
+  cancelHoldTimer();
   unsubscribe();
   status_ = status;
   out_.clear();
@@ -1089,6 +1178,10 @@ void Exchange::unsubscribe() {
 }
 
 void Exchange::reset() {
+  cancelHoldTimer();
+  hold_limit_ = Millis(0);
+  from_newer_playlist_ = false;
+  directives_.reset();
   unsubscribe();
   phase_ = Phase::kIdle;
   object_.reset();

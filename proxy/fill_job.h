@@ -26,6 +26,7 @@
 #include "conf/config.h"
 #include "proxy/invalidation.h"
 #include "proxy/origin_client.h"
+#include "streaming/ll_hls.h"
 
 namespace streamedge::proxy {
 
@@ -53,6 +54,10 @@ struct FillRequest {
   // An unsafe method: a non-error answer invalidates the target and same-origin Location /
   // Content-Location (RFC 9111 §4.4; proxy/invalidation.h).
   std::optional<InvalidationScope> invalidate;
+  // A playlist fill whose answer is a full playlist (no _HLS_skip): the key of its URL without
+  // the LL-HLS delivery directives, under which a stored live media playlist is recorded in
+  // SharedState::live_playlists.
+  std::optional<cache::CacheKey> live_playlist_url;
 };
 
 class FillJob final : public OriginObserver, public cache::FillListener {
@@ -77,7 +82,9 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   void onOriginComplete() override;
   void onOriginFailed(Status status) override;
   // The lifetime a complete playlist/MPD object's body implies (streaming/freshness.h), if any.
-  std::optional<cache::StreamLifetime> streamLifetimeOf(const cache::ObjectRef& object) const;
+  // Also fills `summary` when the body is a live-or-ended HLS media playlist.
+  std::optional<cache::StreamLifetime> streamLifetimeOf(const cache::ObjectRef& object,
+                                                        std::optional<streaming::PlaylistSummary>& summary) const;
   void finishPlaylistFreshness();
   void addImpliedVary(cache::ResponseHead& head) const;
   static void stallCb(evutil_socket_t, short, void* arg);
@@ -98,6 +105,7 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   std::atomic<bool> wake_pending_{false};
   bool paused_ = false;       // origin reads paused for a full window
   event* stall_timer_ = nullptr;
+  std::optional<streaming::PlaylistSummary> summary_;  // a stored HLS media playlist's
 };
 
 }  // namespace streamedge::proxy

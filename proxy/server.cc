@@ -1067,6 +1067,9 @@ std::string Server::metricsText() const {
     snap.fill_slow_readers_cut += c->fill_slow_readers_cut.load(std::memory_order_relaxed);
     snap.fills_abandoned += c->fills_abandoned.load(std::memory_order_relaxed);
     snap.invalidations += c->invalidations.load(std::memory_order_relaxed);
+    snap.ll_hls_answered_from_cache += c->ll_hls_answered_from_cache.load(std::memory_order_relaxed);
+    snap.ll_hls_too_far_ahead += c->ll_hls_too_far_ahead.load(std::memory_order_relaxed);
+    snap.ll_hls_holds_expired += c->ll_hls_holds_expired.load(std::memory_order_relaxed);
   }
   for (conf::ContentCoding coding : {conf::ContentCoding::kBrotli, conf::ContentCoding::kGzip}) {
     metrics::Snapshot::CompressionSeries series;
