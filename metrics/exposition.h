@@ -28,6 +28,17 @@ struct RequestSeries {
   uint64_t count = 0;
 };
 
+// CMCD (CTA-5004) reported by players, per vhost: aggregates only, nothing per viewer.
+inline constexpr std::array<uint64_t, 9> kCmcdBitrateBoundsKbps = {200,  400,  800,   1500, 3000,
+                                                                   6000, 12000, 25000, 50000};
+struct CmcdSeries {
+  std::string vhost;
+  uint64_t requests = 0;            // requests with valid CMCD
+  uint64_t buffer_starvation = 0;   // ... reporting bs (buffer starvation)
+  std::array<uint64_t, kCmcdBitrateBoundsKbps.size() + 1> bitrate_counts{};  // per bucket; last +Inf
+  uint64_t bitrate_sum_kbps = 0;
+};
+
 struct LatencySeries {
   std::string result;  // cache result, as in RequestSeries
   HistogramSnapshot histogram;
@@ -139,6 +150,7 @@ struct Snapshot {
   double now_unix_seconds = 0;  // for the uptime gauge
   int workers = 0;
   std::vector<RequestSeries> requests;  // non-zero series only
+  std::vector<CmcdSeries> cmcd;         // vhosts with CMCD seen only
   std::vector<std::pair<std::string, uint64_t>> responses_by_class;  // "2xx" → n (all classes)
   std::vector<std::pair<std::string, uint64_t>> response_bytes_by_vhost;
   std::vector<LatencySeries> request_duration;

@@ -40,6 +40,28 @@ constexpr size_t kMaxForwardedBody = 1 << 20;
 
 constexpr uint64_t kUnknownEnd = BodyCursor::kUnknownEnd;
 
+// An origin-form target without its CMCD query parameters (any case of the name): the
+// viewer's CTA-5004 data stays at the edge.
+std::string withoutCmcdParam(const std::string& target) {
+  const size_t q = target.find('?');
+  if (q == std::string::npos) return target;
+  std::string out = target.substr(0, q);
+  const std::string_view query = std::string_view(target).substr(q + 1);
+  bool first = true;
+  size_t pos = 0;
+  while (pos <= query.size()) {
+    size_t amp = query.find('&', pos);
+    if (amp == std::string_view::npos) amp = query.size();
+    const std::string_view part = query.substr(pos, amp - pos);
+    pos = amp + 1;
+    if (part.empty() || cache::equalsIgnoreCase(part.substr(0, part.find('=')), "CMCD")) continue;
+    out += first ? '?' : '&';
+    out += part;
+    first = false;
+  }
+  return out;
+}
+
 }  // namespace
 
 const char* reasonPhrase(int status) {
@@ -106,10 +128,16 @@ void Exchange::receive(const RequestHead& head, std::string_view raw, Clock::tim
     if (!have) dst.assign(value);
     have = true;
   };
+  cmcd_ = streaming::CmcdData{};
   for (size_t i = 0; i < head.header_count; ++i) {
     const std::string_view name = head.headers[i].name;
     const std::string_view value = head.headers[i].value;
     using cache::equalsIgnoreCase;
+    // CTA-5004 §2: CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session (an invalid one is
+    // ignored, never an error for the viewer).
+    if (name.size() > 5 && (name[0] == 'C' || name[0] == 'c') && streaming::isCmcdField(name)) {
+      streaming::parseCmcdList(value, cmcd_);
+    }
     switch (name.size()) {  // equal names have equal lengths: one compare at most per field
       case 5:
         if (equalsIgnoreCase(name, "Range")) first(range_, have_range, value);
@@ -221,6 +249,10 @@ void Exchange::handleRequest() {
   // LL-HLS delivery directives (_HLS_msn, _HLS_part, _HLS_skip) stay in the key in canonical
   // order (cache_key.h); values a server must refuse get 400 here, before the cache or the
   // origin sees them (rfc8216bis §6.2.5.2).
+  if (query_.find("MCD=") != std::string::npos || query_.find("mcd=") != std::string::npos) {
+    streaming::parseCmcdQuery(query_, cmcd_);
+  }
+  if (cmcd_.any) countCmcd();
   directives_.reset();
   if (query_.find("_HLS_") != std::string::npos &&
       cache::classifyPath(path_) == cache::ContentKind::kPlaylist) {
@@ -251,6 +283,20 @@ void Exchange::handleRequest() {
   if (route_->cache.mode == conf::CacheMode::kPass || origin_precondition_) return startPass();
   if (directives_ && directives_->blocking() && blockingReloadStep()) return;
   lookupStep();
+}
+
+void Exchange::countCmcd() {
+  WorkerCounters& c = worker_.counters();
+  const size_t slot = c.vhostSlot(worker_.shared().vhost_slots, config_, vhost_);
+  c.add(c.cmcd_requests[slot]);
+  if (cmcd_.bs) c.add(c.cmcd_starvation[slot]);
+  if (cmcd_.br_kbps) {
+    const uint64_t br = *cmcd_.br_kbps;
+    const auto& bounds = metrics::kCmcdBitrateBoundsKbps;
+    const size_t bucket = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), br) - bounds.begin());
+    c.add(c.cmcd_bitrate[slot][bucket]);
+    c.add(c.cmcd_bitrate_sum_kbps[slot], br);
+  }
 }
 
 cache::CacheKey Exchange::playlistUrlKey() const {
@@ -530,6 +576,7 @@ FillRequest Exchange::makeFillRequest(bool pass) {
         request.target += query;
       }
     }
+    if (!route_->fields.forward_cmcd) request.target = withoutCmcdParam(request.target);
     request.body = std::move(request_body_);
   } else {
     // Fills carry the normalised path and only the kept query parameters: the origin never

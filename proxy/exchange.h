@@ -54,6 +54,7 @@
 #include "proxy/request_fields.h"
 #include "proxy/router.h"
 #include "proxy/shared_state.h"
+#include "streaming/cmcd.h"
 #include "streaming/ll_hls.h"
 
 namespace streamedge::proxy {
@@ -287,6 +288,9 @@ class Exchange final : public cache::ObjectWaiter {
   Millis hold_limit_{0};        // a blocking reload waits at most this long for its fill (0: none)
   event* hold_timer_ = nullptr;  // created on first use, freed with the exchange
   bool from_newer_playlist_ = false;  // a blocking reload answered by the URL's newest playlist
+  // CMCD the player sent (query parameter and CMCD-* fields): aggregate metrics only.
+  streaming::CmcdData cmcd_;
+  void countCmcd();
   cache::CacheKey key_;
   cache::ObjectRef object_;   // delivered or awaited
   cache::ObjectRef stale_;    // fallback for stale-if-error

@@ -995,6 +995,17 @@ std::string Server::metricsText() const {
       }
     }
     if (any) snap.response_bytes_by_vhost.emplace_back(vhosts[v], bytes);
+    metrics::CmcdSeries cmcd;
+    cmcd.vhost = vhosts[v];
+    for (const auto& c : shared_->counters) {
+      cmcd.requests += c->cmcd_requests[v].load(std::memory_order_relaxed);
+      cmcd.buffer_starvation += c->cmcd_starvation[v].load(std::memory_order_relaxed);
+      cmcd.bitrate_sum_kbps += c->cmcd_bitrate_sum_kbps[v].load(std::memory_order_relaxed);
+      for (size_t b = 0; b < cmcd.bitrate_counts.size(); ++b) {
+        cmcd.bitrate_counts[b] += c->cmcd_bitrate[v][b].load(std::memory_order_relaxed);
+      }
+    }
+    if (cmcd.requests > 0) snap.cmcd.push_back(std::move(cmcd));
     for (size_t t = 1; t < kTokenVerdicts; ++t) {
       uint64_t total = 0;
       for (const auto& c : shared_->counters) {

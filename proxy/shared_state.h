@@ -18,6 +18,7 @@
 
 #include "cache/cache.h"
 #include "conf/config.h"
+#include "metrics/exposition.h"
 #include "metrics/latency_histogram.h"
 #include "proxy/live_playlists.h"
 #include "proxy/access_log.h"
@@ -79,6 +80,12 @@ struct WorkerCounters {
   Cell fill_slow_readers_cut{0};
   Cell fills_abandoned{0};
   Cell invalidations{0};
+  // CMCD (streaming/cmcd.h), by vhost slot: requests with valid CMCD, those reporting buffer
+  // starvation, and the requested bitrate histogram (metrics::kCmcdBitrateBoundsKbps, +Inf last).
+  std::array<Cell, kVhostSlots> cmcd_requests{};
+  std::array<Cell, kVhostSlots> cmcd_starvation{};
+  std::array<std::array<Cell, metrics::kCmcdBitrateBoundsKbps.size() + 1>, kVhostSlots> cmcd_bitrate{};
+  std::array<Cell, kVhostSlots> cmcd_bitrate_sum_kbps{};
   // LL-HLS blocking reloads: answered at once from the URL's newest stored playlist, refused
   // as too far ahead here, and given 503 at the hold bound.
   Cell ll_hls_answered_from_cache{0};
