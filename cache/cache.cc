@@ -500,6 +500,20 @@ const NoFields kNoFields;  // a request without fields
 }  // namespace
 
 
+ObjectRef Cache::peekFresh(const CacheKey& key, RetentionLimit retention) {
+  const WallTime now = clock_.wallNow();
+  Shard& shard = shardFor(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.slots.find(key);
+  if (it == shard.slots.end()) return {};
+  Slot& slot = it->second;
+  if (slot.vary || !slot.current) return {};
+  if (pastRetention(slot.current->freshness().response_time, retention.max_age, now)) return {};
+  if (!slot.current->freshAt(now)) return {};
+  S3Fifo::touch(slot.current->evictionNode());
+  return slot.current;
+}
+
 LookupResult Cache::lookupKey(const CacheKey& key, bool ssd_allowed, const CacheKey& primary,
                               uint64_t variant_of, const RequestFieldSource* request,
                               RetentionLimit retention) {

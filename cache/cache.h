@@ -221,6 +221,11 @@ class Cache final : public SsdVariantObserver {
   // removed from both tiers and the lookup goes on as if it had not been there (a miss).
   LookupResult lookup(const CacheKey& key, bool ssd_allowed = false,
                       const RequestFieldSource* request = nullptr, RetentionLimit retention = {});
+  // The stored object for `key` when it is complete, fresh and within `retention`, else null;
+  // never starts a fill, never reads the SSD tier, never looks through a vary marker (null for a
+  // URL whose answers vary). For answering a request from another key's object (an LL-HLS
+  // blocking reload answered by a newer playlist of the same URL).
+  ObjectRef peekFresh(const CacheKey& key, RetentionLimit retention = {});
   // Completes a kSsd lookup's fill from the SSD tier through `engine` (the calling worker's;
   // the outcome arrives from its poll()). When the copy is gone, damaged (logged and dropped by
   // the store) or stale, `on_miss` gets the fill back, on this thread, to fetch from origin;

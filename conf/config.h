@@ -335,6 +335,9 @@ struct RequestFieldPolicy {
   // Send the viewer's Cookie on shared cache fills too (passes always carry it). Off: one
   // viewer's cookie never shapes an object other viewers get.
   bool forward_cookie = false;
+  // Send the viewer's CMCD (CTA-5004: the CMCD-* fields, and on passes the CMCD query parameter)
+  // to the origin. Off: the edge reads CMCD for its metrics and the origin never sees it.
+  bool forward_cmcd = false;
   ClientAddressForwarding forward_client_address = ClientAddressForwarding::kNone;
   // The forwarded address: /24 and /48 (kTruncate, the default) or whole (kFull). kNone unused.
   AddressAnonymization forwarded_address = AddressAnonymization::kTruncate;

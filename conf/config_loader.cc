@@ -1412,6 +1412,7 @@ void readFieldPolicy(TableReader& r, RequestFieldPolicy& fields) {
     fields.strip_headers = std::move(strip);
   }
   r.boolean("forward_cookie", fields.forward_cookie);
+  r.boolean("forward_cmcd", fields.forward_cmcd);
   r.choice("forward_client_address", fields.forward_client_address,
            {{"none", ClientAddressForwarding::kNone},
             {"x-forwarded-for", ClientAddressForwarding::kXForwardedFor},

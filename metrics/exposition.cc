@@ -357,6 +357,42 @@ std::string renderPrometheus(const Snapshot& s) {
   pushCounter("streamedge_fills_abandoned_total",
               "Fills of answers that are not kept, stopped because every viewer left.",
               s.fills_abandoned);
+  auto cmcd_requests = family("streamedge_cmcd_requests_total",
+                              "Requests that carried valid CMCD (CTA-5004), by vhost.", MetricType::Counter);
+  auto cmcd_starvation = family("streamedge_cmcd_buffer_starvation_total",
+                                "Requests whose CMCD reported buffer starvation (bs), by vhost.",
+                                MetricType::Counter);
+  auto cmcd_bitrate = family("streamedge_cmcd_requested_bitrate_kbps",
+                             "Encoded bitrate (CMCD br, kbit/s) of the objects players requested, by "
+                             "vhost.",
+                             MetricType::Histogram);
+  for (const metrics::CmcdSeries& c : s.cmcd) {
+    addCounter(cmcd_requests, d(c.requests), {{"vhost", c.vhost}});
+    addCounter(cmcd_starvation, d(c.buffer_starvation), {{"vhost", c.vhost}});
+    ClientMetric m;
+    m.label = {{"vhost", c.vhost}};
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < kCmcdBitrateBoundsKbps.size(); ++i) {
+      cumulative += c.bitrate_counts[i];
+      m.histogram.bucket.push_back({cumulative, d(kCmcdBitrateBoundsKbps[i])});
+    }
+    m.histogram.sample_count = cumulative + c.bitrate_counts.back();
+    m.histogram.sample_sum = d(c.bitrate_sum_kbps);
+    cmcd_bitrate.metric.push_back(std::move(m));
+  }
+  push(std::move(cmcd_requests));
+  push(std::move(cmcd_starvation));
+  push(std::move(cmcd_bitrate));
+  auto blocking = family("streamedge_ll_hls_blocking_reloads_total",
+                         "LL-HLS blocking playlist reloads decided at the edge without waiting for "
+                         "the origin, by outcome: answered from the URL's newest stored playlist "
+                         "(hit), too far ahead of the stream (400), or not answerable within three "
+                         "target durations (503).",
+                         MetricType::Counter);
+  addCounter(blocking, d(s.ll_hls_answered_from_cache), {{"outcome", "answered_from_cache"}});
+  addCounter(blocking, d(s.ll_hls_too_far_ahead), {{"outcome", "too_far_ahead"}});
+  addCounter(blocking, d(s.ll_hls_holds_expired), {{"outcome", "hold_expired"}});
+  push(std::move(blocking));
   pushCounter("streamedge_invalidations_total",
               "Stored URLs removed (both tiers, every variant) because an unsafe request through "
               "this edge (POST, PUT, DELETE, ...) got a non-error answer for them (RFC 9111 4.4).",

@@ -28,6 +28,17 @@ struct RequestSeries {
   uint64_t count = 0;
 };
 
+// CMCD (CTA-5004) reported by players, per vhost: aggregates only, nothing per viewer.
+inline constexpr std::array<uint64_t, 9> kCmcdBitrateBoundsKbps = {200,  400,  800,   1500, 3000,
+                                                                   6000, 12000, 25000, 50000};
+struct CmcdSeries {
+  std::string vhost;
+  uint64_t requests = 0;            // requests with valid CMCD
+  uint64_t buffer_starvation = 0;   // ... reporting bs (buffer starvation)
+  std::array<uint64_t, kCmcdBitrateBoundsKbps.size() + 1> bitrate_counts{};  // per bucket; last +Inf
+  uint64_t bitrate_sum_kbps = 0;
+};
+
 struct LatencySeries {
   std::string result;  // cache result, as in RequestSeries
   HistogramSnapshot histogram;
@@ -139,6 +150,7 @@ struct Snapshot {
   double now_unix_seconds = 0;  // for the uptime gauge
   int workers = 0;
   std::vector<RequestSeries> requests;  // non-zero series only
+  std::vector<CmcdSeries> cmcd;         // vhosts with CMCD seen only
   std::vector<std::pair<std::string, uint64_t>> responses_by_class;  // "2xx" → n (all classes)
   std::vector<std::pair<std::string, uint64_t>> response_bytes_by_vhost;
   std::vector<LatencySeries> request_duration;
@@ -198,6 +210,10 @@ struct Snapshot {
   uint64_t fill_window_pauses = 0;
   uint64_t fill_slow_readers_cut = 0;
   uint64_t fills_abandoned = 0;
+  // LL-HLS blocking reloads decided at the edge (proxy/live_playlists.h).
+  uint64_t ll_hls_answered_from_cache = 0;  // answered at once by the URL's newest playlist
+  uint64_t ll_hls_too_far_ahead = 0;        // 400: too far ahead of the stream
+  uint64_t ll_hls_holds_expired = 0;        // 503: not answered within the hold bound
   uint64_t invalidations = 0;  // stored URLs removed after a POST/PUT/DELETE/... (RFC 9111 §4.4)
   // Admin API: purges by kind (url, prefix, tag, host) and result (ok, error); objects they
   // removed (mode hard) or marked stale (mode soft); admin requests refused (no or unknown

@@ -44,6 +44,7 @@ CacheStatus describeCacheStatus(const CacheStatusFacts& facts) {
     case CacheResult::kHit:
       s.hit = true;
       s.ttl_seconds = facts.ttl_seconds;
+      s.detail = facts.detail;
       return s;
     case CacheResult::kStale:
       // A stored answer past its freshness was served: beside its background revalidation

@@ -67,6 +67,7 @@ struct CacheStatusFacts {
   bool not_modified = false;     // a 304 refreshed the stored answer that is delivered
   bool stored = false;           // the fill keeps the answer
   std::optional<int64_t> ttl_seconds;  // lifetime minus current age, for stored answers
+  const char* detail = nullptr;  // a static sf-token of our fixed vocabulary, or null
 };
 
 CacheStatus describeCacheStatus(const CacheStatusFacts& facts);

@@ -40,6 +40,28 @@ constexpr size_t kMaxForwardedBody = 1 << 20;
 
 constexpr uint64_t kUnknownEnd = BodyCursor::kUnknownEnd;
 
+// An origin-form target without its CMCD query parameters (any case of the name): the
+// viewer's CTA-5004 data stays at the edge.
+std::string withoutCmcdParam(const std::string& target) {
+  const size_t q = target.find('?');
+  if (q == std::string::npos) return target;
+  std::string out = target.substr(0, q);
+  const std::string_view query = std::string_view(target).substr(q + 1);
+  bool first = true;
+  size_t pos = 0;
+  while (pos <= query.size()) {
+    size_t amp = query.find('&', pos);
+    if (amp == std::string_view::npos) amp = query.size();
+    const std::string_view part = query.substr(pos, amp - pos);
+    pos = amp + 1;
+    if (part.empty() || cache::equalsIgnoreCase(part.substr(0, part.find('=')), "CMCD")) continue;
+    out += first ? '?' : '&';
+    out += part;
+    first = false;
+  }
+  return out;
+}
+
 }  // namespace
 
 const char* reasonPhrase(int status) {
@@ -74,7 +96,10 @@ const char* reasonPhrase(int status) {
 Exchange::Exchange(Worker& worker, Framing& framing, Viewer& viewer)
     : worker_(worker), framing_(framing), viewer_(viewer) {}
 
-Exchange::~Exchange() { reset(); }
+Exchange::~Exchange() {
+  reset();
+  if (hold_timer_) event_free(hold_timer_);
+}
 
 // --- Recv -----------------------------------------------------------------------------------
 
@@ -105,10 +130,16 @@ void Exchange::receive(const RequestHead& head, std::string_view raw, Clock::tim
     if (!have) dst.assign(value);
     have = true;
   };
+  cmcd_ = streaming::CmcdData{};
   for (size_t i = 0; i < head.header_count; ++i) {
     const std::string_view name = head.headers[i].name;
     const std::string_view value = head.headers[i].value;
     using cache::equalsIgnoreCase;
+    // CTA-5004 §2: CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session (an invalid one is
+    // ignored, never an error for the viewer).
+    if (name.size() > 5 && (name[0] == 'C' || name[0] == 'c') && streaming::isCmcdField(name)) {
+      streaming::parseCmcdList(value, cmcd_);
+    }
     switch (name.size()) {  // equal names have equal lengths: one compare at most per field
       case 5:
         if (equalsIgnoreCase(name, "Range")) first(range_, have_range, value);
@@ -226,11 +257,17 @@ void Exchange::handleRequest() {
   // LL-HLS delivery directives (_HLS_msn, _HLS_part, _HLS_skip) stay in the key in canonical
   // order (cache_key.h); values a server must refuse get 400 here, before the cache or the
   // origin sees them (rfc8216bis §6.2.5.2).
+  if (query_.find("MCD=") != std::string::npos || query_.find("mcd=") != std::string::npos) {
+    streaming::parseCmcdQuery(query_, cmcd_);
+  }
+  if (cmcd_.any) countCmcd();
+  directives_.reset();
   if (query_.find("_HLS_") != std::string::npos &&
       cache::classifyPath(path_) == cache::ContentKind::kPlaylist) {
     const Result<streaming::DeliveryDirectives> directives =
         streaming::parseDeliveryDirectives(query_);
     if (!directives.isOk()) return synth(400, directives.status().detail(), false);
+    if (directives->any()) directives_ = directives.value();
   }
   query_ = cache::filterQuery(query_, route_->key);
   key_ = cache::makeKey(vhost_->name, path_, query_);
@@ -252,7 +289,95 @@ void Exchange::handleRequest() {
   // RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the origin, which alone knows
   // the current representation; such a request goes there, as this viewer's own.
   if (route_->cache.mode == conf::CacheMode::kPass || origin_precondition_) return startPass();
+  if (directives_ && directives_->blocking() && blockingReloadStep()) return;
   lookupStep();
+}
+
+void Exchange::countCmcd() {
+  WorkerCounters& c = worker_.counters();
+  const size_t slot = c.vhostSlot(worker_.shared().vhost_slots, config_, vhost_);
+  c.add(c.cmcd_requests[slot]);
+  if (cmcd_.bs) c.add(c.cmcd_starvation[slot]);
+  if (cmcd_.br_kbps) {
+    const uint64_t br = *cmcd_.br_kbps;
+    const auto& bounds = metrics::kCmcdBitrateBoundsKbps;
+    const size_t bucket = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), br) - bounds.begin());
+    c.add(c.cmcd_bitrate[slot][bucket]);
+    c.add(c.cmcd_bitrate_sum_kbps[slot], br);
+  }
+}
+
+cache::CacheKey Exchange::playlistUrlKey() const {
+  return cache::makeKey(vhost_->name, path_, withoutDeliveryDirectives(query_));
+}
+
+bool Exchange::blockingReloadStep() {
+  const std::optional<LivePlaylists::Entry> newest =
+      worker_.shared().live_playlists.find(playlistUrlKey());
+  if (!newest) return false;  // nothing known of this stream yet: the origin decides
+  const streaming::BlockingDecision decision =
+      streaming::decideBlockingReload(newest->summary, *directives_);
+  const WallTime now = SystemClock::instance().wallNow();
+  switch (decision.action) {
+    case streaming::BlockingAction::kAnswerNow: {
+      // rfc8216bis §6.2.5.2: a playlist that has the asked segment or part answers the request
+      // at once. Only while that stored copy is still there, the same object, and fresh.
+      cache::ObjectRef object = worker_.shared().cache.peekFresh(
+          newest->object_key, {vhost_->retention, vhost_->name});
+      if (!object || object.get() != newest->object ||
+          object->freshness().response_time != newest->response_time || !object->shareable()) {
+        return false;
+      }
+      result_ = CacheResult::kHit;
+      from_newer_playlist_ = true;
+      worker_.counters().add(worker_.counters().ll_hls_answered_from_cache);
+      object_ = std::move(object);
+      deliverHead();
+      return true;
+    }
+    case streaming::BlockingAction::kBadRequest: {
+      // Only against a playlist no older than a target duration: one that is older may be
+      // behind the stream by more than the allowance (the origin then decides).
+      const auto target = std::chrono::seconds(
+          std::clamp<uint64_t>(newest->summary.target_duration_s, 1, 3600));
+      if (now - newest->response_time > target) return false;
+      worker_.counters().add(worker_.counters().ll_hls_too_far_ahead);
+      synth(400, "LL-HLS blocking reload too far ahead of the stream", false);
+      return true;
+    }
+    case streaming::BlockingAction::kHold:
+      hold_limit_ = decision.hold_limit;
+      return false;
+  }
+  return false;
+}
+
+void Exchange::armHoldTimer() {
+  if (hold_limit_.count() <= 0) return;
+  if (!hold_timer_) hold_timer_ = evtimer_new(worker_.base(), &Exchange::holdTimerCb, this);
+  if (!hold_timer_ || evtimer_pending(hold_timer_, nullptr)) return;
+  // From the request's start: a lookup again (Vary) does not extend it.
+  const auto left = std::max<Millis>(
+      Millis(1), hold_limit_ - std::chrono::duration_cast<Millis>(Clock::now() - started_));
+  const timeval tv{static_cast<time_t>(left.count() / 1000),
+                   static_cast<suseconds_t>((left.count() % 1000) * 1000)};
+  evtimer_add(hold_timer_, &tv);
+}
+
+void Exchange::cancelHoldTimer() {
+  if (hold_timer_) evtimer_del(hold_timer_);
+}
+
+void Exchange::holdTimerCb(evutil_socket_t, short, void* arg) {
+  static_cast<Exchange*>(arg)->onHoldExpired();
+}
+
+void Exchange::onHoldExpired() {
+  if (phase_ != Phase::kWaiting || hold_limit_.count() <= 0) return;
+  // rfc8216bis §6.2.5.2: a blocking request not answerable within three target durations gets
+  // 503. The fill goes on for the viewers still waiting and the next ones.
+  worker_.counters().add(worker_.counters().ll_hls_holds_expired);
+  synth(503, "the LL-HLS segment or part asked for did not appear in time", false);
 }
 
 void Exchange::onRequestBody() {
@@ -461,12 +586,18 @@ FillRequest Exchange::makeFillRequest(bool pass) {
         request.target += query;
       }
     }
+    if (!route_->fields.forward_cmcd) request.target = withoutCmcdParam(request.target);
     request.body = std::move(request_body_);
   } else {
     // Fills carry the normalised path and only the kept query parameters: the origin never
     // sees one viewer's token or session id, and the object is right for every viewer.
     request.target = path_;
     request.vhost = vhost_->name;  // purge labels (cache/purge_labels.h)
+    // A full playlist (not a delta update) may answer later blocking reloads of its URL.
+    if ((!directives_ || directives_->skip == streaming::DeliveryDirectives::Skip::kNone) &&
+        cache::classifyPath(path_) == cache::ContentKind::kPlaylist) {
+      request.live_playlist_url = directives_ ? playlistUrlKey() : key_;
+    }
     request.path = path_;
     if (!query_.empty()) {
       request.target += '?';
@@ -563,6 +694,7 @@ void Exchange::waitOn(cache::ObjectRef object) {
   object_ = std::move(object);
   object_->subscribe(this);
   subscribed_ = true;
+  armHoldTimer();
   onObjectProgress();  // subscribe, then look: no lost wake-up
 }
 
@@ -748,6 +880,8 @@ void Exchange::appendCacheStatus(bool synthesized) {
   facts.synthesized = synthesized;
   // The URL has stored answers that vary (its marker selected a variant) and this one missed.
   facts.vary_miss = vary_names_ != nullptr && result_ == CacheResult::kMiss;
+  // A blocking reload answered by a newer stored playlist than its own key holds.
+  if (from_newer_playlist_) facts.detail = "ll-hls-newer-playlist";
   if (!synthesized && object_ && object_->headPublished()) {
     facts.origin_status = object_->head().status;
     facts.not_modified = object_->notModified();
@@ -764,6 +898,7 @@ void Exchange::appendCacheStatus(bool synthesized) {
 }
 
 void Exchange::deliverHead() {
+  cancelHoldTimer();
   chooseRepresentation();
   const cache::ResponseHead& head = rep_ ? *rep_->head : object_->head();
   const cache::Freshness& freshness = object_->freshness();
@@ -1005,6 +1140,7 @@ void Exchange::finishBody() {
 // --- Synth ----------------------------------------------------------------------------------
 
 void Exchange::synth(int status, const char* detail, bool close) {
+  cancelHoldTimer();
   unsubscribe();
   status_ = status;
   out_.clear();
@@ -1100,6 +1236,10 @@ void Exchange::unsubscribe() {
 }
 
 void Exchange::reset() {
+  cancelHoldTimer();
+  hold_limit_ = Millis(0);
+  from_newer_playlist_ = false;
+  directives_.reset();
   unsubscribe();
   phase_ = Phase::kIdle;
   object_.reset();

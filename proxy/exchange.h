@@ -31,6 +31,7 @@
 // call is the last thing a step does.
 #pragma once
 
+#include <event2/event.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -53,6 +54,8 @@
 #include "proxy/request_fields.h"
 #include "proxy/router.h"
 #include "proxy/shared_state.h"
+#include "streaming/cmcd.h"
+#include "streaming/ll_hls.h"
 
 namespace streamedge::proxy {
 
@@ -184,6 +187,17 @@ class Exchange final : public cache::ObjectWaiter {
   // verify). False when the request was answered here.
   bool admitPeer();
   void lookupStep();                         // Lookup (again, after a Vary mismatch)
+  // Lookup, LL-HLS blocking reload (_HLS_msn) of a live playlist the edge knows
+  // (proxy/live_playlists.h): answered at once from the newest stored playlist when it has the
+  // asked segment or part (HIT), 400 when the request is too far ahead of it; otherwise sets
+  // the hold bound and returns false (the ordinary lookup follows).
+  bool blockingReloadStep();
+  cache::CacheKey playlistUrlKey() const;   // key_ without the delivery directives
+  // The hold bound of a blocking reload that waits for its fill: 503 at hold_limit_.
+  void armHoldTimer();
+  void cancelHoldTimer();
+  static void holdTimerCb(evutil_socket_t, short, void* arg);
+  void onHoldExpired();
   void startFill(cache::FillWriter fill, bool pass);
   FillRequest makeFillRequest(bool pass);
   // The viewer's fields an origin request carries (proxy/request_fields.h), into `out`.
@@ -278,6 +292,14 @@ class Exchange final : public cache::ObjectWaiter {
   bool max_forwards_zero_ = false;    // "Max-Forwards: 0" (answered here for OPTIONS)
   bool expect_continue_ = false;
   bool has_body_ = false, chunked_body_ = false;
+  // LL-HLS delivery directives of a playlist request (validated before keying).
+  std::optional<streaming::DeliveryDirectives> directives_;
+  Millis hold_limit_{0};        // a blocking reload waits at most this long for its fill (0: none)
+  event* hold_timer_ = nullptr;  // created on first use, freed with the exchange
+  bool from_newer_playlist_ = false;  // a blocking reload answered by the URL's newest playlist
+  // CMCD the player sent (query parameter and CMCD-* fields): aggregate metrics only.
+  streaming::CmcdData cmcd_;
+  void countCmcd();
   cache::CacheKey key_;
   cache::ObjectRef object_;   // delivered or awaited
   cache::ObjectRef stale_;    // fallback for stale-if-error

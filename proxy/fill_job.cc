@@ -229,9 +229,11 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
       }
       // The same precedence as for a full answer, over the merged fields.
       const cache::CacheControl cc = cache::selectCacheControl(*merged).cc;
-      // The stored body is still the answer: its stream rules still apply.
+      // The stored body is still the answer: its stream rules still apply. (Its summary is
+      // the stale one's, already recorded when it was stored: not recorded again.)
+      std::optional<streaming::PlaylistSummary> unused;
       cache::Freshness freshness = cache::computeFreshness(*merged, cc, request_time_, now, kind_,
-                                                           policy, streamLifetimeOf(stale));
+                                                           policy, streamLifetimeOf(stale, unused));
       fill_.finishNotModified(std::move(merged), freshness);
       discard_ = true;
       return;
@@ -329,7 +331,8 @@ void FillJob::onOriginData(const uint8_t* data, size_t len) {
   }
 }
 
-std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(const cache::ObjectRef& object) const {
+std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(
+    const cache::ObjectRef& object, std::optional<streaming::PlaylistSummary>& summary) const {
   // Freshness from the stream (streaming/freshness.h): only the body knows the target duration,
   // ENDLIST or minimumUpdatePeriod; the origin's headers win where they are stricter.
   if (kind_ != cache::ContentKind::kPlaylist) return std::nullopt;
@@ -356,12 +359,21 @@ std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(const cache::Obje
     const Result<streaming::DeliveryDirectives> d = streaming::parseDeliveryDirectives(target.substr(q + 1));
     blocking = d.isOk() && d->blocking();
   }
+  if (request_.live_playlist_url && streaming::looksLikeHls(text)) {
+    // Parsed once here for both the lifetime and the blocking-reload summary.
+    const Result<streaming::HlsPlaylist> parsed = streaming::parseHlsPlaylist(text);
+    if (!parsed.isOk()) return std::nullopt;
+    if (const auto* media = std::get_if<streaming::HlsMediaPlaylist>(&parsed.value())) {
+      summary = streaming::summarizePlaylist(*media);
+    }
+    return streaming::streamLifetime(parsed.value(), blocking, route_.cache);
+  }
   return streaming::streamLifetime(text, blocking, route_.cache);
 }
 
 void FillJob::finishPlaylistFreshness() {
   const cache::ObjectRef& object = fill_.object();
-  const std::optional<cache::StreamLifetime> stream = streamLifetimeOf(object);
+  const std::optional<cache::StreamLifetime> stream = streamLifetimeOf(object, summary_);
   if (!stream) return;
   const cache::ResponseHead& head = object->head();
   const cache::CacheControl cc = cache::selectCacheControl(head).cc;
@@ -374,8 +386,12 @@ void FillJob::onOriginComplete() {
   if (peer_retry_) return retryAfterPeerFailure("5xx");
   if (!discard_ && fill_) {
     finishPlaylistFreshness();
+    const cache::ObjectRef object = fill_.object();
     if (!fill_.finish()) {
       std::fprintf(stderr, "streamedge: origin body did not match its framing; not cached\n");
+    } else if (summary_ && summary_->live && object->storing() && object->shareable()) {
+      // A stored live playlist: blocking reloads of its URL may be answered from it.
+      worker_.shared().live_playlists.record(*request_.live_playlist_url, *object, *summary_);
     }
   }
   delete this;

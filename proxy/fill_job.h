@@ -27,6 +27,7 @@
 #include "proxy/invalidation.h"
 #include "proxy/origin_client.h"
 #include "proxy/peer_tier.h"
+#include "streaming/ll_hls.h"
 
 namespace streamedge::proxy {
 
@@ -58,6 +59,10 @@ struct FillRequest {
   // An unsafe method: a non-error answer invalidates the target and same-origin Location /
   // Content-Location (RFC 9111 §4.4; proxy/invalidation.h).
   std::optional<InvalidationScope> invalidate;
+  // A playlist fill whose answer is a full playlist (no _HLS_skip): the key of its URL without
+  // the LL-HLS delivery directives, under which a stored live media playlist is recorded in
+  // SharedState::live_playlists.
+  std::optional<cache::CacheKey> live_playlist_url;
 };
 
 class FillJob final : public OriginObserver, public cache::FillListener {
@@ -87,7 +92,9 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   // again (next peer or the origin). From an origin callback; the fetch is destroyed here.
   void retryAfterPeerFailure(const char* why);
   // The lifetime a complete playlist/MPD object's body implies (streaming/freshness.h), if any.
-  std::optional<cache::StreamLifetime> streamLifetimeOf(const cache::ObjectRef& object) const;
+  // Also fills `summary` when the body is a live-or-ended HLS media playlist.
+  std::optional<cache::StreamLifetime> streamLifetimeOf(const cache::ObjectRef& object,
+                                                        std::optional<streaming::PlaylistSummary>& summary) const;
   void finishPlaylistFreshness();
   void addImpliedVary(cache::ResponseHead& head) const;
   static void stallCb(evutil_socket_t, short, void* arg);
@@ -116,6 +123,7 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   int peer_ = -1;
   int peer_attempts_ = 0;
   bool peer_retry_ = false;  // the peer answered 5xx: retry once its body is done
+  std::optional<streaming::PlaylistSummary> summary_;  // a stored HLS media playlist's
 };
 
 }  // namespace streamedge::proxy

@@ -7,6 +7,7 @@
 
 #include "conf/request_field_names.h"
 #include "proxy/access_log.h"
+#include "streaming/cmcd.h"
 
 namespace streamedge::proxy {
 
@@ -70,6 +71,8 @@ bool fieldForwarded(std::string_view name, const conf::RouteConfig& route,
     case RequestFieldClass::kEndToEnd:
       break;
   }
+  // CTA-5004 data is for this edge's metrics; the origin gets it only when the route says so.
+  if (!policy.forward_cmcd && streaming::isCmcdField(name)) return false;
   if (listed(policy.strip_headers, name)) return false;
   if (!policy.forward_headers.empty() && !listed(policy.forward_headers, name)) return false;
   return true;

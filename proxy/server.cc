@@ -996,6 +996,17 @@ std::string Server::metricsText() const {
       }
     }
     if (any) snap.response_bytes_by_vhost.emplace_back(vhosts[v], bytes);
+    metrics::CmcdSeries cmcd;
+    cmcd.vhost = vhosts[v];
+    for (const auto& c : shared_->counters) {
+      cmcd.requests += c->cmcd_requests[v].load(std::memory_order_relaxed);
+      cmcd.buffer_starvation += c->cmcd_starvation[v].load(std::memory_order_relaxed);
+      cmcd.bitrate_sum_kbps += c->cmcd_bitrate_sum_kbps[v].load(std::memory_order_relaxed);
+      for (size_t b = 0; b < cmcd.bitrate_counts.size(); ++b) {
+        cmcd.bitrate_counts[b] += c->cmcd_bitrate[v][b].load(std::memory_order_relaxed);
+      }
+    }
+    if (cmcd.requests > 0) snap.cmcd.push_back(std::move(cmcd));
     for (size_t t = 1; t < kTokenVerdicts; ++t) {
       uint64_t total = 0;
       for (const auto& c : shared_->counters) {
@@ -1068,6 +1079,9 @@ std::string Server::metricsText() const {
     snap.fill_slow_readers_cut += c->fill_slow_readers_cut.load(std::memory_order_relaxed);
     snap.fills_abandoned += c->fills_abandoned.load(std::memory_order_relaxed);
     snap.invalidations += c->invalidations.load(std::memory_order_relaxed);
+    snap.ll_hls_answered_from_cache += c->ll_hls_answered_from_cache.load(std::memory_order_relaxed);
+    snap.ll_hls_too_far_ahead += c->ll_hls_too_far_ahead.load(std::memory_order_relaxed);
+    snap.ll_hls_holds_expired += c->ll_hls_holds_expired.load(std::memory_order_relaxed);
   }
   for (conf::ContentCoding coding : {conf::ContentCoding::kBrotli, conf::ContentCoding::kGzip}) {
     metrics::Snapshot::CompressionSeries series;

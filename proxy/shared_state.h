@@ -18,7 +18,9 @@
 
 #include "cache/cache.h"
 #include "conf/config.h"
+#include "metrics/exposition.h"
 #include "metrics/latency_histogram.h"
+#include "proxy/live_playlists.h"
 #include "proxy/access_log.h"
 #include "proxy/origin_client.h"
 #include "proxy/client_budget.h"
@@ -78,7 +80,18 @@ struct WorkerCounters {
   Cell fill_window_pauses{0};
   Cell fill_slow_readers_cut{0};
   Cell fills_abandoned{0};
-  Cell invalidations{0};  // stored URLs removed after an unsafe request (RFC 9111 §4.4)
+  Cell invalidations{0};
+  // CMCD (streaming/cmcd.h), by vhost slot: requests with valid CMCD, those reporting buffer
+  // starvation, and the requested bitrate histogram (metrics::kCmcdBitrateBoundsKbps, +Inf last).
+  std::array<Cell, kVhostSlots> cmcd_requests{};
+  std::array<Cell, kVhostSlots> cmcd_starvation{};
+  std::array<std::array<Cell, metrics::kCmcdBitrateBoundsKbps.size() + 1>, kVhostSlots> cmcd_bitrate{};
+  std::array<Cell, kVhostSlots> cmcd_bitrate_sum_kbps{};
+  // LL-HLS blocking reloads: answered at once from the URL's newest stored playlist, refused
+  // as too far ahead here, and given 503 at the hold bound.
+  Cell ll_hls_answered_from_cache{0};
+  Cell ll_hls_too_far_ahead{0};
+  Cell ll_hls_holds_expired{0};  // stored URLs removed after an unsafe request (RFC 9111 §4.4)
   // Signed-URL refusals: token_rejections[vhost slot][TokenVerdict] (kOk unused).
   std::array<std::array<Cell, kTokenVerdicts>, kVhostSlots> token_rejections{};
   // Compression, by conf::ContentCoding: encoder runs and their CPU time, answers sent encoded
@@ -156,6 +169,8 @@ struct SharedState {
   // like the access log: a reload does not move it.
   AccessLog security_log;
   VhostSlots vhost_slots;
+  // The newest stored playlist of each live HLS URL (LL-HLS blocking reloads answered from it).
+  LivePlaylists live_playlists;
   std::vector<std::unique_ptr<WorkerCounters>> counters;  // one per worker, fixed at start
   std::atomic<int64_t> connections_total_active{0};
   std::atomic<bool> draining{false};

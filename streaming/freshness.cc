@@ -32,18 +32,7 @@ std::optional<cache::StreamLifetime> streamLifetime(std::string_view body, bool 
   if (looksLikeHls(body)) {
     Result<HlsPlaylist> parsed = parseHlsPlaylist(body);
     if (!parsed.isOk()) return std::nullopt;
-    const auto* media = std::get_if<HlsMediaPlaylist>(&parsed.value());
-    if (!media) return std::nullopt;  // a master playlist: the route default
-    if (!media->live()) return cache::StreamLifetime{policy.ended_playlist_ttl, false, "hls-ended"};
-    if (media->target_duration_s == 0) return std::nullopt;
-    const double target = static_cast<double>(std::min<uint64_t>(media->target_duration_s, 86400));
-    if (blocking_request) {
-      return cache::StreamLifetime{atLeastOneSecond(6 * target), false, "hls-blocking"};
-    }
-    if (media->part_target_s) {
-      return cache::StreamLifetime{atLeastOneSecond(*media->part_target_s / 2), true, "hls-live-parts"};
-    }
-    return cache::StreamLifetime{atLeastOneSecond(target / 2), true, "hls-live"};
+    return streamLifetime(parsed.value(), blocking_request, policy);
   }
   if (looksLikeXml(body)) {
     Result<DashMpd> parsed = parseDashMpd(body);
@@ -54,6 +43,22 @@ std::optional<cache::StreamLifetime> streamLifetime(std::string_view body, bool 
     return cache::StreamLifetime{atLeastOneSecond(*mup), false, "mpd-dynamic"};
   }
   return std::nullopt;
+}
+
+std::optional<cache::StreamLifetime> streamLifetime(const HlsPlaylist& playlist, bool blocking_request,
+                                                    const conf::CachePolicy& policy) {
+  const auto* media = std::get_if<HlsMediaPlaylist>(&playlist);
+  if (!media) return std::nullopt;  // a master playlist: the route default
+  if (!media->live()) return cache::StreamLifetime{policy.ended_playlist_ttl, false, "hls-ended"};
+  if (media->target_duration_s == 0) return std::nullopt;
+  const double target = static_cast<double>(std::min<uint64_t>(media->target_duration_s, 86400));
+  if (blocking_request) {
+    return cache::StreamLifetime{atLeastOneSecond(6 * target), false, "hls-blocking"};
+  }
+  if (media->part_target_s) {
+    return cache::StreamLifetime{atLeastOneSecond(*media->part_target_s / 2), true, "hls-live-parts"};
+  }
+  return cache::StreamLifetime{atLeastOneSecond(target / 2), true, "hls-live"};
 }
 
 }  // namespace streamedge::streaming

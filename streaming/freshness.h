@@ -26,11 +26,15 @@
 
 #include "cache/freshness.h"
 #include "conf/config.h"
+#include "streaming/hls_playlist.h"
 
 namespace streamedge::streaming {
 
 // `blocking_request`: the request carried _HLS_msn (see ll_hls.h).
 std::optional<cache::StreamLifetime> streamLifetime(std::string_view body, bool blocking_request,
+                                                    const conf::CachePolicy& policy);
+// The same for an HLS playlist already parsed (a caller that needs the parse for more).
+std::optional<cache::StreamLifetime> streamLifetime(const HlsPlaylist& playlist, bool blocking_request,
                                                     const conf::CachePolicy& policy);
 
 }  // namespace streamedge::streaming

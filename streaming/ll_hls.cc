@@ -61,16 +61,36 @@ Result<DeliveryDirectives> parseDeliveryDirectives(std::string_view query) {
   return d;
 }
 
-BlockingDecision decideBlockingReload(const HlsMediaPlaylist& newest, const DeliveryDirectives& d) {
+PlaylistSummary summarizePlaylist(const HlsMediaPlaylist& playlist) {
+  PlaylistSummary s;
+  s.live = playlist.live();
+  s.target_duration_s = playlist.target_duration_s;
+  s.part_target_s = playlist.part_target_s;
+  s.next_msn = playlist.nextMsn();
+  s.has_segments = !playlist.segments.empty();
+  s.last_segment_parts = s.has_segments ? playlist.segments.back().parts.size() : 0;
+  s.trailing_parts = playlist.trailing_parts.size();
+  return s;
+}
+
+bool PlaylistSummary::contains(uint64_t msn, std::optional<uint64_t> part) const {
+  // A whole segment: it, or a later one, is complete.
+  if (has_segments && next_msn > 0 && msn <= next_msn - 1) return true;
+  if (!part) return false;
+  // A partial segment of the segment being produced.
+  return msn == next_msn && *part < trailing_parts;
+}
+
+BlockingDecision decideBlockingReload(const PlaylistSummary& newest, const DeliveryDirectives& d) {
   BlockingDecision out;
   if (!d.msn) return out;
   const uint64_t msn = *d.msn;
   // An ended stream will not grow: whatever it has is the answer.
-  if (!newest.live() || newest.contains(msn, d.part)) return out;
+  if (!newest.live || newest.contains(msn, d.part)) return out;
 
   // rfc8216bis §6.2.5.2: more than two segments past the newest complete one, or a part more
   // than the Part Limit past the newest part: Bad Request.
-  const uint64_t next = newest.nextMsn();  // the segment being produced
+  const uint64_t next = newest.next_msn;  // the segment being produced
   const uint64_t newest_complete_plus_limit = next - 1 + kSegmentLimit;  // next ≥ media_sequence ≥ 0
   if (next == 0 ? msn > kSegmentLimit - 1 : msn > newest_complete_plus_limit) {
     out.action = BlockingAction::kBadRequest;
@@ -83,12 +103,12 @@ BlockingDecision decideBlockingReload(const HlsMediaPlaylist& newest, const Deli
       per_segment = static_cast<uint64_t>(
           std::ceil(static_cast<double>(newest.target_duration_s) / *newest.part_target_s));
     }
-    if (per_segment == 0 && !newest.segments.empty()) per_segment = newest.segments.back().parts.size();
+    if (per_segment == 0) per_segment = newest.last_segment_parts;
     per_segment = std::clamp<uint64_t>(per_segment, 1, 1000);
     // Positions counted in parts; the newest part is the last trailing one (or the last part of
     // the newest complete segment when none trails).
     using Wide = unsigned __int128;
-    const Wide newest_pos = static_cast<Wide>(next) * per_segment + newest.trailing_parts.size();
+    const Wide newest_pos = static_cast<Wide>(next) * per_segment + newest.trailing_parts;
     const Wide asked_pos = static_cast<Wide>(msn) * per_segment + *d.part + 1;
     if (asked_pos > newest_pos + kPartLimit) {
       out.action = BlockingAction::kBadRequest;
@@ -96,9 +116,13 @@ BlockingDecision decideBlockingReload(const HlsMediaPlaylist& newest, const Deli
     }
   }
   out.action = BlockingAction::kHold;
-  const int64_t target_ms = static_cast<int64_t>(std::min<uint64_t>(newest.target_duration_s, 3600)) * 1000;
-  out.hold_limit = Millis(std::max<int64_t>(1000, 3 * target_ms));
+  out.hold_limit = holdLimit(newest);
   return out;
+}
+
+Millis holdLimit(const PlaylistSummary& newest) {
+  const int64_t target_ms = static_cast<int64_t>(std::min<uint64_t>(newest.target_duration_s, 3600)) * 1000;
+  return Millis(std::max<int64_t>(1000, 3 * target_ms));
 }
 
 }  // namespace streamedge::streaming

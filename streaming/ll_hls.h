@@ -57,7 +57,32 @@ struct BlockingDecision {
   Millis hold_limit{0};  // kHold: three target durations (at least one second)
 };
 
+// What a blocking reload decision needs of a media playlist, without its segments: a few
+// numbers, computed once when a playlist is stored (summarizePlaylist) so that a herd of blocking
+// requests never parses the stored text again. Plain data; copyable.
+struct PlaylistSummary {
+  bool live = true;                      // HlsMediaPlaylist::live()
+  uint64_t target_duration_s = 0;
+  std::optional<double> part_target_s;
+  uint64_t next_msn = 0;                 // HlsMediaPlaylist::nextMsn()
+  bool has_segments = false;             // lastMsn() is next_msn - 1
+  uint64_t last_segment_parts = 0;       // parts listed for the newest complete segment
+  uint64_t trailing_parts = 0;           // parts of the segment being produced
+
+  // As HlsMediaPlaylist::contains.
+  bool contains(uint64_t msn, std::optional<uint64_t> part) const;
+};
+
+PlaylistSummary summarizePlaylist(const HlsMediaPlaylist& playlist);
+
+// How long the edge holds a blocking request for `newest`'s stream before answering 503: three
+// target durations, at least one second (rfc8216bis §6.2.5.2 asks clients to retry after that).
+Millis holdLimit(const PlaylistSummary& newest);
+
 // Decides for a blocking request (`d.blocking()`) against the newest playlist known.
-BlockingDecision decideBlockingReload(const HlsMediaPlaylist& newest, const DeliveryDirectives& d);
+BlockingDecision decideBlockingReload(const PlaylistSummary& newest, const DeliveryDirectives& d);
+inline BlockingDecision decideBlockingReload(const HlsMediaPlaylist& newest, const DeliveryDirectives& d) {
+  return decideBlockingReload(summarizePlaylist(newest), d);
+}
 
 }  // namespace streamedge::streaming

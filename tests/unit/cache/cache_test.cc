@@ -497,3 +497,42 @@ TEST(Cache, DerivedRepresentationCanEvictToStayWithinTheBudget) {
 
 }  // namespace
 }  // namespace streamedge::cache
+
+namespace streamedge::cache {
+namespace {
+
+TEST(CachePeekFresh, ReturnsOnlyAStoredFreshObjectAndNeverStartsAFill) {
+  ManualClock clock;
+  Cache cache(ramConfig(1 << 20), clock);
+  EXPECT_FALSE(cache.peekFresh(key("/p.m3u8")));
+  // A peek of nothing leaves nothing behind: the next lookup is an ordinary miss.
+  LookupResult miss = cache.lookup(key("/p.m3u8"));
+  ASSERT_EQ(miss.kind, Kind::kMiss);
+  EXPECT_FALSE(cache.peekFresh(key("/p.m3u8"))) << "a fill in flight is not a stored object";
+  miss.fill.publishHead(head200(2), freshFor(clock, 2s), true, true);
+  miss.fill.append(reinterpret_cast<const uint8_t*>("ok"), 2);
+  ASSERT_TRUE(miss.fill.finish());
+  ObjectRef peeked = cache.peekFresh(key("/p.m3u8"));
+  ASSERT_TRUE(peeked);
+  EXPECT_EQ(peeked.get(), miss.object.get());
+  clock.advance(3s);
+  EXPECT_FALSE(cache.peekFresh(key("/p.m3u8"))) << "stale";
+  EXPECT_EQ(cache.lookup(key("/p.m3u8")).kind, Kind::kStale);
+}
+
+TEST(CachePeekFresh, HonoursRetentionAndPurge) {
+  ManualClock clock;
+  Cache cache(ramConfig(1 << 20), clock);
+  LookupResult miss = cache.lookup(key("/r.m3u8"));
+  miss.fill.publishHead(head200(2), freshFor(clock, 60s), true, true);
+  miss.fill.append(reinterpret_cast<const uint8_t*>("ok"), 2);
+  ASSERT_TRUE(miss.fill.finish());
+  clock.advance(10s);
+  EXPECT_TRUE(cache.peekFresh(key("/r.m3u8"), {conf::Millis(20000), "v"}));
+  EXPECT_FALSE(cache.peekFresh(key("/r.m3u8"), {conf::Millis(5000), "v"}));
+  ASSERT_TRUE(cache.purge(key("/r.m3u8")));
+  EXPECT_FALSE(cache.peekFresh(key("/r.m3u8")));
+}
+
+}  // namespace
+}  // namespace streamedge::cache

@@ -1155,6 +1155,7 @@ TEST(ConfigLoader, RequestFieldPolicyDefaultsSendNoAddressAndNoSharedCookie) {
   EXPECT_TRUE(f.forward_headers.empty());
   EXPECT_TRUE(f.strip_headers.empty());
   EXPECT_FALSE(f.forward_cookie);
+  EXPECT_FALSE(f.forward_cmcd);
   EXPECT_EQ(f.forward_client_address, ClientAddressForwarding::kNone);
   EXPECT_EQ(f.forwarded_address, AddressAnonymization::kTruncate);
 }
@@ -1164,6 +1165,7 @@ TEST(ConfigLoader, RequestFieldPolicyKeysAreParsed) {
       "  forward_headers = [\"Accept-Language\", \"Origin\", \"x-app\"]\n"
       "  strip_headers = [\"X-Debug\"]\n"
       "  forward_cookie = true\n"
+      "  forward_cmcd = true\n"
       "  forward_client_address = \"forwarded\"\n"
       "  forwarded_address = \"full\"\n"));
   ASSERT_TRUE(r.ok()) << describe(r);
@@ -1171,6 +1173,7 @@ TEST(ConfigLoader, RequestFieldPolicyKeysAreParsed) {
   EXPECT_EQ(f.forward_headers, (std::vector<std::string>{"Accept-Language", "Origin", "x-app"}));
   EXPECT_EQ(f.strip_headers, std::vector<std::string>{"X-Debug"});
   EXPECT_TRUE(f.forward_cookie);
+  EXPECT_TRUE(f.forward_cmcd);
   EXPECT_EQ(f.forward_client_address, ClientAddressForwarding::kForwarded);
   EXPECT_EQ(f.forwarded_address, AddressAnonymization::kFull);
   const LoadResult xff = load(withRouteKeys("  forward_client_address = \"x-forwarded-for\"\n"));
@@ -1186,6 +1189,8 @@ TEST(ConfigLoader, BadRequestFieldValuesAreReportedWithTheirLines) {
                   "forwarded_address", "\"truncate\" or \"full\"");
   expectOnlyError("  forward_cookie = \"yes\"\n", "vhost[0].route[0].forward_cookie",
                   "forward_cookie", "expected true or false");
+  expectOnlyError("  forward_cmcd = 1\n", "vhost[0].route[0].forward_cmcd", "forward_cmcd",
+                  "expected true or false");
   expectOnlyError("  strip_headers = \"X-Debug\"\n", "vhost[0].route[0].strip_headers",
                   "strip_headers", "an array of strings");
 }

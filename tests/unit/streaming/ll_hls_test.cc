@@ -94,5 +94,36 @@ TEST(BlockingReload, AnEndedStreamAnswersAtOnce) {
             BlockingAction::kAnswerNow);
 }
 
+TEST(PlaylistSummary, DecidesAsThePlaylistItSummarises) {
+  const HlsMediaPlaylist p = playlist();
+  const PlaylistSummary s = summarizePlaylist(p);
+  EXPECT_TRUE(s.live);
+  EXPECT_EQ(s.next_msn, p.nextMsn());
+  EXPECT_EQ(s.trailing_parts, p.trailing_parts.size());
+  // Every request from far behind to far ahead gets the same decision from the summary as
+  // from the parsed playlist, and `contains` agrees.
+  for (uint64_t msn = 0; msn < 20; ++msn) {
+    for (std::optional<uint64_t> part : {std::optional<uint64_t>(), std::optional<uint64_t>(0),
+                                         std::optional<uint64_t>(1), std::optional<uint64_t>(2),
+                                         std::optional<uint64_t>(5)}) {
+      const DeliveryDirectives d = ask(msn, part);
+      EXPECT_EQ(decideBlockingReload(s, d).action, decideBlockingReload(p, d).action) << d.canonical();
+      EXPECT_EQ(s.contains(msn, part), p.contains(msn, part)) << d.canonical();
+    }
+  }
+}
+
+TEST(PlaylistSummary, APlaylistWithoutSegmentsContainsNoWholeSegment) {
+  auto r = parseHlsPlaylist("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.5\n"
+                            "#EXT-X-PART:DURATION=0.5,URI=\"p0\"\n");
+  ASSERT_TRUE(r.isOk());
+  const PlaylistSummary s = summarizePlaylist(std::get<HlsMediaPlaylist>(*r));
+  EXPECT_FALSE(s.contains(0, std::nullopt));
+  EXPECT_TRUE(s.contains(0, 0));
+  EXPECT_FALSE(s.contains(0, 1));
+  EXPECT_EQ(decideBlockingReload(s, ask(0, 1)).action, BlockingAction::kHold);
+  EXPECT_EQ(holdLimit(s), Millis(6000));
+}
+
 }  // namespace
 }  // namespace streamedge::streaming
