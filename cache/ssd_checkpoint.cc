@@ -10,6 +10,8 @@
 
 #include <xxhash.h>
 
+#include "cache/file_io.h"
+
 namespace streamedge::cache::ssd {
 
 namespace {
@@ -61,16 +63,6 @@ void putU32(std::vector<uint8_t>& out, uint32_t v) {
   std::memcpy(out.data() + at, &v, 4);
 }
 
-Status syncDirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status(Code::kIo, Source::kStorage, "cannot open the checkpoint's directory");
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return Status(Code::kIo, Source::kStorage, "fsync of the checkpoint's directory failed");
-  return Status::ok();
-}
 
 }  // namespace
 
@@ -246,31 +238,11 @@ Status writeCheckpointFile(const std::string& path, const std::vector<uint8_t>& 
     ::unlink(tmp.c_str());
     return Status(Code::kIo, Source::kStorage, "renaming the checkpoint file failed");
   }
-  return syncDirectoryOf(path);
+  return syncParentDirectory(path);
 }
 
 Result<std::vector<uint8_t>> readCheckpointFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status(Code::kNotFound, Source::kStorage, "no checkpoint");
-    return Status(Code::kIo, Source::kStorage, "cannot open the checkpoint file");
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || st.st_size < 0) {
-    ::close(fd);
-    return Status(Code::kIo, Source::kStorage, "cannot stat the checkpoint file");
-  }
-  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  if (done != bytes.size()) return Status(Code::kIo, Source::kStorage, "reading the checkpoint file failed");
-  return bytes;
+  return readWholeFile(path, UINT64_MAX);
 }
 
 Status removeCheckpointFile(const std::string& path) {
@@ -278,7 +250,7 @@ Status removeCheckpointFile(const std::string& path) {
     if (errno == ENOENT) return Status::ok();
     return Status(Code::kIo, Source::kStorage, "cannot remove the checkpoint file");
   }
-  return syncDirectoryOf(path);
+  return syncParentDirectory(path);
 }
 
 }  // namespace streamedge::cache::ssd

@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstring>
 
+#include "cache/file_io.h"
+
 namespace streamedge::cache {
 namespace {
 
@@ -56,16 +58,6 @@ std::vector<uint8_t> recordAad(uint32_t id, std::string_view vhost) {
   return aad;
 }
 
-Status syncDirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status(Code::kIo, Source::kStorage, "cannot open the keyring's directory");
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return Status(Code::kIo, Source::kStorage, "fsync of the keyring's directory failed");
-  return Status::ok();
-}
 
 bool writeAll(int fd, const uint8_t* p, size_t len, off_t at) {
   size_t done = 0;
@@ -98,7 +90,7 @@ Status replaceFile(const std::string& path, const std::vector<uint8_t>& bytes) {
     ::unlink(tmp.c_str());
     return Status(Code::kIo, Source::kStorage, "renaming the keyring file failed");
   }
-  Status s = syncDirectoryOf(path);
+  Status s = syncParentDirectory(path);
   if (old_fd >= 0) {
     struct stat st {};
     if (::fstat(old_fd, &st) == 0 && st.st_size > 0) {
@@ -112,29 +104,6 @@ Status replaceFile(const std::string& path, const std::vector<uint8_t>& bytes) {
   return s;
 }
 
-Result<std::vector<uint8_t>> readWholeFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status(Code::kNotFound, Source::kStorage, "no keyring file");
-    return Status(Code::kIo, Source::kStorage, "cannot open the keyring file");
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || st.st_size < 0 || st.st_size > (64 << 20)) {
-    ::close(fd);
-    return Status(Code::kIo, Source::kStorage, "cannot stat the keyring file (or it is huge)");
-  }
-  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  if (done != bytes.size()) return Status(Code::kIo, Source::kStorage, "reading the keyring file failed");
-  return bytes;
-}
 
 }  // namespace
 
@@ -216,7 +185,7 @@ SsdKeyring::SsdKeyring(const StoreKey& store_key, std::string path, SsdLogFn log
   randomBytes(reinterpret_cast<uint8_t*>(&r), sizeof(r));
   next_id_ = 1 + (r & ((1u << 30) - 1));
   if (path_.empty()) return;
-  auto bytes = readWholeFile(path_);
+  auto bytes = readWholeFile(path_, 64u << 20);
   if (!bytes.isOk()) {
     if (bytes.status().code() != Code::kNotFound) {
       stats_.load_failed = true;
