@@ -30,6 +30,21 @@ struct ServerConfig {
   uint32_t http2_max_concurrent_streams = 100;
   uint64_t http2_stream_window_bytes = 1ull << 20;
   uint64_t http2_connection_window_bytes = 16ull << 20;
+  // HTTP/2 flood limits (proxy/http2_session.h): frames a connection may send per
+  // http2_abuse_interval before it gets GOAWAY ENHANCE_YOUR_CALM — RST_STREAM (rapid reset,
+  // CVE-2023-44487), SETTINGS, PING, PRIORITY, WINDOW_UPDATE and empty DATA frames; a header
+  // block's wire bytes and CONTINUATION frames (CVE-2024-27316); how long a stream or the
+  // connection may stay at a zero send window while it has bytes to send.
+  Millis http2_abuse_interval{10'000};
+  uint32_t http2_max_resets = 200;
+  uint32_t http2_max_settings = 100;
+  uint32_t http2_max_pings = 100;
+  uint32_t http2_max_priority = 1000;
+  uint32_t http2_max_window_updates = 20'000;
+  uint32_t http2_max_empty_data = 100;
+  uint32_t http2_max_continuations = 8;
+  uint64_t http2_max_header_block_bytes = 64 * 1024;
+  Millis http2_zero_window_timeout{30'000};
   // Started as root: bind the listeners, open the SSD store and read the keys as root, then
   // switch to this user (and its groups) before serving. "" = stay as started.
   std::string user;

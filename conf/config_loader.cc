@@ -730,6 +730,34 @@ void readServer(TableReader& r, ServerConfig& server) {
     r.error("http2_connection_window", *r.get("http2_connection_window"),
             "must not exceed 2147483647 bytes (RFC 9113 §6.9.1)");
   }
+  if (r.duration("http2_abuse_interval", server.http2_abuse_interval, false) &&
+      (server.http2_abuse_interval < Millis(100) || server.http2_abuse_interval > Millis(3'600'000))) {
+    r.error("http2_abuse_interval", *r.get("http2_abuse_interval"), "must be between 100ms and 1h");
+  }
+  const auto frameBudget = [&r](std::string_view key, uint32_t& out, int min) {
+    int v = static_cast<int>(out);
+    if (r.integer(key, v, min, 1'000'000)) out = static_cast<uint32_t>(v);
+  };
+  frameBudget("http2_max_resets", server.http2_max_resets, 1);
+  frameBudget("http2_max_settings", server.http2_max_settings, 1);
+  frameBudget("http2_max_pings", server.http2_max_pings, 1);
+  frameBudget("http2_max_priority", server.http2_max_priority, 1);
+  frameBudget("http2_max_window_updates", server.http2_max_window_updates, 1);
+  frameBudget("http2_max_empty_data", server.http2_max_empty_data, 1);
+  int continuations = static_cast<int>(server.http2_max_continuations);
+  if (r.integer("http2_max_continuations", continuations, 0, 1000)) {
+    server.http2_max_continuations = static_cast<uint32_t>(continuations);
+  }
+  if (r.byteSize("http2_max_header_block", server.http2_max_header_block_bytes, 1024) &&
+      server.http2_max_header_block_bytes > (64ull << 20)) {
+    r.error("http2_max_header_block", *r.get("http2_max_header_block"),
+            "must not exceed 64MiB");
+  }
+  if (r.duration("http2_zero_window_timeout", server.http2_zero_window_timeout, false) &&
+      server.http2_zero_window_timeout < Millis(100)) {
+    r.error("http2_zero_window_timeout", *r.get("http2_zero_window_timeout"),
+            "must be at least 100ms");
+  }
   if (r.string("user", server.user) && !server.user.empty()) {
     // Checked here so that `-t` catches a typo before a start as root fails on it.
     passwd pw{};

@@ -523,6 +523,13 @@ std::string renderPrometheus(const Snapshot& s) {
   }
   push(std::move(handshakes));
 
+  auto h2_abuse = family("streamedge_http2_abuse_total",
+                         "HTTP/2 flood limits that fired, by kind (the connection got GOAWAY "
+                         "or the stream a reset or 431).",
+                         MetricType::Counter);
+  for (const auto& [kind, count] : s.http2_abuse) addCounter(h2_abuse, d(count), {{"kind", kind}});
+  push(std::move(h2_abuse));
+
   auto expiry = family("streamedge_tls_certificate_expiry_timestamp_seconds",
                        "notAfter of a served certificate, Unix seconds.", MetricType::Gauge);
   for (const CertificateState& c : s.certificates) {

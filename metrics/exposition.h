@@ -190,6 +190,8 @@ struct Snapshot {
   };
   std::vector<TokenRejectionSeries> token_rejections;
   std::vector<HandshakeSeries> tls_handshakes;
+  // streamedge_http2_abuse_total{kind}: HTTP/2 flood limits that fired, every kind (zeros too).
+  std::vector<std::pair<std::string, uint64_t>> http2_abuse;
   std::vector<CertificateState> certificates;
   uint64_t reloads_ok = 0;
   uint64_t reloads_failed = 0;

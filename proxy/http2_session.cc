@@ -8,6 +8,8 @@
 #include <cstring>
 
 #include "cache/cache_key.h"
+#include "proxy/access_log.h"
+#include "proxy/security_log.h"
 #include "proxy/client_connection.h"
 #include "proxy/worker.h"
 
@@ -21,6 +23,12 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kOutputHighWater = 256 * 1024;
 
 void unpinBody(const void*, size_t, void* pin) { cache::Body::unpin(pin); }
+
+// A decoded header list this many times over max_header_bytes is an HPACK bomb, not a big
+// cookie: the connection goes, not just the stream.
+constexpr uint64_t kHeaderBombFactor = 4;
+
+bool unset(Clock::time_point t) { return t == Clock::time_point{}; }
 
 bool connectionSpecific(std::string_view lower_name) {
   // RFC 9113 §8.2.2: never in an HTTP/2 message.
@@ -61,6 +69,16 @@ class Http2Session::Stream final : public Framing {
   bool deferred = false;          // the read callback found nothing yet
   bool ended = false;             // the exchange queued its whole response
   bool aborted = false;
+  bool responding = false;        // the response head was submitted
+  Clock::time_point zero_since{}; // has bytes to send at a zero send window since
+
+  // Resets the stream (RFC 9113 §8.1: a response without END_STREAM is incomplete).
+  void cancel(uint32_t code) {
+    aborted = true;
+    cursor = nullptr;
+    exchange_.reset();
+    nghttp2_submit_rst_stream(session_.session_, NGHTTP2_FLAG_NONE, id_, code);
+  }
 
   // Framing.
   void sendHead(const ResponseOut& head) override;
@@ -131,6 +149,7 @@ void Http2Session::Stream::sendHead(const ResponseOut& head) {
   provider.source.ptr = this;
   provider.read_callback = readBodyCb;
   const bool has_data = head.body_follows || !inline_body.empty();
+  responding = true;
   nghttp2_submit_response(s.session_, id_, s.nv_.data(), s.nv_.size(),
                           has_data ? &provider : nullptr);
 }
@@ -157,12 +176,8 @@ void Http2Session::Stream::readRequestBody(uint64_t length, bool) {
 }
 
 void Http2Session::Stream::abort() {
-  // The viewer must see the response broken: reset the stream (RFC 9113 §8.1: a response
-  // without END_STREAM is incomplete).
-  aborted = true;
-  cursor = nullptr;
-  exchange_.reset();
-  nghttp2_submit_rst_stream(session_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
+  // The viewer must see the response broken.
+  cancel(NGHTTP2_INTERNAL_ERROR);
 }
 
 // --- the session --------------------------------------------------------------------------
@@ -173,6 +188,7 @@ Http2Session::Http2Session(Worker& worker, ClientConnection& connection, buffere
       tls_version_(tls_version) {}
 
 Http2Session::~Http2Session() {
+  if (tick_) event_free(tick_);
   streams_.clear();  // exchanges unsubscribe before the session goes
   if (session_) nghttp2_session_del(session_);
 }
@@ -187,13 +203,37 @@ bool Http2Session::start() {
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, frameRecvCb);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, dataChunkCb);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, streamCloseCb);
-  const int rv = nghttp2_session_server_new(&session_, callbacks, this);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, beginFrameCb);
+  const conf::ServerConfig& server = worker_.config()->server;
+  nghttp2_option* options = nullptr;
+  if (nghttp2_option_new(&options) != 0) {
+    nghttp2_session_callbacks_del(callbacks);
+    return false;
+  }
+  nghttp2_option_set_max_continuations(options, server.http2_max_continuations);
+  // nghttp2's own rapid-reset limiter stays looser than ours (which counts and logs).
+  const uint64_t interval_ms = static_cast<uint64_t>(server.http2_abuse_interval.count());
+  const uint64_t resets = server.http2_max_resets;
+  nghttp2_option_set_stream_reset_rate_limit(
+      options, std::max<uint64_t>(1000, 2 * resets),
+      std::max<uint64_t>(33, (2 * resets * 1000 + interval_ms - 1) / interval_ms));
+  const int rv = nghttp2_session_server_new2(&session_, callbacks, this, options);
+  nghttp2_option_del(options);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0) {
     session_ = nullptr;
     return false;
   }
-  const conf::ServerConfig& server = worker_.config()->server;
+  started_ = idle_since_ = window_start_ = Clock::now();
+  // The timeouts are the tick's from here (the transport's read timeout would count PINGs as a
+  // request under way).
+  connection_.setReadTimeout(std::chrono::milliseconds(0));
+  const auto shortest = std::min({server.header_timeout, server.idle_timeout,
+                                  server.http2_zero_window_timeout});
+  const auto period = std::clamp<std::chrono::milliseconds::rep>(shortest.count() / 4, 50, 1000);
+  tick_ = event_new(worker_.base(), -1, EV_PERSIST, tickCb, this);
+  const timeval tv{static_cast<time_t>(period / 1000), static_cast<suseconds_t>((period % 1000) * 1000)};
+  if (!tick_ || event_add(tick_, &tv) != 0) return false;
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, server.http2_max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
@@ -218,16 +258,35 @@ bool Http2Session::start() {
 void Http2Session::onRead() {
   evbuffer* in = bufferevent_get_input(bev_);
   const size_t n = evbuffer_get_length(in);
-  if (n > 0) {
+  if (n > 0 && (terminating_ || (going_away_ && !nghttp2_session_want_read(session_)))) {
+    // GOAWAY is queued: what the viewer still sends is dropped unread, but read, so that the
+    // close does not turn into a TCP reset that could discard the GOAWAY before it is read.
+    evbuffer_drain(in, n);
+  } else if (n > 0) {
     const uint8_t* data = evbuffer_pullup(in, static_cast<ev_ssize_t>(n));
     const ssize_t used = nghttp2_session_mem_recv(session_, data, n);
     if (used < 0) {
-      // A connection error: nghttp2 has queued the GOAWAY RFC 9113 names; send it, then close.
-      std::fprintf(stderr, "streamedge: HTTP/2 connection error: %s\n",
-                   nghttp2_strerror(static_cast<int>(used)));
+      // A fatal error (protocol errors nghttp2 answers itself, with the GOAWAY RFC 9113 names).
+      // Tell the viewer why when it is ours to tell, then close.
+      const int err = static_cast<int>(used);
       evbuffer_drain(in, n);
+      if (err == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+        abuse(Http2Abuse::kContinuation, true);
+      } else if (err == NGHTTP2_ERR_FLOODED) {
+        // Too many SETTINGS/PING acknowledgements queued: the viewer does not read them.
+        abuse(spent_[static_cast<size_t>(Http2Abuse::kSettingsFlood)] >
+                      spent_[static_cast<size_t>(Http2Abuse::kPingFlood)]
+                  ? Http2Abuse::kSettingsFlood
+                  : Http2Abuse::kPingFlood,
+              true);
+      } else if (!terminating_) {
+        std::fprintf(stderr, "streamedge: HTTP/2 connection error: %s\n", nghttp2_strerror(err));
+        terminating_ = true;
+        nghttp2_session_terminate_session(
+            session_, err == NGHTTP2_ERR_BAD_CLIENT_MAGIC ? NGHTTP2_PROTOCOL_ERROR
+                                                          : NGHTTP2_INTERNAL_ERROR);
+      }
       going_away_ = true;
-      bufferevent_disable(bev_, EV_READ);
     } else {
       evbuffer_drain(in, static_cast<size_t>(used));
     }
@@ -367,6 +426,7 @@ int Http2Session::sendDataCb(nghttp2_session*, nghttp2_frame* frame, const uint8
 
 int Http2Session::beginHeadersCb(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
   auto* self = static_cast<Http2Session*>(user_data);
+  if (self->terminating_) return 0;
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   auto stream = std::make_unique<Stream>(*self, frame->hd.stream_id);
   stream->head_time = Clock::now();
@@ -379,11 +439,17 @@ int Http2Session::headerCb(nghttp2_session*, const nghttp2_frame* frame, const u
                            void* user_data) {
   auto* self = static_cast<Http2Session*>(user_data);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  if (self->terminating_) return 0;
   Stream* s = self->find(frame->hd.stream_id);
   if (!s || s->started) return 0;  // trailers: not needed
   // RFC 9113 §6.5.2: name + value + 32 per field; over our limit → 431 on this stream.
   s->header_bytes += namelen + valuelen + 32;
-  if (s->header_bytes > self->worker_.config()->server.max_header_bytes) s->too_large = true;
+  const uint64_t limit = self->worker_.config()->server.max_header_bytes;
+  if (s->header_bytes > limit) s->too_large = true;
+  if (s->header_bytes > kHeaderBombFactor * limit) {
+    self->abuse(Http2Abuse::kHeaderList, true);
+    return 0;
+  }
   if (s->too_large) return 0;
   const std::string_view n(reinterpret_cast<const char*>(name), namelen);
   const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
@@ -408,11 +474,13 @@ int Http2Session::headerCb(nghttp2_session*, const nghttp2_frame* frame, const u
 
 int Http2Session::frameRecvCb(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
   auto* self = static_cast<Http2Session*>(user_data);
+  if (self->terminating_) return 0;
   const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
     Stream* s = self->find(frame->hd.stream_id);
     if (!s) return 0;
     s->end_stream = end_stream;
+    self->any_request_ = true;
     self->startRequest(*s);
     return 0;
   }
@@ -457,13 +525,161 @@ int Http2Session::streamCloseCb(nghttp2_session*, int32_t stream_id, uint32_t er
     s.exchange().onResponseSent();
   }
   self->streams_.erase(it);
+  if (self->streams_.empty()) self->idle_since_ = Clock::now();
   return 0;
+}
+
+int Http2Session::beginFrameCb(nghttp2_session*, const nghttp2_frame_hd* hd, void* user_data) {
+  auto* self = static_cast<Http2Session*>(user_data);
+  if (self->terminating_) return 0;
+  const conf::ServerConfig& server = self->worker_.config()->server;
+  switch (hd->type) {
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_CONTINUATION:
+      // CVE-2024-27316: the block is bounded on the wire, whatever it decodes to.
+      self->block_bytes_ = hd->type == NGHTTP2_HEADERS ? hd->length : self->block_bytes_ + hd->length;
+      if (self->block_bytes_ > server.http2_max_header_block_bytes) {
+        self->abuse(Http2Abuse::kContinuation, true);
+      }
+      break;
+    case NGHTTP2_RST_STREAM:
+      self->spend(Http2Abuse::kRapidReset, server.http2_max_resets);
+      break;
+    case NGHTTP2_SETTINGS:
+      self->spend(Http2Abuse::kSettingsFlood, server.http2_max_settings);
+      break;
+    case NGHTTP2_PING:
+      self->spend(Http2Abuse::kPingFlood, server.http2_max_pings);
+      break;
+    case NGHTTP2_PRIORITY:
+      self->spend(Http2Abuse::kPriorityFlood, server.http2_max_priority);
+      break;
+    case NGHTTP2_WINDOW_UPDATE:
+      self->spend(Http2Abuse::kWindowUpdateFlood, server.http2_max_window_updates);
+      break;
+    case NGHTTP2_DATA:
+      if (hd->length == 0 && (hd->flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+        self->spend(Http2Abuse::kEmptyData, server.http2_max_empty_data);
+      }
+      break;
+    default:
+      break;
+  }
+  return 0;
+}
+
+bool Http2Session::spend(Http2Abuse kind, uint32_t budget) {
+  const Clock::time_point now = Clock::now();
+  if (now - window_start_ >= worker_.config()->server.http2_abuse_interval) {
+    window_start_ = now;
+    spent_.fill(0);
+  }
+  if (++spent_[static_cast<size_t>(kind)] <= budget) return true;
+  abuse(kind, true);
+  return false;
+}
+
+void Http2Session::abuse(Http2Abuse kind, bool terminate, uint32_t code) {
+  WorkerCounters& c = worker_.counters();
+  c.add(c.http2_abuse[static_cast<size_t>(kind)]);
+  const uint32_t bit = 1u << static_cast<unsigned>(kind);
+  if ((logged_ & bit) == 0) {
+    logged_ |= bit;
+    AccessLog& security = worker_.shared().security_log;
+    if (security.enabled()) {
+      const conf::AddressAnonymization mode = worker_.config()->log.client_address;
+      if (viewer_.log_client_mode != mode) {
+        anonymizeAddress(viewer_.address(), mode, viewer_.log_client);
+        viewer_.log_client_mode = mode;
+      }
+      SecurityEvent e;
+      e.time_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+      e.event = "http2_abuse";
+      e.reason = http2AbuseName(kind);
+      e.vhost = "-";
+      e.client = viewer_.log_client;
+      e.method = "-";
+      e.path = "-";
+      e.source = terminate ? "connection" : "stream";
+      std::string line;
+      formatSecurityLogLine(e, line);
+      security.append(line);
+    }
+  }
+  if (!terminate || terminating_) return;
+  terminating_ = true;
+  going_away_ = true;
+  nghttp2_session_terminate_session(session_, code);
+}
+
+void Http2Session::tickCb(evutil_socket_t, short, void* arg) {
+  static_cast<Http2Session*>(arg)->onTick();
+}
+
+void Http2Session::onTick() {
+  const conf::ServerConfig& server = worker_.config()->server;
+  const Clock::time_point now = Clock::now();
+  if (!terminating_) {
+    // Header timeout: the first complete request head, and any header block once begun (one
+    // left open blocks the whole connection, RFC 9113 §6.10).
+    bool late = !any_request_ && now - started_ > server.header_timeout;
+    for (const auto& [id, stream] : streams_) {
+      if (!stream->started && now - stream->head_time > server.header_timeout) late = true;
+    }
+    if (late) abuse(Http2Abuse::kHeaderTimeout, true, NGHTTP2_NO_ERROR);
+  }
+  if (!terminating_) {
+    // Zero-window stalls: bytes to send, no window to send them in.
+    const bool conn_closed = nghttp2_session_get_remote_window_size(session_) <= 0;
+    bool waiting_on_connection = false;
+    std::vector<int32_t> stalled;
+    for (const auto& [id, stream] : streams_) {
+      Stream& st = *stream;
+      if (!st.responding || st.aborted || st.deferred) {
+        st.zero_since = {};
+        continue;
+      }
+      if (nghttp2_session_get_stream_remote_window_size(session_, id) > 0) {
+        st.zero_since = {};
+        waiting_on_connection = waiting_on_connection || conn_closed;
+        continue;
+      }
+      if (unset(st.zero_since)) {
+        st.zero_since = now;
+      } else if (now - st.zero_since > server.http2_zero_window_timeout) {
+        stalled.push_back(id);
+      }
+    }
+    for (int32_t id : stalled) {
+      if (Stream* st = find(id)) {
+        abuse(Http2Abuse::kZeroWindow, false);
+        st->cancel(NGHTTP2_CANCEL);
+      }
+    }
+    if (!waiting_on_connection) {
+      conn_zero_since_ = {};
+    } else if (unset(conn_zero_since_)) {
+      conn_zero_since_ = now;
+    } else if (now - conn_zero_since_ > server.http2_zero_window_timeout) {
+      abuse(Http2Abuse::kZeroWindow, true);
+    }
+  }
+  // Idle: no stream for idle_timeout; GOAWAY and close as for a graceful stop.
+  if (!going_away_ && streams_.empty() && any_request_ &&
+      now - idle_since_ > server.idle_timeout) {
+    goAway();
+    return;  // goAway() flushed (and may have closed)
+  }
+  flush();  // may close
 }
 
 void Http2Session::startRequest(Stream& s) {
   s.started = true;
   Exchange& exchange = s.exchange();
   if (s.too_large) {
+    abuse(Http2Abuse::kHeaderList, false);
     worker_.counters().add(worker_.counters().bad_requests);
     return exchange.reject(431, "request header fields too large", s.head_time);
   }

@@ -11,22 +11,37 @@
 // viewer window bounds what it may hold (flow control, RFC 9113 §5.2).
 //
 // Limits: [server] http2_max_concurrent_streams, http2_stream_window, http2_connection_window;
-// the decoded header list is bounded by [server] max_header_bytes (431 on that stream).
+// the decoded header list is bounded by [server] max_header_bytes (431 on that stream; over four
+// times that, an HPACK bomb, the connection is closed).
+//
+// Floods (RFC 9113 §10.5): frames are counted as their headers arrive (on_begin_frame, so that
+// frames nghttp2 ignores count too) in a fixed window of [server] http2_abuse_interval; a
+// connection past its budget of RST_STREAM (rapid reset, CVE-2023-44487), SETTINGS, PING,
+// PRIORITY, WINDOW_UPDATE or empty non-final DATA frames gets GOAWAY ENHANCE_YOUR_CALM. A header
+// block is bounded in wire bytes (http2_max_header_block) and CONTINUATION frames
+// (http2_max_continuations, nghttp2's own check; CVE-2024-27316). A tick checks the timeouts: the
+// first complete request head within header_timeout (and any header block once begun), no
+// stream for idle_timeout (graceful GOAWAY), and a stream (reset) or the connection (closed) with
+// bytes to send at a zero send window beyond http2_zero_window_timeout. Each limit that fires
+// counts in WorkerCounters::http2_abuse and goes to the security log once per connection and kind.
 //
 // Worker thread only. Owned by its ClientConnection (the transport), which it asks to close.
 #pragma once
 
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <nghttp2/nghttp2.h>
 
 #include <chrono>
 #include <cstdint>
+#include <array>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "proxy/exchange.h"
+#include "proxy/shared_state.h"
 
 namespace streamedge::proxy {
 
@@ -79,6 +94,16 @@ class Http2Session {
                          const uint8_t* data, size_t len, void* user_data);
   static int streamCloseCb(nghttp2_session* session, int32_t stream_id, uint32_t error_code,
                            void* user_data);
+  static int beginFrameCb(nghttp2_session* session, const nghttp2_frame_hd* hd, void* user_data);
+  static void tickCb(evutil_socket_t, short, void* arg);
+
+  // One more frame of a budgeted kind in this interval; false (and the connection terminated)
+  // past `budget`.
+  bool spend(Http2Abuse kind, uint32_t budget);
+  // A limit fired: counted, logged once per connection and kind; with `terminate`, GOAWAY with
+  // `code` and no more reading.
+  void abuse(Http2Abuse kind, bool terminate, uint32_t code = NGHTTP2_ENHANCE_YOUR_CALM);
+  void onTick();  // the timeouts; may delete this
 
   Stream* find(int32_t stream_id);
   // Runs the request of a stream whose head (and body, when it has one) arrived.
@@ -102,6 +127,18 @@ class Http2Session {
   std::string nv_names_;             // lowercased names behind nv_
   bool flushing_ = false;
   bool going_away_ = false;
+  bool terminating_ = false;  // a limit fired: GOAWAY queued, the rest is ignored
+
+  // Flood accounting and timeouts.
+  event* tick_ = nullptr;
+  std::chrono::steady_clock::time_point started_{};
+  std::chrono::steady_clock::time_point idle_since_{};       // no stream open since
+  std::chrono::steady_clock::time_point window_start_{};     // of the counting interval
+  std::chrono::steady_clock::time_point conn_zero_since_{};  // connection window at 0 since
+  std::array<uint32_t, kHttp2AbuseKinds> spent_{};           // frames in this interval
+  uint32_t logged_ = 0;        // kinds already in the security log (bit per Http2Abuse)
+  uint64_t block_bytes_ = 0;   // wire bytes of the header block being received
+  bool any_request_ = false;   // a request head arrived complete
 };
 
 }  // namespace streamedge::proxy

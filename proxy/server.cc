@@ -1049,6 +1049,11 @@ std::string Server::metricsText() const {
                                      handshakeResultLabel(static_cast<HandshakeResult>(r)), total});
     }
   }
+  for (size_t k = 0; k < kHttp2AbuseKinds; ++k) {
+    uint64_t total = 0;
+    for (const auto& c : shared_->counters) total += c->http2_abuse[k].load(std::memory_order_relaxed);
+    snap.http2_abuse.emplace_back(http2AbuseName(static_cast<Http2Abuse>(k)), total);
+  }
   // The certificates of the running TLS snapshot (a reload that changed them shows at once).
   if (tls_) {
     for (const tls::TlsState::ListenerCertificate& c : tls_->listenerCertificates()) {

@@ -4,6 +4,23 @@
 
 namespace streamedge::proxy {
 
+const char* http2AbuseName(Http2Abuse k) {
+  switch (k) {
+    case Http2Abuse::kRapidReset: return "rapid_reset";
+    case Http2Abuse::kContinuation: return "continuation";
+    case Http2Abuse::kHeaderList: return "header_list";
+    case Http2Abuse::kSettingsFlood: return "settings_flood";
+    case Http2Abuse::kPingFlood: return "ping_flood";
+    case Http2Abuse::kPriorityFlood: return "priority_flood";
+    case Http2Abuse::kWindowUpdateFlood: return "window_update_flood";
+    case Http2Abuse::kEmptyData: return "empty_data";
+    case Http2Abuse::kZeroWindow: return "zero_window";
+    case Http2Abuse::kHeaderTimeout: return "header_timeout";
+    case Http2Abuse::kCount: break;
+  }
+  return "other";
+}
+
 const char* tlsVersionLabel(TlsVersionSlot v) {
   switch (v) {
     case TlsVersionSlot::kTls12: return "1.2";

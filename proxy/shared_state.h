@@ -50,6 +50,14 @@ const char* handshakeResultLabel(HandshakeResult r);  // "ok" "failed"
 // Maps SSL_get_version() text ("TLSv1.3") to a slot; null or empty → kUnknown.
 TlsVersionSlot tlsVersionSlot(const char* ssl_version);
 
+// HTTP/2 flood limits that fired (proxy/http2_session.h), by kind.
+enum class Http2Abuse : uint8_t {
+  kRapidReset, kContinuation, kHeaderList, kSettingsFlood, kPingFlood, kPriorityFlood,
+  kWindowUpdateFlood, kEmptyData, kZeroWindow, kHeaderTimeout, kCount
+};
+inline constexpr size_t kHttp2AbuseKinds = static_cast<size_t>(Http2Abuse::kCount);
+const char* http2AbuseName(Http2Abuse k);  // "rapid_reset", "continuation", ...
+
 // Stable slots for vhost names. slotFor() takes a mutex: call it when a config is published,
 // not per request (WorkerCounters::vhostSlot caches the mapping per config snapshot).
 class VhostSlots {
@@ -105,6 +113,7 @@ struct WorkerCounters {
   std::atomic<int64_t> connections_active{0};
   std::array<std::atomic<int64_t>, kListenerSlots> connections_active_by_listener{};
   Cell bad_requests{0};
+  std::array<Cell, kHttp2AbuseKinds> http2_abuse{};  // by Http2Abuse
   std::array<std::array<Cell, static_cast<size_t>(HandshakeResult::kCount)>,
              static_cast<size_t>(TlsVersionSlot::kCount)>
       tls_handshakes{};

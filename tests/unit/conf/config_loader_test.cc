@@ -217,6 +217,11 @@ TEST(ConfigLoader, ExampleConfigLoadsWithDocumentedValues) {
   EXPECT_EQ(c.server.http2_max_concurrent_streams, 100u);
   EXPECT_EQ(c.server.http2_stream_window_bytes, 1ull << 20);
   EXPECT_EQ(c.server.http2_connection_window_bytes, 16ull << 20);
+  EXPECT_EQ(c.server.http2_abuse_interval, Millis(10'000));
+  EXPECT_EQ(c.server.http2_max_resets, 200u);
+  EXPECT_EQ(c.server.http2_max_continuations, 8u);
+  EXPECT_EQ(c.server.http2_max_header_block_bytes, 64u * 1024);
+  EXPECT_EQ(c.server.http2_zero_window_timeout, Millis(30'000));
   EXPECT_EQ(c.admin.bearer_token, "");
   ASSERT_EQ(c.admin.tokens.size(), 2u);
   EXPECT_EQ(c.admin.tokens[0].name, "prometheus");
@@ -1639,6 +1644,71 @@ http2 = true
   EXPECT_NE(all.find(":3: server.http2_stream_window"), std::string::npos) << all;
   EXPECT_NE(all.find(":4: server.http2_connection_window"), std::string::npos) << all;
   EXPECT_NE(all.find(":7: listener[0].http2"), std::string::npos) << all;
+}
+
+TEST(ConfigLoader, Http2FloodLimitsAreReadAndCheckedWithTheirLines) {
+  LoadResult r = load(R"([server]
+http2_abuse_interval = "5s"
+http2_max_resets = 50
+http2_max_settings = 10
+http2_max_pings = 20
+http2_max_priority = 30
+http2_max_window_updates = 40
+http2_max_empty_data = 60
+http2_max_continuations = 0
+http2_max_header_block = "32KiB"
+http2_zero_window_timeout = "2s"
+[[listener]]
+address = "127.0.0.1:8443"
+  [[listener.certificate]]
+  cert = "a.pem"
+  key = "a.key"
+[[origin_group]]
+name = "main"
+  [[origin_group.origin]]
+  url = "http://origin.example.com"
+[[vhost]]
+hostnames = ["*"]
+  [[vhost.route]]
+  prefix = "/"
+  origin_group = "main"
+)");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const ServerConfig& s = r.config->server;
+  EXPECT_EQ(s.http2_abuse_interval, Millis(5000));
+  EXPECT_EQ(s.http2_max_resets, 50u);
+  EXPECT_EQ(s.http2_max_settings, 10u);
+  EXPECT_EQ(s.http2_max_pings, 20u);
+  EXPECT_EQ(s.http2_max_priority, 30u);
+  EXPECT_EQ(s.http2_max_window_updates, 40u);
+  EXPECT_EQ(s.http2_max_empty_data, 60u);
+  EXPECT_EQ(s.http2_max_continuations, 0u);
+  EXPECT_EQ(s.http2_max_header_block_bytes, 32u * 1024);
+  EXPECT_EQ(s.http2_zero_window_timeout, Millis(2000));
+
+  r = load(R"([server]
+http2_abuse_interval = "10ms"
+http2_max_resets = 0
+http2_max_settings = "many"
+http2_max_pings = -1
+http2_max_priority = 2000000
+http2_max_window_updates = 0
+http2_max_empty_data = 0
+http2_max_continuations = 1001
+http2_max_header_block = "100B"
+http2_zero_window_timeout = "0s"
+)");
+  ASSERT_FALSE(r.ok());
+  const std::string all = describe(r);
+  const char* keys[] = {"http2_abuse_interval", "http2_max_resets", "http2_max_settings",
+                        "http2_max_pings", "http2_max_priority", "http2_max_window_updates",
+                        "http2_max_empty_data", "http2_max_continuations",
+                        "http2_max_header_block", "http2_zero_window_timeout"};
+  int line = 2;
+  for (const char* key : keys) {
+    const std::string want = ":" + std::to_string(line++) + ": server." + key;
+    EXPECT_NE(all.find(want), std::string::npos) << want << "\n" << all;
+  }
 }
 
 }  // namespace
