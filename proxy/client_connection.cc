@@ -6,10 +6,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
 
 #include "proxy/http2_session.h"
@@ -20,6 +23,10 @@ namespace streamedge::proxy {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// closeLingering: how long and how much of what a viewer still sends is read and dropped.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr size_t kLingerBytes = 1 << 20;
 
 void unpinBody(const void*, size_t, void* pin) { cache::Body::unpin(pin); }
 
@@ -48,6 +55,7 @@ ClientConnection::ClientConnection(Worker& worker, uint64_t id, bufferevent* bev
 }
 
 ClientConnection::~ClientConnection() {
+  if (linger_) event_free(linger_);
   exchange_.reset();
   h2_.reset();
   if (bev_ && tls_) {
@@ -99,6 +107,7 @@ bool ClientConnection::idle() const {
 }
 
 void ClientConnection::closeWhenIdle() {
+  if (linger_) return closeNow();  // draining: no more waiting for the viewer's end
   if (h2_) return h2_->goAway();  // closes once its streams are done
   if (idle()) {
     closeNow();
@@ -108,6 +117,7 @@ void ClientConnection::closeWhenIdle() {
 }
 
 void ClientConnection::onWake() {
+  if (linger_) return;
   if (h2_) return h2_->onWake();
   write_depth_ = 0;
   exchange_.onWake();
@@ -128,6 +138,7 @@ void ClientConnection::eventCb(bufferevent*, short what, void* arg) {
 }
 
 void ClientConnection::onRead() {
+  if (linger_) return;
   if (h2_) return h2_->onRead();
   write_depth_ = 0;
   switch (exchange_.phase()) {
@@ -146,6 +157,7 @@ void ClientConnection::onRead() {
 }
 
 void ClientConnection::onWriteDrained() {
+  if (linger_) return;
   if (h2_) return h2_->onWriteDrained();
   write_depth_ = 0;
   const Exchange::Phase phase = exchange_.phase();
@@ -155,6 +167,7 @@ void ClientConnection::onWriteDrained() {
 }
 
 void ClientConnection::onEvent(short what) {
+  if (linger_) return;
   if (what & BEV_EVENT_CONNECTED) {  // TLS handshake done; the request follows
     handshake_done_ = true;
     SSL* ssl = bufferevent_openssl_get_ssl(bev_);
@@ -366,7 +379,7 @@ void ClientConnection::onResponseSent() {
   exchange_.onResponseSent();  // Log
   const bool close = close_after_response_ || closing_;
   body_bounded_ = false;
-  if (close) return closeNow();
+  if (close) return closeLingering();
   bufferevent_enable(bev_, EV_READ);
   setReadTimeout(worker_.config()->server.idle_timeout);
   if (evbuffer_get_length(bufferevent_get_input(bev_)) > 0) parseRequest();  // pipelined
@@ -376,6 +389,48 @@ void ClientConnection::closeNow() {
   closing_ = true;
   exchange_.reset();
   worker_.removeConnection(id_);  // deletes this
+}
+
+void ClientConnection::closeLingering() {
+  if (linger_) return;
+  const evutil_socket_t fd = bev_ ? bufferevent_getfd(bev_) : -1;
+  if (fd < 0 || worker_.draining() ||
+      evbuffer_get_length(bufferevent_get_output(bev_)) > 0) {
+    return closeNow();
+  }
+  closing_ = true;
+  exchange_.reset();
+  linger_ = event_new(bufferevent_get_base(bev_), fd, EV_READ | EV_PERSIST, lingerCb, this);
+  if (!linger_) return closeNow();
+  // The bufferevent stops here; the socket is ours to end. TLS: close_notify first, so that a
+  // viewer that reads on sees an orderly end (an error from SSL_shutdown changes nothing).
+  bufferevent_disable(bev_, EV_READ | EV_WRITE);
+  if (tls_) {
+    if (SSL* ssl = bufferevent_openssl_get_ssl(bev_); ssl && SSL_is_init_finished(ssl)) {
+      SSL_shutdown(ssl);
+    }
+  }
+  ::shutdown(fd, SHUT_WR);
+  linger_until_ = Clock::now() + kLingerTime;
+  const timeval tick{0, 250 * 1000};  // EV_PERSIST re-arms it: the deadline is linger_until_
+  if (event_add(linger_, &tick) != 0) return closeNow();
+}
+
+void ClientConnection::lingerCb(evutil_socket_t fd, short what, void* arg) {
+  auto* self = static_cast<ClientConnection*>(arg);
+  if (what & EV_READ) {
+    char drop[16384];
+    // Bounded: a few reads per wake-up; EOF or an error ends the linger.
+    for (int i = 0; i < 4; ++i) {
+      const ssize_t n = ::read(fd, drop, sizeof drop);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        return self->closeNow();
+      }
+      if (n < 0) break;
+      self->linger_bytes_ += static_cast<size_t>(n);
+    }
+  }
+  if (self->linger_bytes_ > kLingerBytes || Clock::now() >= self->linger_until_) self->closeNow();
 }
 
 }  // namespace streamedge::proxy

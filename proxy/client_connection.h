@@ -12,6 +12,7 @@
 #pragma once
 
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -74,6 +75,12 @@ class ClientConnection final : private Framing {
   void readBody();                           // a forwarded request's body, once it is all here
   void onResponseSent();                     // Log (the exchange's), then next request or close
   void closeNow();
+  // Closes a connection we chose to end after its last bytes (an answer with Connection: close,
+  // a GOAWAY): our side is shut down at once, and what the viewer still sends is read and dropped
+  // for a short, bounded while, so that the close does not become a TCP reset, which can make the
+  // viewer's kernel discard our last bytes unread. Deletes this later (closeNow), never at once.
+  void closeLingering();
+  static void lingerCb(evutil_socket_t fd, short what, void* arg);
   void setReadTimeout(std::chrono::milliseconds t);
 
   // const after construction
@@ -91,6 +98,9 @@ class ClientConnection final : private Framing {
   bool close_after_response_ = false;
   bool handshake_done_ = false;  // TLS: counted as ok or failed once
   bool closing_ = false;
+  event* linger_ = nullptr;     // closeLingering: reads and drops what the viewer still sends
+  size_t linger_bytes_ = 0;     // dropped so far (bounded)
+  std::chrono::steady_clock::time_point linger_until_;
   bool counted_active_ = false;  // start() counted this connection as active
   // The request in progress, as HTTP/1.1 frames it.
   bool keep_alive_ = true;

@@ -348,7 +348,7 @@ void Http2Session::flush() {
   }
 }
 
-void Http2Session::close() { connection_.closeNow(); }
+void Http2Session::close() { connection_.closeLingering(); }
 
 // --- nghttp2 callbacks --------------------------------------------------------------------
 

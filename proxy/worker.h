@@ -128,6 +128,7 @@ class Worker {
   // worker's SSD hits then go to the origin.
   bool attachSsd(cache::SsdStore& store);
   size_t connectionCount() const { return connections_.size(); }
+  bool draining() const { return draining_; }
 
  private:
   // One listening socket being accepted on (its address is the accept callback's argument).
