@@ -109,11 +109,18 @@ conffiles_ok() {
 check "conffiles: the config and the logrotate file" conffiles_ok
 check "postinst creates the user streamedge" grep -q 'adduser --system --group' "$work/DEBIAN/postinst"
 check "postinst enables the unit" grep -q 'deb-systemd-helper.*enable' "$work/DEBIAN/postinst"
-starts_unit() {  # start on a first install, restart on an upgrade
-  grep -q '_dh_action=start' "$work/DEBIAN/postinst" &&
-    grep -q "deb-systemd-invoke \$_dh_action 'streamedge.service'" "$work/DEBIAN/postinst"
+check "postinst starts the unit" grep -q "deb-systemd-invoke start 'streamedge.service'" \
+  "$work/DEBIAN/postinst"
+hot_upgrade_on_upgrade() {  # an upgrade hands over with SIGUSR2 instead of a restart
+  grep -q 'systemctl kill --kill-who=main --signal=USR2 streamedge.service' "$work/DEBIAN/postinst" &&
+    ! grep -Eq 'deb-systemd-invoke (restart|\$_dh_action)' "$work/DEBIAN/postinst"
 }
-check "postinst starts the unit" starts_unit
+check "postinst hot-upgrades a running service instead of restarting it" hot_upgrade_on_upgrade
+stops_only_on_remove() {
+  ! grep -q 'deb-systemd-invoke stop' "$work/DEBIAN/prerm" ||
+    grep -B2 'deb-systemd-invoke stop' "$work/DEBIAN/prerm" | grep -q '"$1" = remove'
+}
+check "prerm stops the unit only on remove, not on upgrade" stops_only_on_remove
 check "postrm purges cache and logs" grep -q 'rm -rf /var/cache/streamedge /var/log/streamedge' "$work/DEBIAN/postrm"
 
 # --- 3. a throw-away root ----------------------------------------------------------------------
