@@ -552,6 +552,25 @@ std::string renderPrometheus(const Snapshot& s) {
   addGauge(last_reload, s.last_reload_success_unix_seconds);
   push(std::move(last_reload));
 
+  auto upgrades_failed = family("streamedge_upgrades_failed_total",
+                                "Hot upgrades (SIGUSR2) this process started that failed; it kept "
+                                "serving (the reason is in /status and the log).",
+                                MetricType::Counter);
+  addCounter(upgrades_failed, d(s.upgrades_failed));
+  push(std::move(upgrades_failed));
+
+  auto upgrading = family("streamedge_upgrade_in_progress",
+                          "1 while a new binary started by a hot upgrade is taking over.",
+                          MetricType::Gauge);
+  addGauge(upgrading, s.upgrade_in_progress ? 1 : 0);
+  push(std::move(upgrading));
+
+  auto took_over = family("streamedge_upgrade_took_over",
+                          "1 when this process took over from an older one by a hot upgrade.",
+                          MetricType::Gauge);
+  addGauge(took_over, s.took_over ? 1 : 0);
+  push(std::move(took_over));
+
   auto last_ok = family("streamedge_config_last_reload_successful",
                         "1 when the latest reload attempt succeeded (or none was made).",
                         MetricType::Gauge);

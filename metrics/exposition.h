@@ -197,6 +197,11 @@ struct Snapshot {
   uint64_t reloads_failed = 0;
   double last_reload_success_unix_seconds = 0;  // the start counts as the first good load
   bool last_reload_ok = true;                    // the latest reload attempt succeeded
+  // Hot upgrades (SIGUSR2): ones this process started that failed (it kept serving), one in
+  // progress, and whether this process took over from an older one.
+  uint64_t upgrades_failed = 0;
+  bool upgrade_in_progress = false;
+  bool took_over = false;
   std::vector<double> worker_heartbeat_age_seconds;  // by worker index
   uint64_t access_log_dropped_lines = 0;  // writer too far behind, or a failed write
   // Fills in flight: body bytes they hold, the budget windowed fills are held to, how often a

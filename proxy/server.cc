@@ -1134,6 +1134,9 @@ std::string Server::metricsText() const {
   snap.reloads_failed = reloads_failed_;
   snap.last_reload_success_unix_seconds = static_cast<double>(last_reload_ok_unix_ms_) / 1000.0;
   snap.last_reload_ok = last_reload_ok_;
+  snap.upgrades_failed = upgrades_failed_;
+  snap.upgrade_in_progress = upgrade_ != nullptr;
+  snap.took_over = upgraded_from_ != 0;
   const int64_t now_ms = unixMillisNow();
   for (const auto& c : shared_->counters) {
     const int64_t beat = c->heartbeat_unix_ms.load(std::memory_order_relaxed);

@@ -313,6 +313,10 @@ TEST_F(HotUpgradeTest, UnderLoadANewBinaryTakesOverWithNothingLostAndTheSsdStays
   EXPECT_NE(log.find("from the checkpoint"), std::string::npos) << log;
   EXPECT_NE(log.find("took over 2 socket(s)"), std::string::npos) << log;
   EXPECT_EQ(log.find("upgrade failed"), std::string::npos) << log;
+  const std::string m = metrics();
+  EXPECT_EQ(metricValue(m, "streamedge_upgrade_took_over"), 1) << m;
+  EXPECT_EQ(metricValue(m, "streamedge_upgrade_in_progress"), 0) << m;
+  EXPECT_EQ(metricValue(m, "streamedge_upgrades_failed_total"), 0) << m;
   const double hits_before = metricValue(metrics(), "streamedge_ssd_hits_total");
   EXPECT_GE(refetchServedFromCache("/obj/hu/s"), static_cast<int>(on_ssd)) << proxy_->process.logTail(40);
   EXPECT_GE(metricValue(metrics(), "streamedge_ssd_hits_total") - std::max(hits_before, 0.0), on_ssd - 1);
@@ -345,6 +349,9 @@ TEST_F(HotUpgradeTest, AConfigThatFailsValidationLeavesTheOldProcessServing) {
   const std::string s = status();
   EXPECT_EQ(jsonNumber(s, "pid"), old_pid) << s;
   EXPECT_NE(s.find("\"upgrade\":{\"state\":\"idle\",\"failed\":1,\"last_error\":"), std::string::npos) << s;
+  const std::string m = metrics();
+  EXPECT_EQ(metricValue(m, "streamedge_upgrades_failed_total"), 1) << m;
+  EXPECT_EQ(metricValue(m, "streamedge_upgrade_took_over"), 0) << m;
   // The store was never asked for: untouched, still serving.
   EXPECT_EQ(proxy_->process.log().find("handing the SSD store", from), std::string::npos);
   EXPECT_GE(refetchServedFromCache("/obj/hu/c"), static_cast<int>(on_ssd));
