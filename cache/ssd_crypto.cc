@@ -5,23 +5,15 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
-#include <cctype>
-#include <cerrno>
 #include <climits>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string_view>
 
+#include "conf/key_file.h"
+
 namespace streamedge::cache {
 namespace {
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 struct CtxFree {
   void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
@@ -34,44 +26,19 @@ constexpr size_t kMaxChunk = size_t{1} << 30;
 }  // namespace
 
 Result<StoreKey> loadStoreKey(const std::string& path, std::string* error) {
-  auto fail = [&](Code code, const char* detail, std::string text) -> Status {
-    if (error) *error = std::move(text);
-    return Status(code, Source::kStorage, detail);
-  };
-  std::FILE* f = std::fopen(path.c_str(), "rbe");
-  if (!f) {
-    return fail(Code::kIo, "cannot open the SSD key file", path + ": " + std::strerror(errno));
+  std::string secret;
+  std::string why;
+  const conf::KeyFileError e = conf::readKeyFile(path, conf::KeyFileAccess::kAnyRegularFile,
+                                                 "decrypt the SSD store", secret, why);
+  if (e != conf::KeyFileError::kNone) {
+    if (error) *error = path + ": " + why;
+    return e == conf::KeyFileError::kContent
+               ? Status(Code::kInvalid, Source::kStorage, "bad SSD key file")
+               : Status(Code::kIo, Source::kStorage, "cannot open the SSD key file");
   }
-  uint8_t buf[160];
-  const size_t n = std::fread(buf, 1, sizeof(buf), f);
-  const bool read_error = std::ferror(f) != 0;
-  std::fclose(f);
   StoreKey key{};
-  if (read_error) return fail(Code::kIo, "cannot read the SSD key file", path + ": read error");
-  if (n == key.size()) {
-    // Exactly 32 bytes: raw (64 hex digits cannot be 32 bytes long).
-    std::memcpy(key.data(), buf, key.size());
-    OPENSSL_cleanse(buf, sizeof(buf));
-    return key;
-  }
-  size_t end = n;
-  while (end > 0 && std::isspace(buf[end - 1])) --end;
-  bool ok = end == 2 * key.size();
-  for (size_t i = 0; ok && i < key.size(); ++i) {
-    const int hi = hexValue(static_cast<char>(buf[2 * i]));
-    const int lo = hexValue(static_cast<char>(buf[2 * i + 1]));
-    if (hi < 0 || lo < 0) {
-      ok = false;
-    } else {
-      key[i] = static_cast<uint8_t>(hi << 4 | lo);
-    }
-  }
-  OPENSSL_cleanse(buf, sizeof(buf));
-  if (!ok) {
-    OPENSSL_cleanse(key.data(), key.size());
-    return fail(Code::kInvalid, "bad SSD key file",
-                path + ": expected 32 raw bytes or 64 hex digits");
-  }
+  std::memcpy(key.data(), secret.data(), key.size());
+  OPENSSL_cleanse(secret.data(), secret.size());
   return key;
 }
 

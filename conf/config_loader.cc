@@ -26,7 +26,7 @@
 #include <toml++/toml.h>
 
 #include "conf/request_field_names.h"
-#include "conf/token_key_file.h"
+#include "conf/key_file.h"
 
 namespace streamedge::conf {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string>
 
-#include "conf/token_key_file.h"
+#include "conf/key_file.h"
 #include "conf/units.h"
 #include "proxy/url_token.h"
 

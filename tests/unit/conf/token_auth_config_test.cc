@@ -10,7 +10,7 @@
 #include <string>
 
 #include "conf/config_loader.h"
-#include "conf/token_key_file.h"
+#include "conf/key_file.h"
 #include "tests/unit/conf/config_test_base.h"
 
 namespace streamedge::conf {
@@ -213,7 +213,7 @@ TEST_F(TokenAuthConfig, PathSegmentsAreCollectedPerVhost) {
 TEST_F(TokenAuthConfig, ReadTokenKeyFileDirectly) {
   std::string secret, error;
   ASSERT_TRUE(readTokenKeyFile(hex_key_, secret, error)) << error;
-  EXPECT_EQ(secret.size(), kTokenKeyBytes);
+  EXPECT_EQ(secret.size(), kKeyFileBytes);
   ASSERT_TRUE(readTokenKeyFile(raw_key_, secret, error)) << error;
   EXPECT_EQ(secret, std::string(32, '\x07'));
   EXPECT_FALSE(readTokenKeyFile(dir_ + "/nope", secret, error));

@@ -1,4 +1,4 @@
-#include "conf/token_key_file.h"
+#include "conf/key_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -32,35 +32,33 @@ std::string modeText(mode_t mode) {
 
 }  // namespace
 
-bool readTokenKeyFile(const std::string& path, std::string& secret, std::string& error) {
+KeyFileError readKeyFile(const std::string& path, KeyFileAccess access,
+                         std::string_view what_it_allows, std::string& secret, std::string& error) {
   secret.clear();
+  auto fail = [&](KeyFileError kind, std::string text) {
+    error = std::move(text);
+    return kind;
+  };
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    error = std::string("cannot open: ") + std::strerror(errno);
-    return false;
-  }
+  if (fd < 0) return fail(KeyFileError::kIo, std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
+  std::string refused;
   if (::fstat(fd, &st) != 0) {
-    error = std::string("cannot stat: ") + std::strerror(errno);
-    ::close(fd);
-    return false;
+    refused = std::string("cannot stat: ") + std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    refused = "not a regular file";
+  } else if (access == KeyFileAccess::kOwnerAndGroupOnly && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+    refused = "is writable by other users (mode " + modeText(st.st_mode) +
+              "): anyone who can change the key can " + std::string(what_it_allows) +
+              "; chmod 0600 or 0640";
+  } else if (access == KeyFileAccess::kOwnerAndGroupOnly && (st.st_mode & S_IROTH)) {
+    refused = "is readable by every user (mode " + modeText(st.st_mode) +
+              "): anyone who can read the key can " + std::string(what_it_allows) +
+              "; chmod 0600 or 0640";
   }
-  if (!S_ISREG(st.st_mode)) {
-    error = "not a regular file";
+  if (!refused.empty()) {
     ::close(fd);
-    return false;
-  }
-  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-    error = "is writable by other users (mode " + modeText(st.st_mode) +
-            "): anyone who can change the key can sign tokens; chmod 0600 or 0640";
-    ::close(fd);
-    return false;
-  }
-  if (st.st_mode & S_IROTH) {
-    error = "is readable by every user (mode " + modeText(st.st_mode) +
-            "): anyone who can read the key can sign tokens; chmod 0600 or 0640";
-    ::close(fd);
-    return false;
+    return fail(KeyFileError::kAccess, std::move(refused));
   }
   char buf[160];
   size_t n = 0;
@@ -68,17 +66,17 @@ bool readTokenKeyFile(const std::string& path, std::string& secret, std::string&
     const ssize_t r = ::read(fd, buf + n, sizeof buf - n);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
-      error = std::string("cannot read: ") + std::strerror(errno);
+      const int err = errno;
       ::close(fd);
       wipe(buf, sizeof buf);
-      return false;
+      return fail(KeyFileError::kIo, std::string("cannot read: ") + std::strerror(err));
     }
     if (r == 0) break;
     n += static_cast<size_t>(r);
   }
   ::close(fd);
   bool ok = false;
-  if (n == kTokenKeyBytes) {
+  if (n == kKeyFileBytes) {
     // Exactly 32 bytes: raw (64 hex digits cannot be 32 bytes long).
     secret.assign(buf, n);
     ok = true;
@@ -88,10 +86,10 @@ bool readTokenKeyFile(const std::string& path, std::string& secret, std::string&
                        buf[end - 1] == '\t')) {
       --end;
     }
-    if (end == 2 * kTokenKeyBytes) {
-      secret.resize(kTokenKeyBytes);
+    if (end == 2 * kKeyFileBytes) {
+      secret.resize(kKeyFileBytes);
       ok = true;
-      for (size_t i = 0; ok && i < kTokenKeyBytes; ++i) {
+      for (size_t i = 0; ok && i < kKeyFileBytes; ++i) {
         const int hi = hexValue(buf[2 * i]);
         const int lo = hexValue(buf[2 * i + 1]);
         if (hi < 0 || lo < 0) {
@@ -106,11 +104,12 @@ bool readTokenKeyFile(const std::string& path, std::string& secret, std::string&
   if (!ok) {
     wipe(secret.data(), secret.size());
     secret.clear();
-    error = "expected 32 raw bytes or 64 hex digits (openssl rand -hex 32 > FILE), got " +
-            std::to_string(static_cast<long long>(st.st_size)) + " bytes";
-    return false;
+    return fail(KeyFileError::kContent,
+                "expected 32 raw bytes or 64 hex digits (openssl rand -hex 32 > FILE), got " +
+                    std::to_string(static_cast<long long>(st.st_size)) +
+                    " bytes");
   }
-  return true;
+  return KeyFileError::kNone;
 }
 
 }  // namespace streamedge::conf
