@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,8 +28,22 @@ using Clock = std::chrono::steady_clock;
 // closeLingering: how long and how much of what a viewer still sends is read and dropped.
 constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr size_t kLingerBytes = 1 << 20;
+// Plaintext: the most one read takes from the socket (the bufferevent's default too).
+constexpr ev_ssize_t kReadBytes = 16384;
 
 void unpinBody(const void*, size_t, void* pin) { cache::Body::unpin(pin); }
+
+// Writes what `out` holds to `fd` now (plaintext only). A socket bufferevent keeps the start of
+// its output buffer frozen except inside its own write callback, so that nothing else drains it;
+// a direct write thaws it for the one call, as that callback does. False on a socket error
+// (EAGAIN is not one: the rest waits for the write event).
+bool writeOut(evbuffer* out, evutil_socket_t fd) {
+  evbuffer_unfreeze(out, 1);
+  const int n = evbuffer_write(out, fd);
+  const int err = errno;
+  evbuffer_freeze(out, 1);
+  return n >= 0 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
 
 char* put(char* at, std::string_view s) {
   if (s.empty()) return at;  // an empty view may have no data pointer, which memcpy must not get
@@ -56,6 +71,9 @@ ClientConnection::ClientConnection(Worker& worker, uint64_t id, bufferevent* bev
 
 ClientConnection::~ClientConnection() {
   if (linger_) event_free(linger_);
+  if (flush_) event_free(flush_);
+  if (read_) event_free(read_);
+  if (read_timer_) event_free(read_timer_);
   exchange_.reset();
   h2_.reset();
   if (bev_ && tls_) {
@@ -88,9 +106,116 @@ bool ClientConnection::start() {
   setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   bufferevent_setcb(bev_, readCb, writeCb, eventCb, this);
   const conf::ServerConfig& server = worker_.config()->server;
-  setReadTimeout(server.idle_timeout);
-  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  if (!tls_) {
+    // Plaintext: the write event stays off until a write leaves bytes behind (writeNow), and
+    // reads go through read_ (the bufferevent's own reading is never enabled).
+    event_base* base = bufferevent_get_base(bev_);
+    flush_ = event_new(base, -1, 0, flushCb, this);
+    read_ = event_new(base, bufferevent_getfd(bev_), EV_READ | EV_PERSIST, readEventCb, this);
+    read_timer_ = evtimer_new(base, readTimeoutCb, this);
+    if (!flush_ || !read_ || !read_timer_) return false;
+    setReadTimeout(server.idle_timeout);
+    enableRead();
+  } else {
+    setReadTimeout(server.idle_timeout);
+    bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  }
   return true;
+}
+
+void ClientConnection::enableRead() {
+  if (!read_) {
+    bufferevent_enable(bev_, EV_READ);
+    return;
+  }
+  if (!reading_ && event_add(read_, nullptr) == 0) reading_ = true;
+  if (reading_ && read_timeout_.count() > 0) {
+    const timeval tv{static_cast<time_t>(read_timeout_.count() / 1000),
+                     static_cast<suseconds_t>((read_timeout_.count() % 1000) * 1000)};
+    evtimer_add(read_timer_, &tv);
+  } else {
+    evtimer_del(read_timer_);
+  }
+}
+
+void ClientConnection::disableRead() {
+  if (!read_) {
+    bufferevent_disable(bev_, EV_READ);
+    return;
+  }
+  if (reading_) event_del(read_);
+  reading_ = false;
+  evtimer_del(read_timer_);
+}
+
+void ClientConnection::readEventCb(evutil_socket_t fd, short, void* arg) {
+  auto* self = static_cast<ClientConnection*>(arg);
+  if (self->linger_ || self->closing_) return;
+  // The socket bufferevent keeps the end of its input buffer frozen outside its own read
+  // callback; thawed for this one read, as that callback does.
+  evbuffer* in = bufferevent_get_input(self->bev_);
+  evbuffer_iovec vec[2];
+  evbuffer_unfreeze(in, 0);
+  const int nvec = evbuffer_reserve_space(in, kReadBytes, vec, 2);
+  ssize_t n = -1;
+  int err = 0;
+  if (nvec > 0) {
+    iovec iov[2];
+    for (int i = 0; i < nvec; ++i) iov[i] = {vec[i].iov_base, vec[i].iov_len};
+    n = ::readv(fd, iov, nvec);
+    err = errno;
+    size_t left = n > 0 ? static_cast<size_t>(n) : 0;
+    for (int i = 0; i < nvec; ++i) {
+      const size_t used = std::min(left, vec[i].iov_len);
+      vec[i].iov_len = used;
+      left -= used;
+    }
+    evbuffer_commit_space(in, vec, nvec);
+  } else {
+    err = ENOMEM;
+  }
+  evbuffer_freeze(in, 0);
+  if (n == 0) return self->onEvent(BEV_EVENT_READING | BEV_EVENT_EOF);
+  if (n < 0) {
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
+    errno = err;
+    return self->onEvent(BEV_EVENT_READING | BEV_EVENT_ERROR);
+  }
+  // The read timeout counts from the last bytes read, as the bufferevent's does.
+  if (self->read_timeout_.count() > 0) self->enableRead();
+  self->onRead();  // may delete self
+}
+
+void ClientConnection::readTimeoutCb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<ClientConnection*>(arg);
+  if (self->linger_ || self->closing_) return;
+  self->disableRead();  // as the bufferevent does; onEvent enables it again where it reads on
+  self->onEvent(BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+}
+
+void ClientConnection::scheduleFlush() {
+  if (flush_ && !event_pending(flush_, EV_TIMEOUT, nullptr)) event_active(flush_, EV_TIMEOUT, 0);
+}
+
+void ClientConnection::flushCb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<ClientConnection*>(arg);
+  if (self->linger_ || self->closing_) return;
+  self->write_depth_ = 0;
+  self->writeNow();  // may delete self
+}
+
+void ClientConnection::writeNow() {
+  evbuffer* out = bufferevent_get_output(bev_);
+  // Armed already: the bufferevent writes once the socket takes more.
+  if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(bev_) & EV_WRITE)) return;
+  if (!writeOut(out, bufferevent_getfd(bev_))) {
+    return onEvent(BEV_EVENT_WRITING | BEV_EVENT_ERROR);  // closes
+  }
+  if (evbuffer_get_length(out) > 0) {
+    bufferevent_enable(bev_, EV_WRITE);  // the rest when the socket drains (send_timeout)
+    return;
+  }
+  onWriteDrained();
 }
 
 void ClientConnection::setReadTimeout(std::chrono::milliseconds t) {
@@ -99,7 +224,16 @@ void ClientConnection::setReadTimeout(std::chrono::milliseconds t) {
   const auto send = worker_.config()->server.send_timeout.count();
   timeval write_tv{static_cast<time_t>(send / 1000),
                    static_cast<suseconds_t>((send % 1000) * 1000)};
-  bufferevent_set_timeouts(bev_, t.count() > 0 ? &read_tv : nullptr, &write_tv);
+  if (!read_) {
+    bufferevent_set_timeouts(bev_, t.count() > 0 ? &read_tv : nullptr, &write_tv);
+    return;
+  }
+  read_timeout_ = t;
+  if (reading_) enableRead();  // re-arms (or stops) the timer
+  if (send != send_timeout_ms_) {  // a reload may change it; otherwise set once
+    send_timeout_ms_ = send;
+    bufferevent_set_timeouts(bev_, nullptr, &write_tv);
+  }
 }
 
 bool ClientConnection::idle() const {
@@ -152,13 +286,15 @@ void ClientConnection::onRead() {
   // A pipelined request waits until this response is done; stop reading if it piles up.
   if (evbuffer_get_length(bufferevent_get_input(bev_)) >
       worker_.config()->server.max_header_bytes) {
-    bufferevent_disable(bev_, EV_READ);
+    disableRead();
   }
 }
 
 void ClientConnection::onWriteDrained() {
   if (linger_) return;
   if (h2_) return h2_->onWriteDrained();
+  // Plaintext: the bufferevent wrote the rest; off again until a write leaves bytes behind.
+  if (flush_) bufferevent_disable(bev_, EV_WRITE);
   write_depth_ = 0;
   const Exchange::Phase phase = exchange_.phase();
   if (phase == Exchange::Phase::kFlushing) return onResponseSent();
@@ -189,7 +325,7 @@ void ClientConnection::onEvent(short what) {
   }
   if (h2_ && (what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
       h2_->keepOnReadTimeout()) {
-    bufferevent_enable(bev_, EV_READ);  // its streams wait on us, not on the viewer
+    enableRead();  // its streams wait on us, not on the viewer
     return;
   }
   const Exchange::Phase phase = exchange_.phase();
@@ -202,7 +338,7 @@ void ClientConnection::onEvent(short what) {
     if ((what & BEV_EVENT_READING) && phase != Exchange::Phase::kIdle &&
         phase != Exchange::Phase::kReadingBody) {
       // Waiting on the origin or sending: the viewer owes us nothing; keep reading for EOF.
-      bufferevent_enable(bev_, EV_READ);
+      enableRead();
       return;
     }
   }
@@ -268,7 +404,10 @@ void ClientConnection::parseRequest() {
 void ClientConnection::readRequestBody(uint64_t length, bool expect_continue) {
   request_body_length_ = length;
   setReadTimeout(worker_.config()->server.header_timeout);
-  if (expect_continue) bufferevent_write(bev_, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+  if (expect_continue) {
+    bufferevent_write(bev_, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    scheduleFlush();
+  }
   readBody();
 }
 
@@ -327,8 +466,9 @@ void ClientConnection::sendHead(const ResponseOut& head) {
   at = put(at, head.inline_body);
   vec.iov_len = total;
   evbuffer_commit_space(out, &vec, 1);
+  scheduleFlush();  // usually written with the body, by endResponse
   // Stop reading a connection we are about to close (the rest of its bytes are not a request).
-  if (head.synthesized && close_after_response_) bufferevent_disable(bev_, EV_READ);
+  if (head.synthesized && close_after_response_) disableRead();
 }
 
 void ClientConnection::sendBody(BodyCursor& cursor, size_t max_queued) {
@@ -351,6 +491,7 @@ void ClientConnection::sendBody(BodyCursor& cursor, size_t max_queued) {
     if (chunked_out_) evbuffer_add(out, "\r\n", 2);
     cursor.pos += n;
   }
+  scheduleFlush();
 }
 
 void ClientConnection::endResponse() {
@@ -363,13 +504,20 @@ void ClientConnection::endResponse() {
   // instead of waiting one loop iteration for the write event. Bounded nesting: a run of
   // pipelined requests falls back to the event loop after a few. Never on TLS: these bytes are
   // plaintext, only the openssl bufferevent may put them on the socket.
-  if (!tls_ && evbuffer_get_length(out) > 0 && write_depth_ < kMaxWriteDepth) {
-    evbuffer_write(out, bufferevent_getfd(bev_));
+  if (!tls_ && evbuffer_get_length(out) > 0 && write_depth_ < kMaxWriteDepth &&
+      !(bufferevent_get_enabled(bev_) & EV_WRITE)) {
+    if (!writeOut(out, bufferevent_getfd(bev_))) {
+      return onEvent(BEV_EVENT_WRITING | BEV_EVENT_ERROR);  // closes
+    }
   }
   if (evbuffer_get_length(out) == 0) {
+    if (flush_) event_del(flush_);  // nothing left for it
     ++write_depth_;
     onResponseSent();  // may delete this (close)
     return;
+  }
+  if (flush_ && write_depth_ < kMaxWriteDepth && !(bufferevent_get_enabled(bev_) & EV_WRITE)) {
+    bufferevent_enable(bev_, EV_WRITE);  // the socket is full: the rest when it drains
   }
 }
 
@@ -380,8 +528,8 @@ void ClientConnection::onResponseSent() {
   const bool close = close_after_response_ || closing_;
   body_bounded_ = false;
   if (close) return closeLingering();
-  bufferevent_enable(bev_, EV_READ);
   setReadTimeout(worker_.config()->server.idle_timeout);
+  if (!read_ || !reading_) enableRead();
   if (evbuffer_get_length(bufferevent_get_input(bev_)) > 0) parseRequest();  // pipelined
 }
 
@@ -404,6 +552,7 @@ void ClientConnection::closeLingering() {
   if (!linger_) return closeNow();
   // The bufferevent stops here; the socket is ours to end. TLS: close_notify first, so that a
   // viewer that reads on sees an orderly end (an error from SSL_shutdown changes nothing).
+  disableRead();
   bufferevent_disable(bev_, EV_READ | EV_WRITE);
   if (tls_) {
     if (SSL* ssl = bufferevent_openssl_get_ssl(bev_); ssl && SSL_is_init_finished(ssl)) {

@@ -80,6 +80,21 @@ class ClientConnection final : private Framing {
   // for a short, bounded while, so that the close does not become a TCP reset, which can make the
   // viewer's kernel discard our last bytes unread. Deletes this later (closeNow), never at once.
   void closeLingering();
+  // Plaintext HTTP/1.1 writes without the bufferevent's write event (two epoll_ctl per response):
+  // what the Framing methods queue goes out in one write at the end of the loop iteration
+  // (flushCb) or at once when a response ends; the write event is armed only when the socket
+  // did not take everything.
+  void scheduleFlush();
+  void writeNow();
+  static void flushCb(evutil_socket_t, short, void* arg);
+  // Plaintext reads without the bufferevent's (which asks the kernel how much is readable,
+  // one ioctl per read): our own read event, registered once, and a timer for the read
+  // timeout (neither costs a system call per request). TLS connections read through the
+  // openssl bufferevent.
+  void enableRead();
+  void disableRead();
+  static void readEventCb(evutil_socket_t fd, short what, void* arg);
+  static void readTimeoutCb(evutil_socket_t, short, void* arg);
   static void lingerCb(evutil_socket_t fd, short what, void* arg);
   void setReadTimeout(std::chrono::milliseconds t);
 
@@ -98,6 +113,12 @@ class ClientConnection final : private Framing {
   bool close_after_response_ = false;
   bool handshake_done_ = false;  // TLS: counted as ok or failed once
   bool closing_ = false;
+  event* flush_ = nullptr;      // plaintext: the deferred write (scheduleFlush); null on TLS
+  event* read_ = nullptr;       // plaintext: the socket's read event; null on TLS
+  event* read_timer_ = nullptr; // plaintext: the read timeout (setReadTimeout)
+  bool reading_ = false;        // plaintext: read_ is registered
+  std::chrono::milliseconds read_timeout_{0};
+  int64_t send_timeout_ms_ = -1;  // the write timeout last given to the bufferevent
   event* linger_ = nullptr;     // closeLingering: reads and drops what the viewer still sends
   size_t linger_bytes_ = 0;     // dropped so far (bounded)
   std::chrono::steady_clock::time_point linger_until_;
