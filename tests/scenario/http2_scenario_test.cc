@@ -218,5 +218,53 @@ TEST_F(Http2ScenarioTest, AStreamCancelledMidBodyLeavesTheOthersWhole) {
   EXPECT_EQ(after[0].sha, r[1].sha);
 }
 
+// LL-HLS over HTTP/2, as Apple's server profile expects it: many streams of one connection
+// waiting on the same blocking reload cost one origin request, and a blocking reload for what
+// the stored playlist already has is a hit at once.
+TEST_F(Http2ScenarioTest, LlHlsBlockingReloadsOnManyStreamsCoalesceAndStoredPartsAreHits) {
+  const testsupport::HttpResponse live =
+      testsupport::httpGet(proxy_->http_port, "/ll/h2/index.m3u8", {}, 15s);
+  ASSERT_EQ(live.status, 200) << live.error << proxy_->process.logTail();
+  ASSERT_EQ(testsupport::simCount(sim_->port, "/ll/h2/index.m3u8"), 1);
+  // The newest complete segment and the hinted part ("part_<msn>_<i>.m4s").
+  const size_t seq_at = live.body.find("#EXT-X-MEDIA-SEQUENCE:");
+  ASSERT_NE(seq_at, std::string::npos) << live.body;
+  long newest = std::stol(live.body.substr(seq_at + 22)) - 1;
+  for (size_t p = live.body.find("#EXTINF:"); p != std::string::npos;
+       p = live.body.find("#EXTINF:", p + 1)) {
+    ++newest;
+  }
+  const std::string hint_tag = "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part_";
+  const size_t hint_at = live.body.find(hint_tag);
+  ASSERT_NE(hint_at, std::string::npos) << live.body;
+  const size_t msn_at = hint_at + hint_tag.size();
+  const size_t underscore = live.body.find('_', msn_at);
+  ASSERT_NE(underscore, std::string::npos) << live.body;
+  const std::string hint_msn = live.body.substr(msn_at, underscore - msn_at);
+  const std::string hint_part = std::to_string(std::stol(live.body.substr(underscore + 1)));
+
+  // What the stored playlist has: answered from it, over h2, without the origin.
+  std::string out;
+  std::vector<StreamResult> stored =
+      h2("'/ll/h2/index.m3u8?_HLS_msn=" + std::to_string(newest) + "'", &out);
+  ASSERT_EQ(stored.size(), 1u) << out;
+  EXPECT_EQ(stored[0].status, "200");
+  EXPECT_EQ(stored[0].x_cache, "HIT") << out;
+  EXPECT_EQ(testsupport::simCount(sim_->port, "/ll/h2/index.m3u8"), 1);
+
+  // 40 streams wait for the hinted part, in both parameter orders: one origin request.
+  std::vector<StreamResult> waited =
+      h2("--count 20 '/ll/h2/index.m3u8?_HLS_msn=" + hint_msn + "&_HLS_part=" + hint_part +
+             "' '/ll/h2/index.m3u8?_HLS_part=" + hint_part + "&_HLS_msn=" + hint_msn + "'",
+         &out);
+  ASSERT_EQ(waited.size(), 40u) << out;
+  for (const StreamResult& s : waited) {
+    EXPECT_EQ(s.status, "200") << out;
+    EXPECT_GT(s.length, 0);
+    EXPECT_EQ(s.sha, waited[0].sha) << "every stream gets the one answer";
+  }
+  EXPECT_EQ(testsupport::simCount(sim_->port, "/ll/h2/index.m3u8"), 2) << proxy_->process.logTail();
+}
+
 }  // namespace
 }  // namespace streamedge::scenario
