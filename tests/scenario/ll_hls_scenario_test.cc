@@ -59,7 +59,7 @@ TEST_F(ScenarioTest, LlHlsBlockingReloadsForTheNextPartCoalesceWhateverTheParame
   const long before = originCount("/ll/blk/index.m3u8");
   ASSERT_EQ(before, 1);
 
-  // 20 viewers wait for the part after the newest one (the hinted part: the origin holds the
+  // 100 viewers wait for the part after the newest one (the hinted part: the origin holds the
   // request until it exists), asking in both parameter orders and once with a leading zero:
   // one key, one origin request. (A part further on may be more than the Part Limit ahead.)
   const auto [hint_msn, hint_part] = hintedPart(live.body);
@@ -72,7 +72,7 @@ TEST_F(ScenarioTest, LlHlsBlockingReloadsForTheNextPartCoalesceWhateverTheParame
       "/ll/blk/index.m3u8?_HLS_part=" + part + "&_HLS_msn=" + msn,
       "/ll/blk/index.m3u8?_HLS_part=0" + part + "&_HLS_msn=" + msn,
   };
-  constexpr int kViewers = 20;
+  constexpr int kViewers = 100;
   std::vector<HttpResponse> answers(kViewers);
   std::vector<std::thread> viewers;
   for (int i = 0; i < kViewers; ++i) {
