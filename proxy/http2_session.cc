@@ -21,6 +21,8 @@ using Clock = std::chrono::steady_clock;
 
 // nghttp2 writes into the connection's output only below this; the rest waits for the socket.
 constexpr size_t kOutputHighWater = 256 * 1024;
+// DATA payloads below this are copied into the output, larger ones referenced (sendDataCb).
+constexpr size_t kCopyPayloadBelow = 4096;
 
 void unpinBody(const void*, size_t, void* pin) { cache::Body::unpin(pin); }
 
@@ -410,13 +412,22 @@ int Http2Session::sendDataCb(nghttp2_session*, nghttp2_frame* frame, const uint8
   }
   BodyCursor& c = *s->cursor;
   size_t left = length;
+  // The openssl bufferevent encrypts each piece of its output buffer apart. A small payload is
+  // copied, so that its frame header and the frames around it share full-size TLS records
+  // (referenced, every small answer cost a 9-byte record and one of its own); a large one is
+  // referenced, as a copy of 16 KiB costs more than the 9-byte record beside it.
+  const bool copy = length < kCopyPayloadBelow;
   while (left > 0) {
     const uint8_t* data = nullptr;
     void* pin = nullptr;
-    size_t n = c.body->peekPinned(c.pos, &data, &pin);
+    size_t n = copy ? c.body->peek(c.pos, &data) : c.body->peekPinned(c.pos, &data, &pin);
     if (n == 0) return NGHTTP2_ERR_CALLBACK_FAILURE;  // read said these bytes exist
     n = std::min(n, left);
-    evbuffer_add_reference(out, data, n, unpinBody, pin);
+    if (copy) {
+      evbuffer_add(out, data, n);
+    } else {
+      evbuffer_add_reference(out, data, n, unpinBody, pin);
+    }
     c.pos += n;
     left -= n;
   }

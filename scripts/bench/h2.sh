@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP/2 hot-hit benchmark: streamedge against nginx (proxy_cache, `http2 on`) with the same
+# HTTP/2 hot-hit benchmark: streamedge against nginx (proxy_cache, HTTP/2 on its TLS listener) with the same
 # self-signed certificate (ECDSA P-256) and TLS 1.3 cipher suite, both pinned to one core with
 # one worker, h2load (Debian's nghttp2-client) on the other core, all on 127.0.0.1.
 #   (a) 2 KiB playlist over h2, h2load -c16 -m16        → req/s, CPU µs per request
@@ -112,7 +112,6 @@ http {
   access_log off;
   sendfile on;
   keepalive_requests 100000000;
-  http2 on;
   http2_max_concurrent_streams 100;
   client_body_temp_path $WORK/ng/tmp/body;
   proxy_temp_path $WORK/ng/tmp/proxy;
@@ -125,7 +124,8 @@ http {
   ssl_session_cache shared:SSL:10m;
   upstream sim { server 127.0.0.1:$SIM_PORT; keepalive 64; }
   server {
-    listen 127.0.0.1:$NG_PORT ssl;
+    # Debian 12 nginx (1.22) takes HTTP/2 as a listen parameter, not as a directive.
+    listen 127.0.0.1:$NG_PORT ssl http2;
     ssl_certificate $WORK/cert.pem;
     ssl_certificate_key $WORK/key.pem;
     location / {
