@@ -28,6 +28,8 @@ using Clock = std::chrono::steady_clock;
 // closeLingering: how long and how much of what a viewer still sends is read and dropped.
 constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr size_t kLingerBytes = 1 << 20;
+// TLS: body pieces below this are copied behind the head instead of referenced (sendHead).
+constexpr size_t kTlsCopyBelow = 4096;
 // Plaintext: the most one read takes from the socket (the bufferevent's default too).
 constexpr ev_ssize_t kReadBytes = 16384;
 
@@ -452,7 +454,10 @@ void ClientConnection::sendHead(const ResponseOut& head) {
                        connection.size() + 2 + head.inline_body.size();
   evbuffer* out = bufferevent_get_output(bev_);
   evbuffer_iovec vec;
-  if (evbuffer_reserve_space(out, static_cast<ev_ssize_t>(total), &vec, 1) != 1) return closeNow();
+  // TLS: room behind the head for a small body (sendBody copies one there), so that head and
+  // body go out as one TLS record: the openssl bufferevent encrypts each piece apart.
+  const size_t room = total + (tls_ && head.body_follows ? kTlsCopyBelow : 0);
+  if (evbuffer_reserve_space(out, static_cast<ev_ssize_t>(room), &vec, 1) != 1) return closeNow();
   char* at = static_cast<char*>(vec.iov_base);
   at = put(at, version);
   at = put(at, status_text);
@@ -468,7 +473,10 @@ void ClientConnection::sendHead(const ResponseOut& head) {
   evbuffer_commit_space(out, &vec, 1);
   scheduleFlush();  // usually written with the body, by endResponse
   // Stop reading a connection we are about to close (the rest of its bytes are not a request).
-  if (head.synthesized && close_after_response_) disableRead();
+  if (head.synthesized && close_after_response_) {
+    disableRead();
+    linger_on_close_ = true;
+  }
 }
 
 void ClientConnection::sendBody(BodyCursor& cursor, size_t max_queued) {
@@ -487,7 +495,12 @@ void ClientConnection::sendBody(BodyCursor& cursor, size_t max_queued) {
       int len = std::snprintf(line, sizeof line, "%zx\r\n", n);
       evbuffer_add(out, line, static_cast<size_t>(len));
     }
-    evbuffer_add_reference(out, data, n, unpinBody, pin);
+    if (tls_ && n < kTlsCopyBelow) {
+      evbuffer_add(out, data, n);  // beside the head, in its TLS record (sendHead)
+      cache::Body::unpin(pin);
+    } else {
+      evbuffer_add_reference(out, data, n, unpinBody, pin);
+    }
     if (chunked_out_) evbuffer_add(out, "\r\n", 2);
     cursor.pos += n;
   }
@@ -527,7 +540,12 @@ void ClientConnection::onResponseSent() {
   exchange_.onResponseSent();  // Log
   const bool close = close_after_response_ || closing_;
   body_bounded_ = false;
-  if (close) return closeLingering();
+  // Lingering costs a few system calls: only where the viewer may still be sending (an error
+  // answer to a request we did not read whole, or bytes already waiting); an answer that ends a
+  // request read whole (Connection: close) just closes, as before.
+  if (close) return linger_on_close_ || evbuffer_get_length(bufferevent_get_input(bev_)) > 0
+                        ? closeLingering()
+                        : closeNow();
   setReadTimeout(worker_.config()->server.idle_timeout);
   if (!read_ || !reading_) enableRead();
   if (evbuffer_get_length(bufferevent_get_input(bev_)) > 0) parseRequest();  // pipelined

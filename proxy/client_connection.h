@@ -119,6 +119,7 @@ class ClientConnection final : private Framing {
   bool reading_ = false;        // plaintext: read_ is registered
   std::chrono::milliseconds read_timeout_{0};
   int64_t send_timeout_ms_ = -1;  // the write timeout last given to the bufferevent
+  bool linger_on_close_ = false;  // an error answer ends the connection: linger (closeLingering)
   event* linger_ = nullptr;     // closeLingering: reads and drops what the viewer still sends
   size_t linger_bytes_ = 0;     // dropped so far (bounded)
   std::chrono::steady_clock::time_point linger_until_;

@@ -17,7 +17,7 @@ SECS=${BENCH_SECONDS:-8}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 SIM_BIN=build/release/tests/origin_sim
-SE_BIN=build/release/proxy/streamedge
+SE_BIN=${STREAMEDGE_BIN:-build/release/proxy/streamedge}
 CLK_TCK=$(getconf CLK_TCK)
 
 ensure_packages nginx-light wrk openssl curl
