@@ -32,6 +32,39 @@ Result<std::vector<uint8_t>> readWholeFile(const std::string& path, uint64_t max
   return bytes;
 }
 
+Status replaceFileDurably(const std::string& path, const std::vector<uint8_t>& bytes,
+                          int* replaced) {
+  if (replaced) *replaced = -1;
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status(Code::kIo, Source::kStorage, "cannot create the temporary file");
+  size_t done = 0;
+  bool written = true;
+  while (written && done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      written = false;
+    } else {
+      done += static_cast<size_t>(n);
+    }
+  }
+  if (!written || ::fsync(fd) != 0) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Status(Code::kIo, Source::kStorage, "writing or syncing the temporary file failed");
+  }
+  ::close(fd);
+  const int old_fd = replaced ? ::open(path.c_str(), O_WRONLY | O_CLOEXEC) : -1;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (old_fd >= 0) ::close(old_fd);
+    ::unlink(tmp.c_str());
+    return Status(Code::kIo, Source::kStorage, "renaming the temporary file failed");
+  }
+  if (replaced) *replaced = old_fd;
+  return syncParentDirectory(path);
+}
+
 Status syncParentDirectory(const std::string& path) {
   const size_t slash = path.rfind('/');
   const std::string dir =

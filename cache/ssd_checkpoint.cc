@@ -214,31 +214,7 @@ bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Ch
 }
 
 Status writeCheckpointFile(const std::string& path, const std::vector<uint8_t>& bytes) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status(Code::kIo, Source::kStorage, "cannot create the checkpoint file");
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Status(Code::kIo, Source::kStorage, "writing the checkpoint file failed");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return Status(Code::kIo, Source::kStorage, "fsync of the checkpoint file failed");
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return Status(Code::kIo, Source::kStorage, "renaming the checkpoint file failed");
-  }
-  return syncParentDirectory(path);
+  return replaceFileDurably(path, bytes);
 }
 
 Result<std::vector<uint8_t>> readCheckpointFile(const std::string& path) {

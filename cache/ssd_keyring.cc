@@ -75,22 +75,8 @@ bool writeAll(int fd, const uint8_t* p, size_t len, off_t at) {
 // opened before the rename) and synced, so that keys it held do not linger in its blocks on
 // file systems that overwrite in place.
 Status replaceFile(const std::string& path, const std::vector<uint8_t>& bytes) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status(Code::kIo, Source::kStorage, "cannot create the keyring file");
-  if (!writeAll(fd, bytes.data(), bytes.size(), 0) || ::fsync(fd) != 0) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return Status(Code::kIo, Source::kStorage, "writing the keyring file failed");
-  }
-  ::close(fd);
-  const int old_fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    if (old_fd >= 0) ::close(old_fd);
-    ::unlink(tmp.c_str());
-    return Status(Code::kIo, Source::kStorage, "renaming the keyring file failed");
-  }
-  Status s = syncParentDirectory(path);
+  int old_fd = -1;
+  Status s = replaceFileDurably(path, bytes, &old_fd);
   if (old_fd >= 0) {
     struct stat st {};
     if (::fstat(old_fd, &st) == 0 && st.st_size > 0) {
@@ -103,7 +89,6 @@ Status replaceFile(const std::string& path, const std::vector<uint8_t>& bytes) {
   }
   return s;
 }
-
 
 }  // namespace
 
