@@ -196,6 +196,25 @@ std::string renderPrometheus(const Snapshot& s) {
   push(std::move(transitions));
   push(std::move(ejections));
 
+  // --- cluster peers
+  auto peer_requests = family("streamedge_peer_requests_total",
+                              "Fills this edge sent to a cluster peer, by result: ok, 5xx, "
+                              "timeout, connect (refused, unreachable), error (closed, invalid, "
+                              "broken body).",
+                              MetricType::Counter);
+  auto peer_up = family("streamedge_peer_up",
+                        "1 when a cluster peer gets fills: its health check passes and no real "
+                        "request failed on it since.",
+                        MetricType::Gauge);
+  for (const PeerState& p : s.peers) {
+    for (size_t r = 0; r < kPeerResults; ++r) {
+      addCounter(peer_requests, d(p.requests[r]), {{"peer", p.peer}, {"result", kPeerResultNames[r]}});
+    }
+    addGauge(peer_up, p.up ? 1 : 0, {{"peer", p.peer}});
+  }
+  push(std::move(peer_requests));
+  push(std::move(peer_up));
+
   auto resumes = family("streamedge_origin_resumes_total",
                         "Origin bodies that broke off after the first byte and were resumed (or "
                         "not) with a Range request to another origin, by outcome: ok, "

@@ -119,6 +119,19 @@ struct OriginGroupRetryState {
   uint64_t hedges_lost = 0;
 };
 
+// Cluster peers (every peer of [cluster] but this edge): streamedge_peer_up{peer} and
+// streamedge_peer_requests_total{peer,result}, result one of kPeerResultNames.
+inline constexpr size_t kPeerResults = 5;
+// "ok" (answered below 500), "5xx", "timeout", "connect" (refused, unreachable), "error" (closed,
+// invalid answer, broken body, other).
+inline constexpr std::array<const char*, kPeerResults> kPeerResultNames = {"ok", "5xx", "timeout",
+                                                                           "connect", "error"};
+struct PeerState {
+  std::string peer;  // its configured or resolved address
+  bool up = false;   // its health check passes and no real request failed since
+  std::array<uint64_t, kPeerResults> requests{};  // by kPeerResultNames
+};
+
 struct TierState {
   std::string tier;  // "ram", "ssd"
   uint64_t objects = 0;
@@ -177,6 +190,7 @@ struct Snapshot {
   std::vector<ResumeSeries> origin_resumes;
   std::vector<OriginProtectionState> origin_protection;
   std::vector<OriginGroupRetryState> origin_group_retries;
+  std::vector<PeerState> peers;
   // streamedge_client_miss_budget_rejected_total{group}: requests refused with 429 by the
   // per-client miss budget; streamedge_client_miss_budget_clients: buckets held.
   std::map<std::string, uint64_t> client_miss_rejected;

@@ -399,7 +399,12 @@ void FillJob::onOriginComplete() {
 
 void FillJob::onOriginFailed(Status status) {
   if (peer_ >= 0) {
-    if (!peer_retry_) tier_->count(static_cast<size_t>(peer_), PeerResult::kError);
+    if (!peer_retry_) {
+      const PeerResult result = status.code() == Code::kTimeout   ? PeerResult::kTimeout
+                                : status.code() == Code::kConnect ? PeerResult::kConnect
+                                                                  : PeerResult::kError;
+      tier_->count(static_cast<size_t>(peer_), result);
+    }
     if (peer_retry_ || !fill_.object() || !fill_.object()->headPublished()) {
       return retryAfterPeerFailure(peer_retry_ ? "5xx" : "connect error or timeout");
     }

@@ -62,14 +62,17 @@ const char* peerVerdictName(PeerVerdict verdict) {
 const char* peerResultName(PeerResult result) {
   switch (result) {
     case PeerResult::kOk: return "ok";
-    case PeerResult::kError: return "error";
     case PeerResult::kServerError: return "5xx";
+    case PeerResult::kTimeout: return "timeout";
+    case PeerResult::kConnect: return "connect";
+    case PeerResult::kError: return "error";
     case PeerResult::kCount: break;
   }
   return "?";
 }
 
-std::shared_ptr<PeerTier> PeerTier::make(const conf::ClusterConfig& cluster) {
+std::shared_ptr<PeerTier> PeerTier::make(const conf::ClusterConfig& cluster,
+                                         const PeerTier* previous) {
   if (!cluster.enabled || cluster.peers.empty()) return nullptr;
   std::vector<PeerSpec> specs;
   for (const std::string& p : cluster.peers) specs.push_back(PeerSpec{p, 1});
@@ -78,17 +81,28 @@ std::shared_ptr<PeerTier> PeerTier::make(const conf::ClusterConfig& cluster) {
     std::fprintf(stderr, "streamedge: cluster: %s\n", ring.status().detail());
     return nullptr;
   }
-  return std::shared_ptr<PeerTier>(new PeerTier(std::move(*ring), cluster));
+  return std::shared_ptr<PeerTier>(new PeerTier(std::move(*ring), cluster, previous));
 }
 
-PeerTier::PeerTier(PeerRing ring, const conf::ClusterConfig& cluster)
+PeerTier::PeerTier(PeerRing ring, const conf::ClusterConfig& cluster, const PeerTier* previous)
     : ring_(std::move(ring)),
       config_order_(cluster.peers),
       self_(cluster.self_index),
       secret_(cluster.secret),
       max_skew_s_(std::max<int64_t>(1, cluster.max_clock_skew.count() / 1000)),
       load_factor_(cluster.load_factor),
-      peers_state_(new Peer[ring_.size()]) {}
+      peers_state_(new Peer[ring_.size()]) {
+  for (size_t i = 0; i < ring_.size(); ++i) {
+    if (previous) {
+      for (size_t j = 0; j < previous->size(); ++j) {
+        if (previous->address(j) == address(i)) {
+          peers_state_[i].counters = previous->peers_state_[j].counters;
+        }
+      }
+    }
+    if (!peers_state_[i].counters) peers_state_[i].counters = std::make_shared<PeerCounters>();
+  }
+}
 
 bool PeerTier::sameMembership(const conf::ClusterConfig& cluster) const {
   return cluster.peers == config_order_ && cluster.self_index == self_ &&
@@ -148,11 +162,13 @@ void PeerTier::markDown(size_t peer, const conf::Config& config, const OriginHea
 }
 
 void PeerTier::count(size_t peer, PeerResult result) {
-  peers_state_[peer].results[static_cast<size_t>(result)].fetch_add(1, std::memory_order_relaxed);
+  peers_state_[peer].counters->results[static_cast<size_t>(result)].fetch_add(
+      1, std::memory_order_relaxed);
 }
 
 uint64_t PeerTier::requests(size_t peer, PeerResult result) const {
-  return peers_state_[peer].results[static_cast<size_t>(result)].load(std::memory_order_relaxed);
+  return peers_state_[peer].counters->results[static_cast<size_t>(result)].load(
+      std::memory_order_relaxed);
 }
 
 std::string PeerTier::mac(std::string_view method, std::string_view host, std::string_view target,

@@ -38,14 +38,23 @@ inline constexpr std::string_view kPeerField = "Streamedge-Peer";
 enum class PeerVerdict { kOk, kMalformed, kBadMac, kStale };
 const char* peerVerdictName(PeerVerdict verdict);  // "ok", "malformed", "bad_mac", "stale"
 
-// Outcomes of this edge's requests to one peer (streamedge_peer_requests_total{result}).
-enum class PeerResult : size_t { kOk = 0, kError, kServerError, kCount };
-const char* peerResultName(PeerResult result);  // "ok", "error", "5xx"
+// Outcomes of this edge's requests to one peer (streamedge_peer_requests_total{result}); the
+// order is metrics::kPeerResultNames'.
+enum class PeerResult : size_t { kOk = 0, kServerError, kTimeout, kConnect, kError, kCount };
+const char* peerResultName(PeerResult result);  // "ok", "5xx", "timeout", "connect", "error"
+
+// One peer's request counts. Shared by the tiers of successive configs while the peer stays a
+// member, so a reload (or a membership change) does not reset the counters of kept peers.
+struct PeerCounters {
+  std::atomic<uint64_t> results[static_cast<size_t>(PeerResult::kCount)] = {};
+};
 
 class PeerTier {
  public:
   // Null when the config has no [cluster] (or its ring cannot be made).
-  static std::shared_ptr<PeerTier> make(const conf::ClusterConfig& cluster);
+  // `previous` (may be null) lends its counters to the peers that stay.
+  static std::shared_ptr<PeerTier> make(const conf::ClusterConfig& cluster,
+                                        const PeerTier* previous = nullptr);
 
   size_t size() const { return ring_.size(); }
   const std::string& address(size_t peer) const { return ring_.peer(peer).address; }
@@ -65,6 +74,9 @@ class PeerTier {
   // A real request to `peer` failed: it gets no traffic until its health check passes again.
   void markDown(size_t peer, const conf::Config& config, const OriginHealth& health,
                 std::string_view why);
+  uint32_t load(size_t peer) const {
+    return peers_state_[peer].load.load(std::memory_order_relaxed);
+  }
   void count(size_t peer, PeerResult result);
   uint64_t requests(size_t peer, PeerResult result) const;
 
@@ -80,9 +92,9 @@ class PeerTier {
     std::atomic<bool> failed{false};          // a real request failed...
     std::atomic<uint64_t> passes_at_fail{0};  // ...when its health check had passed this often
     std::atomic<uint32_t> load{0};
-    std::atomic<uint64_t> results[static_cast<size_t>(PeerResult::kCount)] = {};
+    std::shared_ptr<PeerCounters> counters;
   };
-  PeerTier(PeerRing ring, const conf::ClusterConfig& cluster);
+  PeerTier(PeerRing ring, const conf::ClusterConfig& cluster, const PeerTier* previous);
   std::string mac(std::string_view method, std::string_view host, std::string_view target,
                   std::string_view ts, std::string_view from) const;
   size_t groupOf(const conf::Config& config, size_t peer) const;
@@ -107,7 +119,7 @@ class PeerTierHolder {
   void reconfigure(const conf::Config& config) {
     std::lock_guard<std::mutex> lock(mu_);
     if (tier_ && config.cluster.enabled && tier_->sameMembership(config.cluster)) return;
-    tier_ = PeerTier::make(config.cluster);
+    tier_ = PeerTier::make(config.cluster, tier_.get());
   }
 
  private:

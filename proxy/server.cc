@@ -958,6 +958,26 @@ std::string Server::statusJson() const {
     out += "}}";
   }
   out += "]";
+  // Cluster: every member (this edge too), whether it gets fills, its fills in flight from here
+  // and the results of this edge's requests to it.
+  if (const std::shared_ptr<PeerTier> tier = shared_->peers.get()) {
+    out += ",\"cluster\":{\"self\":" + jsonString(tier->address(tier->self())) + ",\"peers\":[";
+    for (size_t i = 0; i < tier->size(); ++i) {
+      if (i > 0) out += ',';
+      const bool self = i == tier->self();
+      out += "{\"peer\":" + jsonString(tier->address(i)) +
+             ",\"self\":" + (self ? "true" : "false") + ",\"up\":" +
+             (tier->usable(i, *config_, *shared_->health, now) ? "true" : "false") +
+             ",\"fills_in_flight\":" + std::to_string(tier->load(i)) + ",\"requests\":{";
+      for (size_t r = 0; r < static_cast<size_t>(PeerResult::kCount); ++r) {
+        if (r > 0) out += ',';
+        out += jsonString(peerResultName(static_cast<PeerResult>(r))) + ":" +
+               std::to_string(tier->requests(i, static_cast<PeerResult>(r)));
+      }
+      out += "}}";
+    }
+    out += "]}";
+  }
   out += ",\"client_miss_budget\":{\"clients\":" +
          std::to_string(shared_->client_misses.tracked()) + ",\"rejected\":{";
   bool first_rejected = true;
@@ -1198,6 +1218,19 @@ std::string Server::metricsText() const {
   for (const OriginLimits::BudgetView& v : shared_->limits->budgets()) {
     snap.origin_group_retries.push_back(
         {v.group, v.retried, v.budget_exhausted, v.hedges_started, v.hedges_won, v.hedges_lost});
+  }
+  static_assert(metrics::kPeerResults == static_cast<size_t>(PeerResult::kCount));
+  if (const std::shared_ptr<PeerTier> tier = shared_->peers.get()) {
+    for (size_t i = 0; i < tier->size(); ++i) {
+      if (i == tier->self()) continue;
+      metrics::PeerState p;
+      p.peer = tier->address(i);
+      p.up = tier->usable(i, *config_, *shared_->health, now);
+      for (size_t r = 0; r < metrics::kPeerResults; ++r) {
+        p.requests[r] = tier->requests(i, static_cast<PeerResult>(r));
+      }
+      snap.peers.push_back(std::move(p));
+    }
   }
   for (const auto& [key, series] : traffic) {
     metrics::OriginState state;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -50,6 +51,14 @@ HttpResponse getFrom(const std::string& host, uint16_t port, const std::string& 
     return r;
   }
   return c.request("GET", target, headers, 15s);
+}
+
+// The value of the series `series` (name and labels, exactly as exported) in a scrape; -1 if absent.
+double metricValue(const std::string& text, const std::string& series) {
+  const std::string needle = "\n" + series + " ";
+  const size_t pos = text.find(needle);
+  if (pos == std::string::npos) return -1;
+  return std::strtod(text.c_str() + pos + needle.size(), nullptr);
 }
 
 class ClusterScenario : public ::testing::Test {
@@ -176,6 +185,34 @@ TEST_F(ClusterScenario, HerdOverAllPeersMakesOneOriginRequestWithExactBytes) {
     EXPECT_EQ(r.body, testsupport::simBody(path, size));
   }
   EXPECT_EQ(testsupport::simCount(sim_->port, path), 1);
+  // The two edges that do not own the key fetched it from the owner (ok peer requests), the
+  // owner from no peer; none failed; every peer is up on every edge.
+  int edges_with_peer_fills = 0;
+  for (int i = 0; i < kPeers; ++i) {
+    const std::string text = testsupport::httpGet(peers_[i]->admin_port, "/metrics").body;
+    for (int k = 0; k < kPeers; ++k) {
+      const std::string peer = "peer=\"" + address(k) + "\"";
+      if (k == i) {
+        EXPECT_EQ(metricValue(text, "streamedge_peer_up{" + peer + "}"), -1) << "self is no peer";
+        continue;
+      }
+      EXPECT_EQ(metricValue(text, "streamedge_peer_up{" + peer + "}"), 1) << i << " " << k;
+      const double ok =
+          metricValue(text, "streamedge_peer_requests_total{" + peer + ",result=\"ok\"}");
+      EXPECT_GE(ok, 0);
+      if (ok > 0) ++edges_with_peer_fills;
+      for (const char* result : {"5xx", "timeout", "connect", "error"}) {
+        EXPECT_EQ(metricValue(text, "streamedge_peer_requests_total{" + peer + ",result=\"" +
+                                        result + "\"}"),
+                  0)
+            << i << " " << k << " " << result;
+      }
+    }
+    const std::string status = testsupport::httpGet(peers_[i]->admin_port, "/status").body;
+    EXPECT_NE(status.find("\"cluster\":{\"self\":\"" + address(i) + "\""), std::string::npos)
+        << status;
+  }
+  EXPECT_EQ(edges_with_peer_fills, kPeers - 1);
 }
 
 TEST_F(ClusterScenario, PeerRequestWithoutAValidMacIsRefused) {
@@ -221,6 +258,22 @@ TEST_F(ClusterScenario, KilledPeerLosesItsKeysWithoutAFailedViewerRequest) {
     total += n;
   }
   EXPECT_EQ(total, 40);
+  // The edges that sent peer 2 a fill counted the failure (refused: connect) and no longer use
+  // it; none counted an ok answer from it.
+  double failures = 0;
+  for (int i = 0; i < 2; ++i) {
+    const std::string text = testsupport::httpGet(peers_[i]->admin_port, "/metrics").body;
+    const std::string peer = "peer=\"" + address(2) + "\"";
+    EXPECT_EQ(metricValue(text, "streamedge_peer_up{" + peer + "}"), 0) << text;
+    EXPECT_EQ(metricValue(text, "streamedge_peer_requests_total{" + peer + ",result=\"ok\"}"), 0);
+    failures += metricValue(text, "streamedge_peer_requests_total{" + peer + ",result=\"connect\"}");
+    failures += metricValue(text, "streamedge_peer_requests_total{" + peer + ",result=\"error\"}");
+    const std::string status = testsupport::httpGet(peers_[i]->admin_port, "/status").body;
+    EXPECT_NE(status.find("{\"peer\":\"" + address(2) + "\",\"self\":false,\"up\":false"),
+              std::string::npos)
+        << status;
+  }
+  EXPECT_GE(failures, 1);
 }
 
 TEST_F(ClusterScenario, InconsistentMembershipMakesNoLoop) {

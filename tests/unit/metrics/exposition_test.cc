@@ -207,5 +207,28 @@ TEST(LatencyHistogram, ObservationsSumAcrossCopies) {
   EXPECT_NEAR(sum.sum_seconds, 30.005, 1e-9);
 }
 
+TEST(Exposition, PeersHaveUpAndEveryResult) {
+  Snapshot s;
+  PeerState a;
+  a.peer = "10.0.0.2:8080";
+  a.up = true;
+  a.requests = {5, 1, 2, 0, 3};
+  PeerState b;
+  b.peer = "10.0.0.3:8080";
+  s.peers = {a, b};
+  const std::string text = renderPrometheus(s);
+  EXPECT_TRUE(has(text, "# TYPE streamedge_peer_requests_total counter")) << text;
+  EXPECT_TRUE(has(text, "# TYPE streamedge_peer_up gauge"));
+  EXPECT_TRUE(has(text, "streamedge_peer_up{peer=\"10.0.0.2:8080\"} 1"));
+  EXPECT_TRUE(has(text, "streamedge_peer_up{peer=\"10.0.0.3:8080\"} 0"));
+  EXPECT_TRUE(has(text, "streamedge_peer_requests_total{peer=\"10.0.0.2:8080\",result=\"ok\"} 5"));
+  EXPECT_TRUE(has(text, "streamedge_peer_requests_total{peer=\"10.0.0.2:8080\",result=\"5xx\"} 1"));
+  EXPECT_TRUE(has(text, "streamedge_peer_requests_total{peer=\"10.0.0.2:8080\",result=\"timeout\"} 2"));
+  EXPECT_TRUE(has(text, "streamedge_peer_requests_total{peer=\"10.0.0.2:8080\",result=\"connect\"} 0"));
+  EXPECT_TRUE(has(text, "streamedge_peer_requests_total{peer=\"10.0.0.2:8080\",result=\"error\"} 3"));
+  // Every result is exported from the start (zeros too), so rate() sees the first failure.
+  EXPECT_TRUE(has(text, "streamedge_peer_requests_total{peer=\"10.0.0.3:8080\",result=\"timeout\"} 0"));
+}
+
 }  // namespace
 }  // namespace streamedge::metrics

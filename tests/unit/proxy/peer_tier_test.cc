@@ -67,5 +67,29 @@ TEST(PeerTier, NoClusterNoTier) {
   EXPECT_EQ(PeerTier::make(conf::ClusterConfig{}), nullptr);
 }
 
+TEST(PeerTier, CountersOfKeptPeersSurviveAMembershipChange) {
+  auto before = PeerTier::make(cluster(0));
+  ASSERT_TRUE(before);
+  before->count(1, PeerResult::kOk);
+  before->count(1, PeerResult::kOk);
+  before->count(2, PeerResult::kTimeout);
+  EXPECT_EQ(before->requests(1, PeerResult::kOk), 2u);
+  EXPECT_EQ(before->requests(2, PeerResult::kTimeout), 1u);
+  EXPECT_EQ(before->requests(2, PeerResult::kConnect), 0u);
+  // 127.0.0.4 leaves, 127.0.0.5 joins, 127.0.0.3 stays (at another index).
+  conf::ClusterConfig c = cluster(0);
+  c.peers = {"127.0.0.2:8080", "127.0.0.5:8080", "127.0.0.3:8080"};
+  auto after = PeerTier::make(c, before.get());
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->address(2), "127.0.0.3:8080");
+  EXPECT_EQ(after->requests(2, PeerResult::kOk), 2u);
+  EXPECT_EQ(after->requests(1, PeerResult::kOk), 0u);
+  EXPECT_EQ(after->requests(1, PeerResult::kTimeout), 0u);
+  after->count(2, PeerResult::kError);
+  EXPECT_EQ(after->requests(2, PeerResult::kError), 1u);
+  EXPECT_STREQ(peerResultName(PeerResult::kServerError), "5xx");
+  EXPECT_STREQ(peerResultName(PeerResult::kConnect), "connect");
+}
+
 }  // namespace
 }  // namespace streamedge::proxy
