@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "cache/body_arena.h"
+
 namespace streamedge::cache {
 
 namespace {
@@ -164,6 +166,7 @@ Cache::Cache(const conf::RamCacheConfig& config, const Clock& clock)
       ram_capacity_bytes_(config.size_bytes),
       policy_(config.size_bytes) {
   setFillLimits(config.fill_window_bytes, config.fill_memory_bytes);
+  setBodyArenaEnabled(config.sendfile);
 }
 
 void Cache::setFillLimits(uint64_t window_bytes, uint64_t budget_bytes) {

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <new>
 
+#include "cache/body_arena.h"
+
 namespace streamedge::cache {
 
 namespace {
@@ -51,17 +53,34 @@ uint64_t fillMemoryBudget() { return g_fill_budget.load(std::memory_order_relaxe
 struct Body::Block {
   std::atomic<uint32_t> refs{1};
   uint32_t capacity = 0;
+  uint8_t* data = nullptr;
+  ArenaBlock arena;  // arena.fd < 0: heap memory right behind this header
 
-  uint8_t* bytes() { return reinterpret_cast<uint8_t*>(this + 1); }
   static Block* make(size_t capacity) {
+    if (capacity == kBlockBytes && bodyArenaEnabled()) {
+      ArenaBlock a;
+      if (bodyArena().allocate(&a)) {
+        Block* b = new Block();
+        b->capacity = static_cast<uint32_t>(capacity);
+        b->data = a.data;
+        b->arena = a;
+        return b;
+      }
+    }
     void* mem = ::operator new(sizeof(Block) + capacity);
     Block* b = new (mem) Block();
     b->capacity = static_cast<uint32_t>(capacity);
+    b->data = reinterpret_cast<uint8_t*>(b + 1);
     return b;
   }
   void retain() { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (arena.fd >= 0) {
+      bodyArena().free(arena);  // back to the kernel at once: no heap trim to wait for
+      delete this;
+      return;
+    }
     const uint64_t n = capacity;
     this->~Block();
     ::operator delete(static_cast<void*>(this));
@@ -92,15 +111,17 @@ size_t Body::peek(uint64_t pos, const uint8_t** data) const {
   return peekPinned(pos, data, nullptr);
 }
 
-size_t Body::peekPinned(uint64_t pos, const uint8_t** data, void** pin) const {
+size_t Body::peekPinned(uint64_t pos, const uint8_t** data, void** pin, FileRun* file) const {
   const uint64_t len = length();  // acquire: bytes below len are written and visible
   if (pos >= len) return 0;
   const size_t index = pos / kBlockBytes;
   const size_t offset = pos % kBlockBytes;
   const uint8_t* block;
+  const Block* own;
   if (frozen_.load(std::memory_order_acquire)) {
     const Slot& slot = blocks_[index];
     block = slot.data;
+    own = slot.own;
     if (pin) {
       if (slot.own) {
         slot.own->retain();
@@ -117,6 +138,7 @@ size_t Body::peekPinned(uint64_t pos, const uint8_t** data, void** pin) const {
     if (index < base_) return 0;  // released and dropped from the table: too late
     const Slot& slot = blocks_[index - base_];
     block = slot.data;
+    own = slot.own;
     if (!block) return 0;  // released: this reader came too late
     if (pin) {
       slot.own->retain();  // a filling body's blocks are all owned
@@ -124,6 +146,10 @@ size_t Body::peekPinned(uint64_t pos, const uint8_t** data, void** pin) const {
     }
   }
   *data = block + offset;
+  if (file) {
+    *file = FileRun{};
+    if (own && own->arena.fd >= 0) *file = FileRun{own->arena.fd, own->arena.offset + offset};
+  }
   const uint64_t block_end = std::min<uint64_t>(len, (index + 1) * uint64_t{kBlockBytes});
   return static_cast<size_t>(block_end - pos);
 }
@@ -214,7 +240,7 @@ void Body::append(const uint8_t* data, size_t len) {
       }
       Block* block = Block::make(capacity);
       std::lock_guard<std::mutex> lock(mu_);
-      blocks_.push_back(Slot{block, block->bytes(), capacity});
+      blocks_.push_back(Slot{block, block->data, capacity});
       tail_ = blocks_.back();
       tail_index_ = index;
       allocated_.fetch_add(capacity, std::memory_order_relaxed);

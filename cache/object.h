@@ -108,7 +108,14 @@ class Body final : public RefCounted {
   // As peek, and pins the run's memory until unpin(*pin) (e.g. an evbuffer reference's cleanup):
   // it outlives the Body and a release of its block. `*pin` is set only when the run is not
   // empty.
-  size_t peekPinned(uint64_t pos, const uint8_t** data, void** pin) const;
+  // `file`, when given, is set to where the run lies in a shared memory file (fd -1 when it is
+  // heap or adopted memory), for sending by reference with sendfile (see body_arena.h).
+  struct FileRun {
+    int fd = -1;
+    uint64_t offset = 0;
+  };
+  size_t peekPinned(uint64_t pos, const uint8_t** data, void** pin,
+                    FileRun* file = nullptr) const;
   static void unpin(void* pin);
   // Filler only. Appends bytes; the new length is published after the copy.
   void append(const uint8_t* data, size_t len);

@@ -151,6 +151,10 @@ struct RamCacheConfig {
   // beyond, the least recently used marker is dropped with its variants (both tiers). Markers
   // are also held to half of size_bytes.
   uint32_t max_vary_urls = 262144;
+  // Whole body blocks live in shared memory files, and plaintext viewers are sent them with
+  // sendfile (the kernel takes page references instead of a copy per viewer); false: heap
+  // blocks, sent by copy. Applies to blocks allocated after a change.
+  bool sendfile = true;
 };
 
 // How objects enter the SSD tier: when the RAM tier evicts them (default), or as soon as a fill

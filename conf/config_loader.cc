@@ -989,6 +989,7 @@ void readRamCache(TableReader& r, RamCacheConfig& ram) {
   r.byteSize("fill_window", ram.fill_window_bytes, 512 * 1024);
   r.byteSize("fill_memory", ram.fill_memory_bytes, 1 << 20);
   r.duration("fill_stall_timeout", ram.fill_stall_timeout, /*allow_zero=*/true);
+  r.boolean("sendfile", ram.sendfile);
   int max_variants = 0;
   if (r.integer("max_variants", max_variants, 1, 1024)) {
     ram.max_variants = static_cast<uint32_t>(max_variants);

@@ -12,8 +12,8 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "proxy/http2_session.h"
@@ -30,6 +30,9 @@ constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr size_t kLingerBytes = 1 << 20;
 // TLS: body pieces below this are copied behind the head instead of referenced (sendHead).
 constexpr size_t kTlsCopyBelow = 4096;
+// Plaintext: body runs in shared memory (cache/body_arena.h) from this size on go out with
+// sendfile; smaller ones (a reader catching up with a fill) cost less as one more writev piece.
+constexpr size_t kSendfileFrom = 32 * 1024;
 // Plaintext: the most one read takes from the socket (the bufferevent's default too).
 constexpr ev_ssize_t kReadBytes = 16384;
 
@@ -39,12 +42,42 @@ void unpinBody(const void*, size_t, void* pin) { cache::Body::unpin(pin); }
 // its output buffer frozen except inside its own write callback, so that nothing else drains it;
 // a direct write thaws it for the one call, as that callback does. False on a socket error
 // (EAGAIN is not one: the rest waits for the write event).
-bool writeOut(evbuffer* out, evutil_socket_t fd) {
+//
+// A body run queued by file reference (sendfile) is written by a call of its own, and a writev
+// stops in front of it: with `file_runs`, calls repeat while each one makes progress (bounded),
+// so that a head and the body behind it go out in one turn of the loop.
+bool writeOut(evbuffer* out, evutil_socket_t fd, bool file_runs) {
+  constexpr int kMaxCalls = 64;  // 16 MiB of 256 KiB runs
   evbuffer_unfreeze(out, 1);
-  const int n = evbuffer_write(out, fd);
-  const int err = errno;
+  int n = 0;
+  int err = 0;
+  for (int calls = 0; calls < kMaxCalls; ++calls) {
+    n = evbuffer_write(out, fd);
+    err = errno;
+    if (!file_runs || n <= 0 || evbuffer_get_length(out) == 0) break;
+  }
   evbuffer_freeze(out, 1);
   return n >= 0 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+// Queues `n` body bytes that lie at `file` in a shared memory file, to be sent with sendfile;
+// `pin` keeps the block (and its pages) until the socket took them. False when libevent could
+// not take the segment (the caller queues the bytes by reference instead).
+bool addFileRun(evbuffer* out, const cache::Body::FileRun& file, size_t n, void* pin) {
+  evbuffer_file_segment* seg =
+      evbuffer_file_segment_new(file.fd, static_cast<ev_off_t>(file.offset),
+                                static_cast<ev_off_t>(n),
+                                EVBUF_FS_DISABLE_MMAP | EVBUF_FS_DISABLE_LOCKING);
+  if (!seg) return false;
+  if (evbuffer_add_file_segment(out, seg, 0, static_cast<ev_off_t>(n)) != 0) {
+    evbuffer_file_segment_free(seg);  // no cleanup set: the pin is still the caller's
+    return false;
+  }
+  // Runs when the buffer's chain lets the segment go (the socket took the bytes).
+  evbuffer_file_segment_add_cleanup_cb(
+      seg, [](const evbuffer_file_segment*, int, void* arg) { cache::Body::unpin(arg); }, pin);
+  evbuffer_file_segment_free(seg);  // the chain holds its own reference
+  return true;
 }
 
 char* put(char* at, std::string_view s) {
@@ -210,7 +243,7 @@ void ClientConnection::writeNow() {
   evbuffer* out = bufferevent_get_output(bev_);
   // Armed already: the bufferevent writes once the socket takes more.
   if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(bev_) & EV_WRITE)) return;
-  if (!writeOut(out, bufferevent_getfd(bev_))) {
+  if (!writeOut(out, bufferevent_getfd(bev_), file_runs_)) {
     return onEvent(BEV_EVENT_WRITING | BEV_EVENT_ERROR);  // closes
   }
   if (evbuffer_get_length(out) > 0) {
@@ -487,7 +520,8 @@ void ClientConnection::sendBody(BodyCursor& cursor, size_t max_queued) {
     if (max_queued && evbuffer_get_length(out) >= max_queued) break;  // writeCb resumes
     const uint8_t* data = nullptr;
     void* pin = nullptr;
-    size_t n = body.peekPinned(cursor.pos, &data, &pin);
+    cache::Body::FileRun file;
+    size_t n = body.peekPinned(cursor.pos, &data, &pin, tls_ ? nullptr : &file);
     if (n == 0) break;
     n = static_cast<size_t>(std::min<uint64_t>(n, cursor.end - cursor.pos));
     if (chunked_out_) {
@@ -498,6 +532,8 @@ void ClientConnection::sendBody(BodyCursor& cursor, size_t max_queued) {
     if (tls_ && n < kTlsCopyBelow) {
       evbuffer_add(out, data, n);  // beside the head, in its TLS record (sendHead)
       cache::Body::unpin(pin);
+    } else if (file.fd >= 0 && n >= kSendfileFrom && addFileRun(out, file, n, pin)) {
+      file_runs_ = true;  // the kernel takes the pages by reference: no copy per viewer
     } else {
       evbuffer_add_reference(out, data, n, unpinBody, pin);
     }
@@ -519,7 +555,7 @@ void ClientConnection::endResponse() {
   // plaintext, only the openssl bufferevent may put them on the socket.
   if (!tls_ && evbuffer_get_length(out) > 0 && write_depth_ < kMaxWriteDepth &&
       !(bufferevent_get_enabled(bev_) & EV_WRITE)) {
-    if (!writeOut(out, bufferevent_getfd(bev_))) {
+    if (!writeOut(out, bufferevent_getfd(bev_), file_runs_)) {
       return onEvent(BEV_EVENT_WRITING | BEV_EVENT_ERROR);  // closes
     }
   }
@@ -540,6 +576,7 @@ void ClientConnection::onResponseSent() {
   exchange_.onResponseSent();  // Log
   const bool close = close_after_response_ || closing_;
   body_bounded_ = false;
+  file_runs_ = false;
   // Lingering costs a few system calls: only where the viewer may still be sending (an error
   // answer to a request we did not read whole, or bytes already waiting); an answer that ends a
   // request read whole (Connection: close) just closes, as before.

@@ -130,6 +130,7 @@ class ClientConnection final : private Framing {
   uint64_t request_body_length_ = 0;
   bool chunked_out_ = false;     // the response body is chunked
   bool body_bounded_ = false;    // the last sendBody stopped at its bound: onWritable on drain
+  bool file_runs_ = false;       // the response queued body runs by file reference (sendfile)
   int write_depth_ = 0;       // responses finished inside one callback (pipelining)
   static constexpr int kMaxWriteDepth = 16;
 };

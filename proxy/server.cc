@@ -17,6 +17,7 @@
 #include <thread>
 #include <tuple>
 
+#include "cache/body_arena.h"
 #include "conf/config_loader.h"
 #include "conf/units.h"
 #include "metrics/exposition.h"
@@ -550,6 +551,7 @@ void Server::reload() {
   applyRetention();  // limits apply to objects already stored
   shared_->cache.setFillLimits(config_->cache.ram.fill_window_bytes,
                                config_->cache.ram.fill_memory_bytes);
+  cache::setBodyArenaEnabled(config_->cache.ram.sendfile);
   tls_ = built.state;
   admin_actions_->setTls(tls_);  // new admin certificates / client_ca for new connections
   // Origin health follows the new origin list (state kept for unchanged origins); the active

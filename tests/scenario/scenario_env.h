@@ -19,15 +19,16 @@ using testsupport::Headers;
 using testsupport::HttpResponse;
 
 // A config for one origin group "main" with the simulator at `sim_port`; `route_extra` is added
-// to the catch-all route, `top_extra` at the top level (before any table).
+// to the catch-all route, `server_extra` to [server], `ram_extra` to [cache.ram].
 inline std::string scenarioConfig(uint16_t sim_port, const std::string& log_path,
                                   const std::string& route_extra = "",
                                   const std::string& ram = "64MiB",
-                                  const std::string& server_extra = "") {
+                                  const std::string& server_extra = "",
+                                  const std::string& ram_extra = "") {
   return "[server]\nworkers = 2\n" + server_extra + "\n"
          "[admin]\naddress = \"127.0.0.1:0\"\n\n"
          "[[listener]]\naddress = \"127.0.0.1:0\"\n\n"
-         "[cache.ram]\nsize = \"" + ram + "\"\n\n"
+         "[cache.ram]\nsize = \"" + ram + "\"\n" + ram_extra + "\n"
          "[log]\naccess_log = \"" + log_path + "\"\n\n"
          "[[origin_group]]\nname = \"main\"\n"
          "  [[origin_group.origin]]\n  url = \"http://127.0.0.1:" + std::to_string(sim_port) +
@@ -95,7 +96,7 @@ class ScenarioTest : public ::testing::Test {
 
   // (Re)starts both processes; `route_extra` goes into the catch-all route.
   void start(const std::string& route_extra, const std::string& ram = "64MiB",
-             const std::string& server_extra = "") {
+             const std::string& server_extra = "", const std::string& ram_extra = "") {
     proxy_.reset();
     if (!sim_) {
       std::string error;
@@ -105,7 +106,8 @@ class ScenarioTest : public ::testing::Test {
     if (!dir_) dir_.emplace("streamedge-scenario");
     access_log_ = dir_->file("access.log");
     std::string error;
-    proxy_ = testsupport::startStreamedge(scenarioConfig(sim_->port, access_log_, route_extra, ram, server_extra),
+    proxy_ = testsupport::startStreamedge(scenarioConfig(sim_->port, access_log_, route_extra, ram, server_extra,
+                                                         ram_extra),
                                           &error);
     ASSERT_TRUE(proxy_) << error;
   }

@@ -659,6 +659,14 @@ TEST(ConfigLoader, FillWindowKeysAreReadAndChecked) {
                   "cache.ram.fill_stall_timeout", "fill_stall_timeout", "");
 }
 
+TEST(ConfigLoader, RamSendfileIsOnByDefaultAndMustBeABoolean) {
+  EXPECT_TRUE(load(kBase).config->cache.ram.sendfile);
+  const LoadResult r = load(concat(kBase, "\n[cache.ram]\nsendfile = false\n"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_FALSE(r.config->cache.ram.sendfile);
+  expectOnlyError("\n[cache.ram]\nsendfile = \"on\"\n", "cache.ram.sendfile", "sendfile", "");
+}
+
 TEST(ConfigLoader, MaxVariantsIsReadAndBounded) {
   const LoadResult r = load(concat(kBase, "\n[cache.ram]\nmax_variants = 4\n"));
   ASSERT_TRUE(r.ok()) << describe(r);
