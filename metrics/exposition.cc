@@ -80,11 +80,14 @@ std::string renderPrometheus(const Snapshot& s) {
 
   // --- viewer traffic
   auto requests = family("streamedge_requests_total",
-                         "Viewer requests by virtual host, cache result and status class.",
+                         "Viewer requests by virtual host, cache result, status class and protocol.",
                          MetricType::Counter);
   for (const RequestSeries& r : s.requests) {
     addCounter(requests, d(r.count),
-               {{"vhost", r.vhost}, {"result", r.result}, {"status_class", r.status_class}});
+               {{"vhost", r.vhost},
+                {"result", r.result},
+                {"status_class", r.status_class},
+                {"protocol", r.protocol.empty() ? "http/1.1" : r.protocol}});
   }
   push(std::move(requests));
 

@@ -25,6 +25,7 @@ struct RequestSeries {
   std::string vhost;         // config name; "unrouted" before a vhost matched; "other" past the cap
   std::string result;        // hit miss stale coalesced pass none
   std::string status_class;  // 1xx … 5xx
+  std::string protocol;      // http/1.1 (HTTP/1.0 and 1.1) or h2
   uint64_t count = 0;
 };
 

@@ -1192,7 +1192,7 @@ void Exchange::logExchange() {
   const size_t vhost_slot = c.vhostSlot(worker_.shared().vhost_slots, config_, vhost_);
   const size_t result = static_cast<size_t>(result_);
   const size_t status_class = status_ >= 100 && status_ < 600 ? static_cast<size_t>(status_ / 100) : 0;
-  c.add(c.requests[vhost_slot][result][status_class]);
+  c.add(c.requests[viewer_.http2 ? 1 : 0][vhost_slot][result][status_class]);
   c.add(c.response_bytes[vhost_slot], bytes_sent);
   c.duration[result].observe(duration);
   c.ttfb[result].observe(std::chrono::nanoseconds(static_cast<int64_t>(ttfb_ms_ * 1e6)));

@@ -71,6 +71,7 @@ struct Viewer {
   uint64_t listener_id = 0;    // proxy/listener_table.h
   sockaddr_storage addr{};     // ss_family AF_UNSPEC when unknown
   bool tls = false;
+  bool http2 = false;  // the connection speaks HTTP/2 (the `protocol` label of the metrics)
   // The anonymised client address for the logs, computed once per connection (and again only if
   // a reload changes [log] client_address).
   std::string log_client;

@@ -187,7 +187,9 @@ void Http2Session::Stream::abort() {
 Http2Session::Http2Session(Worker& worker, ClientConnection& connection, bufferevent* bev,
                            Viewer& viewer, const char* tls_version)
     : worker_(worker), connection_(connection), bev_(bev), viewer_(viewer),
-      tls_version_(tls_version) {}
+      tls_version_(tls_version) {
+  viewer_.http2 = true;  // every stream's exchange counts under protocol="h2"
+}
 
 Http2Session::~Http2Session() {
   if (tick_) event_free(tick_);

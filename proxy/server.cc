@@ -1006,15 +1006,20 @@ std::string Server::metricsText() const {
     uint64_t bytes = 0;
     for (const auto& c : shared_->counters) bytes += c->response_bytes[v].load(std::memory_order_relaxed);
     bool any = bytes > 0;
-    for (size_t r = 0; r < kCacheResults; ++r) {
-      for (size_t k = 0; k < kStatusClasses; ++k) {
-        uint64_t total = 0;
-        for (const auto& c : shared_->counters) total += c->requests[v][r][k].load(std::memory_order_relaxed);
-        if (total == 0) continue;
-        any = true;
-        by_class[k] += total;
-        snap.requests.push_back({vhosts[v], lowerResultName(static_cast<CacheResult>(r)),
-                                 k == 0 ? "other" : std::to_string(k) + "xx", total});
+    for (size_t p = 0; p < kProtocols; ++p) {
+      for (size_t r = 0; r < kCacheResults; ++r) {
+        for (size_t k = 0; k < kStatusClasses; ++k) {
+          uint64_t total = 0;
+          for (const auto& c : shared_->counters) {
+            total += c->requests[p][v][r][k].load(std::memory_order_relaxed);
+          }
+          if (total == 0) continue;
+          any = true;
+          by_class[k] += total;
+          snap.requests.push_back({vhosts[v], lowerResultName(static_cast<CacheResult>(r)),
+                                   k == 0 ? "other" : std::to_string(k) + "xx", kProtocolNames[p],
+                                   total});
+        }
       }
     }
     if (any) snap.response_bytes_by_vhost.emplace_back(vhosts[v], bytes);

@@ -40,7 +40,10 @@ inline constexpr size_t kCacheResults = static_cast<size_t>(CacheResult::kCount)
 // names past the cap. Label values therefore come only from config and stay bounded.
 inline constexpr size_t kVhostSlots = 64;
 inline constexpr size_t kListenerSlots = 32;  // listeners past this share the last slot
-inline constexpr size_t kStatusClasses = 6;   // [1..5]xx; [0] for anything else
+inline constexpr size_t kStatusClasses = 6;
+// The viewer's protocol: [0] HTTP/1.x, [1] HTTP/2 (label values in kProtocolNames).
+inline constexpr size_t kProtocols = 2;
+inline constexpr std::array<const char*, kProtocols> kProtocolNames = {"http/1.1", "h2"};   // [1..5]xx; [0] for anything else
 
 // Viewer TLS handshakes (the tls/ glue calls WorkerCounters::recordHandshake).
 enum class TlsVersionSlot : uint8_t { kTls12, kTls13, kOther, kUnknown, kCount };
@@ -78,8 +81,10 @@ class VhostSlots {
 struct WorkerCounters {
   using Cell = std::atomic<uint64_t>;
 
-  // requests[vhost slot][cache result][status class]
-  std::array<std::array<std::array<Cell, kStatusClasses>, kCacheResults>, kVhostSlots> requests{};
+  // requests[protocol][vhost slot][cache result][status class]
+  std::array<std::array<std::array<std::array<Cell, kStatusClasses>, kCacheResults>, kVhostSlots>,
+             kProtocols>
+      requests{};
   std::array<Cell, kVhostSlots> response_bytes{};  // body bytes by vhost slot
   std::array<metrics::LatencyHistogram, kCacheResults> duration;  // by cache result
   std::array<metrics::LatencyHistogram, kCacheResults> ttfb;      // by cache result

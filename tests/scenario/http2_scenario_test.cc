@@ -146,6 +146,22 @@ TEST_F(Http2ScenarioTest, MissThenHitThenHeadWithLowercaseFieldsAndStatusFirst) 
   EXPECT_EQ(head[0].status, "200");
   EXPECT_EQ(head[0].length, 0);
   EXPECT_EQ(testsupport::simCount(sim_->port, "/obj/h2-basic"), 1);
+
+  // The same request path, counted under protocol="h2"; an HTTP/1.1 hit beside it counts apart.
+  ASSERT_EQ(testsupport::httpGet(proxy_->http_port, "/obj/h2-basic?size=70000").status, 200);
+  const std::string m = testsupport::httpGet(proxy_->admin_port, "/metrics").body;
+  EXPECT_NE(m.find("streamedge_requests_total{vhost=\"*\",result=\"miss\",status_class=\"2xx\","
+                   "protocol=\"h2\"} 1\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("streamedge_requests_total{vhost=\"*\",result=\"hit\",status_class=\"2xx\","
+                   "protocol=\"h2\"} 2\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("streamedge_requests_total{vhost=\"*\",result=\"hit\",status_class=\"2xx\","
+                   "protocol=\"http/1.1\"} 1\n"),
+            std::string::npos)
+      << m;
 }
 
 TEST_F(Http2ScenarioTest, ConditionalAndRangeRequestsAreAnsweredFromTheCache) {

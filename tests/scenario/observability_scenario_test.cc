@@ -203,7 +203,7 @@ TEST_F(ObservabilityTest, MetricsCountAKnownSequenceExactly) {
   const std::string m = metricsOnce("streamedge_responses_total{status_class=\"5xx\"}", 1.0);
   auto req = [&](const char* result, const char* cls) {
     return sample(m, std::string("streamedge_requests_total{vhost=\"video\",result=\"") + result +
-                         "\",status_class=\"" + cls + "\"}");
+                         "\",status_class=\"" + cls + "\",protocol=\"http/1.1\"}");
   };
   EXPECT_EQ(req("miss", "2xx"), 2.0) << m;
   EXPECT_EQ(req("hit", "2xx"), 2.0);
@@ -673,7 +673,8 @@ TEST(ObservabilityFailover, FailoverIsCountedOnTheOriginThatFailed) {
   std::string m;
   for (int i = 0; i < 100; ++i) {
     m = testsupport::httpGet(proxy->admin_port, "/metrics").body;
-    if (sample(m, "streamedge_requests_total{vhost=\"*\",result=\"miss\",status_class=\"2xx\"}") == 1.0 &&
+    if (sample(m, "streamedge_requests_total{vhost=\"*\",result=\"miss\",status_class=\"2xx\","
+                  "protocol=\"http/1.1\"}") == 1.0 &&
         sample(m, "streamedge_origin_fetches_total") == 1.0) {
       break;
     }
@@ -697,7 +698,8 @@ TEST(ObservabilityFailover, FailoverIsCountedOnTheOriginThatFailed) {
   EXPECT_EQ(sample(m, "streamedge_origin_failovers_total" + live), 0.0);
   EXPECT_EQ(sample(m, "streamedge_origin_fetches_total"), 1.0);
   // A vhost without a name is labelled by its first hostname.
-  EXPECT_EQ(sample(m, "streamedge_requests_total{vhost=\"*\",result=\"miss\",status_class=\"2xx\"}"),
+  EXPECT_EQ(sample(m, "streamedge_requests_total{vhost=\"*\",result=\"miss\",status_class=\"2xx\","
+                      "protocol=\"http/1.1\"}"),
             1.0);
   EXPECT_EQ(proxy->process.stop(15s), 0) << proxy->process.logTail();
 }

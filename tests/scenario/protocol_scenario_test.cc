@@ -105,11 +105,13 @@ TEST_F(ScenarioTest, AdminEndpointsAnswer) {
   HttpResponse metrics = testsupport::httpGet(admin, "/metrics");
   EXPECT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.body.find(
-                "streamedge_requests_total{vhost=\"*\",result=\"hit\",status_class=\"2xx\"} 1"),
+                "streamedge_requests_total{vhost=\"*\",result=\"hit\",status_class=\"2xx\","
+                "protocol=\"http/1.1\"} 1"),
             std::string::npos)
       << metrics.body;
   EXPECT_NE(metrics.body.find(
-                "streamedge_requests_total{vhost=\"*\",result=\"miss\",status_class=\"2xx\"} 1"),
+                "streamedge_requests_total{vhost=\"*\",result=\"miss\",status_class=\"2xx\","
+                "protocol=\"http/1.1\"} 1"),
             std::string::npos);
   EXPECT_EQ(metrics.body.find("/obj/adm"), std::string::npos) << "no paths in metrics";
 }

@@ -23,14 +23,20 @@ TEST(Exposition, CountersCarryOnlyConfigAndVocabularyLabels) {
   Snapshot s;
   s.start_time_unix_seconds = 1700000000;
   s.now_unix_seconds = 1700000060;
-  s.requests = {{"live", "hit", "2xx", 7}, {"live", "miss", "2xx", 2}};
+  s.requests = {{"live", "hit", "2xx", "http/1.1", 7},
+                {"live", "miss", "2xx", "http/1.1", 2},
+                {"live", "hit", "2xx", "h2", 5}};
   s.responses_by_class = {{"2xx", 9}};
   s.origins = {origin("main", "127.0.0.1:8081", "dc-a", true), origin("main", "b", "dc-b", false)};
   s.tiers = {{"ram", 3, 100, 1000, 1, 4}};
   const std::string text = renderPrometheus(s);
-  EXPECT_TRUE(has(text, "streamedge_requests_total{vhost=\"live\",result=\"hit\",status_class=\"2xx\"} 7"))
+  EXPECT_TRUE(has(text, "streamedge_requests_total{vhost=\"live\",result=\"hit\","
+                        "status_class=\"2xx\",protocol=\"http/1.1\"} 7"))
       << text;
-  EXPECT_TRUE(has(text, "streamedge_requests_total{vhost=\"live\",result=\"miss\",status_class=\"2xx\"} 2"));
+  EXPECT_TRUE(has(text, "streamedge_requests_total{vhost=\"live\",result=\"miss\","
+                        "status_class=\"2xx\",protocol=\"http/1.1\"} 2"));
+  EXPECT_TRUE(has(text, "streamedge_requests_total{vhost=\"live\",result=\"hit\","
+                        "status_class=\"2xx\",protocol=\"h2\"} 5"));
   EXPECT_TRUE(has(text, "streamedge_origin_up{group=\"main\",origin=\"127.0.0.1:8081\",dc=\"dc-a\"} 1"))
       << text;
   EXPECT_TRUE(has(text, "streamedge_origin_up{group=\"main\",origin=\"b\",dc=\"dc-b\"} 0"));
