@@ -131,6 +131,8 @@ struct ListenerConfig {
   // Plain listeners only: answer every request with a 301 to https://<host><target>.
   bool redirect_https = false;
   uint16_t https_port = 0;  // port in the redirect; 0 = the first TLS listener's port
+  // Plain listeners only: a connection opening with the HTTP/2 preface is served as HTTP/2.
+  bool h2c = false;
 };
 
 struct RamCacheConfig {

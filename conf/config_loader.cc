@@ -955,6 +955,10 @@ void readListener(TableReader& r, ListenerConfig& listener) {
     r.error("http2", *r.get("http2"),
             "HTTP/2 is offered on TLS listeners only (by ALPN); this one has no certificate");
   }
+  if (r.boolean("h2c", listener.h2c) && listener.h2c && !listener.certificates.empty()) {
+    r.error("h2c", *r.get("h2c"),
+            "cleartext HTTP/2 is for plain listeners; TLS listeners offer h2 by ALPN (http2)");
+  }
   r.string("tls_ticket_key_file", listener.tls_ticket_key_file);
   if (r.seconds("tls_ticket_rotation", listener.tls_ticket_rotation) &&
       listener.tls_ticket_rotation.count() < 60) {

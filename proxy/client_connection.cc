@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
 #include "proxy/http2_session.h"
 #include "proxy/worker.h"
@@ -35,6 +36,8 @@ constexpr size_t kTlsCopyBelow = 4096;
 constexpr size_t kSendfileFrom = 32 * 1024;
 // Plaintext: the most one read takes from the socket (the bufferevent's default too).
 constexpr ev_ssize_t kReadBytes = 16384;
+// RFC 9113 §3.4: what a client speaking HTTP/2 sends first.
+constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 void unpinBody(const void*, size_t, void* pin) { cache::Body::unpin(pin); }
 
@@ -394,6 +397,21 @@ void ClientConnection::parseRequest() {
   if (available == 0) return;
   const conf::ServerConfig& server = worker_.config()->server;
   const size_t limit = static_cast<size_t>(server.max_header_bytes);
+  // Cleartext HTTP/2 with prior knowledge (RFC 9113 §3.3): the connection's first bytes are the
+  // client preface, on a listener that allows it.
+  if (!tls_ && !served_any_ && *evbuffer_pullup(in, 1) == 'P') {
+    const conf::ListenerConfig* listener = worker_.listenerConfig(viewer_.listener_id);
+    if (listener && listener->h2c) {
+      char first[kHttp2Preface.size()];
+      const size_t n = std::min(available, kHttp2Preface.size());
+      evbuffer_copyout(in, first, n);
+      if (std::string_view(first, n) == kHttp2Preface.substr(0, n)) {
+        if (n == kHttp2Preface.size()) return startCleartextHttp2();
+        setReadTimeout(server.header_timeout);  // the rest of the preface
+        return;
+      }
+    }
+  }
 
   evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, nullptr);
   if (end.pos < 0) {
@@ -572,7 +590,23 @@ void ClientConnection::endResponse() {
 
 // --- Log, then the next request -------------------------------------------------------------
 
+void ClientConnection::startCleartextHttp2() {
+  // The session queues frames whenever nghttp2 has them and counts on the bufferevent to send
+  // them and to read, as on a TLS connection: reading and writing go back to the bufferevent.
+  disableRead();
+  event_free(read_);
+  read_ = nullptr;
+  event_free(read_timer_);
+  read_timer_ = nullptr;
+  event_free(flush_);
+  flush_ = nullptr;
+  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  h2_ = std::make_unique<Http2Session>(worker_, *this, bev_, viewer_, nullptr);
+  if (!h2_->start()) return closeNow();  // start() may have closed it already
+}
+
 void ClientConnection::onResponseSent() {
+  served_any_ = true;
   exchange_.onResponseSent();  // Log
   const bool close = close_after_response_ || closing_;
   body_bounded_ = false;

@@ -72,6 +72,7 @@ class ClientConnection final : private Framing {
   void onEvent(short what);
 
   void parseRequest();                       // Recv
+  void startCleartextHttp2();                // h2c: the session takes the connection over
   void readBody();                           // a forwarded request's body, once it is all here
   void onResponseSent();                     // Log (the exchange's), then next request or close
   void closeNow();
@@ -130,7 +131,8 @@ class ClientConnection final : private Framing {
   uint64_t request_body_length_ = 0;
   bool chunked_out_ = false;     // the response body is chunked
   bool body_bounded_ = false;    // the last sendBody stopped at its bound: onWritable on drain
-  bool file_runs_ = false;       // the response queued body runs by file reference (sendfile)
+  bool file_runs_ = false;
+  bool served_any_ = false;      // a response was sent (h2c must open the connection)       // the response queued body runs by file reference (sendfile)
   int write_depth_ = 0;       // responses finished inside one callback (pipelining)
   static constexpr int kMaxWriteDepth = 16;
 };

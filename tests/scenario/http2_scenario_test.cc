@@ -64,7 +64,7 @@ class Http2ScenarioTest : public ::testing::Test {
     const std::string config =
         "[server]\nworkers = 2\nhttp2_stream_window = \"256KiB\"\n"
         "[admin]\naddress = \"127.0.0.1:0\"\n[log]\naccess_log = \"off\"\n"
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n"
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nh2c = true\n"
         "[[listener]]\naddress = \"127.0.0.1:0\"\n"
         "  [[listener.certificate]]\n  cert = \"" + dir_.file("leaf.pem") + "\"\n  key = \"" +
         dir_.file("leaf.key") + "\"\n"
@@ -84,11 +84,14 @@ class Http2ScenarioTest : public ::testing::Test {
   }
 
   // Runs the client (bounded by `timeout`) and parses its lines; `output` keeps what it said.
-  std::vector<StreamResult> h2(const std::string& args, std::string* output = nullptr) {
-    const std::string command = "timeout 30 /usr/bin/python3 " STREAMEDGE_SOURCE_DIR
-                                "/tests/support/h2_client.py " +
-                                std::to_string(https_port_) + " " + dir_.file("ca.pem") + " " +
-                                args + " 2>&1";
+  // `cleartext`: h2c with prior knowledge on the plain listener instead of TLS.
+  std::vector<StreamResult> h2(const std::string& args, std::string* output = nullptr,
+                               bool cleartext = false) {
+    const std::string command =
+        "timeout 30 /usr/bin/python3 " STREAMEDGE_SOURCE_DIR "/tests/support/h2_client.py " +
+        (cleartext ? std::to_string(proxy_->http_port) + " -"
+                   : std::to_string(https_port_) + " " + dir_.file("ca.pem")) +
+        " " + args + " 2>&1";
     std::string out;
     if (FILE* p = ::popen(command.c_str(), "r")) {
       char buf[4096];
@@ -162,6 +165,33 @@ TEST_F(Http2ScenarioTest, MissThenHitThenHeadWithLowercaseFieldsAndStatusFirst) 
                    "protocol=\"http/1.1\"} 1\n"),
             std::string::npos)
       << m;
+}
+
+// h2c with prior knowledge (RFC 9113 §3.3) on a plain listener that allows it: the same request
+// path (miss, coalescing, hit) over cleartext HTTP/2, and HTTP/1.1 on the same listener is
+// unchanged (ViewerIoTest has the preface on a listener without h2c).
+TEST_F(Http2ScenarioTest, CleartextHttp2WithPriorKnowledgeOnAPlainListener) {
+  std::string out;
+  std::vector<StreamResult> r = h2("--count 20 '/obj/h2c?size=300000'", &out, true);
+  ASSERT_EQ(r.size(), 20u) << out;
+  int misses = 0;
+  for (const StreamResult& s : r) {
+    EXPECT_EQ(s.status, "200") << out;
+    EXPECT_EQ(s.length, 300000);
+    EXPECT_EQ(s.sha, r[0].sha);
+    misses += s.x_cache == "MISS" ? 1 : 0;
+  }
+  EXPECT_LE(misses, 1) << out;
+  EXPECT_EQ(testsupport::simCount(sim_->port, "/obj/h2c"), 1);
+  std::vector<StreamResult> hit = h2("'/obj/h2c?size=300000'", &out, true);
+  ASSERT_EQ(hit.size(), 1u) << out;
+  EXPECT_EQ(hit[0].x_cache, "HIT");
+  EXPECT_EQ(hit[0].sha, r[0].sha);
+  const testsupport::HttpResponse h1 = testsupport::httpGet(proxy_->http_port, "/obj/h2c?size=300000");
+  EXPECT_EQ(h1.status, 200);
+  EXPECT_EQ(h1.header("X-Cache"), "HIT");
+  const std::string m = testsupport::httpGet(proxy_->admin_port, "/metrics").body;
+  EXPECT_NE(m.find("result=\"hit\",status_class=\"2xx\",protocol=\"h2\"}"), std::string::npos) << m;
 }
 
 TEST_F(Http2ScenarioTest, ConditionalAndRangeRequestsAreAnsweredFromTheCache) {

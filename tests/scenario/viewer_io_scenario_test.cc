@@ -197,6 +197,20 @@ TEST_F(ViewerIoTest, ARequestHeadArrivingAFewBytesAtATimeIsServed) {
   EXPECT_TRUE(got.compare(head, 2048, testsupport::simBody("/obj/io/slowhead.m3u8", 2048)) == 0);
 }
 
+// A listener without h2c (the default) reads the HTTP/2 preface as what it is in HTTP/1.1: a
+// request it refuses, and the connection is closed.
+TEST_F(ViewerIoTest, TheHttp2PrefaceOnAListenerWithoutH2cIsRefusedAsHttp11) {
+  RawViewer v(port(), 0);
+  ASSERT_TRUE(v.ok());
+  ASSERT_TRUE(v.send(std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")));
+  std::string got;
+  v.readUntil(got, 1 << 16, std::chrono::seconds(5));
+  ASSERT_GE(got.size(), 12u) << got;
+  EXPECT_EQ(got.compare(0, 9, "HTTP/1.1 "), 0) << got;
+  EXPECT_TRUE(got[9] == '4' || got[9] == '5') << got;
+  EXPECT_NE(got.find("Connection: close"), std::string::npos) << got;
+}
+
 // Whole body blocks go out with sendfile (cache/body_arena.h): the socket holds references to
 // their pages, not copies. A viewer asks for a hit and reads nothing while the edge hands the
 // whole answer to its socket and finishes the response; the object is then purged (its blocks

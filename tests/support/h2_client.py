@@ -7,6 +7,8 @@ Opens one TLS connection with ALPN h2 to 127.0.0.1:PORT and sends requests on it
   stream=<id> status=<code> length=<body bytes> x-cache=<v> content-range=<v> sha=<sha256 prefix>
     fields=<name,name,...>
 
+CA_FILE "-" speaks cleartext HTTP/2 with prior knowledge (h2c, RFC 9113 §3.3) instead of TLS.
+
 Usage: h2_client.py PORT CA_FILE [--head] [--header 'name: value']... [--count N] [--window BYTES]
        [--reset-after BYTES] PATH...
 --count N sends each PATH N times; --window sets the client's stream window (a small one makes
@@ -51,13 +53,17 @@ def main(argv):
             paths.append(a)
         i += 1
 
-    ctx = ssl.create_default_context(cafile=ca)
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
     sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-    tls = ctx.wrap_socket(sock, server_hostname="localhost")
-    if tls.selected_alpn_protocol() != "h2":
-        print("alpn=%s" % tls.selected_alpn_protocol())
-        return 2
+    scheme = "http"
+    tls = sock
+    if ca != "-":
+        scheme = "https"
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        tls = ctx.wrap_socket(sock, server_hostname="localhost")
+        if tls.selected_alpn_protocol() != "h2":
+            print("alpn=%s" % tls.selected_alpn_protocol())
+            return 2
     conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
     if window is not None:
@@ -68,7 +74,7 @@ def main(argv):
     for path in paths:
         for _ in range(count):
             sid = conn.get_next_available_stream_id()
-            conn.send_headers(sid, [(":method", method), (":scheme", "https"),
+            conn.send_headers(sid, [(":method", method), (":scheme", scheme),
                                     (":authority", "localhost"), (":path", path)] + headers,
                               end_stream=True)
             streams.append(sid)
