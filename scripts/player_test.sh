@@ -224,11 +224,13 @@ play() {
   done
   req1=$(metric_sum streamedge_requests_total)
   hit1=$(metric_sum streamedge_requests_total 'result="hit"')
-  local edge_seg edge_hit sim_seg
+  local edge_seg edge_hit edge_coalesced sim_seg
   edge_seg=$(edge_requests "$seg_re")
   edge_hit=$(edge_requests "$seg_re" HIT)
+  edge_coalesced=$(edge_requests "$seg_re" COALESCED)
   sim_seg=$(sim_requests "$seg_re")
-  line+=" edge: $((req1 - req0)) requests ($((hit1 - hit0)) hits), $edge_seg for segments ($edge_hit hits);"
+  line+=" edge: $((req1 - req0)) requests ($((hit1 - hit0)) hits), $edge_seg for segments"
+  line+=" ($edge_hit hits, $edge_coalesced coalesced);"
   line+=" origin: $sim_seg segment requests"
   ((req1 > req0)) || fail_check "$label: streamedge_requests_total did not move"
   ((hit1 > hit0)) || fail_check "$label: no cache hit in streamedge_requests_total"
