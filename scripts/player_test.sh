@@ -39,8 +39,15 @@ EDGE_BIN=build/release/proxy/streamedge
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/streamedge-player.XXXXXX")
 PIDS=()
 cleanup() {
-  local p
+  local p i alive
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for ((i = 0; i < 100; i++)); do  # at most 10 s for a graceful stop, then SIGKILL
+    alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   if [[ "${PLAYER_KEEP:-0}" == 1 ]]; then
     log "work directory kept: $WORK"
