@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole streamedge test suite, as CI does (.ci/run calls this):
 #   1. installs missing Debian packages (apt-get, non-interactive; needs root or sudo)
-#   2. release build (build/release) + ctest
+#   2. release build (build/release) + ctest, then a real player: scripts/player_test.sh (ffmpeg
+#      plays the simulator's live HLS and live DASH through streamedge for 30 s each)
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build (build/asan) + ctest
 #   4. ThreadSanitizer build of what the scenario tests run (build/tsan: streamedge, origin_sim,
 #      scenario_tests) + ctest -L scenario, stopping at the first report
@@ -9,6 +10,7 @@
 # and prints which stages passed. Exits non-zero on the first failure.
 #
 # Knobs (environment):
+#   STREAMEDGE_SKIP_PLAYER=1 skip the player test of stage 2
 #   STREAMEDGE_SKIP_ASAN=1   skip stage 3
 #   STREAMEDGE_SKIP_TSAN=1   skip stage 4
 #   STREAMEDGE_SKIP_FUZZ=1   skip stage 5
@@ -109,6 +111,21 @@ cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMEDGE_WERRO
 cmake --build build/release -j"$JOBS" || fail "release build" "compile failed"
 pass "release build"
 run_ctest "release tests" build/release
+
+# A real player (ffmpeg, installed by the script if missing) through the release build: once,
+# not per build type; about 70 s.
+if [[ "${STREAMEDGE_SKIP_PLAYER:-0}" == 1 ]]; then
+  skip "player test" "STREAMEDGE_SKIP_PLAYER=1"
+else
+  log "player test (scripts/player_test.sh)"
+  if STREAMEDGE_SKIP_BUILD=1 scripts/player_test.sh; then
+    TESTS_PASSED=$((TESTS_PASSED + 1))
+    pass "player test" "ffmpeg played live HLS and DASH through streamedge"
+  else
+    TESTS_FAILED=$((TESTS_FAILED + 1))
+    fail "player test" "scripts/player_test.sh failed (see the output above)"
+  fi
+fi
 
 # ---- 3. ASan + UBSan ---------------------------------------------------------------------
 if [[ "${STREAMEDGE_SKIP_ASAN:-0}" == 1 ]]; then

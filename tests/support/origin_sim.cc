@@ -1,4 +1,5 @@
 #include "tests/support/origin_sim.h"
+#include "tests/support/origin_sim_media.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -107,7 +108,13 @@ std::string originSimUsage() {
   return "usage: origin_sim [--listen HOST:PORT] [--name NAME] [--segment-size BYTES]\n"
          "                  [--target-duration S] [--part-ms MS] [--window N]\n"
          "                  [--playlist-cache-control V]\n"
-         "                  [--segment-cache-control V] [--tls-cert PEM --tls-key PEM]\n";
+         "                  [--segment-cache-control V] [--tls-cert PEM --tls-key PEM]\n"
+         "                  [--media-dir DIR]\n"
+         "  --media-dir DIR: serve real media made by ffmpeg as the live HLS and DASH segments:\n"
+         "    DIR/hls/seg_<k>.ts, DIR/dash/<rep>/init.mp4 and DIR/dash/<rep>/seg_<k>.m4s\n"
+         "    (k = 0..M-1, each segment --target-duration long); live segment N is file\n"
+         "    (N - N0) mod M, N0 the oldest segment of the first live window; the MPD and the\n"
+         "    master playlist take their codecs from the init segments\n";
 }
 
 namespace {
@@ -191,6 +198,9 @@ bool parseOriginSimArgs(int argc, char** argv, OriginSimOptions* options, std::s
     } else if (arg == "--tls-key") {
       if (!need()) return false;
       options->tls_key = value;
+    } else if (arg == "--media-dir") {
+      if (!need()) return false;
+      options->media_dir = value;
     } else {
       *error = "unknown argument: " + arg;
       return false;
@@ -218,6 +228,9 @@ constexpr size_t kLazyBodyBytes = 64u << 20;
 constexpr size_t kLazySliceBytes = 1u << 20;
 constexpr int kVodSegments = 10;
 constexpr size_t kInitSegmentSize = 1000;
+// --media-dir: a DASH segment up to this many segment durations early is held until it exists;
+// earlier, 404.
+constexpr int64_t kMediaHoldSegments = 4;
 
 // kNoStore: the content changed and may no longer be stored (a withdrawn or now private
 // title): a new ETag, so no conditional request matches, and Cache-Control: no-store.
@@ -710,6 +723,10 @@ struct OriginSim::Impl {
   // ---- const after construction
   OriginSimOptions options;
 
+  // ---- set by bind(), then const
+  std::unique_ptr<MediaSet> media;  // --media-dir
+  int64_t media_start_s = 0;        // the Unix time bind() loaded it: fixes N0
+
   // ---- loop-owned
   event_base* base = nullptr;
   evconnlistener* listener = nullptr;
@@ -735,6 +752,9 @@ struct OriginSim::Impl {
   int active_requests = 0;
   int max_active_requests = 0;
   void requestDone(Conn* c);
+  // --media-dir: when /dash/<rep>/seg_<N>.m4s is complete (ms of the Unix clock); nullopt for
+  // other paths, without media, or for a segment more than kMediaHoldSegments ahead (a 404).
+  std::optional<int64_t> mediaDashReadyMs(const std::string& path) const;
 
   // ---- guarded by mu
   mutable std::mutex mu;
@@ -882,6 +902,11 @@ bool OriginSim::Impl::bind(std::string* error, uint16_t* port) {
   if (!parseListenAddress(options.listen, &ss, &len)) {
     *error = "bad listen address: " + options.listen;
     return false;
+  }
+  if (!options.media_dir.empty()) {
+    media = MediaSet::load(options.media_dir, options.target_duration_s, error);
+    if (!media) return false;
+    media_start_s = static_cast<int64_t>(time(nullptr));
   }
   base = event_base_new();
   if (base == nullptr) {
@@ -1210,6 +1235,16 @@ void OriginSim::Impl::dispatch(Conn* c) {
       }
     }
   }
+  // --media-dir: a DASH segment asked for before it is complete is held until it is (ffmpeg's
+  // DASH demuxer asks for the next $Number$ at once rather than waiting for it to exist).
+  if (const std::optional<int64_t> ready = mediaDashReadyMs(c->req.path); ready && *ready > wallMs()) {
+    const int64_t wait = *ready - wallMs() + 2;
+    c->state = Conn::State::kDelay;
+    c->replan = true;
+    timeval tv{static_cast<time_t>(wait / 1000), static_cast<suseconds_t>((wait % 1000) * 1000)};
+    evtimer_add(c->timer, &tv);
+    return;
+  }
   c->plan = contentPlan(c->req);
   if (c->plan.delay_ms > 0) {
     c->state = Conn::State::kDelay;
@@ -1380,6 +1415,20 @@ std::optional<Resource> OriginSim::Impl::resolve(const Request& req, size_t size
   };
   const auto parts = splitPath(path);
   uint64_t n = 0;
+  // --media-dir: real media on the live clock; N0 (the live segment that is file 0) is the
+  // oldest segment of the first window, in HLS and in DASH numbering (origin_sim_media.h).
+  const int64_t hls_n0 = media_start_s / target - options.window + 1;
+  const int64_t dash_n0 = (media_start_s - kSimDashEpochSeconds) / target - options.window + 1;
+  auto mediaFile = [&](std::string content_type, BodyPtr body) -> std::optional<Resource> {
+    if (!body) return std::nullopt;
+    Resource r;
+    r.content_type = std::move(content_type);
+    if (!options.segment_cache_control.empty()) r.cache_control = options.segment_cache_control;
+    r.etag = "\"" + hex64(XXH64(body->data(), body->size(), 0)) + "\"";
+    r.last_modified = std::string(kSimLastModified);
+    r.body = std::move(body);
+    return r;
+  };
 
   if (path == "/healthz" || path == "/health") {
     Resource r;
@@ -1391,6 +1440,10 @@ std::optional<Resource> OriginSim::Impl::resolve(const Request& req, size_t size
   }
   if (parts.size() >= 2 && parts[0] == "obj") {
     return generated("application/octet-stream", size);
+  }
+  if (path == "/live/master.m3u8" && media) {
+    return playlist(media->hlsMasterPlaylist(), "application/vnd.apple.mpegurl",
+                    static_cast<time_t>(kSimDashEpochSeconds));
   }
   if (path == "/live/master.m3u8") {
     std::string t =
@@ -1409,12 +1462,19 @@ std::optional<Resource> OriginSim::Impl::resolve(const Request& req, size_t size
         window = static_cast<int>(std::min<uint64_t>(n, kMaxPlaylistWindow));
       }
       const int64_t first = current - window + 1;
+      if (media) {
+        return playlist(media->hlsMediaPlaylist(first, current, hls_n0, target), "application/vnd.apple.mpegurl",
+                        static_cast<time_t>(current * target));
+      }
       std::string t = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:" + std::to_string(target) +
                       "\n#EXT-X-MEDIA-SEQUENCE:" + std::to_string(first) + "\n";
       for (int64_t s = first; s <= current; ++s) {
         t += "#EXTINF:" + std::to_string(target) + ".000,\nseg_" + std::to_string(s) + ".ts\n";
       }
       return playlist(std::move(t), "application/vnd.apple.mpegurl", static_cast<time_t>(current * target));
+    }
+    if (segmentNumber(parts[2], ".ts", &n) && media) {
+      return mediaFile("video/mp2t", media->ts(static_cast<int64_t>(n) - hls_n0));
     }
     if (segmentNumber(parts[2], ".ts", &n)) return generated("video/mp2t", size);
     return std::nullopt;
@@ -1436,17 +1496,28 @@ std::optional<Resource> OriginSim::Impl::resolve(const Request& req, size_t size
         "\" minBufferTime=\"PT" + std::to_string(2 * target) + "S\" timeShiftBufferDepth=\"PT" +
         std::to_string(options.window * target) + "S\" suggestedPresentationDelay=\"PT" +
         std::to_string(3 * target) + "S\">\n"
-        "  <Period id=\"1\" start=\"PT0S\">\n"
+        "  <Period id=\"1\" start=\"PT0S\">\n";
+    t += media ? media->dashAdaptationSets(target) :
         "    <AdaptationSet mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\">\n"
         "      <SegmentTemplate timescale=\"1\" duration=\"" + std::to_string(target) +
         "\" startNumber=\"1\" media=\"$RepresentationID$/seg_$Number$.m4s\" "
         "initialization=\"$RepresentationID$/init.mp4\"/>\n"
         "      <Representation id=\"720p\" bandwidth=\"2500000\" width=\"1280\" height=\"720\" codecs=\"avc1.64001f\"/>\n"
         "      <Representation id=\"360p\" bandwidth=\"800000\" width=\"640\" height=\"360\" codecs=\"avc1.64001e\"/>\n"
-        "    </AdaptationSet>\n"
-        "  </Period>\n"
+        "    </AdaptationSet>\n";
+    t += "  </Period>\n"
         "</MPD>\n";
     return playlist(std::move(t), "application/dash+xml", publish);
+  }
+  if (parts.size() == 3 && parts[0] == "dash" && isSimpleName(parts[1]) && media) {
+    const MediaSet::Track* track = media->dashTrack(parts[1]);
+    if (track == nullptr) return std::nullopt;
+    const std::string type = track->info.video ? "video" : "audio";
+    if (parts[2] == "init.mp4") return mediaFile(type + "/mp4", track->init);
+    if (segmentNumber(parts[2], ".m4s", &n) && mediaDashReadyMs(path)) {
+      return mediaFile(type + "/iso.segment", media->dashSegment(*track, static_cast<int64_t>(n) - dash_n0));
+    }
+    return std::nullopt;
   }
   if (parts.size() == 3 && parts[0] == "dash" && isSimpleName(parts[1])) {
     if (parts[2] == "init.mp4") {
@@ -1542,6 +1613,18 @@ std::optional<Resource> OriginSim::Impl::resolve(const Request& req, size_t size
     return std::nullopt;
   }
   return std::nullopt;
+}
+
+std::optional<int64_t> OriginSim::Impl::mediaDashReadyMs(const std::string& path) const {
+  const auto parts = splitPath(path);
+  uint64_t n = 0;
+  if (!media || parts.size() != 3 || parts[0] != "dash" || !segmentNumber(parts[2], ".m4s", &n) || n >= (1ull << 40)) {
+    return std::nullopt;
+  }
+  const int64_t t_ms = int64_t{options.target_duration_s} * 1000;
+  const int64_t ready = kSimDashEpochSeconds * 1000 + static_cast<int64_t>(n) * t_ms;
+  if (ready - wallMs() > kMediaHoldSegments * t_ms) return std::nullopt;
+  return ready;
 }
 
 Plan OriginSim::Impl::contentPlan(const Request& req) {

@@ -38,6 +38,14 @@
 //                                   availabilityTimeComplete=false, startNumber 0 (segment s
 //                                   as above)
 //   /lldash/<rep>/seg_<s>.m4s       as /ll/ segments: chunked while being encoded
+// Real media (--media-dir DIR, see origin_sim_media.h): /live/ and /dash/ keep their clock,
+//   numbering and window, but segment bodies are files of DIR made by ffmpeg (live segment N is
+//   file (N - N0) mod M, N0 the oldest segment of the first window), /dash/<rep>/ are DIR's
+//   representations (404 for others), the MPD lists DIR's tracks and /live/master.m3u8 one
+//   variant main/index.m3u8, with codecs read from the init segments. Media bodies: ETag =
+//   xxh64 of the bytes, Cache-Control and Last-Modified as generated bodies; ?size is ignored.
+//   A DASH segment asked for before it is complete (AST + N*T) is held until it is, up to 4 T
+//   early (ffmpeg's DASH demuxer asks for the next $Number$ at once); earlier, 404.
 // Playlists/MPDs: Cache-Control from --playlist-cache-control (none by default), ETag = xxh64 of
 // the text, Last-Modified = start of the newest segment. Generated bodies: Cache-Control from
 // --segment-cache-control, ETag simEtag(), Last-Modified kSimLastModified, Accept-Ranges.
@@ -121,6 +129,7 @@ struct OriginSimOptions {
   std::string segment_cache_control = "max-age=3600";
   std::string tls_cert;                   // non-empty: serve HTTPS with this PEM chain...
   std::string tls_key;                    // ...and this key
+  std::string media_dir;                  // non-empty: real media (origin_sim_media.h)
 };
 
 // Parses origin_sim's command line (argv[0] excluded). Returns false with a message on error.
