@@ -274,6 +274,12 @@ TEST_F(ClusterScenario, KilledPeerLosesItsKeysWithoutAFailedViewerRequest) {
         << status;
   }
   EXPECT_GE(failures, 1);
+  // The edges left stay ready: a dead peer is skipped, not a reason to leave the load balancer.
+  for (int i = 0; i < 2; ++i) {
+    const HttpResponse ready = testsupport::httpGet(peers_[i]->admin_port, "/readyz");
+    EXPECT_EQ(ready.status, 200) << ready.body;
+    EXPECT_EQ(ready.body.find("peer:"), std::string::npos) << ready.body;
+  }
 }
 
 TEST_F(ClusterScenario, InconsistentMembershipMakesNoLoop) {
