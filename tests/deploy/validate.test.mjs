@@ -485,13 +485,16 @@ const cases = {
     },
   },
   'helm chart, lone RAM-only edge without the reloader': {
-    args: ['--set=cluster.enabled=false', '--set=cache.ssd.enabled=false', '--set=reloader.enabled=false'],
+    args: ['--set=cluster.enabled=false', '--set=cache.ssd.enabled=false', '--set=reloader.enabled=false',
+      '--set-string=extraConfig=[privacy]\nlog_retention = "7d"\n'],
     expect: (docs) => {
       const sts = one(docs, 'StatefulSet');
       assert.equal(sts.spec.volumeClaimTemplates, undefined);
       assert.equal(sts.spec.template.spec.containers.length, 1);
       assert.match(sts.spec.template.metadata.annotations['checksum/config'], /^[0-9a-f]{64}$/, 'rolls on config change');
       assert.equal(byKind(docs, 'Secret').length, 0);
+      const main = byKind(docs, 'ConfigMap').find((c) => c.metadata.name.endsWith('-config'));
+      assert.equal(TOML.parse(main.data['streamedge.toml.in']).privacy.log_retention, '7d', 'extraConfig lands in the main config');
     },
   },
 };
