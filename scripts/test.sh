@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole streamedge test suite, as CI does (.ci/run calls this):
-#   1. installs missing Debian packages (apt-get, non-interactive; needs root or sudo)
+#   1. installs missing Debian packages (apt-get, non-interactive; needs root or sudo) and the
+#      deployment tests' npm packages (npm ci in tests/deploy, from its lock file)
 #   2. release build (build/release) + ctest, then a real player: scripts/player_test.sh (ffmpeg
 #      plays the simulator's live HLS and live DASH through streamedge for 30 s each)
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build (build/asan) + ctest
@@ -102,6 +103,7 @@ pkgs=("${STREAMEDGE_BUILD_PACKAGES[@]}")
 ( ensure_packages "${pkgs[@]}" ) || fail packages "could not install: ${pkgs[*]}"
 ( ensure_packages --no-start-services "${STREAMEDGE_SCENARIO_PACKAGES[@]}" ) ||
   fail packages "could not install: ${STREAMEDGE_SCENARIO_PACKAGES[*]}"
+( ensure_deploy_test_deps ) || fail packages "could not install the deployment test tools (node, npm ci in tests/deploy)"
 pass packages
 
 # ---- 2. release --------------------------------------------------------------------------
