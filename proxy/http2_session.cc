@@ -373,7 +373,9 @@ ssize_t Http2Session::sendCb(nghttp2_session*, const uint8_t* data, size_t lengt
 ssize_t Http2Session::readBodyCb(nghttp2_session*, int32_t, uint8_t*, size_t length,
                                  uint32_t* flags, nghttp2_data_source* source, void* user_data) {
   auto* s = static_cast<Stream*>(source->ptr);
-  if (static_cast<Http2Session*>(user_data)->tls_version_) length = std::min(length, kTlsFramePayload);
+  if (static_cast<Http2Session*>(user_data)->tls_version_) {
+    length = std::min(length, kTlsFramePayload);  // one frame, one TLS record (sendDataCb)
+  }
   if (s->aborted) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if (s->inline_pos < s->inline_body.size()) {
     const size_t n = std::min(length, s->inline_body.size() - s->inline_pos);
