@@ -368,6 +368,13 @@ std::string renderPrometheus(const Snapshot& s) {
                             MetricType::Gauge);
   addGauge(fill_budget, d(s.fill_memory_budget_bytes));
   push(std::move(fill_budget));
+  auto shared_bodies = family("streamedge_body_shared_memory_bytes",
+                              "Body bytes in shared memory files, sent to plain HTTP/1.1 viewers "
+                              "with sendfile ([cache.ram] sendfile); part of the RAM tier and of "
+                              "fills, counted as shared memory by the kernel.",
+                              MetricType::Gauge);
+  addGauge(shared_bodies, d(s.body_shared_memory_bytes));
+  push(std::move(shared_bodies));
   pushCounter("streamedge_fill_window_pauses_total",
               "Times a fill that is not kept paused its origin because its readers had not taken "
               "the window yet.",

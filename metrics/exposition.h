@@ -224,6 +224,7 @@ struct Snapshot {
   // every reader left.
   uint64_t fill_memory_bytes = 0;
   uint64_t fill_memory_budget_bytes = 0;
+  uint64_t body_shared_memory_bytes = 0;  // body blocks in shared memory files (sendfile)
   // Vary (RFC 9111 §4.1): URLs with a vary marker now, the markers' estimated memory (charged to
   // the RAM tier), and variants removed for a bound (per URL, the marker cap) or a changed Vary.
   uint64_t vary_urls = 0;

@@ -1146,6 +1146,8 @@ std::string Server::metricsText() const {
   const cache::CacheStats stats = shared_->cache.stats();
   snap.fill_memory_bytes = stats.fill_memory_bytes;
   snap.fill_memory_budget_bytes = stats.fill_memory_budget;
+  snap.body_shared_memory_bytes =
+      cache::bodyArena().blocksInUse() * uint64_t{cache::bodyArena().blockBytes()};
   snap.vary_urls = stats.vary_urls;
   snap.vary_marker_bytes = stats.vary_marker_bytes;
   snap.variants_dropped = stats.variants_dropped;

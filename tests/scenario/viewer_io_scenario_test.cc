@@ -220,6 +220,10 @@ TEST_F(ViewerIoTest, BytesQueuedBySendfileStayRightWhenTheirBlocksAreFreedAndReu
   constexpr size_t kSize = 1024 * 1024;  // four whole blocks
   const std::string path = "/obj/io/freed.ts";
   cache(path, kSize);
+  // Its four whole blocks are in shared memory.
+  EXPECT_GE(metricValue(testsupport::httpGet(proxy_->admin_port, "/metrics").body,
+                        "streamedge_body_shared_memory_bytes"),
+            static_cast<double>(kSize));
   RawViewer v(port(), 4 * 1024 * 1024);  // the whole answer fits in the two socket buffers
   ASSERT_TRUE(v.ok());
   ASSERT_TRUE(v.send(request(path + "?size=" + std::to_string(kSize))));
@@ -255,6 +259,9 @@ TEST_F(ViewerIoTest, WithSendfileOffHitsAreSentByCopyAndArriveWhole) {
   v.readUntil(got, head + kSize, std::chrono::seconds(20));
   ASSERT_EQ(got.size(), head + kSize);
   EXPECT_TRUE(got.compare(head, kSize, testsupport::simBody("/obj/io/copied.ts", kSize)) == 0);
+  EXPECT_EQ(metricValue(testsupport::httpGet(proxy_->admin_port, "/metrics").body,
+                        "streamedge_body_shared_memory_bytes"),
+            0.0);
 }
 
 }  // namespace
