@@ -104,12 +104,13 @@ port_in_use() {
   (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
 }
 
-# wait_for_port PORT SECONDS [PID]: waits until 127.0.0.1:PORT accepts; gives up after
-# SECONDS, or as soon as PID (if given) has exited. Returns 0 when the port is up.
+# wait_for_port PORT SECONDS [PID] [HOST]: waits until HOST:PORT (default 127.0.0.1) accepts;
+# gives up after SECONDS, or as soon as PID (if given and not empty) has exited. Returns 0 when
+# the port is up.
 wait_for_port() {
-  local port=$1 secs=$2 pid=${3:-} i
+  local port=$1 secs=$2 pid=${3:-} host=${4:-127.0.0.1} i
   for ((i = 0; i < secs * 10; i++)); do
-    port_in_use "$port" && return 0
+    port_in_use "$port" "$host" && return 0
     if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
     sleep 0.1
   done
