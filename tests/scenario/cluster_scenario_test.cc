@@ -1,13 +1,15 @@
 // The cluster peer tier ([cluster]): three streamedge processes on 127.0.0.2, .3 and .4 and one
 // origin simulator. A herd spread over all peers on one uncached object makes one origin
 // request; a request that claims to be a peer's without a valid MAC gets 403; a killed peer's
-// keys go elsewhere without a failed viewer request; inconsistent membership makes no loop.
+// keys go elsewhere without a failed viewer request, also under load, and come back with it;
+// inconsistent membership makes no loop.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -124,10 +126,15 @@ class ClusterScenario : public ::testing::Test {
       ASSERT_TRUE(p) << error;
       peers_.push_back(std::make_unique<testsupport::StreamedgeProcess>(std::move(*p)));
     }
-    // Each peer checked the others while they were still starting: wait (bounded) until every
-    // peer group of every edge is up again by its health check.
+    waitAllPeersUp();
+  }
+
+  // Each peer checked the others while they were still starting: wait (bounded) until every
+  // peer group of every running edge is up again by its health check.
+  void waitAllPeersUp() {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     for (auto& p : peers_) {
+      if (!p || !p->process.running()) continue;
       for (;;) {
         const std::string text = testsupport::httpGet(p->admin_port, "/metrics").body;
         size_t pos = 0, peers = 0, up = 0;
@@ -144,6 +151,12 @@ class ClusterScenario : public ::testing::Test {
     }
   }
 
+  double peerOk(int at, int peer) const {
+    const std::string text = testsupport::httpGet(peers_[at]->admin_port, "/metrics").body;
+    return metricValue(text, "streamedge_peer_requests_total{peer=\"" + address(peer) +
+                                 "\",result=\"ok\"}");
+  }
+
   std::unique_ptr<testsupport::OriginSimProcess> sim_;
   std::unique_ptr<testsupport::TempDir> key_dir_;
   std::string key_path_;
@@ -156,7 +169,8 @@ TEST_F(ClusterScenario, HerdOverAllPeersMakesOneOriginRequestWithExactBytes) {
   startAll({config(0), config(1), config(2)});
   const std::string path = "/obj/cluster/herd.bin";
   const size_t size = 300000;
-  // 3 x 25 clients at once, each peer's herd released together.
+  constexpr int kHerdPerPeer = 100;
+  // 300 clients: 3 x 100 at once, each peer's herd released together.
   std::vector<testsupport::HerdResult> results(kPeers);
   std::vector<std::thread> threads;
   for (int i = 0; i < kPeers; ++i) {
@@ -166,7 +180,7 @@ TEST_F(ClusterScenario, HerdOverAllPeersMakesOneOriginRequestWithExactBytes) {
       o.port = ports_[i];
       o.target = path + "?size=" + std::to_string(size) + "&delay_ms=200";
       o.host_header = "cdn.example";
-      o.clients = 25;
+      o.clients = kHerdPerPeer;
       o.expect_body_path = path;
       o.expect_body_size = size;
       results[i] = testsupport::runHerd(o);
@@ -174,7 +188,7 @@ TEST_F(ClusterScenario, HerdOverAllPeersMakesOneOriginRequestWithExactBytes) {
   }
   for (auto& t : threads) t.join();
   for (int i = 0; i < kPeers; ++i) {
-    EXPECT_EQ(results[i].ok, 25) << "peer " << i << ": " << results[i].firstError();
+    EXPECT_EQ(results[i].ok, kHerdPerPeer) << "peer " << i << ": " << results[i].firstError();
   }
   EXPECT_EQ(testsupport::simCount(sim_->port, path), 1);
   // Again from every peer: still one origin request (the owner keeps it).
@@ -280,6 +294,63 @@ TEST_F(ClusterScenario, KilledPeerLosesItsKeysWithoutAFailedViewerRequest) {
     EXPECT_EQ(ready.status, 200) << ready.body;
     EXPECT_EQ(ready.body.find("peer:"), std::string::npos) << ready.body;
   }
+}
+
+TEST_F(ClusterScenario, PeerKilledUnderLoadAndBackTakesItsKeysBack) {
+  startAll({config(0), config(1), config(2)});
+  // Viewers of peers 0 and 1 ask for new keys all the time (bounded: at most 3000 requests,
+  // ~6 s) while peer 2 is killed and started again.
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed{0}, keys{0};
+  std::thread load([&] {
+    for (int k = 0; k < 3000 && !stop.load(); ++k) {
+      const int at = k % 2;
+      const std::string path = "/obj/cluster/churn-" + std::to_string(k);
+      const HttpResponse r = getFrom(hosts_[at], ports_[at], path + "?size=20000");
+      if (r.status != 200 || r.body != testsupport::simBody(path, 20000)) ++failed;
+      keys.store(k + 1);
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  std::this_thread::sleep_for(400ms);
+  ASSERT_TRUE(peers_[2]->process.signal(SIGKILL));
+  peers_[2]->process.wait(5s);
+  std::this_thread::sleep_for(800ms);
+  {
+    std::string error;
+    auto p = testsupport::startStreamedge(config(2), &error);
+    ASSERT_TRUE(p) << error;
+    peers_[2] = std::make_unique<testsupport::StreamedgeProcess>(std::move(*p));
+  }
+  waitAllPeersUp();
+  std::this_thread::sleep_for(600ms);
+  stop = true;
+  load.join();
+  EXPECT_EQ(failed.load(), 0) << "of " << keys.load();
+  // One origin fetch per key, except for the fills peer 2 had in flight when it was killed
+  // (the edge that asked it fetched again from the origin).
+  long total = 0, twice = 0;
+  for (int k = 0; k < keys.load(); ++k) {
+    const long n = testsupport::simCount(sim_->port, "/obj/cluster/churn-" + std::to_string(k));
+    EXPECT_GE(n, 1) << k;
+    if (n > 1) ++twice;
+    total += n;
+  }
+  EXPECT_LE(twice, 4) << total << " origin requests for " << keys.load() << " keys";
+  // Back: peer 2 owns its share of new keys again (about a third of them; at least a few of 60).
+  const double ok_after_return = peerOk(0, 2) + peerOk(1, 2);
+  for (int k = 0; k < 60; ++k) {
+    const std::string path = "/obj/cluster/back-" + std::to_string(k);
+    const HttpResponse r = getFrom(hosts_[k % 2], ports_[k % 2], path + "?size=2000");
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, testsupport::simBody(path, 2000));
+    EXPECT_EQ(testsupport::simCount(sim_->port, path), 1) << path;
+  }
+  const double back = peerOk(0, 2) + peerOk(1, 2) - ok_after_return;
+  std::printf("churn: %d keys, %ld origin requests (%ld keys twice); back: peer 2 owns %.0f of 60\n",
+              keys.load(), total, twice, back);
+  EXPECT_GE(back, 6) << "peer 2 got " << back << " of 60 new keys";
+  EXPECT_LE(back, 40) << "peer 2 got " << back << " of 60 new keys";
 }
 
 TEST_F(ClusterScenario, InconsistentMembershipMakesNoLoop) {
