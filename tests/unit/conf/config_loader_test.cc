@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/conf/config_test_base.h"
+
 namespace streamedge::conf {
 namespace {
 
@@ -1470,28 +1472,16 @@ hsts = "max-age=31536000; includeSubDomains"
 }
 
 TEST(ConfigLoader, CleartextHttp2IsForPlainListenersOnly) {
-  const std::string tail = R"([[origin_group]]
-name = "main"
-  [[origin_group.origin]]
-  url = "http://127.0.0.1:8081"
-[[vhost]]
-hostnames = ["*"]
-  [[vhost.route]]
-  prefix = "/"
-  origin_group = "main"
-)";
-  const LoadResult plain = load("[[listener]]\naddress = \"127.0.0.1:8080\"\nh2c = true\n"
-                                "[[listener]]\naddress = \"127.0.0.1:8081\"\n" + tail);
+  // testing::kBase has one plain listener (h2c off by default); each case adds a second one.
+  const LoadResult plain =
+      testing::load("[[listener]]\naddress = \"127.0.0.1:8082\"\nh2c = true\n");
   ASSERT_TRUE(plain.ok()) << describe(plain);
-  EXPECT_TRUE(plain.config->listeners[0].h2c);
-  EXPECT_FALSE(plain.config->listeners[1].h2c);  // off by default
-  const LoadResult tls = load("[[listener]]\naddress = \"127.0.0.1:8443\"\nh2c = true\n"
-                              "  [[listener.certificate]]\n  cert = \"a.pem\"\n  key = \"a.key\"\n" +
-                              tail);
-  ASSERT_FALSE(tls.ok());
-  EXPECT_NE(describe(tls).find("listener[0].h2c: cleartext HTTP/2 is for plain listeners"),
-            std::string::npos)
-      << describe(tls);
+  EXPECT_FALSE(plain.config->listeners[0].h2c);
+  EXPECT_TRUE(plain.config->listeners[1].h2c);
+  testing::expectOnlyError(
+      "[[listener]]\naddress = \"127.0.0.1:8443\"\nh2c = true\n"
+      "  [[listener.certificate]]\n  cert = \"a.pem\"\n  key = \"a.key\"\n",
+      "listener[1].h2c", 3, "cleartext HTTP/2 is for plain listeners");
 }
 
 TEST(ConfigLoader, TlsMistakesAreErrors) {
