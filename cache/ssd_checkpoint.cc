@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -19,7 +20,11 @@ namespace {
 constexpr uint64_t kCheckpointMagic = 0x31504b43'45455453ull;  // "STEECKP1"
 // 2: purge labels after the entries (a version 1 checkpoint is refused: the store scans).
 // 3: each entry carries its response time (retention); an older checkpoint is refused.
-constexpr uint32_t kCheckpointVersion = 3;
+// 4: entries (and their labels) in key order, so that the store can answer lookups from the
+//    loaded array by binary search while it builds its index. A version 3 checkpoint (same
+//    layout, any order) is still read: it is sorted after decoding, once.
+constexpr uint32_t kCheckpointVersion = 4;
+constexpr uint32_t kUnsortedCheckpointVersion = 3;
 constexpr uint32_t kFlagEncrypted = 1;
 // Bounds that no real store reaches; a header beyond them is damage.
 constexpr uint64_t kMaxNames = 1u << 16;
@@ -63,8 +68,28 @@ void putU32(std::vector<uint8_t>& out, uint32_t v) {
   std::memcpy(out.data() + at, &v, 4);
 }
 
+// The entries' indexes in key order.
+std::vector<uint32_t> keyOrder(const std::vector<CheckpointEntry>& entries) {
+  std::vector<uint32_t> order(entries.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return checkpointKeyLess(entries[a].key, entries[b].key);
+  });
+  return order;
+}
+
 
 }  // namespace
+
+const CheckpointEntry* findCheckpointEntry(const std::vector<CheckpointEntry>& entries,
+                                           const CacheKey& key) {
+  auto it = std::lower_bound(entries.begin(), entries.end(), key,
+                             [](const CheckpointEntry& e, const CacheKey& k) {
+                               return checkpointKeyLess(e.key, k);
+                             });
+  if (it == entries.end() || !(it->key == key)) return nullptr;
+  return &*it;
+}
 
 std::vector<uint8_t> encodeCheckpoint(const Checkpoint& cp, const EntryCipher* cipher) {
   std::vector<uint8_t> out(sizeof(CheckpointHeader));
@@ -79,14 +104,16 @@ std::vector<uint8_t> encodeCheckpoint(const Checkpoint& cp, const EntryCipher* c
     }
   }
   const size_t names_bytes = out.size() - names_at;
+  // Entries in key order (version 4), each followed in the label table at the same position.
+  const std::vector<uint32_t> order = keyOrder(cp.entries);
   const size_t entries_at = out.size();
   out.resize(entries_at + cp.entries.size() * sizeof(CheckpointEntry));
-  if (!cp.entries.empty()) {
-    std::memcpy(out.data() + entries_at, cp.entries.data(),
-                cp.entries.size() * sizeof(CheckpointEntry));
+  for (size_t n = 0; n < order.size(); ++n) {
+    std::memcpy(out.data() + entries_at + n * sizeof(CheckpointEntry), &cp.entries[order[n]],
+                sizeof(CheckpointEntry));
   }
   // Labels: per entry, three length-prefixed strings (vhost, path, tags).
-  for (size_t i = 0; i < cp.entries.size(); ++i) {
+  for (const uint32_t i : order) {
     static const PurgeLabels kNone;
     const PurgeLabels& l = i < cp.labels.size() ? cp.labels[i] : kNone;
     for (const std::string* str : {&l.vhost, &l.path, &l.tags}) {
@@ -130,7 +157,9 @@ bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Ch
   std::memcpy(&h, bytes.data(), sizeof(h));
   if (h.magic != kCheckpointMagic) return fail("not a checkpoint (bad magic)");
   if (h.checksum != headerChecksum(h)) return fail("header checksum mismatch");
-  if (h.version != kCheckpointVersion) return fail("another checkpoint version");
+  if (h.version != kCheckpointVersion && h.version != kUnsortedCheckpointVersion) {
+    return fail("another checkpoint version");
+  }
   if (((h.flags & kFlagEncrypted) != 0) != (cipher != nullptr)) {
     return fail("written with the other encryption setting");
   }
@@ -207,6 +236,25 @@ bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Ch
     if (e.region >= cp.region_count || e.names >= cp.names.size() ||
         uint64_t{e.offset} + e.entry_bytes > cp.region_bytes) {
       return fail("an entry lies outside the store");
+    }
+  }
+  if (h.version == kUnsortedCheckpointVersion) {
+    // Written before the order was part of the format: sorted here (entries and labels alike).
+    const std::vector<uint32_t> order = keyOrder(cp.entries);
+    std::vector<CheckpointEntry> entries(order.size());
+    std::vector<PurgeLabels> labels(order.size());
+    for (size_t n = 0; n < order.size(); ++n) {
+      entries[n] = cp.entries[order[n]];
+      labels[n] = std::move(cp.labels[order[n]]);
+    }
+    cp.entries = std::move(entries);
+    cp.labels = std::move(labels);
+  }
+  // One entry per key, in key order: the store's binary search relies on it (and an index
+  // never holds a key twice, so a repeat is damage).
+  for (size_t i = 1; i < cp.entries.size(); ++i) {
+    if (!checkpointKeyLess(cp.entries[i - 1].key, cp.entries[i].key)) {
+      return fail("its entries are not in key order");
     }
   }
   *out = std::move(cp);

@@ -5,8 +5,9 @@
 // File layout (little-endian):
 //   CheckpointHeader (clear, authenticated) | payload (sealed with the store key when the
 //   store is encrypted: AES-256-GCM, random nonce, the header as AAD)
-//   payload = names (Vary field-name lists of variants), then entries (one per indexed object),
-//   then (version 2) the entries' purge labels in the same order (purge_labels.h).
+//   payload = names (Vary field-name lists of variants), then entries (one per indexed object,
+//   in key order since version 4), then (version 2) the entries' purge labels in the same
+//   order (purge_labels.h).
 // The header's checksum is xxh3-64 of the plaintext payload; the header has its own checksum.
 //
 // What the checkpoint promises: every entry it lists was on the device, verified, in a region
@@ -16,6 +17,10 @@
 // scans forward from resume_region while region headers say seq >= resume_seq, and lets those
 // scans replace (and their tombstones delete) what the checkpoint said. Reads still verify
 // every entry, so a checkpoint that lied would cost misses, never a wrong byte.
+//
+// Entries are sorted by key (checkpointKeyLess) in the file and after decoding (a version 3
+// file, unsorted, is sorted when it is decoded): while the store builds its index from them, it
+// answers lookups from the decoded array by binary search (findCheckpointEntry).
 //
 // A checkpoint is consumed at open (the file is removed before anything is written), so a crash
 // later can never leave one that is older than the device. Pure functions and file I/O;
@@ -56,6 +61,11 @@ struct CheckpointEntry {
 };
 static_assert(sizeof(CheckpointEntry) == 104);
 
+// The order of checkpoint entries: by key.hi, then key.lo.
+inline bool checkpointKeyLess(const CacheKey& a, const CacheKey& b) {
+  return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
+}
+
 struct Checkpoint {
   uint64_t region_bytes = 0;
   uint32_t region_count = 0;
@@ -64,18 +74,23 @@ struct Checkpoint {
   uint32_t resume_region = 0;
   uint64_t resume_seq = 0;
   std::vector<VaryNames> names;  // [0] is the empty list ("none")
-  std::vector<CheckpointEntry> entries;
+  std::vector<CheckpointEntry> entries;  // decoded: in key order, one per key
   // Purge labels, one per entry (same order); empty labels for objects without. May be empty
   // as a whole (no labels at all).
   std::vector<PurgeLabels> labels;
 };
 
-// The file contents; `cipher` null when the store is not encrypted. Empty on a CSPRNG or
+// The entry of `key` in `entries` (sorted by key, as decodeCheckpoint() leaves them), or null.
+const CheckpointEntry* findCheckpointEntry(const std::vector<CheckpointEntry>& entries,
+                                           const CacheKey& key);
+
+// The file contents (entries written in key order, whatever their order in `cp`; the labels
+// follow them); `cipher` null when the store is not encrypted. Empty on a CSPRNG or
 // cipher failure.
 std::vector<uint8_t> encodeCheckpoint(const Checkpoint& cp, const EntryCipher* cipher);
 // Parses and verifies `bytes` (decrypted in place). False with `why` when anything is off:
-// magic, version, lengths, checksums, tag (wrong key or altered), an encryption mode that is
-// not the caller's.
+// magic, version (3 and 4 are read), lengths, checksums, tag (wrong key or altered), an
+// encryption mode that is not the caller's, entries out of key order or repeated.
 bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Checkpoint* out,
                       const char** why);
 
