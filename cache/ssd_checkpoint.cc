@@ -91,6 +91,21 @@ const CheckpointEntry* findCheckpointEntry(const std::vector<CheckpointEntry>& e
   return &*it;
 }
 
+PurgeLabelsView labelsAt(const Checkpoint& cp, size_t i) {
+  if (i < cp.labels.size()) return {cp.labels[i].vhost, cp.labels[i].path, cp.labels[i].tags};
+  if (i >= cp.label_at.size()) return {};
+  // Checked by decodeCheckpoint(): three length-prefixed strings inside label_bytes.
+  const uint8_t* q = cp.label_bytes.data() + cp.label_at[i];
+  std::string_view parts[3];
+  for (std::string_view& part : parts) {
+    uint32_t len = 0;
+    std::memcpy(&len, q, 4);
+    part = std::string_view(reinterpret_cast<const char*>(q + 4), len);
+    q += 4 + len;
+  }
+  return {parts[0], parts[1], parts[2]};
+}
+
 std::vector<uint8_t> encodeCheckpoint(const Checkpoint& cp, const EntryCipher* cipher) {
   std::vector<uint8_t> out(sizeof(CheckpointHeader));
   // Names: count, then per list: count, then per name: length and bytes. [0] (none) is implied.
@@ -214,19 +229,19 @@ bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Ch
   if (h.entry_count > 0) {
     std::memcpy(cp.entries.data(), names_end, h.entry_count * sizeof(CheckpointEntry));
   }
-  // Labels.
+  // Labels: checked and located, not copied (labelsAt() reads them from the file's bytes).
   {
     const uint8_t* q = names_end + h.entry_count * sizeof(CheckpointEntry);
     const uint8_t* const end = payload + payload_bytes;
-    cp.labels.resize(h.entry_count);
-    for (PurgeLabels& l : cp.labels) {
-      for (std::string* str : {&l.vhost, &l.path, &l.tags}) {
+    cp.label_at.resize(h.entry_count);
+    for (uint64_t& at : cp.label_at) {
+      at = static_cast<uint64_t>(q - bytes.data());
+      for (int n = 0; n < 3; ++n) {
         uint32_t len = 0;
         if (end - q < 4) return fail("bad label table");
         std::memcpy(&len, q, 4);
         q += 4;
         if (static_cast<uint64_t>(end - q) < len) return fail("bad label table");
-        str->assign(reinterpret_cast<const char*>(q), len);
         q += len;
       }
     }
@@ -242,13 +257,13 @@ bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Ch
     // Written before the order was part of the format: sorted here (entries and labels alike).
     const std::vector<uint32_t> order = keyOrder(cp.entries);
     std::vector<CheckpointEntry> entries(order.size());
-    std::vector<PurgeLabels> labels(order.size());
+    std::vector<uint64_t> label_at(order.size());
     for (size_t n = 0; n < order.size(); ++n) {
       entries[n] = cp.entries[order[n]];
-      labels[n] = std::move(cp.labels[order[n]]);
+      label_at[n] = cp.label_at[order[n]];
     }
     cp.entries = std::move(entries);
-    cp.labels = std::move(labels);
+    cp.label_at = std::move(label_at);
   }
   // One entry per key, in key order: the store's binary search relies on it (and an index
   // never holds a key twice, so a repeat is damage).
@@ -257,6 +272,7 @@ bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Ch
       return fail("its entries are not in key order");
     }
   }
+  cp.label_bytes = std::move(bytes);
   *out = std::move(cp);
   return true;
 }

@@ -75,10 +75,24 @@ struct Checkpoint {
   uint64_t resume_seq = 0;
   std::vector<VaryNames> names;  // [0] is the empty list ("none")
   std::vector<CheckpointEntry> entries;  // decoded: in key order, one per key
-  // Purge labels, one per entry (same order); empty labels for objects without. May be empty
-  // as a whole (no labels at all).
+  // Purge labels to encode, one per entry (same order); empty labels for objects without. May
+  // be empty as a whole (no labels at all). Left empty by decodeCheckpoint(), which keeps the
+  // file's bytes instead (below): no allocation per entry at load. Read them with labelsAt().
   std::vector<PurgeLabels> labels;
+  std::vector<uint8_t> label_bytes;  // decoded: the (decrypted) file
+  std::vector<uint64_t> label_at;    // decoded: per entry, where its labels start in it
 };
+
+// An entry's purge labels, as views into the checkpoint (valid while it lives, unchanged).
+struct PurgeLabelsView {
+  std::string_view vhost;
+  std::string_view path;
+  std::string_view tags;
+  bool empty() const { return vhost.empty() && path.empty() && tags.empty(); }
+  PurgeLabels copy() const { return {std::string(vhost), std::string(path), std::string(tags)}; }
+};
+// The labels of entry `i`: decoded ones, or those given to encode; empty when there are none.
+PurgeLabelsView labelsAt(const Checkpoint& cp, size_t i);
 
 // The entry of `key` in `entries` (sorted by key, as decodeCheckpoint() leaves them), or null.
 const CheckpointEntry* findCheckpointEntry(const std::vector<CheckpointEntry>& entries,
@@ -90,7 +104,8 @@ const CheckpointEntry* findCheckpointEntry(const std::vector<CheckpointEntry>& e
 std::vector<uint8_t> encodeCheckpoint(const Checkpoint& cp, const EntryCipher* cipher);
 // Parses and verifies `bytes` (decrypted in place). False with `why` when anything is off:
 // magic, version (3 and 4 are read), lengths, checksums, tag (wrong key or altered), an
-// encryption mode that is not the caller's, entries out of key order or repeated.
+// encryption mode that is not the caller's, entries out of key order or repeated. On success
+// `bytes` is moved into out->label_bytes.
 bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Checkpoint* out,
                       const char** why);
 

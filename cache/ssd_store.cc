@@ -331,19 +331,15 @@ bool SsdStore::rebuild() {
     // no allocation per entry.
     ci = std::make_unique<CheckpointIndex>();
     const size_t n = checkpoint->entries.size();
-    ci->entries = std::move(checkpoint->entries);
-    ci->labels = std::move(checkpoint->labels);
-    ci->labels.resize(n);
+    ci->cp = std::move(*checkpoint);
     ci->flags = std::make_unique<uint8_t[]>(n);  // zero: live
-    ci->name_ids.assign(checkpoint->names.size(), 0);
-    for (size_t k = 1; k < checkpoint->names.size(); ++k) {
-      ci->name_ids[k] = internNames(std::move(checkpoint->names[k]));
-    }
+    ci->name_ids.assign(ci->cp.names.size(), 0);
+    for (size_t k = 1; k < ci->cp.names.size(); ++k) ci->name_ids[k] = internNames(ci->cp.names[k]);
     std::array<size_t, kShards> per_shard{};
-    for (const ssd::CheckpointEntry& e : ci->entries) ++per_shard[e.key.lo & (kShards - 1)];
+    for (const ssd::CheckpointEntry& e : ci->cp.entries) ++per_shard[e.key.lo & (kShards - 1)];
     for (size_t s = 0; s < kShards; ++s) ci->by_shard[s].reserve(per_shard[s]);
     for (uint32_t i = 0; i < n; ++i) {
-      const ssd::CheckpointEntry& e = ci->entries[i];
+      const ssd::CheckpointEntry& e = ci->cp.entries[i];
       ci->by_shard[e.key.lo & (kShards - 1)].push_back(i);
       if (!keyKnown(e.key_id)) {
         // Its data key was destroyed (a vhost purge after the checkpoint was written, or a
@@ -361,8 +357,8 @@ bool SsdStore::rebuild() {
     for (const FoundEntry& e : f.entries) {
       if (ci) {
         // A copy or a tombstone written after the checkpoint: its entry there is old.
-        if (const ssd::CheckpointEntry* old = ssd::findCheckpointEntry(ci->entries, e.key)) {
-          ci->flags[static_cast<size_t>(old - ci->entries.data())] |= kCkptDead;
+        if (const ssd::CheckpointEntry* old = ssd::findCheckpointEntry(ci->cp.entries, e.key)) {
+          ci->flags[static_cast<size_t>(old - ci->cp.entries.data())] |= kCkptDead;
         }
       }
       if (!e.tombstone &&
@@ -386,9 +382,9 @@ bool SsdStore::rebuild() {
   }
   if (checkpoint && found.empty()) {
     // Nothing written after the checkpoint: the writer goes on where it was then.
-    next_region_ = checkpoint->resume_region;
-    next_seq_ = checkpoint->resume_seq;
-    for (const ssd::CheckpointEntry& e : ci->entries) next_seq_ = std::max(next_seq_, e.seq + 1);
+    next_region_ = ci->cp.resume_region;
+    next_seq_ = ci->cp.resume_seq;
+    for (const ssd::CheckpointEntry& e : ci->cp.entries) next_seq_ = std::max(next_seq_, e.seq + 1);
   }
   // The variants that made it into the index (the newest copy of each), oldest write first:
   // handed to the RAM tier's index, which makes its URLs' vary markers from them.
@@ -398,21 +394,21 @@ bool SsdStore::rebuild() {
     // Not published yet: no lock needed for the flags.
     uint64_t live_bytes = 0;
     std::vector<uint32_t> ckpt_variants;
-    for (uint32_t i = 0; i < ci->entries.size(); ++i) {
+    for (uint32_t i = 0; i < ci->cp.entries.size(); ++i) {
       if (!checkpointLiveLocked(*ci, i)) continue;
-      const ssd::CheckpointEntry& e = ci->entries[i];
+      const ssd::CheckpointEntry& e = ci->cp.entries[i];
       ++ckpt_live;
       live_bytes += e.entry_bytes;
       if (!(e.primary == CacheKey{})) ckpt_variants.push_back(i);
     }
     std::sort(ckpt_variants.begin(), ckpt_variants.end(), [&](uint32_t a, uint32_t b) {
-      const ssd::CheckpointEntry& x = ci->entries[a];
-      const ssd::CheckpointEntry& y = ci->entries[b];
+      const ssd::CheckpointEntry& x = ci->cp.entries[a];
+      const ssd::CheckpointEntry& y = ci->cp.entries[b];
       return x.seq != y.seq ? x.seq < y.seq : x.offset < y.offset;
     });
     variants.reserve(ckpt_variants.size());
     for (const uint32_t i : ckpt_variants) {
-      const ssd::CheckpointEntry& e = ci->entries[i];
+      const ssd::CheckpointEntry& e = ci->cp.entries[i];
       const uint32_t id = e.names != 0 ? ci->name_ids[e.names] : 0;
       variants.push_back({e.key, e.primary, id != 0 ? namesOf(id) : nullptr});
     }
@@ -553,9 +549,9 @@ std::optional<size_t> SsdStore::checkpointEntryLocked(const CacheKey& key,
                                                       CheckpointIndex** out) const {
   CheckpointIndex* ci = ckpt_.load(std::memory_order_acquire);
   if (!ci) return std::nullopt;
-  const ssd::CheckpointEntry* e = ssd::findCheckpointEntry(ci->entries, key);
+  const ssd::CheckpointEntry* e = ssd::findCheckpointEntry(ci->cp.entries, key);
   if (!e) return std::nullopt;
-  const size_t i = static_cast<size_t>(e - ci->entries.data());
+  const size_t i = static_cast<size_t>(e - ci->cp.entries.data());
   if (!checkpointLiveLocked(*ci, i) || !keyKnown(e->key_id)) return std::nullopt;
   *out = ci;
   return i;
@@ -566,7 +562,7 @@ bool SsdStore::checkpointLiveLocked(const CheckpointIndex& ci, size_t i) const {
   // copy or tombstone (kCkptDead), not in the index already (kCkptApplied: the index answers),
   // and its region still holds what the checkpoint saw: a region the scan found rewritten
   // after the checkpoint, or reclaimed since, has another sequence number.
-  const ssd::CheckpointEntry& e = ci.entries[i];
+  const ssd::CheckpointEntry& e = ci.cp.entries[i];
   return (ci.flags[i] & (kCkptDead | kCkptApplied)) == 0 &&
          region_seq_[e.region].load(std::memory_order_acquire) == e.seq;
 }
@@ -575,7 +571,7 @@ void SsdStore::retireCheckpointEntryLocked(CheckpointIndex& ci, size_t i, uint8_
   if (checkpointLiveLocked(ci, i)) {
     // Counted as indexed (stats) since lookups were first answered from the checkpoint.
     ckpt_pending_.fetch_sub(1, std::memory_order_relaxed);
-    ckpt_pending_bytes_.fetch_sub(ci.entries[i].entry_bytes, std::memory_order_relaxed);
+    ckpt_pending_bytes_.fetch_sub(ci.cp.entries[i].entry_bytes, std::memory_order_relaxed);
   }
   ci.flags[i] |= flag;
 }
@@ -588,7 +584,7 @@ SsdStore::Location SsdStore::locationOf(const CheckpointIndex& ci, size_t i) con
 }
 
 SsdStore::Location SsdStore::entryLocation(const CheckpointIndex& ci, size_t i) {
-  const ssd::CheckpointEntry& e = ci.entries[i];
+  const ssd::CheckpointEntry& e = ci.cp.entries[i];
   Location loc;
   loc.region = e.region;
   loc.offset = e.offset;
@@ -618,7 +614,6 @@ void SsdStore::applyCheckpoint(CheckpointIndex& ci) {
   staging.reserve(kBatch);
   std::vector<Map::node_type> trash;
   trash.reserve(kBatch);
-  std::vector<PurgeLabels*> label_slots(kBatch);
   std::vector<uint32_t> applied;
   applied.reserve(kBatch);
   for (size_t s = 0; s < kShards; ++s) {
@@ -630,25 +625,20 @@ void SsdStore::applyCheckpoint(CheckpointIndex& ci) {
     }
     for (size_t at = 0; at < mine.size(); at += kBatch) {
       const size_t end = std::min(mine.size(), at + kBatch);
-      // Flags are written by other threads under the shard lock: read under it below. Labels
-      // are written by this thread only (others read them under the lock): an empty block is
-      // made here and filled under the lock by a swap, which does not allocate.
+      // Flags are written by other threads under the shard lock: read under it below. The
+      // labels are immutable (views into the checkpoint's bytes): copied here.
       for (size_t n = at; n < end; ++n) {
         const uint32_t i = mine[n];
         Location loc = entryLocation(ci, i);
-        label_slots[n - at] = nullptr;
-        if (!ci.labels[i].empty()) {
-          std::shared_ptr<PurgeLabels> labels = std::make_shared<PurgeLabels>();
-          label_slots[n - at] = labels.get();
-          loc.labels = std::move(labels);
-        }
-        staging.emplace(ci.entries[i].key, std::move(loc));
+        const ssd::PurgeLabelsView labels = ssd::labelsAt(ci.cp, i);
+        if (!labels.empty()) loc.labels = std::make_shared<const PurgeLabels>(labels.copy());
+        staging.emplace(ci.cp.entries[i].key, std::move(loc));
       }
       {
         std::lock_guard<std::mutex> lock(shard.mu);
         for (size_t n = at; n < end; ++n) {
           const uint32_t i = mine[n];
-          const ssd::CheckpointEntry& e = ci.entries[i];
+          const ssd::CheckpointEntry& e = ci.cp.entries[i];
           Map::node_type node = staging.extract(e.key);
           if (!checkpointLiveLocked(ci, i) || !keyKnown(e.key_id)) {
             if (checkpointLiveLocked(ci, i)) {
@@ -662,7 +652,6 @@ void SsdStore::applyCheckpoint(CheckpointIndex& ci) {
           Location& loc = node.mapped();
           loc.invalidated = loc.invalidated || (ci.flags[i] & kCkptInvalidated) != 0;
           loc.hit = (ci.flags[i] & kCkptHit) != 0;
-          if (label_slots[n - at]) std::swap(*label_slots[n - at], ci.labels[i]);
           retireCheckpointEntryLocked(ci, i, kCkptApplied);
           auto result = shard.map.insert(std::move(node));
           // A key already indexed has a newer copy (its checkpoint entry is dead): cannot
@@ -677,7 +666,7 @@ void SsdStore::applyCheckpoint(CheckpointIndex& ci) {
       // Outside the lock: freeing what was not used, the writer's per-region key lists.
       trash.clear();
       staging.clear();
-      for (const uint32_t i : applied) region_keys_[ci.entries[i].region].push_back(ci.entries[i].key);
+      for (const uint32_t i : applied) region_keys_[ci.cp.entries[i].region].push_back(ci.cp.entries[i].key);
       applied.clear();
     }
   }
@@ -1460,7 +1449,7 @@ Result<uint32_t> SsdStore::destroyVhostKey(std::string_view vhost) {
     if (CheckpointIndex* ci = ckpt_.load(std::memory_order_acquire)) {
       // Not in the index yet, answered from the checkpoint: no longer.
       for (const uint32_t i : ci->by_shard[static_cast<size_t>(&shard - shards_.data())]) {
-        const ssd::CheckpointEntry& e = ci->entries[i];
+        const ssd::CheckpointEntry& e = ci->cp.entries[i];
         if (!checkpointLiveLocked(*ci, i) || keyKnown(e.key_id)) continue;
         if (!(e.primary == CacheKey{})) gone.push_back({e.key, e.primary, nullptr});
         retireCheckpointEntryLocked(*ci, i, kCkptDead);
@@ -1489,8 +1478,12 @@ std::vector<CacheKey> SsdStore::keysMatching(const PurgeSelector& selector) cons
     if (const CheckpointIndex* ci = ckpt_.load(std::memory_order_acquire)) {
       // Entries still answered from the checkpoint (not in the index yet).
       for (const uint32_t i : ci->by_shard[static_cast<size_t>(&shard - shards_.data())]) {
-        if (!checkpointLiveLocked(*ci, i) || ci->labels[i].empty()) continue;
-        if (selector.matches(ci->labels[i])) keys.push_back(ci->entries[i].key);
+        if (!checkpointLiveLocked(*ci, i)) continue;
+        const ssd::PurgeLabelsView labels = ssd::labelsAt(ci->cp, i);
+        if (labels.empty()) continue;
+        if (selector.matches(labels.vhost, labels.path, labels.tags)) {
+          keys.push_back(ci->cp.entries[i].key);
+        }
       }
     }
   }
@@ -1660,7 +1653,7 @@ void SsdStore::removeIfAt(const CacheKey& key, const Location& loc) {
       CheckpointIndex* ci = nullptr;
       const std::optional<size_t> i = checkpointEntryLocked(key, &ci);
       if (!i) return;
-      const ssd::CheckpointEntry& e = ci->entries[*i];
+      const ssd::CheckpointEntry& e = ci->cp.entries[*i];
       if (e.region != loc.region || e.seq != loc.seq || e.offset != loc.offset) return;
       primary = e.primary;
       retireCheckpointEntryLocked(*ci, *i, kCkptDead);

@@ -421,10 +421,9 @@ class SsdStore {
   // index look here (binary search). Published in ckpt_ under rebuild_mu_, retired after ready_
   // is set: a reader loads ckpt_ only under a shard lock and uses it only while holding it.
   struct CheckpointIndex {
-    std::vector<ssd::CheckpointEntry> entries;  // sorted by key; const while published
-    // Same order. An entry's labels are read under its key's shard lock, and moved into the
-    // index when it is applied.
-    std::vector<PurgeLabels> labels;
+    // Entries sorted by key, their labels in the file's bytes (ssd::labelsAt); const while
+    // published.
+    ssd::Checkpoint cp;
     std::vector<uint32_t> name_ids;  // checkpoint name list → internNames() id (0: none)
     std::array<std::vector<uint32_t>, kShards> by_shard;  // entry indexes per index shard
     // Per entry, under the shard lock of its key: kCkpt* bits.
