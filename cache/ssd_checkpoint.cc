@@ -1,13 +1,16 @@
 #include "cache/ssd_checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <new>
 
 #include <xxhash.h>
 
@@ -69,7 +72,8 @@ void putU32(std::vector<uint8_t>& out, uint32_t v) {
 }
 
 // The entries' indexes in key order.
-std::vector<uint32_t> keyOrder(const std::vector<CheckpointEntry>& entries) {
+template <class Entries>
+std::vector<uint32_t> keyOrder(const Entries& entries) {
   std::vector<uint32_t> order(entries.size());
   for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
@@ -81,7 +85,7 @@ std::vector<uint32_t> keyOrder(const std::vector<CheckpointEntry>& entries) {
 
 }  // namespace
 
-const CheckpointEntry* findCheckpointEntry(const std::vector<CheckpointEntry>& entries,
+const CheckpointEntry* findCheckpointEntry(const CheckpointVector<CheckpointEntry>& entries,
                                            const CacheKey& key) {
   auto it = std::lower_bound(entries.begin(), entries.end(), key,
                              [](const CheckpointEntry& e, const CacheKey& k) {
@@ -161,7 +165,7 @@ std::vector<uint8_t> encodeCheckpoint(const Checkpoint& cp, const EntryCipher* c
   return out;
 }
 
-bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Checkpoint* out,
+bool decodeCheckpoint(CheckpointBytes& bytes, const EntryCipher* cipher, Checkpoint* out,
                       const char** why) {
   const auto fail = [&](const char* reason) {
     *why = reason;
@@ -256,7 +260,7 @@ bool decodeCheckpoint(std::vector<uint8_t>& bytes, const EntryCipher* cipher, Ch
   if (h.version == kUnsortedCheckpointVersion) {
     // Written before the order was part of the format: sorted here (entries and labels alike).
     const std::vector<uint32_t> order = keyOrder(cp.entries);
-    std::vector<CheckpointEntry> entries(order.size());
+    CheckpointVector<CheckpointEntry> entries(order.size());
     std::vector<uint64_t> label_at(order.size());
     for (size_t n = 0; n < order.size(); ++n) {
       entries[n] = cp.entries[order[n]];
@@ -281,8 +285,61 @@ Status writeCheckpointFile(const std::string& path, const std::vector<uint8_t>& 
   return replaceFileDurably(path, bytes);
 }
 
-Result<std::vector<uint8_t>> readCheckpointFile(const std::string& path) {
-  return readWholeFile(path, UINT64_MAX);
+Result<CheckpointBytes> readCheckpointFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status(Code::kNotFound, Source::kStorage, "no such file");
+    return Status(Code::kIo, Source::kStorage, "cannot open the checkpoint file");
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size < 0) {
+    ::close(fd);
+    return Status(Code::kIo, Source::kStorage, "cannot stat the checkpoint file");
+  }
+  CheckpointBytes bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (done != bytes.size()) return Status(Code::kIo, Source::kStorage, "reading the checkpoint failed");
+  return bytes;
+}
+
+namespace {
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kMapThreshold = size_t{1} << 20;
+size_t mappedLength(size_t bytes) { return (bytes + kHugePage - 1) / kHugePage * kHugePage; }
+}  // namespace
+
+void* allocateCheckpointMemory(size_t bytes) {
+  if (bytes < kMapThreshold) return ::operator new(bytes);
+  // Mapped with a huge page of slack, then trimmed to a 2 MiB-aligned range (only aligned
+  // ranges can be backed by huge pages).
+  const size_t len = mappedLength(bytes);
+  void* raw = ::mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > start) ::munmap(raw, aligned - start);
+  const size_t tail = (start + len + kHugePage) - (aligned + len);
+  if (tail > 0) ::munmap(reinterpret_cast<void*>(aligned + len), tail);
+  void* p = reinterpret_cast<void*>(aligned);
+  ::madvise(p, len, MADV_HUGEPAGE);  // advice only: without THP it is ordinary memory
+  return p;
+}
+
+void freeCheckpointMemory(void* p, size_t bytes) {
+  if (!p) return;
+  if (bytes < kMapThreshold) {
+    ::operator delete(p);
+    return;
+  }
+  ::munmap(p, mappedLength(bytes));
 }
 
 Status removeCheckpointFile(const std::string& path) {

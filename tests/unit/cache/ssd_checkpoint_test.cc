@@ -68,15 +68,21 @@ std::string pathOf(const CacheKey& k, int count) {
   return "?";
 }
 
-bool sorted(const std::vector<CheckpointEntry>& entries) {
+template <class Entries>
+bool sorted(const Entries& entries) {
   for (size_t i = 1; i < entries.size(); ++i) {
     if (!checkpointKeyLess(entries[i - 1].key, entries[i].key)) return false;
   }
   return true;
 }
 
+CheckpointBytes encoded(const Checkpoint& cp, const EntryCipher* cipher) {
+  const std::vector<uint8_t> bytes = encodeCheckpoint(cp, cipher);
+  return CheckpointBytes(bytes.begin(), bytes.end());
+}
+
 // Rewrites the checksums of an unencrypted checkpoint after a test changed its bytes.
-void reseal(std::vector<uint8_t>& bytes) {
+void reseal(CheckpointBytes& bytes) {
   const uint64_t payload = XXH3_64bits(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes);
   std::memcpy(bytes.data() + kPayloadChecksumAt, &payload, 8);
   const uint64_t header = XXH3_64bits(bytes.data(), kHeaderChecksumAt);  // tag is zero here
@@ -97,7 +103,7 @@ TEST(SsdCheckpoint, Version4RoundTripsEveryFieldInKeyOrder) {
     k.fill(0x42);
     EntryCipher cipher(k);
     const EntryCipher* c = encrypted ? &cipher : nullptr;
-    std::vector<uint8_t> bytes = encodeCheckpoint(in, c);
+    CheckpointBytes bytes = encoded(in, c);
     ASSERT_FALSE(bytes.empty());
     uint32_t version = 0;
     std::memcpy(&version, bytes.data() + kVersionAt, 4);
@@ -140,9 +146,26 @@ TEST(SsdCheckpoint, Version4RoundTripsEveryFieldInKeyOrder) {
   }
 }
 
+TEST(SsdCheckpoint, ALargeCheckpointOnHugePageMemoryRoundTrips) {
+  // 20,000 entries (2 MB): its buffers are mapped on their own (CheckpointAllocator).
+  const Checkpoint in = sample(20'000);
+  CheckpointBytes bytes = encoded(in, nullptr);
+  Checkpoint out;
+  const char* why = "";
+  ASSERT_TRUE(decodeCheckpoint(bytes, nullptr, &out, &why)) << why;
+  ASSERT_EQ(out.entries.size(), 20'000u);
+  EXPECT_TRUE(sorted(out.entries));
+  for (int i : {0, 1, 4, 777, 19'999}) {
+    const CheckpointEntry* e = findCheckpointEntry(out.entries, key(i));
+    ASSERT_NE(e, nullptr) << i;
+    EXPECT_EQ(e->checksum, 0x1234'0000u + static_cast<uint64_t>(i));
+    EXPECT_EQ(labelsAt(out, static_cast<size_t>(e - out.entries.data())).path, pathOf(key(i), 20'000));
+  }
+}
+
 TEST(SsdCheckpoint, AnEmptyCheckpointRoundTrips) {
   Checkpoint in = sample(0);
-  std::vector<uint8_t> bytes = encodeCheckpoint(in, nullptr);
+  CheckpointBytes bytes = encoded(in, nullptr);
   Checkpoint out;
   const char* why = "";
   ASSERT_TRUE(decodeCheckpoint(bytes, nullptr, &out, &why)) << why;
@@ -152,12 +175,12 @@ TEST(SsdCheckpoint, AnEmptyCheckpointRoundTrips) {
 
 TEST(SsdCheckpoint, AVersion3CheckpointInWriteOrderIsReadAndSorted) {
   const Checkpoint in = sample(3);
-  std::vector<uint8_t> bytes = encodeCheckpoint(in, nullptr);
+  CheckpointBytes bytes = encoded(in, nullptr);
   // What version 3 wrote: the same layout, entries (and labels) in any order. Reverse the
   // sorted entries and their labels, then call it version 3.
   Checkpoint sorted_cp;
   {
-    std::vector<uint8_t> copy = bytes;
+    CheckpointBytes copy = bytes;
     const char* why = "";
     ASSERT_TRUE(decodeCheckpoint(copy, nullptr, &sorted_cp, &why)) << why;
   }
@@ -166,7 +189,7 @@ TEST(SsdCheckpoint, AVersion3CheckpointInWriteOrderIsReadAndSorted) {
   for (size_t n = 0; n < v3.entries.size(); ++n) v3.labels.push_back(labelsAt(sorted_cp, n).copy());
   std::reverse(v3.entries.begin(), v3.entries.end());
   std::reverse(v3.labels.begin(), v3.labels.end());
-  std::vector<uint8_t> reversed = bytes;
+  CheckpointBytes reversed = bytes;
   for (size_t n = 0; n < v3.entries.size(); ++n) {
     std::memcpy(reversed.data() + entryAt(n), &v3.entries[n], sizeof(CheckpointEntry));
   }
@@ -184,7 +207,7 @@ TEST(SsdCheckpoint, AVersion3CheckpointInWriteOrderIsReadAndSorted) {
   ASSERT_EQ(reversed.size(), bytes.size());
   {
     // Out of order as version 4: refused.
-    std::vector<uint8_t> v4 = reversed;
+    CheckpointBytes v4 = reversed;
     reseal(v4);
     Checkpoint out;
     const char* why = "";
@@ -207,10 +230,10 @@ TEST(SsdCheckpoint, AVersion3CheckpointInWriteOrderIsReadAndSorted) {
 
 TEST(SsdCheckpoint, ARepeatedKeyOrDamageOrAnotherVersionIsRefused) {
   const Checkpoint in = sample(4);
-  const std::vector<uint8_t> good = encodeCheckpoint(in, nullptr);
+  const CheckpointBytes good = encoded(in, nullptr);
   {
     // The second entry made a copy of the first: a key twice.
-    std::vector<uint8_t> bytes = good;
+    CheckpointBytes bytes = good;
     std::memcpy(bytes.data() + entryAt(1), bytes.data() + entryAt(0), sizeof(CheckpointEntry));
     reseal(bytes);
     Checkpoint out;
@@ -219,7 +242,7 @@ TEST(SsdCheckpoint, ARepeatedKeyOrDamageOrAnotherVersionIsRefused) {
     EXPECT_STREQ(why, "its entries are not in key order");
   }
   {
-    std::vector<uint8_t> bytes = good;
+    CheckpointBytes bytes = good;
     bytes[entryAt(2) + 3] ^= 0x10;  // not resealed: damage
     Checkpoint out;
     const char* why = "";
@@ -227,7 +250,7 @@ TEST(SsdCheckpoint, ARepeatedKeyOrDamageOrAnotherVersionIsRefused) {
     EXPECT_STREQ(why, "payload checksum mismatch");
   }
   {
-    std::vector<uint8_t> bytes = good;
+    CheckpointBytes bytes = good;
     const uint32_t two = 2;
     std::memcpy(bytes.data() + kVersionAt, &two, 4);
     reseal(bytes);
