@@ -408,7 +408,8 @@ struct HeldRebuild {
 Result<std::unique_ptr<SsdStore>> openWithHeldRebuild(const std::string& path,
                                                       std::optional<StoreKey> key,
                                                       HeldRebuild& held,
-                                                      const std::string& checkpoint = "") {
+                                                      const std::string& checkpoint = "",
+                                                      const std::string& keyring = "") {
   SsdStoreOptions o;
   o.region_bytes = kRegion;
   o.encrypt = key.has_value();
@@ -416,6 +417,7 @@ Result<std::unique_ptr<SsdStore>> openWithHeldRebuild(const std::string& path,
   o.background_rebuild = true;
   o.checkpoint_path = checkpoint;
   o.checkpoint_interval = 0ms;
+  o.keyring_path = keyring;
   o.before_rebuild_apply = [&held] { held.hold(); };
   o.log = nullptr;
   FileDeviceOptions fo;
@@ -912,7 +914,7 @@ TEST_P(SsdStoreTest, ACheckpointUnderAnotherKeyIsRefused) {
   do {                                                                                    \
     auto k = loadStoreKey(key_file_);                                                     \
     ASSERT_TRUE(k.isOk());                                                                \
-    auto store = openWithHeldRebuild(dir_.file("store"), *k, held, checkpoint_);          \
+    auto store = openWithHeldRebuild(dir_.file("store"), *k, held, checkpoint_, keyring_);\
     ASSERT_TRUE(store.isOk());                                                            \
     store_ = std::move(*store);                                                           \
     IoEngineOptions eo;                                                                   \
@@ -1246,6 +1248,53 @@ TEST_P(SsdVhostKeysTest, ACheckpointWrittenBeforeTheKeyWasDestroyedIndexesNoneOf
     EXPECT_FALSE(store_->contains(vkey("tv", i)));
     EXPECT_TRUE(readsBackFor("radio", i));
   }
+}
+
+TEST_P(SsdVhostKeysTest, PurgesByLabelAndShreddingApplyWhileAnsweringFromTheCheckpoint) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(/*encrypt=*/true);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(insertFor("tv", i));
+    ASSERT_TRUE(insertFor("radio", i));
+  }
+  engine_.reset();
+  store_.reset();
+
+  HeldRebuild held;
+  OPEN_HELD_FROM_CHECKPOINT(held);
+  ASSERT_TRUE(store_->stats().serving_from_checkpoint);
+  // Purges by host and prefix find the objects answered from the checkpoint by their labels.
+  PurgeSelector host;
+  host.kind = PurgeSelector::Kind::kHost;
+  host.vhost = "radio";
+  EXPECT_EQ(store_->keysMatching(host).size(), 4u);
+  PurgeSelector prefix;
+  prefix.kind = PurgeSelector::Kind::kPrefix;
+  prefix.vhost = "tv";
+  prefix.prefix = "/seg/1";
+  const std::vector<CacheKey> one = store_->keysMatching(prefix);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0], vkey("tv", 1));
+  // Shredding a vhost drops what is answered from the checkpoint under its key at once.
+  auto destroyed = store_->destroyVhostKey("tv");
+  ASSERT_TRUE(destroyed.isOk());
+  EXPECT_NE(*destroyed, kStoreKeyId);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(store_->contains(vkey("tv", i))) << i;
+    EXPECT_TRUE(readsBackFor("radio", i)) << i;
+  }
+  EXPECT_EQ(store_->stats().objects, 4u);
+  EXPECT_TRUE(store_->keysMatching(prefix).empty());
+
+  held.release();
+  waitReady(*store_);
+  ASSERT_TRUE(store_->ready());
+  EXPECT_EQ(store_->stats().objects, 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(store_->contains(vkey("tv", i))) << i;
+    EXPECT_TRUE(readsBackFor("radio", i)) << i;
+  }
+  EXPECT_EQ(store_->keysMatching(host).size(), 4u);
 }
 
 TEST_P(SsdVhostKeysTest, ADamagedKeyringMakesTheVhostEntriesMissesNeverWrongBytes) {
