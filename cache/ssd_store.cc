@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <map>
 #include <string>
 #include <utility>
 
@@ -28,6 +27,11 @@ int64_t toSeconds(WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 WallTime fromSeconds(int64_t s) { return WallTime(std::chrono::seconds(s)); }
+int64_t steadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 bool keyLess(const CacheKey& a, const CacheKey& b) {
   return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
@@ -273,47 +277,12 @@ bool SsdStore::rebuild() {
   };
   std::optional<ssd::Checkpoint> checkpoint = loadCheckpoint();
   if (checkpoint) {
-    // The regions the checkpoint describes, each with its entries in write order...
-    std::map<uint32_t, size_t> by_region;  // region → index in found
-    for (size_t i = 0; i < checkpoint->entries.size(); ++i) {
-      const ssd::CheckpointEntry& e = checkpoint->entries[i];
-      auto [it, inserted] = by_region.emplace(e.region, found.size());
-      if (inserted) found.push_back(Found{e.seq, e.region, {}});
-      Found& f = found[it->second];
-      if (f.seq != e.seq) continue;  // cannot happen in a checkpoint we wrote
-      if (!keyKnown(e.key_id)) {
-        // Its data key was destroyed (a vhost purge after the checkpoint was written, or a
-        // lost keyring): unreadable, so not indexed.
-        counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      Location loc;
-      loc.region = e.region;
-      loc.offset = e.offset;
-      loc.entry_bytes = e.entry_bytes;
-      loc.seq = e.seq;
-      loc.checksum = e.checksum;
-      loc.body_bytes = e.body_bytes;
-      loc.fresh_until_s = e.fresh_until_s;
-      loc.usable_until_s = e.usable_until_s;
-      loc.stored_at_s = e.stored_at_s;
-      loc.validators = (e.validators & ssd::kCheckpointValidators) != 0;
-      loc.invalidated = (e.validators & ssd::kCheckpointInvalidated) != 0;
-      loc.primary = e.primary;
-      loc.key_id = e.key_id;
-      if (i < checkpoint->labels.size() && !checkpoint->labels[i].empty()) {
-        loc.labels = std::make_shared<const PurgeLabels>(std::move(checkpoint->labels[i]));
-      }
-      std::shared_ptr<const VaryNames> names;
-      if (e.names != 0) {
-        loc.names = internNames(checkpoint->names[e.names]);
-        names = namesOf(loc.names);
-      }
-      f.entries.push_back({e.key, loc, false, std::move(names)});
-    }
-    for (Found& f : found) {
-      std::sort(f.entries.begin(), f.entries.end(),
-                [](const FoundEntry& a, const FoundEntry& b) { return a.loc.offset < b.loc.offset; });
+    // The regions the checkpoint describes hold what it saw until the scan below (or, later, a
+    // reclaim) says otherwise: one of its entries is good while its region's sequence number
+    // is the entry's.
+    for (const ssd::CheckpointEntry& e : checkpoint->entries) {
+      std::atomic<uint64_t>& seq = region_seq_[e.region];
+      if (e.seq > seq.load(std::memory_order_relaxed)) seq.store(e.seq, std::memory_order_relaxed);
     }
     // ...then the regions written after it, in ring order from where the writer was: each
     // replaces what the checkpoint said of its region.
@@ -321,13 +290,14 @@ bool SsdStore::rebuild() {
     for (uint32_t n = 0; n < region_count_; ++n, r = (r + 1) % region_count_) {
       if (n % 16 == 0 && closing()) return false;
       std::optional<Found> f = scanRegion(r);
-      if (!f || f->seq < checkpoint->resume_seq) break;
-      if (auto it = by_region.find(r); it != by_region.end()) {
-        found[it->second] = std::move(*f);
-      } else {
-        by_region.emplace(r, found.size());
-        found.push_back(std::move(*f));
+      if (!f) {
+        // Unreadable, or torn where the writer went on after the checkpoint: what the
+        // checkpoint lists there may be half overwritten. Neither answered nor indexed.
+        region_seq_[r].store(0, std::memory_order_relaxed);
+        break;
       }
+      if (f->seq < checkpoint->resume_seq) break;
+      found.push_back(std::move(*f));
     }
   } else {
     for (uint32_t r = 0; r < region_count_; ++r) {
@@ -338,13 +308,14 @@ bool SsdStore::rebuild() {
   // Oldest first, so that the newest copy of a key wins and a tombstone deletes what came
   // before it.
   std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.seq < b.seq; });
-  if (options_.before_rebuild_apply) options_.before_rebuild_apply();
+  if (!checkpoint && options_.before_rebuild_apply) options_.before_rebuild_apply();
   {
     std::lock_guard<std::mutex> lock(q_mu_);
     if (stopping_) return false;
   }
-  // Held until ready_ is set: a remove() meanwhile waits, then finds the rebuilt index; one
-  // before it is in removed_while_rebuilding_ and is left out here.
+  // Held until ready_ is set (with a checkpoint: until lookups are answered from it): a
+  // remove() meanwhile waits, then finds the rebuilt index (or the checkpoint); one before it
+  // is in removed_while_rebuilding_ and is left out here.
   std::unique_lock<std::mutex> apply_lock(rebuild_mu_);
   std::sort(removed_while_rebuilding_.begin(), removed_while_rebuilding_.end(), keyLess);
   const auto removed = [&](const CacheKey& k) {
@@ -354,9 +325,42 @@ bool SsdStore::rebuild() {
   // Removed meanwhile, with a copy on the device; a variant whose URL was removed (purged)
   // meanwhile goes with it.
   std::vector<CacheKey> withheld = std::move(unusable_variants);
+  std::unique_ptr<CheckpointIndex> ci;
+  if (checkpoint) {
+    // The checkpoint's entries stay where decodeCheckpoint() put them (sorted by key): no copy,
+    // no allocation per entry.
+    ci = std::make_unique<CheckpointIndex>();
+    const size_t n = checkpoint->entries.size();
+    ci->cp = std::move(*checkpoint);
+    ci->flags = std::make_unique<uint8_t[]>(n);  // zero: live
+    ci->name_ids.assign(ci->cp.names.size(), 0);
+    for (size_t k = 1; k < ci->cp.names.size(); ++k) ci->name_ids[k] = internNames(ci->cp.names[k]);
+    std::array<size_t, kShards> per_shard{};
+    for (const ssd::CheckpointEntry& e : ci->cp.entries) ++per_shard[e.key.lo & (kShards - 1)];
+    for (size_t s = 0; s < kShards; ++s) ci->by_shard[s].reserve(per_shard[s]);
+    for (uint32_t i = 0; i < n; ++i) {
+      const ssd::CheckpointEntry& e = ci->cp.entries[i];
+      ci->by_shard[e.key.lo & (kShards - 1)].push_back(i);
+      if (!keyKnown(e.key_id)) {
+        // Its data key was destroyed (a vhost purge after the checkpoint was written, or a
+        // lost keyring): unreadable, so neither answered nor indexed.
+        ci->flags[i] = kCkptDead;
+        counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
+      } else if (removed(e.key) || (!(e.primary == CacheKey{}) && removed(e.primary))) {
+        ci->flags[i] = kCkptDead;
+        withheld.push_back(e.key);
+      }
+    }
+  }
   for (Found& f : found) {
     region_seq_[f.region].store(f.seq, std::memory_order_release);
     for (const FoundEntry& e : f.entries) {
+      if (ci) {
+        // A copy or a tombstone written after the checkpoint: its entry there is old.
+        if (const ssd::CheckpointEntry* old = ssd::findCheckpointEntry(ci->cp.entries, e.key)) {
+          ci->flags[static_cast<size_t>(old - ci->cp.entries.data())] |= kCkptDead;
+        }
+      }
       if (!e.tombstone &&
           (removed(e.key) || (!(e.loc.primary == CacheKey{}) && removed(e.loc.primary)))) {
         withheld.push_back(e.key);
@@ -376,15 +380,41 @@ bool SsdStore::rebuild() {
     next_seq_ = f.seq + 1;
     next_region_ = (f.region + 1) % region_count_;
   }
-  uint64_t objects = 0;
-  for (Shard& s : shards_) {
-    std::lock_guard<std::mutex> lock(s.mu);
-    objects += s.map.size();
+  if (checkpoint && found.empty()) {
+    // Nothing written after the checkpoint: the writer goes on where it was then.
+    next_region_ = ci->cp.resume_region;
+    next_seq_ = ci->cp.resume_seq;
+    for (const ssd::CheckpointEntry& e : ci->cp.entries) next_seq_ = std::max(next_seq_, e.seq + 1);
   }
-  counters_.rebuilt_objects.store(objects, std::memory_order_relaxed);
   // The variants that made it into the index (the newest copy of each), oldest write first:
   // handed to the RAM tier's index, which makes its URLs' vary markers from them.
   std::vector<SsdVariant> variants;
+  uint64_t ckpt_live = 0;
+  if (ci) {
+    // Not published yet: no lock needed for the flags.
+    uint64_t live_bytes = 0;
+    std::vector<uint32_t> ckpt_variants;
+    for (uint32_t i = 0; i < ci->cp.entries.size(); ++i) {
+      if (!checkpointLiveLocked(*ci, i)) continue;
+      const ssd::CheckpointEntry& e = ci->cp.entries[i];
+      ++ckpt_live;
+      live_bytes += e.entry_bytes;
+      if (!(e.primary == CacheKey{})) ckpt_variants.push_back(i);
+    }
+    std::sort(ckpt_variants.begin(), ckpt_variants.end(), [&](uint32_t a, uint32_t b) {
+      const ssd::CheckpointEntry& x = ci->cp.entries[a];
+      const ssd::CheckpointEntry& y = ci->cp.entries[b];
+      return x.seq != y.seq ? x.seq < y.seq : x.offset < y.offset;
+    });
+    variants.reserve(ckpt_variants.size());
+    for (const uint32_t i : ckpt_variants) {
+      const ssd::CheckpointEntry& e = ci->cp.entries[i];
+      const uint32_t id = e.names != 0 ? ci->name_ids[e.names] : 0;
+      variants.push_back({e.key, e.primary, id != 0 ? namesOf(id) : nullptr});
+    }
+    ckpt_pending_.store(ckpt_live, std::memory_order_relaxed);
+    ckpt_pending_bytes_.store(live_bytes, std::memory_order_relaxed);
+  }
   for (const Found& f : found) {
     for (const FoundEntry& e : f.entries) {
       if (e.tombstone || e.loc.primary == CacheKey{}) continue;
@@ -400,18 +430,14 @@ bool SsdStore::rebuild() {
   }
   counters_.rebuilt_variants.store(variants.size(), std::memory_order_relaxed);
   if (!variants.empty()) {
-    // Set before ready_: a remove() from here on waits for the hand-over, or takes a URL's
-    // variants out of the list with it.
+    // Set before ready_ (and before lookups are answered from the checkpoint): a remove()
+    // from here on waits for the hand-over, or takes a URL's variants out of the list with it.
     std::lock_guard<std::mutex> lock(variants_mu_);
     rebuilt_variants_ = std::move(variants);
     variants_pending_.store(true, std::memory_order_release);
   }
-  const auto elapsed = std::chrono::steady_clock::now() - started;
-  rebuild_ms_.store(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(),
-                    std::memory_order_relaxed);
-  removed_while_rebuilding_.clear();
-  ready_.store(true, std::memory_order_release);
-  if (!withheld.empty()) {
+  const auto queueTombstones = [&] {
+    if (withheld.empty()) return;
     // Their copies stay on the device: the tombstones keep them out of the next rebuild.
     std::sort(withheld.begin(), withheld.end(), keyLess);
     withheld.erase(std::unique(withheld.begin(), withheld.end()), withheld.end());
@@ -422,11 +448,57 @@ bool SsdStore::rebuild() {
       tombstone.tombstone = true;
       jobs_.push_back(std::move(tombstone));
     }
+  };
+  const auto sinceStart = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  };
+  if (ci) {
+    // From here on lookups that miss the index are answered from the checkpoint's entries
+    // while they are moved into it; remove() marks them (removed_while_rebuilding_ is done).
+    removed_while_rebuilding_.clear();
+    queueTombstones();
+    ckpt_serving_started_ms_.store(steadyMillis(), std::memory_order_relaxed);
+    ckpt_.store(ci.get(), std::memory_order_release);
+    if (options_.log) {
+      char took[32];
+      std::snprintf(took, sizeof took, "%.2f s", sinceStart());
+      options_.log("answering from the index checkpoint after " + std::string(took) + ": " +
+                   std::to_string(ckpt_live) + " objects (" +
+                   std::to_string(counters_.rebuild_regions_scanned.load(std::memory_order_relaxed)) +
+                   " regions written after it scanned); building the index meanwhile");
+    }
+    apply_lock.unlock();
+    deliverVariants();
+    if (options_.before_rebuild_apply) options_.before_rebuild_apply();
+    // A close meanwhile does not stop this: it is bounded (no I/O), and once the store has
+    // answered from the checkpoint the writer must know the whole index before it writes
+    // (a purge's tombstone, the checkpoint at close).
+    applyCheckpoint(*ci);
+    apply_lock.lock();
+  }
+  uint64_t objects = 0;
+  for (Shard& s : shards_) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    objects += s.map.size();
+  }
+  counters_.rebuilt_objects.store(objects, std::memory_order_relaxed);
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  rebuild_ms_.store(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(),
+                    std::memory_order_relaxed);
+  removed_while_rebuilding_.clear();
+  ready_.store(true, std::memory_order_release);
+  if (ci) {
+    ckpt_.store(nullptr, std::memory_order_release);
+    ckpt_pending_.store(0, std::memory_order_relaxed);
+    ckpt_pending_bytes_.store(0, std::memory_order_relaxed);
+    ckpt_serving_ms_.store(steadyMillis() - ckpt_serving_started_ms_.load(std::memory_order_relaxed),
+                           std::memory_order_relaxed);
+  } else {
+    queueTombstones();
   }
   if (options_.log) {
     char took[32];
-    std::snprintf(took, sizeof took, " in %.1f s",
-                  std::chrono::duration<double>(elapsed).count());
+    std::snprintf(took, sizeof took, " in %.1f s", std::chrono::duration<double>(elapsed).count());
     std::string line = "rebuilt the index: " + std::to_string(objects) + " objects from " +
                        std::to_string(found.size()) + " regions" + took;
     const uint64_t scanned = counters_.rebuild_regions_scanned.load(std::memory_order_relaxed);
@@ -460,8 +532,144 @@ bool SsdStore::rebuild() {
     options_.log(line);
   }
   apply_lock.unlock();
-  deliverVariants();
+  if (ci) {
+    // Every lookup that loaded ckpt_ did so under a shard lock and is done with it once that
+    // lock is free: after one pass over the shard locks nobody can hold the array any more.
+    for (Shard& s : shards_) {
+      std::lock_guard<std::mutex> lock(s.mu);
+    }
+    ci.reset();
+  } else {
+    deliverVariants();
+  }
   return true;
+}
+
+std::optional<size_t> SsdStore::checkpointEntryLocked(const CacheKey& key,
+                                                      CheckpointIndex** out) const {
+  CheckpointIndex* ci = ckpt_.load(std::memory_order_acquire);
+  if (!ci) return std::nullopt;
+  const ssd::CheckpointEntry* e = ssd::findCheckpointEntry(ci->cp.entries, key);
+  if (!e) return std::nullopt;
+  const size_t i = static_cast<size_t>(e - ci->cp.entries.data());
+  if (!checkpointLiveLocked(*ci, i) || !keyKnown(e->key_id)) return std::nullopt;
+  *out = ci;
+  return i;
+}
+
+bool SsdStore::checkpointLiveLocked(const CheckpointIndex& ci, size_t i) const {
+  // The rule for answering from the checkpoint: not removed, dropped or superseded by a later
+  // copy or tombstone (kCkptDead), not in the index already (kCkptApplied: the index answers),
+  // and its region still holds what the checkpoint saw: a region the scan found rewritten
+  // after the checkpoint, or reclaimed since, has another sequence number.
+  const ssd::CheckpointEntry& e = ci.cp.entries[i];
+  return (ci.flags[i] & (kCkptDead | kCkptApplied)) == 0 &&
+         region_seq_[e.region].load(std::memory_order_acquire) == e.seq;
+}
+
+void SsdStore::retireCheckpointEntryLocked(CheckpointIndex& ci, size_t i, uint8_t flag) {
+  if (checkpointLiveLocked(ci, i)) {
+    // Counted as indexed (stats) since lookups were first answered from the checkpoint.
+    ckpt_pending_.fetch_sub(1, std::memory_order_relaxed);
+    ckpt_pending_bytes_.fetch_sub(ci.cp.entries[i].entry_bytes, std::memory_order_relaxed);
+  }
+  ci.flags[i] |= flag;
+}
+
+SsdStore::Location SsdStore::locationOf(const CheckpointIndex& ci, size_t i) const {
+  Location loc = entryLocation(ci, i);
+  loc.invalidated = loc.invalidated || (ci.flags[i] & kCkptInvalidated) != 0;
+  loc.hit = (ci.flags[i] & kCkptHit) != 0;
+  return loc;
+}
+
+SsdStore::Location SsdStore::entryLocation(const CheckpointIndex& ci, size_t i) {
+  const ssd::CheckpointEntry& e = ci.cp.entries[i];
+  Location loc;
+  loc.region = e.region;
+  loc.offset = e.offset;
+  loc.entry_bytes = e.entry_bytes;
+  loc.seq = e.seq;
+  loc.checksum = e.checksum;
+  loc.body_bytes = e.body_bytes;
+  loc.fresh_until_s = e.fresh_until_s;
+  loc.usable_until_s = e.usable_until_s;
+  loc.stored_at_s = e.stored_at_s;
+  loc.validators = (e.validators & ssd::kCheckpointValidators) != 0;
+  loc.invalidated = (e.validators & ssd::kCheckpointInvalidated) != 0;
+  loc.primary = e.primary;
+  loc.key_id = e.key_id;
+  loc.names = e.names != 0 && e.names < ci.name_ids.size() ? ci.name_ids[e.names] : 0;
+  return loc;
+}
+
+void SsdStore::applyCheckpoint(CheckpointIndex& ci) {
+  // Small batches per shard: the nodes (and label blocks) are allocated outside the lock, in a
+  // staging map, then moved into the index under it without allocating (node handles), so that
+  // lookups on the workers wait for at most one batch. Each shard's map is reserved for all of
+  // its entries first: no rehash while they go in.
+  constexpr size_t kBatch = 256;
+  using Map = decltype(Shard::map);
+  Map staging;
+  staging.reserve(kBatch);
+  std::vector<Map::node_type> trash;
+  trash.reserve(kBatch);
+  std::vector<uint32_t> applied;
+  applied.reserve(kBatch);
+  for (size_t s = 0; s < kShards; ++s) {
+    Shard& shard = shards_[s];
+    const std::vector<uint32_t>& mine = ci.by_shard[s];
+    {
+      std::lock_guard<std::mutex> lock(shard.mu);
+      shard.map.reserve(shard.map.size() + mine.size());
+    }
+    for (size_t at = 0; at < mine.size(); at += kBatch) {
+      const size_t end = std::min(mine.size(), at + kBatch);
+      // Flags are written by other threads under the shard lock: read under it below. The
+      // labels are immutable (views into the checkpoint's bytes): copied here.
+      for (size_t n = at; n < end; ++n) {
+        const uint32_t i = mine[n];
+        Location loc = entryLocation(ci, i);
+        const ssd::PurgeLabelsView labels = ssd::labelsAt(ci.cp, i);
+        if (!labels.empty()) loc.labels = std::make_shared<const PurgeLabels>(labels.copy());
+        staging.emplace(ci.cp.entries[i].key, std::move(loc));
+      }
+      {
+        std::lock_guard<std::mutex> lock(shard.mu);
+        for (size_t n = at; n < end; ++n) {
+          const uint32_t i = mine[n];
+          const ssd::CheckpointEntry& e = ci.cp.entries[i];
+          Map::node_type node = staging.extract(e.key);
+          if (!checkpointLiveLocked(ci, i) || !keyKnown(e.key_id)) {
+            if (checkpointLiveLocked(ci, i)) {
+              // Its data key was destroyed while answering from the checkpoint.
+              counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
+              retireCheckpointEntryLocked(ci, i, kCkptDead);
+            }
+            trash.push_back(std::move(node));
+            continue;
+          }
+          Location& loc = node.mapped();
+          loc.invalidated = loc.invalidated || (ci.flags[i] & kCkptInvalidated) != 0;
+          loc.hit = (ci.flags[i] & kCkptHit) != 0;
+          retireCheckpointEntryLocked(ci, i, kCkptApplied);
+          auto result = shard.map.insert(std::move(node));
+          // A key already indexed has a newer copy (its checkpoint entry is dead): cannot
+          // happen here, and the newer one would win.
+          if (!result.inserted) {
+            trash.push_back(std::move(result.node));
+            continue;
+          }
+          applied.push_back(i);
+        }
+      }
+      // Outside the lock: freeing what was not used, the writer's per-region key lists.
+      trash.clear();
+      staging.clear();
+      for (const uint32_t i : applied) region_keys_[ci.cp.entries[i].region].push_back(ci.cp.entries[i].key);
+      applied.clear();
+    }
+  }
 }
 
 SsdStore::Location SsdStore::summarize(const Freshness& f, Location loc) {
@@ -1175,15 +1383,25 @@ std::optional<SsdEntryInfo> SsdStore::find(const CacheKey& key) const {
   Shard& shard = shardFor(key);
   std::lock_guard<std::mutex> lock(shard.mu);
   auto it = shard.map.find(key);
-  if (it == shard.map.end()) return std::nullopt;
+  Location from_checkpoint;
+  const Location* loc = nullptr;
+  if (it != shard.map.end()) {
+    loc = &it->second;
+  } else {
+    CheckpointIndex* ci = nullptr;
+    const std::optional<size_t> i = checkpointEntryLocked(key, &ci);
+    if (!i) return std::nullopt;
+    from_checkpoint = locationOf(*ci, *i);
+    loc = &from_checkpoint;
+  }
   SsdEntryInfo info;
-  info.body_bytes = it->second.body_bytes;
-  info.entry_bytes = it->second.entry_bytes;
+  info.body_bytes = loc->body_bytes;
+  info.entry_bytes = loc->entry_bytes;
   // A soft-purged copy is stale now: a lookup reads it only to revalidate it.
-  info.fresh_until = it->second.invalidated ? WallTime{} : fromSeconds(it->second.fresh_until_s);
-  info.usable_until = fromSeconds(it->second.usable_until_s);
-  info.revalidatable = it->second.validators;
-  info.stored_at = fromSeconds(it->second.stored_at_s);
+  info.fresh_until = loc->invalidated ? WallTime{} : fromSeconds(loc->fresh_until_s);
+  info.usable_until = fromSeconds(loc->usable_until_s);
+  info.revalidatable = loc->validators;
+  info.stored_at = fromSeconds(loc->stored_at_s);
   return info;
 }
 
@@ -1191,8 +1409,15 @@ bool SsdStore::invalidate(const CacheKey& key) {
   Shard& shard = shardFor(key);
   std::lock_guard<std::mutex> lock(shard.mu);
   auto it = shard.map.find(key);
-  if (it == shard.map.end()) return false;
-  it->second.invalidated = true;
+  if (it != shard.map.end()) {
+    it->second.invalidated = true;
+    return true;
+  }
+  // Answered from the checkpoint: marked there, and kept when it enters the index.
+  CheckpointIndex* ci = nullptr;
+  const std::optional<size_t> i = checkpointEntryLocked(key, &ci);
+  if (!i) return false;
+  ci->flags[*i] |= kCkptInvalidated;
   return true;
 }
 
@@ -1221,6 +1446,16 @@ Result<uint32_t> SsdStore::destroyVhostKey(std::string_view vhost) {
         ++it;
       }
     }
+    if (CheckpointIndex* ci = ckpt_.load(std::memory_order_acquire)) {
+      // Not in the index yet, answered from the checkpoint: no longer.
+      for (const uint32_t i : ci->by_shard[static_cast<size_t>(&shard - shards_.data())]) {
+        const ssd::CheckpointEntry& e = ci->cp.entries[i];
+        if (!checkpointLiveLocked(*ci, i) || keyKnown(e.key_id)) continue;
+        if (!(e.primary == CacheKey{})) gone.push_back({e.key, e.primary, nullptr});
+        retireCheckpointEntryLocked(*ci, i, kCkptDead);
+        ++dropped;
+      }
+    }
   }
   counters_.shredded_entries.fetch_add(dropped, std::memory_order_relaxed);
   variantsGone(std::move(gone));
@@ -1239,6 +1474,17 @@ std::vector<CacheKey> SsdStore::keysMatching(const PurgeSelector& selector) cons
     std::lock_guard<std::mutex> lock(shard.mu);
     for (const auto& [key, loc] : shard.map) {
       if (loc.labels && selector.matches(*loc.labels)) keys.push_back(key);
+    }
+    if (const CheckpointIndex* ci = ckpt_.load(std::memory_order_acquire)) {
+      // Entries still answered from the checkpoint (not in the index yet).
+      for (const uint32_t i : ci->by_shard[static_cast<size_t>(&shard - shards_.data())]) {
+        if (!checkpointLiveLocked(*ci, i)) continue;
+        const ssd::PurgeLabelsView labels = ssd::labelsAt(ci->cp, i);
+        if (labels.empty()) continue;
+        if (selector.matches(labels.vhost, labels.path, labels.tags)) {
+          keys.push_back(ci->cp.entries[i].key);
+        }
+      }
     }
   }
   return keys;
@@ -1344,7 +1590,7 @@ bool SsdStore::removeKey(const CacheKey& key) {
     // The rebuild has not filled the index yet: remember the key. The rebuilt index leaves it
     // out, and writes its tombstone if a copy was found on the device.
     std::lock_guard<std::mutex> lock(rebuild_mu_);
-    if (!ready_.load(std::memory_order_acquire)) {
+    if (!ready_.load(std::memory_order_acquire) && !ckpt_.load(std::memory_order_acquire)) {
       removed_while_rebuilding_.push_back(key);
       remembered = true;
     }
@@ -1370,6 +1616,12 @@ bool SsdStore::removeKey(const CacheKey& key) {
       Shard& shard = shardFor(key);
       std::lock_guard<std::mutex> shard_lock(shard.mu);
       if (shard.map.erase(key) > 0) forgotten = true;
+      // Answered from the checkpoint: never again, nor indexed when the rest goes in.
+      CheckpointIndex* ci = nullptr;
+      if (const std::optional<size_t> i = checkpointEntryLocked(key, &ci)) {
+        retireCheckpointEntryLocked(*ci, *i, kCkptDead);
+        forgotten = true;
+      }
     }
     if (forgotten && !stopping_) {
       // After every copy already appended (and any being appended): at rebuild it deletes
@@ -1396,12 +1648,22 @@ void SsdStore::removeIfAt(const CacheKey& key, const Location& loc) {
     Shard& shard = shardFor(key);
     std::lock_guard<std::mutex> lock(shard.mu);
     auto it = shard.map.find(key);
-    if (it == shard.map.end() || it->second.region != loc.region || it->second.seq != loc.seq ||
-        it->second.offset != loc.offset) {
+    if (it == shard.map.end()) {
+      // Read while answered from the checkpoint (and not indexed since).
+      CheckpointIndex* ci = nullptr;
+      const std::optional<size_t> i = checkpointEntryLocked(key, &ci);
+      if (!i) return;
+      const ssd::CheckpointEntry& e = ci->cp.entries[*i];
+      if (e.region != loc.region || e.seq != loc.seq || e.offset != loc.offset) return;
+      primary = e.primary;
+      retireCheckpointEntryLocked(*ci, *i, kCkptDead);
+    } else if (it->second.region != loc.region || it->second.seq != loc.seq ||
+               it->second.offset != loc.offset) {
       return;
+    } else {
+      primary = it->second.primary;
+      shard.map.erase(it);
     }
-    primary = it->second.primary;
-    shard.map.erase(it);
   }
   if (!(primary == CacheKey{})) variantsGone({SsdVariant{key, primary, nullptr}});
 }
@@ -1420,12 +1682,19 @@ bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done) {
     Shard& shard = shardFor(key);
     std::lock_guard<std::mutex> lock(shard.mu);
     auto it = shard.map.find(key);
-    if (it == shard.map.end()) {
-      counters_.index_misses.fetch_add(1, std::memory_order_relaxed);
-      return false;
+    if (it != shard.map.end()) {
+      it->second.hit = true;
+      loc = it->second;
+    } else {
+      CheckpointIndex* ci = nullptr;
+      const std::optional<size_t> i = checkpointEntryLocked(key, &ci);
+      if (!i) {
+        counters_.index_misses.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+      ci->flags[*i] |= kCkptHit;  // a reinsertion candidate once indexed
+      loc = locationOf(*ci, *i);
     }
-    it->second.hit = true;
-    loc = it->second;
   }
   {
     std::unique_lock<std::mutex> lock(buf_mu_);
@@ -1552,6 +1821,9 @@ SsdStats SsdStore::stats() const {
     s.objects += shard.map.size();
     for (const auto& [key, loc] : shard.map) s.indexed_bytes += loc.entry_bytes;
   }
+  // Entries answered from the checkpoint and not moved into the index yet.
+  s.objects += ckpt_pending_.load(std::memory_order_relaxed);
+  s.indexed_bytes += ckpt_pending_bytes_.load(std::memory_order_relaxed);
   const auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   s.regions = region_count_;
   s.region_bytes = region_bytes_;
@@ -1592,6 +1864,15 @@ SsdStats SsdStore::stats() const {
   s.writer_backend = writer_engine_ ? writer_engine_->backendName() : "";
   s.rebuilding = !ready_.load(std::memory_order_acquire);
   s.rebuild_seconds = static_cast<double>(rebuild_ms_.load(std::memory_order_relaxed)) / 1000.0;
+  // The pointer only, never what it points to (that needs a shard lock).
+  s.serving_from_checkpoint = ckpt_.load(std::memory_order_acquire) != nullptr;
+  const int64_t serving_ms = ckpt_serving_ms_.load(std::memory_order_relaxed);
+  const int64_t serving_since = ckpt_serving_started_ms_.load(std::memory_order_relaxed);
+  if (serving_ms >= 0) {
+    s.checkpoint_serving_seconds = static_cast<double>(serving_ms) / 1000.0;
+  } else if (serving_since >= 0) {
+    s.checkpoint_serving_seconds = static_cast<double>(steadyMillis() - serving_since) / 1000.0;
+  }
   s.encrypted = encrypt_;
   s.ephemeral_key = ephemeral_key_;
   s.shredded_entries = ld(counters_.shredded_entries);

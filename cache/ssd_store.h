@@ -10,7 +10,14 @@
 // rebuilt at open() by scanning and verifying every region: what was not fully written is
 // absent. With `background_rebuild` the scan runs on the writer thread while the store is
 // already in use (an empty index until it is done: misses, never wrong answers; admissions
-// wait in the queue), so that a large store does not hold the proxy's start for minutes. Reads are asynchronous on the caller's IoEngine and verified before any byte is
+// wait in the queue), so that a large store does not hold the proxy's start for minutes.
+// With an index checkpoint (ssd_checkpoint.h) the store answers from the checkpoint's own
+// entries (sorted by key: a binary search) as soon as it is loaded and the regions written
+// after it are scanned, while the index is built from it in the background
+// (SsdStats::serving_from_checkpoint): an entry is answered from there only while its region
+// still holds what the checkpoint saw (not rewritten after it, not reclaimed), no later copy or
+// tombstone of its key was found, and no remove() (purge), destroyed data key or failed read
+// has dropped it since; invalidate() marks it. Reads are asynchronous on the caller's IoEngine and verified before any byte is
 // handed out; a mismatch or I/O error is logged (rate-limited), counted, dropped from the index
 // and reported as a miss.
 //
@@ -112,7 +119,8 @@ struct SsdStoreOptions {
   std::string keyring_path;
   // Tests only: no checkpoint at close (as after a crash).
   bool checkpoint_at_close = true;
-  // Tests only: runs on the rebuilding thread after the scan, before the index is filled.
+  // Tests only: runs on the rebuilding thread after the scan, before the index is filled (with
+  // a checkpoint: once lookups are answered from it, before its entries enter the index).
   std::function<void()> before_rebuild_apply;
   const Clock* clock = &SystemClock::instance();
   SsdLogFn log = ssdLogToStderr;
@@ -217,6 +225,10 @@ struct SsdStats {
   const char* writer_backend = "";
   bool rebuilding = false;        // the start-up scan is still running (index empty until done)
   double rebuild_seconds = 0;     // how long the start-up scan took
+  // Lookups are answered from the loaded checkpoint while the index is built from it; how long
+  // that lasted (so far, while it lasts).
+  bool serving_from_checkpoint = false;
+  double checkpoint_serving_seconds = 0;
   bool encrypted = false;
   bool ephemeral_key = false;
   // Per-vhost data keys (ssd_keyring.h): in use, held now, made and destroyed since open,
@@ -270,7 +282,8 @@ class SsdStore {
   // queued, so that no copy comes back after a restart. The sealed bytes stay on the device
   // until their region is reclaimed. True when something was forgotten or cancelled, or the
   // index is still being rebuilt (the key is kept out of it, and its tombstone written if the
-  // rebuild finds a copy).
+  // rebuild finds a copy). While lookups are answered from the checkpoint, its entry of `key`
+  // is dropped there (never answered again, never indexed) and a tombstone queued.
   bool remove(const CacheKey& key);
   // Soft purge: `key`'s copy is stale from now on (find() reports it so, reads set
   // SsdHit::invalidated) until a newer copy replaces it. Kept in the index checkpoint; a restart
@@ -404,9 +417,38 @@ class SsdStore {
   // Submits one I/O on the writer's engine (`submit` passes it the completion) and waits.
   Status waitForIo(const std::function<Status(IoEngine::Callback)>& submit);
 
+  // The loaded checkpoint while the index is built from it (rebuild()). Lookups that miss the
+  // index look here (binary search). Published in ckpt_ under rebuild_mu_, retired after ready_
+  // is set: a reader loads ckpt_ only under a shard lock and uses it only while holding it.
+  struct CheckpointIndex {
+    // Entries sorted by key, their labels in the file's bytes (ssd::labelsAt); const while
+    // published.
+    ssd::Checkpoint cp;
+    std::vector<uint32_t> name_ids;  // checkpoint name list → internNames() id (0: none)
+    std::array<std::vector<uint32_t>, kShards> by_shard;  // entry indexes per index shard
+    // Per entry, under the shard lock of its key: kCkpt* bits.
+    std::unique_ptr<uint8_t[]> flags;
+  };
+  static constexpr uint8_t kCkptDead = 1;         // removed, dropped, or superseded by a later copy
+  static constexpr uint8_t kCkptApplied = 2;      // in the index now (or a newer copy is)
+  static constexpr uint8_t kCkptInvalidated = 4;  // soft-purged while served from here
+  static constexpr uint8_t kCkptHit = 8;          // read while served from here (reinsertion)
+
   // Scans every region (or loads the checkpoint and scans the regions written after it) and
   // fills the index; false when the store began closing meanwhile.
   bool rebuild();
+  // Under the shard lock of `key`: the index of its checkpoint entry in `*ci` when lookups
+  // may be answered from it (not dead, not applied, its region unchanged, its key known).
+  std::optional<size_t> checkpointEntryLocked(const CacheKey& key, CheckpointIndex** ci) const;
+  bool checkpointLiveLocked(const CheckpointIndex& ci, size_t i) const;
+  // An entry's live → dead or applied transition (under its shard lock).
+  void retireCheckpointEntryLocked(CheckpointIndex& ci, size_t i, uint8_t flag);
+  // What the index would hold for entry `i` (locationOf: with the flags, under the lock).
+  Location locationOf(const CheckpointIndex& ci, size_t i) const;
+  static Location entryLocation(const CheckpointIndex& ci, size_t i);
+  // Moves the checkpoint's live entries into the index, shard by shard in small batches
+  // (rebuilding thread; lookups go on meanwhile).
+  void applyCheckpoint(CheckpointIndex& ci);
   // The checkpoint, if there is a usable one (removed from disk either way); logs why not.
   std::optional<ssd::Checkpoint> loadCheckpoint();
   // Writes the index checkpoint (writer thread). The open region's entries are left out: a
@@ -449,6 +491,13 @@ class SsdStore {
   // Keys removed while the rebuild ran: the rebuilt index must not bring them back.
   std::mutex rebuild_mu_;
   std::vector<CacheKey> removed_while_rebuilding_;  // guarded by rebuild_mu_
+  // Answering from the checkpoint (see CheckpointIndex); owned by the rebuilding thread.
+  std::atomic<CheckpointIndex*> ckpt_{nullptr};
+  // Its entries not applied nor dropped yet (stats: they count as indexed).
+  std::atomic<uint64_t> ckpt_pending_{0};
+  std::atomic<uint64_t> ckpt_pending_bytes_{0};
+  std::atomic<int64_t> ckpt_serving_started_ms_{-1};  // steady clock; -1: never
+  std::atomic<int64_t> ckpt_serving_ms_{-1};          // the window's length once over
 
   // Variants found by the rebuild, until the observer has them. Lock order: variants_mu_, then
   // the observer's locks, then shard/queue locks; never taken under any other lock of ours.

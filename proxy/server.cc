@@ -899,6 +899,8 @@ std::string Server::statusJson() const {
            ",\"admissions_dropped\":" + std::to_string(ssd.inserts_dropped) +
            ",\"rebuilding\":" + (ssd.rebuilding ? "true" : "false") +
            ",\"rebuild_seconds\":" + std::to_string(ssd.rebuild_seconds) +
+           ",\"serving_from_checkpoint\":" + (ssd.serving_from_checkpoint ? "true" : "false") +
+           ",\"checkpoint_serving_seconds\":" + std::to_string(ssd.checkpoint_serving_seconds) +
            ",\"rebuild_regions_scanned\":" + std::to_string(ssd.rebuild_regions_scanned) +
            ",\"checkpoint_loaded\":" + (ssd.checkpoint_loaded ? "true" : "false") +
            ",\"checkpoints_written\":" + std::to_string(ssd.checkpoints_written) +

@@ -278,6 +278,47 @@ TEST_F(CacheVarySsd, ABackgroundRebuildHandsTheMarkersOverWhenItIsDone) {
   EXPECT_FALSE(store_->contains(variant_b_));
 }
 
+TEST_F(CacheVarySsd, WhileAnsweringFromTheCheckpointVariantsAreFoundAndAPurgeRemovesThem) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  ASSERT_NO_FATAL_FAILURE(storeTwoVariantsAndStop());
+  // The rebuild is held once lookups are answered from the checkpoint, before its entries go
+  // into the index: the markers are handed over already.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  auto gate = [&] {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, 5s, [&] { return release; });
+  };
+  ASSERT_NO_FATAL_FAILURE(open(/*background=*/true, gate));
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!store_->stats().serving_from_checkpoint && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_TRUE(store_->stats().serving_from_checkpoint);
+  EXPECT_FALSE(store_->ready());
+  EXPECT_EQ(cache_->stats().vary_urls, 1u);
+  LookupResult b = lookup(originOf("b.example"));
+  EXPECT_EQ(b.key, variant_b_);  // no origin fetch to learn the Vary first
+  EXPECT_EQ(readThrough(std::move(b)), body_b_);
+  EXPECT_TRUE(cache_->purge(kUrl));
+  EXPECT_FALSE(store_->contains(variant_a_));
+  EXPECT_FALSE(store_->contains(variant_b_));
+  EXPECT_EQ(lookup(originOf("a.example")).kind, Kind::kMiss);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  while (!store_->ready() && std::chrono::steady_clock::now() < deadline + 5s) {
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_TRUE(store_->ready());
+  EXPECT_FALSE(store_->contains(variant_a_)) << "a purged variant came into the index";
+  EXPECT_FALSE(store_->contains(variant_b_)) << "a purged variant came into the index";
+  EXPECT_EQ(cache_->stats().vary_urls, 0u);
+}
+
 TEST_F(CacheVarySsd, AVariantReclaimedFromTheSsdLeavesItsMarker) {
   ASSERT_NO_FATAL_FAILURE(storeTwoVariantsAndStop());
   ASSERT_NO_FATAL_FAILURE(open());

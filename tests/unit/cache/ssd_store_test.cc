@@ -404,15 +404,20 @@ struct HeldRebuild {
 };
 
 // Opens the store file at `path` (encrypted when `key` is set) with a background rebuild that
-// `held` stops at its apply step.
+// `held` stops at its apply step (with `checkpoint`: once lookups are answered from it).
 Result<std::unique_ptr<SsdStore>> openWithHeldRebuild(const std::string& path,
                                                       std::optional<StoreKey> key,
-                                                      HeldRebuild& held) {
+                                                      HeldRebuild& held,
+                                                      const std::string& checkpoint = "",
+                                                      const std::string& keyring = "") {
   SsdStoreOptions o;
   o.region_bytes = kRegion;
   o.encrypt = key.has_value();
   o.key = key;
   o.background_rebuild = true;
+  o.checkpoint_path = checkpoint;
+  o.checkpoint_interval = 0ms;
+  o.keyring_path = keyring;
   o.before_rebuild_apply = [&held] { held.hold(); };
   o.log = nullptr;
   FileDeviceOptions fo;
@@ -903,6 +908,184 @@ TEST_P(SsdStoreTest, ACheckpointUnderAnotherKeyIsRefused) {
   EXPECT_NE(logText(log_).find("index checkpoint"), std::string::npos) << logText(log_);
 }
 
+// Opens the store with a checkpoint and a background rebuild held once lookups are answered
+// from the checkpoint (the fixture's store_ and engine_).
+#define OPEN_HELD_FROM_CHECKPOINT(held)                                                   \
+  do {                                                                                    \
+    auto k = loadStoreKey(key_file_);                                                     \
+    ASSERT_TRUE(k.isOk());                                                                \
+    auto store = openWithHeldRebuild(dir_.file("store"), *k, held, checkpoint_, keyring_);\
+    ASSERT_TRUE(store.isOk());                                                            \
+    store_ = std::move(*store);                                                           \
+    IoEngineOptions eo;                                                                   \
+    eo.backend = GetParam();                                                              \
+    eo.log = nullptr;                                                                     \
+    auto e = makeIoEngine(store_->device(), eo);                                          \
+    ASSERT_TRUE(e.isOk());                                                                \
+    engine_ = std::move(*e);                                                              \
+    ASSERT_TRUE(held.waitReached());                                                      \
+  } while (0)
+
+void waitReady(SsdStore& store) {
+  for (int n = 0; n < 500 && !store.ready(); ++n) std::this_thread::sleep_for(10ms);
+}
+
+TEST_P(SsdStoreTest, LookupsDuringTheRebuildAreAnsweredFromTheCheckpoint) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(/*encrypt=*/true);
+  fill(0, 30, 3000);
+  ASSERT_TRUE(store_->invalidate(key(7)));
+  const uint64_t objects = store_->stats().objects;
+  ASSERT_EQ(objects, 30u);
+  engine_.reset();
+  store_.reset();  // writes the checkpoint
+
+  HeldRebuild held;
+  OPEN_HELD_FROM_CHECKPOINT(held);
+  // The index is not built yet (the rebuild is held before its entries go in), yet every
+  // object is found, byte-exact, and the soft purge is kept.
+  EXPECT_FALSE(store_->ready());
+  SsdStats s = store_->stats();
+  EXPECT_TRUE(s.rebuilding);
+  EXPECT_TRUE(s.checkpoint_loaded);
+  EXPECT_TRUE(s.serving_from_checkpoint);
+  EXPECT_EQ(s.objects, objects);
+  for (int i = 0; i < 30; ++i) EXPECT_TRUE(readsBack(i, 3000)) << i;
+  EXPECT_EQ(store_->find(key(7))->fresh_until, WallTime{});
+  EXPECT_GT(store_->find(key(8))->fresh_until, clock_.wallNow());
+  EXPECT_FALSE(store_->contains(key(99)));
+  EXPECT_FALSE(store_->readSync(key(99), *engine_).isOk());
+  EXPECT_EQ(store_->stats().corrupt, 0u);
+
+  held.release();
+  waitReady(*store_);
+  ASSERT_TRUE(store_->ready());
+  s = store_->stats();
+  EXPECT_FALSE(s.serving_from_checkpoint);
+  EXPECT_GT(s.checkpoint_serving_seconds, 0.0);
+  EXPECT_EQ(s.objects, objects);
+  for (int i = 0; i < 30; ++i) EXPECT_TRUE(readsBack(i, 3000)) << i;
+  EXPECT_EQ(store_->find(key(7))->fresh_until, WallTime{});
+}
+
+TEST_P(SsdStoreTest, APurgeWhileAnsweringFromTheCheckpointIsHonoured) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(/*encrypt=*/true);
+  fill(0, 20, 3000);
+  engine_.reset();
+  store_.reset();
+
+  HeldRebuild held;
+  OPEN_HELD_FROM_CHECKPOINT(held);
+  ASSERT_TRUE(store_->stats().serving_from_checkpoint);
+  ASSERT_TRUE(store_->contains(key(4)));
+  EXPECT_TRUE(store_->remove(key(4)));
+  EXPECT_FALSE(store_->contains(key(4)));
+  EXPECT_FALSE(store_->readSync(key(4), *engine_).isOk());
+  EXPECT_FALSE(store_->remove(key(42)));  // no copy anywhere
+  EXPECT_TRUE(store_->invalidate(key(5)));
+  EXPECT_EQ(store_->find(key(5))->fresh_until, WallTime{});
+  EXPECT_EQ(store_->stats().objects, 19u);
+
+  held.release();
+  waitReady(*store_);
+  ASSERT_TRUE(store_->ready());
+  // The purge and the soft purge outlive the hand-over to the index...
+  EXPECT_FALSE(store_->contains(key(4)));
+  EXPECT_EQ(store_->find(key(5))->fresh_until, WallTime{});
+  EXPECT_EQ(store_->stats().objects, 19u);
+  EXPECT_TRUE(readsBack(3, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  EXPECT_EQ(store_->stats().tombstones_written, 1u);
+  // ...a restart from the next checkpoint, and one that has to scan the whole device.
+  open(true);
+  EXPECT_TRUE(store_->stats().checkpoint_loaded);
+  EXPECT_FALSE(store_->contains(key(4)));
+  EXPECT_EQ(store_->find(key(5))->fresh_until, WallTime{});
+  engine_.reset();
+  store_.reset();
+  std::filesystem::remove(checkpoint_);
+  open(true);
+  EXPECT_FALSE(store_->stats().checkpoint_loaded);
+  EXPECT_FALSE(store_->contains(key(4)));
+  EXPECT_TRUE(readsBack(5, 3000));
+}
+
+TEST_P(SsdStoreTest, CheckpointEntriesInRegionsRewrittenAfterItAreNotAnswered) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(/*encrypt=*/true);
+  fill(0, 20, 3000);  // about 5 of the 16 regions
+  engine_.reset();
+  store_.reset();
+  const std::vector<uint8_t> first = readFileBytes(checkpoint_);
+  ASSERT_FALSE(first.empty());
+  // After the checkpoint: enough to wrap the ring and reclaim its first regions, a purge and a
+  // newer copy of objects it lists. Then a crash loses the newer checkpoint.
+  open(true);
+  fill(20, 80, 3000);
+  EXPECT_TRUE(store_->remove(key(15)));
+  ASSERT_TRUE(insert(16, 3000));
+  ASSERT_TRUE(store_->flush().isOk());
+  std::vector<bool> present(80);
+  int gone_early = 0, kept_early = 0;
+  for (int i = 0; i < 80; ++i) {
+    present[i] = store_->contains(key(i));
+    if (i < 20) (present[i] ? kept_early : gone_early) += 1;
+  }
+  ASSERT_GT(gone_early, 1) << "the ring did not wrap: the test shows nothing";
+  ASSERT_GT(kept_early, 1);
+  ASSERT_FALSE(present[15]);
+  engine_.reset();
+  store_.reset();
+  {
+    std::FILE* f = std::fopen(checkpoint_.c_str(), "wb");
+    ASSERT_TRUE(f);
+    std::fwrite(first.data(), 1, first.size(), f);
+    std::fclose(f);
+  }
+
+  HeldRebuild held;
+  OPEN_HELD_FROM_CHECKPOINT(held);
+  ASSERT_TRUE(store_->stats().serving_from_checkpoint);
+  // Exactly what the index held before the crash: reclaimed, purged and rewritten objects are
+  // never answered from their old places in the checkpoint.
+  for (int i = 0; i < 80; ++i) {
+    EXPECT_EQ(store_->contains(key(i)), present[i]) << i;
+    if (present[i]) {
+      EXPECT_TRUE(readsBack(i, 3000)) << i;
+    }
+  }
+  EXPECT_EQ(store_->stats().corrupt, 0u);
+  EXPECT_EQ(store_->stats().reclaimed_during_read, 0u);
+  held.release();
+  waitReady(*store_);
+  ASSERT_TRUE(store_->ready());
+  for (int i = 0; i < 80; ++i) EXPECT_EQ(store_->contains(key(i)), present[i]) << i;
+  EXPECT_EQ(store_->stats().corrupt, 0u);
+}
+
+TEST_P(SsdStoreTest, ADamagedCheckpointIsNotAnsweredFromAndTheRebuildScansEverything) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(/*encrypt=*/true);
+  fill(0, 10, 3000);
+  engine_.reset();
+  store_.reset();
+  std::vector<uint8_t> bytes = readFileBytes(checkpoint_);
+  ASSERT_GT(bytes.size(), 200u);
+  ASSERT_TRUE(patchFile(checkpoint_, 150, {static_cast<uint8_t>(bytes[150] ^ 0x01)}));
+  HeldRebuild held;
+  OPEN_HELD_FROM_CHECKPOINT(held);
+  const SsdStats s = store_->stats();
+  EXPECT_FALSE(s.checkpoint_loaded);
+  EXPECT_FALSE(s.serving_from_checkpoint);
+  EXPECT_EQ(s.rebuild_regions_scanned, kStore / kRegion);
+  EXPECT_FALSE(store_->contains(key(1)));  // misses until the scan is applied
+  held.release();
+  waitReady(*store_);
+  ASSERT_TRUE(store_->ready());
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(readsBack(i, 3000)) << i;
+}
+
 // --- Per-vhost data keys (crypto-shredding)
 
 CacheKey vkey(const std::string& vhost, int i) {
@@ -1065,6 +1248,53 @@ TEST_P(SsdVhostKeysTest, ACheckpointWrittenBeforeTheKeyWasDestroyedIndexesNoneOf
     EXPECT_FALSE(store_->contains(vkey("tv", i)));
     EXPECT_TRUE(readsBackFor("radio", i));
   }
+}
+
+TEST_P(SsdVhostKeysTest, PurgesByLabelAndShreddingApplyWhileAnsweringFromTheCheckpoint) {
+  checkpoint_ = dir_.file("store.checkpoint");
+  open(/*encrypt=*/true);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(insertFor("tv", i));
+    ASSERT_TRUE(insertFor("radio", i));
+  }
+  engine_.reset();
+  store_.reset();
+
+  HeldRebuild held;
+  OPEN_HELD_FROM_CHECKPOINT(held);
+  ASSERT_TRUE(store_->stats().serving_from_checkpoint);
+  // Purges by host and prefix find the objects answered from the checkpoint by their labels.
+  PurgeSelector host;
+  host.kind = PurgeSelector::Kind::kHost;
+  host.vhost = "radio";
+  EXPECT_EQ(store_->keysMatching(host).size(), 4u);
+  PurgeSelector prefix;
+  prefix.kind = PurgeSelector::Kind::kPrefix;
+  prefix.vhost = "tv";
+  prefix.prefix = "/seg/1";
+  const std::vector<CacheKey> one = store_->keysMatching(prefix);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0], vkey("tv", 1));
+  // Shredding a vhost drops what is answered from the checkpoint under its key at once.
+  auto destroyed = store_->destroyVhostKey("tv");
+  ASSERT_TRUE(destroyed.isOk());
+  EXPECT_NE(*destroyed, kStoreKeyId);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(store_->contains(vkey("tv", i))) << i;
+    EXPECT_TRUE(readsBackFor("radio", i)) << i;
+  }
+  EXPECT_EQ(store_->stats().objects, 4u);
+  EXPECT_TRUE(store_->keysMatching(prefix).empty());
+
+  held.release();
+  waitReady(*store_);
+  ASSERT_TRUE(store_->ready());
+  EXPECT_EQ(store_->stats().objects, 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(store_->contains(vkey("tv", i))) << i;
+    EXPECT_TRUE(readsBackFor("radio", i)) << i;
+  }
+  EXPECT_EQ(store_->keysMatching(host).size(), 4u);
 }
 
 TEST_P(SsdVhostKeysTest, ADamagedKeyringMakesTheVhostEntriesMissesNeverWrongBytes) {
