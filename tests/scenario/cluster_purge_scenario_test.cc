@@ -3,7 +3,8 @@
 // listeners on their own hosts at one shared port, admin tokens required. A site purge on one
 // peer removes every peer's copy and lists each peer's result; a stopped (SIGSTOP: timeout) or
 // gone (refused) peer is listed with its error while the others purge (207); a purge that
-// claims to come from a peer without a valid MAC is refused whatever token it carries.
+// claims to come from a peer without a valid MAC is refused whatever token it carries, and a
+// validly signed one is accepted without a token but never fanned out again (scope=site: 400).
 #include <csignal>
 #include <ctime>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/peer_tier.h"
 #include "tests/scenario/cluster_fixture.h"
 
 namespace streamedge::scenario {
@@ -204,7 +206,7 @@ TEST_F(ClusterPurgeScenario, AnUnansweringOrGonePeerIsListedWithItsErrorAndTheOt
   EXPECT_EQ(again.header("X-Cache"), "MISS");
 }
 
-TEST_F(ClusterPurgeScenario, APurgeClaimingToComeFromAPeerWithoutAValidMacIsRefused) {
+TEST_F(ClusterPurgeScenario, OnlyAValidPeerMacStandsInForATokenAndAPeersPurgeIsNeverFannedOut) {
   startAll({purgeConfig(0), purgeConfig(1), purgeConfig(2)});
   const std::string path = "/obj/sitepurge/forged.bin";
   cacheEverywhere(path);
@@ -219,6 +221,25 @@ TEST_F(ClusterPurgeScenario, APurgeClaimingToComeFromAPeerWithoutAValidMacIsRefu
                 .status,
             403);
   EXPECT_EQ(admin(1, "POST", local, {{"Streamedge-Peer", "x"}}).status, 403);
+  // Signed with the site's secret (as a peer would) but asking to fan out again: refused, a
+  // peer's purge is local only; the same purge with scope=local is accepted.
+  conf::ClusterConfig site;
+  site.enabled = true;
+  for (int k = 0; k < kPeers; ++k) site.peers.push_back(address(k));
+  site.self_index = 0;
+  site.self = address(0);
+  for (size_t b = 0; b < 32; ++b) site.secret += static_cast<char>((b % 16) * 0x11);
+  const auto signer = proxy::PeerTier::make(site);
+  ASSERT_TRUE(signer);
+  const std::string host = hosts_[1] + ":" + std::to_string(admin_port_);
+  const std::string again = "/purge?host=*&prefix=/obj/sitepurge/&scope=site";
+  const HttpResponse loop = admin(1, "POST", again,
+                                  {{"Host", host},
+                                   {"Streamedge-Peer", signer->sign("POST", host, again,
+                                                                    std::time(nullptr))}});
+  EXPECT_EQ(loop.status, 400) << loop.body;
+  EXPECT_NE(loop.body.find("local only"), std::string::npos) << loop.body;
+  EXPECT_EQ(view(1, path).header("X-Cache"), "HIT");
   // Neither a MAC nor a token: 401 as ever.
   EXPECT_EQ(admin(1, "POST", local, {}).status, 401);
   // Nothing was purged: peer 1 still has its copy.
@@ -226,7 +247,17 @@ TEST_F(ClusterPurgeScenario, APurgeClaimingToComeFromAPeerWithoutAValidMacIsRefu
   const std::string audit = slurp(auditPath(1));
   EXPECT_NE(audit.find("peer purge: bad_mac"), std::string::npos) << audit;
   EXPECT_NE(audit.find("peer purge: malformed"), std::string::npos) << audit;
-  EXPECT_EQ(audit.find("\"action\":\"purge\""), std::string::npos) << audit;
+  // Refusals only (the signed scope=site one as a purge error, by the peer it came from).
+  EXPECT_EQ(audit.find("\"result\":\"ok\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"who\":\"peer:" + address(0) + "\""), std::string::npos) << audit;
+  // The genuine article: the same secret over exactly this request, scope=local, no token.
+  const HttpResponse genuine = admin(1, "POST", local,
+                                     {{"Host", host},
+                                      {"Streamedge-Peer", signer->sign("POST", host, local,
+                                                                       std::time(nullptr))}});
+  EXPECT_EQ(genuine.status, 200) << genuine.body;
+  EXPECT_NE(genuine.body.find("\"objects\":1,"), std::string::npos) << genuine.body;
+  EXPECT_EQ(view(1, path).header("X-Cache"), "MISS");
 }
 
 }  // namespace
