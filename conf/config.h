@@ -493,6 +493,11 @@ struct ClusterConfig {
   Millis health_interval{2'000};   // active checks of each peer (kPeerHealthPath)
   Millis max_clock_skew{30'000};   // a peer request's timestamp may be this far off
   double load_factor = 1.25;       // bounded loads: a peer gets at most ~this x the mean
+  // POST /purge?...&scope=site (proxy/site_purge.h): every peer's answer within this, and the
+  // port of the peers' admin listeners (on their peer hosts); 0 = this server's own admin port
+  // (peers share the layout).
+  Millis purge_timeout{5'000};
+  uint16_t admin_port = 0;
   // Per peer: the index of its synthetic origin group in Config::origin_groups (appended after
   // the configured groups; never referenced by a route); SIZE_MAX for self.
   std::vector<size_t> peer_group;

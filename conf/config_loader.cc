@@ -1887,6 +1887,14 @@ void readCluster(TableReader& r, Config& config) {
   r.duration("health_interval", cluster.health_interval, false);
   r.duration("max_clock_skew", cluster.max_clock_skew, false);
   r.number("load_factor", cluster.load_factor, 1.01, 10.0);
+  if (r.duration("purge_timeout", cluster.purge_timeout, false) &&
+      cluster.purge_timeout > Millis(9'000)) {
+    // The admin listener drops a connection after 10 s without progress (server.cc).
+    r.error("purge_timeout", *r.get("purge_timeout"), "must be at most 9s");
+  }
+  if (int port = 0; r.integer("admin_port", port, 1, 65535)) {
+    cluster.admin_port = static_cast<uint16_t>(port);
+  }
 
   // Which peer is this server: `self`, or the one peer that one of its listeners names.
   bool self_found = false;

@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -112,15 +113,34 @@ void AdminActions::reply(evhttp_request* req, int code, const char* reason,
   evbuffer_free(buf);
 }
 
-bool AdminActions::authorize(evhttp_request* req, const std::string& path, std::string& who) {
+bool AdminActions::authorize(evhttp_request* req, const std::string& path, std::string& who,
+                             const PeerTier* peers, bool* by_peer) {
+  if (by_peer) *by_peer = false;
   SSL* ssl = sslOf(req);
   if (tls_ && !ssl) {
     // Only when TLS could not be set up for the connection (newConnectionCb): never served.
     reply(req, 400, "Bad Request", "TLS required\n", "text/plain; charset=utf-8");
     return false;
   }
-  const char* authorization =
-      evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+  const evkeyvalq* in = evhttp_request_get_input_headers(req);
+  if (path == "/purge") {
+    if (const char* field = evhttp_find_header(in, std::string(kPeerField).c_str())) {
+      // A peer's share of a site purge: its MAC over what it sent stands in for a token.
+      const char* host = evhttp_find_header(in, "Host");
+      const char* target = evhttp_request_get_uri(req);
+      const AdminAuthResult r =
+          judgePeerPurge(peers, field, methodName(evhttp_request_get_command(req)),
+                         host ? host : "", target ? target : "", unixMillis() / 1000);
+      if (r.decision == AdminAuthResult::Decision::kAllowed) {
+        who = r.who;
+        if (by_peer) *by_peer = true;
+        return true;
+      }
+      refuse(req, path, r, "peer_rejected");
+      return false;
+    }
+  }
+  const char* authorization = evhttp_find_header(in, "Authorization");
   const AdminAuthResult r = auth_.check(authorization, scopeForPath(path));
   if (r.decision == AdminAuthResult::Decision::kAllowed) {
     who = r.who;
@@ -132,6 +152,13 @@ bool AdminActions::authorize(evhttp_request* req, const std::string& path, std::
     }
     return true;
   }
+  const bool forbidden = r.decision == AdminAuthResult::Decision::kForbidden;
+  refuse(req, path, r, forbidden ? "missing_scope" : authorization ? "unknown_token" : "no_token");
+  return false;
+}
+
+void AdminActions::refuse(evhttp_request* req, const std::string& path, const AdminAuthResult& r,
+                          const char* security_reason) {
   const bool forbidden = r.decision == AdminAuthResult::Decision::kForbidden;
   (forbidden ? refused_forbidden_ : refused_unauthenticated_).fetch_add(1, std::memory_order_relaxed);
   const std::string client = clientOf(req);
@@ -156,7 +183,7 @@ bool AdminActions::authorize(evhttp_request* req, const std::string& path, std::
     SecurityEvent se;
     se.time_unix_ms = e.time_unix_ms;
     se.event = "admin_refused";
-    se.reason = forbidden ? "missing_scope" : authorization ? "unknown_token" : "no_token";
+    se.reason = security_reason;
     se.client = anonymized;
     se.method = method;
     se.path = path;
@@ -177,11 +204,38 @@ bool AdminActions::authorize(evhttp_request* req, const std::string& path, std::
   } else {
     reply(req, 403, "Forbidden", "this token may not do that\n", "text/plain; charset=utf-8");
   }
-  return false;
 }
 
+namespace {
+
+// The audit parameters of a parsed purge and its local result.
+void purgeAuditParams(const PurgeRequest& request, const PurgeResult& result, AuditEvent& e) {
+  e.params.emplace_back("kind", purgeKindName(request.kind));
+  e.params.emplace_back("mode", request.soft ? "soft" : "hard");
+  if (request.scope == PurgeRequest::Scope::kSite) e.params.emplace_back("scope", "site");
+  if (!request.url.empty()) e.params.emplace_back("url", request.url);
+  if (!request.host.empty()) e.params.emplace_back("host", request.host);
+  if (!request.prefix.empty()) e.params.emplace_back("prefix", request.prefix);
+  if (!request.tag.empty()) e.params.emplace_back("tag", request.tag);
+  if (!result.vhost.empty()) e.params.emplace_back("vhost", result.vhost);
+  if (result.data_key_destroyed) e.params.emplace_back("data_key", "destroyed");
+}
+
+const char* reasonOf(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 207: return "Multi-Status";
+    case 404: return "Not Found";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    default: return "Bad Request";
+  }
+}
+
+}  // namespace
+
 void AdminActions::handlePurge(evhttp_request* req, const std::string& who, cache::Cache& cache,
-                               const conf::Config& config) {
+                               const conf::Config& config, const SiteContext& site) {
   const char* method = methodName(evhttp_request_get_command(req));
   if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
@@ -193,8 +247,17 @@ void AdminActions::handlePurge(evhttp_request* req, const std::string& who, cach
   PurgeRequest request;
   std::string error;
   PurgeResult result;
-  const bool parsed = parsePurgeQuery(q ? q : "", request, error);
-  if (!parsed) {
+  bool parsed = parsePurgeQuery(q ? q : "", request, error);
+  const bool site_scope = parsed && request.scope == PurgeRequest::Scope::kSite;
+  if (site_scope && (site.by_peer || !site.peers || tls_)) {
+    // Refused before anything is purged: the caller learns the whole purge did not happen.
+    parsed = false;
+    result.status = tls_ ? 501 : 400;
+    result.error = site.by_peer ? "a peer's purge is local only (scope=local)"
+                   : !site.peers ? "scope=site needs a [cluster]"
+                                 : "scope=site is not available on a TLS admin listener";
+    result.json = purgeErrorJson(result.error);
+  } else if (!parsed) {
     result.status = 400;
     result.error = error;
     result.json = purgeErrorJson(error);
@@ -219,14 +282,7 @@ void AdminActions::handlePurge(evhttp_request* req, const std::string& who, cach
   e.method = method;
   e.path = "/purge";
   if (parsed) {
-    e.params.emplace_back("kind", purgeKindName(request.kind));
-    e.params.emplace_back("mode", request.soft ? "soft" : "hard");
-    if (!request.url.empty()) e.params.emplace_back("url", request.url);
-    if (!request.host.empty()) e.params.emplace_back("host", request.host);
-    if (!request.prefix.empty()) e.params.emplace_back("prefix", request.prefix);
-    if (!request.tag.empty()) e.params.emplace_back("tag", request.tag);
-    if (!result.vhost.empty()) e.params.emplace_back("vhost", result.vhost);
-    if (result.data_key_destroyed) e.params.emplace_back("data_key", "destroyed");
+    purgeAuditParams(request, result, e);
   } else if (q) {
     e.params.emplace_back("query", q);
   }
@@ -239,11 +295,70 @@ void AdminActions::handlePurge(evhttp_request* req, const std::string& who, cach
                parsed ? purgeKindName(request.kind) : "(bad request)", who.c_str(),
                client.c_str(), result.status, static_cast<unsigned long long>(result.objects),
                result.duration_ms);
-  const char* reason = result.status == 200   ? "OK"
-                       : result.status == 404 ? "Not Found"
-                       : result.status == 500 ? "Internal Server Error"
-                                              : "Bad Request";
-  reply(req, result.status, reason, result.json, "application/json");
+  // A site purge goes on to the peers unless the request itself was wrong here (400, 404: the
+  // peers share the config and would answer the same).
+  if (parsed && site_scope && result.status != 400 && result.status != 404) {
+    return startSitePurge(req, who, client, request, result, config, site, q ? q : "");
+  }
+  reply(req, result.status, reasonOf(result.status), result.json, "application/json");
+}
+
+void AdminActions::startSitePurge(evhttp_request* req, const std::string& who,
+                                  const std::string& client, const PurgeRequest& request,
+                                  const PurgeResult& local, const conf::Config& config,
+                                  const SiteContext& site, std::string_view query) {
+  const PeerTier& tier = *site.peers;
+  const std::string self = tier.address(tier.self());
+  const uint16_t port = config.cluster.admin_port ? config.cluster.admin_port : own_admin_port_;
+  const auto started = std::chrono::steady_clock::now();
+  const auto it = site_purges_.emplace(site_purges_.end());
+  auto done = [this, it, req, who, client, request, local, self,
+               started](std::vector<PeerPurgeOutcome> peers) {
+    const int status = sitePurgeStatus(local, peers);
+    const std::string json = sitePurgeJson(self, local, peers);
+    // One audit line for the fan-out: who, which peers and what each answered.
+    std::string summary;
+    int64_t objects = local.status == 200 ? static_cast<int64_t>(local.objects) : 0;
+    for (const PeerPurgeOutcome& p : peers) {
+      if (!summary.empty()) summary += ",";
+      summary += p.peer + "=";
+      if (p.ok()) {
+        summary += "ok:" + std::to_string(p.objects);
+        objects += std::max<int64_t>(0, p.objects);
+      } else {
+        summary += (p.status ? std::to_string(p.status) + ":" : std::string()) + p.error;
+      }
+    }
+    AuditEvent e;
+    e.time_unix_ms = unixMillis();
+    e.who = who;
+    e.client = client;
+    e.action = "site_purge";
+    e.method = "POST";
+    e.path = "/purge";
+    purgeAuditParams(request, local, e);
+    e.params.emplace_back("peers", summary);
+    e.result = status == 200 ? "ok" : "partial";
+    e.status = status;
+    e.objects = objects;
+    audit_.record(e);
+    const double ms = std::chrono::duration<double, std::milli>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+    std::fprintf(stderr, "streamedge: admin: site purge by %s from %s: %d, %lld objects, %s "
+                 "in %.1f ms\n", who.c_str(), client.c_str(), status,
+                 static_cast<long long>(objects), summary.empty() ? "no other peer" : summary.c_str(),
+                 ms);
+    reply(req, status, reasonOf(status), json, "application/json");
+    site_purges_.erase(it);  // destroys the SitePurge: last
+  };
+  *it = SitePurge::start(site.base, tier, port, query, config.cluster.purge_timeout,
+                         std::move(done));
+  if (!*it) {
+    site_purges_.erase(it);
+    reply(req, 500, "Internal Server Error", purgeErrorJson("cannot start the site purge"),
+          "application/json");
+  }
 }
 
 void AdminActions::fillSnapshot(metrics::Snapshot& snap) const {

@@ -56,6 +56,7 @@ bool parsePurgeQuery(std::string_view query, PurgeRequest& out, std::string& err
     return false;
   }
   bool has_url = false, has_host = false, has_prefix = false, has_tag = false, has_soft = false;
+  bool has_scope = false;
   bool ok = true;
   for (const evkeyval* kv = params.tqh_first; kv && ok; kv = kv->next.tqe_next) {
     const std::string_view name = kv->key;
@@ -76,6 +77,8 @@ bool parsePurgeQuery(std::string_view query, PurgeRequest& out, std::string& err
       target = &out.tag;
     } else if (name == "soft") {
       seen = &has_soft;
+    } else if (name == "scope") {
+      seen = &has_scope;
     } else {
       error = "unknown parameter \"" + std::string(name) + "\"";
       ok = false;
@@ -94,6 +97,13 @@ bool parsePurgeQuery(std::string_view query, PurgeRequest& out, std::string& err
         break;
       }
       target->assign(value);
+    } else if (seen == &has_scope) {
+      if (value == "site") {
+        out.scope = PurgeRequest::Scope::kSite;
+      } else if (value != "local") {
+        error = "scope must be local or site";
+        ok = false;
+      }
     } else if (value == "1" || value == "true") {
       out.soft = true;
     } else if (value != "0" && value != "false") {

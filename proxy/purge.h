@@ -12,6 +12,8 @@
 //                        encryption and a keyring, it also destroys the vhost's SSD data key
 //                        (crypto-shredding, cache/ssd_keyring.h) before it answers
 //   soft=1               soft purge: mark stale (revalidated at the next request), keep
+//   scope=site           with [cluster]: also on every other peer of the site, in parallel
+//                        (proxy/site_purge.h); scope=local (the default) is this edge only
 //
 // HOST is a configured vhost name or a host name its hostnames match (as a Host field would,
 // except that the "*" catch-all is named by its vhost name only).
@@ -32,7 +34,9 @@ namespace streamedge::proxy {
 
 struct PurgeRequest {
   enum class Kind : uint8_t { kUrl, kPrefix, kTag, kHost };
+  enum class Scope : uint8_t { kLocal, kSite };
   Kind kind = Kind::kUrl;
+  Scope scope = Scope::kLocal;
   bool soft = false;
   std::string url;
   std::string host;
@@ -46,7 +50,8 @@ const char* purgeKindName(PurgeRequest::Kind kind);
 
 // Parses the query string of POST /purge (without the '?'). False with a one-line `error` for
 // a query that is not one of the forms above (unknown or repeated parameters, none of url, host,
-// tag, url together with another form, a soft value other than 0/1/true/false, empty values).
+// tag, url together with another form, a soft value other than 0/1/true/false, a scope other
+// than local/site, empty values).
 bool parsePurgeQuery(std::string_view query, PurgeRequest& out, std::string& error);
 
 // The vhost HOST names: a vhost whose configured name is HOST, else the vhost a request with

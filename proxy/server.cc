@@ -110,6 +110,7 @@ Server::~Server() {
   if (retention_sweep_event_) event_free(retention_sweep_event_);
   if (log_retention_event_) event_free(log_retention_event_);
   if (watchdog_event_) event_free(watchdog_event_);
+  if (admin_actions_) admin_actions_->stopSitePurges();  // their requests go with admin_
   if (admin_) evhttp_free(admin_);
   if (base_) event_base_free(base_);
 }
@@ -225,6 +226,9 @@ bool Server::startAdmin() {
   socklen_t bound_len = sizeof bound;
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_len);
   std::printf("streamedge listening admin %s\n", socketAddressText(bound).c_str());
+  admin_actions_->setOwnAdminPort(
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port));
   evhttp_set_gencb(admin_, adminCb, this);
   return true;
 }
@@ -1316,13 +1320,14 @@ void Server::handleAdmin(evhttp_request* req) {
   // Tokens and scopes (/healthz and /readyz are open): a refusal is answered, audited and
   // counted by admin_actions_.
   std::string who;
-  if (!admin_actions_->authorize(req, path, who)) {
+  AdminActions::SiteContext site{base_, shared_->peers.get(), false};
+  if (!admin_actions_->authorize(req, path, who, site.peers.get(), &site.by_peer)) {
     evbuffer_free(body);
     return;
   }
   if (path == "/purge") {
     evbuffer_free(body);
-    return admin_actions_->handlePurge(req, who, shared_->cache, *config_);
+    return admin_actions_->handlePurge(req, who, shared_->cache, *config_, site);
   }
 
   int code = 200;

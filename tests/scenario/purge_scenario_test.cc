@@ -182,6 +182,23 @@ TEST_F(PurgeScenarioTest, EachPurgeFormRemovesExactlyItsObjectsOnEveryWorker) {
   EXPECT_EQ(sample(m, "streamedge_purged_objects_total{kind=\"tag\",mode=\"hard\"}"), 3.0);
 }
 
+TEST_F(PurgeScenarioTest, SiteScopeWithoutAClusterIsRefusedAndPurgesNothing) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  ASSERT_EQ(getOn("tv.example", kA).status, 200);
+  ASSERT_EQ(cacheState("tv.example", kA), "HIT");
+  // A lone server has no site: refused before anything is purged here.
+  const HttpResponse p = purge("host=tv&prefix=/obj/purge/&scope=site");
+  EXPECT_EQ(p.status, 400) << p.body;
+  EXPECT_NE(p.body.find("scope=site needs a [cluster]"), std::string::npos) << p.body;
+  EXPECT_EQ(cacheState("tv.example", kA), "HIT");
+  EXPECT_EQ(purge("host=tv&prefix=/obj/purge/&scope=everywhere").status, 400);
+  // scope=local is the plain purge.
+  const HttpResponse local = purge("host=tv&prefix=/obj/purge/&scope=local");
+  EXPECT_EQ(local.status, 200) << local.body;
+  EXPECT_NE(local.body.find("\"objects\":1,"), std::string::npos) << local.body;
+  EXPECT_EQ(cacheState("tv.example", kA, 1), "MISS");
+}
+
 TEST_F(PurgeScenarioTest, SoftPurgeKeepsTheObjectAndTheNextRequestRevalidatesIt) {
   ASSERT_NO_FATAL_FAILURE(startProxy());
   const std::string target = "/obj/soft/x.ts?size=3000&hdr=Surrogate-Key:soft-1";

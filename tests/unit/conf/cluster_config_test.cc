@@ -125,5 +125,20 @@ TEST_F(ClusterConfigTest, ErrorsNameTheirLine) {
                       "/missing.key\"\n", "cluster.secret_file", 3, "missing.key");
 }
 
+TEST_F(ClusterConfigTest, SitePurgeTimeoutAndAdminPort) {
+  LoadResult r = load(cluster());
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->cluster.purge_timeout.count(), 5000);
+  EXPECT_EQ(r.config->cluster.admin_port, 0);  // this server's own admin port
+  r = load(cluster("purge_timeout = \"1500ms\"\nadmin_port = 9911\n"));
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.config->cluster.purge_timeout.count(), 1500);
+  EXPECT_EQ(r.config->cluster.admin_port, 9911);
+  expectOnlyError(cluster("purge_timeout = \"10s\"\n"), "cluster.purge_timeout", 4, "at most 9s");
+  expectOnlyError(cluster("purge_timeout = 0\n"), "cluster.purge_timeout", 4, "");
+  expectOnlyError(cluster("admin_port = 0\n"), "cluster.admin_port", 4, "between 1 and 65535");
+  expectOnlyError(cluster("admin_port = 70000\n"), "cluster.admin_port", 4, "between 1 and 65535");
+}
+
 }  // namespace
 }  // namespace streamedge::conf
