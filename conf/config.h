@@ -501,6 +501,16 @@ struct ClusterConfig {
   // Per peer: the index of its synthetic origin group in Config::origin_groups (appended after
   // the configured groups; never referenced by a route); SIZE_MAX for self.
   std::vector<size_t> peer_group;
+  // Membership from DNS (proxy/peer_discovery.h), e.g. a Kubernetes headless Service: `dns` a
+  // name whose SRV records (a name starting with '_', like "_http._tcp.edge.ns.svc.cluster.local")
+  // give targets and ports, or whose A/AAAA records give the peers' addresses on `dns_port`.
+  // Empty: the static `peers` only. With DNS, `peers` is the membership until the first answer
+  // (may be absent: this server alone) and this server is always a member.
+  std::string dns;           // lower case, no trailing dot
+  bool dns_srv = false;      // dns starts with '_'
+  uint16_t dns_port = 0;     // the peers' viewer port for A/AAAA (required then)
+  Millis dns_interval{10'000};
+  std::string dns_server;    // "ip", "ip:port" or "[v6]:port"; empty = [dns] nameservers
 };
 
 struct Config {

@@ -1837,6 +1837,74 @@ std::string parsePeerAddress(std::string_view text, std::string& out) {
   return "";
 }
 
+// [cluster] dns, dns_port, dns_interval, dns_server: membership from DNS.
+void readClusterDns(TableReader& r, ClusterConfig& cluster) {
+  std::string name;
+  bool name_ok = true;
+  if (r.string("dns", name)) {
+    cluster.dns = lowercase(name);
+    if (!cluster.dns.empty() && cluster.dns.back() == '.') cluster.dns.pop_back();
+    if (!isDnsName(cluster.dns)) {
+      r.error("dns", *r.get("dns"), quoted(name) + " is not a DNS name");
+      name_ok = false;  // no follow-on error about dns_port
+    }
+    cluster.dns_srv = !cluster.dns.empty() && cluster.dns.front() == '_';
+  }
+  int port = 0;
+  if (r.integer("dns_port", port, 1, 65535)) cluster.dns_port = static_cast<uint16_t>(port);
+  if (r.has("dns_port") && cluster.dns.empty()) {
+    r.error("dns_port", *r.get("dns_port"), "needs cluster.dns");
+  } else if (name_ok && !cluster.dns.empty() && !cluster.dns_srv && !r.has("dns_port")) {
+    r.diag().error(lineOf(*r.get("dns")), r.path("dns_port"),
+                   "missing: " + quoted(cluster.dns) +
+                       " is asked for A/AAAA records, which carry no port (an SRV name starts "
+                       "with '_', like \"_http._tcp.edge.ns.svc.cluster.local\")");
+  } else if (cluster.dns_srv && r.has("dns_port")) {
+    r.error("dns_port", *r.get("dns_port"), "not used with an SRV name: the records give ports");
+  }
+  if (r.duration("dns_interval", cluster.dns_interval, false) && cluster.dns.empty()) {
+    r.error("dns_interval", *r.get("dns_interval"), "needs cluster.dns");
+  }
+  if (r.string("dns_server", cluster.dns_server)) {
+    const std::string& ns = cluster.dns_server;
+    std::string host;
+    uint16_t p = 0;
+    if (cluster.dns.empty()) {
+      r.error("dns_server", *r.get("dns_server"), "needs cluster.dns");
+    } else if (!isIpv4Literal(ns) && !isIpv6Literal(ns) &&
+               (!parseListenAddress(ns, host, p).empty() || p == 0)) {
+      r.error("dns_server", *r.get("dns_server"),
+              "invalid nameserver " + quoted(ns) +
+                  ": expected an IP address, \"ip:port\" or \"[ipv6]:port\"");
+    }
+  }
+}
+
+// With DNS membership and no static `peers`: this server is its one listener with an address
+// (a wildcard listener needs cluster.self, the address peers reach it at).
+void selfFromListener(TableReader& r, Config& config, bool& self_found) {
+  ClusterConfig& cluster = config.cluster;
+  std::vector<std::string> candidates;
+  for (const ListenerConfig& l : config.listeners) {
+    if (l.host == "0.0.0.0" || l.host == "::" || l.port == 0) continue;
+    std::string canonical;
+    const std::string text =
+        l.host.find(':') != std::string::npos ? "[" + l.host + "]:" + std::to_string(l.port)
+                                              : l.host + ":" + std::to_string(l.port);
+    if (parsePeerAddress(text, canonical).empty()) candidates.push_back(canonical);
+  }
+  if (candidates.size() == 1) {
+    cluster.peers.push_back(candidates.front());
+    cluster.self_index = 0;
+    self_found = true;
+  } else {
+    r.diag().error(lineOf(*r.get("dns")), r.path("self"),
+                   "missing: with membership from DNS and no cluster.peers, name the address "
+                   "peers reach this server at with cluster.self (needed unless exactly one "
+                   "[[listener]] has a non-wildcard address)");
+  }
+}
+
 // [cluster]; after the listeners and origin groups (the peers' groups are appended to them).
 void readCluster(TableReader& r, Config& config) {
   ClusterConfig& cluster = config.cluster;
@@ -1867,9 +1935,10 @@ void readCluster(TableReader& r, Config& config) {
     } else if (texts.size() > kMaxPeers) {
       r.error("peers", array, "at most 256 peers");
     }
-  } else if (!r.has("peers")) {
+  } else if (!r.has("peers") && !r.has("dns")) {
     r.missing("peers");
   }
+  readClusterDns(r, cluster);
   if (r.string("secret_file", cluster.secret_file)) {
     std::string error;
     if (cluster.secret_file.empty()) {
@@ -1905,12 +1974,19 @@ void readCluster(TableReader& r, Config& config) {
     const auto it = std::find(cluster.peers.begin(), cluster.peers.end(), canonical);
     if (!error.empty()) {
       r.error("self", *r.get("self"), error);
+    } else if (it == cluster.peers.end() && !cluster.dns.empty()) {
+      // With DNS the static list is only the fallback: this server is a member anyway.
+      cluster.peers.push_back(canonical);
+      cluster.self_index = cluster.peers.size() - 1;
+      self_found = true;
     } else if (it == cluster.peers.end()) {
       r.error("self", *r.get("self"), quoted(self_text) + " is not among the peers");
     } else {
       cluster.self_index = static_cast<size_t>(it - cluster.peers.begin());
       self_found = true;
     }
+  } else if (cluster.peers.empty() && !cluster.dns.empty()) {
+    selfFromListener(r, config, self_found);
   } else if (!cluster.peers.empty()) {
     std::vector<size_t> matches;
     for (size_t i = 0; i < cluster.peers.size(); ++i) {
@@ -1950,11 +2026,33 @@ void readCluster(TableReader& r, Config& config) {
                          " is reserved: names starting with \"peer:\" are the cluster's peers");
     }
   }
+  if (self_found) {
+    std::vector<std::string> peers = std::move(cluster.peers);
+    setClusterPeers(config, std::move(peers));
+  }
+  r.finish();
+}
+
+}  // namespace
+
+void setClusterPeers(Config& config, std::vector<std::string> peers) {
+  ClusterConfig& cluster = config.cluster;
+  // The previous membership's groups go (they are the last ones, never named by a route).
+  std::erase_if(config.origin_groups, [](const OriginGroupConfig& g) {
+    return g.name.rfind(kPeerGroupPrefix, 0) == 0;
+  });
+  auto self = std::find(peers.begin(), peers.end(), cluster.self);
+  if (self == peers.end()) {
+    peers.push_back(cluster.self);
+    self = peers.end() - 1;
+  }
+  cluster.self_index = static_cast<size_t>(self - peers.begin());
+  cluster.peers = std::move(peers);
   // Every other peer becomes an origin group of one origin: the same client, pools, timeouts,
   // health checks and metrics as the origins. Never named by a route.
   cluster.peer_group.assign(cluster.peers.size(), SIZE_MAX);
   for (size_t i = 0; i < cluster.peers.size(); ++i) {
-    if (self_found && i == cluster.self_index) continue;
+    if (i == cluster.self_index) continue;
     OriginGroupConfig g;
     g.name = std::string(kPeerGroupPrefix) + cluster.peers[i];
     OriginConfig o;
@@ -1982,8 +2080,9 @@ void readCluster(TableReader& r, Config& config) {
     cluster.peer_group[i] = config.origin_groups.size();
     config.origin_groups.push_back(std::move(g));
   }
-  r.finish();
 }
+
+namespace {
 
 void checkListenAddressesUnique(const toml::table& root, const Config& config, Diagnostics& diag) {
   std::map<std::pair<std::string, uint16_t>, std::string> seen;  // → path of first user

@@ -33,4 +33,10 @@ LoadResult loadConfigText(std::string_view text, const std::string& name);
 // group "demo" at http://127.0.0.1:8081 (scripts/run.sh starts the origin simulator there).
 std::string_view defaultConfigText();
 
+// Replaces the cluster's membership of a loaded config with `peers` (canonical "host:port", as
+// ClusterConfig::peers; this server's own address is added when missing) and rebuilds the
+// peers' synthetic origin groups, exactly as loading a config with that `peers` list would.
+// For membership from DNS (proxy/peer_discovery.h). `config.cluster.enabled` must be true.
+void setClusterPeers(Config& config, std::vector<std::string> peers);
+
 }  // namespace streamedge::conf

@@ -217,6 +217,17 @@ std::string renderPrometheus(const Snapshot& s) {
   }
   push(std::move(peer_requests));
   push(std::move(peer_up));
+  if (s.cluster) {
+    auto members = family("streamedge_cluster_peers",
+                          "Members of the cluster's ring, this edge included.", MetricType::Gauge);
+    addGauge(members, static_cast<double>(s.cluster_peers), {});
+    push(std::move(members));
+    auto changes = family("streamedge_cluster_membership_changes_total",
+                          "New cluster memberships from DNS ([cluster] dns) put in place.",
+                          MetricType::Counter);
+    addCounter(changes, d(s.cluster_membership_changes), {});
+    push(std::move(changes));
+  }
 
   auto resumes = family("streamedge_origin_resumes_total",
                         "Origin bodies that broke off after the first byte and were resumed (or "

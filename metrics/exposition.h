@@ -192,6 +192,11 @@ struct Snapshot {
   std::vector<OriginProtectionState> origin_protection;
   std::vector<OriginGroupRetryState> origin_group_retries;
   std::vector<PeerState> peers;
+  // With a [cluster]: streamedge_cluster_peers (members, this edge included) and
+  // streamedge_cluster_membership_changes_total (new memberships from DNS published).
+  bool cluster = false;
+  uint64_t cluster_peers = 0;
+  uint64_t cluster_membership_changes = 0;
   // streamedge_client_miss_budget_rejected_total{group}: requests refused with 429 by the
   // per-client miss budget; streamedge_client_miss_budget_clients: buckets held.
   std::map<std::string, uint64_t> client_miss_rejected;

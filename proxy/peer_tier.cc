@@ -99,6 +99,13 @@ PeerTier::PeerTier(PeerRing ring, const conf::ClusterConfig& cluster, const Peer
           peers_state_[i].counters = previous->peers_state_[j].counters;
         }
       }
+      // A peer that joins a running tier (membership from DNS, or a reload) gets fills only
+      // once its own health checks have passed: its answer in DNS says it exists, not that it
+      // serves yet. Its health state is new (no checks passed), so it counts as failed at 0.
+      if (!peers_state_[i].counters && i != self_) {
+        peers_state_[i].failed.store(true, std::memory_order_relaxed);
+        peers_state_[i].passes_at_fail.store(0, std::memory_order_relaxed);
+      }
     }
     if (!peers_state_[i].counters) peers_state_[i].counters = std::make_shared<PeerCounters>();
   }

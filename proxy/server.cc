@@ -105,6 +105,7 @@ Server::~Server() {
     shared_->ssd.reset();
   }
   health_checker_.reset();
+  peer_discovery_.reset();
   for (event* ev : signal_events_) event_free(ev);
   if (trim_event_) event_free(trim_event_);
   if (retention_sweep_event_) event_free(retention_sweep_event_);
@@ -357,6 +358,7 @@ int Server::run() {
     if (!openStore(false, why)) return startFailed(why);
   }
   health_checker_ = std::make_unique<HealthChecker>(base_, config_, tls_, shared_->health);
+  syncPeerDiscovery();
   trim_event_ = event_new(base_, -1, EV_PERSIST, trimCb, this);
   const timeval trim_every{1, 0};
   event_add(trim_event_, &trim_every);
@@ -519,6 +521,7 @@ void Server::reload() {
     }
     return;
   }
+  loaded.config = withDiscoveredPeers(std::move(loaded.config));
   const conf::Config& next = *loaded.config;
   if (next.server.workers != config_->server.workers ||
       next.cache.ram.size_bytes != config_->cache.ram.size_bytes ||
@@ -584,6 +587,7 @@ void Server::reload() {
     auto update = std::make_shared<ListenerUpdate>(std::move(updates[i]));
     w->post([w, snapshot, tls, update] { w->applyReload(snapshot, tls, *update); });
   }
+  syncPeerDiscovery();  // and a DNS round now: SIGHUP also re-resolves the membership
   ++reloads_ok_;
   last_reload_ok_ = true;
   last_reload_ok_unix_ms_ = unixMillisNow();
@@ -734,6 +738,7 @@ void Server::beginStop(std::chrono::milliseconds idle_grace) {
   notifier_.stopping("stopping: draining connections (up to " +
                      std::to_string(config_->server.drain_timeout.count()) + " ms)");
   health_checker_.reset();  // no new origin connections from the main thread
+  peer_discovery_.reset();
   const auto deadline = config_->server.drain_timeout;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
@@ -982,7 +987,8 @@ std::string Server::statusJson() const {
   // Cluster: every member (this edge too), whether it gets fills, its fills in flight from here
   // and the results of this edge's requests to it.
   if (const std::shared_ptr<PeerTier> tier = shared_->peers.get()) {
-    out += ",\"cluster\":{\"self\":" + jsonString(tier->address(tier->self())) + ",\"peers\":[";
+    out += ",\"cluster\":{\"self\":" + jsonString(tier->address(tier->self())) +
+           membershipStatusJson() + ",\"peers\":[";
     for (size_t i = 0; i < tier->size(); ++i) {
       if (i > 0) out += ',';
       const bool self = i == tier->self();
@@ -1259,6 +1265,9 @@ std::string Server::metricsText() const {
       }
       snap.peers.push_back(std::move(p));
     }
+    snap.cluster = true;
+    snap.cluster_peers = tier->size();
+    snap.cluster_membership_changes = membership_changes_;
   }
   for (const auto& [key, series] : traffic) {
     metrics::OriginState state;

@@ -22,6 +22,7 @@
 #include "proxy/hot_upgrade.h"
 #include "proxy/listen_socket.h"
 #include "proxy/listener_table.h"
+#include "proxy/peer_discovery.h"
 #include "proxy/shared_state.h"
 #include "proxy/systemd_notify.h"
 #include "proxy/worker.h"
@@ -65,6 +66,18 @@ class Server {
   bool switchUser();            // [server] user: after binding and opening, before the workers
   void onSignal(int sig);
   void reload();
+  // --- cluster membership from DNS (server_cluster.cc)
+  // Starts, reconfigures (a round now) or stops the discovery after config_ changed.
+  void syncPeerDiscovery();
+  // `loaded` (a reloaded config with the static peers) with the current DNS membership instead,
+  // when the discovery keeps asking the same name: a SIGHUP does not fall back to the static list.
+  conf::ConfigPtr withDiscoveredPeers(conf::ConfigPtr loaded) const;
+  // A new membership from DNS: config_ with those peers, published as a reload publishes.
+  void applyMembership(const std::vector<std::string>& members,
+                       const std::vector<std::string>& added,
+                       const std::vector<std::string>& removed);
+  // "membership", last resolve and error for /status (a JSON fragment, leading comma).
+  std::string membershipStatusJson() const;
   // Graceful stop; `idle_grace` as Worker::beginDrain (a hot upgrade's hand-over).
   void beginStop(std::chrono::milliseconds idle_grace = std::chrono::milliseconds(0));
   bool bindListeners(std::vector<std::vector<ListenSocket>>& per_worker);
@@ -173,6 +186,9 @@ class Server {
   std::unique_ptr<AdminActions> admin_actions_;
   // Active origin health checks of config_ (rebuilt on reload, gone once stopping).
   std::unique_ptr<HealthChecker> health_checker_;
+  // [cluster] dns: the membership from DNS (null without, and once stopping).
+  std::unique_ptr<PeerDiscovery> peer_discovery_;
+  uint64_t membership_changes_ = 0;  // memberships from DNS published (the metric)
   bool stopping_ = false;
   // systemd (Type=notify): READY, RELOADING, STOPPING, STATUS, WATCHDOG; MAINPID for a hot
   // upgrade (notifier_.handOverMainPid).

@@ -15,6 +15,9 @@
 #include <cstring>
 
 namespace streamedge::test {
+namespace {
+constexpr int kTypeSrv = 33;  // evdns names no SRV constant
+}  // namespace
 
 DnsServer::DnsServer() {
   fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -56,6 +59,12 @@ void DnsServer::set(const std::string& name, std::vector<std::string> addresses,
   entries_[name] = Entry{std::move(addresses), ttl};
 }
 
+void DnsServer::setSrv(const std::string& name,
+                       std::vector<std::pair<std::string, uint16_t>> targets, int ttl) {
+  std::lock_guard lock(mu_);
+  srv_[name] = SrvEntry{std::move(targets), ttl};
+}
+
 int DnsServer::questions(const std::string& name, const std::string& type) const {
   std::lock_guard lock(mu_);
   auto it = questions_.find(name + "/" + type);
@@ -76,6 +85,32 @@ void DnsServer::onRequest(evdns_server_request* req) {
     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     const bool a = q->type == EVDNS_TYPE_A;
     const bool aaaa = q->type == EVDNS_TYPE_AAAA;
+    if (q->type == kTypeSrv) {
+      ++questions_[name + "/SRV"];
+      auto it = srv_.find(name);
+      if (it == srv_.end()) {
+        rcode = DNS_ERR_NOTEXIST;
+        continue;
+      }
+      for (const auto& [target, port] : it->second.targets) {
+        // RFC 2782 RDATA: priority, weight, port, then the target in wire form (uncompressed).
+        std::string rdata = {0, 0, 0, 10, static_cast<char>(port >> 8),
+                             static_cast<char>(port & 0xFF)};
+        size_t start = 0;
+        while (start < target.size()) {
+          size_t dot = target.find('.', start);
+          if (dot == std::string::npos) dot = target.size();
+          rdata += static_cast<char>(dot - start);
+          rdata += target.substr(start, dot - start);
+          start = dot + 1;
+        }
+        rdata += '\0';
+        evdns_server_request_add_reply(req, EVDNS_ANSWER_SECTION, q->name, kTypeSrv, EVDNS_CLASS_INET,
+                                       it->second.ttl, static_cast<int>(rdata.size()), 0,
+                                       rdata.data());
+      }
+      continue;
+    }
     if (!a && !aaaa) continue;
     ++questions_[name + (a ? "/A" : "/AAAA")];
     auto it = entries_.find(name);

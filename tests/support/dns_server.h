@@ -1,7 +1,7 @@
-// A real DNS server on 127.0.0.1 (UDP, port chosen by the kernel) for tests of origin names:
-// libevent's evdns server on its own thread. Answers A and AAAA questions from a table the test
-// changes at any time (address list and TTL per name); other names get NXDOMAIN. Counts the
-// questions per name and type.
+// A real DNS server on 127.0.0.1 (UDP, port chosen by the kernel) for tests of origin names and
+// cluster membership: libevent's evdns server on its own thread. Answers A, AAAA and SRV
+// questions from tables the test changes at any time (address list and TTL per name; SRV
+// targets and ports per name); other names get NXDOMAIN. Counts the questions per name and type.
 #pragma once
 
 #include <atomic>
@@ -31,7 +31,11 @@ class DnsServer {
 
   // Replaces the answers for `name`: IPv4 and IPv6 literals (each goes to A or AAAA).
   void set(const std::string& name, std::vector<std::string> addresses, int ttl);
-  // Questions received for `name` of `type` ("A" or "AAAA").
+  // Replaces the SRV records of `name`: (target, port) each, priority 0, weight 10. An empty
+  // list answers NOERROR with no records.
+  void setSrv(const std::string& name, std::vector<std::pair<std::string, uint16_t>> targets,
+              int ttl);
+  // Questions received for `name` of `type` ("A", "AAAA" or "SRV").
   int questions(const std::string& name, const std::string& type) const;
 
  private:
@@ -50,6 +54,11 @@ class DnsServer {
   uint16_t port_ = 0;
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;
+  struct SrvEntry {
+    std::vector<std::pair<std::string, uint16_t>> targets;
+    int ttl = 0;
+  };
+  std::map<std::string, SrvEntry> srv_;
   std::map<std::string, int> questions_;  // "name/type"
   std::thread thread_;
 };

@@ -213,6 +213,19 @@ TEST(LatencyHistogram, ObservationsSumAcrossCopies) {
   EXPECT_NEAR(sum.sum_seconds, 30.005, 1e-9);
 }
 
+TEST(Exposition, ClusterMembershipOnlyWithACluster) {
+  Snapshot s;
+  EXPECT_FALSE(has(renderPrometheus(s), "streamedge_cluster_peers"));
+  s.cluster = true;
+  s.cluster_peers = 3;
+  s.cluster_membership_changes = 2;
+  const std::string text = renderPrometheus(s);
+  EXPECT_TRUE(has(text, "# TYPE streamedge_cluster_peers gauge")) << text;
+  EXPECT_TRUE(has(text, "streamedge_cluster_peers 3")) << text;
+  EXPECT_TRUE(has(text, "# TYPE streamedge_cluster_membership_changes_total counter")) << text;
+  EXPECT_TRUE(has(text, "streamedge_cluster_membership_changes_total 2")) << text;
+}
+
 TEST(Exposition, PeersHaveUpAndEveryResult) {
   Snapshot s;
   PeerState a;
