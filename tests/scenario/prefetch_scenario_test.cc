@@ -72,7 +72,9 @@ TEST_F(PrefetchScenarioTest, NewestLiveSegmentIsAHitForItsFirstViewerWithOneOrig
   EXPECT_EQ(originCount(path), 1);
 
   // Two segments of one playlist version issued; the one asked for counted used, once.
-  if (playlist_hit) EXPECT_EQ(prefetchMetric("issued"), 2) << proxyLog();
+  if (playlist_hit) {
+    EXPECT_EQ(prefetchMetric("issued"), 2) << proxyLog();
+  }
   EXPECT_EQ(originCount("/live/pfon/index.m3u8"), playlist_hit ? 1 : 2);
   EXPECT_EQ(prefetchMetric("used"), 1);
   EXPECT_EQ(prefetchMetric("failed"), 0);
@@ -141,8 +143,7 @@ TEST_F(PrefetchScenarioTest, CmcdNextObjectIsPrefetchedOnTheSameHostOnly) {
   ASSERT_TRUE(waitForOrigin("/obj/q/seg_3.m4s", 1)) << proxyLog();
   get("/obj/pfnor/seg_3.m4s", {{"CMCD-Request", "nor=\"http://elsewhere.test/x.m4s\""}});
   settle();
-  if (playlist_hit) EXPECT_EQ(prefetchMetric("issued"), 2) << proxyLog();
-  EXPECT_EQ(originCount("/live/pfon/index.m3u8"), playlist_hit ? 1 : 2);
+  EXPECT_EQ(prefetchMetric("issued"), 2) << proxyLog();
   EXPECT_EQ(prefetchMetric("used"), 1);
   EXPECT_GE(prefetchMetric("skipped"), 1);
 }
