@@ -38,8 +38,8 @@ void PrefetchTracker::issued(const cache::CacheKey& key, SteadyTime now) {
   std::lock_guard lock(mu_);
   if (unasked_.size() >= kMaxUnused) sweepLocked(now);
   if (unasked_.size() >= kMaxUnused) {
-    // Still full of recent prefetches: the oldest-looking one is given up as wasted (the table
-    // stays bounded whatever the playlists ask for).
+    // Still full of recent prefetches: one of them (any) is given up as wasted, so the table
+    // stays bounded whatever the playlists ask for.
     unasked_.erase(unasked_.begin());
     count(PrefetchResult::kWasted);
   }
