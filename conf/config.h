@@ -416,6 +416,13 @@ struct RouteConfig {
   // other request is cancelled (its connection closed). 0 = off.
   Millis hedge_after{0};
   TokenAuthConfig token_auth;
+  // Live prefetch (proxy/prefetch.h): when a new version of a live HLS media playlist of this
+  // route is filled, the newest prefetch_segments segments and the part preload hint that are
+  // not cached or being filled are filled in the background, at most prefetch_concurrency at
+  // once for the route (the rest are skipped); also the object a viewer's CMCD nor names.
+  bool prefetch = false;
+  int prefetch_segments = 2;
+  int prefetch_concurrency = 4;
 };
 
 struct VhostConfig {
@@ -430,6 +437,10 @@ struct VhostConfig {
   // (or confirmed by a 304), on both tiers; past it the object is removed and the next request
   // is a miss (cache/retention.h). 0 = no limit.
   Millis retention{0};
+  // CMSD (CTA-5006) on responses from the cache path: CMSD-Dynamic with this edge's estimate
+  // of the viewer connection's throughput (etp, kbit/s) and round-trip time (rtt, ms) from
+  // TCP_INFO, and CMSD-Static ot= where the path tells the object type (proxy/cmsd.h).
+  bool cmsd = false;
 };
 
 struct LogConfig {

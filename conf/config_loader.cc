@@ -1661,6 +1661,9 @@ void readRoute(TableReader& r, RouteConfig& route,
   r.boolean("cache_set_cookie", cache.cache_set_cookie);
   r.boolean("forward_other_methods", cache.forward_other_methods);
   r.duration("hedge_after", route.hedge_after, true);
+  r.boolean("prefetch", route.prefetch);
+  r.integer("prefetch_segments", route.prefetch_segments, 1, 32);
+  r.integer("prefetch_concurrency", route.prefetch_concurrency, 1, 64);
   readKeyPolicy(r, route.key);
   readFieldPolicy(r, route.fields);
   readCompression(r, route.compress);
@@ -1718,6 +1721,7 @@ void readVhost(TableReader& r, VhostConfig& vhost, size_t vhost_index,
   }
   if (vhost.name.empty() && !vhost.hostnames.empty()) vhost.name = vhost.hostnames.front();
   r.duration("retention", vhost.retention, /*allow_zero=*/true);
+  r.boolean("cmsd", vhost.cmsd);
   if (r.string("hsts", vhost.hsts) &&
       (vhost.hsts.rfind("max-age=", 0) != 0 ||
        std::any_of(vhost.hsts.begin(), vhost.hsts.end(),

@@ -455,6 +455,18 @@ std::string renderPrometheus(const Snapshot& s) {
     addCounter(log_removed, d(it == s.log_files_removed.end() ? 0 : it->second), {{"log", log}});
   }
   push(std::move(log_removed));
+  auto prefetch = family("streamedge_prefetch_total",
+                         "Route prefetch of live segments and CMCD next objects, by result: "
+                         "issued (fill started), used (first viewer request of a prefetched "
+                         "object), wasted (not asked for within 60 s), skipped (cached, in "
+                         "flight, over the route's concurrency or not allowed), failed (nothing "
+                         "stored).",
+                         MetricType::Counter);
+  for (const char* result : {"issued", "used", "wasted", "skipped", "failed"}) {
+    auto it = s.prefetch.find(result);
+    addCounter(prefetch, d(it == s.prefetch.end() ? 0 : it->second), {{"result", result}});
+  }
+  push(std::move(prefetch));
   pushCounter("streamedge_log_file_removal_errors_total",
               "Rotated log files older than [privacy] log_retention that could not be deleted "
               "(or their directory read); each is logged.",

@@ -278,6 +278,8 @@ struct Snapshot {
   std::vector<RetentionSeries> retention_expired;
   std::map<std::string, uint64_t> log_files_removed;
   uint64_t log_file_removal_errors = 0;
+  // Route prefetch (proxy/prefetch.h), by result: issued, used, wasted, skipped, failed.
+  std::map<std::string, uint64_t> prefetch;
 };
 
 // The Prometheus text format (version 0.0.4) for `snapshot`, plus build_info.

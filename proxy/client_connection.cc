@@ -389,6 +389,10 @@ const char* ClientConnection::tlsVersion() const {
   return ssl ? SSL_get_version(ssl) : nullptr;
 }
 
+int ClientConnection::socketFd() const {
+  return bev_ ? static_cast<int>(bufferevent_getfd(bev_)) : -1;
+}
+
 // --- Recv -----------------------------------------------------------------------------------
 
 void ClientConnection::parseRequest() {

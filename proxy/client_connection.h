@@ -62,6 +62,7 @@ class ClientConnection final : private Framing {
   void readRequestBody(uint64_t length, bool expect_continue) override;
   void abort() override { closeNow(); }
   const char* tlsVersion() const override;
+  int socketFd() const override;
 
   static void readCb(bufferevent* bev, void* arg);
   static void writeCb(bufferevent* bev, void* arg);

@@ -10,6 +10,7 @@
 #include "cache/cache_key.h"
 #include "cache/freshness.h"
 #include "proxy/cache_status.h"
+#include "proxy/cmsd.h"
 #include "proxy/fill_job.h"
 #include "proxy/invalidation.h"
 #include "proxy/request_fields.h"
@@ -18,6 +19,7 @@
 #include "proxy/url_token.h"
 #include "proxy/worker.h"
 #include "streaming/ll_hls.h"
+#include "streaming/prefetch_targets.h"
 
 namespace streamedge::proxy {
 
@@ -290,7 +292,23 @@ void Exchange::handleRequest() {
   // the current representation; such a request goes there, as this viewer's own.
   if (route_->cache.mode == conf::CacheMode::kPass || origin_precondition_) return startPass();
   if (directives_ && directives_->blocking() && blockingReloadStep()) return;
+  if (cmcd_.nor_len > 0 && route_->prefetch && !peer_request_) prefetchCmcdNext();
   lookupStep();
+}
+
+// CTA-5004 nor: the player names the object it will ask for next, relative to this request's
+// URL. Prefetched like a playlist's newest segment, on this vhost only (resolvePrefetchUri
+// refuses another host). An nrr range alone names a range of this same object, which this
+// request fills whole anyway: nothing to do for it.
+void Exchange::prefetchCmcdNext() {
+  streaming::PrefetchTarget target;
+  if (!streaming::resolvePrefetchUri(cmcd_.nor(), path_, host_, target)) {
+    worker_.shared().prefetch.count(PrefetchResult::kSkipped);
+    return;
+  }
+  FieldList fields;
+  forwardedFields(true, fields);
+  startPrefetch(worker_, config_, *vhost_, *route_, host_, {std::move(target)}, 0, fields);
 }
 
 void Exchange::countCmcd() {
@@ -499,6 +517,10 @@ void Exchange::lookupStep() {
                                                         {vhost_->retention, vhost_->name});
   vary_names_ = std::move(r.vary);
   using Kind = cache::LookupResult::Kind;
+  if (r.kind == Kind::kHit || r.kind == Kind::kBusy) {
+    // Served from a prefetch (stored or still filling): counted used the first time.
+    worker_.shared().prefetch.viewerAsked(key_);
+  }
   switch (r.kind) {
     case Kind::kHit:
       result_ = CacheResult::kHit;
@@ -597,6 +619,8 @@ FillRequest Exchange::makeFillRequest(bool pass) {
     if ((!directives_ || directives_->skip == streaming::DeliveryDirectives::Skip::kNone) &&
         cache::classifyPath(path_) == cache::ContentKind::kPlaylist) {
       request.live_playlist_url = directives_ ? playlistUrlKey() : key_;
+      // Never on a peer's request: the edge that a viewer asked prefetches for its viewers.
+      request.prefetch_from_playlist = route_->prefetch && !peer_request_;
     }
     request.path = path_;
     if (!query_.empty()) {
@@ -868,6 +892,8 @@ void Exchange::appendDeliveryFields(bool synthesized) {
   out_ += cacheResultName(result_);
   out_ += "\r\n";
   appendCacheStatus(synthesized);
+  // CMSD (CTA-5006) when the vhost asks: about this object and this viewer's connection.
+  if (!synthesized && vhost_ && vhost_->cmsd) appendCmsdFields(path_, framing_.socketFd(), out_);
 }
 
 // RFC 9211, from what this exchange did; the wording lives in proxy/cache_status.cc.

@@ -128,6 +128,8 @@ class Framing {
   virtual void abort() = 0;
   // The TLS version of the viewer's connection (SSL_get_version), null for plain HTTP.
   virtual const char* tlsVersion() const = 0;
+  // The viewer connection's socket (TCP_INFO for CMSD), -1 when there is none.
+  virtual int socketFd() const = 0;
 
  protected:
   ~Framing() = default;
@@ -203,6 +205,8 @@ class Exchange final : public cache::ObjectWaiter {
   FillRequest makeFillRequest(bool pass);
   // The viewer's fields an origin request carries (proxy/request_fields.h), into `out`.
   ForwardedFields forwardedFields(bool shared_fill, FieldList& out) const;
+  // Prefetches the object the request's CMCD nor names (route prefetch on).
+  void prefetchCmcdNext();
   InvalidationScope invalidationScope() const;  // for an unsafe method's fill
   void readFromSsd(cache::FillWriter fill);  // Lookup found a fresh SSD copy
   void startPass();

@@ -235,6 +235,7 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
       cache::Freshness freshness = cache::computeFreshness(*merged, cc, request_time_, now, kind_,
                                                            policy, streamLifetimeOf(stale, unused));
       fill_.finishNotModified(std::move(merged), freshness);
+      if (request_.prefetch_ticket) request_.prefetch_ticket->markStored();  // refreshed
       discard_ = true;
       return;
     }
@@ -332,7 +333,8 @@ void FillJob::onOriginData(const uint8_t* data, size_t len) {
 }
 
 std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(
-    const cache::ObjectRef& object, std::optional<streaming::PlaylistSummary>& summary) const {
+    const cache::ObjectRef& object, std::optional<streaming::PlaylistSummary>& summary,
+    streaming::PrefetchSelection* prefetch) const {
   // Freshness from the stream (streaming/freshness.h): only the body knows the target duration,
   // ENDLIST or minimumUpdatePeriod; the origin's headers win where they are stricter.
   if (kind_ != cache::ContentKind::kPlaylist) return std::nullopt;
@@ -365,6 +367,10 @@ std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(
     if (!parsed.isOk()) return std::nullopt;
     if (const auto* media = std::get_if<streaming::HlsMediaPlaylist>(&parsed.value())) {
       summary = streaming::summarizePlaylist(*media);
+      if (prefetch && request_.prefetch_from_playlist) {
+        *prefetch = streaming::selectPrefetchTargets(
+            *media, request_.path, request_.host, static_cast<size_t>(route_.prefetch_segments));
+      }
     }
     return streaming::streamLifetime(parsed.value(), blocking, route_.cache);
   }
@@ -373,7 +379,7 @@ std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(
 
 void FillJob::finishPlaylistFreshness() {
   const cache::ObjectRef& object = fill_.object();
-  const std::optional<cache::StreamLifetime> stream = streamLifetimeOf(object, summary_);
+  const std::optional<cache::StreamLifetime> stream = streamLifetimeOf(object, summary_, &prefetch_);
   if (!stream) return;
   const cache::ResponseHead& head = object->head();
   const cache::CacheControl cc = cache::selectCacheControl(head).cc;
@@ -389,12 +395,28 @@ void FillJob::onOriginComplete() {
     const cache::ObjectRef object = fill_.object();
     if (!fill_.finish()) {
       std::fprintf(stderr, "streamedge: origin body did not match its framing; not cached\n");
-    } else if (summary_ && summary_->live && object->storing() && object->shareable()) {
-      // A stored live playlist: blocking reloads of its URL may be answered from it.
-      worker_.shared().live_playlists.record(*request_.live_playlist_url, *object, *summary_);
+    } else {
+      if (request_.prefetch_ticket && object->storing()) request_.prefetch_ticket->markStored();
+      if (summary_ && summary_->live && object->storing() && object->shareable()) {
+        // A stored live playlist: blocking reloads of its URL may be answered from it.
+        worker_.shared().live_playlists.record(*request_.live_playlist_url, *object, *summary_);
+        // A new version of it (this fill fetched it): its newest segments are prefetched
+        // once here, not per viewer.
+        if (request_.prefetch_from_playlist) startPlaylistPrefetch();
+      }
     }
   }
   delete this;
+}
+
+void FillJob::startPlaylistPrefetch() {
+  if (prefetch_.targets.empty() && prefetch_.refused == 0) return;
+  for (const conf::VhostConfig& vhost : config_->vhosts) {
+    if (vhost.name != request_.vhost) continue;
+    startPrefetch(worker_, config_, vhost, route_, request_.host, prefetch_.targets,
+                  prefetch_.refused, request_.forward_headers);
+    return;
+  }
 }
 
 void FillJob::onOriginFailed(Status status) {

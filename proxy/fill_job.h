@@ -27,6 +27,7 @@
 #include "proxy/invalidation.h"
 #include "proxy/origin_client.h"
 #include "proxy/peer_tier.h"
+#include "proxy/prefetch.h"
 #include "streaming/ll_hls.h"
 
 namespace streamedge::proxy {
@@ -63,6 +64,10 @@ struct FillRequest {
   // the LL-HLS delivery directives, under which a stored live media playlist is recorded in
   // SharedState::live_playlists.
   std::optional<cache::CacheKey> live_playlist_url;
+  // A live playlist fill on a route with prefetch on (proxy/prefetch.h): once stored, its
+  // newest segments are prefetched. A prefetch fill itself holds its ticket here.
+  bool prefetch_from_playlist = false;
+  std::shared_ptr<PrefetchTicket> prefetch_ticket;
 };
 
 class FillJob final : public OriginObserver, public cache::FillListener {
@@ -93,9 +98,13 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   void retryAfterPeerFailure(const char* why);
   // The lifetime a complete playlist/MPD object's body implies (streaming/freshness.h), if any.
   // Also fills `summary` when the body is a live-or-ended HLS media playlist.
+  // With request_.prefetch_from_playlist, also fills `prefetch` with a live one's targets.
   std::optional<cache::StreamLifetime> streamLifetimeOf(const cache::ObjectRef& object,
-                                                        std::optional<streaming::PlaylistSummary>& summary) const;
+                                                        std::optional<streaming::PlaylistSummary>& summary,
+                                                        streaming::PrefetchSelection* prefetch = nullptr) const;
   void finishPlaylistFreshness();
+  // Prefetches prefetch_ (a stored new version of a live playlist, route prefetch on).
+  void startPlaylistPrefetch();
   void addImpliedVary(cache::ResponseHead& head) const;
   static void stallCb(evutil_socket_t, short, void* arg);
   void onStall();
@@ -124,6 +133,7 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   int peer_attempts_ = 0;
   bool peer_retry_ = false;  // the peer answered 5xx: retry once its body is done
   std::optional<streaming::PlaylistSummary> summary_;  // a stored HLS media playlist's
+  streaming::PrefetchSelection prefetch_;  // its targets, with prefetch_from_playlist
 };
 
 }  // namespace streamedge::proxy

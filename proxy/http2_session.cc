@@ -94,6 +94,9 @@ class Http2Session::Stream final : public Framing {
   void readRequestBody(uint64_t length, bool expect_continue) override;
   void abort() override;
   const char* tlsVersion() const override { return session_.tls_version_; }
+  int socketFd() const override {
+    return session_.bev_ ? static_cast<int>(bufferevent_getfd(session_.bev_)) : -1;
+  }
 
   void resume() {
     if (deferred) {

@@ -1131,6 +1131,12 @@ std::string Server::metricsText() const {
   snap.log_files_removed["access"] = log_files_removed_access_;
   snap.log_files_removed["security"] = log_files_removed_security_;
   snap.log_file_removal_errors = log_file_removal_errors_;
+  {
+    const auto counts = shared_->prefetch.snapshot(std::chrono::steady_clock::now());
+    for (size_t i = 0; i < counts.size(); ++i) {
+      snap.prefetch[prefetchResultName(static_cast<PrefetchResult>(i))] = counts[i];
+    }
+  }
   for (const auto& c : shared_->counters) {
     snap.fill_window_pauses += c->fill_window_pauses.load(std::memory_order_relaxed);
     snap.fill_slow_readers_cut += c->fill_slow_readers_cut.load(std::memory_order_relaxed);

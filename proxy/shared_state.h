@@ -21,6 +21,7 @@
 #include "metrics/exposition.h"
 #include "metrics/latency_histogram.h"
 #include "proxy/live_playlists.h"
+#include "proxy/prefetch.h"
 #include "proxy/access_log.h"
 #include "proxy/origin_client.h"
 #include "proxy/client_budget.h"
@@ -185,6 +186,8 @@ struct SharedState {
   VhostSlots vhost_slots;
   // The newest stored playlist of each live HLS URL (LL-HLS blocking reloads answered from it).
   LivePlaylists live_playlists;
+  // Route prefetch: concurrency per route and the streamedge_prefetch_total counts.
+  PrefetchTracker prefetch;
   std::vector<std::unique_ptr<WorkerCounters>> counters;  // one per worker, fixed at start
   std::atomic<int64_t> connections_total_active{0};
   std::atomic<bool> draining{false};

@@ -117,6 +117,33 @@ int hexValue(char c) {
   return -1;
 }
 
+// Keeps a nor value: string escapes (\\, \") and then the URL encoding undone (CTA-5004: the
+// value is a URL-encoded relative path). Too long or badly encoded: not kept.
+void keepNor(std::string_view quoted_inner, CmcdData& d) {
+  std::array<char, kMaxCmcdNorBytes> unescaped;
+  size_t n = 0;
+  for (size_t i = 0; i < quoted_inner.size(); ++i) {
+    char c = quoted_inner[i];
+    if (c == '\\' && i + 1 < quoted_inner.size()) c = quoted_inner[++i];
+    if (n >= unescaped.size()) return;
+    unescaped[n++] = c;
+  }
+  size_t out = 0;
+  for (size_t i = 0; i < n; ++i) {
+    char c = unescaped[i];
+    if (c == '%') {
+      if (i + 2 >= n) return;
+      const int hi = hexValue(unescaped[i + 1]);
+      const int lo = hexValue(unescaped[i + 2]);
+      if (hi < 0 || lo < 0) return;
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+    d.nor_buf[out++] = c;
+  }
+  d.nor_len = static_cast<uint16_t>(out);
+}
+
 }  // namespace
 
 void CmcdData::merge(const CmcdData& o) {
@@ -129,6 +156,10 @@ void CmcdData::merge(const CmcdData& o) {
   if (o.ot != CmcdObjectType::kUnknown) ot = o.ot;
   if (o.st != 0) st = o.st;
   has_nor = has_nor || o.has_nor;
+  if (o.nor_len > 0) {
+    std::copy_n(o.nor_buf.data(), o.nor_len, nor_buf.data());
+    nor_len = o.nor_len;
+  }
   has_nrr = has_nrr || o.has_nrr;
   had_sid = had_sid || o.had_sid;
   had_cid = had_cid || o.had_cid;
@@ -191,6 +222,7 @@ bool parseCmcdList(std::string_view list, CmcdData& out) {
     } else if (key == "nor") {
       if (!has_value || !quoted) return false;
       d.has_nor = true;
+      keepNor(value, d);
     } else if (key == "nrr") {
       if (!has_value || !quoted) return false;
       d.has_nrr = true;

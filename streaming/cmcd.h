@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <array>
 #include <optional>
 #include <string_view>
 
@@ -22,6 +23,8 @@ namespace streamedge::streaming {
 
 inline constexpr size_t kMaxCmcdBytes = 4096;   // per list (decoded), and per query parameter
 inline constexpr size_t kMaxCmcdMembers = 64;   // per list
+// nor values kept (decoded) up to this length; a longer one is noted (has_nor) but not kept.
+inline constexpr size_t kMaxCmcdNorBytes = 512;
 
 // ot: the object type (CTA-5004 §3.3 Table 1).
 enum class CmcdObjectType : uint8_t {
@@ -43,6 +46,11 @@ struct CmcdData {
   bool had_sid = false;              // a session id was sent (its value is never kept)
   bool had_cid = false;              // a content id was sent (its value is never kept)
   bool any = false;                  // at least one valid list was read
+  // The nor value: the next object's URL relative to this request's (CTA-5004 §3.3), with the
+  // string escapes and percent-encoding undone. Held inline: parsing never allocates.
+  std::array<char, kMaxCmcdNorBytes> nor_buf;
+  uint16_t nor_len = 0;
+  std::string_view nor() const { return {nor_buf.data(), nor_len}; }
 
   void merge(const CmcdData& other);  // members of `other` win where both have them
 };

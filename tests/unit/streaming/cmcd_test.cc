@@ -91,5 +91,31 @@ TEST(Cmcd, KnowsItsFieldNames) {
   EXPECT_FALSE(isCmcdField("X-CMCD-Request"));
 }
 
+TEST(Cmcd, KeepsTheNextObjectDecodedAndBounded) {
+  CmcdData d;
+  ASSERT_TRUE(parseCmcdList("br=800,nor=\"..%2F300kbps%2Fseg_35.m4v\",nrr=\"12323-48763\"", d));
+  EXPECT_TRUE(d.has_nor);
+  EXPECT_TRUE(d.has_nrr);
+  EXPECT_EQ(d.nor(), "../300kbps/seg_35.m4v");
+
+  CmcdData q;
+  ASSERT_TRUE(parseCmcdQuery("CMCD=nor%3D%22seg_2.m4s%22", q));
+  EXPECT_EQ(q.nor(), "seg_2.m4s");
+
+  // Badly encoded or longer than kept: noted, not kept.
+  CmcdData bad;
+  ASSERT_TRUE(parseCmcdList("nor=\"seg%2\"", bad));
+  EXPECT_TRUE(bad.has_nor);
+  EXPECT_TRUE(bad.nor().empty());
+  CmcdData longer;
+  ASSERT_TRUE(parseCmcdList("nor=\"" + std::string(kMaxCmcdNorBytes + 1, 'a') + "\"", longer));
+  EXPECT_TRUE(longer.has_nor);
+  EXPECT_TRUE(longer.nor().empty());
+  // A later list's nor wins when merged.
+  CmcdData merged = d;
+  merged.merge(q);
+  EXPECT_EQ(merged.nor(), "seg_2.m4s");
+}
+
 }  // namespace
 }  // namespace streamedge::streaming
