@@ -462,6 +462,130 @@ TEST_P(ChunkStoreTest, AWholeReadOfADamagedChunkIsAMiss) {
   EXPECT_TRUE(store_->contains(pad.key));
 }
 
+// --- the cache: a streaming SSD hit served to its readers ------------------------------------
+
+class ChunkCacheTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void TearDown() override {
+    engine_.reset();  // pending SSD work holds fills of the cache: before the cache
+    cache_.reset();
+    store_.reset();
+  }
+  void start() {
+    auto device = std::make_unique<MemoryDevice>(kStore);
+    device_ = device.get();
+    SsdStoreOptions o;
+    o.region_bytes = kRegion;
+    o.encrypt = GetParam();
+    if (GetParam()) o.key = testKey();
+    o.log = nullptr;
+    auto store = SsdStore::open(std::move(device), std::move(o));
+    ASSERT_TRUE(store.isOk());
+    store_ = std::move(*store);
+    conf::RamCacheConfig ram;
+    ram.size_bytes = 8ull << 20;
+    ram.max_object_bytes = 4ull << 20;
+    cache_ = std::make_unique<Cache>(ram, SystemClock::instance());
+    cache_->attachSsd(store_.get(), conf::SsdAdmission{});
+    auto engine = makeThreadPoolEngine(store_->device(), 1);
+    ASSERT_TRUE(engine.isOk());
+    engine_ = std::move(*engine);
+  }
+  // `a` on the device (region 0, the writer moved on to region 1).
+  void putOnDevice(const Obj& a) {
+    ASSERT_TRUE(store_->insert(a.key, a.head, a.freshness, a.body));
+    ASSERT_TRUE(store_->flush().isOk());
+    Obj pad = makeObj(99, 100, a.freshness.response_time);
+    ASSERT_TRUE(store_->insert(pad.key, pad.head, pad.freshness, pad.body));
+    ASSERT_TRUE(store_->flush().isOk());
+  }
+  // One turn of the engine at a time (bounded), recording the readable body length whenever the
+  // object has a head, until it is complete or aborted.
+  std::vector<uint64_t> drive(const ObjectRef& object, const std::string& expected) {
+    std::vector<uint64_t> seen;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (int n = 0; n < 1000 && std::chrono::steady_clock::now() < deadline; ++n) {
+      engine_->wait(20ms);
+      if (object->headPublished()) {
+        const uint64_t len = object->body().length();
+        if (seen.empty() || seen.back() != len) seen.push_back(len);
+        // Whatever a reader can take now is the right bytes.
+        EXPECT_EQ(bodyOf(object->body()), expected.substr(0, len));
+      }
+      const CacheObject::State st = object->state();
+      if (st == CacheObject::State::kComplete || st == CacheObject::State::kAborted) break;
+    }
+    return seen;
+  }
+
+  MemoryDevice* device_ = nullptr;
+  std::unique_ptr<SsdStore> store_;
+  std::unique_ptr<Cache> cache_;
+  std::unique_ptr<IoEngine> engine_;
+};
+
+TEST_P(ChunkCacheTest, ReadersGetEachVerifiedChunkBeforeTheWholeEntryIsChecked) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  const Obj a = makeObj(1, 3 * kChunkBytes + 500, SystemClock::instance().wallNow());
+  ASSERT_NO_FATAL_FAILURE(putOnDevice(a));
+  LookupResult r = cache_->lookup(a.key, /*ssd_allowed=*/true);
+  ASSERT_EQ(r.kind, LookupResult::Kind::kSsd);
+  LookupResult follower = cache_->lookup(a.key, true);
+  ASSERT_EQ(follower.kind, LookupResult::Kind::kBusy);
+  bool missed = false;
+  cache_->readFromSsd(std::move(r.fill), *engine_, [&](FillWriter) { missed = true; });
+  const std::vector<uint64_t> seen = drive(follower.object, a.bytes);
+  EXPECT_FALSE(missed);
+  ASSERT_TRUE(follower.object->isComplete());
+  EXPECT_TRUE(follower.object->fromSsd());
+  // Published with the first chunk, then grown a chunk at a time.
+  EXPECT_EQ(seen, (std::vector<uint64_t>{kChunkBytes, 2 * kChunkBytes, 3 * kChunkBytes,
+                                          a.bytes.size()}));
+  EXPECT_EQ(bodyOf(follower.object->body()), a.bytes);
+  EXPECT_EQ(cache_->stats().ssd_hits, 1u);
+  EXPECT_EQ(cache_->stats().fills_in_flight, 0u);
+  EXPECT_TRUE(store_->contains(a.key));
+}
+
+TEST_P(ChunkCacheTest, ADamagedChunkCutsTheReadersThereAndTheEntryIsGone) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  const Obj a = makeObj(1, 5 * kChunkBytes, SystemClock::instance().wallNow());
+  ASSERT_NO_FATAL_FAILURE(putOnDevice(a));
+  {
+    // Chunk 2 of 5 damaged on the device (after the flushes: no I/O in flight).
+    std::vector<uint8_t>& bytes = device_->bytes();
+    EntryHeader h;
+    std::memcpy(&h, bytes.data() + sizeof(ssd::RegionHeader), sizeof(h));
+    ASSERT_TRUE(h.flags & ssd::kEntryFlagChunked);
+    const ChunkedLayout l = ssd::chunkedLayout(h.sealed_bytes, a.bytes.size(), GetParam());
+    bytes[sizeof(ssd::RegionHeader) + l.body_at + 2 * kChunkBytes + 4321] ^= 0x08;
+  }
+  LookupResult r = cache_->lookup(a.key, /*ssd_allowed=*/true);
+  ASSERT_EQ(r.kind, LookupResult::Kind::kSsd);
+  LookupResult follower = cache_->lookup(a.key, true);
+  ASSERT_EQ(follower.kind, LookupResult::Kind::kBusy);
+  bool missed = false;
+  cache_->readFromSsd(std::move(r.fill), *engine_, [&](FillWriter) { missed = true; });
+  const std::vector<uint64_t> seen = drive(follower.object, a.bytes);
+  // The readers had the two verified chunks, then the fill was aborted (their connections are
+  // cut there); never a byte of the damaged chunk.
+  EXPECT_EQ(follower.object->state(), CacheObject::State::kAborted);
+  EXPECT_EQ(seen, (std::vector<uint64_t>{kChunkBytes, 2 * kChunkBytes}));
+  EXPECT_EQ(bodyOf(follower.object->body()), a.bytes.substr(0, 2 * kChunkBytes));
+  EXPECT_FALSE(missed);  // bytes were out already: no origin fill behind the readers' backs
+  EXPECT_FALSE(store_->contains(a.key));
+  EXPECT_EQ(store_->stats().corrupt, 1u);
+  EXPECT_EQ(cache_->stats().fills_in_flight, 0u);
+  // The next request is a miss: it goes to the origin.
+  LookupResult again = cache_->lookup(a.key, true);
+  EXPECT_EQ(again.kind, LookupResult::Kind::kMiss);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ChunkCacheTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? std::string("Encrypted") : std::string("Plain");
+                         });
+
 INSTANTIATE_TEST_SUITE_P(Modes, ChunkStoreTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) {
                            return i.param ? std::string("Encrypted") : std::string("Plain");
