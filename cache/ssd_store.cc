@@ -1639,6 +1639,15 @@ void SsdStore::streamRest(std::shared_ptr<ReadStream> stream) {
     const uint32_t n = stream->view.chunks.layout.chunks;
     const uint32_t i = stream->next;
     if (verifyChunks(stream->p, stream->view, i, i + 1) != i + 1) {
+      if (!keyKnown(stream->view.key_id)) {
+        // Its vhost's data key was destroyed meanwhile: gone (a purge), not damage.
+        counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
+        removeIfAt(stream->key, stream->loc);
+        stream->progress(Status(Code::kNotFound, Source::kStorage,
+                                "SSD entry's data key was destroyed"),
+                         true);
+        return;
+      }
       logLimited("damaged object " + stream->key.toHex() + ": body chunk " + std::to_string(i) +
                  " of " + std::to_string(n) + " failed verification");
       const Status st = fail(stream->key, stream->loc, Code::kCorrupt,

@@ -11,7 +11,8 @@
 // absent. With `background_rebuild` the scan runs on the writer thread while the store is
 // already in use (an empty index until it is done: misses, never wrong answers; admissions
 // wait in the queue), so that a large store does not hold the proxy's start for minutes. Reads are asynchronous on the caller's IoEngine and verified before any byte is
-// handed out; a mismatch or I/O error is logged (rate-limited), counted, dropped from the index
+// handed out (an entry of format version 3 chunk by chunk, each 64 KiB chunk handed out once it
+// passed: see read() with a progress callback); a mismatch or I/O error is logged (rate-limited), counted, dropped from the index
 // and reported as a miss.
 //
 // remove() writes a tombstone entry (key only, sealed like any entry) after the key's copies:
@@ -314,7 +315,8 @@ class SsdStore {
   // readable up to what is verified. The store then verifies the rest one chunk per turn of the
   // engine, extends hit.body over each verified chunk and calls `progress`: (ok, false) more is
   // readable; (ok, true) the whole body is verified; (kCorrupt, true) a chunk failed, nothing
-  // past the chunks before it ever becomes readable, and the key is gone from the index. When
+  // past the chunks before it ever becomes readable, and the key is gone from the index
+  // ((kNotFound, true) likewise when its vhost's data key was destroyed meanwhile). When
   // `progress` returns false no more is verified and it is not called again. Unchunked and
   // single-chunk entries come whole, as from read() (streaming false, progress never called).
   // If the engine is destroyed first, `progress` is dropped uncalled.
