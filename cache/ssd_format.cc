@@ -154,7 +154,8 @@ bool sealChunkedEntry(uint8_t* p, uint16_t flags, uint32_t key_id, const uint8_t
                                    body_bytes, table, size_t{l.chunks} * l.table_entry);
   std::memcpy(meta_at, &m, sizeof(m));
   *checksum = m.checksum;
-  if (enc && !cipher->seal(h.nonce, p, sizeof(EntryHeader), meta_at, meta_head, p + l.meta_tag_at)) {
+  if (enc &&
+      !cipher->seal(h.nonce, p, sizeof(EntryHeader), meta_at, meta_head, p + l.meta_tag_at)) {
     return false;
   }
   const size_t used = l.body_at + body_bytes;

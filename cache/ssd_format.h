@@ -1,5 +1,6 @@
-// On-disk format of the SSD store (format version 3; version 2 is still read). All integers little-endian, structs
-// packed by construction (sized fields, explicit padding, static_assert on sizeof).
+// On-disk format of the SSD store (format version 3; version 2 is still read). All integers
+// little-endian, structs packed by construction (sized fields, explicit padding, static_assert
+// on sizeof).
 //
 // A store is an array of regions of `region_bytes`. A region, written whole in one I/O:
 //   RegionHeader | entry | entry | ... | (unused tail, never parsed)
@@ -89,7 +90,7 @@ struct EntryHeader {
   uint16_t flags;          // kEntryFlagEncrypted | kEntryFlagTombstone
   uint16_t header_bytes;   // sizeof(EntryHeader)
   uint32_t entry_bytes;    // whole entry: header + sealed + tag + pad
-  uint32_t sealed_bytes;   // EntryMeta + head blob + body
+  uint32_t sealed_bytes;   // EntryMeta + head blob + body (chunked: EntryMeta + head blob)
   uint8_t nonce[12];
   uint32_t key_id;         // the data key that sealed it (ssd_keyring.h); 0 = the store key
 };
@@ -98,7 +99,8 @@ static_assert(sizeof(EntryHeader) == 32);
 struct EntryMeta {
   uint64_t key_hi;
   uint64_t key_lo;
-  uint64_t checksum;       // xxh3-64 of keys, lengths, head blob and body (plaintext)
+  uint64_t checksum;       // xxh3-64 of keys, lengths, head blob and body (plaintext);
+                           // chunked: of keys, lengths, head blob and chunk table
   uint32_t head_bytes;
   uint32_t reserved;
   uint64_t body_bytes;

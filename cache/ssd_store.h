@@ -11,9 +11,9 @@
 // absent. With `background_rebuild` the scan runs on the writer thread while the store is
 // already in use (an empty index until it is done: misses, never wrong answers; admissions
 // wait in the queue), so that a large store does not hold the proxy's start for minutes. Reads are asynchronous on the caller's IoEngine and verified before any byte is
-// handed out (an entry of format version 3 chunk by chunk, each 64 KiB chunk handed out once it
-// passed: see read() with a progress callback); a mismatch or I/O error is logged (rate-limited), counted, dropped from the index
-// and reported as a miss.
+// handed out (an entry of format version 3 chunk by chunk, each 64 KiB chunk handed out once
+// it passed: see read() with a progress callback); a mismatch or I/O error is logged
+// (rate-limited), counted, dropped from the index and reported as a miss.
 //
 // remove() writes a tombstone entry (key only, sealed like any entry) after the key's copies:
 // at rebuild it deletes every older copy, so a purge or an answer that became uncacheable

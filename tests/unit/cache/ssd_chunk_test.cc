@@ -436,7 +436,9 @@ TEST_P(ChunkStoreTest, ADamagedChunkInTheMiddleStopsTheStreamBeforeItAndDropsThe
   EXPECT_FALSE(store_->contains(a.key));  // dropped
   EXPECT_EQ(store_->stats().corrupt, 1u);
   bool logged = false;
-  for (const std::string& l : log_) logged = logged || l.find("body chunk 2 of 5") != std::string::npos;
+  for (const std::string& l : log_) {
+    logged = logged || l.find("body chunk 2 of 5") != std::string::npos;
+  }
   EXPECT_TRUE(logged);
   EXPECT_TRUE(store_->readSync(pad.key, *engine_).isOk());
 }
