@@ -127,6 +127,24 @@ void FillWriter::finishFromSsd(const SsdHit& hit, bool promote) {
   stale_.reset();
 }
 
+void FillWriter::startFromSsd(const SsdHit& hit) {
+  if (!object_) return;
+  object_->setFromSsd();
+  object_->publishHead(hit.head, hit.freshness, /*shareable=*/true, hit.body);
+}
+
+void FillWriter::ssdBodyGrew() {
+  if (object_) object_->extendAdopted(object_->body().length());
+}
+
+void FillWriter::completeFromSsd(bool promote) {
+  if (!object_) return;
+  object_->markComplete();
+  cache_->onComplete(object_, promote);
+  object_.reset();
+  stale_.reset();
+}
+
 void FillWriter::finishWithStale() {
   if (!object_ || !stale_) return;
   if (stale_->fromSsd()) object_->setFromSsd();  // the same bytes are on the SSD
@@ -687,9 +705,19 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
     if (*holder) on_miss(std::move(*holder));
   };
   if (!ssd) return fallback();
+  // A chunked entry comes as soon as its first chunk is verified (SsdHit::streaming); the rest
+  // is verified on the engine's later turns and reported to `progress`. What the hit was used
+  // for decides what progress does: extend the fill being served, or wait for the whole body of
+  // a stale copy before it may back a revalidation.
+  struct Streaming {
+    bool serving = false;
+    bool promote = false;
+    std::optional<SsdHit> stale;  // a stale streaming copy, until it is verified whole
+  };
+  auto streaming = std::make_shared<Streaming>();
   // If the worker's engine is destroyed first (shutdown), the callback is dropped and the
   // holder's FillWriter aborts the fill: readers see kAborted, nothing is kept.
-  const bool started = ssd->read(key, engine, [this, holder, fallback](Result<SsdHit> hit) {
+  auto done = [this, holder, fallback, streaming](Result<SsdHit> hit) {
     if (hit.isOk() &&
         pastRetention(hit->freshness.response_time, holder->retention(), clock_.wallNow())) {
       // Past its vhost's retention (the index had a rounded time, or the limit shrank since
@@ -700,21 +728,58 @@ void Cache::readFromSsd(FillWriter fill, IoEngine& engine, SsdMissFn on_miss) {
     }
     if (hit.isOk() && !hit->invalidated && hit->freshness.isFresh(clock_.wallNow())) {
       ssd_hits_.fetch_add(1, std::memory_order_relaxed);
+      if (hit->streaming) {
+        streaming->serving = true;
+        streaming->promote = secondSsdRead(hit->key);
+        holder->startFromSsd(*hit);
+        return;
+      }
       holder->finishFromSsd(*hit, secondSsdRead(hit->key));
       return;
     }
     if (hit.isOk() && *holder &&
         (hit->head->find("ETag") || hit->head->find("Last-Modified"))) {
-      // Stale, but a 304 can refresh it: the fill becomes a revalidation of the SSD copy.
-      ObjectRef stale = makeCompleteObject(*hit);
-      stale->setFromSsd();
-      if (hit->invalidated) stale->markInvalidated();  // stays stale if the origin fails
-      holder->stale_ = std::move(stale);
-      ssd_revalidations_.fetch_add(1, std::memory_order_relaxed);
+      if (hit->streaming) {
+        streaming->stale = std::move(*hit);  // revalidated once verified whole (see below)
+        return;
+      }
+      useSsdStale(*holder, *hit);
     }
     fallback();  // gone (reclaimed), damaged (dropped and logged by the store) or stale now
-  });
-  if (!started) fallback();
+  };
+  auto progress = [this, holder, fallback, streaming](Status st, bool finished) {
+    if (streaming->serving) {
+      if (!st.isOk()) {
+        // A damaged chunk: the viewers have the verified bytes before it and are cut there.
+        holder->abort();
+        return false;
+      }
+      if (finished) {
+        holder->completeFromSsd(streaming->promote);
+        return false;
+      }
+      holder->ssdBodyGrew();
+      return true;
+    }
+    if (streaming->stale) {
+      if (st.isOk() && !finished) return true;
+      if (st.isOk() && *holder) useSsdStale(*holder, *streaming->stale);
+      streaming->stale.reset();
+      fallback();
+      return false;
+    }
+    return false;  // the hit was not used: nothing more to verify
+  };
+  if (!ssd->read(key, engine, std::move(done), std::move(progress))) fallback();
+}
+
+void Cache::useSsdStale(FillWriter& fill, const SsdHit& hit) {
+  // Stale, but a 304 can refresh it: the fill becomes a revalidation of the SSD copy.
+  ObjectRef stale = makeCompleteObject(hit);
+  stale->setFromSsd();
+  if (hit.invalidated) stale->markInvalidated();  // stays stale if the origin fails
+  fill.stale_ = std::move(stale);
+  ssd_revalidations_.fetch_add(1, std::memory_order_relaxed);
 }
 
 

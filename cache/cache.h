@@ -125,6 +125,13 @@ class FillWriter {
  private:
   // Completes the fill with a verified copy read from the SSD tier; `promote`: keep it in RAM.
   void finishFromSsd(const SsdHit& hit, bool promote);
+  // A copy from the SSD tier that is still being verified chunk by chunk (SsdHit::streaming):
+  // the head and the verified bytes are published at once, readers get more as ssdBodyGrew()
+  // says; completeFromSsd() when all is verified, abort() when a chunk fails (readers are cut
+  // after the verified bytes, never shown a byte past them).
+  void startFromSsd(const SsdHit& hit);
+  void ssdBodyGrew();
+  void completeFromSsd(bool promote);
 
   friend class Cache;
   FillWriter(Cache* cache, ObjectRef object, ObjectRef stale)
@@ -423,6 +430,8 @@ class Cache final : public SsdVariantObserver {
   // Queues `object` for the SSD tier when the route allows it and it is worth keeping.
   // `primary`: the URL's key when the object is a variant (written with it), else zero.
   void offerToSsd(const ObjectRef& object, WallTime now, const CacheKey& primary);
+  // A stale copy read from the SSD tier, verified whole, backs `fill` as its revalidation.
+  void useSsdStale(FillWriter& fill, const SsdHit& hit);
   // Promotion filter: true on the second SSD read of `key` within the filter's memory (a
   // direct-mapped table of recently read keys; a collision forgets, never promotes wrongly).
   bool secondSsdRead(const CacheKey& key);

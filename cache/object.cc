@@ -181,6 +181,22 @@ Ref<Body> Body::adopt(std::shared_ptr<const void> owner, const uint8_t* data, ui
   return body;
 }
 
+Ref<Body> Body::adoptGrowing(std::shared_ptr<const void> owner, const uint8_t* data,
+                            uint64_t len, uint64_t owner_bytes, uint64_t readable) {
+  // The view table is complete and immutable from the start (frozen: peek reads it without the
+  // lock); only the published length grows.
+  Ref<Body> body = adopt(std::move(owner), data, len, owner_bytes);
+  body->adopted_len_ = len;
+  body->length_.store(std::min(readable, len), std::memory_order_release);
+  return body;
+}
+
+void Body::extendAdopted(uint64_t readable) {
+  const uint64_t now = length_.load(std::memory_order_relaxed);
+  const uint64_t next = std::min(readable, adopted_len_);
+  if (next > now) length_.store(next, std::memory_order_release);
+}
+
 void Body::freeze() {
   if (windowed_) return;
   if (counts_as_fill_) {
@@ -436,6 +452,12 @@ void CacheObject::publishHead(std::shared_ptr<const ResponseHead> head, const Fr
 
 void CacheObject::append(const uint8_t* data, size_t len) {
   body_->append(data, len);
+  std::lock_guard<std::mutex> lock(mu_);
+  notifyLocked();
+}
+
+void CacheObject::extendAdopted(uint64_t readable) {
+  body_->extendAdopted(readable);
   std::lock_guard<std::mutex> lock(mu_);
   notifyLocked();
 }

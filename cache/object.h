@@ -97,6 +97,14 @@ class Body final : public RefCounted {
   static Ref<Body> adopt(std::shared_ptr<const void> owner, const uint8_t* data, uint64_t len,
                          uint64_t owner_bytes);
 
+  // As adopt(), but only the first `readable` bytes are readable until extendAdopted() says
+  // more are (an SSD entry verified chunk by chunk: no byte is readable before it is verified).
+  static Ref<Body> adoptGrowing(std::shared_ptr<const void> owner, const uint8_t* data,
+                                uint64_t len, uint64_t owner_bytes, uint64_t readable);
+  // Filler only, on a body made by adoptGrowing(): bytes below `readable` (at most its length)
+  // are readable from now on.
+  void extendAdopted(uint64_t readable);
+
   // Bytes readable now (acquire).
   uint64_t length() const { return length_.load(std::memory_order_acquire); }
   // Bytes below this offset were released (windowed bodies only; a multiple of kBlockBytes).
@@ -145,6 +153,7 @@ class Body final : public RefCounted {
   };
   const std::optional<uint64_t> expected_;
   std::shared_ptr<const void> owner_;  // an adopted body's memory
+  uint64_t adopted_len_ = 0;           // adoptGrowing(): the whole length, readable or not
   std::atomic<uint64_t> length_{0};
   std::atomic<uint64_t> allocated_{0};
   std::atomic<uint64_t> released_{0};
@@ -271,6 +280,8 @@ class CacheObject final : public RefCounted {
   void publishHead(std::shared_ptr<const ResponseHead> head, const Freshness& f, bool shareable,
                    Ref<Body> body);
   void append(const uint8_t* data, size_t len);
+  // An adopted growing body (Body::adoptGrowing) has more readable bytes: wakes the readers.
+  void extendAdopted(uint64_t readable);
   // Replaces the freshness lifetime computed at head time (e.g. capped by the playlist target
   // duration found in the body). Filler only, before markComplete(); only lookups read the
   // lifetime, and they look at complete objects only (other fields may be read while streaming).

@@ -182,14 +182,16 @@ bool SsdStore::rebuild() {
     RegionHeader h;
     std::memcpy(&h, scan.data(), sizeof(h));
     if (h.magic != ssd::kRegionMagic) return std::nullopt;  // never written (or torn at its start)
-    if (h.version != ssd::kFormatVersion && h.version != 0 && h.version < ssd::kFormatVersion &&
+    const bool readable_version =
+        h.version >= ssd::kOldestReadableVersion && h.version <= ssd::kFormatVersion;
+    if (!readable_version && h.version != 0 && h.version < ssd::kFormatVersion &&
         h.checksum == ssd::regionHeaderChecksum(h)) {
       // Written by an older version (see ssd_format.h): left out, reused in ring order.
       ++old_format;
       counters_.rebuild_skipped_regions.fetch_add(1, std::memory_order_relaxed);
       return std::nullopt;
     }
-    const bool header_ok = h.version == ssd::kFormatVersion &&
+    const bool header_ok = readable_version &&
                            h.header_bytes == sizeof(RegionHeader) &&
                            h.checksum == ssd::regionHeaderChecksum(h) &&
                            h.region_bytes == region_bytes_ && h.used_bytes <= region_bytes_ &&
@@ -682,7 +684,7 @@ SsdStore::Location SsdStore::summarize(const Freshness& f, Location loc) {
 }
 
 SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view,
-                                       const char** why) const {
+                                       const char** why, bool body) const {
   EntryHeader h;
   if (avail < sizeof(h)) {
     *why = "entry header cut off";
@@ -690,9 +692,15 @@ SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view
   }
   std::memcpy(&h, p, sizeof(h));
   const bool enc = (h.flags & ssd::kEntryFlagEncrypted) != 0;
+  const bool chunked = (h.flags & ssd::kEntryFlagChunked) != 0;
+  // A chunked entry's exact size depends on its body length, which is sealed: checked against
+  // the layout once EntryMeta is open (ssd::openChunkedEntry).
+  const bool size_ok =
+      chunked ? h.entry_bytes % ssd::kEntryAlign == 0 &&
+                    h.entry_bytes >= ssd::entryBytes(h.sealed_bytes, enc)
+              : h.entry_bytes == ssd::entryBytes(h.sealed_bytes, enc);
   if (h.magic != ssd::kEntryMagic || h.header_bytes != sizeof(EntryHeader) ||
-      h.sealed_bytes < sizeof(EntryMeta) || h.entry_bytes > avail ||
-      h.entry_bytes != ssd::entryBytes(h.sealed_bytes, enc)) {
+      h.sealed_bytes < sizeof(EntryMeta) || h.entry_bytes > avail || !size_ok) {
     *why = "bad entry header";
     return Verify::kBadHeader;
   }
@@ -707,18 +715,44 @@ SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view
     *why = "unencrypted entry names a data key";
     return Verify::kBadContent;
   }
+  std::shared_ptr<const EntryCipher> cipher;
   if (enc) {
     // The key id is in the clear header, which is the AAD: a changed id fails the tag.
-    const std::shared_ptr<const EntryCipher> cipher = cipherFor(h.key_id);
+    cipher = cipherFor(h.key_id);
     if (!cipher) {
       *why = "sealed with a data key that was destroyed (or lost)";
       return Verify::kNoKey;
     }
-    if (!cipher->open(h.nonce, p, sizeof(EntryHeader), sealed, h.sealed_bytes,
-                      sealed + h.sealed_bytes)) {
-      *why = "authentication tag mismatch";
+  }
+  view->tombstone = (h.flags & ssd::kEntryFlagTombstone) != 0;
+  view->chunked = chunked;
+  if (chunked) {
+    if (view->tombstone) {
+      *why = "chunked tombstone";
       return Verify::kBadContent;
     }
+    if (!ssd::openChunkedEntry(p, avail, cipher.get(), &view->chunks, why)) {
+      return Verify::kBadContent;
+    }
+    const EntryMeta& m = view->chunks.meta;
+    view->key = CacheKey{m.key_hi, m.key_lo};
+    view->primary = CacheKey{m.primary_hi, m.primary_lo};
+    view->head = sealed + sizeof(EntryMeta);
+    view->head_bytes = m.head_bytes;
+    view->body = p + view->chunks.layout.body_at;
+    view->body_bytes = m.body_bytes;
+    view->checksum = m.checksum;
+    if (body && verifyChunks(p, *view, 0, view->chunks.layout.chunks) !=
+                    view->chunks.layout.chunks) {
+      *why = enc ? "body chunk authentication tag mismatch" : "body chunk checksum mismatch";
+      return Verify::kBadContent;
+    }
+    return Verify::kOk;
+  }
+  if (enc && !cipher->open(h.nonce, p, sizeof(EntryHeader), sealed, h.sealed_bytes,
+                           sealed + h.sealed_bytes)) {
+    *why = "authentication tag mismatch";
+    return Verify::kBadContent;
   }
   EntryMeta m;
   std::memcpy(&m, sealed, sizeof(m));
@@ -734,7 +768,6 @@ SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view
   view->body = view->head + m.head_bytes;
   view->body_bytes = m.body_bytes;
   view->checksum = m.checksum;
-  view->tombstone = (h.flags & ssd::kEntryFlagTombstone) != 0;
   if (view->tombstone && (m.head_bytes != 0 || m.body_bytes != 0)) {
     *why = "tombstone with content";
     return Verify::kBadContent;
@@ -745,6 +778,19 @@ SsdStore::Verify SsdStore::verifyEntry(uint8_t* p, size_t avail, EntryView* view
     return Verify::kBadContent;
   }
   return Verify::kOk;
+}
+
+uint32_t SsdStore::verifyChunks(uint8_t* p, const EntryView& view, uint32_t from,
+                                uint32_t to) const {
+  std::shared_ptr<const EntryCipher> cipher;
+  if (encrypt_) {
+    cipher = cipherFor(view.key_id);
+    if (!cipher) return from;  // shredded meanwhile: nothing more is verified
+  }
+  for (uint32_t i = from; i < to; ++i) {
+    if (!ssd::openChunk(p, view.chunks, i, cipher.get())) return i;
+  }
+  return to;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1021,8 +1067,11 @@ void SsdStore::append(const Job& job) {
   const Body& body = job.object ? job.object->body() : *job.body;
   const std::vector<uint8_t> head_blob = ssd::encodeHead(head, freshness);
   const uint64_t body_bytes = body.length();
-  const uint64_t sealed_bytes = sizeof(EntryMeta) + head_blob.size() + body_bytes;
-  const uint64_t entry_bytes = ssd::entryBytes(sealed_bytes, encrypt_);
+  const bool chunked = options_.write_format_version >= 3;
+  const uint64_t sealed_bytes = sizeof(EntryMeta) + head_blob.size() + (chunked ? 0 : body_bytes);
+  const ssd::ChunkedLayout layout = ssd::chunkedLayout(sealed_bytes, body_bytes, encrypt_);
+  const uint64_t entry_bytes =
+      chunked ? layout.entry_bytes : ssd::entryBytes(sealed_bytes, encrypt_);
   // A variant that is not written after all is gone from this tier: its URL's marker forgets it.
   const auto not_written = [&] {
     if (!(job.primary == CacheKey{})) variantsGone({SsdVariant{job.key, job.primary, nullptr}});
@@ -1055,7 +1104,7 @@ void SsdStore::append(const Job& job) {
   uint8_t* sealed = p + sizeof(EntryHeader);
   uint8_t* head_at = sealed + sizeof(EntryMeta);
   std::memcpy(head_at, head_blob.data(), head_blob.size());
-  uint8_t* body_at = head_at + head_blob.size();
+  uint8_t* body_at = chunked ? p + layout.body_at : head_at + head_blob.size();
   for (uint64_t pos = 0; pos < body_bytes;) {
     const uint8_t* run = nullptr;
     const size_t n = body.peek(pos, &run);
@@ -1070,10 +1119,18 @@ void SsdStore::append(const Job& job) {
   m.body_bytes = body_bytes;
   m.primary_hi = job.primary.hi;
   m.primary_lo = job.primary.lo;
-  m.checksum =
-      ssd::entryChecksum(job.key, job.primary, head_at, head_blob.size(), body_at, body_bytes);
-  std::memcpy(sealed, &m, sizeof(m));
-  if (!sealEntry(p, 0, sealed_bytes, entry_bytes, key_id, data_key.get())) return not_written();
+  if (chunked) {
+    std::memcpy(sealed, &m, sizeof(m));
+    if (!sealChunked(p, job.key, job.primary, head_blob.size(), body_bytes, key_id,
+                     data_key.get(), &m.checksum)) {
+      return not_written();
+    }
+  } else {
+    m.checksum =
+        ssd::entryChecksum(job.key, job.primary, head_at, head_blob.size(), body_at, body_bytes);
+    std::memcpy(sealed, &m, sizeof(m));
+    if (!sealEntry(p, 0, sealed_bytes, entry_bytes, key_id, data_key.get())) return not_written();
+  }
 
   Location loc;
   loc.region = open_region_;
@@ -1141,6 +1198,25 @@ bool SsdStore::sealEntry(uint8_t* p, uint16_t flags, uint64_t sealed_bytes,
     used += kTagBytes;
   }
   std::memset(p + used, 0, entry_bytes - used);
+  return true;
+}
+
+bool SsdStore::sealChunked(uint8_t* p, const CacheKey& key, const CacheKey& primary,
+                           size_t head_bytes, uint64_t body_bytes, uint32_t key_id,
+                           const EntryCipher* cipher, uint64_t* checksum) {
+  uint8_t nonce[kNonceBytes] = {};
+  if (encrypt_ && !randomBytes(nonce, sizeof(nonce))) {
+    logLimited("CSPRNG failed: object not written");
+    counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (encrypt_ && !cipher) cipher = cipher_.get();
+  if (!ssd::sealChunkedEntry(p, 0, encrypt_ ? key_id : kStoreKeyId, nonce, key, primary,
+                             head_bytes, body_bytes, encrypt_ ? cipher : nullptr, checksum)) {
+    logLimited("encryption failed: object not written");
+    counters_.write_errors.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
   return true;
 }
 
@@ -1316,7 +1392,7 @@ Status SsdStore::writeOpenRegion(bool close) {
   const uint32_t r = open_region_;
   RegionHeader h{};
   h.magic = ssd::kRegionMagic;
-  h.version = ssd::kFormatVersion;
+  h.version = options_.write_format_version;
   h.header_bytes = sizeof(RegionHeader);
   h.seq = region_seq_[r].load(std::memory_order_relaxed);
   h.region_bytes = region_bytes_;
@@ -1669,6 +1745,10 @@ void SsdStore::removeIfAt(const CacheKey& key, const Location& loc) {
 }
 
 bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done) {
+  return read(key, engine, std::move(done), ReadProgress());
+}
+
+bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done, ReadProgress progress) {
   counters_.lookups.fetch_add(1, std::memory_order_relaxed);
   if (options_.observers.read) {
     done = [observe = &options_.observers.read, started = std::chrono::steady_clock::now(),
@@ -1705,8 +1785,9 @@ bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done) {
       std::memcpy(copy->data(), buf_.data() + loc.offset, loc.entry_bytes);
       lock.unlock();
       counters_.reads_from_buffer.fetch_add(1, std::memory_order_relaxed);
-      engine.post([this, key, loc, copy, done = std::move(done)](Status) {
-        done(finishRead(key, loc, copy->data(), copy));
+      engine.post([this, key, loc, copy, &engine, done = std::move(done),
+                   progress = std::move(progress)](Status) {
+        done(finishRead(key, loc, copy->data(), copy, &engine, progress ? &progress : nullptr));
       });
       return true;
     }
@@ -1718,7 +1799,8 @@ bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done) {
   auto buf = std::make_shared<AlignedBuffer>(end - start, align);
   counters_.reads_from_device.fetch_add(1, std::memory_order_relaxed);
   const Status s = engine.read(start, buf->data(), end - start,
-                               [this, key, loc, buf, skip = at - start, done](Status st) {
+                               [this, key, loc, buf, skip = at - start, &engine, done,
+                                progress = std::move(progress)](Status st) {
     if (!st.isOk()) {
       done(fail(key, loc, Code::kIo, st.detail()));
       return;
@@ -1729,7 +1811,7 @@ bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done) {
       done(Status(Code::kNotFound, Source::kStorage, "SSD region reclaimed during the read"));
       return;
     }
-    done(finishRead(key, loc, buf->data() + skip, buf));
+    done(finishRead(key, loc, buf->data() + skip, buf, &engine, progress ? &progress : nullptr));
   });
   if (!s.isOk()) {
     fail(key, loc, Code::kIo, s.detail());
@@ -1738,11 +1820,25 @@ bool SsdStore::read(const CacheKey& key, IoEngine& engine, ReadDone done) {
   return true;
 }
 
+// A streaming read's state between turns of its engine.
+struct SsdStore::ReadStream {
+  IoEngine* engine = nullptr;
+  CacheKey key;
+  Location loc;
+  std::shared_ptr<AlignedBuffer> buffer;  // the entry's bytes (decrypted in place as verified)
+  uint8_t* p = nullptr;                   // the entry header inside `buffer`
+  EntryView view;
+  Ref<Body> body;                         // the hit's body, extended chunk by chunk
+  uint32_t next = 0;                      // the next chunk to verify
+  ReadProgress progress;
+};
+
 Result<SsdHit> SsdStore::finishRead(const CacheKey& key, const Location& loc, uint8_t* p,
-                                    const std::shared_ptr<AlignedBuffer>& buffer) {
+                                    const std::shared_ptr<AlignedBuffer>& buffer,
+                                    IoEngine* engine, const ReadProgress* progress) {
   EntryView view;
   const char* why = "";
-  const Verify verified = verifyEntry(p, loc.entry_bytes, &view, &why);
+  const Verify verified = verifyEntry(p, loc.entry_bytes, &view, &why, /*body=*/false);
   if (verified == Verify::kNoKey) {
     // Its vhost's data key was destroyed after the lookup found it: gone, a plain miss.
     counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
@@ -1762,9 +1858,78 @@ Result<SsdHit> SsdStore::finishRead(const CacheKey& key, const Location& loc, ui
   hit.key = key;
   hit.head = std::move(head);
   hit.invalidated = loc.invalidated;
+  if (view.chunked && view.chunks.layout.chunks > 1 && progress && engine) {
+    // The first chunk now, the others on later turns of the engine: the caller hands on what is
+    // verified while the rest is checked. The body never shows a byte past the verified chunks.
+    if (verifyChunks(p, view, 0, 1) != 1) {
+      logLimited("damaged object " + key.toHex() + ": body chunk 0 of " +
+                 std::to_string(view.chunks.layout.chunks) + " failed verification");
+      return fail(key, loc, Code::kCorrupt,
+                  encrypt_ ? "body chunk authentication tag mismatch"
+                           : "body chunk checksum mismatch");
+    }
+    hit.body = Body::adoptGrowing(buffer, view.body, view.body_bytes, buffer->size(),
+                                  ssd::chunkEnd(0, view.body_bytes));
+    hit.streaming = true;
+    auto stream = std::make_shared<ReadStream>();
+    stream->engine = engine;
+    stream->key = key;
+    stream->loc = loc;
+    stream->buffer = buffer;
+    stream->p = p;
+    stream->view = view;
+    stream->body = hit.body;
+    stream->next = 1;
+    stream->progress = *progress;
+    streamRest(std::move(stream));  // runs after `done` has the hit: a later turn of the engine
+    return hit;
+  }
+  if (view.chunked) {
+    // Chunk by chunk: the first damaged one is named (where the damage is), and nothing of the
+    // body is handed out unless every chunk passed.
+    const uint32_t n = view.chunks.layout.chunks;
+    const uint32_t bad = verifyChunks(p, view, 0, n);
+    if (bad != n) {
+      logLimited("damaged object " + key.toHex() + ": body chunk " + std::to_string(bad) +
+                 " of " + std::to_string(n) + " failed verification");
+      return fail(key, loc, Code::kCorrupt,
+                  encrypt_ ? "body chunk authentication tag mismatch"
+                           : "body chunk checksum mismatch");
+    }
+  }
   // The verified (decrypted in place) bytes are served from the read buffer itself: no copy.
   hit.body = Body::adopt(buffer, view.body, view.body_bytes, buffer->size());
   return hit;
+}
+
+void SsdStore::streamRest(std::shared_ptr<ReadStream> stream) {
+  IoEngine* const engine = stream->engine;
+  engine->post([this, stream = std::move(stream)](Status) mutable {
+    const uint32_t n = stream->view.chunks.layout.chunks;
+    const uint32_t i = stream->next;
+    if (verifyChunks(stream->p, stream->view, i, i + 1) != i + 1) {
+      if (!keyKnown(stream->view.key_id)) {
+        // Its vhost's data key was destroyed meanwhile: gone (a purge), not damage.
+        counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
+        removeIfAt(stream->key, stream->loc);
+        stream->progress(Status(Code::kNotFound, Source::kStorage,
+                                "SSD entry's data key was destroyed"),
+                         true);
+        return;
+      }
+      logLimited("damaged object " + stream->key.toHex() + ": body chunk " + std::to_string(i) +
+                 " of " + std::to_string(n) + " failed verification");
+      const Status st = fail(stream->key, stream->loc, Code::kCorrupt,
+                             encrypt_ ? "body chunk authentication tag mismatch"
+                                      : "body chunk checksum mismatch");
+      stream->progress(st, true);
+      return;
+    }
+    stream->next = i + 1;
+    stream->body->extendAdopted(ssd::chunkEnd(i, stream->view.body_bytes));
+    const bool finished = stream->next == n;
+    if (stream->progress(Status(), finished) && !finished) streamRest(std::move(stream));
+  });
 }
 
 Status SsdStore::fail(const CacheKey& key, const Location& loc, Code code, const char* why) {

@@ -17,9 +17,10 @@
 // (SsdStats::serving_from_checkpoint): an entry is answered from there only while its region
 // still holds what the checkpoint saw (not rewritten after it, not reclaimed), no later copy or
 // tombstone of its key was found, and no remove() (purge), destroyed data key or failed read
-// has dropped it since; invalidate() marks it. Reads are asynchronous on the caller's IoEngine and verified before any byte is
-// handed out; a mismatch or I/O error is logged (rate-limited), counted, dropped from the index
-// and reported as a miss.
+// has dropped it since; invalidate() marks it. Reads are asynchronous on the caller's IoEngine
+// and verified before any byte is handed out (an entry of format version 3 chunk by chunk, each
+// 64 KiB chunk handed out once it passed: see read() with a progress callback); a mismatch or
+// I/O error is logged (rate-limited), counted, dropped from the index and reported as a miss.
 //
 // remove() writes a tombstone entry (key only, sealed like any entry) after the key's copies:
 // at rebuild it deletes every older copy, so a purge or an answer that became uncacheable
@@ -71,6 +72,7 @@
 #include "cache/ssd_checkpoint.h"
 #include "cache/ssd_crypto.h"
 #include "cache/ssd_device.h"
+#include "cache/ssd_format.h"
 #include "cache/ssd_io_engine.h"
 #include "cache/ssd_keyring.h"
 #include "cache/vary.h"
@@ -117,6 +119,9 @@ struct SsdStoreOptions {
   // at the path is removed: what it protected cannot be read by this run, and it must not
   // outlive a purge made by it).
   std::string keyring_path;
+  // Tests only: the format version of the regions written (ssd_format.h): 2 writes unchunked
+  // entries, as before chunked entries existed (the store reads both).
+  uint32_t write_format_version = ssd::kFormatVersion;
   // Tests only: no checkpoint at close (as after a crash).
   bool checkpoint_at_close = true;
   // Tests only: runs on the rebuilding thread after the scan, before the index is filled (with
@@ -132,7 +137,10 @@ struct SsdHit {
   CacheKey key;
   std::shared_ptr<const ResponseHead> head;
   Freshness freshness;
-  Ref<Body> body;  // complete and frozen
+  // Complete and frozen; or, when `streaming`, readable only up to what is verified so far
+  // (Body::adoptGrowing): the store extends it as it verifies more (see read() with progress).
+  Ref<Body> body;
+  bool streaming = false;
   // Soft-purged (SsdStore::invalidate): stale whatever its freshness says; revalidate it.
   bool invalidated = false;
 };
@@ -315,6 +323,18 @@ class SsdStore {
   // from the index.
   using ReadDone = std::function<void(Result<SsdHit>)>;
   bool read(const CacheKey& key, IoEngine& engine, ReadDone done);
+  // Streaming read of a chunked entry (ssd_format.h): as read(), but `done` gets the hit as soon
+  // as its head and first body chunk are verified, with SsdHit::streaming set and hit.body
+  // readable up to what is verified. The store then verifies the rest one chunk per turn of the
+  // engine, extends hit.body over each verified chunk and calls `progress`: (ok, false) more is
+  // readable; (ok, true) the whole body is verified; (kCorrupt, true) a chunk failed, nothing
+  // past the chunks before it ever becomes readable, and the key is gone from the index
+  // ((kNotFound, true) likewise when its vhost's data key was destroyed meanwhile). When
+  // `progress` returns false no more is verified and it is not called again. Unchunked and
+  // single-chunk entries come whole, as from read() (streaming false, progress never called).
+  // If the engine is destroyed first, `progress` is dropped uncalled.
+  using ReadProgress = std::function<bool(Status, bool finished)>;
+  bool read(const CacheKey& key, IoEngine& engine, ReadDone done, ReadProgress progress);
   // read() and wait for it (tests, tools; never on a worker loop). kNotFound for a miss.
   Result<SsdHit> readSync(const CacheKey& key, IoEngine& engine);
 
@@ -381,6 +401,8 @@ class SsdStore {
     uint64_t body_bytes = 0;
     bool tombstone = false;
     uint32_t key_id = kStoreKeyId;
+    bool chunked = false;       // format version 3: the body is verified chunk by chunk
+    ssd::ChunkedView chunks;    // when chunked
   };
   // kNoKey: sealed with a data key that is gone (shredded); skip `entry_bytes` like kBadContent.
   enum class Verify { kOk, kBadHeader, kBadContent, kNoKey };
@@ -397,6 +419,12 @@ class SsdStore {
   // `key_id` and `cipher`: the data key (kStoreKeyId and null: the store key).
   bool sealEntry(uint8_t* p, uint16_t flags, uint64_t sealed_bytes, uint64_t entry_bytes,
                  uint32_t key_id = kStoreKeyId, const EntryCipher* cipher = nullptr);
+  // Builds a chunked entry (format version 3) in place at `p`, EntryMeta, head blob and body
+  // already at their layout offsets; `*checksum` gets EntryMeta::checksum. False (counted,
+  // logged) when the CSPRNG or the cipher fails.
+  bool sealChunked(uint8_t* p, const CacheKey& key, const CacheKey& primary, size_t head_bytes,
+                   uint64_t body_bytes, uint32_t key_id, const EntryCipher* cipher,
+                   uint64_t* checksum);
   // The cipher of key `id` (the store key for kStoreKeyId); null when it is unknown.
   std::shared_ptr<const EntryCipher> cipherFor(uint32_t id) const;
   bool keyKnown(uint32_t id) const { return id == kStoreKeyId || (keyring_ && keyring_->known(id)); }
@@ -459,10 +487,22 @@ class SsdStore {
   const std::shared_ptr<const VaryNames>& namesOf(uint32_t id) const { return names_table_[id - 1]; }
   // Checks one entry at `p` (at most `avail` bytes), decrypting in place. kBadHeader: the
   // header itself is unusable (stop scanning the region); kBadContent: skip `*entry_bytes`.
-  Verify verifyEntry(uint8_t* p, size_t avail, EntryView* view, const char** why) const;
+  // `body`: false leaves a chunked entry's body chunks unchecked (verifyChunks does them);
+  // an unchunked entry is always verified whole.
+  Verify verifyEntry(uint8_t* p, size_t avail, EntryView* view, const char** why,
+                     bool body = true) const;
+  // Verifies (decrypting in place) chunks [from, to) of a chunked entry that verifyEntry passed
+  // without its body. Returns the index of the first damaged chunk, or `to`.
+  uint32_t verifyChunks(uint8_t* p, const EntryView& view, uint32_t from, uint32_t to) const;
   // Verifies the entry at `p` (inside `buffer`) and builds the hit over `buffer`'s memory.
+  // With `progress` (and `engine`), a chunked entry of several chunks is handed out after its
+  // first chunk and verified on from the engine (streamRest).
   Result<SsdHit> finishRead(const CacheKey& key, const Location& loc, uint8_t* p,
-                            const std::shared_ptr<AlignedBuffer>& buffer);
+                            const std::shared_ptr<AlignedBuffer>& buffer,
+                            IoEngine* engine = nullptr, const ReadProgress* progress = nullptr);
+  struct ReadStream;
+  // Verifies the next chunk of a streaming read on a later turn of its engine, and so on.
+  void streamRest(std::shared_ptr<ReadStream> stream);
   Status fail(const CacheKey& key, const Location& loc, Code code, const char* why);
   void removeIfAt(const CacheKey& key, const Location& loc);
   // remove() of one key (the variants of a URL not handed over yet aside).

@@ -140,6 +140,25 @@ std::vector<Entry> decryptStore(const std::string& file,
       entry.key_id = e.key_id;
       entry.tombstone = (e.flags & ssd::kEntryFlagTombstone) != 0;
       for (const cache::EntryCipher* c : ciphers) {
+        if (e.flags & ssd::kEntryFlagChunked) {
+          // Format version 3: EntryMeta + head sealed whole, the body chunk by chunk; opened
+          // only when every part opens.
+          std::string bytes = file.substr(off + at, e.entry_bytes);
+          auto* p = reinterpret_cast<uint8_t*>(bytes.data());
+          ssd::ChunkedView view;
+          const char* why = "";
+          bool all = ssd::openChunkedEntry(p, bytes.size(), c, &view, &why);
+          for (uint32_t i = 0; all && i < view.layout.chunks; ++i) {
+            all = ssd::openChunk(p, view, i, c);
+          }
+          if (all) {
+            entry.opened = true;
+            entry.plaintext = bytes.substr(sizeof(e), e.sealed_bytes) +
+                              bytes.substr(view.layout.body_at, view.meta.body_bytes);
+            break;
+          }
+          continue;
+        }
         std::string sealed = file.substr(off + at + sizeof(e), e.sealed_bytes);
         const auto* tag = reinterpret_cast<const uint8_t*>(file.data() + off + at + sizeof(e) +
                                                            e.sealed_bytes);
