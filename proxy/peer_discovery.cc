@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -90,6 +91,7 @@ struct PeerDiscovery::Round {
   std::vector<uint64_t> tickets;  // resolver lookups not answered yet (0 once answered)
   size_t pending = 0;
   std::set<std::string> found;
+  std::set<std::string> self_found;  // this server's own addresses (self_host_ resolved)
   std::string target_error;  // the first target that did not resolve, for the log
 };
 
@@ -137,6 +139,18 @@ void PeerDiscovery::reconfigure(const conf::Config& config) {
     resolver_ = std::make_unique<NameResolver>(base_, resolver_options_);
   }
   interval_ = c.dns_interval;
+  self_ = c.self;
+  self_host_.clear();
+  self_port_ = 0;
+  const size_t colon = self_.rfind(':');
+  if (!self_.empty() && self_.front() != '[' && colon != std::string::npos) {
+    std::string host = self_.substr(0, colon);
+    in_addr v4{};
+    if (inet_pton(AF_INET, host.c_str(), &v4) != 1) {
+      self_host_ = std::move(host);
+      self_port_ = static_cast<uint16_t>(std::strtoul(self_.c_str() + colon + 1, nullptr, 10));
+    }
+  }
   resolveNow();
 }
 
@@ -246,16 +260,25 @@ void PeerDiscovery::resolveTargets(std::vector<std::pair<std::string, uint16_t>>
   std::sort(targets.begin(), targets.end());
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   if (targets.size() > kMaxMembers) targets.resize(kMaxMembers);
+  // The last lookup, when this server is named by a host name: its own addresses.
+  const size_t self_lookup = targets.size();
+  if (!self_host_.empty()) targets.emplace_back(self_host_, self_port_);
   r.pending = targets.size();
   r.tickets.assign(targets.size(), 0);
   for (size_t i = 0; i < targets.size(); ++i) {
     const std::string host = targets[i].first;
+    const bool self_addresses = !self_host_.empty() && i == self_lookup;
     std::vector<SockAddr> now;
     // Max TTL 0: never cached by the resolver, every round asks again.
     const uint64_t ticket = resolver_->resolve(
         host, targets[i].second, Millis(0), now,
-        [this, i, host](std::vector<SockAddr> addrs, const char* why) {
+        [this, i, host, self_addresses](std::vector<SockAddr> addrs, const char* why) {
           round_->tickets[i] = 0;
+          if (self_addresses) {
+            for (const SockAddr& a : addrs) round_->self_found.insert(memberAddress(a));
+            targetDone();
+            return;
+          }
           if (addrs.empty() && round_->target_error.empty()) {
             round_->target_error = host + ": " + (why ? why : "no address");
           }
@@ -263,7 +286,9 @@ void PeerDiscovery::resolveTargets(std::vector<std::pair<std::string, uint16_t>>
           targetDone();
         });
     if (ticket == 0) {
-      for (const SockAddr& a : now) r.found.insert(memberAddress(a));
+      for (const SockAddr& a : now) {
+        (self_addresses ? r.self_found : r.found).insert(memberAddress(a));
+      }
       --r.pending;
     } else {
       r.tickets[i] = ticket;
@@ -293,7 +318,12 @@ void PeerDiscovery::finishRound(const char* error) {
   }
   last_error_.clear();
   last_success_unix_ms_ = unixMillisNow();
-  std::vector<std::string> next(round->found.begin(), round->found.end());  // sorted
+  // A member at one of this server's own addresses is this server, under its config name.
+  std::set<std::string> found;
+  for (const std::string& member : round->found) {
+    found.insert(round->self_found.count(member) != 0 ? self_ : member);
+  }
+  std::vector<std::string> next(found.begin(), found.end());  // sorted
   if (next.size() > kMaxMembers) next.resize(kMaxMembers);
   if (next == members_) return;
   std::vector<std::string> added;

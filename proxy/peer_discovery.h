@@ -75,6 +75,14 @@ class PeerDiscovery {
   std::string name_;
   bool srv_ = false;
   uint16_t port_ = 0;
+  // This server as the config names it (cluster.self), and when that is a host name, the
+  // host and port to resolve each round: a member whose address is one of its addresses is
+  // this server and is published under the config's name, so that the ring has it once and
+  // every edge of the site (each naming itself, e.g. by its pod's DNS name) ranks the same
+  // members.
+  std::string self_;
+  std::string self_host_;
+  uint16_t self_port_ = 0;
   Millis interval_{10'000};
   std::string server_;  // nameserver of the SRV query, "ip" / "ip:port" / "[v6]:port"
   ResolverOptions resolver_options_;

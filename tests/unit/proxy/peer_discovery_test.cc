@@ -133,6 +133,25 @@ TEST_F(PeerDiscoveryTest, PlainNameTakesDnsPort) {
   EXPECT_EQ(dns_->questions("edge.test", "SRV"), 0);
 }
 
+TEST_F(PeerDiscoveryTest, AMemberAtThisServersOwnAddressIsPublishedUnderItsConfigName) {
+  // As a pod of a StatefulSet names itself (cluster.self = its DNS name) while the Service's
+  // SRV targets resolve to addresses: its own address must not become a second member.
+  dns_->set("a.edge.test", {"127.0.0.2"}, 1);
+  dns_->set("b.edge.test", {"127.0.0.3"}, 1);
+  dns_->set("me.edge.test", {"127.0.0.3"}, 1);
+  dns_->setSrv(kName, {{"a.edge.test", 9000}, {"b.edge.test", 9000}}, 1);
+  conf::Config c = config(kName);
+  c.cluster.self = "me.edge.test:9000";
+  start(c);
+  ASSERT_TRUE(runUntil([&] { return published_.size() == 1; }));
+  EXPECT_EQ(published_[0], (Members{"127.0.0.2:9000", "me.edge.test:9000"}));
+  EXPECT_GT(dns_->questions("me.edge.test", "A"), 0);
+  // Its address on another port is another server.
+  dns_->setSrv(kName, {{"a.edge.test", 9000}, {"b.edge.test", 9001}}, 1);
+  ASSERT_TRUE(runUntil([&] { return published_.size() == 2; }));
+  EXPECT_EQ(published_[1], (Members{"127.0.0.2:9000", "127.0.0.3:9001"}));
+}
+
 TEST_F(PeerDiscoveryTest, NameserverFromConfigElseResolvConf) {
   EXPECT_EQ(srvNameserver("10.0.0.1:53", "/nonexistent"), "10.0.0.1:53");
   char path[] = "/tmp/streamedge-resolv-XXXXXX";
