@@ -4,12 +4,6 @@
 // object asked on every peer); an answer without a peer moves that peer's keys to the others
 // within the interval, without a failed viewer request; a DNS server that is gone leaves the
 // last membership in place.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -19,88 +13,25 @@
 #include <thread>
 #include <vector>
 
-#include "tests/scenario/scenario_env.h"
+#include "tests/scenario/cluster_fixture.h"
 #include "tests/support/dns_server.h"
 
 namespace streamedge::scenario {
 namespace {
 
-using namespace std::chrono_literals;
-using testsupport::HttpConnection;
-
 constexpr const char* kSrvName = "_http._tcp.edge.test";
 
-uint16_t freePort(const std::string& host) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return 0;
-  }
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-HttpResponse getFrom(const std::string& host, uint16_t port, const std::string& target) {
-  HttpConnection c;
-  if (!c.connect(port, 5s, host)) {
-    HttpResponse r;
-    r.error = c.error();
-    return r;
-  }
-  return c.request("GET", target, {{"Host", "cdn.example"}}, 15s);
-}
-
-double metricValue(const std::string& text, const std::string& series) {
-  const std::string needle = "\n" + series + " ";
-  const size_t pos = text.find(needle);
-  if (pos == std::string::npos) return -1;
-  return std::strtod(text.c_str() + pos + needle.size(), nullptr);
-}
-
-class ClusterDnsScenario : public ::testing::Test {
+class ClusterDnsScenario : public ClusterScenarioBase {
  protected:
-  static constexpr int kPeers = 3;
-
   void SetUp() override {
-    std::string error;
-    auto sim = testsupport::startOriginSim({}, &error);
-    ASSERT_TRUE(sim) << error;
-    sim_ = std::make_unique<testsupport::OriginSimProcess>(std::move(*sim));
-    key_dir_ = std::make_unique<testsupport::TempDir>("streamedge-cluster-dns");
-    key_path_ = key_dir_->path() + "/peer.key";
-    std::FILE* f = std::fopen(key_path_.c_str(), "wb");
-    ASSERT_NE(f, nullptr);
-    const std::string hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
-    std::fwrite(hex.data(), 1, hex.size(), f);
-    std::fclose(f);
-    ::chmod(key_path_.c_str(), 0600);
+    ClusterScenarioBase::SetUp();
+    if (HasFatalFailure()) return;
     dns_ = std::make_unique<test::DnsServer>();
-    for (int i = 0; i < kPeers; ++i) {
-      hosts_.push_back("127.0.0." + std::to_string(i + 2));
-      ports_.push_back(freePort(hosts_.back()));
-      ASSERT_NE(ports_.back(), 0) << "cannot bind " << hosts_.back();
-      dns_->set(target(i), {hosts_.back()}, 1);
-    }
+    for (int i = 0; i < kPeers; ++i) dns_->set(target(i), {hosts_[i]}, 1);
     announce({0, 1, 2});
   }
 
-  void TearDown() override {
-    for (auto& p : peers_) {
-      if (p && p->process.running()) {
-        EXPECT_EQ(p->process.stop(), 0) << p->process.logTail();
-      }
-    }
-    if (sim_) sim_->process.stop();
-  }
-
   static std::string target(int i) { return "e" + std::to_string(i) + ".edge.test"; }
-  std::string address(int i) const { return hosts_[i] + ":" + std::to_string(ports_[i]); }
-
   // The SRV answer lists these peers.
   void announce(const std::vector<int>& members) {
     std::vector<std::pair<std::string, uint16_t>> targets;
@@ -154,7 +85,7 @@ class ClusterDnsScenario : public ::testing::Test {
     }
   }
 
-  void startAll() {
+  void startAllFromDns() {
     for (int i = 0; i < kPeers; ++i) {
       std::string error;
       auto p = testsupport::startStreamedge(config(i), &error);
@@ -168,23 +99,18 @@ class ClusterDnsScenario : public ::testing::Test {
   int failedGets(const std::string& path, const std::vector<int>& on) const {
     int failed = 0;
     for (int i : on) {
-      const HttpResponse r = getFrom(hosts_[i], ports_[i], path + "?size=5000");
+      const HttpResponse r =
+          getFrom(hosts_[i], ports_[i], path + "?size=5000", {{"Host", "cdn.example"}});
       if (r.status != 200 || r.body != testsupport::simBody(path, 5000)) ++failed;
     }
     return failed;
   }
 
   std::unique_ptr<test::DnsServer> dns_;
-  std::unique_ptr<testsupport::OriginSimProcess> sim_;
-  std::unique_ptr<testsupport::TempDir> key_dir_;
-  std::string key_path_;
-  std::vector<std::string> hosts_;
-  std::vector<uint16_t> ports_;
-  std::vector<std::unique_ptr<testsupport::StreamedgeProcess>> peers_;
 };
 
 TEST_F(ClusterDnsScenario, SrvMembersAgreeOnOwnersAndADroppedPeersKeysMove) {
-  startAll();
+  startAllFromDns();
   std::vector<double> changes;
   for (int i = 0; i < kPeers; ++i) {
     const std::string s = status(i);
@@ -230,7 +156,7 @@ TEST_F(ClusterDnsScenario, SrvMembersAgreeOnOwnersAndADroppedPeersKeysMove) {
 }
 
 TEST_F(ClusterDnsScenario, DnsServerGoneKeepsTheLastMembership) {
-  startAll();
+  startAllFromDns();
   dns_.reset();  // nothing answers on its port any more
   // Several intervals pass: every round fails, the ring stays.
   const auto deadline = std::chrono::steady_clock::now() + 10s;

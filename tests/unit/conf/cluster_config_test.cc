@@ -16,31 +16,13 @@ namespace {
 
 using namespace streamedge::conf::testing;
 
-class ClusterConfigTest : public ::testing::Test {
+class ClusterConfigTest : public PeerKeyTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/streamedge-cluster-conf-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    key_ = dir_ + "/peer.key";
-    std::FILE* f = std::fopen(key_.c_str(), "wb");
-    ASSERT_NE(f, nullptr);
-    const std::string hex = std::string(62, '0') + "2a\n";
-    std::fwrite(hex.data(), 1, hex.size(), f);
-    std::fclose(f);
-    ::chmod(key_.c_str(), 0600);
-  }
-  void TearDown() override {
-    ::unlink(key_.c_str());
-    ::rmdir(dir_.c_str());
-  }
   // A [cluster] whose peers include kBase's listener 127.0.0.1:8080.
   std::string cluster(const std::string& extra = "") const {
     return "[cluster]\npeers = [\"127.0.0.2:8080\", \"127.0.0.1:8080\", \"peer-c.site:8080\"]\n"
            "secret_file = \"" + key_ + "\"\n" + extra;
   }
-
-  std::string dir_, key_;
 };
 
 TEST_F(ClusterConfigTest, AbsentMeansALoneServer) {

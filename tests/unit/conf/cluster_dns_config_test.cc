@@ -17,30 +17,12 @@ namespace {
 
 using namespace streamedge::conf::testing;
 
-class ClusterDnsConfigTest : public ::testing::Test {
+class ClusterDnsConfigTest : public PeerKeyTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/streamedge-cluster-dns-conf-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    key_ = dir_ + "/peer.key";
-    std::FILE* f = std::fopen(key_.c_str(), "wb");
-    ASSERT_NE(f, nullptr);
-    const std::string hex = std::string(62, '0') + "2a\n";
-    std::fwrite(hex.data(), 1, hex.size(), f);
-    std::fclose(f);
-    ::chmod(key_.c_str(), 0600);
-  }
-  void TearDown() override {
-    ::unlink(key_.c_str());
-    ::rmdir(dir_.c_str());
-  }
   // A [cluster] with the secret and `lines` (the secret is line 2 of the extra text).
   std::string cluster(const std::string& lines) const {
     return "[cluster]\nsecret_file = \"" + key_ + "\"\n" + lines;
   }
-
-  std::string dir_, key_;
 };
 
 TEST_F(ClusterDnsConfigTest, SrvNameWithoutPeersMakesThisServerTheOnlyMember) {

@@ -4,7 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -55,5 +60,30 @@ inline void expectOnlyError(std::string_view extra, const std::string& key, int 
   EXPECT_EQ(r.errors[0].line, baseLines() + line_in_extra - 1) << describe(r);
   EXPECT_NE(r.errors[0].message.find(part), std::string::npos) << describe(r);
 }
+
+// A fixture with a cluster peer key file (64 hex digits, mode 0600) in a temporary directory:
+// key_ is its path.
+class PeerKeyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/streamedge-cluster-conf-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    key_ = dir_ + "/peer.key";
+    std::FILE* f = std::fopen(key_.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    const std::string hex = std::string(62, '0') + "2a\n";
+    std::fwrite(hex.data(), 1, hex.size(), f);
+    std::fclose(f);
+    ::chmod(key_.c_str(), 0600);
+  }
+  void TearDown() override {
+    ::unlink(key_.c_str());
+    ::rmdir(dir_.c_str());
+  }
+
+  std::string dir_;
+  std::string key_;
+};
 
 }  // namespace streamedge::conf::testing
