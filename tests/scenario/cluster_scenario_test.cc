@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -159,35 +160,63 @@ TEST_F(ClusterScenario, KilledPeerLosesItsKeysWithoutAFailedViewerRequest) {
 
 TEST_F(ClusterScenario, PeerKilledUnderLoadAndBackTakesItsKeysBack) {
   startAll({config(0), config(1), config(2)});
-  // Viewers of peers 0 and 1 ask for new keys all the time (bounded: at most 3000 requests,
-  // ~6 s) while peer 2 is killed and started again.
+  // Viewers of peers 0 and 1 ask for new keys all the time (one client, sequential; bounded: at
+  // most 3000 requests, ~6 s) while peer 2 is killed and started again.
+  //
+  // Known gap: a fill that peer 2 was streaming to another edge when it died is not resumed
+  // from the origin (the peer group has no second origin to resume from), so that one viewer
+  // is cut. So: no request may fail unless it was in flight at the moment of the kill (with one
+  // sequential client, at most one), and every request after it must succeed.
+  using Clock = std::chrono::steady_clock;
+  struct Failure {
+    Clock::time_point start, end;
+    std::string what;
+  };
+  std::mutex mu;
+  std::vector<Failure> failures;
   std::atomic<bool> stop{false};
-  std::atomic<int> failed{0}, keys{0};
+  std::atomic<int> keys{0};
   std::thread load([&] {
     for (int k = 0; k < 3000 && !stop.load(); ++k) {
       const int at = k % 2;
       const std::string path = "/obj/cluster/churn-" + std::to_string(k);
+      const Clock::time_point start = Clock::now();
       const HttpResponse r = getFrom(hosts_[at], ports_[at], path + "?size=20000");
-      if (r.status != 200 || r.body != testsupport::simBody(path, 20000)) ++failed;
+      if (r.status != 200 || r.body != testsupport::simBody(path, 20000)) {
+        std::lock_guard<std::mutex> lock(mu);
+        failures.push_back({start, Clock::now(),
+                            path + " at edge " + std::to_string(at) + ": status " +
+                                std::to_string(r.status) + ", " + std::to_string(r.body.size()) +
+                                " bytes" + (r.truncated ? ", truncated" : "") +
+                                (r.error.empty() ? "" : ", " + r.error)});
+      }
       keys.store(k + 1);
       std::this_thread::sleep_for(2ms);
     }
   });
   std::this_thread::sleep_for(400ms);
-  ASSERT_TRUE(peers_[2]->process.signal(SIGKILL));
+  const Clock::time_point kill_from = Clock::now();
+  const bool killed = peers_[2]->process.signal(SIGKILL);
   peers_[2]->process.wait(5s);
+  const Clock::time_point kill_to = Clock::now();
   std::this_thread::sleep_for(800ms);
-  {
-    std::string error;
-    auto p = testsupport::startStreamedge(config(2), &error);
-    ASSERT_TRUE(p) << error;
-    peers_[2] = std::make_unique<testsupport::StreamedgeProcess>(std::move(*p));
+  std::string restart_error;
+  if (killed) {
+    auto p = testsupport::startStreamedge(config(2), &restart_error);
+    if (p) peers_[2] = std::make_unique<testsupport::StreamedgeProcess>(std::move(*p));
   }
-  waitAllPeersUp();
+  if (killed && peers_[2]->process.running()) waitAllPeersUp();
   std::this_thread::sleep_for(600ms);
   stop = true;
   load.join();
-  EXPECT_EQ(failed.load(), 0) << "of " << keys.load();
+  ASSERT_TRUE(killed);
+  ASSERT_TRUE(peers_[2]->process.running()) << restart_error;
+  EXPECT_LE(failures.size(), 1u) << "of " << keys.load();
+  for (const Failure& f : failures) {
+    EXPECT_TRUE(f.start <= kill_to && f.end >= kill_from)
+        << "failed, not in flight at the kill: " << f.what;
+    std::printf("in flight at the kill and cut: %s\n", f.what.c_str());
+  }
   // One origin fetch per key, except for the fills peer 2 had in flight when it was killed
   // (the edge that asked it fetched again from the origin).
   long total = 0, twice = 0;
