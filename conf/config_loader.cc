@@ -2073,7 +2073,7 @@ void setClusterPeers(Config& config, std::vector<std::string> peers) {
     g.origins.push_back(std::move(o));
     g.retries = 0;            // a failed peer is skipped by the fill, which goes on elsewhere
     g.retry_budget = 0;
-    g.resume_attempts = 1;    // a broken body is asked again of the same peer once
+    g.resume_attempts = 0;    // a broken body goes on from the route's origins (FillJob)
     g.health_check.enabled = true;
     g.health_check.path = kPeerHealthPath;
     g.health_check.interval = cluster.health_interval;

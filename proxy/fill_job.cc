@@ -91,6 +91,20 @@ void FillJob::startFetch(OriginRequest request) {
   fetch_ = worker_.origins().start(*config_, group, std::move(request), *this);
 }
 
+bool FillJob::continueFromOrigin() {
+  if (discard_ || !peer_validators_ || !peer_validators_->usable()) return false;
+  const size_t group = config_->cluster.peer_group[static_cast<size_t>(peer_)];
+  const conf::OriginConfig& from = config_->origin_groups[group].origins.front();
+  tier_->release(static_cast<size_t>(peer_));
+  peer_ = -1;
+  worker_.counters().add(worker_.counters().origin_fetches);
+  // Replaces (destroys) the peer's fetch, whose callback this is.
+  fetch_ = worker_.origins().continueBody(*config_, route_.origin_group_index, base_request_,
+                                          *peer_validators_, body_bytes_, from, *this);
+  if (paused_) fetch_->pause();
+  return true;
+}
+
 void FillJob::retryAfterPeerFailure(const char* why) {
   fetch_.reset();
   tier_->markDown(static_cast<size_t>(peer_), *config_, *worker_.shared().health, why);
@@ -193,6 +207,12 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
       return;
     }
     tier_->count(static_cast<size_t>(peer_), PeerResult::kOk);
+    // A whole GET answer: if the peer dies mid-body, the origin group can continue it.
+    const bool ranged = std::any_of(base_request_.headers.begin(), base_request_.headers.end(),
+                                    [](const auto& f) { return cache::equalsIgnoreCase(f.first, "Range"); });
+    if (response.status == 200 && response.has_body && base_request_.method == "GET" && !ranged) {
+      peer_validators_ = resumeValidatorsOf(response.headers, response.content_length);
+    }
   }
   const WallTime now = SystemClock::instance().wallNow();
   const conf::CachePolicy& policy = route_.cache;
@@ -315,6 +335,7 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
 }
 
 void FillJob::onOriginData(const uint8_t* data, size_t len) {
+  body_bytes_ += len;
   if (discard_) return;
   fill_.append(data, len);
   if (!paused_ && listened_ && listened_->pauseIfWindowFull()) {
@@ -432,6 +453,7 @@ void FillJob::onOriginFailed(Status status) {
     }
     tier_->markDown(static_cast<size_t>(peer_), *config_, *worker_.shared().health,
                     "broken body");
+    if (continueFromOrigin()) return;
   }
   worker_.counters().add(worker_.counters().origin_failures);
   const cache::ObjectRef& stale = fill_.stale();

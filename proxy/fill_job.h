@@ -96,6 +96,11 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   // A peer failed before the head reached the readers: it is marked down and the fill starts
   // again (next peer or the origin). From an origin callback; the fetch is destroyed here.
   void retryAfterPeerFailure(const char* why);
+  // A peer died after the head reached the readers: the route's origin group is asked for the
+  // rest (OriginClient::continueBody) under the peer answer's validators, so the readers see one
+  // body. False when that answer offers no validator (the fill then aborts: a cut, never a
+  // wrong byte). From an origin callback; the peer's fetch is destroyed here.
+  bool continueFromOrigin();
   // The lifetime a complete playlist/MPD object's body implies (streaming/freshness.h), if any.
   // Also fills `summary` when the body is a live-or-ended HLS media playlist.
   // With request_.prefetch_from_playlist, also fills `prefetch` with a live one's targets.
@@ -132,6 +137,8 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   int peer_ = -1;
   int peer_attempts_ = 0;
   bool peer_retry_ = false;  // the peer answered 5xx: retry once its body is done
+  std::optional<ResumeValidators> peer_validators_;  // a peer's whole 200: what a part must match
+  uint64_t body_bytes_ = 0;  // body bytes received (the offset a continuation starts at)
   std::optional<streaming::PlaylistSummary> summary_;  // a stored HLS media playlist's
   streaming::PrefetchSelection prefetch_;  // its targets, with prefetch_from_playlist
 };

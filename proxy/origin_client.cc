@@ -435,6 +435,10 @@ class Fetch final : public OriginFetch {
   // Makes this fetch the hedge of another: it starts at origin `first` (the lowest untried),
   // never asks the origins `tried` marks, and has `attempts` attempts. Before begin().
   void makeHedge(std::vector<bool> tried, size_t attempts);
+  // Makes this fetch continue a body that broke at `from` (another group's origin: a peer) after
+  // `offset` bytes: its first attempt is already a resume (tryResume). Before begin().
+  void makeContinuation(const ResumeValidators& validators, uint64_t offset,
+                        const conf::OriginConfig& from);
 
   void pause() override;
   void resume() override;
@@ -629,6 +633,8 @@ class Fetch final : public OriginFetch {
   bool broke_ = false;             // the body broke at least once (resume_deadline_ is set)
   SteadyClock::time_point resume_deadline_{};
   size_t broke_origin_ = 0;        // the origin whose body broke last (from_dc)
+  bool continuation_ = false;      // makeContinuation: the body began at another group
+  const conf::OriginConfig* broke_from_ = nullptr;  // that group's origin, until a break here
 };
 
 // ---- ClientCore ---------------------------------------------------------------------------
@@ -889,6 +895,20 @@ void Fetch::makeHedge(std::vector<bool> tried, size_t attempts) {
   request_.hedge_after = Millis(0);
 }
 
+void Fetch::makeContinuation(const ResumeValidators& validators, uint64_t offset,
+                             const conf::OriginConfig& from) {
+  continuation_ = true;
+  resumable_ = true;
+  validators_ = validators;
+  delivered_ = offset;
+  broke_ = true;
+  broke_from_ = &from;
+  resuming_ = true;  // a pause() before the head holds the part until resume()
+  if (group_index_ < config_.origin_groups.size()) {
+    resume_deadline_ = SteadyClock::now() + group().resume_deadline;
+  }
+}
+
 void Fetch::begin() {
   // Callbacks never run inside start(): everything happens from the loop.
   event_active(kick_.get(), EV_TIMEOUT, 1);
@@ -942,6 +962,14 @@ void Fetch::kickCb(evutil_socket_t, short, void* arg) {
   self->started_ = true;
   if (!self->pending_failure_.isOk()) {
     self->finishFailed(self->pending_failure_);
+    return;
+  }
+  if (self->continuation_) {
+    // No first answer of its own: straight to a Range request (no hedge, no retry budget).
+    if (!self->tryResume(/*count_not_resumable=*/true)) {
+      self->finishFailed(Status(Code::kUnavailable, Source::kUpstream,
+                                "the body could not be continued from the origin group"));
+    }
     return;
   }
   const conf::OriginGroupConfig& g = self->group();
@@ -1699,6 +1727,7 @@ void Fetch::bodyFailed(Status status, bool may_resume) {
   }
   failed_origins_[origin_index_] = true;
   broke_origin_ = origin_index_;
+  broke_from_ = nullptr;
   if (!broke_) {
     broke_ = true;
     resume_deadline_ = SteadyClock::now() + group().resume_deadline;
@@ -1790,7 +1819,7 @@ bool Fetch::tryResume(bool count_not_resumable) {
 // One stderr line per resume attempt (and per break that could not be resumed).
 void Fetch::countResume(ResumeOutcome outcome, const char* detail) {
   const conf::OriginGroupConfig& g = group();
-  const conf::OriginConfig& from = g.origins[broke_origin_];
+  const conf::OriginConfig& from = broke_from_ ? *broke_from_ : g.origins[broke_origin_];
   const bool attempted = outcome != ResumeOutcome::kNotResumable;
   if (OriginStats* stats = core_->stats()) {
     stats->resume(g, from, attempted ? &origin() : nullptr, outcome);
@@ -2046,6 +2075,19 @@ OriginClient::~OriginClient() = default;
 std::unique_ptr<OriginFetch> OriginClient::start(const conf::Config& config, size_t group_index,
                                                  OriginRequest request, OriginObserver& observer) {
   auto fetch = std::make_unique<Fetch>(*impl_, config, group_index, std::move(request), observer);
+  fetch->begin();
+  return fetch;
+}
+
+std::unique_ptr<OriginFetch> OriginClient::continueBody(const conf::Config& config,
+                                                        size_t group_index, OriginRequest request,
+                                                        const ResumeValidators& validators,
+                                                        uint64_t offset,
+                                                        const conf::OriginConfig& from,
+                                                        OriginObserver& observer) {
+  request.hedge_after = Millis(0);
+  auto fetch = std::make_unique<Fetch>(*impl_, config, group_index, std::move(request), observer);
+  fetch->makeContinuation(validators, offset, from);
   fetch->begin();
   return fetch;
 }

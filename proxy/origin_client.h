@@ -37,6 +37,7 @@
 #include "conf/config.h"
 #include "conf/status.h"
 #include "proxy/origin_health.h"
+#include "proxy/origin_resume.h"
 #include "tls/tls_state.h"
 
 namespace streamedge::proxy {
@@ -110,6 +111,19 @@ class OriginClient {
   // inside start(). The config must outlive the fetch.
   std::unique_ptr<OriginFetch> start(const conf::Config& config, size_t group_index,
                                      OriginRequest request, OriginObserver& observer);
+
+  // Continues a body that broke in a fetch from another group (a peer that died mid-body): asks
+  // the origins of `group_index` in order for `request` with `Range: bytes=<offset>-` guarded
+  // by `validators` (the first answer's; proxy/origin_resume.h), within the group's
+  // resume_attempts and resume_deadline. The observer gets no onOriginResponse: the rest of the
+  // body (onOriginData), then onOriginComplete, or onOriginFailed when no origin gave a 206 of
+  // the same representation. `from` (where the body broke: the log line and the dc label of
+  // streamedge_origin_resumes_total) must outlive the fetch, like the config.
+  std::unique_ptr<OriginFetch> continueBody(const conf::Config& config, size_t group_index,
+                                            OriginRequest request,
+                                            const ResumeValidators& validators, uint64_t offset,
+                                            const conf::OriginConfig& from,
+                                            OriginObserver& observer);
 
   // Closes idle pooled connections (config change, shutdown).
   void closeIdle();

@@ -37,8 +37,12 @@ ResumeValidators resumeValidatorsOf(
   v.total_length = content_length;
   int etags = 0;
   int dates = 0;
+  int codings = 0;
   for (const auto& [name, value] : headers) {
-    if (cache::equalsIgnoreCase(name, "ETag")) {
+    if (cache::equalsIgnoreCase(name, "Content-Encoding")) {
+      ++codings;
+      v.content_encoding = std::string(trimOws(value));
+    } else if (cache::equalsIgnoreCase(name, "ETag")) {
       ++etags;
       const std::string_view tag = trimOws(value);
       if (isStrongEtag(tag)) v.strong_etag = std::string(tag);
@@ -52,6 +56,10 @@ ResumeValidators resumeValidatorsOf(
   // Two different validators of one kind: which one the representation has is unknown.
   if (etags > 1) v.strong_etag.clear();
   if (dates > 1) v.last_modified.clear();
+  if (codings > 1) {  // a list spread over fields: no resume rather than a guess at equality
+    v.strong_etag.clear();
+    v.last_modified.clear();
+  }
   return v;
 }
 
@@ -171,6 +179,14 @@ ResumeOutcome checkResumeHead(const ResumeValidators& validators, uint64_t offse
   }
   if (head.content_length && *head.content_length != range->last - range->first + 1) {
     reason = "206 whose Content-Length disagrees with its Content-Range";
+    return ResumeOutcome::kValidatorMismatch;
+  }
+  // The same coding: bytes N.. of a gzip body do not continue an identity one (RFC 9110 §8.4).
+  bool has_coding = false;
+  const std::string_view coding = trimOws(head.find("Content-Encoding", &has_coding));
+  if (!cache::equalsIgnoreCase(has_coding ? coding : std::string_view(),
+                               validators.content_encoding)) {
+    reason = "206 in another content coding";
     return ResumeOutcome::kValidatorMismatch;
   }
   // §15.3.7: a 206 carries the validators a 200 would have. Strong comparison (§8.8.3.2).

@@ -4,8 +4,8 @@
 // `Range: bytes=N-` guarded by `If-Match: <strong ETag>` (or `If-Unmodified-Since:
 // <Last-Modified>` when the first answer had no strong ETag), and splices the answer onto what
 // its observer already has only when this module says the 206 is the same representation: same
-// strong ETag (or same Last-Modified), Content-Range starting at N, running to the end, with the
-// complete length the first answer declared. Anything else — a 200 (ranges not supported), a
+// strong ETag (or same Last-Modified), the same Content-Encoding, Content-Range starting at N,
+// running to the end, with the complete length the first answer declared. Anything else — a 200 (ranges not supported), a
 // 412, other validators, another length — means "abort", never two versions in one body.
 //
 // Pure functions and plain values; thread-safe.
@@ -27,6 +27,9 @@ struct ResumeValidators {
   std::string strong_etag;              // "" when the answer had none or a weak one
   std::string last_modified;            // "" when absent or not a valid HTTP-date
   std::optional<uint64_t> total_length;  // the Content-Length; unknown for chunked/close bodies
+  // The Content-Encoding of the first answer, as sent ("" = identity). A part in another coding
+  // is other bytes even under the same Last-Modified (an edge that compresses keeps the date).
+  std::string content_encoding;
 
   // A resume is only possible with a validator to guard it.
   bool usable() const { return !strong_etag.empty() || !last_modified.empty(); }

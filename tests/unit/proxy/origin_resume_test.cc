@@ -142,6 +142,8 @@ TEST(OriginResume, AnythingButTheSameRepresentationIsAMismatch) {
                             "Content-Length: 10\r\n\r\n"},
       {"multipart", "HTTP/1.1 206 P\r\nETag: \"abc123\"\r\n"
                     "Content-Type: multipart/byteranges; boundary=x\r\nContent-Length: 10\r\n\r\n"},
+      {"other coding", "HTTP/1.1 206 P\r\nETag: \"abc123\"\r\nContent-Encoding: gzip\r\n"
+                       "Content-Range: bytes 1000-4095/4096\r\nContent-Length: 3096\r\n\r\n"},
       {"416", "HTTP/1.1 416 R\r\nContent-Range: bytes */900\r\nContent-Length: 0\r\n\r\n"},
   };
   for (const Case& c : cases) {
@@ -151,6 +153,25 @@ TEST(OriginResume, AnythingButTheSameRepresentationIsAMismatch) {
               ResumeOutcome::kValidatorMismatch);
     EXPECT_NE(why, nullptr);
   }
+}
+
+TEST(OriginResume, ThePartMustBeInTheFirstAnswersContentCoding) {
+  // An edge that compressed its answer keeps Last-Modified; the origin's part is identity.
+  const Fields gzip = {{"Last-Modified", kDate}, {"Content-Encoding", "gzip"}};
+  const ResumeValidators v = resumeValidatorsOf(gzip, std::nullopt);
+  EXPECT_EQ(v.content_encoding, "gzip");
+  const std::string identity = std::string("HTTP/1.1 206 P\r\nLast-Modified: ") + kDate +
+                               "\r\nContent-Range: bytes 10-99/100\r\nContent-Length: 90\r\n\r\n";
+  const char* why = nullptr;
+  EXPECT_EQ(checkResumeHead(v, 10, parsed(identity), &why), ResumeOutcome::kValidatorMismatch);
+  EXPECT_STREQ(why, "206 in another content coding");
+  const std::string same = std::string("HTTP/1.1 206 P\r\nLast-Modified: ") + kDate +
+                           "\r\nContent-Encoding: GZIP\r\nContent-Range: bytes 10-99/100\r\n"
+                           "Content-Length: 90\r\n\r\n";
+  EXPECT_EQ(checkResumeHead(v, 10, parsed(same), nullptr), ResumeOutcome::kOk);
+  // Two coding fields: which list applies is not worth guessing; no resume.
+  const Fields two = {{"ETag", kEtag}, {"Content-Encoding", "gzip"}, {"Content-Encoding", "br"}};
+  EXPECT_FALSE(resumeValidatorsOf(two, 100).usable());
 }
 
 TEST(OriginResume, LastModifiedGuardsWhenThereIsNoStrongEtag) {
