@@ -509,6 +509,13 @@ struct ClusterConfig {
   // (peers share the layout).
   Millis purge_timeout{5'000};
   uint16_t admin_port = 0;
+  // Peer fills and health checks over HTTPS to the peers' listeners (the `peers` addresses are
+  // TLS listeners), each peer's certificate verified against `ca_file` ("" = the system CA
+  // store) for `tls_server_name` ("" = the peer's host: an IP literal is checked against the
+  // certificate's IP addresses). Default: on when this server's own peer listener is TLS.
+  bool tls = false;
+  std::string ca_file;
+  std::string tls_server_name;
   // Per peer: the index of its synthetic origin group in Config::origin_groups (appended after
   // the configured groups; never referenced by a route); SIZE_MAX for self.
   std::vector<size_t> peer_group;

@@ -1909,6 +1909,51 @@ void selfFromListener(TableReader& r, Config& config, bool& self_found) {
   }
 }
 
+// The [[listener]] that serves `peer` ("host:port", canonical): the one with its address, else a
+// wildcard one on its port. Null when none does.
+const ListenerConfig* listenerOfPeer(const Config& config, const std::string& peer) {
+  const size_t colon = peer.rfind(':');
+  if (colon == std::string::npos) return nullptr;
+  const std::string host = peer.front() == '[' ? peer.substr(1, colon - 2) : peer.substr(0, colon);
+  const int port = std::atoi(peer.c_str() + colon + 1);
+  const ListenerConfig* wildcard = nullptr;
+  for (const ListenerConfig& l : config.listeners) {
+    if (l.port != port) continue;
+    if (lowercase(l.host) == host) return &l;
+    if (l.host == "0.0.0.0" || l.host == "::") wildcard = &l;
+  }
+  return wildcard;
+}
+
+// [cluster] tls, ca_file, tls_server_name: peers over HTTPS. On by default when this server's
+// own peer listener is a TLS listener (the peers share the layout).
+void readClusterTls(TableReader& r, Config& config, bool self_found) {
+  ClusterConfig& cluster = config.cluster;
+  const ListenerConfig* own = self_found ? listenerOfPeer(config, cluster.self) : nullptr;
+  const bool own_tls = own && !own->certificates.empty();
+  if (r.boolean("tls", cluster.tls)) {
+    if (own && own_tls != cluster.tls) {
+      r.error("tls", *r.get("tls"),
+              std::string("this server's peer listener ") + quoted(cluster.self) +
+                  (own_tls ? " is a TLS listener: peers must be asked over HTTPS"
+                           : " is a plain listener: peers cannot be asked over HTTPS"));
+    }
+  } else if (!r.has("tls")) {
+    cluster.tls = own_tls;
+  }
+  for (const char* key : {"ca_file", "tls_server_name"}) {
+    std::string value;
+    if (!r.string(key, value)) continue;
+    if (!cluster.tls) {
+      r.error(key, *r.get(key), "needs cluster.tls (peers over HTTPS)");
+    } else if (std::string_view(key) == "ca_file") {
+      cluster.ca_file = std::move(value);
+    } else {
+      cluster.tls_server_name = std::move(value);
+    }
+  }
+}
+
 // [cluster]; after the listeners and origin groups (the peers' groups are appended to them).
 void readCluster(TableReader& r, Config& config) {
   ClusterConfig& cluster = config.cluster;
@@ -2022,6 +2067,7 @@ void readCluster(TableReader& r, Config& config) {
     }
   }
   if (self_found) cluster.self = cluster.peers[cluster.self_index];
+  readClusterTls(r, config, self_found);
 
   for (const OriginGroupConfig& g : config.origin_groups) {
     if (g.name.rfind(kPeerGroupPrefix, 0) == 0) {
@@ -2060,10 +2106,13 @@ void setClusterPeers(Config& config, std::vector<std::string> peers) {
     OriginGroupConfig g;
     g.name = std::string(kPeerGroupPrefix) + cluster.peers[i];
     OriginConfig o;
-    const std::string error = parseOriginUrl("http://" + cluster.peers[i], o);
+    const std::string error =
+        parseOriginUrl(std::string(cluster.tls ? "https://" : "http://") + cluster.peers[i], o);
     if (!error.empty()) continue;  // parsePeerAddress accepted it: cannot happen
     o.name = "peer " + cluster.peers[i];
     o.dc = "peer";
+    o.ca_file = cluster.ca_file;
+    o.tls_server_name = cluster.tls_server_name;
     o.connect_timeout = cluster.connect_timeout;
     o.first_byte_timeout = cluster.timeout;
     o.read_timeout = cluster.timeout;

@@ -44,24 +44,36 @@ TlsState::Build TlsState::build(const conf::Config& config, const TlsState* prev
     for (const std::string& e : b.errors) out.errors.push_back(where + e);
     state->admin_ = std::move(b.contexts);
   }
+  auto addOrigin = [&](const conf::OriginConfig& origin, const std::string& where) {
+    if (origin.scheme != "https") return;
+    const std::string key = originContextKey(origin);
+    if (state->origins_.count(key)) return;
+    OriginContextBuild b = buildOriginContext(origin);
+    if (!b.error.empty()) {
+      out.errors.push_back(where + " (" + origin.name + "): " + b.error);
+      return;
+    }
+    if (!origin.tls_verify) {
+      out.warnings.push_back("origin " + origin.name + ": tls_verify = false: the origin's "
+                             "certificate is not checked; anyone on the path can impersonate it");
+    }
+    state->origins_.emplace(key, std::move(b.ctx));
+  };
+  if (config.cluster.enabled && config.cluster.tls) {
+    // The peers' client context (conf::setClusterPeers gives every peer these settings), also
+    // before DNS has named any peer: memberships published later find it here.
+    conf::OriginConfig peers;
+    peers.scheme = "https";
+    peers.name = "cluster peers";
+    peers.ca_file = config.cluster.ca_file;
+    peers.tls_server_name = config.cluster.tls_server_name;
+    addOrigin(peers, "cluster");
+  }
   for (size_t g = 0; g < config.origin_groups.size(); ++g) {
     const conf::OriginGroupConfig& group = config.origin_groups[g];
     for (size_t o = 0; o < group.origins.size(); ++o) {
-      const conf::OriginConfig& origin = group.origins[o];
-      if (origin.scheme != "https") continue;
-      const std::string key = originContextKey(origin);
-      if (state->origins_.count(key)) continue;
-      OriginContextBuild b = buildOriginContext(origin);
-      if (!b.error.empty()) {
-        out.errors.push_back("origin_group[" + std::to_string(g) + "].origin[" + std::to_string(o) +
-                             "] (" + origin.name + "): " + b.error);
-        continue;
-      }
-      if (!origin.tls_verify) {
-        out.warnings.push_back("origin " + origin.name + ": tls_verify = false: the origin's "
-                               "certificate is not checked; anyone on the path can impersonate it");
-      }
-      state->origins_.emplace(key, std::move(b.ctx));
+      addOrigin(group.origins[o],
+                "origin_group[" + std::to_string(g) + "].origin[" + std::to_string(o) + "]");
     }
   }
   if (out.errors.empty()) out.state = std::move(state);

@@ -122,5 +122,45 @@ TEST_F(ClusterConfigTest, SitePurgeTimeoutAndAdminPort) {
   expectOnlyError(cluster("admin_port = 70000\n"), "cluster.admin_port", 4, "between 1 and 65535");
 }
 
+TEST_F(ClusterConfigTest, PeersOverTlsFollowThisServersPeerListener) {
+  // Plain peer listener: plain peers; tls = true on it is an error.
+  LoadResult r = load(cluster());
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_FALSE(r.config->cluster.tls);
+  EXPECT_EQ(r.config->origin_groups[r.config->cluster.peer_group[0]].origins[0].scheme, "http");
+  expectOnlyError(cluster("tls = true
+"), "cluster.tls", 4, "is a plain listener");
+  expectOnlyError(cluster("ca_file = \"/etc/ssl/site-ca.pem\"\n"), "cluster.ca_file", 4,
+                  "needs cluster.tls");
+  // A TLS peer listener: peers over HTTPS by default, verified with ca_file for
+  // tls_server_name; tls = false on it is an error.
+  const std::string tls_listener =
+      "[[listener]]\naddress = \"127.0.0.5:8443\"\n  [[listener.certificate]]\n"
+      "  cert = \"/etc/streamedge/edge.pem\"\n  key = \"/etc/streamedge/edge.key\"\n";
+  const std::string peers = "[cluster]\npeers = [\"127.0.0.5:8443\", \"127.0.0.6:8443\"]\n"
+                            "secret_file = \"" + key_ + "\"\n";
+  r = load(tls_listener + peers + "ca_file = \"/etc/ssl/site-ca.pem\"\n"
+           "tls_server_name = \"edge.site\"\n");
+  ASSERT_TRUE(r.ok()) << describe(r);
+  const ClusterConfig& c = r.config->cluster;
+  EXPECT_TRUE(c.tls);
+  EXPECT_EQ(c.self, "127.0.0.5:8443");
+  const OriginConfig& o = r.config->origin_groups[c.peer_group[1]].origins[0];
+  EXPECT_EQ(o.scheme, "https");
+  EXPECT_EQ(o.host, "127.0.0.6");
+  EXPECT_EQ(o.port, 8443);
+  EXPECT_TRUE(o.tls_verify);
+  EXPECT_EQ(o.ca_file, "/etc/ssl/site-ca.pem");
+  EXPECT_EQ(o.tls_server_name, "edge.site");
+  expectOnlyError(tls_listener + peers + "tls = false\n", "cluster.tls", 9, "is a TLS listener");
+  // Peers set later (DNS membership) get the same settings.
+  auto next = std::make_shared<Config>(*r.config);
+  setClusterPeers(*next, {"127.0.0.5:8443", "127.0.0.7:8443"});
+  const OriginConfig& added = next->origin_groups[next->cluster.peer_group[1]].origins[0];
+  EXPECT_EQ(added.scheme, "https");
+  EXPECT_EQ(added.host, "127.0.0.7");
+  EXPECT_EQ(added.ca_file, "/etc/ssl/site-ca.pem");
+}
+
 }  // namespace
 }  // namespace streamedge::conf
