@@ -1944,8 +1944,9 @@ void readClusterTls(TableReader& r, Config& config, bool self_found) {
   for (const char* key : {"ca_file", "tls_server_name"}) {
     std::string value;
     if (!r.string(key, value)) continue;
-    if (!cluster.tls) {
-      r.error(key, *r.get(key), "needs cluster.tls (peers over HTTPS)");
+    if (!cluster.tls && config.admin.certificates.empty()) {
+      r.error(key, *r.get(key),
+              "needs cluster.tls or a TLS admin listener (peers asked over HTTPS)");
     } else if (std::string_view(key) == "ca_file") {
       cluster.ca_file = std::move(value);
     } else {
@@ -2084,6 +2085,21 @@ void readCluster(TableReader& r, Config& config) {
 }
 
 }  // namespace
+
+OriginConfig clusterPeerTlsOrigin(const ClusterConfig& cluster) {
+  OriginConfig o;
+  o.scheme = "https";
+  o.name = "cluster peers";
+  o.dc = "peer";
+  o.tls_verify = true;
+  o.ca_file = cluster.ca_file;
+  o.tls_server_name = cluster.tls_server_name;
+  return o;
+}
+
+bool clusterUsesTls(const Config& config) {
+  return config.cluster.enabled && (config.cluster.tls || !config.admin.certificates.empty());
+}
 
 void setClusterPeers(Config& config, std::vector<std::string> peers) {
   ClusterConfig& cluster = config.cluster;

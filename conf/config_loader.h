@@ -39,4 +39,13 @@ std::string_view defaultConfigText();
 // For membership from DNS (proxy/peer_discovery.h). `config.cluster.enabled` must be true.
 void setClusterPeers(Config& config, std::vector<std::string> peers);
 
+// The TLS side of an https request to a peer (its viewer listener with [cluster] tls, its admin
+// listener for a site purge when the admin listener is TLS): scheme https, certificate verified
+// against cluster.ca_file for cluster.tls_server_name (host and port are the caller's). The
+// peers' client context (tls::TlsState::originContext) is found by it.
+OriginConfig clusterPeerTlsOrigin(const ClusterConfig& cluster);
+// Whether the peers are asked over HTTPS anywhere: fills ([cluster] tls) or site purges (a TLS
+// admin listener: the peers' are TLS too).
+bool clusterUsesTls(const Config& config);
+
 }  // namespace streamedge::conf

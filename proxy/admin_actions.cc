@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "conf/config_loader.h"
 #include "proxy/security_log.h"
 
 namespace streamedge::proxy {
@@ -249,13 +250,12 @@ void AdminActions::handlePurge(evhttp_request* req, const std::string& who, cach
   PurgeResult result;
   bool parsed = parsePurgeQuery(q ? q : "", request, error);
   const bool site_scope = parsed && request.scope == PurgeRequest::Scope::kSite;
-  if (site_scope && (site.by_peer || !site.peers || tls_)) {
+  if (site_scope && (site.by_peer || !site.peers)) {
     // Refused before anything is purged: the caller learns the whole purge did not happen.
     parsed = false;
-    result.status = tls_ ? 501 : 400;
+    result.status = 400;
     result.error = site.by_peer ? "a peer's purge is local only (scope=local)"
-                   : !site.peers ? "scope=site needs a [cluster]"
-                                 : "scope=site is not available on a TLS admin listener";
+                                : "scope=site needs a [cluster]";
     result.json = purgeErrorJson(result.error);
   } else if (!parsed) {
     result.status = 400;
@@ -352,8 +352,11 @@ void AdminActions::startSitePurge(evhttp_request* req, const std::string& who,
     reply(req, status, reasonOf(status), json, "application/json");
     site_purges_.erase(it);  // destroys the SitePurge: last
   };
+  // A TLS admin listener: the peers' are TLS too, asked with the peers' client context.
+  const conf::OriginConfig tls_origin = conf::clusterPeerTlsOrigin(config.cluster);
+  SSL_CTX* tls_ctx = tls_ ? tls_->originContext(tls_origin) : nullptr;
   *it = SitePurge::start(site.base, tier, port, query, config.cluster.purge_timeout,
-                         std::move(done));
+                         std::move(done), tls_ctx, tls_ ? &tls_origin : nullptr);
   if (!*it) {
     site_purges_.erase(it);
     reply(req, 500, "Internal Server Error", purgeErrorJson("cannot start the site purge"),

@@ -1,6 +1,8 @@
 #include "proxy/site_purge.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -8,6 +10,7 @@
 #include <ctime>
 
 #include "proxy/json_text.h"
+#include "tls/origin_context.h"
 
 namespace streamedge::proxy {
 
@@ -173,7 +176,8 @@ AdminAuthResult judgePeerPurge(const PeerTier* peers, std::string_view field,
 
 std::unique_ptr<SitePurge> SitePurge::start(event_base* base, const PeerTier& tier,
                                             uint16_t admin_port, std::string_view query,
-                                            Millis timeout, Done done) {
+                                            Millis timeout, Done done, SSL_CTX* tls_ctx,
+                                            const conf::OriginConfig* tls_origin) {
   std::unique_ptr<SitePurge> sp(new SitePurge());
   sp->done_ = std::move(done);
   sp->timer_ = evtimer_new(base, finishCb, sp.get());
@@ -197,7 +201,31 @@ std::unique_ptr<SitePurge> SitePurge::start(event_base* base, const PeerTier& ti
       s.done = true;
       continue;
     }
-    s.conn = evhttp_connection_base_new(base, nullptr, host.c_str(), admin_port);
+    if (tls_origin && !tls_ctx) {
+      s.outcome.error = "no TLS context for the peers";  // cannot happen: TlsState builds it
+      s.done = true;
+      continue;
+    }
+    if (tls_ctx && tls_origin) {
+      conf::OriginConfig o = *tls_origin;
+      o.host = host;
+      o.port = admin_port;
+      tls::SslPtr ssl = tls::newOriginSsl(tls_ctx, o, nullptr);
+      bufferevent* bev =
+          ssl ? bufferevent_openssl_socket_new(base, -1, ssl.get(), BUFFEREVENT_SSL_CONNECTING,
+                                               BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
+              : nullptr;
+      if (bev) {
+        ssl.release();  // the bufferevent owns it
+        // An answer with Connection: close may end without close_notify: its framing decides.
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        s.conn = evhttp_connection_base_bufferevent_new(base, nullptr, bev, host.c_str(),
+                                                        admin_port);
+        if (!s.conn) bufferevent_free(bev);
+      }
+    } else {
+      s.conn = evhttp_connection_base_new(base, nullptr, host.c_str(), admin_port);
+    }
     evhttp_request* req = s.conn ? evhttp_request_new(requestCb, &s) : nullptr;
     if (!req) {
       s.outcome.error = "cannot connect";

@@ -13,15 +13,19 @@
 // 200; 207 Multi-Status when any of them did not (a peer unreachable, timed out or refusing):
 // the purge did happen where it could, and the body says where it did not.
 //
-// Plain HTTP only (a TLS admin listener refuses scope=site, AdminActions). Peer host names are
-// resolved by libevent's blocking resolver on the admin loop; numeric peers (the usual case)
-// need none.
+// Over HTTPS when this edge's admin listener is TLS (the peers share the layout): each peer's
+// admin certificate is verified like a peer's viewer certificate (conf::clusterPeerTlsOrigin:
+// [cluster] ca_file, tls_server_name, an IP host against the certificate's IP addresses); no
+// client certificate is presented (the HMAC says who asks), so a peer admin listener with
+// client_ca refuses the fan-out. Peer host names are resolved by libevent's blocking resolver on
+// the admin loop; numeric peers (the usual case) need none.
 //
 // Pure functions are thread-safe; SitePurge lives on one event_base (the admin loop).
 #pragma once
 
 #include <event2/event.h>
 #include <event2/http.h>
+#include <openssl/ssl.h>
 
 #include <cstdint>
 #include <functional>
@@ -30,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "conf/config.h"
 #include "conf/units.h"
 #include "proxy/admin_auth.h"
 #include "proxy/peer_tier.h"
@@ -89,10 +94,12 @@ class SitePurge {
   // but this edge, each at `admin_port` on its host. `done` runs when every peer answered or
   // failed, or when `timeout` has passed (the peers still pending get "timeout"); with no other
   // peer it runs from the loop's next iteration. Null only when the loop's events cannot be
-  // made.
+  // made. With `tls_origin`, every request goes over TLS with `tls_ctx` (the peers' client
+  // context; null: every peer fails), verified as `tls_origin` says (host and port per peer).
   static std::unique_ptr<SitePurge> start(event_base* base, const PeerTier& tier,
                                           uint16_t admin_port, std::string_view query,
-                                          Millis timeout, Done done);
+                                          Millis timeout, Done done, SSL_CTX* tls_ctx = nullptr,
+                                          const conf::OriginConfig* tls_origin = nullptr);
   // Frees the peer connections without calling `done` (the admin loop is going away).
   ~SitePurge();
   SitePurge(const SitePurge&) = delete;

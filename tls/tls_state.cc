@@ -1,5 +1,6 @@
 #include "tls/tls_state.h"
 
+#include "conf/config_loader.h"
 #include "tls/origin_context.h"
 
 namespace streamedge::tls {
@@ -59,15 +60,11 @@ TlsState::Build TlsState::build(const conf::Config& config, const TlsState* prev
     }
     state->origins_.emplace(key, std::move(b.ctx));
   };
-  if (config.cluster.enabled && config.cluster.tls) {
-    // The peers' client context (conf::setClusterPeers gives every peer these settings), also
-    // before DNS has named any peer: memberships published later find it here.
-    conf::OriginConfig peers;
-    peers.scheme = "https";
-    peers.name = "cluster peers";
-    peers.ca_file = config.cluster.ca_file;
-    peers.tls_server_name = config.cluster.tls_server_name;
-    addOrigin(peers, "cluster");
+  if (conf::clusterUsesTls(config)) {
+    // The peers' client context (conf::setClusterPeers gives every peer these settings; site
+    // purges use it for the peers' TLS admin listeners), also before DNS has named any peer:
+    // memberships published later find it here.
+    addOrigin(conf::clusterPeerTlsOrigin(config.cluster), "cluster");
   }
   for (size_t g = 0; g < config.origin_groups.size(); ++g) {
     const conf::OriginGroupConfig& group = config.origin_groups[g];

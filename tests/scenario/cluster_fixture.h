@@ -17,11 +17,50 @@
 #include <vector>
 
 #include "tests/scenario/scenario_env.h"
+#include "tests/support/tls_client.h"
+#include "tls/self_signed.h"
 
 namespace streamedge::scenario {
 
 using namespace std::chrono_literals;
 using testsupport::HttpConnection;
+
+// A site's PKI in `dir`: site-ca.pem (the CA of the site), other-ca.pem (a CA that signed none
+// of the site's certificates) and edge-<i>.pem / edge-<i>.key for hosts[i] (its address as an IP
+// SAN, the chain with the site CA). False (with a test failure) when a file cannot be made.
+inline bool writeSitePki(const std::string& dir, const std::vector<std::string>& hosts) {
+  auto makeCa = [&](const std::string& name) {
+    tls::CertificateSpec spec;
+    spec.common_name = "streamedge cluster test " + name;
+    spec.is_ca = true;
+    tls::GeneratedCertificate ca = tls::generateCertificate(spec);
+    EXPECT_EQ(ca.error, "");
+    EXPECT_EQ(tls::writePem(dir + "/" + name + ".pem", dir + "/" + name + ".key", ca.cert.get(),
+                            ca.key.get()),
+              "");
+    return ca;
+  };
+  const tls::GeneratedCertificate site = makeCa("site-ca");
+  makeCa("other-ca");
+  if (!site.cert) return false;
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    tls::CertificateSpec spec;
+    spec.common_name = "edge " + hosts[i];
+    spec.ip_addresses = {hosts[i]};
+    spec.issuer_cert = site.cert.get();
+    spec.issuer_key = site.key.get();
+    const tls::GeneratedCertificate leaf = tls::generateCertificate(spec);
+    const std::string base = dir + "/edge-" + std::to_string(i);
+    if (!leaf.error.empty() ||
+        !tls::writePem(base + ".pem", base + ".key", leaf.cert.get(), leaf.key.get(),
+                       {site.cert.get()})
+             .empty()) {
+      ADD_FAILURE() << "cannot write " << base << ".pem: " << leaf.error;
+      return false;
+    }
+  }
+  return true;
+}
 
 // A port free on `host` now (bound to 0, read, closed): the peers must know each other's ports
 // before they start.
@@ -160,6 +199,7 @@ class ClusterScenarioBase : public ::testing::Test {
   // A request to peer i's admin listener (on its own host when admin_port_ is set).
   HttpResponse adminRequest(size_t i, const std::string& method, const std::string& target,
                             const Headers& headers) const {
+    if (admin_tls_) return tlsAdminRequest(i, method, target, headers);
     HttpConnection c;
     if (!c.connect(peers_[i]->admin_port, 5s, admin_port_ ? hosts_[i] : "127.0.0.1")) {
       HttpResponse r;
@@ -169,12 +209,35 @@ class ClusterScenarioBase : public ::testing::Test {
     return c.request(method, target, headers, 15s);
   }
 
+  // The same over TLS (admin_tls_: the admin listeners have certificates). Status and body only.
+  HttpResponse tlsAdminRequest(size_t i, const std::string& method, const std::string& target,
+                               const Headers& headers) const {
+    HttpResponse r;
+    testsupport::TlsKeepAliveClient c;
+    if (!c.connect(peers_[i]->admin_port, "", "", admin_port_ ? hosts_[i] : "127.0.0.1")) {
+      r.error = "TLS connect to the admin listener failed";
+      return r;
+    }
+    std::string extra;
+    for (const auto& [name, value] : headers) extra += name + ": " + value + "\r\n";
+    const std::string status_line = c.request(method, target, extra);
+    if (status_line.size() < 12) {
+      r.error = "no answer over TLS";
+      return r;
+    }
+    r.status = std::atoi(status_line.c_str() + 9);
+    const std::string& whole = c.response();
+    r.body = whole.substr(whole.find("\r\n\r\n") + 4);
+    return r;
+  }
+
   std::unique_ptr<testsupport::OriginSimProcess> sim_;
   std::unique_ptr<testsupport::TempDir> key_dir_;
   std::string key_path_;
   std::vector<std::string> hosts_;
   std::vector<uint16_t> ports_;
   uint16_t admin_port_ = 0;
+  bool admin_tls_ = false;  // the admin listeners speak TLS (adminRequest uses TLS)
   Headers admin_headers_;  // with the fixture's own admin requests (a token, when needed)
   std::vector<std::unique_ptr<testsupport::StreamedgeProcess>> peers_;
 };

@@ -167,6 +167,70 @@ TEST_F(ClusterPurgeScenario, SitePurgeRemovesEveryPeersCopyAndListsEachPeer) {
   }
 }
 
+TEST_F(ClusterPurgeScenario, OverTlsAdminListenersEachPeerIsVerifiedAndPurges) {
+  // Every admin listener speaks TLS with a certificate for its host from the site CA: the fan-out
+  // goes over TLS, each peer's certificate checked against cluster.ca_file.
+  ASSERT_TRUE(writeSitePki(key_dir_->path(), hosts_));
+  admin_tls_ = true;
+  auto tlsConfig = [&](int i) {
+    const std::string base = key_dir_->path() + "/edge-" + std::to_string(i);
+    return config(i, {}, "mode = \"replicate-hot\"\npurge_timeout = \"2s\"\nca_file = \"" +
+                             key_dir_->path() + "/site-ca.pem\"\n\n"
+                             "[[admin.certificate]]\ncert = \"" + base + ".pem\"\nkey = \"" +
+                             base + ".key\"\n\n"
+                             "[[admin.token]]\nname = \"ops\"\nsha256 = \"" +
+                             std::string(kOpsHash) + "\"\nscopes = [\"all\"]\n");
+  };
+  startAll({tlsConfig(0), tlsConfig(1), tlsConfig(2)});
+  const std::string path = "/obj/sitepurge/over-tls.bin";
+  cacheEverywhere(path);
+  const int owner_peer = owner();
+  ASSERT_GE(owner_peer, 0);
+  const HttpResponse r = admin(0, "POST", kPurgeTarget);
+  ASSERT_EQ(r.status, 200) << r.body << r.error;
+  for (int k = 1; k < kPeers; ++k) {
+    EXPECT_NE(r.body.find(peerEntry(k) + ",\"status\":200,\"objects\":1}"), std::string::npos)
+        << r.body;
+  }
+  // Every copy is gone: the owner first (it fetches from the origin again), then the others.
+  EXPECT_EQ(view(owner_peer, path).header("X-Cache"), "MISS");
+  EXPECT_EQ(testsupport::simCount(sim_->port, path), 2);
+  for (int i = 0; i < kPeers; ++i) {
+    if (i == owner_peer) continue;
+    const HttpResponse again = view(i, path);
+    EXPECT_EQ(again.status, 200);
+    EXPECT_EQ(again.header("X-Cache"), "MISS") << "peer " << i << " kept its copy";
+  }
+}
+
+TEST_F(ClusterPurgeScenario, APeerAdminCertificateThatIsNotTrustedFailsItsPartOfTheSitePurge) {
+  // Edge 0 checks the peers' admin certificates against a CA that signed none of them: both
+  // peers are listed as failed (207), nothing is sent to them in the clear, the local purge
+  // happened.
+  ASSERT_TRUE(writeSitePki(key_dir_->path(), hosts_));
+  admin_tls_ = true;
+  auto tlsConfig = [&](int i, const std::string& ca) {
+    const std::string base = key_dir_->path() + "/edge-" + std::to_string(i);
+    return config(i, {}, "mode = \"replicate-hot\"\npurge_timeout = \"2s\"\nca_file = \"" +
+                             key_dir_->path() + "/" + ca + ".pem\"\n\n"
+                             "[[admin.certificate]]\ncert = \"" + base + ".pem\"\nkey = \"" +
+                             base + ".key\"\n\n"
+                             "[[admin.token]]\nname = \"ops\"\nsha256 = \"" +
+                             std::string(kOpsHash) + "\"\nscopes = [\"all\"]\n");
+  };
+  startAll({tlsConfig(0, "other-ca"), tlsConfig(1, "site-ca"), tlsConfig(2, "site-ca")});
+  const std::string path = "/obj/sitepurge/untrusted.bin";
+  cacheEverywhere(path);
+  const HttpResponse r = admin(0, "POST", kPurgeTarget);
+  ASSERT_EQ(r.status, 207) << r.body << r.error;
+  EXPECT_NE(r.body.find("\"local\":{\"kind\":\"prefix\""), std::string::npos) << r.body;
+  for (int k = 1; k < kPeers; ++k) {
+    EXPECT_NE(r.body.find(peerEntry(k) + ",\"error\":"), std::string::npos) << r.body;
+    // Its copy is still there: a hit.
+    EXPECT_EQ(view(k, path).header("X-Cache"), "HIT") << "peer " << k;
+  }
+}
+
 TEST_F(ClusterPurgeScenario, AnUnansweringOrGonePeerIsListedWithItsErrorAndTheOthersPurge) {
   startAll({purgeConfig(0), purgeConfig(1), purgeConfig(2)});
   const std::string path = "/obj/sitepurge/partial.bin";

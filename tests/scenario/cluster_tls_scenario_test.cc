@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "tests/scenario/cluster_fixture.h"
-#include "tls/self_signed.h"
 
 namespace streamedge::scenario {
 namespace {
@@ -19,35 +18,11 @@ class ClusterTlsScenario : public ClusterScenarioBase {
   void SetUp() override {
     ClusterScenarioBase::SetUp();
     if (HasFatalFailure()) return;
-    const std::string dir = key_dir_->path();
-    site_ca_ = writeCa(dir + "/site-ca");
-    writeCa(dir + "/other-ca");
-    ASSERT_TRUE(site_ca_.cert) << "cannot make the site CA";
+    ASSERT_TRUE(writeSitePki(key_dir_->path(), hosts_));
     for (int i = 0; i < kPeers; ++i) {
-      tls::CertificateSpec spec;
-      spec.common_name = "edge " + hosts_[i];
-      spec.ip_addresses = {hosts_[i]};
-      spec.issuer_cert = site_ca_.cert.get();
-      spec.issuer_key = site_ca_.key.get();
-      const tls::GeneratedCertificate leaf = tls::generateCertificate(spec);
-      ASSERT_EQ(leaf.error, "");
-      const std::string base = dir + "/edge-" + std::to_string(i);
-      ASSERT_EQ(tls::writePem(base + ".pem", base + ".key", leaf.cert.get(), leaf.key.get(),
-                              {site_ca_.cert.get()}),
-                "");
       viewer_ports_.push_back(freePort(hosts_[i]));
       ASSERT_NE(viewer_ports_.back(), 0);
     }
-  }
-
-  static tls::GeneratedCertificate writeCa(const std::string& base) {
-    tls::CertificateSpec spec;
-    spec.common_name = "streamedge cluster test " + base.substr(base.rfind('/') + 1);
-    spec.is_ca = true;
-    tls::GeneratedCertificate ca = tls::generateCertificate(spec);
-    EXPECT_EQ(ca.error, "");
-    EXPECT_EQ(tls::writePem(base + ".pem", base + ".key", ca.cert.get(), ca.key.get()), "");
-    return ca;
   }
 
   // Edge i: the test's plain viewer listener and its TLS peer listener; peers verified against
@@ -77,7 +52,6 @@ class ClusterTlsScenario : public ClusterScenarioBase {
     return metricValue(adminRequest(static_cast<size_t>(at), "GET", "/metrics", {}).body, series);
   }
 
-  tls::GeneratedCertificate site_ca_;
   std::vector<uint16_t> viewer_ports_;
 };
 

@@ -9,7 +9,7 @@
 namespace streamedge::testsupport {
 
 bool TlsKeepAliveClient::connect(uint16_t port, const std::string& cert_file,
-                                 const std::string& key_file) {
+                                 const std::string& key_file, const std::string& host) {
   ctx_ = SSL_CTX_new(TLS_client_method());
   fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
   if (!ctx_ || fd_ < 0) return false;
@@ -21,7 +21,7 @@ bool TlsKeepAliveClient::connect(uint16_t port, const std::string& cert_file,
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::inet_pton(AF_INET, host.c_str(), &sa.sin_addr) != 1) return false;
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return false;
   timeval tv{10, 0};
   setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);

@@ -21,7 +21,9 @@ class TlsKeepAliveClient {
 
   // Connects to 127.0.0.1:port and handshakes (reads time out after 10 s). False on failure.
   // `cert_file`/`key_file` (PEM, optional): a client certificate to present when asked.
-  bool connect(uint16_t port, const std::string& cert_file = "", const std::string& key_file = "");
+  // `host`: another loopback address (IPv4) to connect to.
+  bool connect(uint16_t port, const std::string& cert_file = "", const std::string& key_file = "",
+               const std::string& host = "127.0.0.1");
   // The served certificate's subject ("/CN=name"), "" before a handshake.
   std::string subject() const;
   // One GET; returns the status line ("" when the connection broke). The answer must carry a

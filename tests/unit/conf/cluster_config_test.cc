@@ -128,8 +128,7 @@ TEST_F(ClusterConfigTest, PeersOverTlsFollowThisServersPeerListener) {
   ASSERT_TRUE(r.ok()) << describe(r);
   EXPECT_FALSE(r.config->cluster.tls);
   EXPECT_EQ(r.config->origin_groups[r.config->cluster.peer_group[0]].origins[0].scheme, "http");
-  expectOnlyError(cluster("tls = true
-"), "cluster.tls", 4, "is a plain listener");
+  expectOnlyError(cluster("tls = true\n"), "cluster.tls", 4, "is a plain listener");
   expectOnlyError(cluster("ca_file = \"/etc/ssl/site-ca.pem\"\n"), "cluster.ca_file", 4,
                   "needs cluster.tls");
   // A TLS peer listener: peers over HTTPS by default, verified with ca_file for
