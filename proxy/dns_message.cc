@@ -134,6 +134,10 @@ const char* parseAnswer(std::span<const uint8_t> m, uint16_t id, std::string_vie
   uint16_t qtype = 0, qclass = 0;
   if (!read16(m, at, qtype) || !read16(m, at, qclass)) return "question runs past the message";
   if (qname != asked || qtype != type || qclass != kClassIn) return "answers another question";
+  // A truncated answer's records are not read: servers cut it anywhere (some in the middle of a
+  // record, with the full count in the header), and a partial set is not to be used (RFC 2181
+  // section 9). The caller asks again over TCP.
+  if (out.truncated) return nullptr;
 
   // Records of the asked name, or of the name a CNAME of it (in this message) points to.
   std::string owner = asked;

@@ -24,6 +24,8 @@ inline constexpr uint8_t kRcodeNxDomain = 3;
 
 // The UDP answer size our queries announce (EDNS(0)) and the receive buffer's size.
 inline constexpr size_t kMaxUdpPayload = 4096;
+// A message over TCP (RFC 1035 4.2.2, RFC 7766) follows its two-byte length: at most this.
+inline constexpr size_t kMaxTcpMessage = 65535;
 
 // A query for `name` (dotted, a trailing dot allowed) of `type`, recursion desired, with an
 // EDNS(0) OPT record announcing kMaxUdpPayload. False when
@@ -40,7 +42,7 @@ struct SrvRecord {
 
 struct Answer {
   uint8_t rcode = 0;
-  bool truncated = false;  // TC: the caller should not trust a partial answer
+  bool truncated = false;  // TC: the records were not read; ask again over TCP
   std::vector<SrvRecord> srv;
   std::vector<std::string> addresses;  // A and AAAA records of the name, as IP text
   uint32_t min_ttl = UINT32_MAX;       // of the records kept

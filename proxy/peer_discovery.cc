@@ -1,6 +1,8 @@
 #include "proxy/peer_discovery.h"
 
 #include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <netinet/in.h>
@@ -83,10 +85,14 @@ std::string memberAddress(const SockAddr& addr) {
   return std::string(text) + ":" + std::to_string(addr.port());
 }
 
-// One resolution in flight: the SRV query's socket, then the targets' lookups.
+// One resolution in flight: the SRV query's socket (UDP, then TCP after a truncated answer),
+// then the targets' lookups.
 struct PeerDiscovery::Round {
   int fd = -1;
   event* read_event = nullptr;
+  bufferevent* tcp = nullptr;
+  SockAddr server;             // the nameserver
+  std::vector<uint8_t> query;  // the SRV query, sent again over TCP
   uint16_t id = 0;
   std::vector<uint64_t> tickets;  // resolver lookups not answered yet (0 once answered)
   size_t pending = 0;
@@ -191,8 +197,9 @@ void PeerDiscovery::sendSrvQuery() {
   }
   Round& r = *round_;
   evutil_secure_rng_get_bytes(&r.id, sizeof r.id);
-  std::vector<uint8_t> query;
+  std::vector<uint8_t>& query = r.query;
   if (!dns::buildQuery(r.id, name_, dns::kTypeSrv, query)) return finishRound("invalid name");
+  r.server = to;
   r.fd = ::socket(to.storage.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   // connect(): the kernel then drops datagrams from any other address (an off-path answer
   // must also guess the port and the random id).
@@ -210,6 +217,10 @@ void PeerDiscovery::sendSrvQuery() {
 
 void PeerDiscovery::closeSrvSocket() {
   if (!round_) return;
+  if (round_->tcp) {
+    bufferevent_free(round_->tcp);
+    round_->tcp = nullptr;
+  }
   if (round_->read_event) {
     event_free(round_->read_event);
     round_->read_event = nullptr;
@@ -241,9 +252,67 @@ void PeerDiscovery::onSrvAnswer(short what) {
                                        round_->id, name_, dns::kTypeSrv, answer);
   if (error) return;  // not the answer (wrong id, malformed): wait on until the timeout
   closeSrvSocket();
+  // Truncated (more targets than a datagram holds, e.g. a large Service): the same question
+  // over TCP (RFC 7766), within the same round.
+  if (answer.truncated && answer.rcode == 0) return sendSrvQueryTcp();
+  onSrvMessage(answer);
+}
+
+void PeerDiscovery::sendSrvQueryTcp() {
+  Round& r = *round_;
+  // Deferred callbacks: a connect that fails at once reports from the loop, not from in here.
+  r.tcp = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+  if (!r.tcp) return finishRound("cannot query over TCP");
+  bufferevent_setcb(r.tcp, srvTcpReadCb, nullptr, srvTcpEventCb, this);
+  const Millis wait = std::min(kSrvTimeout, interval_);
+  const timeval tv{static_cast<time_t>(wait.count() / 1000),
+                   static_cast<suseconds_t>((wait.count() % 1000) * 1000)};
+  bufferevent_set_timeouts(r.tcp, &tv, &tv);
+  // Reading stops at one whole message: a server cannot make us buffer more.
+  bufferevent_setwatermark(r.tcp, EV_READ, 0, 2 + dns::kMaxTcpMessage);
+  const uint8_t length[2] = {static_cast<uint8_t>(r.query.size() >> 8),
+                             static_cast<uint8_t>(r.query.size() & 0xFF)};
+  bufferevent_write(r.tcp, length, sizeof length);
+  bufferevent_write(r.tcp, r.query.data(), r.query.size());
+  bufferevent_enable(r.tcp, EV_READ | EV_WRITE);
+  if (bufferevent_socket_connect(r.tcp, r.server.get(), static_cast<int>(r.server.len)) != 0) {
+    closeSrvSocket();
+    return finishRound("SRV answer truncated and the nameserver cannot be reached over TCP");
+  }
+}
+
+void PeerDiscovery::srvTcpReadCb(bufferevent*, void* arg) {
+  auto* self = static_cast<PeerDiscovery*>(arg);
+  Round& r = *self->round_;
+  evbuffer* in = bufferevent_get_input(r.tcp);
+  uint8_t length[2];
+  if (evbuffer_copyout(in, length, sizeof length) != sizeof length) return;
+  const size_t n = static_cast<size_t>(length[0]) << 8 | length[1];
+  if (evbuffer_get_length(in) < sizeof length + n) return;  // more to come
+  std::vector<uint8_t> message(n);
+  evbuffer_drain(in, sizeof length);
+  evbuffer_remove(in, message.data(), n);
+  self->closeSrvSocket();
+  dns::Answer answer;
+  if (const char* error =
+          dns::parseAnswer(message, r.id, self->name_, dns::kTypeSrv, answer)) {
+    return self->finishRound((std::string("SRV answer over TCP unusable: ") + error).c_str());
+  }
+  if (answer.truncated) return self->finishRound("SRV answer truncated over TCP");
+  self->onSrvMessage(answer);
+}
+
+void PeerDiscovery::srvTcpEventCb(bufferevent*, short what, void* arg) {
+  auto* self = static_cast<PeerDiscovery*>(arg);
+  if (what & BEV_EVENT_CONNECTED) return;
+  self->closeSrvSocket();
+  self->finishRound((what & BEV_EVENT_TIMEOUT) ? "SRV query over TCP timed out"
+                                               : "SRV query over TCP failed (closed or refused)");
+}
+
+void PeerDiscovery::onSrvMessage(const dns::Answer& answer) {
   if (answer.rcode == dns::kRcodeNxDomain) return finishRound("SRV name does not exist");
   if (answer.rcode != 0) return finishRound("SRV query failed (nameserver error)");
-  if (answer.truncated) return finishRound("SRV answer truncated");
   if (answer.srv.empty()) return finishRound("no SRV records");
   std::vector<std::pair<std::string, uint16_t>> targets;
   for (const dns::SrvRecord& srv : answer.srv) {

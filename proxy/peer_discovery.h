@@ -2,7 +2,8 @@
 // Kubernetes headless Service. Every dns_interval (and on resolveNow(), at SIGHUP) it asks:
 //
 //   SRV name ("_http._tcp.edge.ns.svc.cluster.local") ──own UDP query, proxy/dns_message.h──>
-//     targets + ports ──NameResolver (evdns) A/AAAA of each target──> "ip:port" members
+//     (truncated: the same query over TCP) ──> targets + ports
+//     ──NameResolver (evdns) A/AAAA of each target──> "ip:port" members
 //   plain name ──NameResolver A/AAAA──> "ip:dns_port" members
 //
 // A round that yields at least one member gives the new membership: sorted canonical
@@ -24,8 +25,10 @@
 #include <vector>
 
 #include "conf/config.h"
+#include "proxy/dns_message.h"
 #include "proxy/name_resolver.h"
 
+struct bufferevent;
 struct event;
 struct event_base;
 
@@ -61,9 +64,13 @@ class PeerDiscovery {
   struct Round;
   static void timerCb(int, short, void* arg);
   static void srvReadCb(int fd, short what, void* arg);
+  static void srvTcpReadCb(bufferevent* bev, void* arg);
+  static void srvTcpEventCb(bufferevent* bev, short what, void* arg);
   void startRound();
   void sendSrvQuery();
   void onSrvAnswer(short what);
+  void sendSrvQueryTcp();
+  void onSrvMessage(const dns::Answer& answer);
   void resolveTargets(std::vector<std::pair<std::string, uint16_t>> targets);
   void targetDone();
   void finishRound(const char* error);

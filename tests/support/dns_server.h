@@ -2,6 +2,9 @@
 // cluster membership: libevent's evdns server on its own thread. Answers A, AAAA and SRV
 // questions from tables the test changes at any time (address list and TTL per name; SRV
 // targets and ports per name); other names get NXDOMAIN. Counts the questions per name and type.
+// Over UDP an answer longer than 512 bytes is truncated (TC, as evdns does it: cut at 512
+// bytes); the same port over TCP (RFC 7766: a two-byte length before each message) answers SRV
+// questions whole, counted as type "SRV/TCP".
 #pragma once
 
 #include <atomic>
@@ -12,8 +15,11 @@
 #include <thread>
 #include <vector>
 
+struct bufferevent;
 struct event;
 struct event_base;
+struct evconnlistener;
+struct sockaddr;
 struct evdns_server_port;
 struct evdns_server_request;
 
@@ -45,12 +51,18 @@ class DnsServer {
   };
   static void requestCb(::evdns_server_request* req, void* arg);
   void onRequest(::evdns_server_request* req);
+  static void acceptCb(evconnlistener* listener, int fd, ::sockaddr* addr, int len, void* arg);
+  static void tcpReadCb(bufferevent* bev, void* arg);
+  static void tcpEventCb(bufferevent* bev, short what, void* arg);
+  // The answer to one query received over TCP (empty: not a question we can read).
+  std::string answerOverTcp(const std::string& query);
 
   event_base* base_ = nullptr;
   struct event* tick_ = nullptr;
   std::atomic<bool> stop_{false};
   evdns_server_port* server_ = nullptr;
   int fd_ = -1;
+  evconnlistener* tcp_ = nullptr;
   uint16_t port_ = 0;
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;

@@ -228,6 +228,18 @@ TEST(DnsMessage, RcodeAndTruncationFlagAreReported) {
   tc.question("edge", kTypeA);
   ASSERT_EQ(parseAnswer(tc.b, 5, "edge", kTypeA, a), nullptr);
   EXPECT_TRUE(a.truncated);
+  // Cut in the middle of its second record (the count still says two), as a server truncating
+  // at 512 bytes leaves it: still a truncated answer, with no records taken from it.
+  Msg cut(5, 2, 0x8380);
+  cut.question(kSrvName, kTypeSrv);
+  cut.srv(8080, "a.example");
+  cut.srv(8081, "b.example");
+  cut.b.resize(cut.b.size() - 5);
+  ASSERT_EQ(parseAnswer(cut.b, 5, kSrvName, kTypeSrv, a), nullptr);
+  EXPECT_TRUE(a.truncated);
+  EXPECT_TRUE(a.srv.empty());
+  // The question itself must still be whole and ours.
+  EXPECT_STREQ(parseAnswer(cut.b, 5, "other.example", kTypeSrv, a), "answers another question");
 }
 
 TEST(DnsMessage, RecordsOfOtherNamesAreIgnored) {

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -123,6 +124,28 @@ TEST_F(PeerDiscoveryTest, SrvAnswerChangesArePublishedAndFailuresKeepTheLastMemb
   EXPECT_EQ(discovery_->members(), Members{"127.0.0.2:9000"});
   EXPECT_EQ(published_.size(), 2u);
   EXPECT_EQ(discovery_->changes(), 2u);
+}
+
+TEST_F(PeerDiscoveryTest, ATruncatedSrvAnswerIsAskedAgainOverTcp) {
+  // 30 targets: far more than the 512 bytes the server answers over UDP, so that answer comes
+  // truncated; the whole set comes over TCP in the same round.
+  std::vector<std::pair<std::string, uint16_t>> targets;
+  Members expected;
+  for (int i = 0; i < 30; ++i) {
+    const std::string host = "edge-" + std::to_string(i) + ".peers.edge.test";
+    const std::string ip = "127.1.0." + std::to_string(i + 1);
+    dns_->set(host, {ip}, 1);
+    targets.emplace_back(host, 8080);
+    expected.push_back(ip + ":8080");
+  }
+  std::sort(expected.begin(), expected.end());
+  dns_->setSrv(kName, targets, 1);
+  start(config(kName));
+  ASSERT_TRUE(runUntil([&] { return published_.size() == 1; })) << discovery_->lastError();
+  EXPECT_EQ(published_[0], expected);
+  EXPECT_GE(dns_->questions(kName, "SRV"), 1);
+  EXPECT_GE(dns_->questions(kName, "SRV/TCP"), 1);
+  EXPECT_EQ(discovery_->lastError(), "");
 }
 
 TEST_F(PeerDiscoveryTest, PlainNameTakesDnsPort) {
