@@ -208,8 +208,9 @@ void FillJob::onOriginResponse(OriginResponse&& response) {
     }
     tier_->count(static_cast<size_t>(peer_), PeerResult::kOk);
     // A whole GET answer: if the peer dies mid-body, the origin group can continue it.
-    const bool ranged = std::any_of(base_request_.headers.begin(), base_request_.headers.end(),
-                                    [](const auto& f) { return cache::equalsIgnoreCase(f.first, "Range"); });
+    const bool ranged =
+        std::any_of(base_request_.headers.begin(), base_request_.headers.end(),
+                    [](const auto& f) { return cache::equalsIgnoreCase(f.first, "Range"); });
     if (response.status == 200 && response.has_body && base_request_.method == "GET" && !ranged) {
       peer_validators_ = resumeValidatorsOf(response.headers, response.content_length);
     }

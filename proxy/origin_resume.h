@@ -5,8 +5,10 @@
 // <Last-Modified>` when the first answer had no strong ETag), and splices the answer onto what
 // its observer already has only when this module says the 206 is the same representation: same
 // strong ETag (or same Last-Modified), the same Content-Encoding, Content-Range starting at N,
-// running to the end, with the complete length the first answer declared. Anything else — a 200 (ranges not supported), a
-// 412, other validators, another length — means "abort", never two versions in one body.
+// running to the end, with the complete length the first answer declared. Anything else — a
+// 200 (ranges not supported), a 412, other validators, another length — means "abort", never
+// two versions in one body. A cluster peer that dies mid-body is continued the same way from
+// the route's origin group (OriginClient::continueBody).
 //
 // Pure functions and plain values; thread-safe.
 #pragma once
