@@ -127,6 +127,29 @@ TEST(DashPrefetch, OpenTimelineEntryRunsUpToNow) {
   ASSERT_EQ(plan.renditions.size(), 1u);
   // Segments [0,2) ... [8,10) end by 11 s; [10,12) does not.
   EXPECT_EQ(paths(plan.renditions[0]), (std::vector<std::string>{"/o/s_8.m4s"}));
+  // Years after its t: still the newest complete segments, without expanding all before them.
+  const DashPrefetchPlan later = planDashPrefetch(mpd, "/o/m.mpd", "edge.test", 2, kAst + 1e8 + 1);
+  EXPECT_EQ(paths(later.renditions[0]), (std::vector<std::string>{"/o/s_99999998.m4s", "/o/s_99999996.m4s"}));
+  // Before its first segment is complete: nothing.
+  EXPECT_TRUE(planDashPrefetch(mpd, "/o/m.mpd", "edge.test", 2, kAst + 1).renditions[0].newest.empty());
+}
+
+TEST(DashPrefetch, OpenTimelineEntryAfterListedOnesContinuesTheirNumbering) {
+  const std::string xml = R"(<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic"
+       availabilityStartTime="2024-01-01T00:00:00Z" minimumUpdatePeriod="PT2S">
+  <Period start="PT0S"><AdaptationSet>
+    <SegmentTemplate timescale="1" startNumber="5" media="$Number$_$RepresentationID$.m4s?t=$Time$">
+      <SegmentTimeline><S t="0" d="2" r="1"/><S d="4" r="-1"/></SegmentTimeline>
+    </SegmentTemplate>
+    <Representation id="a" bandwidth="1"/>
+  </AdaptationSet></Period>
+</MPD>)";
+  const DashMpd mpd = parse(xml);
+  // 0 and 2 listed; then 4, 8, 12 complete by 17 s (16 is still being made).
+  const DashPrefetchPlan plan = planDashPrefetch(mpd, "/o/m.mpd", "edge.test", 5, kAst + 17);
+  EXPECT_EQ(paths(plan.renditions[0]),
+            (std::vector<std::string>{"/o/9_a.m4s?t=12", "/o/8_a.m4s?t=8", "/o/7_a.m4s?t=4",
+                                      "/o/6_a.m4s?t=2", "/o/5_a.m4s?t=0"}));
 }
 
 TEST(DashPrefetch, StaticMpdSelectsNothing) {
