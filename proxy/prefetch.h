@@ -79,10 +79,10 @@ class PrefetchTicket {
 //   - each stored version of a dynamic MPD on a prefetch route registers, per (route, host,
 //     MPD path), its representations and the segment path pattern of each (the media
 //     template's fixed text around $Number$/$Time$, streaming::dashSegmentPattern);
-//   - a viewer's request on a prefetch route (never a peer's) whose normalised path matches a
-//     registered pattern of the same vhost and host (without port, any case) marks that
-//     representation watched until now + the window. The segment's route must have prefetch
-//     on too: only such routes pay for the look-up.
+//   - a viewer's request on a prefetch route (never a peer's, never a playlist or MPD) whose
+//     normalised path matches a registered pattern of the same vhost and host (without port,
+//     any case) marks that representation watched until now + the window. The segment's route
+//     must have prefetch on too: only such routes pay for the look-up.
 // Bounded: at most kMaxMpds MPDs (a new one evicts the one updated longest ago; one not
 // updated for two windows is dropped), at most streaming::kMaxDashPrefetchRepresentations
 // representations each. Thread-safe (one mutex of its own). A request pays one relaxed load
