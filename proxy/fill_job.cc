@@ -7,6 +7,7 @@
 #include "cache/response_head.h"
 #include "cache/targeted_cache_control.h"
 #include "proxy/worker.h"
+#include "streaming/dash_mpd.h"
 #include "streaming/freshness.h"
 #include "streaming/hls_playlist.h"
 #include "streaming/ll_hls.h"
@@ -356,7 +357,7 @@ void FillJob::onOriginData(const uint8_t* data, size_t len) {
 
 std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(
     const cache::ObjectRef& object, std::optional<streaming::PlaylistSummary>& summary,
-    streaming::PrefetchSelection* prefetch) const {
+    streaming::PrefetchSelection* prefetch, std::optional<streaming::DashPrefetchPlan>* dash) const {
   // Freshness from the stream (streaming/freshness.h): only the body knows the target duration,
   // ENDLIST or minimumUpdatePeriod; the origin's headers win where they are stricter.
   if (kind_ != cache::ContentKind::kPlaylist) return std::nullopt;
@@ -396,12 +397,24 @@ std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(
     }
     return streaming::streamLifetime(parsed.value(), blocking, route_.cache);
   }
+  if (dash && request_.prefetch_from_playlist && !streaming::looksLikeHls(text)) {
+    // Parsed once here for both the lifetime and the prefetch plan.
+    const Result<streaming::DashMpd> mpd = streaming::parseDashMpd(text);
+    if (!mpd.isOk()) return std::nullopt;
+    if (mpd->dynamic) {
+      const double now_s = std::chrono::duration<double>(
+          SystemClock::instance().wallNow().time_since_epoch()).count();
+      *dash = streaming::planDashPrefetch(mpd.value(), request_.path, request_.host,
+                                          static_cast<size_t>(route_.prefetch_segments), now_s);
+    }
+    return streaming::streamLifetime(mpd.value(), route_.cache);
+  }
   return streaming::streamLifetime(text, blocking, route_.cache);
 }
 
 void FillJob::finishPlaylistFreshness() {
   const cache::ObjectRef& object = fill_.object();
-  const std::optional<cache::StreamLifetime> stream = streamLifetimeOf(object, summary_, &prefetch_);
+  const std::optional<cache::StreamLifetime> stream = streamLifetimeOf(object, summary_, &prefetch_, &dash_prefetch_);
   if (!stream) return;
   const cache::ResponseHead& head = object->head();
   const cache::CacheControl cc = cache::selectCacheControl(head).cc;
@@ -425,6 +438,8 @@ void FillJob::onOriginComplete() {
         // A new version of it (this fill fetched it): its newest segments are prefetched
         // once here, not per viewer.
         if (request_.prefetch_from_playlist) startPlaylistPrefetch();
+      } else if (dash_prefetch_ && object->storing() && object->shareable()) {
+        startDashPrefetch();
       }
     }
   }
@@ -437,6 +452,21 @@ void FillJob::startPlaylistPrefetch() {
     if (vhost.name != request_.vhost) continue;
     startPrefetch(worker_, config_, vhost, route_, request_.host, prefetch_.targets,
                   prefetch_.refused, request_.forward_headers);
+    return;
+  }
+}
+
+void FillJob::startDashPrefetch() {
+  for (const conf::VhostConfig& vhost : config_->vhosts) {
+    if (vhost.name != request_.vhost) continue;
+    PrefetchTracker& tracker = worker_.shared().prefetch;
+    const std::vector<bool> watched =
+        tracker.renditions().update(vhost.name, prefetchRouteId(vhost, route_), request_.host,
+                                    request_.path, *dash_prefetch_, std::chrono::steady_clock::now());
+    const streaming::PrefetchSelection selection = selectWatchedDashTargets(*dash_prefetch_, watched);
+    if (selection.targets.empty() && selection.refused == 0) return;
+    startPrefetch(worker_, config_, vhost, route_, request_.host, selection.targets,
+                  selection.refused, request_.forward_headers);
     return;
   }
 }

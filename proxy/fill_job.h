@@ -103,13 +103,18 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   bool continueFromOrigin();
   // The lifetime a complete playlist/MPD object's body implies (streaming/freshness.h), if any.
   // Also fills `summary` when the body is a live-or-ended HLS media playlist.
-  // With request_.prefetch_from_playlist, also fills `prefetch` with a live one's targets.
+  // With request_.prefetch_from_playlist, also fills `prefetch` with a live one's targets and
+  // `dash` with a dynamic MPD's prefetch plan.
   std::optional<cache::StreamLifetime> streamLifetimeOf(const cache::ObjectRef& object,
                                                         std::optional<streaming::PlaylistSummary>& summary,
-                                                        streaming::PrefetchSelection* prefetch = nullptr) const;
+                                                        streaming::PrefetchSelection* prefetch = nullptr,
+                                                        std::optional<streaming::DashPrefetchPlan>* dash = nullptr) const;
   void finishPlaylistFreshness();
   // Prefetches prefetch_ (a stored new version of a live playlist, route prefetch on).
   void startPlaylistPrefetch();
+  // A stored new version of a dynamic MPD (route prefetch on): registers its representations
+  // with the watched table and prefetches the newest segments of the watched ones.
+  void startDashPrefetch();
   void addImpliedVary(cache::ResponseHead& head) const;
   static void stallCb(evutil_socket_t, short, void* arg);
   void onStall();
@@ -141,6 +146,7 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   uint64_t body_bytes_ = 0;  // body bytes received (the offset a continuation starts at)
   std::optional<streaming::PlaylistSummary> summary_;  // a stored HLS media playlist's
   streaming::PrefetchSelection prefetch_;  // its targets, with prefetch_from_playlist
+  std::optional<streaming::DashPrefetchPlan> dash_prefetch_;  // a dynamic MPD's, likewise
 };
 
 }  // namespace streamedge::proxy

@@ -1,7 +1,10 @@
 // Live prefetch (route `prefetch = true`): objects a viewer is about to ask for are filled
-// before the first viewer asks, so that request is a hit. Two sources name them: a new version
+// before the first viewer asks, so that request is a hit. Three sources name them: a new version
 // of a live HLS media playlist filled from the origin (its newest segments and part preload
-// hint, streaming/prefetch_targets.h) and a viewer's CMCD nor (next object request, CTA-5004).
+// hint, streaming/prefetch_targets.h), a new version of a dynamic DASH MPD filled from the
+// origin (the newest available segments of the representations viewers watch,
+// streaming/dash_prefetch.h and WatchedRenditions below) and a viewer's CMCD nor (next object
+// request, CTA-5004).
 // A prefetch is an ordinary background fill (FillJob) under the target's own route: same
 // vhost, origin group and key rules, so viewers who ask meanwhile coalesce on it.
 //
@@ -22,15 +25,19 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "cache/cache_key.h"
 #include "conf/config.h"
+#include "streaming/dash_prefetch.h"
 #include "streaming/prefetch_targets.h"
 
 namespace streamedge::proxy {
@@ -65,6 +72,75 @@ class PrefetchTicket {
   bool cancelled_ = false;
 };
 
+// Which representations of live DASH MPDs viewers are watching. An MPD lists every rendition;
+// prefetching all of them would fetch from the origin what nobody plays, so an MPD's new version
+// prefetches only the representations that had a viewer segment request within its watch
+// window (max(30 s, 3 × minimumUpdatePeriod), streaming::DashPrefetchPlan):
+//   - each stored version of a dynamic MPD on a prefetch route registers, per (route, host,
+//     MPD path), its representations and the segment path pattern of each (the media
+//     template's fixed text around $Number$/$Time$, streaming::dashSegmentPattern);
+//   - a viewer's request on a prefetch route (never a peer's, never a playlist or MPD) whose
+//     normalised path matches a registered pattern of the same vhost and host (without port,
+//     any case) marks that representation watched until now + the window. The segment's route
+//     must have prefetch on too: only such routes pay for the look-up.
+// Bounded: at most kMaxMpds MPDs (a new one evicts the one updated longest ago; one not
+// updated for two windows is dropped), at most streaming::kMaxDashPrefetchRepresentations
+// representations each. Thread-safe (one mutex of its own). A request pays one relaxed load
+// while no MPD is registered, else one lock and a hash look-up per directory of its path.
+class WatchedRenditions {
+ public:
+  using SteadyTime = std::chrono::steady_clock::time_point;
+  static constexpr size_t kMaxMpds = 1024;
+  // Directories of a viewer path looked at (from the deepest up).
+  static constexpr size_t kMaxDirectoryDepth = 32;
+
+  // A new version of the MPD at `mpd_path` (route `route_id` of vhost `vhost`, served for
+  // `host`) was stored with `plan`'s renditions, which replace the earlier ones; a
+  // representation keeps its watch when its id and pattern stay. Returns, for each rendition of
+  // the plan in order, whether viewers are watching it now.
+  std::vector<bool> update(const std::string& vhost, const std::string& route_id,
+                           std::string_view host, const std::string& mpd_path,
+                           const streaming::DashPrefetchPlan& plan, SteadyTime now);
+  // A viewer asked for the normalised `path` of `vhost` with Host `host`: every registered
+  // representation it is a segment of is watched until now + its MPD's window.
+  void viewerRequest(std::string_view vhost, std::string_view host, std::string_view path,
+                     SteadyTime now);
+  // MPDs registered (tests).
+  size_t size() const { return size_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Rendition {
+    std::string id;
+    std::optional<streaming::DashSegmentPattern> pattern;
+    SteadyTime watched_until{};
+  };
+  struct Mpd {
+    std::string vhost;
+    std::string host;  // lower case, without port
+    std::chrono::steady_clock::duration window{};
+    SteadyTime updated{};
+    std::vector<Rendition> renditions;
+  };
+  struct Ref {
+    Mpd* mpd;
+    size_t rendition;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  void linkLocked(Mpd& mpd);
+  void unlinkLocked(Mpd& mpd);
+  void dropStaleLocked(SteadyTime now);
+
+  mutable std::mutex mu_;
+  // guarded by mu_
+  std::unordered_map<std::string, Mpd> mpds_;  // key: route id, host, MPD path
+  // The directory of each pattern's prefix (up to its last '/') → its renditions.
+  std::unordered_map<std::string, std::vector<Ref>, StringHash, std::equal_to<>> by_directory_;
+  std::atomic<size_t> size_{0};  // mpds_.size(), read without the lock
+};
+
 class PrefetchTracker {
  public:
   using SteadyTime = std::chrono::steady_clock::time_point;
@@ -86,6 +162,8 @@ class PrefetchTracker {
   std::array<uint64_t, kPrefetchResults> snapshot(SteadyTime now);
   // Prefetch fills in flight for `route_id` (tests, /status).
   int inFlight(const std::string& route_id);
+  // The representations of live MPDs that viewers watch (thread-safe on its own).
+  WatchedRenditions& renditions() { return renditions_; }
 
  private:
   friend class PrefetchTicket;
@@ -98,7 +176,16 @@ class PrefetchTracker {
   std::unordered_map<cache::CacheKey, SteadyTime, cache::CacheKeyHash> unasked_;
   std::atomic<size_t> unasked_size_{0};  // unasked_.size(), read without the lock
   std::array<std::atomic<uint64_t>, kPrefetchResults> counts_{};
+  WatchedRenditions renditions_;
 };
+
+// The targets of a DASH MPD version: those of the watched renditions (`watched`, as
+// WatchedRenditions::update returned it), interleaved newest first (the newest segment of every
+// watched rendition, then the second newest, ...), so that a route's concurrency bound spends
+// its places on the segments viewers ask for soonest. `refused` counts the watched renditions'
+// refused URLs.
+streaming::PrefetchSelection selectWatchedDashTargets(const streaming::DashPrefetchPlan& plan,
+                                                      const std::vector<bool>& watched);
 
 // The route's identity for its concurrency bound (stable across reloads that keep it).
 std::string prefetchRouteId(const conf::VhostConfig& vhost, const conf::RouteConfig& route);

@@ -37,12 +37,16 @@ std::optional<cache::StreamLifetime> streamLifetime(std::string_view body, bool 
   if (looksLikeXml(body)) {
     Result<DashMpd> parsed = parseDashMpd(body);
     if (!parsed.isOk()) return std::nullopt;
-    if (!parsed->dynamic) return cache::StreamLifetime{policy.ended_playlist_ttl, false, "mpd-static"};
-    const std::optional<double> mup = parsed->minimum_update_period_s;
-    if (!mup || *mup <= 0) return std::nullopt;
-    return cache::StreamLifetime{atLeastOneSecond(*mup), false, "mpd-dynamic"};
+    return streamLifetime(parsed.value(), policy);
   }
   return std::nullopt;
+}
+
+std::optional<cache::StreamLifetime> streamLifetime(const DashMpd& mpd, const conf::CachePolicy& policy) {
+  if (!mpd.dynamic) return cache::StreamLifetime{policy.ended_playlist_ttl, false, "mpd-static"};
+  const std::optional<double> mup = mpd.minimum_update_period_s;
+  if (!mup || *mup <= 0) return std::nullopt;
+  return cache::StreamLifetime{atLeastOneSecond(*mup), false, "mpd-dynamic"};
 }
 
 std::optional<cache::StreamLifetime> streamLifetime(const HlsPlaylist& playlist, bool blocking_request,

@@ -26,6 +26,7 @@
 
 #include "cache/freshness.h"
 #include "conf/config.h"
+#include "streaming/dash_mpd.h"
 #include "streaming/hls_playlist.h"
 
 namespace streamedge::streaming {
@@ -36,5 +37,7 @@ std::optional<cache::StreamLifetime> streamLifetime(std::string_view body, bool 
 // The same for an HLS playlist already parsed (a caller that needs the parse for more).
 std::optional<cache::StreamLifetime> streamLifetime(const HlsPlaylist& playlist, bool blocking_request,
                                                     const conf::CachePolicy& policy);
+// The same for an MPD already parsed.
+std::optional<cache::StreamLifetime> streamLifetime(const DashMpd& mpd, const conf::CachePolicy& policy);
 
 }  // namespace streamedge::streaming

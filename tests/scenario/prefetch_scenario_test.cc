@@ -1,9 +1,11 @@
-// Route prefetch (proxy/prefetch.h) through the real binary and the simulator's live HLS: a new
-// version of a live media playlist makes the edge fill its newest segments, so the first
-// viewer's request for one is a hit; a CMCD nor hint does the same for the object it names.
+// Route prefetch (proxy/prefetch.h) through the real binary and the simulator's live HLS and
+// DASH: a new version of a live media playlist, or of a live MPD for the representations
+// viewers watch, makes the edge fill the newest segments, so the first viewer's request for one
+// is a hit; a CMCD nor hint does the same for the object it names.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -174,6 +176,135 @@ TEST_F(PrefetchScenarioTest, CmsdFieldsOnlyWhenTheVhostAsks) {
   EXPECT_NE(dynamic.find(";rtt="), std::string::npos) << dynamic;
   HttpResponse segment = get("/live/cmsd/seg_1.ts");
   EXPECT_EQ(segment.header("CMSD-Static"), "");
+}
+
+// The simulator's live DASH (/dash/manifest.mpd): 2 s segments numbered from 1 at its
+// availabilityStartTime, segment n available at AST + 2n.
+constexpr int64_t kSimSegmentSeconds = 2;
+
+int64_t newestDashSegment() {
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+  return (now_s - testsupport::kSimDashEpochSeconds) / kSimSegmentSeconds;
+}
+
+std::string dashSegment(const std::string& rep, int64_t n) {
+  return "/dash/" + rep + "/seg_" + std::to_string(n) + ".m4s";
+}
+
+class DashPrefetchScenarioTest : public PrefetchScenarioTest {
+ protected:
+  // Asks for the MPD until the edge fetched a new version of it from the origin (its lifetime
+  // is minimumUpdatePeriod, 2 s; the text changes every 2 s), bounded: 60 × 100 ms.
+  bool fetchNewMpdVersion() {
+    const long before = newMpdVersions();
+    for (int i = 0; i < 60; ++i) {
+      HttpResponse mpd = get("/dash/manifest.mpd");
+      if (mpd.status != 200) return false;
+      if (newMpdVersions() > before) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  }
+
+  // Waits (bounded: 3 s) until segment `n` is no longer the newest: a version of the MPD
+  // fetched after that names a newer one.
+  bool waitPastSegment(int64_t n) {
+    for (int i = 0; i < 60 && newestDashSegment() <= n; ++i) std::this_thread::sleep_for(50ms);
+    return newestDashSegment() > n;
+  }
+
+  // Full (200) answers of the origin for the MPD: its 304s are no new version.
+  long newMpdVersions() {
+    return originCount("/dash/manifest.mpd") - originCount("/dash/manifest.mpd", true);
+  }
+
+  // The newest segment of `rep` the origin was asked for, newer than `after` (0: none).
+  int64_t fetchedNewer(const std::string& rep, int64_t after) {
+    const std::string prefix = "/dash/" + rep + "/seg_";
+    int64_t newest = 0;
+    for (const auto& [path, count] : testsupport::simCounts(simPort())) {
+      if (path.rfind(prefix, 0) != 0 || count < 1) continue;
+      const int64_t n = std::stoll(path.substr(prefix.size()));
+      if (n > after) newest = std::max(newest, n);
+    }
+    return newest;
+  }
+
+  // The same, waiting for one up to 5 s.
+  int64_t waitFetchedNewer(const std::string& rep, int64_t after) {
+    for (int i = 0; i < 100; ++i) {
+      if (const int64_t n = fetchedNewer(rep, after)) return n;
+      std::this_thread::sleep_for(50ms);
+    }
+    return 0;
+  }
+
+  bool anyFetched(const std::string& rep) {
+    for (const auto& [path, count] : testsupport::simCounts(simPort())) {
+      if (path.rfind("/dash/" + rep + "/", 0) == 0 && count > 0) return true;
+    }
+    return false;
+  }
+};
+
+TEST_F(DashPrefetchScenarioTest, NewestSegmentOfAWatchedRepresentationIsAHitAndOthersAreNotFetched) {
+  start("  prefetch = true\n  prefetch_segments = 2\n");
+  HttpResponse mpd = get("/dash/manifest.mpd");
+  ASSERT_EQ(mpd.status, 200) << mpd.error << proxyLog();
+  settle();
+  // The first version: no viewer watches anything yet, so nothing is prefetched.
+  EXPECT_EQ(prefetchMetric("issued"), 0) << proxyLog();
+  EXPECT_FALSE(anyFetched("720p"));
+
+  // A viewer watches 720p: it asks for one segment (a miss).
+  const int64_t watched = newestDashSegment();
+  HttpResponse segment = get(dashSegment("720p", watched));
+  ASSERT_EQ(segment.status, 200) << segment.error;
+  EXPECT_EQ(segment.header("X-Cache"), "MISS");
+
+  // A new version of the MPD passes through: the newest 720p segments are prefetched.
+  ASSERT_TRUE(waitPastSegment(watched));
+  const int64_t newest_before = newestDashSegment();
+  ASSERT_TRUE(fetchNewMpdVersion()) << proxyLog();
+  ASSERT_GT(waitFetchedNewer("720p", watched), 0)
+      << "no newer 720p segment was prefetched; issued " << prefetchMetric("issued") << ", skipped "
+      << prefetchMetric("skipped") << "\n" << proxyLog();
+  settle();  // both prefetches (newest first) reached the simulator
+  const int64_t prefetched = fetchedNewer("720p", watched);
+  EXPECT_GE(prefetched, newest_before) << "the newest available segment, not an older one";
+  EXPECT_LE(prefetched, newestDashSegment()) << "never one that is not available yet";
+
+  const std::string path = dashSegment("720p", prefetched);
+  HttpResponse first = get(path);
+  ASSERT_EQ(first.status, 200) << first.error;
+  EXPECT_EQ(first.header("X-Cache"), "HIT") << first.header("Cache-Status");
+  EXPECT_EQ(originCount(path), 1);
+  EXPECT_EQ(originCount(dashSegment("720p", watched)), 1);
+  // 360p is listed in the MPD, but nobody watches it: the origin never saw a request for it.
+  EXPECT_FALSE(anyFetched("360p"));
+  EXPECT_GE(prefetchMetric("issued"), 1);
+  EXPECT_EQ(prefetchMetric("used"), 1);
+  EXPECT_EQ(prefetchMetric("failed"), 0);
+}
+
+TEST_F(DashPrefetchScenarioTest, WithoutPrefetchTheNewestSegmentIsAMiss) {
+  start("");
+  ASSERT_EQ(get("/dash/manifest.mpd").status, 200) << proxyLog();
+  const int64_t watched = newestDashSegment();
+  ASSERT_EQ(get(dashSegment("720p", watched)).status, 200);
+  ASSERT_TRUE(waitPastSegment(watched));
+  ASSERT_TRUE(fetchNewMpdVersion()) << proxyLog();
+  settle();
+  const int64_t newest = newestDashSegment();
+  ASSERT_GT(newest, watched) << "a new MPD version takes a segment duration";
+  EXPECT_EQ(fetchedNewer("720p", watched), 0) << "nothing newer than the viewer's was fetched";
+  const std::string path = dashSegment("720p", newest);
+  HttpResponse first = get(path);
+  ASSERT_EQ(first.status, 200) << first.error;
+  EXPECT_EQ(first.header("X-Cache"), "MISS");
+  EXPECT_EQ(originCount(path), 1);
+  EXPECT_EQ(prefetchMetric("issued"), 0);
 }
 
 }  // namespace

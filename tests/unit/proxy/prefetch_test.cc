@@ -73,5 +73,120 @@ TEST(PrefetchTracker, UnaskedTableStaysBounded) {
   EXPECT_EQ(countOf(t, PrefetchResult::kWasted, now), 10u);
 }
 
+// A plan as streaming::planDashPrefetch makes it for the simulator's MPD at /dash/manifest.mpd.
+streaming::DashPrefetchPlan simPlan(uint64_t newest, double window_s = 30) {
+  streaming::DashPrefetchPlan plan;
+  plan.watch_window_s = window_s;
+  for (const char* id : {"720p", "360p"}) {
+    streaming::DashRenditionTargets r;
+    r.representation_id = id;
+    r.pattern = streaming::DashSegmentPattern{std::string("/dash/") + id + "/seg_", ".m4s"};
+    for (uint64_t n = newest; n + 2 > newest && n > 0; --n) {
+      r.newest.push_back({std::string("/dash/") + id + "/seg_" + std::to_string(n) + ".m4s", ""});
+    }
+    plan.renditions.push_back(std::move(r));
+  }
+  return plan;
+}
+
+TEST(WatchedRenditions, OnlyRepresentationsWithARecentViewerSegmentRequestAreWatched) {
+  WatchedRenditions w;
+  const auto now = std::chrono::steady_clock::now();
+  w.viewerRequest("v", "edge.test", "/dash/720p/seg_9.m4s", now);  // nothing registered: no-op
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(10), now),
+            (std::vector<bool>{false, false}))
+      << "a request before the MPD was known marks nothing";
+  EXPECT_EQ(w.size(), 1u);
+
+  w.viewerRequest("v", "EDGE.test:443", "/dash/720p/seg_10.m4s", now + std::chrono::seconds(1));
+  // Not segments of a registered representation, or of another vhost or host.
+  w.viewerRequest("v", "edge.test", "/dash/360p/init.mp4", now);
+  w.viewerRequest("v", "edge.test", "/dash/360p/seg_x.m4s", now);
+  w.viewerRequest("other", "edge.test", "/dash/360p/seg_10.m4s", now);
+  w.viewerRequest("v", "elsewhere.test", "/dash/360p/seg_10.m4s", now);
+  w.viewerRequest("v", "edge.test", "/dash2/360p/seg_10.m4s", now);
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(11), now + std::chrono::seconds(2)),
+            (std::vector<bool>{true, false}));
+  // Within the window (30 s from the request) it stays watched across versions; then not.
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test:80", "/dash/manifest.mpd", simPlan(20), now + std::chrono::seconds(30)),
+            (std::vector<bool>{true, false}));
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(21), now + std::chrono::seconds(32)),
+            (std::vector<bool>{false, false}));
+  EXPECT_EQ(w.size(), 1u) << "one MPD, registered once whatever its versions";
+}
+
+TEST(WatchedRenditions, TheWatchWindowComesFromTheMpdAndIsKeptPerMpd) {
+  WatchedRenditions w;
+  const auto now = std::chrono::steady_clock::now();
+  w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(10, 90), now);
+  // Another MPD of the same host, another route: its own table entry.
+  streaming::DashPrefetchPlan other = simPlan(10);
+  other.renditions[0].pattern = streaming::DashSegmentPattern{"/b/720p/", ".m4s"};
+  other.renditions[1].pattern = std::nullopt;  // a template without a usable number
+  w.update("v", "v\n/b/", "edge.test", "/b/manifest.mpd", other, now);
+  EXPECT_EQ(w.size(), 2u);
+  w.viewerRequest("v", "edge.test", "/dash/360p/seg_10.m4s", now);
+  w.viewerRequest("v", "edge.test", "/b/720p/3.m4s", now);
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(40, 90), now + std::chrono::seconds(80)),
+            (std::vector<bool>{false, true}));
+  EXPECT_EQ(w.update("v", "v\n/b/", "edge.test", "/b/manifest.mpd", other, now + std::chrono::seconds(20)),
+            (std::vector<bool>{true, false}));
+  // A representation whose pattern changed starts unwatched.
+  other.renditions[0].pattern = streaming::DashSegmentPattern{"/b/720p/n", ".m4s"};
+  EXPECT_EQ(w.update("v", "v\n/b/", "edge.test", "/b/manifest.mpd", other, now + std::chrono::seconds(21)),
+            (std::vector<bool>{false, false}));
+}
+
+TEST(WatchedRenditions, TableOfMpdsStaysBounded) {
+  WatchedRenditions w;
+  const auto now = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < WatchedRenditions::kMaxMpds + 20; ++i) {
+    w.update("v", "v\n/", "edge.test", "/ch" + std::to_string(i) + "/manifest.mpd", simPlan(5),
+             now + std::chrono::milliseconds(i));
+  }
+  EXPECT_EQ(w.size(), WatchedRenditions::kMaxMpds);
+  // The newest survive, and the index of the evicted ones is gone with them (no dangling
+  // entries: a request for their segments is still safe).
+  w.viewerRequest("v", "edge.test", "/dash/720p/seg_5.m4s", now);
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/ch1040/manifest.mpd", simPlan(6), now + std::chrono::seconds(1)),
+            (std::vector<bool>{true, false}));
+  // MPDs not updated for two windows (60 s here) are dropped when room is needed.
+  w.update("v", "v\n/", "edge.test", "/late/manifest.mpd", simPlan(5), now + std::chrono::seconds(100));
+  EXPECT_EQ(w.size(), 1u);
+}
+
+TEST(WatchedRenditions, DeepAndOddViewerPathsAreSafe) {
+  WatchedRenditions w;
+  const auto now = std::chrono::steady_clock::now();
+  streaming::DashPrefetchPlan plan = simPlan(5);
+  plan.renditions[0].pattern = streaming::DashSegmentPattern{"/", ""};  // "$Number$" beside the MPD
+  w.update("v", "v\n/", "edge.test", "/manifest.mpd", plan, now);
+  std::string deep;
+  for (int i = 0; i < 100; ++i) deep += "/d";
+  for (const std::string& path : {std::string(""), std::string("/"), std::string("//"), deep + "/5",
+                                  std::string("no-slash"), std::string("/12x")}) {
+    w.viewerRequest("v", "edge.test", path, now);
+  }
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/manifest.mpd", plan, now), (std::vector<bool>{false, false}));
+  w.viewerRequest("v", "edge.test", "/42", now);
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/manifest.mpd", plan, now), (std::vector<bool>{true, false}));
+}
+
+TEST(WatchedRenditions, WatchedTargetsInterleaveNewestFirst) {
+  streaming::DashPrefetchPlan plan = simPlan(10);
+  plan.renditions[1].refused = 3;
+  streaming::PrefetchSelection s = selectWatchedDashTargets(plan, {true, true});
+  ASSERT_EQ(s.targets.size(), 4u);
+  EXPECT_EQ(s.targets[0].path, "/dash/720p/seg_10.m4s");
+  EXPECT_EQ(s.targets[1].path, "/dash/360p/seg_10.m4s");
+  EXPECT_EQ(s.targets[2].path, "/dash/720p/seg_9.m4s");
+  EXPECT_EQ(s.targets[3].path, "/dash/360p/seg_9.m4s");
+  EXPECT_EQ(s.refused, 3u);
+  s = selectWatchedDashTargets(plan, {true, false});
+  ASSERT_EQ(s.targets.size(), 2u);
+  EXPECT_EQ(s.refused, 0u) << "an unwatched representation's URLs are not considered";
+  EXPECT_TRUE(selectWatchedDashTargets(plan, {false, false}).targets.empty());
+}
+
 }  // namespace
 }  // namespace streamedge::proxy
