@@ -419,7 +419,9 @@ struct RouteConfig {
   // Live prefetch (proxy/prefetch.h): when a new version of a live HLS media playlist of this
   // route is filled, the newest prefetch_segments segments and the part preload hint that are
   // not cached or being filled are filled in the background, at most prefetch_concurrency at
-  // once for the route (the rest are skipped); also the object a viewer's CMCD nor names.
+  // once for the route (the rest are skipped); for a live DASH MPD, the newest available
+  // segments of the representations viewers watch (streaming/dash_prefetch.h); also the object
+  // a viewer's CMCD nor names.
   bool prefetch = false;
   int prefetch_segments = 2;
   int prefetch_concurrency = 4;
