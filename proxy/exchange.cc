@@ -293,7 +293,8 @@ void Exchange::handleRequest() {
   if (route_->cache.mode == conf::CacheMode::kPass || origin_precondition_) return startPass();
   if (directives_ && directives_->blocking() && blockingReloadStep()) return;
   if (cmcd_.nor_len > 0 && route_->prefetch && !peer_request_) prefetchCmcdNext();
-  if (route_->prefetch && !peer_request_ && cache::classifyPath(path_) != cache::ContentKind::kPlaylist) {
+  if (route_->prefetch && !peer_request_ &&
+      cache::classifyPath(path_) != cache::ContentKind::kPlaylist) {
     // A segment of a live MPD's representation: that representation is watched (prefetch.h).
     worker_.shared().prefetch.renditions().viewerRequest(vhost_->name, host_, path_,
                                                          std::chrono::steady_clock::now());

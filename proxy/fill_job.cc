@@ -357,7 +357,8 @@ void FillJob::onOriginData(const uint8_t* data, size_t len) {
 
 std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(
     const cache::ObjectRef& object, std::optional<streaming::PlaylistSummary>& summary,
-    streaming::PrefetchSelection* prefetch, std::optional<streaming::DashPrefetchPlan>* dash) const {
+    streaming::PrefetchSelection* prefetch,
+    std::optional<streaming::DashPrefetchPlan>* dash) const {
   // Freshness from the stream (streaming/freshness.h): only the body knows the target duration,
   // ENDLIST or minimumUpdatePeriod; the origin's headers win where they are stricter.
   if (kind_ != cache::ContentKind::kPlaylist) return std::nullopt;
@@ -402,8 +403,9 @@ std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(
     const Result<streaming::DashMpd> mpd = streaming::parseDashMpd(text);
     if (!mpd.isOk()) return std::nullopt;
     if (mpd->dynamic) {
-      const double now_s = std::chrono::duration<double>(
-          SystemClock::instance().wallNow().time_since_epoch()).count();
+      const double now_s =
+          std::chrono::duration<double>(SystemClock::instance().wallNow().time_since_epoch())
+              .count();
       *dash = streaming::planDashPrefetch(mpd.value(), request_.path, request_.host,
                                           static_cast<size_t>(route_.prefetch_segments), now_s);
     }
@@ -414,7 +416,8 @@ std::optional<cache::StreamLifetime> FillJob::streamLifetimeOf(
 
 void FillJob::finishPlaylistFreshness() {
   const cache::ObjectRef& object = fill_.object();
-  const std::optional<cache::StreamLifetime> stream = streamLifetimeOf(object, summary_, &prefetch_, &dash_prefetch_);
+  const std::optional<cache::StreamLifetime> stream =
+      streamLifetimeOf(object, summary_, &prefetch_, &dash_prefetch_);
   if (!stream) return;
   const cache::ResponseHead& head = object->head();
   const cache::CacheControl cc = cache::selectCacheControl(head).cc;
@@ -460,10 +463,11 @@ void FillJob::startDashPrefetch() {
   for (const conf::VhostConfig& vhost : config_->vhosts) {
     if (vhost.name != request_.vhost) continue;
     PrefetchTracker& tracker = worker_.shared().prefetch;
-    const std::vector<bool> watched =
-        tracker.renditions().update(vhost.name, prefetchRouteId(vhost, route_), request_.host,
-                                    request_.path, *dash_prefetch_, std::chrono::steady_clock::now());
-    const streaming::PrefetchSelection selection = selectWatchedDashTargets(*dash_prefetch_, watched);
+    const std::vector<bool> watched = tracker.renditions().update(
+        vhost.name, prefetchRouteId(vhost, route_), request_.host, request_.path, *dash_prefetch_,
+        std::chrono::steady_clock::now());
+    const streaming::PrefetchSelection selection =
+        selectWatchedDashTargets(*dash_prefetch_, watched);
     if (selection.targets.empty() && selection.refused == 0) return;
     startPrefetch(worker_, config_, vhost, route_, request_.host, selection.targets,
                   selection.refused, request_.forward_headers);

@@ -105,10 +105,10 @@ class FillJob final : public OriginObserver, public cache::FillListener {
   // Also fills `summary` when the body is a live-or-ended HLS media playlist.
   // With request_.prefetch_from_playlist, also fills `prefetch` with a live one's targets and
   // `dash` with a dynamic MPD's prefetch plan.
-  std::optional<cache::StreamLifetime> streamLifetimeOf(const cache::ObjectRef& object,
-                                                        std::optional<streaming::PlaylistSummary>& summary,
-                                                        streaming::PrefetchSelection* prefetch = nullptr,
-                                                        std::optional<streaming::DashPrefetchPlan>* dash = nullptr) const;
+  std::optional<cache::StreamLifetime> streamLifetimeOf(
+      const cache::ObjectRef& object, std::optional<streaming::PlaylistSummary>& summary,
+      streaming::PrefetchSelection* prefetch = nullptr,
+      std::optional<streaming::DashPrefetchPlan>* dash = nullptr) const;
   void finishPlaylistFreshness();
   // Prefetches prefetch_ (a stored new version of a live playlist, route prefetch on).
   void startPlaylistPrefetch();

@@ -131,7 +131,9 @@ void WatchedRenditions::linkLocked(Mpd& mpd) {
     if (!pattern) continue;
     const std::string_view dir = directoryOf(pattern->prefix);
     auto it = by_directory_.find(dir);
-    if (it == by_directory_.end()) it = by_directory_.emplace(std::string(dir), std::vector<Ref>{}).first;
+    if (it == by_directory_.end()) {
+      it = by_directory_.emplace(std::string(dir), std::vector<Ref>{}).first;
+    }
     it->second.push_back(Ref{&mpd, i});
   }
 }
@@ -159,7 +161,8 @@ void WatchedRenditions::dropStaleLocked(SteadyTime now) {
 
 std::vector<bool> WatchedRenditions::update(const std::string& vhost, const std::string& route_id,
                                             std::string_view host, const std::string& mpd_path,
-                                            const streaming::DashPrefetchPlan& plan, SteadyTime now) {
+                                            const streaming::DashPrefetchPlan& plan,
+                                            SteadyTime now) {
   std::string lowered(hostWithoutPort(host));
   for (char& c : lowered) c = lower(c);
   std::string key = route_id;
@@ -207,7 +210,9 @@ std::vector<bool> WatchedRenditions::update(const std::string& vhost, const std:
   mpd.renditions = std::move(renditions);
   linkLocked(mpd);
   size_.store(mpds_.size(), std::memory_order_relaxed);
-  for (size_t i = 0; i < mpd.renditions.size(); ++i) watched[i] = mpd.renditions[i].watched_until > now;
+  for (size_t i = 0; i < mpd.renditions.size(); ++i) {
+    watched[i] = mpd.renditions[i].watched_until > now;
+  }
   return watched;
 }
 
@@ -249,7 +254,8 @@ streaming::PrefetchSelection selectWatchedDashTargets(const streaming::DashPrefe
     for (size_t i = 0; i < plan.renditions.size() && i < watched.size(); ++i) {
       if (!watched[i] || rank >= plan.renditions[i].newest.size()) continue;
       const streaming::PrefetchTarget& target = plan.renditions[i].newest[rank];
-      if (std::find(selection.targets.begin(), selection.targets.end(), target) == selection.targets.end()) {
+      if (std::find(selection.targets.begin(), selection.targets.end(), target) ==
+          selection.targets.end()) {
         selection.targets.push_back(target);
       }
     }

@@ -127,7 +127,9 @@ class WatchedRenditions {
   };
   struct StringHash {
     using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
   };
   void linkLocked(Mpd& mpd);
   void unlinkLocked(Mpd& mpd);

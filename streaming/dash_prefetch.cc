@@ -68,14 +68,16 @@ const DashPeriod* currentPeriod(const DashMpd& mpd, std::optional<double> elapse
 }
 
 // (number, time) of the newest `segments` segments of a duration-based template, newest first.
-std::vector<DashSegmentRef> newestByDuration(const DashSegmentTemplate& tmpl, const DashPeriod& period,
-                                             double since_period_start_s, size_t segments) {
+std::vector<DashSegmentRef> newestByDuration(const DashSegmentTemplate& tmpl,
+                                             const DashPeriod& period, double since_period_start_s,
+                                             size_t segments) {
   std::vector<DashSegmentRef> out;
   if (!tmpl.duration || *tmpl.duration == 0 || tmpl.timescale == 0) return out;
   const double ato = tmpl.availability_time_offset_s.value_or(0);
   // "INF" (every announced segment is available): without a period end there is no newest.
   if (ato >= kInfiniteOffsetS && !period.duration_s) return out;
-  const double segment_s = static_cast<double>(*tmpl.duration) / static_cast<double>(tmpl.timescale);
+  const double segment_s =
+      static_cast<double>(*tmpl.duration) / static_cast<double>(tmpl.timescale);
   // (n - startNumber + 1) * segment_s - ato <= since_period_start_s
   double available = std::floor((since_period_start_s + ato) / segment_s);
   if (period.duration_s) {
@@ -97,7 +99,8 @@ std::vector<DashSegmentRef> newestByDuration(const DashSegmentTemplate& tmpl, co
 
 // The last `segments` entries of a SegmentTimeline, newest first. An open r = -1 on the last S
 // runs up to the live edge (`since_period_start_s`), else to the period's end.
-std::vector<DashSegmentRef> newestByTimeline(const DashSegmentTemplate& tmpl, const DashPeriod& period,
+std::vector<DashSegmentRef> newestByTimeline(const DashSegmentTemplate& tmpl,
+                                             const DashPeriod& period,
                                              std::optional<double> since_period_start_s,
                                              size_t segments) {
   std::vector<DashSegmentRef> out;
@@ -108,13 +111,16 @@ std::vector<DashSegmentRef> newestByTimeline(const DashSegmentTemplate& tmpl, co
   if (period.duration_s && (!end_s || *period.duration_s < *end_s)) end_s = period.duration_s;
   if (end_s && *end_s >= 0 && *end_s * ts < kMaxSegmentCount) {
     const auto offset = static_cast<uint64_t>(*end_s * ts);
-    if (tmpl.presentation_time_offset <= UINT64_MAX - offset) end = tmpl.presentation_time_offset + offset;
+    if (tmpl.presentation_time_offset <= UINT64_MAX - offset) {
+      end = tmpl.presentation_time_offset + offset;
+    }
   }
   const bool open = tmpl.timeline.back().r < 0;
   // The listed part: every S as written, the open last one (r = -1) counted once.
   DashSegmentTemplate listed = tmpl;
   if (open) listed.timeline.back().r = 0;
-  Result<std::vector<DashSegmentRef>> all = expandTimeline(listed, std::nullopt, kMaxDashPrefetchTimeline);
+  Result<std::vector<DashSegmentRef>> all =
+      expandTimeline(listed, std::nullopt, kMaxDashPrefetchTimeline);
   if (!all.isOk()) return out;
   std::vector<DashSegmentRef> refs = std::move(all.value());
   if (open) {
@@ -153,20 +159,25 @@ std::optional<DashSegmentPattern> dashSegmentPattern(std::string_view media_temp
   if (!findNumberIdentifier(media_template, begin, end)) return std::nullopt;
   // The two fixed parts are formatted on their own, so that text a representation id brings
   // in (even "$Number$") is never read as an identifier.
-  Result<std::string> before = formatSegmentUrl(media_template.substr(0, begin), representation_id, 0, 0, bandwidth);
-  Result<std::string> after = formatSegmentUrl(media_template.substr(end), representation_id, 0, 0, bandwidth);
+  Result<std::string> before =
+      formatSegmentUrl(media_template.substr(0, begin), representation_id, 0, 0, bandwidth);
+  Result<std::string> after =
+      formatSegmentUrl(media_template.substr(end), representation_id, 0, 0, bandwidth);
   if (!before.isOk() || !after.isOk()) return std::nullopt;
   const std::string& prefix_text = before.value();
   const std::string& suffix_text = after.value();
   // A number in the query or past a fragment is not in the path a viewer asks for.
   if (prefix_text.find_first_of("?#") != std::string::npos) return std::nullopt;
   if (suffix_text.find('#') != std::string::npos) return std::nullopt;
-  const std::string_view suffix_path = std::string_view(suffix_text).substr(0, suffix_text.find('?'));
+  const std::string_view suffix_path =
+      std::string_view(suffix_text).substr(0, suffix_text.find('?'));
   // Resolved and normalised as one URL with a stand-in digit: resolution only puts text in
   // front of a reference, so the number is still right before the suffix, unless
   // normalisation changed the suffix (dot segments, escapes): then there is no pattern.
   PrefetchTarget target;
-  if (!resolvePrefetchUri(prefix_text + '0' + suffix_text, mpd_path, host, target)) return std::nullopt;
+  if (!resolvePrefetchUri(prefix_text + '0' + suffix_text, mpd_path, host, target)) {
+    return std::nullopt;
+  }
   std::string normalized;
   if (!cache::normalizePath(target.path, normalized)) return std::nullopt;
   const size_t tail = suffix_path.size() + 1;
@@ -183,8 +194,8 @@ std::optional<DashSegmentPattern> dashSegmentPattern(std::string_view media_temp
 bool matchesDashSegment(const DashSegmentPattern& pattern, std::string_view path) {
   if (path.size() <= pattern.prefix.size() + pattern.suffix.size()) return false;
   if (!path.starts_with(pattern.prefix) || !path.ends_with(pattern.suffix)) return false;
-  const std::string_view digits =
-      path.substr(pattern.prefix.size(), path.size() - pattern.prefix.size() - pattern.suffix.size());
+  const std::string_view digits = path.substr(
+      pattern.prefix.size(), path.size() - pattern.prefix.size() - pattern.suffix.size());
   if (digits.size() > kMaxSegmentDigits) return false;
   return std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
@@ -193,7 +204,8 @@ DashPrefetchPlan planDashPrefetch(const DashMpd& mpd, std::string_view mpd_path,
                                   std::string_view host, size_t segments, double now_s) {
   DashPrefetchPlan plan;
   if (mpd.minimum_update_period_s && std::isfinite(*mpd.minimum_update_period_s)) {
-    plan.watch_window_s = std::clamp(3 * *mpd.minimum_update_period_s, kMinWatchWindowS, kMaxWatchWindowS);
+    plan.watch_window_s =
+        std::clamp(3 * *mpd.minimum_update_period_s, kMinWatchWindowS, kMaxWatchWindowS);
   }
   if (!mpd.dynamic) return plan;  // on demand: every segment is already what viewers fetch
   std::optional<double> elapsed_s;
@@ -218,7 +230,8 @@ DashPrefetchPlan planDashPrefetch(const DashMpd& mpd, std::string_view mpd_path,
         refs = newestByDuration(tmpl, *period, *since_start_s, segments);
       }
       for (const DashSegmentRef& ref : refs) {
-        Result<std::string> url = formatSegmentUrl(tmpl.media, rep.id, ref.number, ref.time, rep.bandwidth);
+        Result<std::string> url =
+            formatSegmentUrl(tmpl.media, rep.id, ref.number, ref.time, rep.bandwidth);
         PrefetchTarget target;
         if (!url.isOk() || !resolvePrefetchUri(url.value(), mpd_path, host, target)) {
           ++r.refused;

@@ -42,7 +42,8 @@ std::optional<cache::StreamLifetime> streamLifetime(std::string_view body, bool 
   return std::nullopt;
 }
 
-std::optional<cache::StreamLifetime> streamLifetime(const DashMpd& mpd, const conf::CachePolicy& policy) {
+std::optional<cache::StreamLifetime> streamLifetime(const DashMpd& mpd,
+                                                    const conf::CachePolicy& policy) {
   if (!mpd.dynamic) return cache::StreamLifetime{policy.ended_playlist_ttl, false, "mpd-static"};
   const std::optional<double> mup = mpd.minimum_update_period_s;
   if (!mup || *mup <= 0) return std::nullopt;

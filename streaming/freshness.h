@@ -38,6 +38,7 @@ std::optional<cache::StreamLifetime> streamLifetime(std::string_view body, bool 
 std::optional<cache::StreamLifetime> streamLifetime(const HlsPlaylist& playlist, bool blocking_request,
                                                     const conf::CachePolicy& policy);
 // The same for an MPD already parsed.
-std::optional<cache::StreamLifetime> streamLifetime(const DashMpd& mpd, const conf::CachePolicy& policy);
+std::optional<cache::StreamLifetime> streamLifetime(const DashMpd& mpd,
+                                                    const conf::CachePolicy& policy);
 
 }  // namespace streamedge::streaming

@@ -184,7 +184,8 @@ constexpr int64_t kSimSegmentSeconds = 2;
 
 int64_t newestDashSegment() {
   const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
   return (now_s - testsupport::kSimDashEpochSeconds) / kSimSegmentSeconds;
 }
 
@@ -248,7 +249,8 @@ class DashPrefetchScenarioTest : public PrefetchScenarioTest {
   }
 };
 
-TEST_F(DashPrefetchScenarioTest, NewestSegmentOfAWatchedRepresentationIsAHitAndOthersAreNotFetched) {
+TEST_F(DashPrefetchScenarioTest,
+       NewestSegmentOfAWatchedRepresentationIsAHitAndOthersAreNotFetched) {
   start("  prefetch = true\n  prefetch_segments = 2\n");
   HttpResponse mpd = get("/dash/manifest.mpd");
   ASSERT_EQ(mpd.status, 200) << mpd.error << proxyLog();
@@ -269,7 +271,8 @@ TEST_F(DashPrefetchScenarioTest, NewestSegmentOfAWatchedRepresentationIsAHitAndO
   ASSERT_TRUE(fetchNewMpdVersion()) << proxyLog();
   ASSERT_GT(waitFetchedNewer("720p", watched), 0)
       << "no newer 720p segment was prefetched; issued " << prefetchMetric("issued") << ", skipped "
-      << prefetchMetric("skipped") << "\n" << proxyLog();
+      << prefetchMetric("skipped") << "\n"
+      << proxyLog();
   settle();  // both prefetches (newest first) reached the simulator
   const int64_t prefetched = fetchedNewer("720p", watched);
   EXPECT_GE(prefetched, newest_before) << "the newest available segment, not an older one";

@@ -105,12 +105,15 @@ TEST(WatchedRenditions, OnlyRepresentationsWithARecentViewerSegmentRequestAreWat
   w.viewerRequest("other", "edge.test", "/dash/360p/seg_10.m4s", now);
   w.viewerRequest("v", "elsewhere.test", "/dash/360p/seg_10.m4s", now);
   w.viewerRequest("v", "edge.test", "/dash2/360p/seg_10.m4s", now);
-  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(11), now + std::chrono::seconds(2)),
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(11),
+                     now + std::chrono::seconds(2)),
             (std::vector<bool>{true, false}));
   // Within the window (30 s from the request) it stays watched across versions; then not.
-  EXPECT_EQ(w.update("v", "v\n/", "edge.test:80", "/dash/manifest.mpd", simPlan(20), now + std::chrono::seconds(30)),
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test:80", "/dash/manifest.mpd", simPlan(20),
+                     now + std::chrono::seconds(30)),
             (std::vector<bool>{true, false}));
-  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(21), now + std::chrono::seconds(32)),
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(21),
+                     now + std::chrono::seconds(32)),
             (std::vector<bool>{false, false}));
   EXPECT_EQ(w.size(), 1u) << "one MPD, registered once whatever its versions";
 }
@@ -127,13 +130,16 @@ TEST(WatchedRenditions, TheWatchWindowComesFromTheMpdAndIsKeptPerMpd) {
   EXPECT_EQ(w.size(), 2u);
   w.viewerRequest("v", "edge.test", "/dash/360p/seg_10.m4s", now);
   w.viewerRequest("v", "edge.test", "/b/720p/3.m4s", now);
-  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(40, 90), now + std::chrono::seconds(80)),
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/dash/manifest.mpd", simPlan(40, 90),
+                     now + std::chrono::seconds(80)),
             (std::vector<bool>{false, true}));
-  EXPECT_EQ(w.update("v", "v\n/b/", "edge.test", "/b/manifest.mpd", other, now + std::chrono::seconds(20)),
+  EXPECT_EQ(w.update("v", "v\n/b/", "edge.test", "/b/manifest.mpd", other,
+                     now + std::chrono::seconds(20)),
             (std::vector<bool>{true, false}));
   // A representation whose pattern changed starts unwatched.
   other.renditions[0].pattern = streaming::DashSegmentPattern{"/b/720p/n", ".m4s"};
-  EXPECT_EQ(w.update("v", "v\n/b/", "edge.test", "/b/manifest.mpd", other, now + std::chrono::seconds(21)),
+  EXPECT_EQ(w.update("v", "v\n/b/", "edge.test", "/b/manifest.mpd", other,
+                     now + std::chrono::seconds(21)),
             (std::vector<bool>{false, false}));
 }
 
@@ -148,10 +154,12 @@ TEST(WatchedRenditions, TableOfMpdsStaysBounded) {
   // The newest survive, and the index of the evicted ones is gone with them (no dangling
   // entries: a request for their segments is still safe).
   w.viewerRequest("v", "edge.test", "/dash/720p/seg_5.m4s", now);
-  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/ch1040/manifest.mpd", simPlan(6), now + std::chrono::seconds(1)),
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/ch1040/manifest.mpd", simPlan(6),
+                     now + std::chrono::seconds(1)),
             (std::vector<bool>{true, false}));
   // MPDs not updated for two windows (60 s here) are dropped when room is needed.
-  w.update("v", "v\n/", "edge.test", "/late/manifest.mpd", simPlan(5), now + std::chrono::seconds(100));
+  w.update("v", "v\n/", "edge.test", "/late/manifest.mpd", simPlan(5),
+           now + std::chrono::seconds(100));
   EXPECT_EQ(w.size(), 1u);
 }
 
@@ -167,9 +175,11 @@ TEST(WatchedRenditions, DeepAndOddViewerPathsAreSafe) {
                                   std::string("no-slash"), std::string("/12x")}) {
     w.viewerRequest("v", "edge.test", path, now);
   }
-  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/manifest.mpd", plan, now), (std::vector<bool>{false, false}));
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/manifest.mpd", plan, now),
+            (std::vector<bool>{false, false}));
   w.viewerRequest("v", "edge.test", "/42", now);
-  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/manifest.mpd", plan, now), (std::vector<bool>{true, false}));
+  EXPECT_EQ(w.update("v", "v\n/", "edge.test", "/manifest.mpd", plan, now),
+            (std::vector<bool>{true, false}));
 }
 
 TEST(WatchedRenditions, WatchedTargetsInterleaveNewestFirst) {
