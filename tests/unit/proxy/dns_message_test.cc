@@ -234,7 +234,7 @@ TEST(DnsMessage, RcodeAndTruncationFlagAreReported) {
   cut.question(kSrvName, kTypeSrv);
   cut.srv(8080, "a.example");
   cut.srv(8081, "b.example");
-  cut.b.resize(cut.b.size() - 5);
+  cut.b.erase(cut.b.end() - 5, cut.b.end());
   ASSERT_EQ(parseAnswer(cut.b, 5, kSrvName, kTypeSrv, a), nullptr);
   EXPECT_TRUE(a.truncated);
   EXPECT_TRUE(a.srv.empty());
