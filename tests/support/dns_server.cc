@@ -20,6 +20,21 @@
 namespace streamedge::test {
 namespace {
 constexpr int kTypeSrv = 33;  // evdns names no SRV constant
+
+// RFC 2782 RDATA: priority 0, weight 10, port, then the target in wire form (uncompressed).
+std::string srvRdata(const std::string& target, uint16_t port) {
+  std::string rdata = {0, 0, 0, 10, static_cast<char>(port >> 8), static_cast<char>(port & 0xFF)};
+  size_t start = 0;
+  while (start < target.size()) {
+    size_t dot = target.find('.', start);
+    if (dot == std::string::npos) dot = target.size();
+    rdata += static_cast<char>(dot - start);
+    rdata += target.substr(start, dot - start);
+    start = dot + 1;
+  }
+  rdata += '\0';
+  return rdata;
+}
 }  // namespace
 
 DnsServer::DnsServer() {
@@ -159,17 +174,7 @@ std::string DnsServer::answerOverTcp(const std::string& query) {
   out += query.substr(12, question_end - 12);
   if (it == srv_.end()) return out;
   for (const auto& [target, port] : it->second.targets) {
-    std::string rdata = {0, 0, 0, 10, static_cast<char>(port >> 8),
-                         static_cast<char>(port & 0xFF)};
-    size_t start = 0;
-    while (start < target.size()) {
-      size_t dot = target.find('.', start);
-      if (dot == std::string::npos) dot = target.size();
-      rdata += static_cast<char>(dot - start);
-      rdata += target.substr(start, dot - start);
-      start = dot + 1;
-    }
-    rdata += '\0';
+    const std::string rdata = srvRdata(target, port);
     out += static_cast<char>(0xC0);  // the owner name: a pointer to the question's
     out += static_cast<char>(12);
     u16(out, kTypeSrv);
@@ -204,18 +209,7 @@ void DnsServer::onRequest(evdns_server_request* req) {
         continue;
       }
       for (const auto& [target, port] : it->second.targets) {
-        // RFC 2782 RDATA: priority, weight, port, then the target in wire form (uncompressed).
-        std::string rdata = {0, 0, 0, 10, static_cast<char>(port >> 8),
-                             static_cast<char>(port & 0xFF)};
-        size_t start = 0;
-        while (start < target.size()) {
-          size_t dot = target.find('.', start);
-          if (dot == std::string::npos) dot = target.size();
-          rdata += static_cast<char>(dot - start);
-          rdata += target.substr(start, dot - start);
-          start = dot + 1;
-        }
-        rdata += '\0';
+        const std::string rdata = srvRdata(target, port);
         evdns_server_request_add_reply(req, EVDNS_ANSWER_SECTION, q->name, kTypeSrv, EVDNS_CLASS_INET,
                                        it->second.ttl, static_cast<int>(rdata.size()), 0,
                                        rdata.data());
