@@ -111,6 +111,18 @@ class ClusterPurgeScenario : public ClusterScenarioBase {
     }
   }
 
+  // purgeConfig over TLS admin listeners (writeSitePki's certificates), peers' admin
+  // certificates checked against `ca` ("site-ca" or "other-ca").
+  std::string tlsPurgeConfig(int i, const std::string& ca) const {
+    const std::string base = key_dir_->path() + "/edge-" + std::to_string(i);
+    return config(i, {}, "mode = \"replicate-hot\"\npurge_timeout = \"2s\"\nca_file = \"" +
+                             key_dir_->path() + "/" + ca + ".pem\"\n\n"
+                             "[[admin.certificate]]\ncert = \"" + base + ".pem\"\nkey = \"" +
+                             base + ".key\"\n\n"
+                             "[[admin.token]]\nname = \"ops\"\nsha256 = \"" +
+                             std::string(kOpsHash) + "\"\nscopes = [\"all\"]\n");
+  }
+
   std::string peerEntry(int k) const { return "{\"peer\":\"" + address(k) + "\""; }
 };
 
@@ -172,16 +184,8 @@ TEST_F(ClusterPurgeScenario, OverTlsAdminListenersEachPeerIsVerifiedAndPurges) {
   // goes over TLS, each peer's certificate checked against cluster.ca_file.
   ASSERT_TRUE(writeSitePki(key_dir_->path(), hosts_));
   admin_tls_ = true;
-  auto tlsConfig = [&](int i) {
-    const std::string base = key_dir_->path() + "/edge-" + std::to_string(i);
-    return config(i, {}, "mode = \"replicate-hot\"\npurge_timeout = \"2s\"\nca_file = \"" +
-                             key_dir_->path() + "/site-ca.pem\"\n\n"
-                             "[[admin.certificate]]\ncert = \"" + base + ".pem\"\nkey = \"" +
-                             base + ".key\"\n\n"
-                             "[[admin.token]]\nname = \"ops\"\nsha256 = \"" +
-                             std::string(kOpsHash) + "\"\nscopes = [\"all\"]\n");
-  };
-  startAll({tlsConfig(0), tlsConfig(1), tlsConfig(2)});
+  startAll({tlsPurgeConfig(0, "site-ca"), tlsPurgeConfig(1, "site-ca"),
+            tlsPurgeConfig(2, "site-ca")});
   const std::string path = "/obj/sitepurge/over-tls.bin";
   cacheEverywhere(path);
   const int owner_peer = owner();
@@ -209,16 +213,8 @@ TEST_F(ClusterPurgeScenario, APeerAdminCertificateThatIsNotTrustedFailsItsPartOf
   // happened.
   ASSERT_TRUE(writeSitePki(key_dir_->path(), hosts_));
   admin_tls_ = true;
-  auto tlsConfig = [&](int i, const std::string& ca) {
-    const std::string base = key_dir_->path() + "/edge-" + std::to_string(i);
-    return config(i, {}, "mode = \"replicate-hot\"\npurge_timeout = \"2s\"\nca_file = \"" +
-                             key_dir_->path() + "/" + ca + ".pem\"\n\n"
-                             "[[admin.certificate]]\ncert = \"" + base + ".pem\"\nkey = \"" +
-                             base + ".key\"\n\n"
-                             "[[admin.token]]\nname = \"ops\"\nsha256 = \"" +
-                             std::string(kOpsHash) + "\"\nscopes = [\"all\"]\n");
-  };
-  startAll({tlsConfig(0, "other-ca"), tlsConfig(1, "site-ca"), tlsConfig(2, "site-ca")});
+  startAll({tlsPurgeConfig(0, "other-ca"), tlsPurgeConfig(1, "site-ca"),
+            tlsPurgeConfig(2, "site-ca")});
   const std::string path = "/obj/sitepurge/untrusted.bin";
   cacheEverywhere(path);
   const HttpResponse r = admin(0, "POST", kPurgeTarget);
