@@ -18,6 +18,8 @@
 # Knobs: BENCH_SECONDS=15 SSD_OBJECTS=512 BENCH_MEM_LIMIT=512M BENCH_STORE_DIR=/var/tmp
 #        BENCH_CONNS=16 BENCH_ONLY=streamedge,nginx BENCH_SKIP_BUILD=1 BENCH_PROXY_CPU=0
 #        BENCH_LOAD_CPU=1 BENCH_SSD_ENCRYPT=true BENCH_SE_RAM=256MiB
+#        BENCH_PERF=FILE (perf record -g of streamedge during its SSD run; the top of the report,
+#        by symbol, is written to FILE, the recording to FILE.data for `perf report -i`)
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -43,6 +45,7 @@ CLK_TCK=$(getconf CLK_TCK)
 BENCH_DIR="$STREAMEDGE_ROOT/scripts/bench"
 
 ensure_packages nginx-light wrk curl util-linux
+[[ -n "${BENCH_PERF:-}" ]] && ensure_packages linux-perf
 [[ "${BENCH_SKIP_BUILD:-0}" == 1 ]] || release_build streamedge origin_sim
 SE_BIN=$(realpath "$SE_BIN")
 [[ -x "$SE_BIN" && -x "$SIM_BIN" ]] || die "build/release binaries missing"
@@ -129,8 +132,19 @@ measure() {  # NAME TEST PGID URL LUA PATHS...
   drop_caches
   o0=$(sim_total)
   t0=$(ticks "$pgid")
+  local perf_pid=
+  if [[ -n "${BENCH_PERF:-}" && "$name:$test" == streamedge:ssd ]]; then
+    perf record -q -e cpu-clock -g -p "$pgid" -o "$BENCH_PERF.data" -- sleep "$SECS" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   taskset -c "$LOAD_CPU" timeout $((SECS + 60)) wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 10s \
     --latency -s "$lua" "$url" -- "$@" >"$out" 2>&1
+  if [[ -n "$perf_pid" ]]; then
+    wait "$perf_pid"
+    perf report -i "$BENCH_PERF.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+      grep -E '^ +[0-9]' | head -60 >"$BENCH_PERF"
+    log "profile of streamedge's SSD run written to $BENCH_PERF"
+  fi
   t1=$(ticks "$pgid")
   o1=$(sim_total)
   sed 's/^/    /' "$out"

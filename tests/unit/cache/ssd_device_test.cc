@@ -84,6 +84,44 @@ TEST(FileDevice, RoundTripsWithAndWithoutDirectIo) {
   }
 }
 
+// The transparent huge page size the kernel reports, 0 without them.
+size_t hugePageBytes() {
+  size_t v = 0;
+  if (FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r")) {
+    unsigned long long n = 0;
+    if (std::fscanf(f, "%llu", &n) == 1) v = static_cast<size_t>(n);
+    std::fclose(f);
+  }
+  return v;
+}
+
+// A large read buffer (an SSD entry of a 2 MiB segment and its head) starts on a huge page
+// boundary, so the kernel can back it with huge pages; every byte of it is usable, O_DIRECT reads
+// into it, also when it is a freed one handed out again (the mapping cache).
+TEST(AlignedBuffer, LargeBuffersStartOnAHugePageAndTakeDirectIo) {
+  const size_t len = (2u << 20) + 8192;
+  const size_t huge = hugePageBytes();
+  TempDir dir;
+  FileDeviceOptions o;
+  o.path = dir.file("store");
+  o.size_bytes = 4u << 20;
+  auto dev = FileDevice::open(o);
+  ASSERT_TRUE(dev.isOk()) << dev.status().toString();
+  AlignedBuffer in(len, 4096);
+  for (size_t i = 0; i < len; ++i) in.data()[i] = static_cast<uint8_t>(i * 31 + (i >> 12));
+  ASSERT_TRUE((*dev)->write(4096, in.data(), len).isOk());
+  for (int round = 0; round < 2; ++round) {
+    AlignedBuffer out(len, 4096);
+    ASSERT_EQ(out.size(), len);
+    if (huge != 0) {
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(out.data()) % huge, 0u) << "round " << round;
+    }
+    std::memset(out.data(), 0xee, len);
+    ASSERT_TRUE((*dev)->read(4096, out.data(), len).isOk());
+    EXPECT_EQ(std::memcmp(in.data(), out.data(), len), 0) << "round " << round;
+  }
+}
+
 // A ramfs mounted on a fresh directory (ramfs has no direct I/O: open(O_DIRECT) fails with
 // EINVAL), unmounted again at the end. Needs CAP_SYS_ADMIN (root, as CI runs): ok() is false
 // without it.
