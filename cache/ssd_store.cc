@@ -1830,6 +1830,7 @@ struct SsdStore::ReadStream {
   EntryView view;
   Ref<Body> body;                         // the hit's body, extended chunk by chunk
   uint32_t next = 0;                      // the next chunk to verify
+  uint32_t batch = 1;                     // chunks verified on the next turn (streamRest)
   ReadProgress progress;
 };
 
@@ -1902,12 +1903,23 @@ Result<SsdHit> SsdStore::finishRead(const CacheKey& key, const Location& loc, ui
   return hit;
 }
 
+// Each turn verifies twice the chunks of the turn before (at most kMaxStreamBatch): the first
+// bytes go out after one chunk, and a 2 MiB entry is verified in six turns of the engine instead
+// of 32 (so it waits on fewer turns of a busy loop, and wakes its readers six times, not 32).
 void SsdStore::streamRest(std::shared_ptr<ReadStream> stream) {
+  static constexpr uint32_t kMaxStreamBatch = 16;  // 1 MiB: ~0.25 ms of AES-GCM on this VM
   IoEngine* const engine = stream->engine;
   engine->post([this, stream = std::move(stream)](Status) mutable {
     const uint32_t n = stream->view.chunks.layout.chunks;
     const uint32_t i = stream->next;
-    if (verifyChunks(stream->p, stream->view, i, i + 1) != i + 1) {
+    const uint32_t to = std::min(n, i + stream->batch);
+    const uint32_t passed = verifyChunks(stream->p, stream->view, i, to);
+    if (passed > i) {
+      // The chunks before a damaged one are good: the viewers get them, and are cut right after.
+      stream->next = passed;
+      stream->body->extendAdopted(ssd::chunkEnd(passed - 1, stream->view.body_bytes));
+    }
+    if (passed != to) {
       if (!keyKnown(stream->view.key_id)) {
         // Its vhost's data key was destroyed meanwhile: gone (a purge), not damage.
         counters_.shredded_entries.fetch_add(1, std::memory_order_relaxed);
@@ -1917,16 +1929,15 @@ void SsdStore::streamRest(std::shared_ptr<ReadStream> stream) {
                          true);
         return;
       }
-      logLimited("damaged object " + stream->key.toHex() + ": body chunk " + std::to_string(i) +
-                 " of " + std::to_string(n) + " failed verification");
+      logLimited("damaged object " + stream->key.toHex() + ": body chunk " +
+                 std::to_string(passed) + " of " + std::to_string(n) + " failed verification");
       const Status st = fail(stream->key, stream->loc, Code::kCorrupt,
                              encrypt_ ? "body chunk authentication tag mismatch"
                                       : "body chunk checksum mismatch");
       stream->progress(st, true);
       return;
     }
-    stream->next = i + 1;
-    stream->body->extendAdopted(ssd::chunkEnd(i, stream->view.body_bytes));
+    stream->batch = std::min(kMaxStreamBatch, stream->batch * 2);
     const bool finished = stream->next == n;
     if (stream->progress(Status(), finished) && !finished) streamRest(std::move(stream));
   });

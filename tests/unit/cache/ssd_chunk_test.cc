@@ -403,9 +403,9 @@ TEST_P(ChunkStoreTest, AStreamingReadHandsOutChunksAsTheyAreVerified) {
   EXPECT_TRUE((*r.hit)->streaming);
   ASSERT_TRUE(r.end.has_value());
   EXPECT_TRUE(r.end->isOk());
-  // First chunk with the hit, then one chunk per progress call.
-  EXPECT_EQ(r.lengths, (std::vector<uint64_t>{2 * kChunkBytes, 3 * kChunkBytes, 4 * kChunkBytes,
-                                               body_size_}));
+  // First chunk with the hit, then 1, 2, 4, ... chunks per progress call (one per turn of the
+  // engine): chunk 1, chunks 2-3, chunk 4.
+  EXPECT_EQ(r.lengths, (std::vector<uint64_t>{2 * kChunkBytes, 4 * kChunkBytes, body_size_}));
   EXPECT_EQ(bodyOf(*(*r.hit)->body), a.bytes);
   EXPECT_TRUE(store_->contains(a.key));
   // A whole read (no progress) verifies all chunks before answering.
@@ -441,6 +441,33 @@ TEST_P(ChunkStoreTest, ADamagedChunkInTheMiddleStopsTheStreamBeforeItAndDropsThe
   }
   EXPECT_TRUE(logged);
   EXPECT_TRUE(store_->readSync(pad.key, *engine_).isOk());
+}
+
+// A damaged chunk in the middle of a turn's batch: the good chunks of the batch before it are
+// handed out, nothing from it on.
+TEST_P(ChunkStoreTest, ADamagedChunkInsideABatchHandsOutTheGoodChunksBeforeIt) {
+  open(ssd::kFormatVersion);
+  const WallTime now = SystemClock::instance().wallNow();
+  body_size_ = 8 * kChunkBytes;
+  Obj a = makeObj(1, body_size_, now);
+  ASSERT_TRUE(store_->insert(a.key, a.head, a.freshness, a.body));
+  ASSERT_TRUE(store_->flush().isOk());
+  Obj pad = makeObj(2, 100, now);
+  ASSERT_TRUE(store_->insert(pad.key, pad.head, pad.freshness, pad.body));
+  ASSERT_TRUE(store_->flush().isOk());
+  flipAt(firstBodyAt() + 5 * kChunkBytes + 77);  // chunk 5: in the third turn's batch (4-7)
+  StreamResult r = streamRead(*store_, *engine_, a.key, a.bytes);
+  ASSERT_TRUE(r.hit && r.hit->isOk());
+  ASSERT_TRUE(r.end.has_value());
+  EXPECT_EQ(r.end->code(), Code::kCorrupt);
+  EXPECT_EQ(r.lengths, (std::vector<uint64_t>{2 * kChunkBytes, 4 * kChunkBytes, 5 * kChunkBytes}));
+  EXPECT_EQ(bodyOf(*(*r.hit)->body), a.bytes.substr(0, 5 * kChunkBytes));
+  EXPECT_FALSE(store_->contains(a.key));
+  bool logged = false;
+  for (const std::string& l : log_) {
+    logged = logged || l.find("body chunk 5 of 8") != std::string::npos;
+  }
+  EXPECT_TRUE(logged);
 }
 
 TEST_P(ChunkStoreTest, AWholeReadOfADamagedChunkIsAMiss) {
@@ -540,9 +567,8 @@ TEST_P(ChunkCacheTest, ReadersGetEachVerifiedChunkBeforeTheWholeEntryIsChecked) 
   EXPECT_FALSE(missed);
   ASSERT_TRUE(follower.object->isComplete());
   EXPECT_TRUE(follower.object->fromSsd());
-  // Published with the first chunk, then grown a chunk at a time.
-  EXPECT_EQ(seen, (std::vector<uint64_t>{kChunkBytes, 2 * kChunkBytes, 3 * kChunkBytes,
-                                          a.bytes.size()}));
+  // Published with the first chunk, then grown by 1, then 2 chunks (twice as many each turn).
+  EXPECT_EQ(seen, (std::vector<uint64_t>{kChunkBytes, 2 * kChunkBytes, a.bytes.size()}));
   EXPECT_EQ(bodyOf(follower.object->body()), a.bytes);
   EXPECT_EQ(cache_->stats().ssd_hits, 1u);
   EXPECT_EQ(cache_->stats().fills_in_flight, 0u);
