@@ -1831,6 +1831,7 @@ struct SsdStore::ReadStream {
   Ref<Body> body;                         // the hit's body, extended chunk by chunk
   uint32_t next = 0;                      // the next chunk to verify
   uint32_t batch = 1;                     // chunks verified on the next turn (streamRest)
+  bool damaged = false;                   // chunk `next` failed: reported on the next turn
   ReadProgress progress;
 };
 
@@ -1913,11 +1914,15 @@ void SsdStore::streamRest(std::shared_ptr<ReadStream> stream) {
     const uint32_t n = stream->view.chunks.layout.chunks;
     const uint32_t i = stream->next;
     const uint32_t to = std::min(n, i + stream->batch);
-    const uint32_t passed = verifyChunks(stream->p, stream->view, i, to);
-    if (passed > i) {
-      // The chunks before a damaged one are good: the viewers get them, and are cut right after.
+    const uint32_t passed = stream->damaged ? i : verifyChunks(stream->p, stream->view, i, to);
+    if (passed != to && passed > i) {
+      // The chunks before a damaged one are good: the viewers get them now, and the damage is
+      // reported on the next turn, once they had the chance to take those bytes.
       stream->next = passed;
+      stream->damaged = true;
       stream->body->extendAdopted(ssd::chunkEnd(passed - 1, stream->view.body_bytes));
+      if (stream->progress(Status(), false)) streamRest(std::move(stream));
+      return;
     }
     if (passed != to) {
       if (!keyKnown(stream->view.key_id)) {
@@ -1929,14 +1934,16 @@ void SsdStore::streamRest(std::shared_ptr<ReadStream> stream) {
                          true);
         return;
       }
-      logLimited("damaged object " + stream->key.toHex() + ": body chunk " +
-                 std::to_string(passed) + " of " + std::to_string(n) + " failed verification");
+      logLimited("damaged object " + stream->key.toHex() + ": body chunk " + std::to_string(i) +
+                 " of " + std::to_string(n) + " failed verification");
       const Status st = fail(stream->key, stream->loc, Code::kCorrupt,
                              encrypt_ ? "body chunk authentication tag mismatch"
                                       : "body chunk checksum mismatch");
       stream->progress(st, true);
       return;
     }
+    stream->next = to;
+    stream->body->extendAdopted(ssd::chunkEnd(to - 1, stream->view.body_bytes));
     stream->batch = std::min(kMaxStreamBatch, stream->batch * 2);
     const bool finished = stream->next == n;
     if (stream->progress(Status(), finished) && !finished) streamRest(std::move(stream));
