@@ -1921,8 +1921,11 @@ void SsdStore::streamRest(std::shared_ptr<ReadStream> stream) {
       stream->next = passed;
       stream->damaged = true;
       stream->body->extendAdopted(ssd::chunkEnd(passed - 1, stream->view.body_bytes));
-      if (stream->progress(Status(), false)) streamRest(std::move(stream));
-      return;
+      if (stream->progress(Status(), false)) {
+        streamRest(std::move(stream));
+        return;
+      }
+      // Nobody reads on: the damage is reported, and the entry dropped, now.
     }
     if (passed != to) {
       if (!keyKnown(stream->view.key_id)) {
@@ -1934,8 +1937,8 @@ void SsdStore::streamRest(std::shared_ptr<ReadStream> stream) {
                          true);
         return;
       }
-      logLimited("damaged object " + stream->key.toHex() + ": body chunk " + std::to_string(i) +
-                 " of " + std::to_string(n) + " failed verification");
+      logLimited("damaged object " + stream->key.toHex() + ": body chunk " +
+                 std::to_string(passed) + " of " + std::to_string(n) + " failed verification");
       const Status st = fail(stream->key, stream->loc, Code::kCorrupt,
                              encrypt_ ? "body chunk authentication tag mismatch"
                                       : "body chunk checksum mismatch");

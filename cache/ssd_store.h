@@ -325,12 +325,15 @@ class SsdStore {
   bool read(const CacheKey& key, IoEngine& engine, ReadDone done);
   // Streaming read of a chunked entry (ssd_format.h): as read(), but `done` gets the hit as soon
   // as its head and first body chunk are verified, with SsdHit::streaming set and hit.body
-  // readable up to what is verified. The store then verifies the rest one chunk per turn of the
-  // engine, extends hit.body over each verified chunk and calls `progress`: (ok, false) more is
+  // readable up to what is verified. The store then verifies the rest on later turns of the
+  // engine (1, 2, 4, ... at most 16 chunks a turn), extends hit.body over what passed and calls
+  // `progress`: (ok, false) more is
   // readable; (ok, true) the whole body is verified; (kCorrupt, true) a chunk failed, nothing
   // past the chunks before it ever becomes readable, and the key is gone from the index
   // ((kNotFound, true) likewise when its vhost's data key was destroyed meanwhile). When
-  // `progress` returns false no more is verified and it is not called again. Unchunked and
+  // `progress` returns false no more is verified and it is not called again, except once with
+  // (kCorrupt, true) when the turn that extended the body last had found the next chunk damaged
+  // (the entry is dropped then, not left for the next reader). Unchunked and
   // single-chunk entries come whole, as from read() (streaming false, progress never called).
   // If the engine is destroyed first, `progress` is dropped uncalled.
   using ReadProgress = std::function<bool(Status, bool finished)>;
@@ -501,7 +504,7 @@ class SsdStore {
                             const std::shared_ptr<AlignedBuffer>& buffer,
                             IoEngine* engine = nullptr, const ReadProgress* progress = nullptr);
   struct ReadStream;
-  // Verifies the next chunk of a streaming read on a later turn of its engine, and so on.
+  // Verifies the next chunks of a streaming read on a later turn of its engine, and so on.
   void streamRest(std::shared_ptr<ReadStream> stream);
   Status fail(const CacheKey& key, const Location& loc, Code code, const char* why);
   void removeIfAt(const CacheKey& key, const Location& loc);

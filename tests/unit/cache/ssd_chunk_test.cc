@@ -472,6 +472,43 @@ TEST_P(ChunkStoreTest, ADamagedChunkInsideABatchHandsOutTheGoodChunksBeforeIt) {
   EXPECT_TRUE(logged);
 }
 
+// The same, when the reader stops wanting more right at that turn: the damage found is still
+// reported and the entry dropped (not left for the next reader to find).
+TEST_P(ChunkStoreTest, ADamageFoundWhenTheReaderStopsIsStillDropped) {
+  open(ssd::kFormatVersion);
+  const WallTime now = SystemClock::instance().wallNow();
+  body_size_ = 8 * kChunkBytes;
+  Obj a = makeObj(1, body_size_, now);
+  ASSERT_TRUE(store_->insert(a.key, a.head, a.freshness, a.body));
+  ASSERT_TRUE(store_->flush().isOk());
+  Obj pad = makeObj(2, 100, now);
+  ASSERT_TRUE(store_->insert(pad.key, pad.head, pad.freshness, pad.body));
+  ASSERT_TRUE(store_->flush().isOk());
+  flipAt(firstBodyAt() + 5 * kChunkBytes + 77);
+  std::optional<Result<SsdHit>> hit;
+  std::vector<uint64_t> lengths;
+  std::optional<Status> end;
+  ASSERT_TRUE(store_->read(
+      a.key, *engine_, [&](Result<SsdHit> r) { hit.emplace(std::move(r)); },
+      [&](Status st, bool finished) {
+        lengths.push_back(hit->value().body->length());
+        if (finished) end = st;
+        return lengths.size() < 3;  // no more after the third call (chunk 4 handed out)
+      }));
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline && store_->contains(a.key)) {
+    engine_->wait(20ms);
+  }
+  ASSERT_TRUE(hit && hit->isOk());
+  // The reader is told how it ended, with no byte more.
+  EXPECT_EQ(lengths, (std::vector<uint64_t>{2 * kChunkBytes, 4 * kChunkBytes, 5 * kChunkBytes,
+                                            5 * kChunkBytes}));
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(end->code(), Code::kCorrupt);
+  EXPECT_FALSE(store_->contains(a.key));
+  EXPECT_EQ(store_->stats().corrupt, 1u);
+}
+
 TEST_P(ChunkStoreTest, AWholeReadOfADamagedChunkIsAMiss) {
   open(ssd::kFormatVersion);
   const WallTime now = SystemClock::instance().wallNow();
