@@ -27,6 +27,19 @@ void ssdLogToStderr(std::string_view line) {
 // ---------------------------------------------------------------------------------------------
 // AlignedBuffer
 
+size_t hugePageBytes() {
+  static const size_t bytes = [] {
+    size_t v = 0;
+    if (FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r")) {
+      unsigned long long n = 0;
+      if (std::fscanf(f, "%llu", &n) == 1) v = static_cast<size_t>(n);
+      std::fclose(f);
+    }
+    return v;
+  }();
+  return bytes;
+}
+
 namespace {
 
 // Recently freed large mappings, handed to the next buffer of about the same size: SSD reads of
@@ -73,20 +86,6 @@ class MappingCache {
   std::vector<std::pair<void*, size_t>> free_;  // guarded by mu_
   size_t bytes_ = 0;                             // guarded by mu_
 };
-
-// The size of a transparent huge page (2 MiB on x86-64), 0 when the kernel has none.
-size_t hugePageBytes() {
-  static const size_t bytes = [] {
-    size_t v = 0;
-    if (FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r")) {
-      unsigned long long n = 0;
-      if (std::fscanf(f, "%llu", &n) == 1) v = static_cast<size_t>(n);
-      std::fclose(f);
-    }
-    return v;
-  }();
-  return bytes;
-}
 
 // A private anonymous mapping of `len` bytes (a multiple of the page size), its pages faulted
 // in; nullptr when the kernel refuses. From a huge page's size on, the mapping starts on a huge

@@ -36,6 +36,10 @@ struct DeviceStats {
   uint64_t errors = 0;
 };
 
+// The size of a transparent huge page (2 MiB on x86-64), 0 when the kernel has none. Read
+// buffers from this size on start on a huge page boundary (AlignedBuffer).
+size_t hugePageBytes();
+
 // An aligned heap buffer for device I/O (O_DIRECT needs buffer, offset and length aligned).
 class AlignedBuffer {
  public:

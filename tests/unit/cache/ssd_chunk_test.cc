@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -297,6 +298,19 @@ class ChunkStoreTest : public ::testing::TestWithParam<bool> {
     std::memcpy(&h, bytes.data() + region * kRegion, sizeof(h));
     return h.version;
   }
+  // Writes an object of `body_bytes` (key 1) and, in the next region, a small one (key 2, the
+  // pad), so that region 0 is read from the device; returns {object, pad}.
+  std::pair<Obj, Obj> writeWithPad(uint64_t body_bytes) {
+    const WallTime now = SystemClock::instance().wallNow();
+    body_size_ = body_bytes;
+    Obj a = makeObj(1, body_size_, now);
+    EXPECT_TRUE(store_->insert(a.key, a.head, a.freshness, a.body));
+    EXPECT_TRUE(store_->flush().isOk());
+    Obj pad = makeObj(2, 100, now);
+    EXPECT_TRUE(store_->insert(pad.key, pad.head, pad.freshness, pad.body));
+    EXPECT_TRUE(store_->flush().isOk());
+    return {std::move(a), std::move(pad)};
+  }
   // Flips one byte of the file at `offset` (of the body bytes `b` of an entry: found by content
   // when unencrypted, else by the known layout).
   void flipAt(uint64_t offset) {
@@ -390,14 +404,7 @@ StreamResult streamRead(SsdStore& store, IoEngine& engine, const CacheKey& key,
 
 TEST_P(ChunkStoreTest, AStreamingReadHandsOutChunksAsTheyAreVerified) {
   open(ssd::kFormatVersion);
-  const WallTime now = SystemClock::instance().wallNow();
-  body_size_ = 4 * kChunkBytes + 1000;
-  Obj a = makeObj(1, body_size_, now);
-  ASSERT_TRUE(store_->insert(a.key, a.head, a.freshness, a.body));
-  ASSERT_TRUE(store_->flush().isOk());
-  Obj pad = makeObj(2, 100, now);  // the next region: region 0 comes from the device
-  ASSERT_TRUE(store_->insert(pad.key, pad.head, pad.freshness, pad.body));
-  ASSERT_TRUE(store_->flush().isOk());
+  const auto [a, pad] = writeWithPad(4 * kChunkBytes + 1000);
   StreamResult r = streamRead(*store_, *engine_, a.key, a.bytes);
   ASSERT_TRUE(r.hit && r.hit->isOk());
   EXPECT_TRUE((*r.hit)->streaming);
@@ -417,14 +424,7 @@ TEST_P(ChunkStoreTest, AStreamingReadHandsOutChunksAsTheyAreVerified) {
 
 TEST_P(ChunkStoreTest, ADamagedChunkInTheMiddleStopsTheStreamBeforeItAndDropsTheEntry) {
   open(ssd::kFormatVersion);
-  const WallTime now = SystemClock::instance().wallNow();
-  body_size_ = 5 * kChunkBytes;
-  Obj a = makeObj(1, body_size_, now);
-  ASSERT_TRUE(store_->insert(a.key, a.head, a.freshness, a.body));
-  ASSERT_TRUE(store_->flush().isOk());
-  Obj pad = makeObj(2, 100, now);
-  ASSERT_TRUE(store_->insert(pad.key, pad.head, pad.freshness, pad.body));
-  ASSERT_TRUE(store_->flush().isOk());
+  const auto [a, pad] = writeWithPad(5 * kChunkBytes);
   flipAt(firstBodyAt() + 2 * kChunkBytes + 1234);  // inside chunk 2 of 5
   StreamResult r = streamRead(*store_, *engine_, a.key, a.bytes);
   ASSERT_TRUE(r.hit && r.hit->isOk());
@@ -447,14 +447,7 @@ TEST_P(ChunkStoreTest, ADamagedChunkInTheMiddleStopsTheStreamBeforeItAndDropsThe
 // handed out (and the readers get a turn to take them), nothing from it on.
 TEST_P(ChunkStoreTest, ADamagedChunkInsideABatchHandsOutTheGoodChunksBeforeIt) {
   open(ssd::kFormatVersion);
-  const WallTime now = SystemClock::instance().wallNow();
-  body_size_ = 8 * kChunkBytes;
-  Obj a = makeObj(1, body_size_, now);
-  ASSERT_TRUE(store_->insert(a.key, a.head, a.freshness, a.body));
-  ASSERT_TRUE(store_->flush().isOk());
-  Obj pad = makeObj(2, 100, now);
-  ASSERT_TRUE(store_->insert(pad.key, pad.head, pad.freshness, pad.body));
-  ASSERT_TRUE(store_->flush().isOk());
+  const auto [a, pad] = writeWithPad(8 * kChunkBytes);
   flipAt(firstBodyAt() + 5 * kChunkBytes + 77);  // chunk 5: in the third turn's batch (4-7)
   StreamResult r = streamRead(*store_, *engine_, a.key, a.bytes);
   ASSERT_TRUE(r.hit && r.hit->isOk());
@@ -476,14 +469,7 @@ TEST_P(ChunkStoreTest, ADamagedChunkInsideABatchHandsOutTheGoodChunksBeforeIt) {
 // reported and the entry dropped (not left for the next reader to find).
 TEST_P(ChunkStoreTest, ADamageFoundWhenTheReaderStopsIsStillDropped) {
   open(ssd::kFormatVersion);
-  const WallTime now = SystemClock::instance().wallNow();
-  body_size_ = 8 * kChunkBytes;
-  Obj a = makeObj(1, body_size_, now);
-  ASSERT_TRUE(store_->insert(a.key, a.head, a.freshness, a.body));
-  ASSERT_TRUE(store_->flush().isOk());
-  Obj pad = makeObj(2, 100, now);
-  ASSERT_TRUE(store_->insert(pad.key, pad.head, pad.freshness, pad.body));
-  ASSERT_TRUE(store_->flush().isOk());
+  const auto [a, pad] = writeWithPad(8 * kChunkBytes);
   flipAt(firstBodyAt() + 5 * kChunkBytes + 77);
   std::optional<Result<SsdHit>> hit;
   std::vector<uint64_t> lengths;
@@ -511,14 +497,7 @@ TEST_P(ChunkStoreTest, ADamageFoundWhenTheReaderStopsIsStillDropped) {
 
 TEST_P(ChunkStoreTest, AWholeReadOfADamagedChunkIsAMiss) {
   open(ssd::kFormatVersion);
-  const WallTime now = SystemClock::instance().wallNow();
-  body_size_ = 3 * kChunkBytes + 77;
-  Obj a = makeObj(1, body_size_, now);
-  ASSERT_TRUE(store_->insert(a.key, a.head, a.freshness, a.body));
-  ASSERT_TRUE(store_->flush().isOk());
-  Obj pad = makeObj(2, 100, now);
-  ASSERT_TRUE(store_->insert(pad.key, pad.head, pad.freshness, pad.body));
-  ASSERT_TRUE(store_->flush().isOk());
+  const auto [a, pad] = writeWithPad(3 * kChunkBytes + 77);
   flipAt(firstBodyAt() + 3 * kChunkBytes + 10);  // the last, short chunk
   auto r = store_->readSync(a.key, *engine_);
   ASSERT_FALSE(r.isOk());

@@ -84,17 +84,6 @@ TEST(FileDevice, RoundTripsWithAndWithoutDirectIo) {
   }
 }
 
-// The transparent huge page size the kernel reports, 0 without them.
-size_t hugePageBytes() {
-  size_t v = 0;
-  if (FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r")) {
-    unsigned long long n = 0;
-    if (std::fscanf(f, "%llu", &n) == 1) v = static_cast<size_t>(n);
-    std::fclose(f);
-  }
-  return v;
-}
-
 // A large read buffer (an SSD entry of a 2 MiB segment and its head) starts on a huge page
 // boundary, so the kernel can back it with huge pages; every byte of it is usable, O_DIRECT reads
 // into it, also when it is a freed one handed out again (the mapping cache).
