@@ -2,9 +2,14 @@
 -- random (uniform) when the first argument is `--random`.
 --   wrk -s rotate.lua http://127.0.0.1:8080 -- /obj/a?size=1 /obj/b?size=1
 --   wrk -s rotate.lua http://127.0.0.1:8080 -- --random /obj/a?size=1 /obj/b?size=1
+-- With ROTATE_THINK_MS=T in the environment, each connection pauses a random time (exponential,
+-- mean T ms) before each request: the offered load stops depending on the server's speed, so
+-- two servers' latencies can be compared at the same load (C connections: about C / (T + latency)
+-- requests per second).
 local paths = {}
 local random = false
 local i = 0
+local think_ms = tonumber(os.getenv("ROTATE_THINK_MS") or "") or 0
 
 function init(args)
   for _, p in ipairs(args) do
@@ -26,4 +31,10 @@ function request()
   end
   i = i % #paths + 1
   return wrk.format("GET", paths[i])
+end
+
+if think_ms > 0 then
+  function delay()
+    return math.floor(-think_ms * math.log(1 - math.random()))
+  end
 end

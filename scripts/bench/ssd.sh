@@ -9,8 +9,8 @@
 #   nginx:      proxy_cache_path on disk, sendfile + aio threads (what an operator sets for a
 #               disk cache), its page cache limited with the same memory budget
 # Per proxy:
-#   warm-up: every object fetched once through the proxy (origin fills), then a pause for the
-#            SSD writer
+#   warm-up: every object fetched once through the proxy (origin fills), then twice more (see
+#            warm()), then a pause for the SSD writer
 #   ssd:     wrk -c16 on random objects of the working set → Gbit/s, CPU µs per MiB, origin
 #            fetches during the run (should be 0: every answer is a cache hit)
 #   ram:     (streamedge) the same on 4 objects that stay in RAM → the RAM-hit reference
@@ -19,7 +19,14 @@
 #        BENCH_CONNS=16 BENCH_ONLY=streamedge,nginx BENCH_SKIP_BUILD=1 BENCH_PROXY_CPU=0
 #        BENCH_LOAD_CPU=1 BENCH_SSD_ENCRYPT=true BENCH_SE_RAM=256MiB
 #        BENCH_PERF=FILE (perf record -g of streamedge during its SSD run; the top of the report,
-#        by symbol, is written to FILE, the recording to FILE.data for `perf report -i`)
+#        by symbol, is written to FILE, the recording to FILE.data for `perf report -i`;
+#        BENCH_PERF_EVENT=sched:sched_switch records where it sleeps instead)
+#        BENCH_THINK_MS=T (each wrk connection pauses ~T ms, exponential, before each request:
+#        both servers get about the same offered load, CONNS / (T + latency) requests per second,
+#        so their latencies compare at the same load rather than each at its own limit)
+#        BENCH_ACCESS_LOG=FILE (streamedge writes its access log to FILE; after its SSD run the
+#        server-side duration and time to first byte are summed up by cache result: where a
+#        tail comes from. Costs the proxy some CPU: not for the CPU figures)
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -122,6 +129,17 @@ warm() {  # NAME PORT: every object once through the proxy
     [[ "$out" == "200 $SEG" ]] || bad=$((bad + 1))
   done < <(paths "$name")
   ((bad == 0)) || warn "$name: $bad warm-up fetches failed"
+  # Then every object twice more. streamedge writes to its SSD when RAM evicts (admission =
+  # evict), so after one pass the last quarter of the fills is still in RAM only, and the first
+  # seconds of the run would be spent writing it while the SSD hits that push it out wait
+  # (measured: hits up to ~60 ms in the run's first 2 s, ~6 ms after). Two reads promote what
+  # the SSD holds into RAM, which evicts those fills and gets them written before the run starts,
+  # as nginx wrote its files during its fill. Both servers get the same passes.
+  log "$name: two more passes, so that every object is on disk before the run"
+  while read -r p; do
+    curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$port$p"
+    curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$port$p"
+  done < <(paths "$name")
   sleep 3  # the SSD writer finishes its queue
 }
 
@@ -134,11 +152,22 @@ measure() {  # NAME TEST PGID URL LUA PATHS...
   t0=$(ticks "$pgid")
   local perf_pid=
   if [[ -n "${BENCH_PERF:-}" && "$name:$test" == streamedge:ssd ]]; then
-    perf record -q -e cpu-clock -g -p "$pgid" -o "$BENCH_PERF.data" -- sleep "$SECS" >/dev/null 2>&1 &
+    perf record -q -e "${BENCH_PERF_EVENT:-cpu-clock}" -g -p "$pgid" -o "$BENCH_PERF.data" -- sleep "$SECS" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  taskset -c "$LOAD_CPU" timeout $((SECS + 60)) wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 10s \
-    --latency -s "$lua" "$url" -- "$@" >"$out" 2>&1
+  ROTATE_THINK_MS=${BENCH_THINK_MS:-0} taskset -c "$LOAD_CPU" timeout $((SECS + 60)) wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 10s \
+    --latency -s "$lua" "$url" -- "$@" >"$out" 2>&1 &
+  # The load generator's own core: near 100 % busy, wrk itself is the limit of the run (its
+  # latencies then include its own queueing; on loopback it also pays the receive side).
+  local wrk_parent=$! wrk_pid c0 c1
+  sleep 1
+  wrk_pid=$(cat "/proc/$wrk_parent/task/$wrk_parent/children" 2>/dev/null | awk '{ print $1 }')
+  c0=$(awk '{ print $14 + $15 }' "/proc/$wrk_pid/stat" 2>/dev/null)
+  sleep $((SECS - 2))
+  c1=$(awk '{ print $14 + $15 }' "/proc/$wrk_pid/stat" 2>/dev/null)
+  wait "$wrk_parent"
+  R[$name:$test:client]=$(awk -v a="${c0:-}" -v b="${c1:-}" -v k="$CLK_TCK" -v s=$((SECS - 2)) \
+    'BEGIN { if (a != "" && b != "") printf "%.0f%%", (b - a) * 100 / k / s; else print "—" }')
   if [[ -n "$perf_pid" ]]; then
     wait "$perf_pid"
     perf report -i "$BENCH_PERF.data" --no-children --sort dso,sym --stdio 2>/dev/null |
@@ -184,7 +213,7 @@ path = "$store"
 size = "$((OBJECTS * 2 * 3 / 2))MiB"
 encrypt = $ENCRYPT
 [log]
-access_log = "off"
+access_log = "${BENCH_ACCESS_LOG:-off}"
 CONF
   se_routes >>"$WORK/se.toml"
   local cg
@@ -198,7 +227,31 @@ CONF
   local h0 h1
   h0=$(metric "$admin" streamedge_ssd_hits_total)
   mapfile -t ps < <(paths streamedge)
+  local lines0=0
+  [[ -n "${BENCH_ACCESS_LOG:-}" ]] && { sleep 0.5; lines0=$(wc -l <"$BENCH_ACCESS_LOG"); }
   measure streamedge ssd "$pid" "http://127.0.0.1:$port" "$BENCH_DIR/rotate.lua" --random "${ps[@]}"
+  if [[ -n "${BENCH_ACCESS_LOG:-}" ]]; then
+    sleep 0.5  # the log writer hands lines over every 100 ms
+    log "streamedge's own view of its SSD run (access log, ms):"
+    tail -n +"$((lines0 + 1))" "$BENCH_ACCESS_LOG" | /usr/bin/python3 -c '
+import json, sys
+by = {}
+for line in sys.stdin:
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    by.setdefault(e.get("cache", "?"), []).append((e["duration_ms"], e["ttfb_ms"]))
+def pct(v, q):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(q * len(v)))]
+for cache, rows in sorted(by.items()):
+    d = [r[0] for r in rows]
+    t = [r[1] for r in rows]
+    print("    %-10s %6d requests  duration p50 %6.1f p90 %6.1f p99 %6.1f max %6.1f  ttfb p50 %5.1f p99 %5.1f"
+          % (cache, len(rows), pct(d, .5), pct(d, .9), pct(d, .99), max(d), pct(t, .5), pct(t, .99)))
+'
+  fi
   h1=$(metric "$admin" streamedge_ssd_hits_total)
   R[streamedge:ssd:share]=$(awk -v h=$((h1 - h0)) -v r="${R[streamedge:ssd:reqs]}" \
     'BEGIN { if (r > 0) printf "%.0f%%", h * 100 / r; else print "—" }')
@@ -267,11 +320,11 @@ CONF
 echo
 echo "# SSD hits — $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short=12 HEAD)"
 echo "working set $OBJECTS × 2 MiB on $(df --output=source "$STORE_DIR" | tail -1) ($STORE_DIR), memory cgroup $MEM_LIMIT per server ($CG_KIND),"
-echo "one worker pinned to CPU $PROXY_CPU, wrk -t1 -c$CONNS on CPU $LOAD_CPU, random objects, ${SECS}s;"
+echo "one worker pinned to CPU $PROXY_CPU, wrk -t1 -c$CONNS on CPU $LOAD_CPU, random objects, ${SECS}s, think time ${BENCH_THINK_MS:-0} ms;"
 echo "streamedge: RAM $SE_RAM, SSD store encrypt=$ENCRYPT, backend ${R[streamedge:backend]:-?}, peak RSS ${R[streamedge:rss]:-?} KiB"
 echo
-echo "| test | Gbit/s | CPU µs/MiB | p99 | origin fetches | errors |"
-echo "|---|--:|--:|--:|--:|--:|"
+echo "| test | Gbit/s | CPU µs/MiB | p99 | origin fetches | errors | wrk's core busy |"
+echo "|---|--:|--:|--:|--:|--:|--:|"
 for k in streamedge:ssd nginx:ssd streamedge:ram; do
   [[ -n "${R[$k:reqs]:-}" ]] || continue
   case $k in
@@ -279,7 +332,7 @@ for k in streamedge:ssd nginx:ssd streamedge:ram; do
     nginx:ssd) label="nginx proxy_cache on disk, same working set" ;;
     streamedge:ram) label="streamedge, 4 hot objects (RAM hits)" ;;
   esac
-  echo "| $label | ${R[$k:gbps]} | ${R[$k:cpu]} | ${R[$k:p99]} | ${R[$k:origin]} | ${R[$k:errors]} |"
+  echo "| $label | ${R[$k:gbps]} | ${R[$k:cpu]} | ${R[$k:p99]} | ${R[$k:origin]} | ${R[$k:errors]} | ${R[$k:client]} |"
 done
 echo
 echo "streamedge ÷ nginx (SSD working set): $(ratio "${R[streamedge:ssd:gbps]:-0}" "${R[nginx:ssd:gbps]:-0}") throughput, $(ratio "${R[nginx:ssd:cpu]:-0}" "${R[streamedge:ssd:cpu]:-0}") CPU per MiB"

@@ -6,6 +6,7 @@
 #include "cache/ssd_store.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -15,6 +16,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -1407,6 +1411,43 @@ TEST(SsdStore, WorksOnTheMemoryDevice) {
   ASSERT_TRUE(hit.isOk());
   EXPECT_EQ(bodyOf(*hit->body), bodyFor(1, 5000));
   e = Status(Code::kInternal, Source::kInternal, "drop");
+}
+
+// The writer's work can wait and a viewer cannot: its thread neither preempts workers when it
+// wakes (SCHED_BATCH) nor takes an equal share of their core (nice +10 over the process's).
+TEST(SsdStore, TheWriterThreadYieldsToTheWorkers) {
+  auto dev = std::make_unique<MemoryDevice>(kStore);
+  SsdStoreOptions o;
+  o.region_bytes = kRegion;
+  o.log = nullptr;
+  auto s = SsdStore::open(std::move(dev), o);
+  ASSERT_TRUE(s.isOk());
+  ASSERT_TRUE((*s)->flush().isOk());  // the writer has run
+  // Fields after the command name in /proc/<tid>/stat: [0] is field 3 (state), so field N is
+  // [N - 3]: nice is field 19, the scheduling policy field 41.
+  auto statFields = [](const std::filesystem::path& stat) {
+    std::ifstream in(stat);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::istringstream rest(text.substr(text.rfind(')') + 1));
+    std::vector<std::string> fields;
+    for (std::string f; rest >> f;) fields.push_back(f);
+    return fields;
+  };
+  const std::vector<std::string> own = statFields("/proc/thread-self/stat");
+  ASSERT_GT(own.size(), 38u);
+  int writers = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "se-ssd-writer") continue;
+    ++writers;
+    const std::vector<std::string> f = statFields(task.path() / "stat");
+    ASSERT_GT(f.size(), 38u);
+    EXPECT_EQ(std::stoi(f[16]), std::min(19, std::stoi(own[16]) + 10));
+    EXPECT_EQ(std::stoi(f[38]), SCHED_BATCH);
+  }
+  EXPECT_EQ(writers, 1);
 }
 
 }  // namespace
