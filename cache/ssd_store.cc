@@ -982,9 +982,9 @@ namespace {
 // The writer thread yields to the workers: it neither preempts a worker when it wakes
 // (SCHED_BATCH) nor takes an equal share of a busy core (nice +10). Its work (sealing and writing
 // what RAM evicted, reclaim, checkpoints) can wait, and its queue is bounded (admissions beyond it
-// are dropped and counted); a viewer cannot wait. Measured with scripts/bench/ssd.sh, everything
-// on one core: while the writer sealed the RAM tier's first evictions, hits took up to ~70 ms
-// instead of ~6. Best effort: a refusal leaves the thread as it was.
+// are dropped and counted); a viewer cannot wait. Traced with scripts/bench/ssd.sh, everything on
+// one core: each admission woke the writer, which preempted the worker for slices of 3-4 ms while
+// it sealed what RAM evicted. Best effort: a refusal leaves the thread as it was.
 void yieldToWorkers() {
   pthread_setname_np(pthread_self(), "se-ssd-writer");
   const sched_param param{};

@@ -163,10 +163,10 @@ measure() {  # NAME TEST PGID URL LUA PATHS...
   sleep 1
   wrk_pid=$(cat "/proc/$wrk_parent/task/$wrk_parent/children" 2>/dev/null | awk '{ print $1 }')
   c0=$(awk '{ print $14 + $15 }' "/proc/$wrk_pid/stat" 2>/dev/null)
-  sleep $((SECS - 2))
+  sleep $((SECS > 3 ? SECS - 2 : 1))
   c1=$(awk '{ print $14 + $15 }' "/proc/$wrk_pid/stat" 2>/dev/null)
   wait "$wrk_parent"
-  R[$name:$test:client]=$(awk -v a="${c0:-}" -v b="${c1:-}" -v k="$CLK_TCK" -v s=$((SECS - 2)) \
+  R[$name:$test:client]=$(awk -v a="${c0:-}" -v b="${c1:-}" -v k="$CLK_TCK" -v s=$((SECS > 3 ? SECS - 2 : 1)) \
     'BEGIN { if (a != "" && b != "") printf "%.0f%%", (b - a) * 100 / k / s; else print "—" }')
   if [[ -n "$perf_pid" ]]; then
     wait "$perf_pid"
