@@ -984,9 +984,9 @@ namespace {
 // what RAM evicted, reclaim, checkpoints) can wait, and its queue is bounded (admissions beyond it
 // are dropped and counted); a viewer cannot wait. Traced with scripts/bench/ssd.sh, everything on
 // one core: each admission woke the writer, which preempted the worker for slices of 3-4 ms while
-// it sealed what RAM evicted. Best effort: a refusal leaves the thread as it was.
+// it sealed what RAM evicted. Not during the rebuild before it: SSD hits wait for that. Best
+// effort: a refusal leaves the thread as it was.
 void yieldToWorkers() {
-  pthread_setname_np(pthread_self(), "se-ssd-writer");
   const sched_param param{};
   (void)sched_setscheduler(0, SCHED_BATCH, &param);  // 0: the calling thread
   const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
@@ -998,7 +998,7 @@ void yieldToWorkers() {
 }  // namespace
 
 void SsdStore::writerLoop() {
-  yieldToWorkers();
+  pthread_setname_np(pthread_self(), "se-ssd-writer");
   if (!ready_.load(std::memory_order_acquire) && !rebuild()) {
     // Closed before the background rebuild was done: nothing may be written (where the log
     // goes on is not known yet). Queued admissions are dropped; flush() waiters are released.
@@ -1011,6 +1011,7 @@ void SsdStore::writerLoop() {
     flushed_cv_.notify_all();
     return;
   }
+  yieldToWorkers();
   last_checkpoint_ = std::chrono::steady_clock::now();
   for (;;) {
     Job job;

@@ -1393,12 +1393,16 @@ TEST(SsdStore, ConfigRefusesAnUnreadableKeyFile) {
   EXPECT_NE(error.find("missing.key"), std::string::npos) << error;
 }
 
-TEST(SsdStore, WorksOnTheMemoryDevice) {
-  auto dev = std::make_unique<MemoryDevice>(kStore);
+// A store of kStore bytes in kRegion regions on the memory device, quiet.
+Result<std::unique_ptr<SsdStore>> openOnMemoryDevice() {
   SsdStoreOptions o;
   o.region_bytes = kRegion;
   o.log = nullptr;
-  auto s = SsdStore::open(std::move(dev), o);
+  return SsdStore::open(std::make_unique<MemoryDevice>(kStore), o);
+}
+
+TEST(SsdStore, WorksOnTheMemoryDevice) {
+  auto s = openOnMemoryDevice();
   ASSERT_TRUE(s.isOk());
   ManualClock clock;
   Obj obj = makeObj(1, 5000, clock);
@@ -1416,11 +1420,7 @@ TEST(SsdStore, WorksOnTheMemoryDevice) {
 // The writer's work can wait and a viewer cannot: its thread neither preempts workers when it
 // wakes (SCHED_BATCH) nor takes an equal share of their core (nice +10 over the process's).
 TEST(SsdStore, TheWriterThreadYieldsToTheWorkers) {
-  auto dev = std::make_unique<MemoryDevice>(kStore);
-  SsdStoreOptions o;
-  o.region_bytes = kRegion;
-  o.log = nullptr;
-  auto s = SsdStore::open(std::move(dev), o);
+  auto s = openOnMemoryDevice();
   ASSERT_TRUE(s.isOk());
   ASSERT_TRUE((*s)->flush().isOk());  // the writer has run
   // Fields after the command name in /proc/<tid>/stat: [0] is field 3 (state), so field N is
