@@ -111,6 +111,25 @@ TEST(AlignedBuffer, LargeBuffersStartOnAHugePageAndTakeDirectIo) {
   }
 }
 
+// A freed large buffer is handed to the next one of its size also when the mapping cache was
+// full of other sizes: the oldest make room. (A cache full of sizes no read asks for, such as the
+// start-up scan's region buffer, once made every SSD read map and zero fresh pages.) A reused
+// mapping still holds the bytes written into it; a fresh one is zeroed by the kernel.
+TEST(AlignedBuffer, AFreedBufferIsReusedAfterOtherSizesFilledTheCache) {
+  {
+    std::vector<AlignedBuffer> others;
+    for (int i = 0; i < 8; ++i) others.emplace_back(size_t{3} << 19, 4096);  // 1.5 MiB each
+  }  // all given back: the cache is full (of mappings no 2 MiB read can use)
+  const size_t len = (2u << 20) + 8192;
+  {
+    AlignedBuffer first(len, 4096);
+    std::memset(first.data(), 0x5a, len);
+  }
+  AlignedBuffer again(len, 4096);
+  EXPECT_EQ(again.data()[0], 0x5a);
+  EXPECT_EQ(again.data()[len - 1], 0x5a);
+}
+
 // A ramfs mounted on a fresh directory (ramfs has no direct I/O: open(O_DIRECT) fails with
 // EINVAL), unmounted again at the end. Needs CAP_SYS_ADMIN (root, as CI runs): ok() is false
 // without it.
