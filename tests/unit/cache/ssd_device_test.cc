@@ -118,9 +118,10 @@ TEST(AlignedBuffer, LargeBuffersStartOnAHugePageAndTakeDirectIo) {
 TEST(AlignedBuffer, AFreedBufferIsReusedAfterOtherSizesFilledTheCache) {
   {
     std::vector<AlignedBuffer> others;
-    for (int i = 0; i < 8; ++i) others.emplace_back(size_t{3} << 19, 4096);  // 1.5 MiB each
-  }  // all given back: the cache is full (of mappings no 2 MiB read can use)
-  const size_t len = (2u << 20) + 8192;
+    // 1.5 MiB each, more of them than the cache keeps (by count and by bytes)
+    for (int i = 0; i < 24; ++i) others.emplace_back(size_t{3} << 19, 4096);
+  }  // all given back: the cache is full of mappings no larger read can use
+  const size_t len = (3u << 20) + 12288;  // a size no other test asks for
   {
     AlignedBuffer first(len, 4096);
     std::memset(first.data(), 0x5a, len);
