@@ -27,7 +27,11 @@ class TokenScenarioTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string error;
-    sim_ = testsupport::startOriginSim({"--name", "dc-a"}, &error);
+    // A 6 s target duration: live playlists then live the route's 2 s, not half of a 2 s
+    // target. With 1 s a playlist fetched just before a second boundary could arrive with an
+    // apparent age of 1 s (Date is whole seconds) and be stale at once: a HIT asserted below
+    // was a MISS once in a CI run.
+    sim_ = testsupport::startOriginSim({"--name", "dc-a", "--target-duration", "6"}, &error);
     ASSERT_TRUE(sim_) << error;
     key1_ = std::string(32, '\x11');
     key2_ = std::string(32, '\x22');
